@@ -1,0 +1,79 @@
+// The one interface every sandbox backend implements (local bubblewrap, docker, sim).
+// All calls are blocking and thread-safe across different sandboxes; the engine calls
+// them only from its blocking executor, never from a CAF scheduler thread, and never
+// issues two calls on the same sandbox at once. Failures throw warmpool::Error.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "warmpool/config.hpp"
+#include "warmpool/types.hpp"
+
+namespace warmpool {
+
+/// What a backend needs to create one sandbox.
+struct SandboxSpec {
+  std::string pool;      // labels: warmpool.pool
+  std::string node;      // labels: warmpool.node
+  std::string instance;  // labels: warmpool.instance (unique per engine run)
+  std::string name;      // unique sandbox name, e.g. "wp-<node>-<pool>-<n>"
+  const PoolConfig* pool_config = nullptr; // outlives the sandbox
+};
+
+/// A live sandbox. Backends subclass it to keep their own handles.
+class Sandbox {
+public:
+  virtual ~Sandbox() = default;
+  /// Backend-specific id (docker container id, bwrap pid, sim number).
+  virtual std::string id() const = 0;
+};
+
+using SandboxPtr = std::shared_ptr<Sandbox>;
+
+/// Called by a backend from any thread when a sandbox died on its own
+/// (docker `die` event, bwrap process exit). Argument: the sandbox id.
+using DeathCallback = std::function<void(const std::string& sandbox_id)>;
+
+class Backend {
+public:
+  virtual ~Backend() = default;
+
+  virtual std::string name() const = 0;
+
+  /// Checks that the backend can be used at all (binary present, daemon reachable).
+  /// Throws Error(backend_unavailable) with advice on what to do.
+  virtual void check_available() = 0;
+
+  /// Creates and starts a sandbox whose agent answers; does not run the health probe.
+  virtual SandboxPtr create(const SandboxSpec& spec) = 0;
+
+  virtual ExecResult exec(Sandbox& box, const ExecRequest& req) = 0;
+  virtual std::string read_file(Sandbox& box, const std::string& path) = 0;
+  virtual void write_file(Sandbox& box, const std::string& path, const std::string& data) = 0;
+
+  /// Wipes the workspace and kills every process of the previous tenant; throws if it
+  /// cannot verify a clean state (the caller then retires the sandbox).
+  virtual ResetReport reset(Sandbox& box, duration timeout) = 0;
+
+  /// Cheap liveness check of the agent.
+  virtual void ping(Sandbox& box, duration timeout) = 0;
+
+  /// Removes the sandbox and everything it holds. Idempotent.
+  virtual void destroy(Sandbox& box) = 0;
+
+  /// Removes sandboxes left by an earlier run of this node (labels/markers); returns how many.
+  virtual size_t reap_orphans(const std::string& node, const std::string& current_instance) {
+    (void)node; (void)current_instance;
+    return 0;
+  }
+
+  /// Registers the callback for sandboxes that die on their own. Optional.
+  virtual void on_death(DeathCallback cb) { (void)cb; }
+};
+
+using BackendPtr = std::shared_ptr<Backend>;
+
+} // namespace warmpool

@@ -1,0 +1,42 @@
+#include "warmpool/types.hpp"
+
+namespace warmpool {
+
+const char* to_string(Errc code) {
+  switch (code) {
+    case Errc::none: return "none";
+    case Errc::pool_exhausted: return "pool_exhausted";
+    case Errc::backend_unavailable: return "backend_unavailable";
+    case Errc::container_failed: return "container_failed";
+    case Errc::exec_timeout: return "exec_timeout";
+    case Errc::invalid_request: return "invalid_request";
+    case Errc::shutting_down: return "shutting_down";
+    case Errc::node_lost: return "node_lost";
+    case Errc::unknown_pool: return "unknown_pool";
+    case Errc::unknown_lease: return "unknown_lease";
+    case Errc::config_invalid: return "config_invalid";
+    case Errc::internal: return "internal";
+  }
+  return "unknown";
+}
+
+const char* describe(Errc code) {
+  switch (code) {
+    case Errc::none: return "no error";
+    case Errc::pool_exhausted:
+      return "no sandbox became free before the acquire deadline; raise max_size, lengthen the timeout or use on_exhausted: fresh";
+    case Errc::backend_unavailable: return "the sandbox backend cannot be used";
+    case Errc::container_failed: return "the sandbox behind this lease failed and was taken out of service";
+    case Errc::exec_timeout: return "the operation did not finish within its time limit";
+    case Errc::invalid_request: return "the request is malformed";
+    case Errc::shutting_down: return "the engine is shutting down and accepts no new work";
+    case Errc::node_lost: return "the node holding this sandbox is no longer reachable";
+    case Errc::unknown_pool: return "no pool has this name";
+    case Errc::unknown_lease: return "this lease is unknown or was already released";
+    case Errc::config_invalid: return "the configuration is invalid";
+    case Errc::internal: return "internal error in warmpool (a bug; please report it)";
+  }
+  return "unknown error";
+}
+
+} // namespace warmpool

@@ -1,0 +1,130 @@
+// Engine configuration: plain structs plus the YAML loader and validator.
+// Durations are milliseconds; YAML accepts "500ms", "30s", "5m", "1h" or a bare number of seconds.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "warmpool/types.hpp"
+
+namespace warmpool {
+
+enum class OnExhausted { wait, fresh, fail };
+enum class ResetMode { agent, restart, recycle };
+
+struct HealthCheckConfig {
+  duration interval{30000};       // 0 disables periodic probes
+  duration timeout{5000};
+  std::vector<std::string> argv;  // empty and shell empty: the probe is an agent ping
+  std::string shell;
+  std::string expect;             // substring the probe's stdout must contain
+  uint32_t failures = 3;          // consecutive failures before replacement
+};
+
+struct ResetConfig {
+  ResetMode mode = ResetMode::agent;
+  duration timeout{10000};
+};
+
+struct LimitsConfig {
+  uint64_t memory = 512ull << 20;   // bytes of address space / cgroup memory
+  double cpus = 1.0;                // docker only
+  uint32_t pids = 128;              // processes per sandbox
+  uint64_t file_size = 64ull << 20; // largest file a command may write
+  uint64_t workspace = 256ull << 20;// size of the /workspace tmpfs
+};
+
+struct RestartConfig {
+  uint32_t max_attempts = 3;        // restarts after a failure before giving up
+  duration backoff_initial{200};    // doubled after each attempt
+  duration backoff_max{10000};
+};
+
+struct SimConfig {
+  duration create_latency{0};
+  duration exec_latency{0};
+  double failure_rate = 0.0;        // probability that a create or exec fails
+  uint64_t seed = 1;
+};
+
+struct PoolConfig {
+  std::string name;
+  std::string backend = "local";    // local | sim | docker
+  std::string image;                // docker image; local: ignored
+  bool enabled = true;              // false: every acquire gets a fresh one-off sandbox
+  uint32_t min_idle = 1;            // warm sandboxes kept ready (seeds: startup containers)
+  uint32_t max_size = 4;            // sandboxes the pool may hold at once
+  uint32_t max_uses = 0;            // recycle after this many leases; 0 = unlimited
+  duration max_age{0};              // retire after this age; 0 = never
+  duration idle_timeout{0};         // retire idle ones above min_idle after this; 0 = never
+  duration acquire_timeout{30000};  // default acquire deadline
+  OnExhausted on_exhausted = OnExhausted::wait;
+  uint32_t create_parallelism = 4;  // sandboxes created at once during warm-up and refill
+  std::string network = "none";     // none | host (local) / none | bridge | ... (docker)
+  duration exec_timeout{30000};     // default timeout of an exec without one
+  uint64_t output_limit = 1 << 20;  // default output cap per stream
+  HealthCheckConfig health_check;
+  ResetConfig reset;
+  LimitsConfig limits;
+  RestartConfig restart;
+  SimConfig sim;
+};
+
+struct LogConfig {
+  std::string level = "info";       // trace | debug | info | warn | error | off
+  std::string format = "text";      // text | json
+  std::string file;                 // empty: stderr
+};
+
+struct EngineConfig {
+  std::string node;                 // default: the host name
+  uint32_t executor_threads = 8;    // threads for blocking backend calls
+  duration shutdown_grace{10000};   // how long shutdown waits for leases to be released
+  duration stats_interval{60000};   // periodic stats log of `warmpool run`; 0 = off
+  std::string agent_path;           // default: warmpool-agent next to the binary or on PATH
+  LogConfig log;
+  std::vector<PoolConfig> pools;
+};
+
+/// One validation problem: `path` names the key, e.g. "pools[0].max_size".
+struct ConfigIssue {
+  std::string path;
+  std::string message;
+  std::string to_string() const { return path + ": " + message; }
+};
+
+/// Thrown by the loaders when the configuration is invalid; carries every issue found.
+class ConfigError : public Error {
+public:
+  explicit ConfigError(std::vector<ConfigIssue> issues);
+  const std::vector<ConfigIssue>& issues() const noexcept { return issues_; }
+
+private:
+  std::vector<ConfigIssue> issues_;
+};
+
+/// Parses YAML text, applies environment overrides from `env` and validates.
+/// Throws ConfigError listing every problem.
+EngineConfig parse_config(const std::string& yaml_text,
+                          const std::map<std::string, std::string>& env = {});
+
+/// Reads the file and calls parse_config with the process environment.
+EngineConfig load_config_file(const std::string& path);
+
+/// Validates a config built in code; returns the issues (empty when valid).
+std::vector<ConfigIssue> validate(const EngineConfig& cfg);
+
+/// "1500ms" -> 1500ms, "30s", "5m", "1h", "2" (seconds). Throws std::invalid_argument.
+duration parse_duration(const std::string& text);
+/// "512m", "1g", "64k", "1024" (bytes). Throws std::invalid_argument.
+uint64_t parse_size(const std::string& text);
+
+/// Snapshot of the process environment as a map (for parse_config).
+std::map<std::string, std::string> process_environment();
+
+const char* to_string(OnExhausted v);
+const char* to_string(ResetMode v);
+
+} // namespace warmpool

@@ -1,0 +1,107 @@
+// warmpool's C++ API: start an Engine, acquire a Lease, run commands in a warm sandbox.
+// Thread-safe. Includes no CAF header.
+#pragma once
+
+#include <functional>
+#include <future>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "warmpool/config.hpp"
+#include "warmpool/types.hpp"
+
+namespace warmpool {
+
+class Engine;
+
+/// Exclusive use of one sandbox until released. Releasing resets the sandbox for the next
+/// tenant (or retires it when `dirty`). The destructor releases a lease still held.
+class Lease {
+public:
+  Lease() = default;
+  Lease(Lease&&) noexcept;
+  Lease& operator=(Lease&&) noexcept;
+  Lease(const Lease&) = delete;
+  Lease& operator=(const Lease&) = delete;
+  ~Lease();
+
+  /// Runs a command; throws Error (container_failed, unknown_lease, ...) on failure.
+  /// A command that exceeds its timeout is not an error: see ExecResult::timed_out.
+  ExecResult exec(const ExecRequest& req);
+  /// Shorthand: run argv with the pool's default timeout.
+  ExecResult exec(std::vector<std::string> argv);
+  std::string read_file(const std::string& path);
+  void write_file(const std::string& path, const std::string& data);
+
+  void exec_async(ExecRequest req, std::function<void(ExecResult, std::exception_ptr)> done);
+  std::future<ExecResult> exec_future(ExecRequest req);
+
+  /// Gives the sandbox back. `dirty`: do not reuse it (it is replaced instead of reset).
+  void release(bool dirty = false);
+
+  bool valid() const noexcept { return impl_ != nullptr; }
+  explicit operator bool() const noexcept { return valid(); }
+  const std::string& id() const;
+  const std::string& pool() const;
+  const std::string& container_id() const;
+  const std::string& node() const;
+
+  struct Impl;
+
+private:
+  friend class Engine;
+  explicit Lease(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+struct AcquireOptions {
+  duration timeout{-1};   // negative: the pool's acquire_timeout
+  std::string tenant;
+  std::string session;
+};
+
+class Engine {
+public:
+  /// Starts the engine: builds every pool, reaps orphans of an earlier run, begins warming.
+  /// Throws ConfigError for an invalid config, Error(backend_unavailable) when a backend
+  /// cannot be used.
+  explicit Engine(EngineConfig cfg);
+  static std::unique_ptr<Engine> from_file(const std::string& path);
+  ~Engine(); // calls stop()
+
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  Lease acquire(const std::string& pool, const AcquireOptions& opts = {});
+  Lease acquire(const std::string& pool, duration timeout);
+  void acquire_async(const std::string& pool, AcquireOptions opts,
+                     std::function<void(Lease, std::exception_ptr)> done);
+  std::future<Lease> acquire_future(const std::string& pool, AcquireOptions opts = {});
+
+  /// One-shot: acquire, exec, release.
+  ExecResult execute(const std::string& pool, const ExecRequest& req,
+                     const AcquireOptions& opts = {});
+
+  std::vector<PoolStats> stats();
+  PoolStats stats(const std::string& pool);
+
+  /// Blocks until every pool holds min_idle ready sandboxes or the timeout passes.
+  /// Returns whether they all did.
+  bool wait_ready(duration timeout);
+
+  /// Graceful shutdown: stop admitting, fail waiters with shutting_down, wait up to the
+  /// grace period for leases, destroy every sandbox. Idempotent.
+  void stop();
+
+  const EngineConfig& config() const;
+  /// Unique id of this engine run (labels every sandbox it creates).
+  const std::string& instance() const;
+
+  struct Impl;
+
+private:
+  std::shared_ptr<Impl> impl_;
+};
+
+} // namespace warmpool
