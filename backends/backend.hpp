@@ -70,6 +70,13 @@ public:
     return 0;
   }
 
+  /// Safety net at shutdown: removes every sandbox still labelled with `instance`;
+  /// returns how many it removed (the actors should have left none).
+  virtual size_t remove_all(const std::string& instance) {
+    (void)instance;
+    return 0;
+  }
+
   /// Registers the callback for sandboxes that die on their own. Optional.
   virtual void on_death(DeathCallback cb) { (void)cb; }
 };

@@ -70,6 +70,14 @@ struct PoolConfig {
   LimitsConfig limits;
   RestartConfig restart;
   SimConfig sim;
+  // ---- docker backend only ----
+  std::string exec_mode = "agent";  // agent: through warmpool-agent (fast) | docker: Docker exec API
+                                    // (images where the agent cannot run; PID 1 is `sleep infinity`)
+  std::string docker_host;          // unix:///path; empty: $DOCKER_HOST, else /var/run/docker.sock
+  std::string user = "1000:1000";   // uid:gid that user code runs as (never root)
+  bool read_only_root = true;       // ReadonlyRootfs; /workspace and /tmp are tmpfs either way
+  std::vector<std::string> cap_add; // capabilities added to the minimal set (e.g. NET_BIND_SERVICE)
+  std::map<std::string, std::string> tmpfs; // extra tmpfs mounts: path -> options ("size=64m")
 };
 
 struct LogConfig {
@@ -120,6 +128,10 @@ std::vector<ConfigIssue> validate(const EngineConfig& cfg);
 duration parse_duration(const std::string& text);
 /// "512m", "1g", "64k", "1024" (bytes). Throws std::invalid_argument.
 uint64_t parse_size(const std::string& text);
+
+/// The node name used when the config sets none: the host name (gethostname), or
+/// "localhost" if that is unavailable.
+std::string default_node_name();
 
 /// Snapshot of the process environment as a map (for parse_config).
 std::map<std::string, std::string> process_environment();

@@ -109,6 +109,8 @@ struct PoolStats {
   uint64_t executions = 0;
   uint64_t fresh = 0;     // one-off sandboxes created outside the pool
   std::map<std::string, uint64_t> retired; // count per retirement reason
+  std::map<std::string, uint64_t> transitions; // count of entries into each FSM state
+  uint64_t probe_failures = 0;
   std::vector<ContainerStats> containers;
 };
 

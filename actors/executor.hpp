@@ -1,0 +1,38 @@
+// Threads for blocking backend calls, so no CAF scheduler thread ever waits on
+// dockerd, bwrap or an agent pipe. Work items answer their actor with a message.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace warmpool {
+
+class executor {
+public:
+  /// threads == 0: run every task inline in submit() (deterministic tests with the sim
+  /// backend, whose calls return at once).
+  explicit executor(size_t threads);
+  ~executor();
+  executor(const executor&) = delete;
+  executor& operator=(const executor&) = delete;
+
+  void submit(std::function<void()> task);
+  /// Runs what is queued, then joins the threads. Later submits run inline.
+  void stop();
+  size_t queued() const;
+
+private:
+  void work();
+
+  mutable std::mutex mtx_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> tasks_;
+  std::vector<std::thread> threads_;
+  bool stopping_ = false;
+};
+
+} // namespace warmpool

@@ -1,0 +1,422 @@
+#include "actors/pool_actor.hpp"
+
+#include <algorithm>
+#include <cstdio>
+
+#include <caf/all.hpp>
+#include <spdlog/spdlog.h>
+
+#include "messages/errors.hpp"
+
+namespace warmpool {
+
+namespace {
+
+enum timer_kind : uint8_t { waiter_deadline = 0, grace_expired = 1 };
+
+using self_ptr = pool_actor::stateful_pointer<pool_state>;
+using waiter = pool_state::waiter;
+
+pool_actor me(self_ptr self) {
+  return caf::actor_cast<pool_actor>(self);
+}
+
+std::string reason_key(const std::string& reason) {
+  auto pos = reason.find(':');
+  return pos == std::string::npos ? reason : reason.substr(0, pos);
+}
+
+/// Sandboxes that will become idle without a new spawn.
+uint32_t pending_supply(self_ptr self) {
+  auto& c = self->state.counts;
+  return c["creating"] + c["warming"] + c["restarting"] + c["failed"] + c["resetting"];
+}
+
+uint32_t live(self_ptr self) {
+  uint32_t n = 0;
+  for (auto& kv : self->state.counts)
+    n += kv.second;
+  return n;
+}
+
+std::string make_lease_id(self_ptr self) {
+  char buf[24];
+  std::snprintf(buf, sizeof(buf), "l-%016llx",
+                static_cast<unsigned long long>(self->state.rng()));
+  return buf;
+}
+
+void spawn_container(self_ptr self, bool fresh, const std::string& id) {
+  auto& st = self->state;
+  container_params cp{id, st.p.cfg, st.p.backend, st.p.exec, st.p.registry, me(self),
+                      st.p.node, st.p.instance, fresh};
+  auto handle = self->spawn(container, std::move(cp));
+  self->monitor(handle);
+  pool_state::member m;
+  m.handle = handle;
+  m.stats.id = id;
+  m.stats.state = "creating";
+  m.reported_at = self->clock().now();
+  m.fresh = fresh;
+  st.members.emplace(id, std::move(m));
+  if (!fresh)
+    ++st.counts["creating"];
+  ++st.totals.transitions["creating"];
+}
+
+/// Keeps idle + soon-idle >= min_idle + waiters, within max_size and create_parallelism.
+void replenish(self_ptr self) {
+  auto& st = self->state;
+  const auto& cfg = *st.p.cfg;
+  if (st.shutting_down || !cfg.enabled)
+    return;
+  int64_t supply = static_cast<int64_t>(st.idle.size()) + pending_supply(self);
+  int64_t demand = static_cast<int64_t>(cfg.min_idle) + static_cast<int64_t>(st.waiters.size());
+  int64_t room = static_cast<int64_t>(cfg.max_size) - live(self);
+  int64_t starting = st.counts["creating"] + st.counts["warming"];
+  int64_t parallel = static_cast<int64_t>(cfg.create_parallelism) - starting;
+  auto n = std::min({demand - supply, room, parallel});
+  for (int64_t i = 0; i < n; ++i)
+    spawn_container(self, false, cfg.name + "-" + std::to_string(++st.next_container));
+}
+
+void fail_waiter(self_ptr self, waiter& w, caf::error err) {
+  (void)self;
+  w.rp.deliver(std::move(err));
+}
+
+void try_serve(self_ptr self);
+
+void lease_to(self_ptr self, const std::string& id, waiter w) {
+  auto& st = self->state;
+  auto i = st.members.find(id);
+  if (i == st.members.end()) {
+    st.waiters.push_front(std::move(w));
+    return;
+  }
+  lease_info proto;
+  proto.id = make_lease_id(self);
+  proto.pool = st.p.cfg->name;
+  proto.tenant = w.req.tenant;
+  proto.session = w.req.session;
+  auto handle = i->second.handle;
+  auto wp = std::make_shared<waiter>(std::move(w));
+  self->request(handle, std::chrono::seconds(10), lease_atom::value, std::move(proto))
+    .then(
+      [wp](lease_info& li) { wp->rp.deliver(std::move(li)); },
+      [self, wp, id](caf::error& err) {
+        // The sandbox changed state before our request arrived: serve this waiter again.
+        spdlog::debug("pool {}: lease of {} refused ({}), retrying", self->state.p.cfg->name, id,
+                      render(err));
+        auto& st = self->state;
+        if (st.shutting_down) {
+          wp->rp.deliver(make_error(Errc::shutting_down, "pool " + st.p.cfg->name + " is shutting down"));
+          return;
+        }
+        if (self->clock().now() >= wp->deadline) {
+          ++st.totals.exhausted;
+          wp->rp.deliver(make_error(Errc::pool_exhausted,
+                                    "pool " + st.p.cfg->name + ": no sandbox became free in time"));
+          return;
+        }
+        st.waiters.push_front(std::move(*wp));
+        try_serve(self);
+        replenish(self);
+      });
+}
+
+void try_serve(self_ptr self) {
+  auto& st = self->state;
+  while (!st.waiters.empty() && !st.idle.empty()) {
+    auto w = std::move(st.waiters.front());
+    st.waiters.pop_front();
+    auto id = st.idle.back();
+    st.idle.pop_back();
+    lease_to(self, id, std::move(w));
+  }
+}
+
+void remove_idle(self_ptr self, const std::string& id) {
+  auto& idle = self->state.idle;
+  auto i = std::find(idle.rbegin(), idle.rend(), id);
+  if (i != idle.rend())
+    idle.erase(std::next(i).base());
+}
+
+void spawn_fresh(self_ptr self, waiter w) {
+  auto& st = self->state;
+  ++st.totals.fresh;
+  auto id = st.p.cfg->name + "-fresh-" + std::to_string(++st.next_container);
+  spawn_container(self, true, id);
+  st.fresh_for.emplace(id, std::move(w));
+}
+
+void arm_deadline(self_ptr self, const waiter& w) {
+  auto left = std::chrono::duration_cast<duration>(w.deadline - self->clock().now());
+  self->delayed_send(me(self), std::max(left, duration{0}), timer_atom::value,
+                     static_cast<uint8_t>(waiter_deadline), w.id);
+}
+
+void check_shutdown_done(self_ptr self) {
+  auto& st = self->state;
+  if (st.shutdown_requested && st.members.empty()) {
+    st.shutdown_requested = false;
+    spdlog::info("pool {}: every sandbox destroyed", st.p.cfg->name);
+    st.shutdown_rp.deliver(ok_atom::value);
+    self->quit();
+  }
+}
+
+void member_gone(self_ptr self, const std::string& id, const std::string& reason) {
+  auto& st = self->state;
+  auto i = st.members.find(id);
+  if (i == st.members.end())
+    return;
+  if (!i->second.fresh) {
+    auto& c = st.counts[i->second.stats.state];
+    if (c > 0)
+      --c;
+  }
+  remove_idle(self, id);
+  st.members.erase(i);
+  auto f = st.fresh_for.find(id);
+  if (f != st.fresh_for.end()) {
+    f->second.rp.deliver(make_error(Errc::backend_unavailable,
+                                    "one-off sandbox for pool " + st.p.cfg->name +
+                                      " could not be started: " + reason));
+    st.fresh_for.erase(f);
+  }
+  replenish(self);
+  check_shutdown_done(self);
+}
+
+void on_report(self_ptr self, container_report& r) {
+  auto& st = self->state;
+  auto i = st.members.find(r.stats.id);
+  if (i == st.members.end())
+    return;
+  auto& m = i->second;
+  const auto& next = r.stats.state;
+  if (next != m.stats.state) {
+    ++st.totals.transitions[next];
+    if (!m.fresh) {
+      auto& prev = st.counts[m.stats.state];
+      if (prev > 0)
+        --prev;
+      ++st.counts[next];
+    }
+  }
+  if (r.executions > m.executions)
+    st.totals.executions += r.executions - m.executions;
+  m.executions = r.executions;
+  m.stats = r.stats;
+  m.reported_at = self->clock().now();
+  auto id = r.stats.id;
+  if (next == "idle") {
+    if (m.fresh) {
+      auto f = st.fresh_for.find(id);
+      if (f == st.fresh_for.end()) {
+        self->send(m.handle, retire_atom::value, std::string{"one_off"});
+      } else {
+        auto w = std::move(f->second);
+        st.fresh_for.erase(f);
+        lease_to(self, id, std::move(w));
+      }
+    } else if (st.shutting_down) {
+      self->send(m.handle, shutdown_atom::value);
+    } else {
+      if (std::find(st.idle.begin(), st.idle.end(), id) == st.idle.end())
+        st.idle.push_back(id);
+      try_serve(self);
+    }
+  } else {
+    remove_idle(self, id);
+  }
+  if (next == "failed")
+    ++st.totals.failed;
+  else if (next == "suspect")
+    ++st.totals.probe_failures;
+  else if (next == "retiring") {
+    ++st.totals.retired[reason_key(r.reason)];
+    if (r.reason == "max_uses")
+      ++st.totals.recycled;
+  } else if (next == "gone") {
+    member_gone(self, id, r.reason);
+    return;
+  }
+  replenish(self);
+}
+
+PoolStats make_stats(self_ptr self) {
+  auto& st = self->state;
+  const auto& cfg = *st.p.cfg;
+  PoolStats s = st.totals;
+  s.name = cfg.name;
+  s.backend = cfg.backend;
+  s.node = st.p.node;
+  s.enabled = cfg.enabled;
+  s.min_idle = cfg.min_idle;
+  s.max_size = cfg.max_size;
+  s.total = live(self);
+  s.idle = static_cast<uint32_t>(st.idle.size());
+  s.waiting = static_cast<uint32_t>(st.waiters.size() + st.fresh_for.size());
+  auto now = self->clock().now();
+  for (auto& kv : st.members) {
+    auto row = kv.second.stats;
+    auto since = std::chrono::duration_cast<std::chrono::milliseconds>(now - kv.second.reported_at).count();
+    if (row.age_ms > 0)
+      row.age_ms += since;
+    if (row.last_probe_ms_ago >= 0)
+      row.last_probe_ms_ago += since;
+    ++s.states[row.state];
+    if (row.state == "leased")
+      ++s.leased;
+    if (row.state == "creating" || row.state == "warming")
+      ++s.creating;
+    s.containers.push_back(std::move(row));
+  }
+  return s;
+}
+
+} // namespace
+
+pool_actor::behavior_type pool(self_ptr self, pool_params p) {
+  self->state.p = std::move(p);
+  self->set_down_handler([self](const caf::down_msg& msg) {
+    // A container actor that ended without reporting "gone" (it crashed).
+    for (auto& kv : self->state.members)
+      if (kv.second.handle.address() == msg.source) {
+        spdlog::error("pool {}: container {} ended unexpectedly: {}", self->state.p.cfg->name,
+                      kv.first, self->system().render(msg.reason));
+        member_gone(self, kv.first, "crashed");
+        return;
+      }
+  });
+  replenish(self);
+  return {
+    [self](acquire_atom, acquire_request& req) -> caf::result<lease_info> {
+      auto& st = self->state;
+      const auto& cfg = *st.p.cfg;
+      if (st.shutting_down)
+        return make_error(Errc::shutting_down, "pool " + cfg.name + " is shutting down");
+      auto timeout = req.timeout.count() < 0 ? cfg.acquire_timeout : req.timeout;
+      waiter w;
+      w.id = ++st.next_waiter;
+      w.rp = self->make_response_promise<lease_info>();
+      w.deadline = self->clock().now() + timeout;
+      auto rp = w.rp;
+      w.req = std::move(req);
+      if (!cfg.enabled) {
+        ++st.totals.misses;
+        arm_deadline(self, w);
+        spawn_fresh(self, std::move(w));
+        return rp;
+      }
+      if (!st.idle.empty() && st.waiters.empty()) {
+        ++st.totals.hits;
+        auto id = st.idle.back();
+        st.idle.pop_back();
+        lease_to(self, id, std::move(w));
+        return rp;
+      }
+      ++st.totals.misses;
+      // Will a sandbox come for this caller without exceeding max_size?
+      int64_t coming = static_cast<int64_t>(pending_supply(self)) +
+                       (static_cast<int64_t>(cfg.max_size) - live(self)) +
+                       static_cast<int64_t>(st.idle.size()) -
+                       static_cast<int64_t>(st.waiters.size());
+      if (coming <= 0 && cfg.on_exhausted == OnExhausted::fail) {
+        ++st.totals.exhausted;
+        return make_error(Errc::pool_exhausted,
+                          "pool " + cfg.name + ": all " + std::to_string(cfg.max_size) +
+                            " sandboxes are in use (on_exhausted: fail)");
+      }
+      arm_deadline(self, w);
+      if (coming <= 0 && cfg.on_exhausted == OnExhausted::fresh) {
+        spawn_fresh(self, std::move(w));
+        return rp;
+      }
+      st.waiters.push_back(std::move(w));
+      try_serve(self);
+      replenish(self);
+      return rp;
+    },
+    [self](report_atom, container_report& r) { on_report(self, r); },
+    [self](expire_atom, std::string& id) -> bool {
+      auto& st = self->state;
+      auto in_idle = std::find(st.idle.begin(), st.idle.end(), id) != st.idle.end();
+      if (!in_idle || st.idle.size() <= st.p.cfg->min_idle || !st.waiters.empty())
+        return false;
+      remove_idle(self, id);
+      return true;
+    },
+    [self](list_atom) -> std::vector<container_ref> {
+      std::vector<container_ref> out;
+      for (auto& kv : self->state.members)
+        if (!kv.second.fresh && (kv.second.stats.state == "idle" || kv.second.stats.state == "suspect"))
+          out.push_back(container_ref{kv.first, kv.second.handle});
+      return out;
+    },
+    [self](stats_atom) -> PoolStats { return make_stats(self); },
+    [self](shutdown_atom, duration grace) -> caf::result<ok_atom> {
+      auto& st = self->state;
+      if (st.shutdown_requested)
+        return st.shutdown_rp;
+      spdlog::info("pool {}: shutting down ({} sandboxes, {} leased, grace {}ms)", st.p.cfg->name,
+                   st.members.size(), st.counts["leased"], grace.count());
+      st.shutting_down = true;
+      st.shutdown_requested = true;
+      st.shutdown_rp = self->make_response_promise<ok_atom>();
+      auto rp = st.shutdown_rp;
+      for (auto& w : st.waiters)
+        fail_waiter(self, w, make_error(Errc::shutting_down, "pool " + st.p.cfg->name + " is shutting down"));
+      st.waiters.clear();
+      for (auto& kv : st.fresh_for)
+        fail_waiter(self, kv.second,
+                    make_error(Errc::shutting_down, "pool " + st.p.cfg->name + " is shutting down"));
+      st.fresh_for.clear();
+      st.idle.clear();
+      for (auto& kv : st.members)
+        if (kv.second.stats.state != "leased")
+          self->send(kv.second.handle, shutdown_atom::value);
+      self->delayed_send(me(self), grace, timer_atom::value, static_cast<uint8_t>(grace_expired),
+                         uint64_t{0});
+      check_shutdown_done(self);
+      return rp;
+    },
+    [self](timer_atom, uint8_t kind, uint64_t id) {
+      auto& st = self->state;
+      if (kind == grace_expired) {
+        // Leases still held after the grace period are cancelled.
+        for (auto& kv : st.members)
+          self->send(kv.second.handle, shutdown_atom::value);
+        return;
+      }
+      auto expired = [&](waiter& w) {
+        ++st.totals.exhausted;
+        auto waited = std::chrono::duration_cast<duration>(self->clock().now() - w.deadline) ;
+        (void)waited;
+        w.rp.deliver(make_error(Errc::pool_exhausted,
+                                "pool " + st.p.cfg->name + ": no sandbox became free before the deadline (" +
+                                  std::to_string(live(self)) + "/" +
+                                  std::to_string(st.p.cfg->max_size) + " sandboxes, " +
+                                  std::to_string(st.counts["leased"]) + " leased)"));
+      };
+      for (auto i = st.waiters.begin(); i != st.waiters.end(); ++i)
+        if (i->id == id) {
+          expired(*i);
+          st.waiters.erase(i);
+          return;
+        }
+      for (auto i = st.fresh_for.begin(); i != st.fresh_for.end(); ++i)
+        if (i->second.id == id) {
+          expired(i->second);
+          self->send(st.members[i->first].handle, retire_atom::value, std::string{"one_off"});
+          st.fresh_for.erase(i);
+          return;
+        }
+    },
+  };
+}
+
+} // namespace warmpool

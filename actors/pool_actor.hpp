@@ -1,0 +1,67 @@
+// One actor per configured pool: admission (idle set, FIFO waiters with deadlines),
+// growth to max_size, keeping min_idle warm, the on_exhausted policy, and stats.
+// Never blocks: sandboxes are created by container actors, which report every state
+// change back here.
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <unordered_map>
+
+#include <caf/typed_event_based_actor.hpp>
+#include <caf/typed_response_promise.hpp>
+
+#include "actors/container_actor.hpp"
+
+namespace warmpool {
+
+struct pool_params {
+  std::shared_ptr<const PoolConfig> cfg;
+  BackendPtr backend;
+  std::shared_ptr<executor> exec;
+  std::shared_ptr<sandbox_registry> registry;
+  std::string node;
+  std::string instance;
+};
+
+struct pool_state {
+  static inline const char* name = "pool";
+  using clock = std::chrono::steady_clock;
+
+  struct member {
+    container_actor handle;
+    ContainerStats stats;        // as last reported
+    clock::time_point reported_at;
+    uint64_t executions = 0;
+    bool fresh = false;
+  };
+
+  struct waiter {
+    uint64_t id = 0;
+    caf::typed_response_promise<lease_info> rp;
+    acquire_request req;
+    clock::time_point deadline;
+  };
+
+  pool_params p;
+  std::map<std::string, member> members;
+  std::deque<std::string> idle;                     // back = most recently idle (LIFO)
+  std::deque<waiter> waiters;                       // FIFO
+  std::unordered_map<std::string, waiter> fresh_for; // one-off sandbox id -> its acquirer
+  std::map<std::string, uint32_t> counts;           // pooled members per state
+  std::mt19937_64 rng{std::random_device{}()};
+  uint64_t next_container = 0;
+  uint64_t next_waiter = 0;
+  PoolStats totals;                                 // counters only
+  bool shutting_down = false;
+  caf::typed_response_promise<ok_atom> shutdown_rp;
+  bool shutdown_requested = false;
+};
+
+pool_actor::behavior_type pool(pool_actor::stateful_pointer<pool_state> self, pool_params p);
+
+} // namespace warmpool

@@ -1,0 +1,64 @@
+// In-memory backend for deterministic tests and scale runs. Never evidence that a real
+// backend works. Latencies and random failures come from the pool's `sim` config; tests
+// script exact failures through the controls below.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <string>
+
+#include "backends/backend.hpp"
+
+namespace warmpool {
+
+class SimBackend : public Backend {
+public:
+  explicit SimBackend(SimConfig cfg = {});
+
+  std::string name() const override { return "sim"; }
+  void check_available() override {}
+  SandboxPtr create(const SandboxSpec& spec) override;
+  ExecResult exec(Sandbox& box, const ExecRequest& req) override;
+  std::string read_file(Sandbox& box, const std::string& path) override;
+  void write_file(Sandbox& box, const std::string& path, const std::string& data) override;
+  ResetReport reset(Sandbox& box, duration timeout) override;
+  void ping(Sandbox& box, duration timeout) override;
+  void destroy(Sandbox& box) override;
+  void on_death(DeathCallback cb) override;
+
+  // -- controls for tests (thread-safe) -------------------------------------
+  void fail_next_creates(int n) { fail_creates_ += n; }
+  void fail_next_pings(int n) { fail_pings_ += n; }
+  void fail_next_resets(int n) { fail_resets_ += n; }
+  /// Kills a live sandbox as if from outside: later calls fail, the death callback fires.
+  void kill(const std::string& sandbox_id);
+  size_t live() const;
+  size_t created() const { return created_; }
+  size_t destroyed() const { return destroyed_; }
+  std::set<std::string> live_ids() const;
+
+private:
+  struct SimSandbox;
+  SimSandbox& cast(Sandbox& box);
+  void check_alive(SimSandbox& box);
+  bool roll_failure();
+  void pause(duration d);
+
+  SimConfig cfg_;
+  mutable std::mutex mtx_;
+  std::mt19937_64 rng_;
+  std::set<std::string> live_;
+  std::map<std::string, std::weak_ptr<SimSandbox>> boxes_;
+  DeathCallback on_death_;
+  std::atomic<int> fail_creates_{0};
+  std::atomic<int> fail_pings_{0};
+  std::atomic<int> fail_resets_{0};
+  std::atomic<size_t> created_{0};
+  std::atomic<size_t> destroyed_{0};
+  std::atomic<uint64_t> next_id_{0};
+};
+
+} // namespace warmpool

@@ -1,0 +1,391 @@
+// The Engine facade: owns the actor system, the executor and the backends, and turns
+// blocking or callback-style C++ calls into actor requests. Each call spawns a tiny
+// event-based "bridge" actor (no thread) that sends the request and hands the answer
+// to the caller's callback; blocking calls wait on a future of that callback.
+#include "warmpool/engine.hpp"
+
+#include <unistd.h>
+
+#include <random>
+#include <thread>
+#include <tuple>
+
+#include <caf/all.hpp>
+#include <spdlog/spdlog.h>
+
+#include "actors/supervisor.hpp"
+#include "backends/backend_factory.hpp"
+#include "engine/logging.hpp"
+#include "messages/errors.hpp"
+
+namespace warmpool {
+
+namespace {
+
+/// Safety margin on top of the operation's own limit before we call the engine unresponsive.
+constexpr auto request_margin = std::chrono::seconds(30);
+
+std::string random_hex(size_t bytes) {
+  std::random_device rd;
+  std::string out;
+  static const char* digits = "0123456789abcdef";
+  for (size_t i = 0; i < bytes; ++i) {
+    auto b = rd() & 0xff;
+    out += digits[b >> 4];
+    out += digits[b & 0xf];
+  }
+  return out;
+}
+
+std::string host_name() {
+  char buf[256] = {0};
+  if (gethostname(buf, sizeof(buf) - 1) != 0 || buf[0] == '\0')
+    return "localhost";
+  return buf;
+}
+
+} // namespace
+
+struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
+  EngineConfig cfg;
+  std::string instance;
+  std::shared_ptr<executor> exec;
+  std::map<std::string, BackendPtr> backends;
+  caf::actor_system_config sys_cfg;
+  std::unique_ptr<caf::actor_system> sys;
+  supervisor_actor sup;
+  std::mutex stop_mtx;
+  bool stopped = false;
+
+  ~Impl() {
+    if (sys) {
+      // Never hang process exit on an actor that did not finish.
+      sys->await_actors_before_shutdown(false);
+      sys.reset();
+    }
+    if (exec)
+      exec->stop();
+  }
+
+  const PoolConfig* pool_config(const std::string& name) const {
+    for (auto& p : cfg.pools)
+      if (p.name == name)
+        return &p;
+    return nullptr;
+  }
+
+  /// Sends a request from a bridge actor; `cb` gets the answer or the error, exactly once.
+  template <class R, class Handle, class... Ts>
+  void ask(const Handle& dest, caf::duration timeout, std::function<void(caf::expected<R>)> cb,
+           Ts... xs) {
+    auto args = std::make_tuple(std::move(xs)...);
+    sys->spawn([dest, timeout, cb = std::move(cb), args](caf::event_based_actor* self) mutable {
+      std::apply(
+        [&](auto&... a) {
+          self->request(dest, timeout, a...)
+            .then([cb](R& r) { cb(caf::expected<R>{std::move(r)}); },
+                  [cb](caf::error& e) { cb(caf::expected<R>{std::move(e)}); });
+        },
+        args);
+    });
+  }
+
+  template <class R, class Handle, class... Ts>
+  R call(const Handle& dest, caf::duration timeout, Ts... xs) {
+    auto prom = std::make_shared<std::promise<caf::expected<R>>>();
+    auto fut = prom->get_future();
+    ask<R>(dest, timeout, [prom](caf::expected<R> x) { prom->set_value(std::move(x)); },
+           std::move(xs)...);
+    auto x = fut.get();
+    if (!x)
+      throw to_exception(x.error());
+    return std::move(*x);
+  }
+
+  acquire_request make_acquire(const std::string& pool, const AcquireOptions& opts,
+                               caf::duration& timeout) const {
+    acquire_request req{pool, opts.timeout, opts.tenant, opts.session};
+    auto pc = pool_config(pool);
+    auto limit = opts.timeout.count() >= 0 ? opts.timeout
+                                           : (pc ? pc->acquire_timeout : duration{30000});
+    timeout = caf::duration{limit + request_margin};
+    return req;
+  }
+
+  caf::duration exec_timeout(const lease_info& li, const ExecRequest& req) const {
+    auto pc = pool_config(li.pool);
+    auto limit = req.timeout.count() > 0 ? req.timeout : (pc ? pc->exec_timeout : duration{30000});
+    return caf::duration{limit + request_margin};
+  }
+};
+
+// -- Lease ------------------------------------------------------------------
+
+struct Lease::Impl {
+  std::shared_ptr<Engine::Impl> engine;
+  lease_info info;
+  bool released = false;
+};
+
+Lease::Lease(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Lease::Lease(Lease&&) noexcept = default;
+
+Lease& Lease::operator=(Lease&& other) noexcept {
+  if (this != &other) {
+    if (impl_ && !impl_->released) {
+      try {
+        release(false);
+      } catch (...) {
+      }
+    }
+    impl_ = std::move(other.impl_);
+  }
+  return *this;
+}
+
+Lease::~Lease() {
+  if (!impl_ || impl_->released)
+    return;
+  // Fire and forget: a destructor must not block on a sandbox reset.
+  impl_->released = true;
+  auto eng = impl_->engine;
+  auto id = impl_->info.id;
+  eng->ask<ok_atom>(impl_->info.handle, caf::duration{std::chrono::seconds(30)},
+                    [id](caf::expected<ok_atom> x) {
+                      if (!x)
+                        spdlog::debug("lease {}: release on destruction: {}", id, render(x.error()));
+                    },
+                    release_atom::value, id, false);
+}
+
+static Lease::Impl& checked(const std::unique_ptr<Lease::Impl>& impl) {
+  if (!impl)
+    throw Error{Errc::invalid_request, "this Lease is empty (moved from or default-constructed)"};
+  if (impl->released)
+    throw Error{Errc::unknown_lease, "lease " + impl->info.id + " was already released"};
+  return *impl;
+}
+
+ExecResult Lease::exec(const ExecRequest& req) {
+  auto& l = checked(impl_);
+  if (req.argv.empty() && req.shell.empty())
+    throw Error{Errc::invalid_request, "exec needs argv or a shell command"};
+  return l.engine->call<ExecResult>(l.info.handle, l.engine->exec_timeout(l.info, req),
+                                    exec_atom::value, l.info.id, req);
+}
+
+ExecResult Lease::exec(std::vector<std::string> argv) {
+  ExecRequest req;
+  req.argv = std::move(argv);
+  req.timeout = duration{0}; // the pool's exec_timeout
+  return exec(req);
+}
+
+void Lease::exec_async(ExecRequest req, std::function<void(ExecResult, std::exception_ptr)> done) {
+  auto& l = checked(impl_);
+  auto timeout = l.engine->exec_timeout(l.info, req);
+  l.engine->ask<ExecResult>(l.info.handle, timeout,
+                            [done](caf::expected<ExecResult> x) {
+                              if (x)
+                                done(std::move(*x), nullptr);
+                              else
+                                done({}, std::make_exception_ptr(to_exception(x.error())));
+                            },
+                            exec_atom::value, l.info.id, std::move(req));
+}
+
+std::future<ExecResult> Lease::exec_future(ExecRequest req) {
+  auto prom = std::make_shared<std::promise<ExecResult>>();
+  auto fut = prom->get_future();
+  exec_async(std::move(req), [prom](ExecResult r, std::exception_ptr e) {
+    if (e)
+      prom->set_exception(e);
+    else
+      prom->set_value(std::move(r));
+  });
+  return fut;
+}
+
+std::string Lease::read_file(const std::string& path) {
+  auto& l = checked(impl_);
+  return l.engine->call<std::string>(l.info.handle, caf::duration{std::chrono::seconds(60)},
+                                     read_atom::value, l.info.id, path);
+}
+
+void Lease::write_file(const std::string& path, const std::string& data) {
+  auto& l = checked(impl_);
+  l.engine->call<ok_atom>(l.info.handle, caf::duration{std::chrono::seconds(60)},
+                          write_atom::value, l.info.id, path, data);
+}
+
+void Lease::release(bool dirty) {
+  auto& l = checked(impl_);
+  l.released = true;
+  l.engine->call<ok_atom>(l.info.handle, caf::duration{std::chrono::seconds(30)},
+                          release_atom::value, l.info.id, dirty);
+}
+
+const std::string& Lease::id() const { return impl_->info.id; }
+const std::string& Lease::pool() const { return impl_->info.pool; }
+const std::string& Lease::container_id() const { return impl_->info.container; }
+const std::string& Lease::node() const { return impl_->info.node; }
+
+// -- Engine -----------------------------------------------------------------
+
+Engine::Engine(EngineConfig cfg) : impl_(std::make_shared<Impl>()) {
+  if (cfg.node.empty())
+    cfg.node = host_name();
+  auto issues = validate(cfg);
+  if (!issues.empty())
+    throw ConfigError{std::move(issues)};
+  configure_logging(cfg.log);
+  auto& im = *impl_;
+  im.cfg = std::move(cfg);
+  im.instance = random_hex(8);
+  im.exec = std::make_shared<executor>(im.cfg.executor_threads);
+  supervisor_params sp;
+  sp.cfg = std::make_shared<const EngineConfig>(im.cfg);
+  for (auto& pc : sp.cfg->pools) {
+    auto backend = make_backend(pc, im.cfg);
+    // An earlier run of this node that crashed may have left sandboxes behind.
+    auto reaped = backend->reap_orphans(im.cfg.node, im.instance);
+    if (reaped > 0)
+      spdlog::warn("pool {}: removed {} sandboxes left by an earlier run of node {}", pc.name,
+                   reaped, im.cfg.node);
+    auto registry = std::make_shared<sandbox_registry>();
+    backend->on_death([registry](const std::string& id) { registry->notify_death(id); });
+    im.backends[pc.name] = backend;
+    pool_params pp;
+    pp.cfg = std::shared_ptr<const PoolConfig>(sp.cfg, &pc);
+    pp.backend = backend;
+    pp.exec = im.exec;
+    pp.registry = registry;
+    pp.node = im.cfg.node;
+    pp.instance = im.instance;
+    sp.pools.emplace(pc.name, std::move(pp));
+  }
+  register_types(im.sys_cfg);
+  im.sys = std::make_unique<caf::actor_system>(im.sys_cfg);
+  im.sup = im.sys->spawn(supervisor, std::move(sp));
+  spdlog::info("warmpool engine started: node {} instance {} with {} pools", im.cfg.node,
+               im.instance, im.cfg.pools.size());
+}
+
+std::unique_ptr<Engine> Engine::from_file(const std::string& path) {
+  return std::make_unique<Engine>(load_config_file(path));
+}
+
+Engine::~Engine() {
+  try {
+    stop();
+  } catch (const std::exception& e) {
+    spdlog::error("engine stop failed: {}", e.what());
+  }
+}
+
+Lease Engine::acquire(const std::string& pool, const AcquireOptions& opts) {
+  caf::duration timeout;
+  auto req = impl_->make_acquire(pool, opts, timeout);
+  auto started = std::chrono::steady_clock::now();
+  auto li = impl_->call<lease_info>(impl_->sup, timeout, acquire_atom::value, std::move(req));
+  spdlog::debug("acquired {} on {} from pool {} in {}us", li.id, li.container, pool,
+                std::chrono::duration_cast<std::chrono::microseconds>(
+                  std::chrono::steady_clock::now() - started).count());
+  return Lease{std::make_unique<Lease::Impl>(Lease::Impl{impl_, std::move(li), false})};
+}
+
+Lease Engine::acquire(const std::string& pool, duration timeout) {
+  AcquireOptions opts;
+  opts.timeout = timeout;
+  return acquire(pool, opts);
+}
+
+void Engine::acquire_async(const std::string& pool, AcquireOptions opts,
+                           std::function<void(Lease, std::exception_ptr)> done) {
+  caf::duration timeout;
+  auto req = impl_->make_acquire(pool, opts, timeout);
+  auto eng = impl_;
+  impl_->ask<lease_info>(impl_->sup, timeout,
+                         [eng, done](caf::expected<lease_info> x) {
+                           if (!x) {
+                             done(Lease{}, std::make_exception_ptr(to_exception(x.error())));
+                             return;
+                           }
+                           done(Lease{std::make_unique<Lease::Impl>(
+                                  Lease::Impl{eng, std::move(*x), false})},
+                                nullptr);
+                         },
+                         acquire_atom::value, std::move(req));
+}
+
+std::future<Lease> Engine::acquire_future(const std::string& pool, AcquireOptions opts) {
+  auto prom = std::make_shared<std::promise<Lease>>();
+  auto fut = prom->get_future();
+  acquire_async(pool, std::move(opts), [prom](Lease l, std::exception_ptr e) {
+    if (e)
+      prom->set_exception(e);
+    else
+      prom->set_value(std::move(l));
+  });
+  return fut;
+}
+
+ExecResult Engine::execute(const std::string& pool, const ExecRequest& req,
+                           const AcquireOptions& opts) {
+  auto lease = acquire(pool, opts);
+  auto result = lease.exec(req);
+  lease.release(false);
+  return result;
+}
+
+std::vector<PoolStats> Engine::stats() {
+  return impl_->call<std::vector<PoolStats>>(impl_->sup, caf::duration{std::chrono::seconds(15)},
+                                             stats_atom::value);
+}
+
+PoolStats Engine::stats(const std::string& pool) {
+  for (auto& s : stats())
+    if (s.name == pool)
+      return s;
+  throw Error{Errc::unknown_pool, "no pool named \"" + pool + "\""};
+}
+
+bool Engine::wait_ready(duration timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    if (impl_->call<bool>(impl_->sup, caf::duration{std::chrono::seconds(15)}, ready_atom::value))
+      return true;
+    if (std::chrono::steady_clock::now() >= deadline)
+      return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+void Engine::stop() {
+  std::lock_guard<std::mutex> guard{impl_->stop_mtx};
+  if (impl_->stopped)
+    return;
+  impl_->stopped = true;
+  auto& im = *impl_;
+  auto started = std::chrono::steady_clock::now();
+  try {
+    im.call<ok_atom>(im.sup, caf::duration{im.cfg.shutdown_grace + std::chrono::seconds(150)},
+                     shutdown_atom::value);
+  } catch (const Error& e) {
+    spdlog::error("graceful shutdown incomplete: {}", e.what());
+    caf::anon_send_exit(im.sup, caf::exit_reason::user_shutdown);
+  }
+  size_t left = 0;
+  for (auto& kv : im.backends)
+    left += kv.second->remove_all(im.instance);
+  if (left > 0)
+    spdlog::warn("shutdown: removed {} sandboxes the pools did not", left);
+  spdlog::info("warmpool engine stopped in {}ms",
+               std::chrono::duration_cast<std::chrono::milliseconds>(
+                 std::chrono::steady_clock::now() - started).count());
+}
+
+const EngineConfig& Engine::config() const { return impl_->cfg; }
+const std::string& Engine::instance() const { return impl_->instance; }
+
+} // namespace warmpool

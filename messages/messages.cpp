@@ -1,0 +1,30 @@
+#include "messages/messages.hpp"
+
+#include <caf/actor_system_config.hpp>
+
+#include "messages/errors.hpp"
+
+namespace warmpool {
+
+void register_types(caf::actor_system_config& cfg) {
+  cfg.add_message_type<ExecRequest>("warmpool.exec_request");
+  cfg.add_message_type<ExecResult>("warmpool.exec_result");
+  cfg.add_message_type<ResetReport>("warmpool.reset_report");
+  cfg.add_message_type<ContainerStats>("warmpool.container_stats");
+  cfg.add_message_type<PoolStats>("warmpool.pool_stats");
+  cfg.add_message_type<std::vector<PoolStats>>("warmpool.pool_stats_list");
+  cfg.add_message_type<acquire_request>("warmpool.acquire_request");
+  cfg.add_message_type<lease_info>("warmpool.lease_info");
+  cfg.add_message_type<probe_result>("warmpool.probe_result");
+  cfg.add_message_type<op_result>("warmpool.op_result");
+  cfg.add_message_type<container_report>("warmpool.container_report");
+  cfg.add_message_type<container_ref>("warmpool.container_ref");
+  cfg.add_message_type<std::vector<container_ref>>("warmpool.container_ref_list");
+  cfg.add_message_type<pool_ref>("warmpool.pool_ref");
+  cfg.add_message_type<duration>("warmpool.duration");
+  cfg.add_message_type<container_actor>("warmpool.container_actor");
+  cfg.add_message_type<pool_actor>("warmpool.pool_actor");
+  register_error_category(cfg);
+}
+
+} // namespace warmpool

@@ -1,0 +1,224 @@
+// Every message warmpool's actors exchange, their typed interfaces, and the
+// inspect() overloads that make them serializable (they cross nodes).
+// Include this only from actor translation units: it pulls in CAF.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <caf/atom.hpp>
+#include <caf/error.hpp>
+#include <caf/fwd.hpp>
+#include <caf/meta/type_name.hpp>
+#include <caf/replies_to.hpp>
+#include <caf/typed_actor.hpp>
+
+#include "warmpool/types.hpp"
+
+namespace warmpool {
+
+// -- atoms (at most 10 characters) -------------------------------------------
+
+using acquire_atom = caf::atom_constant<caf::atom("acquire")>;
+using release_atom = caf::atom_constant<caf::atom("release")>;
+using exec_atom = caf::atom_constant<caf::atom("exec")>;
+using read_atom = caf::atom_constant<caf::atom("read")>;
+using write_atom = caf::atom_constant<caf::atom("write")>;
+using lease_atom = caf::atom_constant<caf::atom("lease")>;
+using probe_atom = caf::atom_constant<caf::atom("probe")>;
+using retire_atom = caf::atom_constant<caf::atom("retire")>;
+using report_atom = caf::atom_constant<caf::atom("report")>;
+using expire_atom = caf::atom_constant<caf::atom("expire")>;
+using stats_atom = caf::atom_constant<caf::atom("stats")>;
+using shutdown_atom = caf::atom_constant<caf::atom("shutdown")>;
+using done_atom = caf::atom_constant<caf::atom("done")>;
+using timer_atom = caf::atom_constant<caf::atom("timer")>;
+using list_atom = caf::atom_constant<caf::atom("list")>;
+using ready_atom = caf::atom_constant<caf::atom("ready")>;
+using died_atom = caf::atom_constant<caf::atom("died")>;
+using pools_atom = caf::atom_constant<caf::atom("pools")>;
+using caf::ok_atom;
+
+// -- plain messages ----------------------------------------------------------
+
+struct acquire_request {
+  std::string pool;
+  duration timeout{-1}; // negative: the pool's acquire_timeout
+  std::string tenant;
+  std::string session;
+};
+
+struct lease_info;
+
+/// One sandbox: owns its lifecycle as an explicit state machine.
+using container_actor = caf::typed_actor<
+  // Pool -> container: lease this idle sandbox (the prototype carries the lease id).
+  caf::replies_to<lease_atom, lease_info>::with<lease_info>,
+  // Lease holder -> container: run a command / move a file under lease `id`.
+  caf::replies_to<exec_atom, std::string, ExecRequest>::with<ExecResult>,
+  caf::replies_to<read_atom, std::string, std::string>::with<std::string>,
+  caf::replies_to<write_atom, std::string, std::string, std::string>::with<ok_atom>,
+  // Lease holder -> container: end the lease (dirty: replace instead of reset).
+  caf::replies_to<release_atom, std::string, bool>::with<ok_atom>,
+  // Health checker -> container: run the health probe now (idle sandboxes only).
+  caf::replies_to<probe_atom>::with<struct probe_result>,
+  // Health checker / pool -> container: take yourself out of service.
+  caf::reacts_to<retire_atom, std::string>,
+  // Pool -> container: shutting down; destroy the sandbox now.
+  caf::reacts_to<shutdown_atom>,
+  // Backend (any thread) -> container: the sandbox died on its own.
+  caf::reacts_to<died_atom>,
+  // Executor -> container: a blocking backend call finished.
+  caf::reacts_to<done_atom, uint64_t, struct op_result>,
+  // Self: a timer fired (kind, epoch).
+  caf::reacts_to<timer_atom, uint8_t, uint64_t>>;
+
+struct lease_info {
+  std::string id;
+  std::string pool;
+  std::string container; // container id as the pool names it
+  std::string node;
+  std::string tenant;
+  std::string session;
+  container_actor handle;
+};
+
+struct probe_result {
+  bool ok = false;
+  bool skipped = false; // the sandbox was not idle; nothing was probed
+  std::string detail;
+};
+
+/// Outcome of one blocking backend call, sent back to the container that asked.
+struct op_result {
+  caf::error err;
+  ExecResult exec;
+  std::string data;
+  ResetReport reset;
+};
+
+/// A container's state change, sent to its pool after every transition.
+struct container_report {
+  ContainerStats stats;
+  uint64_t executions = 0; // cumulative
+  std::string reason;      // why it failed or retired
+  bool fresh = false;      // a one-off sandbox outside the pool
+};
+
+struct container_ref {
+  std::string id;
+  container_actor handle;
+};
+
+/// One configured pool: admission, waiters, growth, replenishment.
+using pool_actor = caf::typed_actor<
+  caf::replies_to<acquire_atom, acquire_request>::with<lease_info>,
+  // Container -> pool: state change.
+  caf::reacts_to<report_atom, container_report>,
+  // Container -> pool: may I retire after idle_timeout? (false keeps min_idle)
+  caf::replies_to<expire_atom, std::string>::with<bool>,
+  // Health checker -> pool: the idle sandboxes to probe.
+  caf::replies_to<list_atom>::with<std::vector<container_ref>>,
+  caf::replies_to<stats_atom>::with<PoolStats>,
+  // Supervisor -> pool: stop admitting, drain leases up to the grace period, destroy all.
+  caf::replies_to<shutdown_atom, duration>::with<ok_atom>,
+  caf::reacts_to<timer_atom, uint8_t, uint64_t>>;
+
+struct pool_ref {
+  std::string name;
+  pool_actor handle;
+};
+
+/// Probes idle sandboxes of every pool on each pool's interval.
+using health_checker_actor = caf::typed_actor<
+  // Supervisor -> checker: (re)register a pool (after a pool restart, too).
+  caf::reacts_to<pools_atom, pool_ref>,
+  caf::reacts_to<timer_atom, uint8_t, uint64_t>,
+  caf::reacts_to<shutdown_atom>>;
+
+/// The root: routes acquires to pools, aggregates stats, orchestrates shutdown.
+using supervisor_actor = caf::typed_actor<
+  caf::replies_to<acquire_atom, acquire_request>::with<lease_info>,
+  caf::replies_to<stats_atom>::with<std::vector<PoolStats>>,
+  // True once every enabled pool holds min_idle ready sandboxes.
+  caf::replies_to<ready_atom>::with<bool>,
+  caf::replies_to<shutdown_atom>::with<ok_atom>>;
+
+// -- inspect overloads (same field names on every node) ----------------------
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, ExecRequest& x) {
+  return f(caf::meta::type_name("warmpool.exec_request"), x.argv, x.shell, x.stdin_data,
+           x.env, x.cwd, x.timeout, x.output_limit);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, ExecResult& x) {
+  return f(caf::meta::type_name("warmpool.exec_result"), x.exit_code, x.signal,
+           x.stdout_data, x.stderr_data, x.duration, x.timed_out, x.truncated);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, ResetReport& x) {
+  return f(caf::meta::type_name("warmpool.reset_report"), x.files_removed,
+           x.processes_killed);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, ContainerStats& x) {
+  return f(caf::meta::type_name("warmpool.container_stats"), x.id, x.state, x.uses, x.age_ms,
+           x.last_probe_ms_ago, x.last_probe_ok, x.lease_id, x.restarts);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, PoolStats& x) {
+  return f(caf::meta::type_name("warmpool.pool_stats"), x.name, x.backend, x.node, x.enabled,
+           x.min_idle, x.max_size, x.total, x.idle, x.leased, x.creating, x.waiting, x.states,
+           x.hits, x.misses, x.exhausted, x.recycled, x.failed, x.executions, x.fresh,
+           x.retired, x.transitions, x.probe_failures, x.containers);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, acquire_request& x) {
+  return f(caf::meta::type_name("warmpool.acquire_request"), x.pool, x.timeout, x.tenant,
+           x.session);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, lease_info& x) {
+  return f(caf::meta::type_name("warmpool.lease_info"), x.id, x.pool, x.container, x.node,
+           x.tenant, x.session, x.handle);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, probe_result& x) {
+  return f(caf::meta::type_name("warmpool.probe_result"), x.ok, x.skipped, x.detail);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, op_result& x) {
+  return f(caf::meta::type_name("warmpool.op_result"), x.err, x.exec, x.data, x.reset);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, container_report& x) {
+  return f(caf::meta::type_name("warmpool.container_report"), x.stats, x.executions, x.reason,
+           x.fresh);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, container_ref& x) {
+  return f(caf::meta::type_name("warmpool.container_ref"), x.id, x.handle);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, pool_ref& x) {
+  return f(caf::meta::type_name("warmpool.pool_ref"), x.name, x.handle);
+}
+
+/// Registers every message type and the error category. Every binary and test that
+/// builds an actor system calls this, so all nodes agree on names.
+void register_types(caf::actor_system_config& cfg);
+
+} // namespace warmpool
