@@ -12,7 +12,7 @@ namespace warmpool {
 
 namespace {
 
-enum timer_kind : uint8_t { waiter_deadline = 0, grace_expired = 1 };
+enum timer_kind : uint8_t { waiter_deadline = 0, grace_expired = 1, replenish_timer = 2 };
 
 using self_ptr = pool_actor::stateful_pointer<pool_state>;
 using waiter = pool_state::waiter;
@@ -68,7 +68,7 @@ void spawn_container(self_ptr self, bool fresh, const std::string& id) {
 void replenish(self_ptr self) {
   auto& st = self->state;
   const auto& cfg = *st.p.cfg;
-  if (st.shutting_down || !cfg.enabled)
+  if (st.shutting_down || !cfg.enabled || self->clock().now() < st.paused_until)
     return;
   int64_t supply = static_cast<int64_t>(st.idle.size()) + pending_supply(self);
   int64_t demand = static_cast<int64_t>(cfg.min_idle) + static_cast<int64_t>(st.waiters.size());
@@ -240,6 +240,15 @@ void on_report(self_ptr self, container_report& r) {
     ++st.totals.retired[reason_key(r.reason)];
     if (r.reason == "max_uses")
       ++st.totals.recycled;
+    if (r.reason.rfind("restart_exhausted", 0) == 0 && !st.shutting_down && !m.fresh) {
+      // The backend keeps failing: back off before the next sandbox instead of spinning.
+      auto pause = st.p.cfg->restart.backoff_max;
+      spdlog::warn("pool {}: sandbox {} gave up after restarts; pausing refill for {}ms",
+                   st.p.cfg->name, id, pause.count());
+      st.paused_until = self->clock().now() + pause;
+      self->delayed_send(me(self), pause, timer_atom::value, static_cast<uint8_t>(replenish_timer),
+                         uint64_t{0});
+    }
   } else if (next == "gone") {
     member_gone(self, id, r.reason);
     return;
@@ -327,9 +336,11 @@ pool_actor::behavior_type pool(self_ptr self, pool_params p) {
                        static_cast<int64_t>(st.waiters.size());
       if (coming <= 0 && cfg.on_exhausted == OnExhausted::fail) {
         ++st.totals.exhausted;
-        return make_error(Errc::pool_exhausted,
-                          "pool " + cfg.name + ": all " + std::to_string(cfg.max_size) +
-                            " sandboxes are in use (on_exhausted: fail)");
+        // The promise already owns this request: answer through it, not by returning.
+        rp.deliver(make_error(Errc::pool_exhausted,
+                              "pool " + cfg.name + ": all " + std::to_string(cfg.max_size) +
+                                " sandboxes are in use (on_exhausted: fail)"));
+        return rp;
       }
       arm_deadline(self, w);
       if (coming <= 0 && cfg.on_exhausted == OnExhausted::fresh) {
@@ -386,6 +397,10 @@ pool_actor::behavior_type pool(self_ptr self, pool_params p) {
     },
     [self](timer_atom, uint8_t kind, uint64_t id) {
       auto& st = self->state;
+      if (kind == replenish_timer) {
+        replenish(self);
+        return;
+      }
       if (kind == grace_expired) {
         // Leases still held after the grace period are cancelled.
         for (auto& kv : st.members)

@@ -58,6 +58,7 @@ struct pool_state {
   uint64_t next_waiter = 0;
   PoolStats totals;                                 // counters only
   bool shutting_down = false;
+  clock::time_point paused_until{};                 // no refill before (backend failing)
   caf::typed_response_promise<ok_atom> shutdown_rp;
   bool shutdown_requested = false;
 };

@@ -3,11 +3,30 @@
 #include "backends/local_backend.hpp"
 #include "backends/sim_backend.hpp"
 
+#include <mutex>
+
 namespace warmpool {
+
+namespace {
+std::mutex override_mtx;
+BackendOverride override_fn;
+} // namespace
+
+void set_backend_override(BackendOverride fn) {
+  std::lock_guard<std::mutex> guard{override_mtx};
+  override_fn = std::move(fn);
+}
 
 BackendPtr make_backend(const PoolConfig& pool, const EngineConfig& engine) {
   BackendPtr backend;
-  if (pool.backend == "sim")
+  {
+    std::lock_guard<std::mutex> guard{override_mtx};
+    if (override_fn)
+      backend = override_fn(pool);
+  }
+  if (backend)
+    ; // supplied by the override
+  else if (pool.backend == "sim")
     backend = std::make_shared<SimBackend>(pool.sim);
   else if (pool.backend == "local")
     backend = std::make_shared<LocalBackend>(engine.agent_path);

@@ -36,7 +36,11 @@ void SimBackend::check_alive(SimSandbox& box) {
 }
 
 SandboxPtr SimBackend::create(const SandboxSpec& spec) {
+  auto now = ++creating_;
+  for (auto seen = max_parallel_.load(); now > seen && !max_parallel_.compare_exchange_weak(seen, now);)
+    ;
   pause(cfg_.create_latency);
+  --creating_;
   if (fail_creates_.fetch_sub(1) > 0 || roll_failure())
     throw Error{Errc::backend_unavailable, "sim: injected create failure for " + spec.name};
   fail_creates_.store(std::max(0, fail_creates_.load()));

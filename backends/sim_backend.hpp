@@ -37,6 +37,8 @@ public:
   void kill(const std::string& sandbox_id);
   size_t live() const;
   size_t created() const { return created_; }
+  /// Most create() calls that were ever running at the same time.
+  size_t max_parallel_creates() const { return max_parallel_; }
   size_t destroyed() const { return destroyed_; }
   std::set<std::string> live_ids() const;
 
@@ -57,6 +59,8 @@ private:
   std::atomic<int> fail_pings_{0};
   std::atomic<int> fail_resets_{0};
   std::atomic<size_t> created_{0};
+  std::atomic<size_t> creating_{0};
+  std::atomic<size_t> max_parallel_{0};
   std::atomic<size_t> destroyed_{0};
   std::atomic<uint64_t> next_id_{0};
 };

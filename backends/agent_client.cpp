@@ -1,0 +1,175 @@
+#include "backends/agent_client.hpp"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <thread>
+
+#include "agent/protocol.hpp"
+
+namespace warmpool {
+
+using nlohmann::json;
+using clk = std::chrono::steady_clock;
+
+Errc agent_errc(const std::string& code) {
+  static const std::pair<const char*, Errc> table[] = {
+      {"invalid_request", Errc::invalid_request}, {"exec_timeout", Errc::exec_timeout},
+      {"container_failed", Errc::container_failed}, {"internal", Errc::internal}};
+  for (const auto& [name, errc] : table)
+    if (code == name) return errc;
+  return Errc::container_failed;
+}
+
+static int connect_unix(const std::string& path, duration timeout) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path)
+    throw Error(Errc::invalid_request, "agent socket path too long: " + path);
+  memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  auto deadline = clk::now() + timeout;
+  for (;;) {
+    // Non-blocking so a full backlog gives EAGAIN instead of blocking past the deadline.
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd < 0) throw Error(Errc::internal, std::string("socket: ") + strerror(errno));
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) return fd;
+    int e = errno;
+    ::close(fd);
+    bool starting = e == ENOENT || e == ECONNREFUSED || e == EAGAIN;
+    if (!starting || clk::now() >= deadline)
+      throw Error(Errc::container_failed,
+                  "cannot connect to the agent socket " + path + ": " + strerror(e));
+    // Nothing to wait on until the agent binds the socket; poll at a short interval.
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+AgentClient::AgentClient(int read_fd, int write_fd) : rfd_(read_fd), wfd_(write_fd) {
+  // Non-blocking, so every read and write honours the call's deadline via poll().
+  for (int fd : {rfd_, wfd_}) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+AgentClient::AgentClient(const std::string& socket_path, duration connect_timeout)
+    : AgentClient(connect_unix(socket_path, connect_timeout)) {}
+
+AgentClient::~AgentClient() { close(); }
+
+void AgentClient::close() {
+  std::lock_guard<std::mutex> lk(mu_);
+  if (rfd_ >= 0) ::close(rfd_);
+  if (wfd_ >= 0 && wfd_ != rfd_) ::close(wfd_);
+  rfd_ = wfd_ = -1;
+  if (broken_reason_.empty()) broken_reason_ = "connection closed";
+}
+
+bool AgentClient::broken() const {
+  std::lock_guard<std::mutex> lk(mu_);
+  return !broken_reason_.empty();
+}
+
+// Transport failure: the stream may be out of sync (a late reply would answer the next
+// request), so the connection is closed for good. Called with mu_ held.
+void AgentClient::fail(const std::string& what) {
+  broken_reason_ = what;
+  if (rfd_ >= 0) ::close(rfd_);
+  if (wfd_ >= 0 && wfd_ != rfd_) ::close(wfd_);
+  rfd_ = wfd_ = -1;
+  throw Error(Errc::container_failed, "agent: " + what);
+}
+
+static std::string io_message(const proto::IoResult& r) {
+  switch (r.status) {
+    case proto::IoStatus::eof:
+    case proto::IoStatus::truncated: return "connection closed by the agent (sandbox died?)";
+    case proto::IoStatus::error: return std::string("I/O error: ") + strerror(r.err);
+    default: return proto::to_string(r.status);
+  }
+}
+
+json AgentClient::call(json request, duration timeout) {
+  std::lock_guard<std::mutex> lk(mu_);
+  std::string op = request.value("op", "?");
+  if (!broken_reason_.empty())
+    throw Error(Errc::container_failed, "agent connection unusable (" + broken_reason_ + ")");
+  uint64_t id = next_id_++;
+  request["id"] = id;
+  std::string frame;
+  try {
+    frame = proto::encode_frame(request);
+  } catch (const std::length_error& e) {
+    throw Error(Errc::invalid_request, op + ": request too large: " + e.what());
+  }
+  auto deadline = clk::now() + timeout;
+  if (auto w = proto::write_all(wfd_, frame, deadline); !w)
+    fail(op + ": sending the request failed: " + io_message(w));
+  std::string payload;
+  auto r = proto::read_frame(rfd_, payload, proto::kMaxFrame, deadline);
+  if (r.status == proto::IoStatus::timeout)
+    fail(op + ": no answer within " + std::to_string(timeout.count()) + " ms");
+  if (!r) fail(op + ": " + io_message(r));
+  json resp = json::parse(payload, nullptr, false);
+  if (resp.is_discarded() || !resp.is_object()) fail(op + ": malformed response");
+  if (resp.value("id", json()) != json(id)) fail(op + ": response does not answer the request");
+  auto ok = resp.find("ok");
+  if (ok == resp.end() || !ok->is_boolean()) fail(op + ": response without 'ok'");
+  if (!ok->get<bool>()) {
+    const json& err = resp.value("error", json::object());
+    std::string code = err.is_object() ? err.value("code", "") : "";
+    std::string message = err.is_object() ? err.value("message", "") : "";
+    throw Error(agent_errc(code), op + ": " + (message.empty() ? code : message));
+  }
+  return resp;
+}
+
+// A response field that is missing or garbled means the agent misbehaves.
+template <class F>
+static auto parse_reply(const std::string& op, F&& f) {
+  try {
+    return f();
+  } catch (const std::exception& e) {
+    throw Error(Errc::container_failed, op + ": malformed response: " + e.what());
+  }
+}
+
+AgentInfo AgentClient::ping(duration timeout) {
+  json resp = call({{"op", "ping"}}, timeout);
+  return parse_reply("ping", [&] {
+    return AgentInfo{resp.at("pid").get<int>(), resp.at("version").get<std::string>()};
+  });
+}
+
+ExecResult AgentClient::exec(const ExecRequest& req) {
+  json msg{{"op", "exec"}};
+  proto::exec_request_to_json(req, msg);
+  json resp = call(std::move(msg), req.timeout + kMargin);
+  return parse_reply("exec", [&] { return proto::exec_result_from_json(resp); });
+}
+
+std::string AgentClient::read_file(const std::string& path, duration timeout) {
+  json resp = call({{"op", "read_file"}, {"path", path}, {"timeout_ms", timeout.count()}},
+                   timeout + kMargin);
+  return parse_reply("read_file", [&] {
+    return proto::base64_decode(resp.at("data").get<std::string>());
+  });
+}
+
+void AgentClient::write_file(const std::string& path, const std::string& data,
+                             duration timeout, int mode) {
+  call({{"op", "write_file"}, {"path", path}, {"data", proto::base64_encode(data)},
+        {"mode", mode}, {"timeout_ms", timeout.count()}},
+       timeout + kMargin);
+}
+
+ResetReport AgentClient::reset(duration timeout) {
+  json resp = call({{"op", "reset"}, {"timeout_ms", timeout.count()}}, timeout + kMargin);
+  return parse_reply("reset", [&] {
+    return ResetReport{resp.at("files_removed").get<uint64_t>(),
+                       resp.at("processes_killed").get<uint64_t>()};
+  });
+}
+
+} // namespace warmpool

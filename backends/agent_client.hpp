@@ -1,0 +1,68 @@
+// Host-side client of one warmpool-agent (agent/protocol.hpp), over a socket, a pipe
+// pair or a unix socket path. Every call has a deadline; a transport failure (EOF, broken
+// pipe, deadline, garbage) throws Error(container_failed) and leaves the client broken,
+// because the stream can no longer be trusted to be in sync. Agent error frames map to
+// the matching Errc (invalid_request, exec_timeout, ...). Thread-safe (one call at a time).
+#pragma once
+
+#include <mutex>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "warmpool/types.hpp"
+
+namespace warmpool {
+
+struct AgentInfo {
+  int pid = 0;
+  std::string version;
+};
+
+class AgentClient {
+public:
+  /// Extra time the client waits beyond an operation's own timeout (process startup,
+  /// killing, draining, transfer).
+  static constexpr duration kMargin{5000};
+
+  /// Talks over `read_fd`/`write_fd` (may be the same socket); takes ownership of both.
+  AgentClient(int read_fd, int write_fd);
+  /// Talks over one connected stream socket; takes ownership.
+  explicit AgentClient(int socket_fd) : AgentClient(socket_fd, socket_fd) {}
+  /// Connects to an agent listening on a unix socket, retrying until `connect_timeout`
+  /// while the socket does not exist yet or refuses (the agent is still starting).
+  AgentClient(const std::string& socket_path, duration connect_timeout);
+  ~AgentClient();
+  AgentClient(const AgentClient&) = delete;
+  AgentClient& operator=(const AgentClient&) = delete;
+
+  AgentInfo ping(duration timeout);
+  /// Client deadline: req.timeout + kMargin. A command that timed out is a normal
+  /// result (timed_out = true), not an exception.
+  ExecResult exec(const ExecRequest& req);
+  std::string read_file(const std::string& path, duration timeout = duration(30000));
+  void write_file(const std::string& path, const std::string& data,
+                  duration timeout = duration(30000), int mode = 0644);
+  /// Throws Error(container_failed) when the agent cannot verify a clean sandbox.
+  ResetReport reset(duration timeout);
+
+  /// Sends one raw request object (an "id" is added) and returns the successful response.
+  nlohmann::json call(nlohmann::json request, duration timeout);
+
+  /// Closes the connection; later calls throw container_failed. Idempotent.
+  void close();
+  /// True once a transport failure or close() happened.
+  bool broken() const;
+
+private:
+  [[noreturn]] void fail(const std::string& what);
+  mutable std::mutex mu_;
+  int rfd_ = -1, wfd_ = -1;
+  uint64_t next_id_ = 1;
+  std::string broken_reason_;
+};
+
+/// Agent error-frame code ("invalid_request", ...) to Errc; unknown codes: container_failed.
+Errc agent_errc(const std::string& code);
+
+} // namespace warmpool

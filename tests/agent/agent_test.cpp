@@ -1,0 +1,410 @@
+// The real warmpool-agent binary (WARMPOOL_AGENT_BIN) driven over pipes, outside any
+// sandbox: hostile frames, exec semantics, files and reset. Also the host-side AgentClient.
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "agent/protocol.hpp"
+#include "backends/agent_client.hpp"
+
+using namespace warmpool;
+using namespace warmpool::proto;
+using namespace std::chrono_literals;
+
+namespace {
+
+// Polls `cond` until it holds or `limit` passes (for things with no event to wait on).
+template <class F>
+bool eventually(F cond, std::chrono::milliseconds limit = 10s) {
+  auto end = clock::now() + limit;
+  while (clock::now() < end) {
+    if (cond()) return true;
+    std::this_thread::sleep_for(5ms);
+  }
+  return cond();
+}
+
+bool process_gone(pid_t pid) {
+  // Gone, or a zombie nobody reaped yet (it is dead either way).
+  std::ifstream st("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(st, line)) return true;
+  auto rp = line.rfind(')');
+  return rp != std::string::npos && line.size() > rp + 2 && line[rp + 2] == 'Z';
+}
+
+class TempDir {
+public:
+  TempDir() {
+    char tmpl[] = "/tmp/wp-agent-test-XXXXXX";
+    path_ = mkdtemp(tmpl);
+  }
+  ~TempDir() { std::system(("rm -rf '" + path_ + "'").c_str()); }
+  const std::string& path() const { return path_; }
+
+private:
+  std::string path_;
+};
+
+// One agent process talking over two pipes.
+class AgentProc {
+public:
+  explicit AgentProc(const std::string& workspace, std::vector<std::string> extra = {}) {
+    int in[2], out[2];
+    EXPECT_EQ(pipe2(in, O_CLOEXEC), 0);
+    EXPECT_EQ(pipe2(out, O_CLOEXEC), 0);
+    std::vector<std::string> args = {WARMPOOL_AGENT_BIN, "--workspace", workspace};
+    args.insert(args.end(), extra.begin(), extra.end());
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(in[0], 0);
+      dup2(out[1], 1);
+      std::vector<char*> argv;
+      for (auto& a : args) argv.push_back(a.data());
+      argv.push_back(nullptr);
+      setenv("AGENT_SECRET", "leak", 1);  // must not reach commands
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    to_ = in[1];
+    from_ = out[0];
+  }
+  ~AgentProc() {
+    close_input();
+    if (from_ >= 0) close(from_);
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+  void send_raw(const std::string& bytes) { ASSERT_TRUE(write_all(to_, bytes)); }
+  void send(const json& msg) { send_raw(encode_frame(msg)); }
+  json recv() {
+    std::string payload;
+    auto r = read_frame(from_, payload, kMaxFrame, clock::now() + 20s);
+    EXPECT_TRUE(r) << to_string(r.status);
+    return r ? json::parse(payload) : json();
+  }
+  json call(json msg) {
+    if (!msg.contains("id")) msg["id"] = 1;
+    send(msg);
+    return recv();
+  }
+  void close_input() {
+    if (to_ >= 0) close(to_);
+    to_ = -1;
+  }
+  // Exit status once the agent exits (bounded wait), or -1.
+  int wait_exit() {
+    int st = -1;
+    bool done = eventually([&] { return waitpid(pid_, &st, WNOHANG) == pid_; });
+    if (!done) return -1;
+    pid_ = -1;
+    return st;
+  }
+  // A client over the same pipes (hands the fds over).
+  std::unique_ptr<AgentClient> client() {
+    auto c = std::make_unique<AgentClient>(from_, to_);
+    from_ = to_ = -1;
+    return c;
+  }
+  pid_t pid() const { return pid_; }
+
+private:
+  pid_t pid_ = -1;
+  int to_ = -1, from_ = -1;
+};
+
+std::string b64(const std::string& s) { return base64_encode(s); }
+std::string unb64(const json& j) { return base64_decode(j.get<std::string>()); }
+
+json exec_shell(AgentProc& a, const std::string& cmd, json extra = json::object()) {
+  json msg = {{"op", "exec"}, {"shell", cmd}};
+  msg.update(extra);
+  return a.call(msg);
+}
+
+class AgentTest : public ::testing::Test {
+protected:
+  TempDir ws;
+  AgentProc agent{ws.path()};
+};
+
+} // namespace
+
+TEST_F(AgentTest, PingAnswersWithPidAndVersion) {
+  json r = agent.call({{"id", "abc"}, {"op", "ping"}});
+  EXPECT_EQ(r["id"], "abc");
+  EXPECT_EQ(r["ok"], true);
+  EXPECT_EQ(r["pid"], agent.pid());
+  EXPECT_EQ(r["version"], kVersion);
+}
+
+TEST_F(AgentTest, MalformedJsonGetsErrorFrameAndAgentKeepsServing) {
+  agent.send_raw(encode_frame_text("{\"id\": 1, \"op\": "));
+  json r = agent.recv();
+  EXPECT_EQ(r["ok"], false);
+  EXPECT_EQ(r["error"]["code"], "invalid_request");
+  EXPECT_EQ(agent.call({{"id", 2}, {"op", "ping"}})["ok"], true);
+}
+
+TEST_F(AgentTest, NonObjectRequestIsRejected) {
+  agent.send_raw(encode_frame_text("[1,2,3]"));
+  json r = agent.recv();
+  EXPECT_EQ(r["error"]["code"], "invalid_request");
+  EXPECT_EQ(agent.call({{"op", "ping"}})["ok"], true);
+}
+
+TEST_F(AgentTest, WrongTypedFieldIsNamedInTheError) {
+  json r = agent.call({{"id", 5}, {"op", "exec"}, {"argv", "ls"}});
+  EXPECT_EQ(r["id"], 5);
+  EXPECT_EQ(r["error"]["code"], "invalid_request");
+  EXPECT_NE(r["error"]["message"].get<std::string>().find("argv"), std::string::npos);
+  r = agent.call({{"op", "read_file"}, {"path", 42}});
+  EXPECT_NE(r["error"]["message"].get<std::string>().find("path"), std::string::npos);
+  r = agent.call({{"op", 7}});
+  EXPECT_NE(r["error"]["message"].get<std::string>().find("op"), std::string::npos);
+}
+
+TEST_F(AgentTest, UnknownOpIsInvalidRequest) {
+  json r = agent.call({{"op", "format_disk"}});
+  EXPECT_EQ(r["ok"], false);
+  EXPECT_EQ(r["error"]["code"], "invalid_request");
+}
+
+TEST_F(AgentTest, MissingIdIsInvalidRequest) {
+  agent.send({{"op", "ping"}});
+  json r = agent.recv();
+  EXPECT_EQ(r["error"]["code"], "invalid_request");
+  EXPECT_NE(r["error"]["message"].get<std::string>().find("id"), std::string::npos);
+}
+
+TEST_F(AgentTest, DeeplyNestedJsonDoesNotCrash) {
+  std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  agent.send_raw(encode_frame_text("{\"id\":1,\"op\":\"ping\",\"x\":" + deep + "}"));
+  EXPECT_EQ(agent.recv()["ok"], true);
+}
+
+TEST_F(AgentTest, OversizedLengthPrefixGetsErrorFrameThenExitNonZero) {
+  agent.send_raw(std::string("\xff\xff\xff\xf0", 4));
+  json r = agent.recv();
+  EXPECT_EQ(r["ok"], false);
+  EXPECT_EQ(r["error"]["code"], "invalid_request");
+  int st = agent.wait_exit();
+  ASSERT_NE(st, -1);
+  ASSERT_TRUE(WIFEXITED(st));  // an exit, not a crash
+  EXPECT_NE(WEXITSTATUS(st), 0);
+}
+
+TEST_F(AgentTest, TruncatedFrameExitsCleanly) {
+  agent.send_raw(encode_frame(json{{"id", 1}, {"op", "ping"}}).substr(0, 10));
+  agent.close_input();
+  int st = agent.wait_exit();
+  ASSERT_TRUE(WIFEXITED(st));
+  EXPECT_EQ(WEXITSTATUS(st), 0);
+}
+
+TEST_F(AgentTest, ExecReportsStdoutStderrAndExitCode) {
+  json r = exec_shell(agent, "echo out; echo err >&2; exit 3");
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  EXPECT_EQ(unb64(r["stdout"]), "out\n");
+  EXPECT_EQ(unb64(r["stderr"]), "err\n");
+  EXPECT_EQ(r["exit_code"], 3);
+  EXPECT_EQ(r["signal"], 0);
+  EXPECT_EQ(r["timed_out"], false);
+  EXPECT_GT(r["duration_us"].get<int64_t>(), 0);
+}
+
+TEST_F(AgentTest, ExecRunsArgvWithoutShell) {
+  json r = agent.call({{"op", "exec"}, {"argv", {"echo", "$HOME", "a  b"}}});
+  EXPECT_EQ(unb64(r["stdout"]), "$HOME a  b\n");
+}
+
+TEST_F(AgentTest, ExecPassesStdin) {
+  json r = agent.call({{"op", "exec"}, {"argv", {"cat"}}, {"stdin", b64(std::string("a\0b", 3))}});
+  EXPECT_EQ(unb64(r["stdout"]), std::string("a\0b", 3));
+}
+
+TEST_F(AgentTest, CommandIgnoringLargeStdinDoesNotDeadlock) {
+  json r = agent.call({{"op", "exec"}, {"shell", "echo ignored"},
+                       {"stdin", b64(std::string(4 << 20, 'x'))}, {"timeout_ms", 20000}});
+  EXPECT_EQ(r["exit_code"], 0);
+  EXPECT_EQ(r["timed_out"], false);
+  EXPECT_EQ(unb64(r["stdout"]), "ignored\n");
+}
+
+TEST_F(AgentTest, SignalledCommandReportsTheSignal) {
+  json r = exec_shell(agent, "kill -TERM $$");
+  EXPECT_EQ(r["exit_code"], -1);
+  EXPECT_EQ(r["signal"], SIGTERM);
+}
+
+TEST_F(AgentTest, MissingCommandExits127WithMessage) {
+  json r = agent.call({{"op", "exec"}, {"argv", {"no-such-command-wp"}}});
+  EXPECT_EQ(r["exit_code"], 127);
+  EXPECT_NE(unb64(r["stderr"]).find("no-such-command-wp"), std::string::npos);
+}
+
+TEST_F(AgentTest, EnvIsCleanPlusRequestedVariables) {
+  json r = agent.call({{"op", "exec"}, {"shell", "echo $HOME,$LANG,$FOO,${AGENT_SECRET:-none}"},
+                       {"env", {{"FOO", "bar"}}}});
+  EXPECT_EQ(unb64(r["stdout"]), ws.path() + ",C.UTF-8,bar,none\n");
+}
+
+TEST_F(AgentTest, CwdDefaultsToWorkspaceAndIsResolvedInIt) {
+  EXPECT_EQ(unb64(exec_shell(agent, "pwd")["stdout"]), ws.path() + "\n");
+  ASSERT_EQ(mkdir((ws.path() + "/sub").c_str(), 0755), 0);
+  EXPECT_EQ(unb64(exec_shell(agent, "pwd", {{"cwd", "sub"}})["stdout"]), ws.path() + "/sub\n");
+  EXPECT_EQ(exec_shell(agent, "pwd", {{"cwd", "missing"}})["exit_code"], 126);
+}
+
+TEST_F(AgentTest, TimeoutKillsWholeProcessGroup) {
+  auto start = clock::now();
+  json r = exec_shell(agent, "sleep 100 & echo $!; echo $$; sleep 100", {{"timeout_ms", 300}});
+  EXPECT_LT(clock::now() - start, 20s);  // the timeout fired instead of waiting 100 s
+  EXPECT_EQ(r["timed_out"], true);
+  EXPECT_EQ(r["exit_code"], -1);
+  EXPECT_EQ(r["signal"], SIGKILL);
+  std::istringstream pids(unb64(r["stdout"]));
+  pid_t bg = 0, sh = 0;
+  ASSERT_TRUE(pids >> bg >> sh) << unb64(r["stdout"]);
+  EXPECT_TRUE(eventually([&] { return process_gone(bg) && process_gone(sh); }));
+}
+
+TEST_F(AgentTest, BackgroundChildHoldingPipesDoesNotStallReply) {
+  auto start = clock::now();
+  json r = exec_shell(agent, "sleep 100 & echo done", {{"timeout_ms", 60000}});
+  EXPECT_LT(clock::now() - start, 20s);
+  EXPECT_EQ(r["timed_out"], false);
+  EXPECT_EQ(r["exit_code"], 0);
+  EXPECT_EQ(unb64(r["stdout"]), "done\n");
+}
+
+TEST_F(AgentTest, OutputOverLimitIsTruncatedAndFlagged) {
+  json r = exec_shell(agent, "head -c 100000 /dev/zero; echo tail >&2", {{"output_limit", 1000}});
+  EXPECT_EQ(r["exit_code"], 0);  // the writer was not blocked by the dropped output
+  EXPECT_EQ(unb64(r["stdout"]).size(), 1000u);
+  EXPECT_EQ(unb64(r["stderr"]), "tail\n");
+  EXPECT_EQ(r["truncated"], true);
+}
+
+TEST_F(AgentTest, WriteThenReadFileRoundTripsBinary) {
+  std::string data("\0\x01\xff\n\0end", 8);
+  json w = agent.call({{"op", "write_file"}, {"path", "dir/sub/f.bin"}, {"data", b64(data)}});
+  ASSERT_EQ(w["ok"], true) << w.dump();
+  json r = agent.call({{"op", "read_file"}, {"path", ws.path() + "/dir/sub/f.bin"}});
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  EXPECT_EQ(unb64(r["data"]), data);
+}
+
+TEST_F(AgentTest, WriteFileAppliesMode) {
+  agent.call({{"op", "write_file"}, {"path", "run.sh"}, {"data", b64("#!/bin/sh\necho ran\n")},
+              {"mode", 0755}});
+  EXPECT_EQ(unb64(exec_shell(agent, "./run.sh")["stdout"]), "ran\n");
+}
+
+TEST_F(AgentTest, ReadMissingFileIsErrorFrame) {
+  json r = agent.call({{"op", "read_file"}, {"path", "nope"}});
+  EXPECT_EQ(r["ok"], false);
+  EXPECT_EQ(r["error"]["code"], "invalid_request");
+  EXPECT_NE(r["error"]["message"].get<std::string>().find("No such file"), std::string::npos);
+  EXPECT_EQ(agent.call({{"op", "read_file"}, {"path", ""}})["error"]["code"], "invalid_request");
+  EXPECT_EQ(agent.call({{"op", "read_file"}, {"path", "/"}})["error"]["code"], "invalid_request");
+}
+
+TEST_F(AgentTest, ResetKillsEscapedProcessesAndWipesWorkspace) {
+  // setsid leaves the command's process group, so only reset can find it.
+  // The marker is written after setsid(), so the reply comes only once it escaped.
+  json r = exec_shell(agent,
+      "setsid sh -c ': > started; exec sleep 100' >/dev/null 2>&1 & echo $!; "
+      "while [ ! -e started ]; do sleep 0.01; done; mkdir -p d/e; touch d/e/f top; chmod 000 d");
+  pid_t escaped = std::stoi(unb64(r["stdout"]));
+  json reset = agent.call({{"op", "reset"}});
+  ASSERT_EQ(reset["ok"], true) << reset.dump();
+  EXPECT_GE(reset["processes_killed"].get<int>(), 1);
+  EXPECT_EQ(reset["files_removed"], 5);  // started, d, d/e, d/e/f, top
+  EXPECT_TRUE(eventually([&] { return process_gone(escaped); }));
+  EXPECT_EQ(unb64(exec_shell(agent, "ls -A")["stdout"]), "");
+}
+
+TEST(AgentSocket, ServesSuccessiveConnectionsOnAUnixSocket) {
+  TempDir ws;
+  std::string sock = ws.path() + "/agent.sock";
+  AgentProc agent(ws.path() + "/ws", {"--socket", sock});
+  for (int i = 0; i < 2; ++i) {  // the second client proves it accepts again after a close
+    AgentClient c(sock, 10s);
+    EXPECT_EQ(c.ping(5s).pid, agent.pid());
+    ExecRequest req;
+    req.shell = "echo " + std::to_string(i);
+    EXPECT_EQ(c.exec(req).stdout_data, std::to_string(i) + "\n");
+  }
+}
+
+TEST(AgentClientTest, AgentErrorFrameMapsToInvalidRequest) {
+  TempDir ws;
+  AgentProc agent(ws.path());
+  auto c = agent.client();
+  try {
+    c->read_file("missing");
+    FAIL() << "no exception";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::invalid_request);
+  }
+  EXPECT_FALSE(c->broken());  // an error frame leaves the stream in sync
+  EXPECT_EQ(c->ping(5s).version, kVersion);
+}
+
+TEST(AgentClientTest, DeadAgentThrowsContainerFailed) {
+  TempDir ws;
+  AgentProc agent(ws.path());
+  pid_t pid = agent.pid();
+  auto c = agent.client();
+  c->ping(5s);
+  kill(pid, SIGKILL);
+  ExecRequest req;
+  req.shell = "true";
+  try {
+    c->exec(req);
+    FAIL() << "no exception";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::container_failed);
+  }
+  EXPECT_TRUE(c->broken());
+}
+
+TEST(AgentClientTest, SilentPeerHitsTheDeadline) {
+  int sp[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+  AgentClient c(sp[0]);
+  auto start = clock::now();
+  try {
+    c.ping(100ms);
+    FAIL() << "no exception";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::container_failed);
+    EXPECT_NE(std::string(e.what()).find("no answer"), std::string::npos);
+  }
+  EXPECT_LT(clock::now() - start, 10s);
+  close(sp[1]);
+}
+
+TEST(AgentClientTest, ConnectGivesUpWhenNoAgentListens) {
+  try {
+    AgentClient c("/nonexistent-dir-wp/agent.sock", 50ms);
+    FAIL() << "no exception";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::container_failed);
+  }
+}

@@ -1,0 +1,219 @@
+// The C++ API end to end with real threads (CAF's real scheduler, the executor) on the
+// sim backend.
+#include <atomic>
+#include <set>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include "backends/backend_factory.hpp"
+#include "backends/sim_backend.hpp"
+#include "warmpool/engine.hpp"
+
+using namespace warmpool;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct EngineTest : ::testing::Test {
+  std::shared_ptr<SimBackend> sim;
+  EngineConfig cfg;
+
+  EngineTest() {
+    cfg.node = "test-node";
+    cfg.log.level = "warn";
+    cfg.shutdown_grace = 2s;
+    PoolConfig pc;
+    pc.name = "sim";
+    pc.backend = "sim";
+    pc.min_idle = 2;
+    pc.max_size = 4;
+    pc.health_check.interval = duration{0};
+    cfg.pools.push_back(pc);
+  }
+
+  ~EngineTest() override { set_backend_override(nullptr); }
+
+  std::unique_ptr<Engine> start() {
+    sim = std::make_shared<SimBackend>(cfg.pools[0].sim);
+    set_backend_override([s = sim](const PoolConfig&) { return s; });
+    auto e = std::make_unique<Engine>(cfg);
+    EXPECT_TRUE(e->wait_ready(10s));
+    return e;
+  }
+};
+
+ExecRequest echo(const std::string& word) {
+  ExecRequest req;
+  req.argv = {"echo", word};
+  return req;
+}
+
+TEST_F(EngineTest, ExecutesThroughALease) {
+  auto engine = start();
+  auto lease = engine->acquire("sim");
+  EXPECT_EQ(lease.pool(), "sim");
+  EXPECT_EQ(lease.node(), "test-node");
+  auto r = lease.exec(echo("hello"));
+  EXPECT_EQ(r.stdout_data, "hello\n");
+  EXPECT_EQ(r.exit_code, 0);
+  lease.write_file("f.txt", "data");
+  EXPECT_EQ(lease.read_file("f.txt"), "data");
+  lease.release();
+  EXPECT_THROW(lease.exec(echo("x")), Error);
+}
+
+TEST_F(EngineTest, OneShotExecuteReturnsTheResult) {
+  auto engine = start();
+  auto r = engine->execute("sim", echo("once"));
+  EXPECT_EQ(r.stdout_data, "once\n");
+  auto s = engine->stats("sim");
+  EXPECT_EQ(s.executions, 1u);
+  EXPECT_EQ(s.hits, 1u);
+}
+
+TEST_F(EngineTest, UnknownPoolIsATypedError) {
+  auto engine = start();
+  try {
+    engine->acquire("nope");
+    FAIL() << "acquire of an unknown pool succeeded";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::unknown_pool);
+    EXPECT_NE(std::string{e.what()}.find("sim"), std::string::npos); // lists the pools
+  }
+}
+
+TEST_F(EngineTest, InvalidConfigIsRejectedWithEveryIssue) {
+  cfg.pools[0].max_size = 1;
+  cfg.pools[0].min_idle = 2;
+  try {
+    Engine e{cfg};
+    FAIL() << "engine started with min_idle > max_size";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(e.code(), Errc::config_invalid);
+    EXPECT_NE(std::string{e.what()}.find("pools[0].max_size"), std::string::npos);
+  }
+}
+
+TEST_F(EngineTest, AsyncAcquireAndExecDeliverThroughFutures) {
+  auto engine = start();
+  auto fut = engine->acquire_future("sim");
+  auto lease = fut.get();
+  auto r = lease.exec_future(echo("async")).get();
+  EXPECT_EQ(r.stdout_data, "async\n");
+  std::promise<std::string> got;
+  engine->acquire_async("sim", {}, [&](Lease l, std::exception_ptr e) {
+    if (e) {
+      got.set_value("error");
+      return;
+    }
+    got.set_value(l.container_id());
+  });
+  auto id = got.get_future().get();
+  EXPECT_NE(id, "error");
+  EXPECT_NE(id, lease.container_id());
+}
+
+TEST_F(EngineTest, LeaseDestructorReleases) {
+  auto engine = start();
+  {
+    auto lease = engine->acquire("sim");
+    EXPECT_EQ(engine->stats("sim").leased, 1u);
+  }
+  // Release on destruction is asynchronous; the pool sees it shortly.
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (engine->stats("sim").leased != 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(engine->stats("sim").leased, 0u);
+}
+
+TEST_F(EngineTest, ThousandAcquirersNoLossNoDoubleLease) {
+  cfg.pools[0].max_size = 8;
+  cfg.pools[0].min_idle = 8;
+  cfg.pools[0].acquire_timeout = 120s;
+  auto engine = start();
+  std::mutex mtx;
+  std::set<std::string> held;
+  std::atomic<int> ok{0}, doubled{0}, failed{0};
+  constexpr int threads = 8;
+  constexpr int per_thread = 125; // 1,000 acquirers in all
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t)
+    workers.emplace_back([&] {
+      for (int i = 0; i < per_thread; ++i) {
+        try {
+          auto lease = engine->acquire("sim");
+          {
+            std::lock_guard<std::mutex> guard{mtx};
+            if (!held.insert(lease.container_id()).second)
+              ++doubled;
+          }
+          auto r = lease.exec(echo("x"));
+          if (r.stdout_data != "x\n")
+            ++failed;
+          {
+            std::lock_guard<std::mutex> guard{mtx};
+            held.erase(lease.container_id());
+          }
+          lease.release();
+          ++ok;
+        } catch (const std::exception&) {
+          ++failed;
+        }
+      }
+    });
+  for (auto& w : workers)
+    w.join();
+  EXPECT_EQ(ok.load(), threads * per_thread);
+  EXPECT_EQ(failed.load(), 0);
+  EXPECT_EQ(doubled.load(), 0);
+  auto s = engine->stats("sim");
+  EXPECT_EQ(s.executions, static_cast<uint64_t>(threads * per_thread));
+  EXPECT_EQ(s.hits + s.misses, static_cast<uint64_t>(threads * per_thread));
+  EXPECT_LE(s.total, 8u);
+}
+
+TEST_F(EngineTest, WarmupCreatesInParallelBoundedByConfig) {
+  cfg.pools[0].min_idle = 6;
+  cfg.pools[0].max_size = 6;
+  cfg.pools[0].create_parallelism = 2;
+  cfg.pools[0].sim.create_latency = 30ms;
+  auto engine = start();
+  EXPECT_EQ(engine->stats("sim").idle, 6u);
+  EXPECT_EQ(sim->max_parallel_creates(), 2u);
+}
+
+TEST_F(EngineTest, StopDestroysEverySandboxAndRefusesNewWork) {
+  auto engine = start();
+  auto lease = engine->acquire("sim");
+  engine->stop();
+  EXPECT_EQ(sim->live(), 0u);
+  EXPECT_EQ(sim->destroyed(), sim->created());
+  EXPECT_THROW(lease.exec(echo("late")), Error);
+  EXPECT_THROW(engine->acquire("sim"), Error);
+  engine->stop(); // idempotent
+}
+
+TEST_F(EngineTest, StopFailsWaitingAcquirersWithShuttingDown) {
+  cfg.pools[0].min_idle = 1;
+  cfg.pools[0].max_size = 1;
+  auto engine = start();
+  auto held = engine->acquire("sim");
+  auto waiting = engine->acquire_future("sim", AcquireOptions{60s, "", ""});
+  // Make sure the waiter is queued before stopping.
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (engine->stats("sim").waiting == 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(1ms);
+  std::thread stopper([&] { engine->stop(); });
+  try {
+    waiting.get();
+    ADD_FAILURE() << "waiter got a lease during shutdown";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::shutting_down);
+  }
+  held.release();
+  stopper.join();
+  EXPECT_EQ(sim->live(), 0u);
+}
+
+} // namespace

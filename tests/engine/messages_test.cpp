@@ -1,0 +1,156 @@
+// Every message type that may cross a node boundary round-trips through CAF's
+// binary serializer, and errors keep their code and text.
+#include <caf/all.hpp>
+#include <caf/binary_deserializer.hpp>
+#include <caf/binary_serializer.hpp>
+#include <gtest/gtest.h>
+
+#include "messages/errors.hpp"
+#include "messages/messages.hpp"
+
+using namespace warmpool;
+
+namespace {
+
+struct Messages : ::testing::Test {
+  static caf::actor_system_config& init(caf::actor_system_config& cfg) {
+    register_types(cfg);
+    return cfg;
+  }
+  caf::actor_system_config cfg;
+  caf::actor_system sys{init(cfg)};
+
+  template <class T>
+  T round_trip(T x) {
+    std::vector<char> buf;
+    caf::binary_serializer sink{sys, buf};
+    if (auto err = sink(x))
+      ADD_FAILURE() << "serialize: " << sys.render(err);
+    T y;
+    caf::binary_deserializer source{sys, buf};
+    if (auto err = source(y))
+      ADD_FAILURE() << "deserialize: " << sys.render(err);
+    return y;
+  }
+};
+
+TEST_F(Messages, ExecRequestRoundTrips) {
+  ExecRequest x;
+  x.argv = {"python3", "-c", "print(1)"};
+  x.shell = "echo hi";
+  x.stdin_data = std::string("a\0b", 3);
+  x.env = {{"A", "1"}, {"B", "2"}};
+  x.cwd = "/workspace/sub";
+  x.timeout = duration{1234};
+  x.output_limit = 77;
+  auto y = round_trip(x);
+  EXPECT_EQ(y.argv, x.argv);
+  EXPECT_EQ(y.shell, x.shell);
+  EXPECT_EQ(y.stdin_data, x.stdin_data);
+  EXPECT_EQ(y.env, x.env);
+  EXPECT_EQ(y.cwd, x.cwd);
+  EXPECT_EQ(y.timeout, x.timeout);
+  EXPECT_EQ(y.output_limit, x.output_limit);
+}
+
+TEST_F(Messages, ExecResultRoundTrips) {
+  ExecResult x;
+  x.exit_code = 3;
+  x.signal = 9;
+  x.stdout_data = "out";
+  x.stderr_data = "err";
+  x.duration = std::chrono::microseconds{42};
+  x.timed_out = true;
+  x.truncated = true;
+  auto y = round_trip(x);
+  EXPECT_EQ(y.exit_code, 3);
+  EXPECT_EQ(y.signal, 9);
+  EXPECT_EQ(y.stdout_data, "out");
+  EXPECT_EQ(y.stderr_data, "err");
+  EXPECT_EQ(y.duration.count(), 42);
+  EXPECT_TRUE(y.timed_out);
+  EXPECT_TRUE(y.truncated);
+}
+
+TEST_F(Messages, PoolStatsRoundTrips) {
+  PoolStats x;
+  x.name = "py";
+  x.idle = 2;
+  x.states = {{"idle", 2}};
+  x.retired = {{"max_uses", 5}};
+  x.transitions = {{"leased", 9}};
+  x.probe_failures = 4;
+  ContainerStats c;
+  c.id = "py-1";
+  c.state = "idle";
+  c.uses = 7;
+  c.last_probe_ms_ago = 12;
+  x.containers.push_back(c);
+  auto y = round_trip(x);
+  EXPECT_EQ(y.name, "py");
+  EXPECT_EQ(y.states, x.states);
+  EXPECT_EQ(y.retired, x.retired);
+  EXPECT_EQ(y.transitions, x.transitions);
+  EXPECT_EQ(y.probe_failures, 4u);
+  ASSERT_EQ(y.containers.size(), 1u);
+  EXPECT_EQ(y.containers[0].uses, 7u);
+  EXPECT_EQ(y.containers[0].last_probe_ms_ago, 12);
+  auto list = round_trip(std::vector<PoolStats>{x, x});
+  EXPECT_EQ(list.size(), 2u);
+}
+
+TEST_F(Messages, AcquireRequestAndLeaseInfoRoundTrip) {
+  auto a = round_trip(acquire_request{"py", duration{500}, "tenant-a", "s-1"});
+  EXPECT_EQ(a.pool, "py");
+  EXPECT_EQ(a.timeout, duration{500});
+  EXPECT_EQ(a.tenant, "tenant-a");
+  EXPECT_EQ(a.session, "s-1");
+  lease_info li{"l-1", "py", "py-3", "node-a", "t", "s", {}};
+  auto b = round_trip(li);
+  EXPECT_EQ(b.id, "l-1");
+  EXPECT_EQ(b.container, "py-3");
+  EXPECT_EQ(b.node, "node-a");
+  EXPECT_FALSE(b.handle);
+}
+
+TEST_F(Messages, InternalMessagesRoundTrip) {
+  op_result r;
+  r.err = make_error(Errc::container_failed, "agent gone");
+  r.data = "bytes";
+  r.reset = ResetReport{3, 2};
+  auto r2 = round_trip(r);
+  EXPECT_EQ(errc_of(r2.err), Errc::container_failed);
+  EXPECT_EQ(r2.data, "bytes");
+  EXPECT_EQ(r2.reset.processes_killed, 2u);
+  container_report rep;
+  rep.stats.id = "py-1";
+  rep.reason = "max_uses";
+  rep.executions = 10;
+  auto rep2 = round_trip(rep);
+  EXPECT_EQ(rep2.stats.id, "py-1");
+  EXPECT_EQ(rep2.reason, "max_uses");
+  EXPECT_EQ(rep2.executions, 10u);
+  auto p = round_trip(probe_result{false, true, "not idle"});
+  EXPECT_TRUE(p.skipped);
+  EXPECT_EQ(p.detail, "not idle");
+}
+
+TEST_F(Messages, ErrorsKeepCodeAndContextAcrossTheWire) {
+  auto err = make_error(Errc::pool_exhausted, "pool py: all 4 sandboxes are in use");
+  auto back = round_trip(err);
+  EXPECT_EQ(errc_of(back), Errc::pool_exhausted);
+  EXPECT_TRUE(back == Errc::pool_exhausted);
+  EXPECT_EQ(render(back), "pool_exhausted: pool py: all 4 sandboxes are in use");
+  EXPECT_EQ(sys.render(back), "pool_exhausted: pool py: all 4 sandboxes are in use");
+}
+
+TEST_F(Messages, EveryErrcHasANameAndAnExplanation) {
+  for (int i = 0; i <= static_cast<int>(Errc::internal); ++i) {
+    auto code = static_cast<Errc>(i);
+    EXPECT_STRNE(to_string(code), "unknown");
+    EXPECT_GE(std::string{describe(code)}.size(), 8u);
+    EXPECT_EQ(to_exception(make_error(code, "ctx")).code(), code == Errc::none ? Errc::internal : code);
+  }
+}
+
+} // namespace

@@ -1,0 +1,131 @@
+// Admission: FIFO waiters, deadlines, the on_exhausted policies, growth limits.
+#include "actor_fixture.hpp"
+
+using namespace warmpool;
+using namespace warmpool::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct PoolAdmission : ActorTest {};
+
+TEST_F(PoolAdmission, WarmAcquireIsAHit) {
+  start();
+  acquire_ok();
+  auto s = stats();
+  EXPECT_EQ(s.hits, 1u);
+  EXPECT_EQ(s.misses, 0u);
+}
+
+TEST_F(PoolAdmission, WaitersAreServedInFifoOrder) {
+  pc->max_size = 1;
+  start();
+  auto held = acquire_ok();
+  auto c = acquire_async(60s, "c");
+  auto b = acquire_async(60s, "b");
+  EXPECT_EQ(stats().waiting, 2u);
+  release(held);
+  ASSERT_TRUE(*c && **c);
+  EXPECT_EQ((**c)->tenant, "c");
+  EXPECT_FALSE(b->has_value());
+  release(***c);
+  ASSERT_TRUE(*b && **b);
+  EXPECT_EQ((**b)->tenant, "b");
+}
+
+TEST_F(PoolAdmission, DeadlineGivesPoolExhausted) {
+  pc->max_size = 1;
+  start();
+  acquire_ok();
+  auto r = acquire_async(2s);
+  EXPECT_FALSE(r->has_value());
+  advance(1900ms);
+  EXPECT_FALSE(r->has_value());
+  advance(100ms);
+  ASSERT_TRUE(*r);
+  ASSERT_FALSE(**r);
+  EXPECT_EQ(errc((*r)->error()), Errc::pool_exhausted);
+  auto s = stats();
+  EXPECT_EQ(s.exhausted, 1u);
+  EXPECT_EQ(s.waiting, 0u);
+}
+
+TEST_F(PoolAdmission, FailPolicyRejectsAtOnce) {
+  pc->max_size = 1;
+  pc->on_exhausted = OnExhausted::fail;
+  start();
+  acquire_ok();
+  auto r = acquire(10s);
+  ASSERT_TRUE(r);
+  ASSERT_FALSE(*r);
+  EXPECT_EQ(errc(r->error()), Errc::pool_exhausted);
+}
+
+TEST_F(PoolAdmission, FailPolicyStillWaitsForASandboxBeingCreated) {
+  pc->min_idle = 0;
+  pc->max_size = 1;
+  pc->on_exhausted = OnExhausted::fail;
+  start();
+  auto li = acquire_ok(); // grows from 0: not "exhausted"
+  EXPECT_FALSE(li.id.empty());
+}
+
+TEST_F(PoolAdmission, FreshPolicyCreatesOneOffSandbox) {
+  pc->max_size = 1;
+  pc->on_exhausted = OnExhausted::fresh;
+  start();
+  auto pooled = acquire_ok();
+  auto extra = acquire_ok();
+  EXPECT_NE(extra.container.find("fresh"), std::string::npos);
+  auto s = stats();
+  EXPECT_EQ(s.fresh, 1u);
+  EXPECT_EQ(s.total, 1u); // one-offs don't count against max_size
+  EXPECT_EQ(backend->live(), 2u);
+  release(extra);
+  EXPECT_EQ(backend->live(), 1u); // destroyed after its single use
+  EXPECT_EQ(retired(stats(), "one_off"), 1u);
+  release(pooled);
+}
+
+TEST_F(PoolAdmission, DisabledPoolGivesFreshSandboxEachTime) {
+  pc->enabled = false;
+  start();
+  EXPECT_EQ(backend->live(), 0u); // nothing pre-warmed
+  auto a = acquire_ok();
+  release(a);
+  auto b = acquire_ok();
+  release(b);
+  EXPECT_NE(a.container, b.container);
+  EXPECT_EQ(backend->created(), 2u);
+  EXPECT_EQ(backend->live(), 0u);
+  EXPECT_EQ(stats().hits, 0u);
+}
+
+TEST_F(PoolAdmission, GrowsToMaxSizeAndNoFurther) {
+  pc->min_idle = 0;
+  pc->max_size = 3;
+  start();
+  for (int i = 0; i < 3; ++i)
+    acquire_ok();
+  EXPECT_FALSE(acquire_async(60s)->has_value());
+  EXPECT_FALSE(acquire_async(60s)->has_value());
+  auto s = stats();
+  EXPECT_EQ(s.total, 3u);
+  EXPECT_EQ(s.leased, 3u);
+  EXPECT_EQ(s.waiting, 2u);
+  EXPECT_EQ(backend->created(), 3u);
+}
+
+TEST_F(PoolAdmission, ShutdownFailsWaitersWithShuttingDown) {
+  pc->max_size = 1;
+  start();
+  acquire_ok();
+  auto r = acquire_async(60s);
+  ask_async<ok_atom>(pool, shutdown_atom::value, duration{1000});
+  run();
+  ASSERT_TRUE(*r);
+  ASSERT_FALSE(**r);
+  EXPECT_EQ(errc((*r)->error()), Errc::shutting_down);
+}
+
+} // namespace
