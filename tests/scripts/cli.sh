@@ -1,0 +1,94 @@
+# The warmpool CLI against a real local (bubblewrap) pool: exit codes, output, stats,
+# check-config, and run's graceful shutdown on SIGTERM.
+set -euo pipefail
+bin="$WARMPOOL_BUILD_DIR/bin/warmpool"
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+cat >"$tmp/ok.yaml" <<'YAML'
+log: {level: warn}
+stats_interval: 200ms
+pools:
+  - name: main
+    backend: local
+    min_idle: 1
+    max_size: 2
+    health_check: {interval: 1s, command: "echo HEALTH_OK", expect: HEALTH_OK}
+YAML
+
+# exec: stdout, stderr and the command's exit code pass through.
+set +e
+out=$("$bin" exec --config "$tmp/ok.yaml" -- sh -c 'echo out; echo err >&2; exit 7' 2>"$tmp/err")
+rc=$?
+set -e
+[ "$rc" -eq 7 ] || fail "exec exit code $rc, want 7"
+[ "$out" = "out" ] || fail "exec stdout '$out'"
+grep -qx err "$tmp/err" || fail "exec stderr: $(cat "$tmp/err")"
+
+# exec: a timeout kills the command and exits 124.
+set +e
+"$bin" exec --config "$tmp/ok.yaml" --timeout 300ms -- sleep 30 2>"$tmp/err"
+rc=$?
+set -e
+[ "$rc" -eq 124 ] || fail "timeout exit code $rc, want 124"
+grep -q "timed out" "$tmp/err" || fail "timeout message missing"
+
+# exec: unknown pool is a usage error naming the pools.
+set +e
+"$bin" exec --config "$tmp/ok.yaml" --pool nope -- true 2>"$tmp/err"
+rc=$?
+set -e
+[ "$rc" -eq 2 ] || fail "unknown pool exit code $rc, want 2"
+grep -q 'no pool named "nope"' "$tmp/err" || fail "unknown pool message: $(cat "$tmp/err")"
+
+# check-config: ok, and every error with its key path (exit 2).
+"$bin" check-config "$tmp/ok.yaml" | grep -q "ok (1 pools: main\[local\])" || fail "check-config ok"
+cat >"$tmp/bad.yaml" <<'YAML'
+pools:
+  - name: a
+    max_size: 1
+    min_idle: 2
+    idle_timout: 5m
+    on_exhausted: retry
+YAML
+set +e
+"$bin" check-config "$tmp/bad.yaml" 2>"$tmp/err"
+rc=$?
+set -e
+[ "$rc" -eq 2 ] || fail "check-config bad exit $rc, want 2"
+grep -q 'pools\[0\].idle_timout: unknown key (did you mean idle_timeout?)' "$tmp/err" || fail "typo: $(cat "$tmp/err")"
+grep -q 'pools\[0\].on_exhausted: must be one of wait, fresh, fail (got "retry")' "$tmp/err" || fail "enum: $(cat "$tmp/err")"
+grep -q 'pools\[0\].max_size: must be >= min_idle (got 1 < 2)' "$tmp/err" || fail "range: $(cat "$tmp/err")"
+
+# stats: JSON with the pool warm.
+"$bin" stats --config "$tmp/ok.yaml" >"$tmp/stats.json"
+python3 - "$tmp/stats.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+assert len(s) == 1 and s[0]["name"] == "main", s
+assert s[0]["idle"] >= 1 and s[0]["available"] == s[0]["idle"], s
+assert s[0]["containers"][0]["state"] == "idle", s
+PY
+
+# run: JSON logs, periodic stats, SIGTERM -> graceful shutdown, exit 0.
+"$bin" run --config "$tmp/ok.yaml" --log-format json --log-level info 2>"$tmp/run.log" &
+pid=$!
+for _ in $(seq 1 100); do
+  grep -q '"msg":"stats pool=main' "$tmp/run.log" && break
+  sleep 0.1
+done
+kill -TERM "$pid"
+wait "$pid" || fail "run exited non-zero after SIGTERM"
+python3 - "$tmp/run.log" <<'PY'
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+msgs = [l["msg"] for l in lines]
+assert all({"time", "level", "msg"} <= l.keys() for l in lines)
+assert any(m.startswith("stats pool=main") for m in msgs), msgs
+assert any("received SIGTERM" in m for m in msgs), msgs
+assert any("every sandbox destroyed" in m for m in msgs), msgs
+PY
+# Nothing left behind: no bwrap of ours still running.
+! pgrep -f "$WARMPOOL_BUILD_DIR/bin/warmpool-agent" >/dev/null || fail "sandboxes left running"
+echo "cli: all checks passed"

@@ -1,0 +1,203 @@
+// The `warmpool` command line: run (foreground daemon), exec, stats, check-config.
+// Exit codes: 0 success; 1 runtime failure (engine, backend); 2 usage error or invalid
+// config; `exec` exits with the command's own code (124 on timeout, 128+N on signal N).
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <pthread.h>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "engine/json.hpp"
+#include "engine/logging.hpp"
+#include "warmpool/engine.hpp"
+
+using namespace warmpool;
+
+namespace {
+
+constexpr int exit_runtime = 1;
+constexpr int exit_usage = 2;
+
+struct Common {
+  std::string config;
+  std::string log_format;
+  std::string log_level;
+};
+
+EngineConfig load(const Common& c) {
+  auto cfg = load_config_file(c.config);
+  if (!c.log_format.empty())
+    cfg.log.format = c.log_format;
+  if (!c.log_level.empty())
+    cfg.log.level = c.log_level;
+  return cfg;
+}
+
+void print_config_errors(const ConfigError& e) {
+  for (auto& issue : e.issues())
+    std::cerr << issue.to_string() << "\n";
+}
+
+/// Blocks SIGINT/SIGTERM in every thread (call before any thread starts) so that
+/// `wait_for_signal` can take them synchronously.
+sigset_t block_stop_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  return set;
+}
+
+int run_daemon(const Common& c) {
+  auto signals = block_stop_signals();
+  auto engine = std::make_unique<Engine>(load(c));
+  auto interval = engine->config().stats_interval;
+  spdlog::info("warmpool running: {} pools; SIGINT or SIGTERM stops it gracefully",
+               engine->config().pools.size());
+  for (;;) {
+    int sig = 0;
+    if (interval.count() > 0) {
+      timespec ts{static_cast<time_t>(interval.count() / 1000),
+                  static_cast<long>((interval.count() % 1000) * 1000000)};
+      sig = sigtimedwait(&signals, nullptr, &ts);
+    } else {
+      sigwait(&signals, &sig);
+    }
+    if (sig == SIGINT || sig == SIGTERM) {
+      spdlog::info("received {}: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+      break;
+    }
+    for (auto& s : engine->stats())
+      spdlog::info("stats pool={} total={} idle={} leased={} creating={} waiting={} hits={} "
+                   "misses={} exhausted={} recycled={} failed={} executions={}",
+                   s.name, s.total, s.idle, s.leased, s.creating, s.waiting, s.hits, s.misses,
+                   s.exhausted, s.recycled, s.failed, s.executions);
+  }
+  engine->stop();
+  return 0;
+}
+
+int exec_command(const Common& c, const std::string& pool, const std::string& timeout,
+                 const std::vector<std::string>& argv) {
+  auto cfg = load(c);
+  std::string pool_name = pool.empty() ? cfg.pools.front().name : pool;
+  ExecRequest req;
+  req.argv = argv;
+  req.timeout = duration{0};
+  if (!timeout.empty()) {
+    try {
+      req.timeout = parse_duration(timeout);
+    } catch (const std::exception& e) {
+      std::cerr << "--timeout: " << e.what() << "\n";
+      return exit_usage;
+    }
+  }
+  Engine engine{std::move(cfg)};
+  auto r = engine.execute(pool_name, req);
+  std::fwrite(r.stdout_data.data(), 1, r.stdout_data.size(), stdout);
+  std::fwrite(r.stderr_data.data(), 1, r.stderr_data.size(), stderr);
+  std::fflush(stdout);
+  if (r.truncated)
+    std::cerr << "warmpool: output was truncated at the pool's output_limit\n";
+  engine.stop();
+  if (r.timed_out) {
+    std::cerr << "warmpool: command timed out and was killed\n";
+    return 124;
+  }
+  if (r.signal > 0)
+    return 128 + r.signal;
+  return r.exit_code;
+}
+
+int stats_command(const Common& c, const std::string& wait) {
+  Engine engine{load(c)};
+  engine.wait_ready(parse_duration(wait));
+  nlohmann::json out = nlohmann::json::array();
+  for (auto& s : engine.stats())
+    out.push_back(to_json(s));
+  std::cout << out.dump(2) << std::endl;
+  engine.stop();
+  return 0;
+}
+
+int check_config(const std::string& path) {
+  try {
+    auto cfg = load_config_file(path);
+    std::cout << path << ": ok (" << cfg.pools.size() << " pools:";
+    for (auto& p : cfg.pools)
+      std::cout << " " << p.name << "[" << p.backend << "]";
+    std::cout << ")\n";
+    return 0;
+  } catch (const ConfigError& e) {
+    print_config_errors(e);
+    return exit_usage;
+  }
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"warmpool: keeps sandboxes warm so commands run in milliseconds"};
+  app.require_subcommand(1);
+  Common common;
+  auto add_common = [&](CLI::App* sub) {
+    sub->add_option("--config,-c", common.config, "YAML configuration file")->required()
+      ->check(CLI::ExistingFile);
+    sub->add_option("--log-format", common.log_format, "text or json")
+      ->check(CLI::IsMember({"text", "json"}));
+    sub->add_option("--log-level", common.log_level, "trace, debug, info, warn, error, off");
+  };
+
+  auto* run = app.add_subcommand("run", "Run the pools in the foreground until SIGINT/SIGTERM");
+  add_common(run);
+
+  auto* exec = app.add_subcommand("exec", "Run one command in a pooled sandbox; exits with its code");
+  add_common(exec);
+  std::string pool, timeout;
+  std::vector<std::string> command;
+  exec->add_option("--pool,-p", pool, "Pool to use (default: the first)");
+  exec->add_option("--timeout,-t", timeout, "Command timeout, e.g. 500ms, 30s");
+  exec->add_option("command", command, "The command and its arguments (after --)")->required();
+
+  auto* stats = app.add_subcommand("stats", "Start the pools, wait until warm, print stats as JSON");
+  add_common(stats);
+  std::string wait = "30s";
+  stats->add_option("--wait", wait, "How long to wait for min_idle sandboxes");
+
+  auto* check = app.add_subcommand("check-config", "Validate a configuration file");
+  std::string check_path;
+  check->add_option("file", check_path, "YAML configuration file")->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int rc = app.exit(e);
+    return rc == 0 ? 0 : exit_usage;
+  }
+
+  try {
+    if (*check)
+      return check_config(check_path);
+    if (*run)
+      return run_daemon(common);
+    if (*exec)
+      return exec_command(common, pool, timeout, command);
+    if (*stats)
+      return stats_command(common, wait);
+  } catch (const ConfigError& e) {
+    print_config_errors(e);
+    return exit_usage;
+  } catch (const Error& e) {
+    std::cerr << "warmpool: " << e.what() << "\n";
+    return e.code() == Errc::invalid_request || e.code() == Errc::unknown_pool ? exit_usage
+                                                                               : exit_runtime;
+  } catch (const std::exception& e) {
+    std::cerr << "warmpool: " << e.what() << "\n";
+    return exit_runtime;
+  }
+  return exit_usage;
+}
