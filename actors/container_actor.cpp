@@ -185,9 +185,13 @@ work_fn probe_work(self_ptr self) {
     if (res.exit_code != 0)
       throw Error{Errc::container_failed, "health probe exited with " + std::to_string(res.exit_code) +
                                             ": " + res.stderr_data.substr(0, 200)};
-    if (!hc.expect.empty() && res.stdout_data.find(hc.expect) == std::string::npos)
-      throw Error{Errc::container_failed, "health probe output lacks \"" + hc.expect + "\": " +
-                                            res.stdout_data.substr(0, 200)};
+    if (!hc.expect.empty() && res.stdout_data.find(hc.expect) == std::string::npos) {
+      auto out = res.stdout_data.substr(0, 200);
+      while (!out.empty() && (out.back() == '\n' || out.back() == '\r'))
+        out.pop_back();
+      throw Error{Errc::container_failed,
+                  "health probe output lacks \"" + hc.expect + "\": \"" + out + "\""};
+    }
     return {};
   };
 }

@@ -1,5 +1,6 @@
 #include "backends/backend_factory.hpp"
 
+#include "backends/docker_backend.hpp"
 #include "backends/local_backend.hpp"
 #include "backends/sim_backend.hpp"
 
@@ -30,6 +31,12 @@ BackendPtr make_backend(const PoolConfig& pool, const EngineConfig& engine) {
     backend = std::make_shared<SimBackend>(pool.sim);
   else if (pool.backend == "local")
     backend = std::make_shared<LocalBackend>(engine.agent_path);
+  else if (pool.backend == "docker") {
+    DockerBackend::Options opts;
+    opts.agent_path = engine.agent_path;
+    opts.docker_host = pool.docker_host;
+    backend = std::make_shared<DockerBackend>(opts);
+  }
   else
     throw Error{Errc::backend_unavailable, "pool " + pool.name + ": backend \"" + pool.backend +
                                              "\" is not available in this build"};

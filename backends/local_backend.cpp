@@ -1,3 +1,4 @@
+#include <dlfcn.h>
 #include "backends/local_backend.hpp"
 
 #include <fcntl.h>
@@ -178,6 +179,15 @@ std::string LocalBackend::find_agent(const std::string& explicit_path) {
   if (!explicit_path.empty()) return explicit_path;
   if (const char* env = getenv("WARMPOOL_AGENT"); env && *env) return env;
   std::vector<std::string> candidates;
+  // An installed libwarmpool finds the agent installed beside it (prefix/libexec/warmpool),
+  // whatever the prefix, before the build tree it was compiled in.
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(&LocalBackend::find_agent), &info) && info.dli_fname) {
+    std::string lib = info.dli_fname;
+    auto slash = lib.rfind('/');
+    if (slash != std::string::npos)
+      candidates.push_back(lib.substr(0, slash) + "/../libexec/warmpool/warmpool-agent");
+  }
 #ifdef WARMPOOL_AGENT_BUILD_PATH
   candidates.push_back(WARMPOOL_AGENT_BUILD_PATH);
 #endif

@@ -307,6 +307,36 @@ void read_pool(Reader& r, const YAML::Node& n, const std::string& path, PoolConf
          r.fields(v, at, {r.bind("max_attempts", rs.max_attempts), r.bind("backoff_initial", rs.backoff_initial),
                           r.bind("backoff_max", rs.backoff_max)});
        }},
+      // Docker backend settings (ignored by the others).
+      r.bind("exec_mode", p.exec_mode),
+      r.bind("docker_host", p.docker_host),
+      r.bind("user", p.user),
+      r.bind("read_only_root", p.read_only_root),
+      {"cap_add", [&](const YAML::Node& v, const std::string& at) {
+         p.cap_add.clear();
+         if (!v.IsSequence()) {
+           r.error(at, "expected a list of capability names, got " + Reader::got(v));
+           return;
+         }
+         for (size_t i = 0; i < v.size(); ++i)
+           if (auto c = r.scalar(v[i], at + "[" + std::to_string(i) + "]", "a capability name"))
+             p.cap_add.push_back(*c);
+       }},
+      {"tmpfs", [&](const YAML::Node& v, const std::string& at) {
+         p.tmpfs.clear();
+         if (!v.IsMap()) {
+           r.error(at, "expected a map of path: options, got " + Reader::got(v));
+           return;
+         }
+         for (const auto& kv : v) {
+           auto key = kv.first.IsScalar() ? kv.first.Scalar() : std::string{"?"};
+           std::string opts;
+           if (!kv.second.IsNull())
+             if (auto o = r.scalar(kv.second, at + "." + key, "mount options like \"size=64m\""))
+               opts = *o;
+           p.tmpfs[key] = opts;
+         }
+       }},
       {"sim", [&](const YAML::Node& v, const std::string& at) {
          auto& s = p.sim;
          r.fields(v, at, {r.bind("create_latency", s.create_latency), r.bind("exec_latency", s.exec_latency),
@@ -502,6 +532,13 @@ void validate_pool(const PoolConfig& p, const std::string& at, Issues& out) {
   if (p.backend == "local" && !contains({"none", "host"}, p.network))
     bad("network", "must be one of none, host for the local backend (got " + quote(p.network) + ")");
   if (p.backend == "docker" && p.network.empty()) bad("network", "must not be empty");
+  if (!contains({"agent", "docker"}, p.exec_mode))
+    bad("exec_mode", "must be one of agent, docker (got " + quote(p.exec_mode) + ")");
+  if (p.user.empty() || p.user == "root" || p.user.rfind("0:", 0) == 0 || p.user == "0")
+    bad("user", "user code must not run as root (got " + quote(p.user) + "); use e.g. 1000:1000");
+  for (const auto& kv : p.tmpfs)
+    if (kv.first.empty() || kv.first[0] != '/')
+      bad("tmpfs", "mount paths must be absolute (got " + quote(kv.first) + ")");
 
   if (p.max_size < 1) bad("max_size", "must be >= 1 (got " + std::to_string(p.max_size) + ")");
   else if (p.min_idle > p.max_size)
