@@ -42,6 +42,13 @@ struct RestartConfig {
   duration backoff_max{10000};
 };
 
+/// A host directory made visible inside every sandbox of a pool (tool mode mounts a repo).
+struct MountConfig {
+  std::string source;       // host path
+  std::string target;       // path inside the sandbox
+  bool read_only = true;
+};
+
 struct SimConfig {
   duration create_latency{0};
   duration exec_latency{0};
@@ -78,6 +85,38 @@ struct PoolConfig {
   bool read_only_root = true;       // ReadonlyRootfs; /workspace and /tmp are tmpfs either way
   std::vector<std::string> cap_add; // capabilities added to the minimal set (e.g. NET_BIND_SERVICE)
   std::map<std::string, std::string> tmpfs; // extra tmpfs mounts: path -> options ("size=64m")
+  // ---- local and docker ----
+  std::vector<MountConfig> mounts;  // host directories visible in every sandbox
+};
+
+/// JSON-lines audit trail of every operation served over HTTP, rotated by size.
+struct AuditConfig {
+  std::string file;                 // empty: no audit log
+  uint64_t max_size = 64ull << 20;  // rotate when the file reaches this size
+  uint32_t max_files = 5;           // rotated files kept (file.1 ... file.N)
+};
+
+/// `warmpool serve`: the HTTP/JSON API.
+struct ServerConfig {
+  std::string listen = "127.0.0.1:8080";
+  std::string token;                // bearer token (or env WARMPOOL_TOKEN); required off loopback
+  uint64_t max_body = 16ull << 20;  // larger request bodies get 413
+  duration lease_ttl{300000};       // a lease nobody touched for this long is released
+  duration session_ttl{600000};     // a sticky session idle this long gives its sandbox back
+  uint32_t threads = 16;            // HTTP worker threads
+  AuditConfig audit;
+};
+
+/// Routes a request without an explicit pool: first matching rule wins, else default_pool.
+struct RoutingRule {
+  std::map<std::string, std::string> labels; // every label must match exactly
+  std::string session;                       // ECMAScript regex the session id must match
+  std::string pool;
+};
+
+struct RoutingConfig {
+  std::string default_pool;         // empty: the first pool
+  std::vector<RoutingRule> rules;
 };
 
 struct LogConfig {
@@ -93,6 +132,8 @@ struct EngineConfig {
   duration stats_interval{60000};   // periodic stats log of `warmpool run`; 0 = off
   std::string agent_path;           // default: warmpool-agent next to the binary or on PATH
   LogConfig log;
+  ServerConfig server;
+  RoutingConfig routing;
   std::vector<PoolConfig> pools;
 };
 
