@@ -101,7 +101,8 @@ void lease_to(self_ptr self, const std::string& id, waiter w) {
   proto.session = w.req.session;
   auto handle = i->second.handle;
   auto wp = std::make_shared<waiter>(std::move(w));
-  self->request(handle, std::chrono::seconds(10), lease_atom::value, std::move(proto))
+  // No timeout: the container answers or its death does (request_receiver_down).
+  self->request(handle, caf::infinite, lease_atom::value, std::move(proto))
     .then(
       [wp](lease_info& li) { wp->rp.deliver(std::move(li)); },
       [self, wp, id](caf::error& err) {

@@ -16,6 +16,7 @@ void start_pool(self_ptr self, const std::string& name) {
   auto& st = self->state;
   auto handle = self->spawn(pool, st.p.pools.at(name));
   self->monitor(handle);
+  st.children->push_back(caf::actor_cast<caf::actor_addr>(handle));
   st.pools[name] = handle;
   self->send(st.checker, pools_atom::value, pool_ref{name, handle});
 }
@@ -55,8 +56,16 @@ supervisor_actor::behavior_type supervisor(self_ptr self, supervisor_params p) {
   for (auto& kv : st.p.pools)
     checks[kv.first] = kv.second.cfg->health_check;
   st.checker = self->spawn(health_checker, std::move(checks));
+  st.children->push_back(caf::actor_cast<caf::actor_addr>(st.checker));
   for (auto& kv : st.p.pools)
     start_pool(self, kv.first);
+  // However the supervisor ends, its children end with it (their sandboxes then retire
+  // themselves); otherwise they would outlive it and keep the actor system from exiting.
+  // The functor runs after the state is gone, so it keeps its own list of children.
+  self->attach_functor([children = st.children](const caf::error&) {
+    for (auto& child : *children)
+      caf::anon_send_exit(child, caf::exit_reason::user_shutdown);
+  });
   self->set_down_handler([self](const caf::down_msg& msg) {
     auto& st = self->state;
     for (auto& kv : st.pools) {
@@ -89,6 +98,12 @@ supervisor_actor::behavior_type supervisor(self_ptr self, supervisor_params p) {
                           "no pool named \"" + req.pool + "\" (configured: " + names + ")");
       }
       return self->delegate(i->second, acquire_atom::value, std::move(req));
+    },
+    [self](list_atom) -> std::vector<pool_ref> {
+      std::vector<pool_ref> out;
+      for (auto& kv : self->state.pools)
+        out.push_back(pool_ref{kv.first, kv.second});
+      return out;
     },
     [self](stats_atom) -> caf::result<std::vector<PoolStats>> {
       auto rp = self->make_response_promise<std::vector<PoolStats>>();

@@ -24,6 +24,8 @@ struct supervisor_state {
   supervisor_params p;
   std::map<std::string, pool_actor> pools;
   health_checker_actor checker;
+  std::shared_ptr<std::vector<caf::actor_addr>> children =
+    std::make_shared<std::vector<caf::actor_addr>>();
   bool shutting_down = false;
   uint32_t pool_restarts = 0;
 };

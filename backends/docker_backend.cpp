@@ -189,6 +189,10 @@ json DockerBackend::container_config(const SandboxSpec& spec, const std::string&
     c["Entrypoint"] = {"sleep"};
     c["Cmd"] = {"infinity"};
   }
+  // Host directories (tool mode's repository), in either exec mode. Unlike /workspace they
+  // survive resets: the agent wipes only its workspace and scratch tmpfs.
+  for (const auto& m : cfg.mounts)
+    host["Binds"].push_back(m.source + ":" + m.target + (m.read_only ? ":ro" : ":rw"));
   c["HostConfig"] = host;
   return c;
 }

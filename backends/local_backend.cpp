@@ -16,6 +16,7 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <thread>
 
 namespace warmpool {
@@ -137,6 +138,21 @@ void add_root_links(std::vector<std::string>& a) {
   }
 }
 
+// A pool with a read-write mount runs its commands as the owner of that directory (the
+// first such mount), so that what they write there, e.g. into a repository, belongs to the
+// directory's owner and not to a throwaway sandbox uid, which could not write there anyway.
+// The sandbox is still isolated by its namespaces and read-only system; what it loses is the
+// per-sandbox uid: RLIMIT_NPROC would count every process of the owner on the host, so the
+// pids limit is not applied, and a root-owned directory means commands run as root with only
+// the agent's capabilities. nullopt: no read-write mount (or its source vanished).
+std::optional<std::pair<uid_t, gid_t>> rw_mount_owner(const PoolConfig& pool) {
+  for (const auto& m : pool.mounts) {
+    struct stat st;
+    if (!m.read_only && stat(m.source.c_str(), &st) == 0) return std::pair{st.st_uid, st.st_gid};
+  }
+  return std::nullopt;
+}
+
 LocalSandbox& as_local(Sandbox& box) {
   auto* s = dynamic_cast<LocalSandbox*>(&box);
   if (!s) throw Error(Errc::invalid_request, "sandbox does not belong to the local backend");
@@ -231,7 +247,11 @@ std::vector<std::string> LocalBackend::bwrap_argv(const PoolConfig& pool, uid_t 
       "--ro-bind", "/etc", "/etc",
       "--proc", "/proc", "--dev", "/dev",
       "--size", ws_size, "--perms", "01777", "--tmpfs", "/tmp",
-      "--size", ws_size, "--perms", "0777", "--tmpfs", "/workspace",
+      "--size", ws_size, "--perms", "0777", "--tmpfs", "/workspace"});
+  // After the tmpfs mounts, so none of them can hide a mount; before the root turns read-only,
+  // so bwrap can still create the mount points.
+  for (const auto& m : pool.mounts) a.insert(a.end(), {m.read_only ? "--ro-bind" : "--bind", m.source, m.target});
+  a.insert(a.end(), {
       "--ro-bind", agent_path_, kAgentInBox,
       "--remount-ro", "/",  // the tmpfs root bwrap builds must not hold tenant files
       "--hostname", "warmpool", "--chdir", "/workspace"});
@@ -245,7 +265,11 @@ std::vector<std::string> LocalBackend::bwrap_argv(const PoolConfig& pool, uid_t 
   }
   a.insert(a.end(), {kAgentInBox, "--workspace", "/workspace", "--scratch", "/tmp",
                      "--fsize", std::to_string(lim.file_size), "--as", std::to_string(lim.memory)});
-  if (uid != 0) {
+  auto owner = geteuid() == 0 ? rw_mount_owner(pool) : std::nullopt;
+  if (owner) {
+    if (owner->first != 0)
+      a.insert(a.end(), {"--uid", std::to_string(owner->first), "--gid", std::to_string(owner->second)});
+  } else if (uid != 0) {
     // RLIMIT_NPROC counts per uid, so it is only a per-sandbox limit with a per-sandbox uid.
     a.insert(a.end(), {"--uid", std::to_string(uid), "--gid", std::to_string(uid),
                        "--nproc", std::to_string(lim.pids)});
@@ -288,7 +312,8 @@ void LocalBackend::check_available() {
 SandboxPtr LocalBackend::create(const SandboxSpec& spec) {
   if (!spec.pool_config) throw Error(Errc::invalid_request, "SandboxSpec.pool_config is not set");
   int uid_lock = -1;
-  uid_t uid = geteuid() == 0 ? reserve_uid(uid_lock) : 0;
+  auto owner = geteuid() == 0 ? rw_mount_owner(*spec.pool_config) : std::nullopt;
+  uid_t uid = owner ? owner->first : geteuid() == 0 ? reserve_uid(uid_lock) : 0;
   Fd uid_lock_guard(uid_lock);
   std::vector<std::string> args = bwrap_argv(*spec.pool_config, uid);
   if (args[0].empty())

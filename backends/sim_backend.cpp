@@ -30,12 +30,25 @@ void SimBackend::pause(duration d) {
     std::this_thread::sleep_for(d);
 }
 
+void SimBackend::pause_for(duration d) {
+  auto until = std::chrono::steady_clock::now() + d;
+  paused_until_ns_ = std::chrono::duration_cast<std::chrono::nanoseconds>(until.time_since_epoch()).count();
+}
+
+void SimBackend::wait_while_paused() const {
+  auto until = std::chrono::steady_clock::time_point{std::chrono::nanoseconds{paused_until_ns_.load()}};
+  if (until > std::chrono::steady_clock::now())
+    std::this_thread::sleep_until(until);
+}
+
 void SimBackend::check_alive(SimSandbox& box) {
+  wait_while_paused(); // every call on a sandbox checks it is alive first
   if (!box.alive)
     throw Error{Errc::container_failed, "sim sandbox " + box.sid + " is dead"};
 }
 
 SandboxPtr SimBackend::create(const SandboxSpec& spec) {
+  wait_while_paused();
   auto now = ++creating_;
   for (auto seen = max_parallel_.load(); now > seen && !max_parallel_.compare_exchange_weak(seen, now);)
     ;

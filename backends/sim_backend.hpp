@@ -41,6 +41,9 @@ public:
   size_t max_parallel_creates() const { return max_parallel_; }
   size_t destroyed() const { return destroyed_; }
   std::set<std::string> live_ids() const;
+  /// Stalls the backend as a hung daemon would: every call (create, exec, files, reset,
+  /// ping) starting in the next `d` blocks until then. Used by load-test faults.
+  void pause_for(duration d);
 
 private:
   struct SimSandbox;
@@ -48,6 +51,7 @@ private:
   void check_alive(SimSandbox& box);
   bool roll_failure();
   void pause(duration d);
+  void wait_while_paused() const;
 
   SimConfig cfg_;
   mutable std::mutex mtx_;
@@ -63,6 +67,7 @@ private:
   std::atomic<size_t> max_parallel_{0};
   std::atomic<size_t> destroyed_{0};
   std::atomic<uint64_t> next_id_{0};
+  std::atomic<int64_t> paused_until_ns_{0}; // steady_clock; 0: not paused
 };
 
 } // namespace warmpool

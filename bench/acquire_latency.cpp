@@ -98,6 +98,9 @@ nlohmann::json run(const Row& row, long ops, duration hold) {
         cv.notify_all();
         cv.wait(lk, [&] { return go; });
       }
+      // With a hold, callers also start at a random point of one hold period, so the
+      // row measures the steady state rather than one thundering herd at start.
+      if (hold.count() > 0) std::this_thread::sleep_for(std::chrono::microseconds(jitter(rng)));
       for (long i = 0; i < per_caller; ++i) {
         try {
           auto t0 = clk::now();

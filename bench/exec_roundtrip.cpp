@@ -8,7 +8,7 @@
 //   spawn_true       posix_spawn of /usr/bin/true without a sandbox: the floor of the host
 // Each warm row runs for both {"true"} and {"echo","hi"}.
 //
-//   exec_roundtrip [--iters 1000] [--fresh-iters 100] [--json]
+//   exec_roundtrip [--iters 1000] [--fresh-iters 100] [--rows engine_lease,...] [--json]
 //
 // JSON lines (one object per row) go to stdout with --json; the table always goes to stderr.
 #include <fcntl.h>
@@ -37,10 +37,16 @@ using clk = std::chrono::steady_clock;
 namespace {
 
 bool json_out = false;
+std::vector<std::string> only;  // --rows: run just these rows
+
+bool wanted(const std::string& name) {
+  return only.empty() || std::find(only.begin(), only.end(), name) != only.end();
+}
 
 // Times `iters` calls of `fn` after `warmup` untimed ones; prints and returns the row.
 void row(const std::string& name, const std::string& cmd, int iters, const std::function<void()>& fn,
          int warmup = 3) {
+  if (!wanted(name)) return;
   for (int i = 0; i < warmup; ++i) fn();
   std::vector<double> us;
   us.reserve(size_t(iters));
@@ -92,6 +98,7 @@ int main(int argc, char** argv) {
   CLI::App app{"exec round trip on the local (bubblewrap) backend"};
   app.add_option("--iters", iters, "timed commands per warm row");
   app.add_option("--fresh-iters", fresh_iters, "timed commands per fresh-sandbox row");
+  app.add_option("--rows", only, "run only these rows (comma-separated)")->delimiter(',');
   app.add_flag("--json", json_out, "print one JSON object per row on stdout");
   CLI11_PARSE(app, argc, argv);
 

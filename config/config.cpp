@@ -1,6 +1,7 @@
 // The YAML loader, the seed-compatible inputs (the `container_pool:` block and the seeds'
 // environment variables) and the validator. Every reader reports into one issue list
 // instead of throwing, so a user fixing a config sees all of its problems in one go.
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <functional>
 #include <limits>
 #include <optional>
+#include <regex>
 #include <set>
 #include <sstream>
 #include <tuple>
@@ -164,6 +166,14 @@ public:
       for (const auto& c : choices) if (c.first == *s) { out = c.second; return; }
       error(at, one_of(names, *s));
     }};
+  }
+
+  // Calls `item` with each entry of a list and its path ("rules[2]"); empty means none.
+  void list(const YAML::Node& v, const std::string& at, const std::string& expected,
+            const std::function<void(const YAML::Node&, const std::string&)>& item) {
+    if (v.IsNull()) return;
+    if (!v.IsSequence()) return error(at, "expected " + expected + ", got " + got(v));
+    for (size_t i = 0; i < v.size(); ++i) item(v[i], at + "[" + std::to_string(i) + "]");
   }
 
   void read(const YAML::Node& v, const std::string& at, std::string& out) {
@@ -337,10 +347,61 @@ void read_pool(Reader& r, const YAML::Node& n, const std::string& path, PoolConf
            p.tmpfs[key] = opts;
          }
        }},
+      {"mounts", [&](const YAML::Node& v, const std::string& at) {
+         p.mounts.clear();
+         r.list(v, at, "a list of mounts ({source, target, read_only})", [&](const YAML::Node& m, const std::string& mat) {
+           auto& mount = p.mounts.emplace_back();
+           r.fields(m, mat, {r.bind("source", mount.source), r.bind("target", mount.target),
+                             r.bind("read_only", mount.read_only)});
+         });
+       }},
       {"sim", [&](const YAML::Node& v, const std::string& at) {
          auto& s = p.sim;
          r.fields(v, at, {r.bind("create_latency", s.create_latency), r.bind("exec_latency", s.exec_latency),
                           r.bind("failure_rate", s.failure_rate), r.bind("seed", s.seed)});
+       }},
+  });
+}
+
+void read_server(Reader& r, const YAML::Node& n, const std::string& path, ServerConfig& s) {
+  r.fields(n, path, {
+      r.bind("listen", s.listen),
+      r.bind("token", s.token),
+      r.size("max_body", s.max_body),
+      r.bind("lease_ttl", s.lease_ttl),
+      r.bind("session_ttl", s.session_ttl),
+      r.bind("threads", s.threads),
+      {"audit", [&](const YAML::Node& v, const std::string& at) {
+         r.fields(v, at, {r.bind("file", s.audit.file), r.size("max_size", s.audit.max_size),
+                          r.bind("max_files", s.audit.max_files)});
+       }},
+  });
+}
+
+void read_routing(Reader& r, const YAML::Node& n, const std::string& path, RoutingConfig& rc) {
+  r.fields(n, path, {
+      r.bind("default_pool", rc.default_pool),
+      {"rules", [&](const YAML::Node& v, const std::string& at) {
+         rc.rules.clear();
+         r.list(v, at, "a list of rules ({labels, session, pool})", [&](const YAML::Node& m, const std::string& rat) {
+           auto& rule = rc.rules.emplace_back();
+           r.fields(m, rat, {
+               {"labels", [&](const YAML::Node& l, const std::string& lat) {
+                  if (l.IsNull()) return;
+                  if (!l.IsMap()) return r.error(lat, "expected a map of label: value, got " + Reader::got(l));
+                  for (const auto& kv : l) {
+                    if (!kv.first.IsScalar()) {
+                      r.error(lat, "label names must be plain strings, got " + Reader::got(kv.first));
+                      continue;
+                    }
+                    if (auto value = r.scalar(kv.second, lat + "." + kv.first.Scalar(), "a label value"))
+                      rule.labels[kv.first.Scalar()] = *value;
+                  }
+                }},
+               r.bind("session", rule.session),
+               r.bind("pool", rule.pool),
+           });
+         });
        }},
   });
 }
@@ -399,6 +460,9 @@ void apply_env(const std::map<std::string, std::string>& env, EngineConfig& cfg,
     if (contains(kLogLevels, lower(*v))) cfg.log.level = lower(*v);
     else bad("WARMPOOL_LOG_LEVEL", one_of(kLogLevels, *v));
   }
+
+  if (auto v = get("WARMPOOL_TOKEN")) cfg.server.token = *v;
+  if (auto v = get("WARMPOOL_LISTEN")) cfg.server.listen = *v, origins["server.listen"] = "env WARMPOOL_LISTEN";
 
   static const char* const kPoolVars[] = {
       "POOLED_RUNTIME_CLASS", "ENABLE_CONTAINER_POOL", "POOL_MIN_SIZE", "INITIAL_NUM_WARM_SERVERS",
@@ -486,6 +550,8 @@ EngineConfig parse(const std::string& text, const std::map<std::string, std::str
          if (!v.IsSequence()) return r.error(at, "expected a list of pools (entries starting with \"- name:\"), got " + Reader::got(v));
          for (size_t i = 0; i < v.size(); ++i) read_pool(r, v[i], pool_path(i), cfg.pools.emplace_back());
        }},
+      {"server", [&](const YAML::Node& v, const std::string& at) { read_server(r, v, at, cfg.server); }},
+      {"routing", [&](const YAML::Node& v, const std::string& at) { read_routing(r, v, at, cfg.routing); }},
       {"container_pool", [&](const YAML::Node& v, const std::string& at) {
          container_pool = v;
          container_pool_path = at;
@@ -511,6 +577,126 @@ EngineConfig parse(const std::string& text, const std::map<std::string, std::str
   }
   if (!issues.empty()) throw ConfigError(std::move(issues));
   return cfg;
+}
+
+// Paths inside a sandbox that belong to the sandbox itself. The agent's reset wipes
+// /workspace and /tmp file by file, so a host directory mounted below them would be emptied
+// (read-write) or make every reset fail (read-only): mounts go elsewhere, e.g. /repo.
+const std::vector<std::string> kReservedTargets = {"/workspace", "/tmp", "/proc", "/dev", "/.warmpool"};
+
+bool is_under(const std::string& path, const std::string& dir) {
+  return path == dir || (path.size() > dir.size() && path.compare(0, dir.size(), dir) == 0 && path[dir.size()] == '/');
+}
+
+// "/a/b/" -> "/a/b"; nullopt for a relative path or one with "." or ".." components.
+std::optional<std::string> normal_absolute(const std::string& p) {
+  if (p.empty() || p[0] != '/') return std::nullopt;
+  std::string out = p;
+  while (out.size() > 1 && out.back() == '/') out.pop_back();
+  std::stringstream parts(out);
+  for (std::string part; std::getline(parts, part, '/');)
+    if (part == "." || part == "..") return std::nullopt;
+  return out;
+}
+
+void validate_mounts(const PoolConfig& p, const std::string& at, Issues& out) {
+  std::map<std::string, size_t> targets;
+  for (size_t i = 0; i < p.mounts.size(); ++i) {
+    const auto& m = p.mounts[i];
+    const std::string mp = at + ".mounts[" + std::to_string(i) + "]";
+    auto bad = [&](const char* key, std::string msg) { out.push_back({mp + "." + key, std::move(msg)}); };
+    struct stat st{};
+    if (m.source.empty()) bad("source", "required (the host directory to mount)");
+    else if (m.source[0] != '/') bad("source", "must be an absolute path (got " + quote(m.source) + ")");
+    else if (stat(m.source.c_str(), &st) != 0) bad("source", quote(m.source) + ": " + std::strerror(errno));
+    else if (!S_ISDIR(st.st_mode)) bad("source", quote(m.source) + " is not a directory");
+
+    auto target = normal_absolute(m.target);
+    if (m.target.empty()) bad("target", "required (where the directory appears in the sandbox, e.g. /repo)");
+    else if (!target) bad("target", "must be an absolute path without . or .. (got " + quote(m.target) + ")");
+    else if (*target == "/") bad("target", "must not be / (mount at a directory such as /repo)");
+    else if (auto r = std::find_if(kReservedTargets.begin(), kReservedTargets.end(),
+                                   [&](const std::string& d) { return is_under(*target, d); });
+             r != kReservedTargets.end())
+      bad("target", "must not be at or below " + *r + ", which the sandbox owns (got " + quote(m.target) +
+                        "; the reset wipes /workspace and /tmp); use e.g. /repo");
+    else if (auto [it, fresh] = targets.emplace(*target, i); !fresh)
+      bad("target", quote(*target) + " is already the target of mounts[" + std::to_string(it->second) + "]");
+    if (p.backend == "docker")  // HostConfig.Binds is "source:target:mode"
+      for (auto [key, value] : {std::pair{"source", &m.source}, std::pair{"target", &m.target}})
+        if (value->find(':') != std::string::npos) bad(key, "must not contain ':' with the docker backend (got " + quote(*value) + ")");
+  }
+}
+
+// "HOST:PORT"; an IPv6 host in brackets ("[::1]:8080"). Port 0 asks for any free port.
+std::optional<std::string> listen_host(const std::string& listen) {
+  auto colon = listen.rfind(':');
+  if (colon == std::string::npos || colon == 0 || !parse_uint(listen.substr(colon + 1), 65535)) return std::nullopt;
+  std::string host = listen.substr(0, colon);
+  if (host.front() == '[') {
+    if (host.size() < 3 || host.back() != ']') return std::nullopt;
+    host = host.substr(1, host.size() - 2);
+    bool ok = std::all_of(host.begin(), host.end(), [](unsigned char c) { return std::isxdigit(c) || c == ':' || c == '.'; });
+    return ok ? std::optional(host) : std::nullopt;
+  }
+  bool ok = std::all_of(host.begin(), host.end(), [](unsigned char c) { return std::isalnum(c) || c == '.' || c == '-'; });
+  return ok ? std::optional(host) : std::nullopt;
+}
+
+bool is_loopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+void validate_server(const ServerConfig& s, Issues& out) {
+  auto bad = [&](const std::string& key, std::string msg) { out.push_back({"server." + key, std::move(msg)}); };
+  auto host = listen_host(s.listen);
+  if (!host) bad("listen", "must be HOST:PORT, e.g. 127.0.0.1:8080, 0.0.0.0:8080 or [::1]:8080 (got " + quote(s.listen) + ")");
+  else if (s.token.empty() && !is_loopback(*host))
+    bad("token", "required when server.listen is not a loopback address (listen is " + quote(s.listen) +
+                     "); set server.token or the WARMPOOL_TOKEN variable");
+  if (s.max_body < 1) bad("max_body", "must be >= 1 (got 0)");
+  if (s.lease_ttl.count() <= 0) bad("lease_ttl", "must be > 0 (got " + ms(s.lease_ttl) + ")");
+  if (s.session_ttl.count() <= 0) bad("session_ttl", "must be > 0 (got " + ms(s.session_ttl) + ")");
+  if (s.threads < 1) bad("threads", "must be >= 1 (got 0)");
+  if (s.audit.max_size < 1) bad("audit.max_size", "must be >= 1 (got 0)");
+  if (s.audit.max_files < 1) bad("audit.max_files", "must be >= 1 (got 0)");
+  if (!s.audit.file.empty()) {
+    auto slash = s.audit.file.rfind('/');
+    std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : s.audit.file.substr(0, slash);
+    struct stat st{};
+    if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+      bad("audit.file", "directory " + quote(dir) + " does not exist (got " + quote(s.audit.file) + ")");
+  }
+}
+
+std::optional<std::string> regex_problem(const std::string& pattern) {
+  try {
+    std::regex(pattern, std::regex::ECMAScript);
+    return std::nullopt;
+  } catch (const std::regex_error& e) {
+    return std::string(e.what());
+  }
+}
+
+void validate_routing(const EngineConfig& cfg, Issues& out) {
+  std::vector<std::string> names;
+  for (const auto& p : cfg.pools) names.push_back(p.name);
+  auto check_pool = [&](const std::string& path, const std::string& pool) {
+    if (!pool.empty() && !contains(names, pool))
+      out.push_back({path, "no pool named " + quote(pool) + " (pools: " + join(names) + ")"});
+  };
+  check_pool("routing.default_pool", cfg.routing.default_pool);
+  for (size_t i = 0; i < cfg.routing.rules.size(); ++i) {
+    const auto& rule = cfg.routing.rules[i];
+    const std::string at = "routing.rules[" + std::to_string(i) + "]";
+    if (rule.labels.empty() && rule.session.empty())
+      out.push_back({at, "needs labels or a session pattern (a rule with neither would match every request; "
+                         "use routing.default_pool for that)"});
+    if (rule.pool.empty()) out.push_back({at + ".pool", "required (the pool this rule routes to)"});
+    check_pool(at + ".pool", rule.pool);
+    if (auto err = regex_problem(rule.session))
+      out.push_back({at + ".session", "invalid regex " + quote(rule.session) + ": " + *err});
+  }
 }
 
 void validate_pool(const PoolConfig& p, const std::string& at, Issues& out) {
@@ -576,6 +762,8 @@ void validate_pool(const PoolConfig& p, const std::string& at, Issues& out) {
   if (rs.backoff_max < rs.backoff_initial)
     bad("restart.backoff_max", "must be >= backoff_initial (got " + ms(rs.backoff_max) + " < " + ms(rs.backoff_initial) + ")");
 
+  validate_mounts(p, at, out);
+
   non_negative("sim.create_latency", p.sim.create_latency);
   non_negative("sim.exec_latency", p.sim.exec_latency);
   if (!(p.sim.failure_rate >= 0 && p.sim.failure_rate <= 1)) {  // also rejects NaN
@@ -618,6 +806,8 @@ std::vector<ConfigIssue> validate(const EngineConfig& cfg) {
     int n = uses[name];
     if (n > 1) bad("pools", "pool name " + quote(name) + " is used " + (n == 2 ? "twice" : std::to_string(n) + " times"));
   }
+  validate_server(cfg.server, out);
+  validate_routing(cfg, out);
   return out;
 }
 

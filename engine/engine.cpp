@@ -23,7 +23,7 @@ namespace warmpool {
 namespace {
 
 /// Safety margin on top of the operation's own limit before we call the engine unresponsive.
-constexpr auto request_margin = std::chrono::seconds(30);
+constexpr duration request_margin{30000};
 
 std::string random_hex(size_t bytes) {
   std::random_device rd;
@@ -75,14 +75,17 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
   }
 
   /// Sends a request from a bridge actor; `cb` gets the answer or the error, exactly once.
+  /// No CAF request timeout: every local actor path answers (or its receiver's death
+  /// does), and timer registrations funnel through CAF's single clock thread, which at
+  /// thousands of requests per second became a bottleneck. Callers that wait bound the
+  /// wait themselves (see call()).
   template <class R, class Handle, class... Ts>
-  void ask(const Handle& dest, caf::duration timeout, std::function<void(caf::expected<R>)> cb,
-           Ts... xs) {
+  void ask(const Handle& dest, std::function<void(caf::expected<R>)> cb, Ts... xs) {
     auto args = std::make_tuple(std::move(xs)...);
-    sys->spawn([dest, timeout, cb = std::move(cb), args](caf::event_based_actor* self) mutable {
+    sys->spawn([dest, cb = std::move(cb), args](caf::event_based_actor* self) mutable {
       std::apply(
         [&](auto&... a) {
-          self->request(dest, timeout, a...)
+          self->request(dest, caf::infinite, a...)
             .then([cb](R& r) { cb(caf::expected<R>{std::move(r)}); },
                   [cb](caf::error& e) { cb(caf::expected<R>{std::move(e)}); });
         },
@@ -90,12 +93,15 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
     });
   }
 
+  /// Blocking request; gives up after `timeout` (the actors then finish on their own).
   template <class R, class Handle, class... Ts>
-  R call(const Handle& dest, caf::duration timeout, Ts... xs) {
+  R call(const Handle& dest, duration timeout, Ts... xs) {
     auto prom = std::make_shared<std::promise<caf::expected<R>>>();
     auto fut = prom->get_future();
-    ask<R>(dest, timeout, [prom](caf::expected<R> x) { prom->set_value(std::move(x)); },
-           std::move(xs)...);
+    ask<R>(dest, [prom](caf::expected<R> x) { prom->set_value(std::move(x)); }, std::move(xs)...);
+    if (fut.wait_for(timeout) != std::future_status::ready)
+      throw Error{Errc::exec_timeout, "no answer from the engine within " +
+                                        std::to_string(timeout.count()) + "ms"};
     auto x = fut.get();
     if (!x)
       throw to_exception(x.error());
@@ -103,19 +109,19 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
   }
 
   acquire_request make_acquire(const std::string& pool, const AcquireOptions& opts,
-                               caf::duration& timeout) const {
+                               duration& timeout) const {
     acquire_request req{pool, opts.timeout, opts.tenant, opts.session};
     auto pc = pool_config(pool);
     auto limit = opts.timeout.count() >= 0 ? opts.timeout
                                            : (pc ? pc->acquire_timeout : duration{30000});
-    timeout = caf::duration{limit + request_margin};
+    timeout = limit + request_margin;
     return req;
   }
 
-  caf::duration exec_timeout(const lease_info& li, const ExecRequest& req) const {
+  duration exec_timeout(const lease_info& li, const ExecRequest& req) const {
     auto pc = pool_config(li.pool);
     auto limit = req.timeout.count() > 0 ? req.timeout : (pc ? pc->exec_timeout : duration{30000});
-    return caf::duration{limit + request_margin};
+    return limit + request_margin;
   }
 };
 
@@ -127,6 +133,7 @@ struct Lease::Impl {
   bool released = false;
 };
 
+Lease::Lease() = default;
 Lease::Lease(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Lease::Lease(Lease&&) noexcept = default;
 
@@ -150,7 +157,7 @@ Lease::~Lease() {
   impl_->released = true;
   auto eng = impl_->engine;
   auto id = impl_->info.id;
-  eng->ask<ok_atom>(impl_->info.handle, caf::duration{std::chrono::seconds(30)},
+  eng->ask<ok_atom>(impl_->info.handle,
                     [id](caf::expected<ok_atom> x) {
                       if (!x)
                         spdlog::debug("lease {}: release on destruction: {}", id, render(x.error()));
@@ -183,8 +190,7 @@ ExecResult Lease::exec(std::vector<std::string> argv) {
 
 void Lease::exec_async(ExecRequest req, std::function<void(ExecResult, std::exception_ptr)> done) {
   auto& l = checked(impl_);
-  auto timeout = l.engine->exec_timeout(l.info, req);
-  l.engine->ask<ExecResult>(l.info.handle, timeout,
+  l.engine->ask<ExecResult>(l.info.handle,
                             [done](caf::expected<ExecResult> x) {
                               if (x)
                                 done(std::move(*x), nullptr);
@@ -208,20 +214,20 @@ std::future<ExecResult> Lease::exec_future(ExecRequest req) {
 
 std::string Lease::read_file(const std::string& path) {
   auto& l = checked(impl_);
-  return l.engine->call<std::string>(l.info.handle, caf::duration{std::chrono::seconds(60)},
+  return l.engine->call<std::string>(l.info.handle, duration{60000},
                                      read_atom::value, l.info.id, path);
 }
 
 void Lease::write_file(const std::string& path, const std::string& data) {
   auto& l = checked(impl_);
-  l.engine->call<ok_atom>(l.info.handle, caf::duration{std::chrono::seconds(60)},
+  l.engine->call<ok_atom>(l.info.handle, duration{60000},
                           write_atom::value, l.info.id, path, data);
 }
 
 void Lease::release(bool dirty) {
   auto& l = checked(impl_);
   l.released = true;
-  l.engine->call<ok_atom>(l.info.handle, caf::duration{std::chrono::seconds(30)},
+  l.engine->call<ok_atom>(l.info.handle, duration{30000},
                           release_atom::value, l.info.id, dirty);
 }
 
@@ -284,7 +290,7 @@ Engine::~Engine() {
 }
 
 Lease Engine::acquire(const std::string& pool, const AcquireOptions& opts) {
-  caf::duration timeout;
+  duration timeout;
   auto req = impl_->make_acquire(pool, opts, timeout);
   auto started = std::chrono::steady_clock::now();
   auto li = impl_->call<lease_info>(impl_->sup, timeout, acquire_atom::value, std::move(req));
@@ -302,10 +308,10 @@ Lease Engine::acquire(const std::string& pool, duration timeout) {
 
 void Engine::acquire_async(const std::string& pool, AcquireOptions opts,
                            std::function<void(Lease, std::exception_ptr)> done) {
-  caf::duration timeout;
+  duration timeout;
   auto req = impl_->make_acquire(pool, opts, timeout);
   auto eng = impl_;
-  impl_->ask<lease_info>(impl_->sup, timeout,
+  impl_->ask<lease_info>(impl_->sup,
                          [eng, done](caf::expected<lease_info> x) {
                            if (!x) {
                              done(Lease{}, std::make_exception_ptr(to_exception(x.error())));
@@ -339,7 +345,7 @@ ExecResult Engine::execute(const std::string& pool, const ExecRequest& req,
 }
 
 std::vector<PoolStats> Engine::stats() {
-  return impl_->call<std::vector<PoolStats>>(impl_->sup, caf::duration{std::chrono::seconds(15)},
+  return impl_->call<std::vector<PoolStats>>(impl_->sup, duration{15000},
                                              stats_atom::value);
 }
 
@@ -353,7 +359,7 @@ PoolStats Engine::stats(const std::string& pool) {
 bool Engine::wait_ready(duration timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
-    if (impl_->call<bool>(impl_->sup, caf::duration{std::chrono::seconds(15)}, ready_atom::value))
+    if (impl_->call<bool>(impl_->sup, duration{15000}, ready_atom::value))
       return true;
     if (std::chrono::steady_clock::now() >= deadline)
       return false;
@@ -369,7 +375,7 @@ void Engine::stop() {
   auto& im = *impl_;
   auto started = std::chrono::steady_clock::now();
   try {
-    im.call<ok_atom>(im.sup, caf::duration{im.cfg.shutdown_grace + std::chrono::seconds(150)},
+    im.call<ok_atom>(im.sup, im.cfg.shutdown_grace + duration{150000},
                      shutdown_atom::value);
   } catch (const Error& e) {
     spdlog::error("graceful shutdown incomplete: {}", e.what());

@@ -21,6 +21,7 @@ void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<container_ref>("warmpool.container_ref");
   cfg.add_message_type<std::vector<container_ref>>("warmpool.container_ref_list");
   cfg.add_message_type<pool_ref>("warmpool.pool_ref");
+  cfg.add_message_type<std::vector<pool_ref>>("warmpool.pool_ref_list");
   cfg.add_message_type<duration>("warmpool.duration");
   cfg.add_message_type<container_actor>("warmpool.container_actor");
   cfg.add_message_type<pool_actor>("warmpool.pool_actor");

@@ -140,6 +140,8 @@ using health_checker_actor = caf::typed_actor<
 /// The root: routes acquires to pools, aggregates stats, orchestrates shutdown.
 using supervisor_actor = caf::typed_actor<
   caf::replies_to<acquire_atom, acquire_request>::with<lease_info>,
+  // The pool actors by name (tests, node links).
+  caf::replies_to<list_atom>::with<std::vector<pool_ref>>,
   caf::replies_to<stats_atom>::with<std::vector<PoolStats>>,
   // True once every enabled pool holds min_idle ready sandboxes.
   caf::replies_to<ready_atom>::with<bool>,

@@ -19,7 +19,7 @@ class Engine;
 /// tenant (or retires it when `dirty`). The destructor releases a lease still held.
 class Lease {
 public:
-  Lease() = default;
+  Lease();
   Lease(Lease&&) noexcept;
   Lease& operator=(Lease&&) noexcept;
   Lease(const Lease&) = delete;

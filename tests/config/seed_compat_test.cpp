@@ -2,7 +2,11 @@
 // environment variables of seeds 000 and 003.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <cstdio>
 #include <cstdlib>
+#include <optional>
 
 #include "config_test_util.hpp"
 
@@ -221,4 +225,151 @@ TEST(ProcessEnvironment, SeesVariablesOfThisProcess) {
   auto env = process_environment();
   EXPECT_EQ(env["WARMPOOL_CONFIG_TEST_VAR"], "a=b");
   ::unsetenv("WARMPOOL_CONFIG_TEST_VAR");
+}
+
+// ---- whole seed-style inputs, end to end through load_config_file and the process environment
+
+namespace {
+
+// Writes `text` to a temp file, loads it with the process environment, removes it.
+EngineConfig load_text(const std::string& text) {
+  char path[] = "/tmp/llm-runtime.config-XXXXXX";
+  int fd = mkstemp(path);
+  EXPECT_GE(fd, 0);
+  EXPECT_EQ(::write(fd, text.data(), text.size()), ssize_t(text.size()));
+  ::close(fd);
+  struct Remove { const char* p; ~Remove() { std::remove(p); } } remove{path};
+  return load_config_file(path);
+}
+
+// Sets variables for one scope and restores what was there before.
+struct ScopedEnv {
+  std::vector<std::pair<std::string, std::optional<std::string>>> saved;
+  explicit ScopedEnv(const Env& vars) {
+    for (const auto& [k, v] : vars) {
+      const char* old = std::getenv(k.c_str());
+      saved.emplace_back(k, old ? std::optional<std::string>(old) : std::nullopt);
+      ::setenv(k.c_str(), v.c_str(), 1);
+    }
+  }
+  ~ScopedEnv() {
+    for (const auto& [k, v] : saved) v ? ::setenv(k.c_str(), v->c_str(), 1) : ::unsetenv(k.c_str());
+  }
+};
+
+} // namespace
+
+// Seed 001's three recommended llm-runtime.config.yaml settings, comments and all.
+TEST(SeedFiles, Seed001Development) {
+  EngineConfig cfg = load_text(R"(# llm-runtime.config.yaml
+container_pool:
+  enabled: true
+  size: 3
+  max_uses_per_container: 50
+  idle_timeout: 2m
+  health_check_interval: 60s
+  startup_containers: 1
+)");
+  ASSERT_EQ(cfg.pools.size(), 1u);
+  const PoolConfig& p = cfg.pools[0];
+  EXPECT_EQ(p.name, "default");
+  EXPECT_EQ(p.backend, "local");
+  EXPECT_TRUE(p.enabled);
+  EXPECT_EQ(p.max_size, 3u);
+  EXPECT_EQ(p.max_uses, 50u);
+  EXPECT_EQ(p.idle_timeout, duration{120000});
+  EXPECT_EQ(p.health_check.interval, duration{60000});
+  EXPECT_EQ(p.min_idle, 1u);
+}
+
+TEST(SeedFiles, Seed001Production) {
+  EngineConfig cfg = load_text(R"(
+container_pool:
+  enabled: true                    # Enable the pool
+  size: 10                         # Maximum containers in pool
+  max_uses_per_container: 200      # Recycle after this many uses
+  idle_timeout: 10m                # Remove idle containers after 10 minutes
+  health_check_interval: 30s       # Check health every 30 seconds
+  startup_containers: 5            # Pre-create 5 containers on startup
+)");
+  ASSERT_EQ(cfg.pools.size(), 1u);
+  EXPECT_EQ(cfg.pools[0].max_size, 10u);
+  EXPECT_EQ(cfg.pools[0].min_idle, 5u);
+  EXPECT_EQ(cfg.pools[0].max_uses, 200u);
+  EXPECT_EQ(cfg.pools[0].idle_timeout, duration{600000});
+  EXPECT_EQ(cfg.pools[0].health_check.interval, duration{30000});
+}
+
+TEST(SeedFiles, Seed001TestingDisabled) {
+  EngineConfig cfg = load_text("container_pool:\n  enabled: false\n");
+  ASSERT_EQ(cfg.pools.size(), 1u);
+  EXPECT_EQ(cfg.pools[0].name, "default");
+  EXPECT_FALSE(cfg.pools[0].enabled);
+  EXPECT_EQ(cfg.pools[0].max_size, PoolConfig{}.max_size);
+}
+
+TEST(SeedFiles, Seed001TroubleshootingEditsOfAFullBlock) {
+  // The seed's fixes are edits of the same block: "size: 10  # Increase from 5 to 10".
+  EngineConfig cfg = load_text(std::string(kSeed001Block) + "server: {listen: \"127.0.0.1:0\"}\n");
+  EXPECT_EQ(cfg.pools[0].max_size, 5u);
+  EngineConfig bigger = load_text("container_pool:\n  enabled: true\n  size: 10  # Increase from 5 to 10\n");
+  EXPECT_EQ(bigger.pools[0].max_size, 10u);
+}
+
+// Seed 003's .env.local, as exported variables next to an empty config file.
+TEST(SeedEnv, Seed003VariableSet) {
+  ScopedEnv env({{"ENABLE_CONTAINER_POOL", "true"}, {"POOL_MIN_SIZE", "2"}, {"POOL_MAX_SIZE", "5"},
+                 {"POOL_MAX_CONTAINER_AGE_MS", "1800000"}, {"SANDBOX_IMAGE", "python-code-runner"}});
+  EngineConfig cfg = load_text("# .env.local carries the settings\n");
+  ASSERT_EQ(cfg.pools.size(), 1u);
+  const PoolConfig& p = cfg.pools[0];
+  EXPECT_EQ(p.name, "default");
+  EXPECT_TRUE(p.enabled);
+  EXPECT_EQ(p.min_idle, 2u);
+  EXPECT_EQ(p.max_size, 5u);
+  EXPECT_EQ(p.max_age, duration{1800000});
+  EXPECT_EQ(p.image, "python-code-runner");
+  EXPECT_EQ(p.backend, "local");  // SANDBOX_IMAGE alone does not switch to docker
+}
+
+TEST(SeedEnv, Seed003WithDockerRuntime) {
+  ScopedEnv env({{"ENABLE_CONTAINER_POOL", "true"}, {"POOL_MIN_SIZE", "2"}, {"POOL_MAX_SIZE", "5"},
+                 {"SANDBOX_IMAGE", "python-code-runner"}, {"POOLED_RUNTIME_CLASS", "docker"}});
+  EngineConfig cfg = load_text("");
+  ASSERT_EQ(cfg.pools.size(), 1u);
+  EXPECT_EQ(cfg.pools[0].backend, "docker");
+  EXPECT_EQ(cfg.pools[0].image, "python-code-runner");
+}
+
+TEST(SeedEnv, Seed000VariableSet) {
+  ScopedEnv env({{"POOLED_RUNTIME_CLASS", "local"}, {"INITIAL_NUM_WARM_SERVERS", "2"},
+                 {"TARGET_NUM_WARM_SERVERS", "4"}});
+  EngineConfig cfg = load_text("");
+  ASSERT_EQ(cfg.pools.size(), 1u);
+  const PoolConfig& p = cfg.pools[0];
+  EXPECT_EQ(p.name, "default");
+  EXPECT_EQ(p.backend, "local");
+  EXPECT_TRUE(p.enabled);
+  EXPECT_EQ(p.min_idle, 2u);
+  EXPECT_EQ(p.max_size, 4u);
+}
+
+TEST(SeedEnv, Seed000VariablesOverrideASeed001File) {
+  ScopedEnv env({{"POOLED_RUNTIME_CLASS", "sim"}, {"TARGET_NUM_WARM_SERVERS", "8"}});
+  EngineConfig cfg = load_text(kSeed001Block);
+  ASSERT_EQ(cfg.pools.size(), 1u);
+  EXPECT_EQ(cfg.pools[0].backend, "sim");
+  EXPECT_EQ(cfg.pools[0].max_size, 8u);
+  EXPECT_EQ(cfg.pools[0].min_idle, 2u);  // from the file
+}
+
+TEST(SeedEnv, BadSeedVariableNamesTheVariableEndToEnd) {
+  ScopedEnv env(Env{{"POOL_MAX_SIZE", "five"}});
+  try {
+    load_text(kSeed001Block);
+    FAIL() << "no error";
+  } catch (const ConfigError& e) {
+    ASSERT_EQ(e.issues().size(), 1u);
+    EXPECT_EQ(e.issues()[0].to_string(), "env POOL_MAX_SIZE: expected a non-negative integer, got \"five\"");
+  }
 }

@@ -1,4 +1,5 @@
-// The `warmpool` command line: run (foreground daemon), exec, stats, check-config.
+// The `warmpool` command line: run (foreground daemon), serve (HTTP API), exec, stats,
+// check-config.
 // Exit codes: 0 success; 1 runtime failure (engine, backend); 2 usage error or invalid
 // config; `exec` exits with the command's own code (124 on timeout, 128+N on signal N).
 #include <csignal>
@@ -12,6 +13,9 @@
 
 #include "engine/json.hpp"
 #include "engine/logging.hpp"
+#include "loadtest/runner.hpp"
+#include "server/http_server.hpp"
+#include "tools/cli/tool_mode.hpp"
 #include "warmpool/engine.hpp"
 
 using namespace warmpool;
@@ -78,6 +82,43 @@ int run_daemon(const Common& c) {
                    s.exhausted, s.recycled, s.failed, s.executions);
   }
   engine->stop();
+  return 0;
+}
+
+int serve(const Common& c, const std::string& listen) {
+  auto cfg = load(c);
+  if (!listen.empty())
+    cfg.server.listen = listen;
+  try {
+    // Refuse an unauthenticated public listener before any sandbox starts.
+    HttpServer::validate(cfg.server);
+  } catch (const Error& e) {
+    std::cerr << "warmpool serve: " << e.what() << "\n";
+    return exit_usage;
+  }
+  auto signals = block_stop_signals();
+  Engine engine{cfg};
+  HttpServer server{engine, cfg.server, cfg.routing};
+  int port = server.start();
+  spdlog::info("warmpool serving HTTP on {}:{} ({} pools); SIGINT or SIGTERM stops it",
+               server.host(), port, cfg.pools.size());
+  for (;;) {
+    // Wake up now and then to notice a listener that died on its own.
+    timespec ts{0, 500 * 1000000L};
+    int sig = sigtimedwait(&signals, nullptr, &ts);
+    if (sig == SIGINT || sig == SIGTERM) {
+      spdlog::info("received {}: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+      break;
+    }
+    if (!server.running()) {
+      spdlog::error("the HTTP server stopped unexpectedly; shutting down");
+      server.stop();
+      engine.stop();
+      return exit_runtime;
+    }
+  }
+  server.stop(); // releases the leases and sessions it holds before the pools stop
+  engine.stop();
   return 0;
 }
 
@@ -155,6 +196,12 @@ int main(int argc, char** argv) {
   auto* run = app.add_subcommand("run", "Run the pools in the foreground until SIGINT/SIGTERM");
   add_common(run);
 
+  auto* serve_cmd = app.add_subcommand("serve", "Serve the HTTP/JSON API until SIGINT/SIGTERM");
+  add_common(serve_cmd);
+  std::string listen;
+  serve_cmd->add_option("--listen,-l", listen, "HOST:PORT to listen on (overrides server.listen; "
+                                               "port 0 = any free port)");
+
   auto* exec = app.add_subcommand("exec", "Run one command in a pooled sandbox; exits with its code");
   add_common(exec);
   std::string pool, timeout;
@@ -168,6 +215,29 @@ int main(int argc, char** argv) {
   std::string wait = "30s";
   stats->add_option("--wait", wait, "How long to wait for min_idle sandboxes");
 
+  auto* tool_cmd = app.add_subcommand("tool", "Seed 001's tool mode: run the <open PATH>, <write PATH>..."
+                                           "</write> and <exec CMD> commands read from stdin against a "
+                                           "repository mounted at /repo; exits 0 when all succeed, else 1");
+  tool::Options tool_opts;
+  tool_cmd->add_option("--repo,-r", tool_opts.repo, "Repository directory")->required()->check(CLI::ExistingDirectory);
+  tool_cmd->add_option("--config,-c", tool_opts.config, "YAML config whose first pool (or `default`) is the "
+                                                    "template of the two repo pools")->check(CLI::ExistingFile);
+  tool_cmd->add_option("--backend", tool_opts.backend, "local or docker (default: the config's, else local)")
+    ->check(CLI::IsMember({"local", "docker"}));
+  tool_cmd->add_option("--image", tool_opts.image, "Docker image (with --backend docker)");
+  tool_cmd->add_option("--timeout,-t", tool_opts.timeout, "Timeout of each <exec>, e.g. 5m (default: the pool's)");
+  tool_cmd->add_option("--log-level", tool_opts.log_level, "trace, debug, info, warn (default), error, off");
+
+  auto* load_cmd = app.add_subcommand("load", "Run a load-test scenario against an embedded engine "
+                                              "or an HTTP server (see docs/LOADTEST.md)");
+  std::string load_scenario, load_json, load_html;
+  bool load_quiet = false;
+  load_cmd->add_option("scenario", load_scenario, "Scenario YAML file")->required()
+    ->check(CLI::ExistingFile);
+  load_cmd->add_option("--json", load_json, "Write the result as JSON to this file");
+  load_cmd->add_option("--html", load_html, "Write a self-contained HTML report to this file");
+  load_cmd->add_flag("--quiet,-q", load_quiet, "No progress and no summary");
+
   auto* check = app.add_subcommand("check-config", "Validate a configuration file");
   std::string check_path;
   check->add_option("file", check_path, "YAML configuration file")->required();
@@ -180,14 +250,20 @@ int main(int argc, char** argv) {
   }
 
   try {
+    if (*load_cmd)
+      return loadtest::load_command(load_scenario, load_json, load_html, load_quiet);
     if (*check)
       return check_config(check_path);
     if (*run)
       return run_daemon(common);
+    if (*serve_cmd)
+      return serve(common, listen);
     if (*exec)
       return exec_command(common, pool, timeout, command);
     if (*stats)
       return stats_command(common, wait);
+    if (*tool_cmd)
+      return tool::run(tool_opts);
   } catch (const ConfigError& e) {
     print_config_errors(e);
     return exit_usage;

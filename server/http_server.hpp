@@ -1,0 +1,48 @@
+// `warmpool serve`: the engine behind an HTTP/JSON API (one-shot execute, held leases with
+// exec and files, sticky sessions, pool stats, health, Prometheus metrics). Uses only the
+// public Engine API; the HTTP library stays inside http_server.cpp.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "warmpool/config.hpp"
+#include "warmpool/engine.hpp"
+
+namespace warmpool {
+
+class HttpServer {
+public:
+  /// Throws Error(config_invalid) when the listen address is malformed, or is not a loopback
+  /// address and no token is set (server.token or env WARMPOOL_TOKEN).
+  HttpServer(Engine& engine, const ServerConfig& server, const RoutingConfig& routing);
+  ~HttpServer(); // calls stop()
+
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  /// The checks the constructor makes, without an engine: lets the CLI refuse a bad
+  /// configuration before it starts any sandbox.
+  static void validate(const ServerConfig& server);
+
+  /// Binds the listen address (port 0: any free port), starts serving on worker threads and
+  /// returns the bound port. Throws std::runtime_error when the address cannot be bound.
+  int start();
+  /// Stops accepting, finishes requests in flight, releases every lease and session held for
+  /// HTTP clients. Idempotent; call before stopping the engine.
+  void stop();
+  /// Blocks until the server stopped.
+  void wait();
+  /// Whether the server is accepting connections (false before start() and after stop()).
+  bool running() const;
+  /// The host part of `listen` and the bound port (after start()).
+  std::string host() const;
+  int port() const;
+
+  struct Impl;
+
+private:
+  std::unique_ptr<Impl> impl_;
+};
+
+} // namespace warmpool

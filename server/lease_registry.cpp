@@ -1,0 +1,77 @@
+#include "server/lease_registry.hpp"
+
+namespace warmpool {
+
+namespace {
+
+Error unknown(const std::string& id) {
+  return Error{Errc::unknown_lease,
+               "no lease \"" + id + "\" (never acquired, released, or expired after its TTL)"};
+}
+
+} // namespace
+
+LeaseRegistry::EntryPtr LeaseRegistry::add(Lease lease, std::string tenant, std::string session) {
+  auto e = std::make_shared<Entry>(std::move(lease), std::move(tenant), std::move(session));
+  e->touch();
+  std::lock_guard<std::mutex> guard{mtx_};
+  entries_[e->lease.id()] = e;
+  return e;
+}
+
+LeaseRegistry::EntryPtr LeaseRegistry::find(const std::string& id) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  auto i = entries_.find(id);
+  if (i == entries_.end())
+    throw unknown(id);
+  i->second->touch();
+  return i->second;
+}
+
+LeaseRegistry::EntryPtr LeaseRegistry::remove(const std::string& id) {
+  std::lock_guard<std::mutex> guard{mtx_};
+  auto i = entries_.find(id);
+  if (i == entries_.end())
+    throw unknown(id);
+  auto e = i->second;
+  entries_.erase(i);
+  return e;
+}
+
+std::vector<LeaseRegistry::EntryPtr>
+LeaseRegistry::take_expired(std::vector<std::unique_lock<std::mutex>>& locks) {
+  auto cutoff = (clock::now() - ttl_).time_since_epoch().count();
+  std::vector<EntryPtr> out;
+  std::lock_guard<std::mutex> guard{mtx_};
+  for (auto i = entries_.begin(); i != entries_.end();) {
+    auto& e = i->second;
+    if (e->last_used.load() < cutoff) {
+      // An operation in progress means the client is still there, whatever the clock says.
+      std::unique_lock<std::mutex> lk{e->mtx, std::try_to_lock};
+      if (lk.owns_lock()) {
+        locks.push_back(std::move(lk));
+        out.push_back(e);
+        i = entries_.erase(i);
+        continue;
+      }
+    }
+    ++i;
+  }
+  return out;
+}
+
+std::vector<LeaseRegistry::EntryPtr> LeaseRegistry::take_all() {
+  std::lock_guard<std::mutex> guard{mtx_};
+  std::vector<EntryPtr> out;
+  for (auto& kv : entries_)
+    out.push_back(kv.second);
+  entries_.clear();
+  return out;
+}
+
+size_t LeaseRegistry::size() const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  return entries_.size();
+}
+
+} // namespace warmpool

@@ -1,0 +1,57 @@
+// Leases held on behalf of HTTP clients, by id. A client may vanish while holding one, so
+// every entry carries the time it was last used and the sweeper takes back the ones nobody
+// touched for the TTL.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "warmpool/engine.hpp"
+
+namespace warmpool {
+
+class LeaseRegistry {
+public:
+  using clock = std::chrono::steady_clock;
+
+  struct Entry {
+    Entry(Lease l, std::string t, std::string s)
+      : lease(std::move(l)), tenant(std::move(t)), session(std::move(s)) {}
+    Lease lease;
+    std::string tenant, session;
+    /// Held for the duration of every operation on `lease` (a Lease is not meant to run
+    /// two operations at once); the sweeper skips entries whose mutex is taken.
+    std::mutex mtx;
+    std::atomic<clock::rep> last_used{0};
+    void touch() { last_used = clock::now().time_since_epoch().count(); }
+  };
+  using EntryPtr = std::shared_ptr<Entry>;
+
+  explicit LeaseRegistry(duration ttl) : ttl_(ttl) {}
+
+  /// Registers a lease; its id is the engine's lease id.
+  EntryPtr add(Lease lease, std::string tenant, std::string session);
+  /// The entry, touched; throws Error(unknown_lease) when there is none.
+  EntryPtr find(const std::string& id);
+  /// Removes and returns the entry; throws Error(unknown_lease) when there is none.
+  EntryPtr remove(const std::string& id);
+  /// Removes and returns entries idle for the TTL and not in use right now. Their mutex is
+  /// returned locked (in `locks`) so nobody starts an operation before they are released.
+  std::vector<EntryPtr> take_expired(std::vector<std::unique_lock<std::mutex>>& locks);
+  /// Removes and returns every entry (shutdown).
+  std::vector<EntryPtr> take_all();
+  size_t size() const;
+  duration ttl() const { return ttl_; }
+
+private:
+  duration ttl_;
+  mutable std::mutex mtx_;
+  std::map<std::string, EntryPtr> entries_;
+};
+
+} // namespace warmpool
