@@ -1,6 +1,7 @@
 #include "actors/pool_actor.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 #include <caf/all.hpp>
@@ -12,7 +13,17 @@ namespace warmpool {
 
 namespace {
 
-enum timer_kind : uint8_t { waiter_deadline = 0, grace_expired = 1, replenish_timer = 2 };
+enum timer_kind : uint8_t {
+  waiter_deadline = 0,
+  grace_expired = 1,
+  replenish_timer = 2,
+  prewarm_tick = 3,
+};
+
+constexpr duration prewarm_interval{250};
+constexpr size_t prewarm_window_ticks = 8;          // rate over the last 2 s
+constexpr double prewarm_headroom = 2.0;
+constexpr duration prewarm_cooldown{5000};          // before shrinking the target
 
 using self_ptr = pool_actor::stateful_pointer<pool_state>;
 using waiter = pool_state::waiter;
@@ -57,6 +68,7 @@ void spawn_container(self_ptr self, bool fresh, const std::string& id) {
   m.stats.id = id;
   m.stats.state = "creating";
   m.reported_at = self->clock().now();
+  m.spawned_at = m.reported_at;
   m.fresh = fresh;
   st.members.emplace(id, std::move(m));
   if (!fresh)
@@ -71,7 +83,8 @@ void replenish(self_ptr self) {
   if (st.shutting_down || !cfg.enabled || self->clock().now() < st.paused_until)
     return;
   int64_t supply = static_cast<int64_t>(st.idle.size()) + pending_supply(self);
-  int64_t demand = static_cast<int64_t>(cfg.min_idle) + static_cast<int64_t>(st.waiters.size());
+  int64_t demand = static_cast<int64_t>(std::max(cfg.min_idle, st.target_idle)) +
+                   static_cast<int64_t>(st.waiters.size());
   int64_t room = static_cast<int64_t>(cfg.max_size) - live(self);
   int64_t starting = st.counts["creating"] + st.counts["warming"];
   int64_t parallel = static_cast<int64_t>(cfg.create_parallelism) - starting;
@@ -213,6 +226,11 @@ void on_report(self_ptr self, container_report& r) {
   m.stats = r.stats;
   m.reported_at = self->clock().now();
   auto id = r.stats.id;
+  if (next == "idle" && !m.ready_once) {
+    m.ready_once = true;
+    double ms = std::chrono::duration<double, std::milli>(m.reported_at - m.spawned_at).count();
+    st.create_ms = st.create_ms == 0 ? ms : 0.7 * st.create_ms + 0.3 * ms;
+  }
   if (next == "idle") {
     if (m.fresh) {
       auto f = st.fresh_for.find(id);
@@ -257,6 +275,55 @@ void on_report(self_ptr self, container_report& r) {
   replenish(self);
 }
 
+/// Adaptive pre-warming: aim for as many idle sandboxes as acquires arrive while one is
+/// being created (rate x creation latency), doubled for headroom. Raise at once; lower
+/// only after the need stayed below half the target for a cool-down, then retire the
+/// surplus, so the target does not flap with short lulls.
+void adapt_target(self_ptr self) {
+  auto& st = self->state;
+  const auto& cfg = *st.p.cfg;
+  st.acquires_per_tick.push_back(st.acquires_this_tick);
+  st.acquires_this_tick = 0;
+  if (st.acquires_per_tick.size() > prewarm_window_ticks)
+    st.acquires_per_tick.pop_front();
+  uint64_t sum = 0;
+  for (auto n : st.acquires_per_tick)
+    sum += n;
+  auto window_s = std::chrono::duration<double>(prewarm_interval).count() * st.acquires_per_tick.size();
+  st.acquire_rate = sum / window_s;
+  auto create_s = (st.create_ms > 0 ? st.create_ms : 100.0) / 1000.0;
+  auto need = static_cast<uint32_t>(std::ceil(st.acquire_rate * create_s * prewarm_headroom));
+  need = std::clamp(need, cfg.min_idle, cfg.max_size);
+  auto now = self->clock().now();
+  if (need >= st.target_idle) {
+    if (need > st.target_idle)
+      spdlog::debug("pool {}: prewarm target {} -> {} ({:.1f}/s x {:.0f}ms)", cfg.name,
+                    st.target_idle, need, st.acquire_rate, st.create_ms);
+    st.target_idle = need;
+    st.below_since = {};
+  } else if (need * 2 <= st.target_idle) {
+    if (st.below_since == decltype(st.below_since){})
+      st.below_since = now;
+    else if (now - st.below_since >= prewarm_cooldown) {
+      spdlog::debug("pool {}: prewarm target {} -> {}", cfg.name, st.target_idle, need);
+      st.target_idle = need;
+      st.below_since = {};
+    }
+  } else {
+    st.below_since = {};
+  }
+  // Give back idle sandboxes above the target (oldest first), never below min_idle.
+  auto keep = std::max(cfg.min_idle, st.target_idle);
+  while (st.waiters.empty() && st.idle.size() > keep) {
+    auto id = st.idle.front();
+    st.idle.pop_front();
+    auto i = st.members.find(id);
+    if (i != st.members.end())
+      self->send(i->second.handle, retire_atom::value, std::string{"prewarm_shrink"});
+  }
+  replenish(self);
+}
+
 PoolStats make_stats(self_ptr self) {
   auto& st = self->state;
   const auto& cfg = *st.p.cfg;
@@ -270,6 +337,9 @@ PoolStats make_stats(self_ptr self) {
   s.total = live(self);
   s.idle = static_cast<uint32_t>(st.idle.size());
   s.waiting = static_cast<uint32_t>(st.waiters.size() + st.fresh_for.size());
+  s.target_idle = std::max(cfg.min_idle, st.target_idle);
+  s.acquire_rate = st.acquire_rate;
+  s.create_ms = st.create_ms;
   auto now = self->clock().now();
   for (auto& kv : st.members) {
     auto row = kv.second.stats;
@@ -302,6 +372,9 @@ pool_actor::behavior_type pool(self_ptr self, pool_params p) {
         return;
       }
   });
+  if (self->state.p.cfg->prewarm == PrewarmMode::adaptive)
+    self->delayed_send(me(self), prewarm_interval, timer_atom::value,
+                       static_cast<uint8_t>(prewarm_tick), uint64_t{0});
   replenish(self);
   return {
     [self](acquire_atom, acquire_request& req) -> caf::result<lease_info> {
@@ -310,6 +383,7 @@ pool_actor::behavior_type pool(self_ptr self, pool_params p) {
       if (st.shutting_down)
         return make_error(Errc::shutting_down, "pool " + cfg.name + " is shutting down");
       auto timeout = req.timeout.count() < 0 ? cfg.acquire_timeout : req.timeout;
+      ++st.acquires_this_tick;
       waiter w;
       w.id = ++st.next_waiter;
       w.rp = self->make_response_promise<lease_info>();
@@ -357,7 +431,8 @@ pool_actor::behavior_type pool(self_ptr self, pool_params p) {
     [self](expire_atom, std::string& id) -> bool {
       auto& st = self->state;
       auto in_idle = std::find(st.idle.begin(), st.idle.end(), id) != st.idle.end();
-      if (!in_idle || st.idle.size() <= st.p.cfg->min_idle || !st.waiters.empty())
+      auto keep = std::max(st.p.cfg->min_idle, st.target_idle);
+      if (!in_idle || st.idle.size() <= keep || !st.waiters.empty())
         return false;
       remove_idle(self, id);
       return true;
@@ -400,6 +475,13 @@ pool_actor::behavior_type pool(self_ptr self, pool_params p) {
       auto& st = self->state;
       if (kind == replenish_timer) {
         replenish(self);
+        return;
+      }
+      if (kind == prewarm_tick) {
+        adapt_target(self);
+        if (!st.shutting_down)
+          self->delayed_send(me(self), prewarm_interval, timer_atom::value,
+                             static_cast<uint8_t>(prewarm_tick), uint64_t{0});
         return;
       }
       if (kind == grace_expired) {

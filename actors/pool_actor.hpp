@@ -38,6 +38,8 @@ struct pool_state {
     clock::time_point reported_at;
     uint64_t executions = 0;
     bool fresh = false;
+    bool ready_once = false;     // reached idle at least once (creation latency measured)
+    clock::time_point spawned_at;
   };
 
   struct waiter {
@@ -57,6 +59,13 @@ struct pool_state {
   uint64_t next_container = 0;
   uint64_t next_waiter = 0;
   PoolStats totals;                                 // counters only
+  // Adaptive pre-warming: recent acquire rate and creation latency set the idle target.
+  uint32_t target_idle = 0;
+  std::deque<uint64_t> acquires_per_tick;   // sliding window
+  uint64_t acquires_this_tick = 0;
+  double acquire_rate = 0;                  // per second
+  double create_ms = 0;                     // EWMA; 0 = not measured yet
+  clock::time_point below_since{};          // when the computed target fell below half
   bool shutting_down = false;
   clock::time_point paused_until{};                 // no refill before (backend failing)
   caf::typed_response_promise<ok_atom> shutdown_rp;

@@ -544,6 +544,8 @@ json handle(const std::string& payload) {
     if (!msg.is_object()) throw BadRequest("a request must be a JSON object");
     auto it = msg.find("id");
     if (it == msg.end()) throw BadRequest("missing field 'id'");
+    // The reply echoes it, and dump() recurses once per level: a deeply nested id crashed us.
+    if (it->is_structured()) throw BadRequest("field 'id' must be a number or a string");
     id = *it;
     std::string op = proto::req_string(msg, "op");
     json out;

@@ -39,6 +39,8 @@ const std::vector<std::string> kLogLevels = {"trace", "debug", "info", "warn", "
 const std::vector<std::string> kLogFormats = {"text", "json"};
 const std::vector<std::pair<std::string, OnExhausted>> kOnExhausted = {
     {"wait", OnExhausted::wait}, {"fresh", OnExhausted::fresh}, {"fail", OnExhausted::fail}};
+const std::vector<std::pair<std::string, PrewarmMode>> kPrewarmModes = {
+    {"static", PrewarmMode::static_}, {"adaptive", PrewarmMode::adaptive}};
 const std::vector<std::pair<std::string, ResetMode>> kResetModes = {
     {"agent", ResetMode::agent}, {"restart", ResetMode::restart}, {"recycle", ResetMode::recycle}};
 
@@ -298,6 +300,7 @@ void read_pool(Reader& r, const YAML::Node& n, const std::string& path, PoolConf
       r.bind("acquire_timeout", p.acquire_timeout),
       r.choice("on_exhausted", p.on_exhausted, kOnExhausted),
       r.bind("create_parallelism", p.create_parallelism),
+      r.choice("prewarm", p.prewarm, kPrewarmModes),
       r.bind("network", p.network),
       r.bind("exec_timeout", p.exec_timeout),
       r.size("output_limit", p.output_limit),
@@ -854,6 +857,10 @@ const char* to_string(ResetMode v) {
     case ResetMode::recycle: return "recycle";
   }
   return "?";
+}
+
+const char* to_string(PrewarmMode v) {
+  return v == PrewarmMode::adaptive ? "adaptive" : "static";
 }
 
 } // namespace warmpool

@@ -176,7 +176,8 @@ typename Inspector::result_type inspect(Inspector& f, ContainerStats& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, PoolStats& x) {
   return f(caf::meta::type_name("warmpool.pool_stats"), x.name, x.backend, x.node, x.enabled,
-           x.min_idle, x.max_size, x.total, x.idle, x.leased, x.creating, x.waiting, x.states,
+           x.min_idle, x.max_size, x.total, x.idle, x.leased, x.creating, x.waiting, x.target_idle,
+           x.acquire_rate, x.create_ms, x.states,
            x.hits, x.misses, x.exhausted, x.recycled, x.failed, x.executions, x.fresh,
            x.retired, x.transitions, x.probe_failures, x.containers);
 }

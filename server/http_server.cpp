@@ -167,6 +167,14 @@ void allow_fields(const json& body, std::initializer_list<const char*> names) {
   }
 }
 
+/// A field's value for an error message. Arrays and objects are named, not dumped: dump()
+/// recurses once per nesting level, and a 200 kB body of nested brackets overflowed the stack.
+std::string shown(const json& v) {
+  if (v.is_structured())
+    return v.is_array() ? "an array" : "an object";
+  return v.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
 const json* field(const json& body, const char* name) {
   auto i = body.find(name);
   return i == body.end() || i->is_null() ? nullptr : &*i;
@@ -177,7 +185,7 @@ std::string get_string(const json& body, const char* name) {
   if (!v)
     return {};
   if (!v->is_string())
-    throw bad(name, "expected a string (got " + v->dump() + ")");
+    throw bad(name, "expected a string (got " + shown(*v) + ")");
   return v->get<std::string>();
 }
 
@@ -217,7 +225,7 @@ duration get_duration(const json& body, const char* name, duration fallback) {
     } catch (const std::exception&) {
     }
   }
-  throw bad(name, expected + " (got " + v->dump() + ")");
+  throw bad(name, expected + " (got " + shown(*v) + ")");
 }
 
 bool get_bool(const json& body, const char* name, bool fallback) {
@@ -225,7 +233,7 @@ bool get_bool(const json& body, const char* name, bool fallback) {
   if (!v)
     return fallback;
   if (!v->is_boolean())
-    throw bad(name, "expected true or false (got " + v->dump() + ")");
+    throw bad(name, "expected true or false (got " + shown(*v) + ")");
   return v->get<bool>();
 }
 
@@ -297,6 +305,36 @@ std::string route_of(const std::string& path) {
 }
 
 } // namespace
+
+ParsedBody parse_request_body(const std::string& endpoint, const std::string& text) {
+  Request req;
+  req.body = text;
+  auto body = parse_body(req);
+  ParsedBody out;
+  if (endpoint == "execute") {
+    allow_fields(body, {"pool", "labels", "session", "tenant", "command", "stdin", "env", "cwd",
+                        "timeout", "output_limit"});
+    out.exec = parse_exec(body);
+  } else if (endpoint == "lease") {
+    allow_fields(body, {"pool", "labels", "session", "tenant", "timeout"});
+    out.acquire.timeout = get_duration(body, "timeout", duration{-1});
+  } else if (endpoint == "exec") {
+    allow_fields(body, exec_fields);
+    out.exec = parse_exec(body);
+    return out;
+  } else if (endpoint == "release") {
+    allow_fields(body, {"dirty"});
+    out.dirty = get_bool(body, "dirty", false);
+    return out;
+  } else {
+    throw std::invalid_argument("parse_request_body: unknown endpoint " + endpoint);
+  }
+  out.acquire.tenant = get_string(body, "tenant");
+  out.acquire.session = get_string(body, "session");
+  out.pool = get_string(body, "pool");
+  out.labels = get_string_map(body, "labels");
+  return out;
+}
 
 // -- the server -------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 // public Engine API; the HTTP library stays inside http_server.cpp.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 
@@ -10,6 +11,20 @@
 #include "warmpool/engine.hpp"
 
 namespace warmpool {
+
+/// What the API makes of a JSON request body, without a server (for tests and fuzzing):
+/// the same field checks the endpoint runs before it touches the engine. `endpoint` is
+/// "execute" (POST /v1/execute), "lease" (POST /v1/leases), "exec" (POST
+/// /v1/leases/{id}/exec) or "release" (DELETE /v1/leases/{id}). Throws
+/// Error(invalid_request) naming the field, which the endpoint answers with 400.
+struct ParsedBody {
+  ExecRequest exec;                          // execute, exec
+  AcquireOptions acquire;                    // execute (tenant, session), lease (+ timeout)
+  std::string pool;                          // execute, lease: as requested, before routing
+  std::map<std::string, std::string> labels; // execute, lease
+  bool dirty = false;                        // release
+};
+ParsedBody parse_request_body(const std::string& endpoint, const std::string& body);
 
 class HttpServer {
 public:

@@ -41,8 +41,16 @@ bool Router::known(const std::string& pool) const {
   return std::find(pools_.begin(), pools_.end(), pool) != pools_.end();
 }
 
+// libstdc++'s regex_search recurses once per character a quantifier consumes, so a long
+// session id against a pattern like "^case-.*" overflows the stack of the HTTP worker (100 kB
+// did): session ids come from clients and are bounded here, before any pattern sees them.
+constexpr size_t kMaxSessionBytes = 1024;
+
 std::string Router::route(const std::string& pool, const std::map<std::string, std::string>& labels,
                           const std::string& session) const {
+  if (session.size() > kMaxSessionBytes)
+    throw Error(Errc::invalid_request, "session: at most " + std::to_string(kMaxSessionBytes) +
+                                           " bytes (got " + std::to_string(session.size()) + ")");
   if (!pool.empty()) {
     if (!known(pool)) throw Error(Errc::unknown_pool, "no pool named \"" + pool + "\" (pools: " + pool_list(pools_) + ")");
     return pool;

@@ -13,6 +13,9 @@ namespace warmpool {
 
 enum class OnExhausted { wait, fresh, fail };
 enum class ResetMode { agent, restart, recycle };
+/// static: keep min_idle warm. adaptive: keep (acquire rate x creation latency x 2) warm,
+/// bounded by min_idle and max_size, so bursts are served warm and quiet pools stay small.
+enum class PrewarmMode { static_, adaptive };
 
 struct HealthCheckConfig {
   duration interval{30000};       // 0 disables periodic probes
@@ -69,6 +72,7 @@ struct PoolConfig {
   duration acquire_timeout{30000};  // default acquire deadline
   OnExhausted on_exhausted = OnExhausted::wait;
   uint32_t create_parallelism = 4;  // sandboxes created at once during warm-up and refill
+  PrewarmMode prewarm = PrewarmMode::static_;
   std::string network = "none";     // none | host (local) / none | bridge | ... (docker)
   duration exec_timeout{30000};     // default timeout of an exec without one
   uint64_t output_limit = 1 << 20;  // default output cap per stream
@@ -179,5 +183,6 @@ std::map<std::string, std::string> process_environment();
 
 const char* to_string(OnExhausted v);
 const char* to_string(ResetMode v);
+const char* to_string(PrewarmMode v);
 
 } // namespace warmpool

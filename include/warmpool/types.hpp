@@ -99,6 +99,9 @@ struct PoolStats {
   uint32_t leased = 0;  // "in use"
   uint32_t creating = 0;
   uint32_t waiting = 0; // acquirers queued
+  uint32_t target_idle = 0; // warm sandboxes the pool aims for (min_idle, or adaptive)
+  double acquire_rate = 0;  // acquires per second, recent
+  double create_ms = 0;     // recent time from spawn to ready
   std::map<std::string, uint32_t> states; // count per FSM state
   // counters
   uint64_t hits = 0;      // acquires served by an idle warm sandbox

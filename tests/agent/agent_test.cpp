@@ -197,6 +197,20 @@ TEST_F(AgentTest, DeeplyNestedJsonDoesNotCrash) {
   EXPECT_EQ(agent.recv()["ok"], true);
 }
 
+// Regression (found by review of the fuzz target): the reply echoes "id", and dumping a
+// 100000-level nested id overflowed the agent's stack (SIGSEGV).
+TEST_F(AgentTest, DeeplyNestedIdIsRejectedNotEchoed) {
+  std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  agent.send_raw(encode_frame_text("{\"id\":" + deep + ",\"op\":\"ping\"}"));
+  json r = agent.recv();
+  EXPECT_EQ(r["ok"], false);
+  EXPECT_TRUE(r["id"].is_null());
+  EXPECT_EQ(r["error"]["code"], "invalid_request");
+  EXPECT_EQ(r["error"]["message"], "field 'id' must be a number or a string");
+  agent.send({{"id", 2}, {"op", "ping"}});  // and it keeps serving
+  EXPECT_EQ(agent.recv()["ok"], true);
+}
+
 TEST_F(AgentTest, OversizedLengthPrefixGetsErrorFrameThenExitNonZero) {
   agent.send_raw(std::string("\xff\xff\xff\xf0", 4));
   json r = agent.recv();

@@ -65,6 +65,22 @@ TEST(Router, SessionPatternIsSearched) {
   EXPECT_EQ(r.route("", {{"tier", "paid"}}, "x-vip-1"), "general");  // anchored by the pattern itself
 }
 
+// Regression: regex_search recursed once per character of a client's session id, so a
+// 200 kB id against "^case-.*" crashed the server with a stack overflow.
+TEST(Router, LongSessionIdIsRejectedNotMatched) {
+  RoutingConfig rc;
+  rc.rules.push_back({{}, "^case-.*$", "legal"});
+  Router r(rc, kPools);
+  EXPECT_EQ(r.route("", {}, "case-" + std::string(1019, 'a')), "legal");  // 1024 bytes: fine
+  try {
+    r.route("", {}, "case-" + std::string(200000, 'a'));
+    FAIL() << "a 200 kB session id was routed";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::invalid_request);
+    EXPECT_NE(std::string(e.what()).find("session: at most 1024 bytes"), std::string::npos) << e.what();
+  }
+}
+
 TEST(Router, DefaultPoolOrFirstPool) {
   EXPECT_EQ(Router(RoutingConfig{}, kPools).route("", {{"x", "y"}}, "s"), "general");
   RoutingConfig rc = rules();

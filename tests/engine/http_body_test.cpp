@@ -1,0 +1,64 @@
+// parse_request_body: the HTTP API's body checks, without a server. Every bad body is an
+// Error(invalid_request) naming the field (the server's 400), never another exception or a
+// crash. Inputs found by tests/fuzz/fuzz_http_body live in tests/fuzz/corpus/fuzz_http_body.
+#include <gtest/gtest.h>
+
+#include "server/http_server.hpp"
+
+using namespace warmpool;
+
+namespace {
+
+std::string error_of(const std::string& endpoint, const std::string& body) {
+  try {
+    parse_request_body(endpoint, body);
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::invalid_request) << e.what();
+    return e.what();
+  }
+  return "(no error)";
+}
+
+} // namespace
+
+TEST(HttpBody, ExecuteFields) {
+  auto p = parse_request_body("execute", R"({"pool":"py","labels":{"lang":"py"},"session":"s",
+      "tenant":"t","command":["ls","-l"],"stdin":"in","env":{"A":"1"},"cwd":"/w",
+      "timeout":"5s","output_limit":"64k"})");
+  EXPECT_EQ(p.pool, "py");
+  EXPECT_EQ(p.labels.at("lang"), "py");
+  EXPECT_EQ(p.acquire.session, "s");
+  EXPECT_EQ(p.acquire.tenant, "t");
+  EXPECT_EQ(p.exec.argv, (std::vector<std::string>{"ls", "-l"}));
+  EXPECT_EQ(p.exec.stdin_data, "in");
+  EXPECT_EQ(p.exec.env.at("A"), "1");
+  EXPECT_EQ(p.exec.timeout, duration(5000));
+  EXPECT_EQ(p.exec.output_limit, 64u << 10);
+}
+
+TEST(HttpBody, EmptyBodyMeansNoFields) {
+  EXPECT_FALSE(parse_request_body("release", "").dirty);
+  EXPECT_EQ(parse_request_body("lease", " \r\n").acquire.timeout, duration(-1));
+  EXPECT_NE(error_of("exec", "").find("command: required"), std::string::npos);
+}
+
+TEST(HttpBody, BadBodiesNameTheField) {
+  EXPECT_NE(error_of("execute", "[1]").find("body: expected a JSON object"), std::string::npos);
+  EXPECT_NE(error_of("execute", "{").find("body: invalid JSON"), std::string::npos);
+  EXPECT_NE(error_of("exec", R"({"comand":"ls"})").find("comand: unknown field"), std::string::npos);
+  EXPECT_NE(error_of("exec", R"({"command":[]})").find("command: must not be empty"), std::string::npos);
+  EXPECT_NE(error_of("lease", R"({"timeout":"25h"})").find("timeout: expected a duration"), std::string::npos);
+  EXPECT_NE(error_of("release", R"({"dirty":1})").find("dirty: expected true or false (got 1)"), std::string::npos);
+}
+
+// Regression: error messages dumped the offending value, and dump() recurses once per
+// nesting level, so a ~200 kB body of nested brackets crashed the server (SIGSEGV).
+TEST(HttpBody, DeeplyNestedValueIsAnErrorNotACrash) {
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  EXPECT_EQ(error_of("execute", R"({"command":"true","tenant":)" + deep + "}"),
+            "tenant: expected a string (got an array)");
+  EXPECT_EQ(error_of("lease", R"({"timeout":)" + deep + "}"),
+            "timeout: expected a duration like \"5s\" or milliseconds (got an array)");
+  EXPECT_EQ(error_of("release", R"({"dirty":{"a":)" + deep + "}}"),
+            "dirty: expected true or false (got an object)");
+}

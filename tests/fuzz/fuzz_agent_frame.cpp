@@ -1,0 +1,150 @@
+// Fuzzes the agent protocol from both ends of the pipe.
+//
+// Agent side (hostile tenant code or a hostile host-side caller): the input is a byte stream
+// cut into frames with decode_frame; each payload goes through what warmpool-agent's
+// handle() does before it touches the system: JSON parse, "id"/"op", and the op's field
+// extraction (exec_request_from_json; path/data/mode/timeout_ms for the file ops and reset).
+// A malformed request may only end in json::exception or BadRequest.
+//
+// Host side (a hostile sandbox that replaced the agent): the input's first frame is the
+// reply an AgentClient reads for ping/exec/read_file/reset. It may only end in a result or
+// warmpool::Error; any other exception escapes the backend's error contract.
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "agent/protocol.hpp"
+#include "backends/agent_client.hpp"
+
+using namespace warmpool;
+using proto::BadRequest;
+using proto::json;
+
+namespace {
+
+[[noreturn]] void bug(const char* what, const std::string& detail) {
+  std::fprintf(stderr, "fuzz_agent_frame: %s: %s\n", what, detail.c_str());
+  std::abort();
+}
+
+// The agent's resolve_path() checks (agent/agent_main.cpp).
+void check_path(const std::string& path) {
+  if (path.empty()) throw BadRequest("field 'path' must not be empty");
+  if (path.find('\0') != std::string::npos) throw BadRequest("field 'path' contains a NUL byte");
+}
+
+void check_timeout(const json& msg) {
+  uint64_t t = proto::opt_uint(msg, "timeout_ms", 1000);
+  if (t == 0 || t > uint64_t(INT32_MAX)) throw BadRequest("field 'timeout_ms' out of range");
+}
+
+void agent_request(const std::string& payload) {
+  try {
+    json msg = json::parse(payload);
+    if (!msg.is_object()) return;
+    auto id = msg.find("id");
+    if (id == msg.end() || id->is_structured()) return;  // the agent refuses these ids
+    std::string op = proto::req_string(msg, "op");
+    if (op == "exec") {
+      ExecRequest req = proto::exec_request_from_json(msg);
+      if (req.argv.empty() == req.shell.empty()) bug("exec accepted", "neither or both of argv/shell");
+      if (req.timeout.count() <= 0) bug("exec accepted", "non-positive timeout");
+      for (const auto& [k, v] : req.env)
+        if (k.empty() || k.find('=') != std::string::npos) bug("exec accepted", "bad env name " + k);
+      // What the host sends must come back unchanged through the agent's parser.
+      json again;
+      proto::exec_request_to_json(req, again);
+      ExecRequest back = proto::exec_request_from_json(again);
+      if (back.argv != req.argv || back.shell != req.shell || back.stdin_data != req.stdin_data ||
+          back.env != req.env || back.cwd != req.cwd || back.timeout != req.timeout ||
+          back.output_limit != req.output_limit)
+        bug("exec", "request does not survive a JSON round trip");
+    } else if (op == "read_file") {
+      check_path(proto::req_string(msg, "path"));
+      check_timeout(msg);
+    } else if (op == "write_file") {
+      check_path(proto::req_string(msg, "path"));
+      std::string data;
+      try {
+        data = proto::base64_decode(proto::req_string(msg, "data"));
+      } catch (const std::invalid_argument& e) {
+        if (dynamic_cast<const BadRequest*>(&e)) throw;
+        return;  // the agent answers invalid_request
+      }
+      if (proto::base64_decode(proto::base64_encode(data)) != data) bug("base64", "round trip");
+      proto::opt_uint(msg, "mode", 0644);
+      check_timeout(msg);
+    } else if (op == "reset") {
+      check_timeout(msg);
+    }
+    // The reply frame must always encode, whatever bytes the request carried.
+    proto::encode_frame(proto::error_frame(msg["id"], "invalid_request", payload));
+  } catch (const json::exception&) {
+  } catch (const BadRequest&) {
+  }
+}
+
+// One AgentClient call answered by `reply` (a complete frame, written in advance).
+void host_reply(const std::string& frame, uint8_t which) {
+  if (frame.size() > 60000) return;  // must fit in the socket buffer: we write before reading
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) bug("socketpair", "failed");
+  if (write(sv[1], frame.data(), frame.size()) != ssize_t(frame.size())) bug("write", "short");
+  shutdown(sv[1], SHUT_WR);
+  {
+    AgentClient client(sv[0], sv[0]);
+    duration t(2000);
+    try {
+      switch (which % 4) {
+        case 0: client.ping(t); break;
+        case 1: {
+          ExecRequest req;
+          req.argv = {"true"};
+          req.timeout = t;
+          client.exec(req);
+          break;
+        }
+        case 2: client.read_file("f", t); break;
+        case 3: client.reset(t); break;
+      }
+    } catch (const Error&) {
+    } catch (const std::exception& e) {
+      bug("AgentClient let a non-Error exception escape", e.what());
+    }
+  }  // closes sv[0]
+  close(sv[1]);
+}
+
+} // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  std::string buf(reinterpret_cast<const char*>(data), size);
+  const std::string whole = buf;
+
+  // A small maximum as well: too_large must be reported before anything is allocated.
+  std::string small = buf, payload;
+  if (proto::decode_frame(small, payload, 16) == proto::DecodeStatus::ok && payload.size() > 16)
+    bug("decode_frame", "payload above max");
+
+  for (int frames = 0; frames < 64; ++frames) {
+    size_t before = buf.size();
+    auto st = proto::decode_frame(buf, payload);
+    if (st != proto::DecodeStatus::ok) {
+      if (buf.size() != before) bug("decode_frame", "consumed input without a frame");
+      break;
+    }
+    if (before - buf.size() != payload.size() + 4) bug("decode_frame", "consumed the wrong length");
+    std::string again = proto::encode_frame_text(payload), back;
+    if (proto::decode_frame(again, back) != proto::DecodeStatus::ok || back != payload || !again.empty())
+      bug("decode_frame", "frame round trip");
+    agent_request(payload);
+  }
+
+  // The same bytes as an agent's reply to the host; the last byte picks the operation.
+  if (size > 0) host_reply(whole, data[size - 1]);
+  return 0;
+}
