@@ -196,6 +196,28 @@ work_fn probe_work(self_ptr self) {
   };
 }
 
+/// Takes ownership of a freshly created sandbox (death notifications now reach us).
+void adopt(self_ptr self, SandboxPtr box) {
+  if (!box)
+    return;
+  auto& st = self->state;
+  st.sandbox = std::move(box);
+  st.created_at = self->clock().now();
+  st.p.registry->add(st.sandbox->id(), me(self));
+}
+
+/// Hands the current sandbox (if any) to the executor for destruction.
+work_fn destroy_work(self_ptr self) {
+  auto box = std::move(self->state.sandbox);
+  if (!box)
+    return {};
+  self->state.p.registry->remove(box->id());
+  return [backend = self->state.p.backend, box]() -> op_result {
+    backend->destroy(*box);
+    return {};
+  };
+}
+
 void start_create(self_ptr self);
 void fail(self_ptr self, const std::string& why);
 
@@ -216,14 +238,7 @@ void retire(self_ptr self, const std::string& reason) {
   transition(self, cstate::retiring);
   enqueue(self, op{[self]() -> work_fn {
                      transition(self, cstate::destroying);
-                     auto box = std::move(self->state.sandbox);
-                     if (!box)
-                       return {};
-                     self->state.p.registry->remove(box->id());
-                     return [backend = self->state.p.backend, box]() -> op_result {
-                       backend->destroy(*box);
-                       return {};
-                     };
+                     return destroy_work(self);
                    },
                    [self](op_result& r) {
                      if (r.err)
@@ -278,12 +293,8 @@ void start_create(self_ptr self) {
                    },
                    [self, slot](op_result& r) {
                      auto& st = self->state;
-                     if (*slot) {
-                       // Keep it even when retiring meanwhile, so the destroy step removes it.
-                       st.sandbox = *slot;
-                       st.created_at = self->clock().now();
-                       st.p.registry->add(st.sandbox->id(), me(self));
-                     }
+                     // Keep it even when retiring meanwhile, so the destroy step removes it.
+                     adopt(self, *slot);
                      if (st.state != cstate::creating)
                        return;
                      if (r.err) {
@@ -323,18 +334,7 @@ void fail(self_ptr self, const std::string& why) {
   backoff = std::min(backoff, rc.backoff_max);
   transition(self, cstate::restarting);
   // Throw the broken sandbox away now; the new one is created after the back-off.
-  enqueue(self, op{[self]() -> work_fn {
-                     auto box = std::move(self->state.sandbox);
-                     if (!box)
-                       return {};
-                     self->state.p.registry->remove(box->id());
-                     return [backend = self->state.p.backend, box]() -> op_result {
-                       backend->destroy(*box);
-                       return {};
-                     };
-                   },
-                   [](op_result&) {},
-                   {}});
+  enqueue(self, op{[self] { return destroy_work(self); }, [](op_result&) {}, {}});
   arm_timer(self, restart_timer, backoff);
 }
 
@@ -350,7 +350,6 @@ caf::error check_lease(self_ptr self, const std::string& lease_id) {
 }
 
 void reset_after_lease(self_ptr self) {
-  auto& st = self->state;
   transition(self, cstate::resetting);
   auto slot = std::make_shared<SandboxPtr>();
   enqueue(self, op{[self, slot]() -> work_fn {
@@ -375,11 +374,7 @@ void reset_after_lease(self_ptr self) {
                    },
                    [self, slot](op_result& r) {
                      auto& st = self->state;
-                     if (*slot) {
-                       st.sandbox = *slot;
-                       st.created_at = self->clock().now();
-                       st.p.registry->add(st.sandbox->id(), me(self));
-                     }
+                     adopt(self, *slot);
                      if (st.state != cstate::resetting)
                        return;
                      if (r.err) {
@@ -391,7 +386,6 @@ void reset_after_lease(self_ptr self) {
                      become_idle(self);
                    },
                    {}});
-  (void)st;
 }
 
 void end_lease(self_ptr self, bool dirty) {
