@@ -472,6 +472,13 @@ uint64_t wipe_dir(int dfd, bool& ok) {
     struct stat st;
     if (fstatat(dfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) { ok = false; continue; }
     if (S_ISDIR(st.st_mode)) {
+      struct stat here;
+      if (fstat(dfd, &here) == 0 && here.st_dev != st.st_dev) {
+        // A mount point (e.g. a host directory bound into the sandbox): never wipe into
+        // another filesystem. Leaving it makes the reset fail, so the sandbox is retired.
+        ok = false;
+        continue;
+      }
       fchmodat(dfd, name.c_str(), 0700, 0);  // a tenant's chmod 000 must not keep it alive
       int sub = openat(dfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
       if (sub < 0) { ok = false; continue; }
