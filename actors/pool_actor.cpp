@@ -166,7 +166,8 @@ void spawn_fresh(self_ptr self, waiter w) {
 }
 
 void arm_deadline(self_ptr self, const waiter& w) {
-  auto left = std::chrono::duration_cast<duration>(w.deadline - self->clock().now());
+  // Rounded up: truncating would expire the waiter up to 1 ms before its deadline.
+  auto left = std::chrono::ceil<duration>(w.deadline - self->clock().now());
   self->delayed_send(me(self), std::max(left, duration{0}), timer_atom::value,
                      static_cast<uint8_t>(waiter_deadline), w.id);
 }

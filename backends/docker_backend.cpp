@@ -237,6 +237,7 @@ SandboxPtr DockerBackend::create(const SandboxSpec& spec) {
     if (!b->socket_dir.empty()) remove_socket_dir(b->socket_dir);
     throw;
   }
+  remove_unremoved(b->client->socket_path()); // the daemon answers again
   {
     std::lock_guard lk(mtx_);
     for (auto it = live_.begin(); it != live_.end();) // boxes dropped without destroy()
@@ -460,8 +461,39 @@ void DockerBackend::destroy(Sandbox& box) {
     live_.erase(b.cid); // our own removal is not a death
   }
   if (b.agent_conn) b.agent_conn->close();
-  with_retries(3, [&] { return b.client->remove(b.cid, true); });
   if (!b.socket_dir.empty()) remove_socket_dir(b.socket_dir);
+  try {
+    with_retries(3, [&] { return b.client->remove(b.cid, true); });
+  } catch (const Error&) {
+    // Typically the daemon is restarting: remove it when it answers again rather than
+    // leaving a dead container behind until the engine stops.
+    std::lock_guard lk(mtx_);
+    unremoved_[b.client->socket_path()].insert(b.cid);
+    throw;
+  }
+}
+
+void DockerBackend::remove_unremoved(const std::string& socket) {
+  std::set<std::string> ids;
+  std::shared_ptr<docker::DockerClient> c;
+  {
+    std::lock_guard lk(mtx_);
+    auto it = unremoved_.find(socket);
+    if (it == unremoved_.end() || it->second.empty()) return;
+    c = clients_[socket];
+    if (!c) return;
+    ids.swap(it->second);
+  }
+  for (const auto& id : ids) {
+    try {
+      c->remove(id, true);
+      spdlog::info("docker: removed container {} left while the daemon was away", id.substr(0, 12));
+    } catch (const Error& e) {
+      spdlog::debug("docker: container {} still not removable: {}", id.substr(0, 12), e.what());
+      std::lock_guard lk(mtx_);
+      unremoved_[socket].insert(id);
+    }
+  }
 }
 
 size_t DockerBackend::reap_orphans(const std::string& node, const std::string& current_instance) {
@@ -573,6 +605,7 @@ void DockerBackend::handle_event(const std::string& socket, const std::string& i
 }
 
 void DockerBackend::reconcile(const std::string& socket) {
+  remove_unremoved(socket);
   std::vector<std::string> ids;
   {
     std::lock_guard lk(mtx_);

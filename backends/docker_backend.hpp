@@ -22,6 +22,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -81,6 +82,7 @@ private:
   void handle_event(const std::string& socket, const std::string& id);
   void reconcile(const std::string& socket);
   void report_death(const std::string& id);
+  void remove_unremoved(const std::string& socket);
   ExecResult docker_exec(Box& b, const ExecRequest& req);
   docker::ExecOutput run_as_tenant(Box& b, std::vector<std::string> cmd, duration timeout,
                                    const std::string* stdin_data = nullptr,
@@ -92,6 +94,9 @@ private:
   std::map<std::string, std::shared_ptr<docker::DockerClient>> clients_; // by socket path
   std::map<std::string, std::weak_ptr<Box>> live_;                       // by container id
   std::map<std::string, std::unique_ptr<docker::EventWatcher>> watches_;  // by socket|instance
+  // Containers whose removal failed while their daemon was away, by socket path: removed
+  // once it answers again (event stream reconnect, next create).
+  std::map<std::string, std::set<std::string>> unremoved_;
   DeathCallback on_death_;
 };
 
