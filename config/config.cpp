@@ -555,6 +555,22 @@ EngineConfig parse(const std::string& text, const std::map<std::string, std::str
        }},
       {"server", [&](const YAML::Node& v, const std::string& at) { read_server(r, v, at, cfg.server); }},
       {"routing", [&](const YAML::Node& v, const std::string& at) { read_routing(r, v, at, cfg.routing); }},
+      {"cluster", [&](const YAML::Node& v, const std::string& at) {
+         auto& c = cfg.cluster;
+         r.fields(v, at, {
+             r.bind("listen", c.listen), r.bind("heartbeat", c.heartbeat), r.bind("timeout", c.timeout),
+             {"peers", [&](const YAML::Node& l, const std::string& lat) {
+                c.peers.clear();
+                r.list(l, lat, "a list of HOST:PORT", [&](const YAML::Node& e, const std::string& eat) {
+                  if (auto s = r.scalar(e, eat, "HOST:PORT")) c.peers.push_back(*s);
+                });
+              }},
+             {"tls", [&](const YAML::Node& t, const std::string& tat) {
+                r.fields(t, tat, {r.bind("certificate", c.tls.certificate), r.bind("key", c.tls.key),
+                                  r.bind("ca", c.tls.ca)});
+              }},
+         });
+       }},
       {"container_pool", [&](const YAML::Node& v, const std::string& at) {
          container_pool = v;
          container_pool_path = at;
@@ -669,6 +685,29 @@ void validate_server(const ServerConfig& s, Issues& out) {
     struct stat st{};
     if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
       bad("audit.file", "directory " + quote(dir) + " does not exist (got " + quote(s.audit.file) + ")");
+  }
+}
+
+// Node links: addresses, link timing, and TLS files (all three or none).
+void validate_cluster(const ClusterConfig& c, Issues& out) {
+  auto bad = [&](const std::string& key, std::string msg) { out.push_back({"cluster." + key, std::move(msg)}); };
+  if (!c.listen.empty() && !listen_host(c.listen))
+    bad("listen", "must be HOST:PORT, e.g. 0.0.0.0:7400 or 127.0.0.1:0 (got " + quote(c.listen) + ")");
+  for (size_t i = 0; i < c.peers.size(); ++i) {
+    const auto& p = c.peers[i];
+    if (!listen_host(p) || p.compare(p.size() - 2, 2, ":0") == 0)
+      bad("peers[" + std::to_string(i) + "]", "must be HOST:PORT with a port > 0, e.g. node-b:7400 (got " + quote(p) + ")");
+  }
+  if (c.heartbeat.count() <= 0) bad("heartbeat", "must be > 0 (got " + ms(c.heartbeat) + ")");
+  if (c.timeout <= c.heartbeat)
+    bad("timeout", "must be greater than cluster.heartbeat (got " + ms(c.timeout) + " <= " + ms(c.heartbeat) + ")");
+  if (!c.tls.enabled()) return;
+  for (auto [key, file] : {std::pair{"tls.certificate", &c.tls.certificate}, std::pair{"tls.key", &c.tls.key},
+                           std::pair{"tls.ca", &c.tls.ca}}) {
+    struct stat st{};
+    if (file->empty()) bad(key, "required when any of cluster.tls is set (certificate, key and ca go together)");
+    else if (stat(file->c_str(), &st) != 0) bad(key, quote(*file) + ": " + std::strerror(errno));
+    else if (!S_ISREG(st.st_mode)) bad(key, quote(*file) + " is not a file");
   }
 }
 
@@ -811,6 +850,7 @@ std::vector<ConfigIssue> validate(const EngineConfig& cfg) {
   }
   validate_server(cfg.server, out);
   validate_routing(cfg, out);
+  validate_cluster(cfg.cluster, out);
   return out;
 }
 

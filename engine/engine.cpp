@@ -6,13 +6,17 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
 #include <random>
 #include <thread>
 #include <tuple>
 
 #include <caf/all.hpp>
+#include <caf/io/middleman.hpp>
+#include <caf/openssl/manager.hpp>
 #include <spdlog/spdlog.h>
 
+#include "actors/cluster_actor.hpp"
 #include "actors/supervisor.hpp"
 #include "backends/backend_factory.hpp"
 #include "engine/logging.hpp"
@@ -54,6 +58,8 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
   caf::actor_system_config sys_cfg;
   std::unique_ptr<caf::actor_system> sys;
   supervisor_actor sup;
+  cluster_actor cluster;    // set when clustering is on: acquires and stats go through it
+  uint16_t cluster_port = 0;
   std::mutex stop_mtx;
   bool stopped = false;
 
@@ -78,16 +84,52 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
   /// No CAF request timeout: every local actor path answers (or its receiver's death
   /// does), and timer registrations funnel through CAF's single clock thread, which at
   /// thousands of requests per second became a bottleneck. Callers that wait bound the
-  /// wait themselves (see call()).
+  /// wait themselves (see call()). `node` names dest's node for errors.
   template <class R, class Handle, class... Ts>
   void ask(const Handle& dest, std::function<void(caf::expected<R>)> cb, Ts... xs) {
+    ask_on<R>(std::string{}, dest, std::move(cb), std::move(xs)...);
+  }
+
+  template <class R, class Handle, class... Ts>
+  void ask_on(std::string node, const Handle& dest, std::function<void(caf::expected<R>)> cb,
+              Ts... xs) {
     auto args = std::make_tuple(std::move(xs)...);
-    sys->spawn([dest, cb = std::move(cb), args](caf::event_based_actor* self) mutable {
+    bool remote = dest && dest.node() != sys->node();
+    sys->spawn([dest, cb = std::move(cb), args, remote, node](caf::event_based_actor* self) mutable {
+      auto done = std::make_shared<bool>(false);
+      auto finish = [self, cb, done](caf::expected<R> x) {
+        if (*done)
+          return;
+        *done = true;
+        cb(std::move(x));
+        self->quit();
+      };
+      if (remote) {
+        // CAF does not fail a request in flight to a node that died: it would wait
+        // forever. Watch the destination and turn the link's loss into node_lost.
+        self->monitor(dest);
+        self->set_down_handler([finish, node](caf::down_msg& msg) {
+          if (msg.reason == caf::exit_reason::remote_link_unreachable ||
+              msg.reason == caf::sec::connection_timeout)
+            finish(make_error(Errc::node_lost, "node " + node + " that holds this sandbox is "
+                                               "unreachable (the lease is lost)"));
+          else
+            finish(make_error(Errc::container_failed,
+                              "the sandbox's actor on node " + node + " is gone (" +
+                                (msg.reason ? caf::actor_system_config::render(msg.reason)
+                                            : std::string{"it exited"}) + ")"));
+        });
+      }
       std::apply(
         [&](auto&... a) {
           self->request(dest, caf::infinite, a...)
-            .then([cb](R& r) { cb(caf::expected<R>{std::move(r)}); },
-                  [cb](caf::error& e) { cb(caf::expected<R>{std::move(e)}); });
+            .then([finish](R& r) { finish(caf::expected<R>{std::move(r)}); },
+                  [finish, remote](caf::error& e) {
+                    // A bounce from a dead remote actor: the down_msg that follows says why.
+                    if (remote && e == caf::sec::request_receiver_down)
+                      return;
+                    finish(caf::expected<R>{std::move(e)});
+                  });
         },
         args);
     });
@@ -96,9 +138,15 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
   /// Blocking request; gives up after `timeout` (the actors then finish on their own).
   template <class R, class Handle, class... Ts>
   R call(const Handle& dest, duration timeout, Ts... xs) {
+    return call_on<R>(std::string{}, dest, timeout, std::move(xs)...);
+  }
+
+  template <class R, class Handle, class... Ts>
+  R call_on(std::string node, const Handle& dest, duration timeout, Ts... xs) {
     auto prom = std::make_shared<std::promise<caf::expected<R>>>();
     auto fut = prom->get_future();
-    ask<R>(dest, [prom](caf::expected<R> x) { prom->set_value(std::move(x)); }, std::move(xs)...);
+    ask_on<R>(std::move(node), dest, [prom](caf::expected<R> x) { prom->set_value(std::move(x)); },
+              std::move(xs)...);
     if (fut.wait_for(timeout) != std::future_status::ready)
       throw Error{Errc::exec_timeout, "no answer from the engine within " +
                                         std::to_string(timeout.count()) + "ms"};
@@ -157,7 +205,7 @@ Lease::~Lease() {
   impl_->released = true;
   auto eng = impl_->engine;
   auto id = impl_->info.id;
-  eng->ask<ok_atom>(impl_->info.handle,
+  eng->ask_on<ok_atom>(impl_->info.node, impl_->info.handle,
                     [id](caf::expected<ok_atom> x) {
                       if (!x)
                         spdlog::debug("lease {}: release on destruction: {}", id, render(x.error()));
@@ -177,7 +225,7 @@ ExecResult Lease::exec(const ExecRequest& req) {
   auto& l = checked(impl_);
   if (req.argv.empty() && req.shell.empty())
     throw Error{Errc::invalid_request, "exec needs argv or a shell command"};
-  return l.engine->call<ExecResult>(l.info.handle, l.engine->exec_timeout(l.info, req),
+  return l.engine->call_on<ExecResult>(l.info.node, l.info.handle, l.engine->exec_timeout(l.info, req),
                                     exec_atom::value, l.info.id, req);
 }
 
@@ -190,7 +238,7 @@ ExecResult Lease::exec(std::vector<std::string> argv) {
 
 void Lease::exec_async(ExecRequest req, std::function<void(ExecResult, std::exception_ptr)> done) {
   auto& l = checked(impl_);
-  l.engine->ask<ExecResult>(l.info.handle,
+  l.engine->ask_on<ExecResult>(l.info.node, l.info.handle,
                             [done](caf::expected<ExecResult> x) {
                               if (x)
                                 done(std::move(*x), nullptr);
@@ -214,20 +262,20 @@ std::future<ExecResult> Lease::exec_future(ExecRequest req) {
 
 std::string Lease::read_file(const std::string& path) {
   auto& l = checked(impl_);
-  return l.engine->call<std::string>(l.info.handle, duration{60000},
+  return l.engine->call_on<std::string>(l.info.node, l.info.handle, duration{60000},
                                      read_atom::value, l.info.id, path);
 }
 
 void Lease::write_file(const std::string& path, const std::string& data) {
   auto& l = checked(impl_);
-  l.engine->call<ok_atom>(l.info.handle, duration{60000},
+  l.engine->call_on<ok_atom>(l.info.node, l.info.handle, duration{60000},
                           write_atom::value, l.info.id, path, data);
 }
 
 void Lease::release(bool dirty) {
   auto& l = checked(impl_);
   l.released = true;
-  l.engine->call<ok_atom>(l.info.handle, duration{30000},
+  l.engine->call_on<ok_atom>(l.info.node, l.info.handle, duration{30000},
                           release_atom::value, l.info.id, dirty);
 }
 
@@ -271,8 +319,51 @@ Engine::Engine(EngineConfig cfg) : impl_(std::make_shared<Impl>()) {
     sp.pools.emplace(pc.name, std::move(pp));
   }
   register_types(im.sys_cfg);
+  const auto& cc = im.cfg.cluster;
+  if (cc.enabled()) {
+    // Only a clustered node pays for the middleman (its threads and sockets).
+    im.sys_cfg.load<caf::io::middleman>();
+    // Heartbeats are off by default in CAF 0.17: a hung peer would never be noticed.
+    im.sys_cfg.set("middleman.heartbeat-interval", caf::timespan{cc.heartbeat});
+    im.sys_cfg.set("middleman.connection-timeout", caf::timespan{cc.timeout});
+    if (cc.tls.enabled()) {
+      im.sys_cfg.load<caf::openssl::manager>();
+      im.sys_cfg.openssl_certificate = cc.tls.certificate;
+      im.sys_cfg.openssl_key = cc.tls.key;
+      im.sys_cfg.openssl_cafile = cc.tls.ca;
+    }
+  }
   im.sys = std::make_unique<caf::actor_system>(im.sys_cfg);
-  im.sup = im.sys->spawn(supervisor, std::move(sp));
+  im.sup = im.sys->spawn(supervisor, sp);
+  if (cc.enabled()) {
+    cluster_params cp;
+    cp.cfg = sp.cfg;
+    cp.sup = im.sup;
+    cp.connect = make_cluster_connector(*im.sys, cc);
+    if (auto v = std::getenv("WARMPOOL_CLUSTER_PROTOCOL")) // test-only: fake another version
+      cp.protocol = static_cast<uint32_t>(std::strtoul(v, nullptr, 10));
+    im.cluster = im.sys->spawn(cluster, std::move(cp));
+    std::string advertised;
+    if (!cc.listen.empty()) {
+      try {
+        im.cluster_port = publish_cluster(*im.sys, im.cluster, cc);
+      } catch (...) {
+        caf::anon_send_exit(im.cluster, caf::exit_reason::user_shutdown);
+        caf::anon_send_exit(im.sup, caf::exit_reason::user_shutdown);
+        throw;
+      }
+      std::string host;
+      uint16_t port = 0;
+      split_host_port(cc.listen, host, port);
+      if (host == "0.0.0.0" || host == "::")
+        host = im.cfg.node; // peers learn this address from us: make it reachable
+      advertised = (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
+                   std::to_string(im.cluster_port);
+      spdlog::info("cluster: node {} accepts peers on {}{}", im.cfg.node, advertised,
+                   cc.tls.enabled() ? " (TLS)" : "");
+    }
+    caf::anon_send(im.cluster, listen_atom::value, advertised);
+  }
   spdlog::info("warmpool engine started: node {} instance {} with {} pools", im.cfg.node,
                im.instance, im.cfg.pools.size());
 }
@@ -293,7 +384,9 @@ Lease Engine::acquire(const std::string& pool, const AcquireOptions& opts) {
   duration timeout;
   auto req = impl_->make_acquire(pool, opts, timeout);
   auto started = std::chrono::steady_clock::now();
-  auto li = impl_->call<lease_info>(impl_->sup, timeout, acquire_atom::value, std::move(req));
+  auto li = impl_->cluster
+              ? impl_->call<lease_info>(impl_->cluster, timeout, acquire_atom::value, std::move(req))
+              : impl_->call<lease_info>(impl_->sup, timeout, acquire_atom::value, std::move(req));
   spdlog::debug("acquired {} on {} from pool {} in {}us", li.id, li.container, pool,
                 std::chrono::duration_cast<std::chrono::microseconds>(
                   std::chrono::steady_clock::now() - started).count());
@@ -311,17 +404,17 @@ void Engine::acquire_async(const std::string& pool, AcquireOptions opts,
   duration timeout;
   auto req = impl_->make_acquire(pool, opts, timeout);
   auto eng = impl_;
-  impl_->ask<lease_info>(impl_->sup,
-                         [eng, done](caf::expected<lease_info> x) {
-                           if (!x) {
-                             done(Lease{}, std::make_exception_ptr(to_exception(x.error())));
-                             return;
-                           }
-                           done(Lease{std::make_unique<Lease::Impl>(
-                                  Lease::Impl{eng, std::move(*x), false})},
-                                nullptr);
-                         },
-                         acquire_atom::value, std::move(req));
+  std::function<void(caf::expected<lease_info>)> cb = [eng, done](caf::expected<lease_info> x) {
+    if (!x) {
+      done(Lease{}, std::make_exception_ptr(to_exception(x.error())));
+      return;
+    }
+    done(Lease{std::make_unique<Lease::Impl>(Lease::Impl{eng, std::move(*x), false})}, nullptr);
+  };
+  if (impl_->cluster)
+    impl_->ask<lease_info>(impl_->cluster, std::move(cb), acquire_atom::value, std::move(req));
+  else
+    impl_->ask<lease_info>(impl_->sup, std::move(cb), acquire_atom::value, std::move(req));
 }
 
 std::future<Lease> Engine::acquire_future(const std::string& pool, AcquireOptions opts) {
@@ -345,12 +438,17 @@ ExecResult Engine::execute(const std::string& pool, const ExecRequest& req,
 }
 
 std::vector<PoolStats> Engine::stats() {
+  if (impl_->cluster) // every node's pools, each tagged with its node
+    return impl_->call<std::vector<PoolStats>>(impl_->cluster, duration{20000}, stats_atom::value);
   return impl_->call<std::vector<PoolStats>>(impl_->sup, duration{15000},
                                              stats_atom::value);
 }
 
 PoolStats Engine::stats(const std::string& pool) {
   for (auto& s : stats())
+    if (s.name == pool && (s.node == impl_->cfg.node || !impl_->cluster))
+      return s;
+  for (auto& s : stats()) // a pool only peers have
     if (s.name == pool)
       return s;
   throw Error{Errc::unknown_pool, "no pool named \"" + pool + "\""};
@@ -374,6 +472,17 @@ void Engine::stop() {
   impl_->stopped = true;
   auto& im = *impl_;
   auto started = std::chrono::steady_clock::now();
+  if (im.cluster) {
+    // Leave the cluster first: peers then place elsewhere instead of queueing here.
+    try {
+      im.call<ok_atom>(im.cluster, duration{5000}, shutdown_atom::value);
+    } catch (const Error& e) {
+      spdlog::warn("cluster: leaving the cluster: {}", e.what());
+      caf::anon_send_exit(im.cluster, caf::exit_reason::user_shutdown);
+    }
+    if (im.cluster_port != 0)
+      im.sys->middleman().unpublish(im.cluster, im.cluster_port); // blocks: fine on this thread
+  }
   try {
     im.call<ok_atom>(im.sup, im.cfg.shutdown_grace + duration{150000},
                      shutdown_atom::value);

@@ -1,10 +1,21 @@
 #include "messages/messages.hpp"
 
+#include <algorithm>
+
 #include <caf/actor_system_config.hpp>
 
 #include "messages/errors.hpp"
 
 namespace warmpool {
+
+bool node_capacity::operator==(const node_capacity& o) const {
+  auto same = [](const pool_capacity& a, const pool_capacity& b) {
+    return a.pool == b.pool && a.idle == b.idle && a.total == b.total &&
+           a.max_size == b.max_size && a.leased == b.leased && a.waiting == b.waiting &&
+           a.served == b.served;
+  };
+  return node == o.node && std::equal(pools.begin(), pools.end(), o.pools.begin(), o.pools.end(), same);
+}
 
 void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<ExecRequest>("warmpool.exec_request");
@@ -25,6 +36,11 @@ void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<duration>("warmpool.duration");
   cfg.add_message_type<container_actor>("warmpool.container_actor");
   cfg.add_message_type<pool_actor>("warmpool.pool_actor");
+  cfg.add_message_type<pool_capacity>("warmpool.pool_capacity");
+  cfg.add_message_type<node_capacity>("warmpool.node_capacity");
+  cfg.add_message_type<cluster_hello>("warmpool.cluster_hello");
+  cfg.add_message_type<connect_result>("warmpool.connect_result");
+  cfg.add_message_type<cluster_actor>("warmpool.cluster_actor");
   register_error_category(cfg);
 }
 

@@ -38,6 +38,12 @@ using list_atom = caf::atom_constant<caf::atom("list")>;
 using ready_atom = caf::atom_constant<caf::atom("ready")>;
 using died_atom = caf::atom_constant<caf::atom("died")>;
 using pools_atom = caf::atom_constant<caf::atom("pools")>;
+using hello_atom = caf::atom_constant<caf::atom("hello")>;
+using capacity_atom = caf::atom_constant<caf::atom("capacity")>;
+using place_atom = caf::atom_constant<caf::atom("place")>;
+using node_atom = caf::atom_constant<caf::atom("node")>;
+using listen_atom = caf::atom_constant<caf::atom("listen")>;
+using connect_atom = caf::atom_constant<caf::atom("connect")>;
 using caf::ok_atom;
 
 // -- plain messages ----------------------------------------------------------
@@ -147,6 +153,75 @@ using supervisor_actor = caf::typed_actor<
   caf::replies_to<ready_atom>::with<bool>,
   caf::replies_to<shutdown_atom>::with<ok_atom>>;
 
+// -- cluster (one node link actor per node, see actors/cluster_actor.hpp) -------
+
+/// Version of the node-to-node protocol below; nodes with different versions refuse
+/// to link. Bump it whenever a cluster message or its meaning changes.
+constexpr uint32_t cluster_protocol_version = 1;
+
+/// Warm capacity of one pool on one node, as placement sees it.
+struct pool_capacity {
+  std::string pool;
+  uint32_t idle = 0;
+  uint32_t total = 0;
+  uint32_t max_size = 0;
+  uint32_t leased = 0;
+  uint32_t waiting = 0;
+  uint64_t served = 0; // acquires served so far: makes every acquire a change worth pushing
+};
+
+/// A node's capacity summary, pushed to every peer when it changes.
+struct node_capacity {
+  std::string node;
+  std::vector<pool_capacity> pools;
+  bool operator==(const node_capacity& o) const;
+  bool operator!=(const node_capacity& o) const { return !(*this == o); }
+};
+
+struct cluster_hello;
+struct connect_result;
+
+/// The node link: placement across nodes, capacity gossip, cluster-wide stats.
+using cluster_actor = caf::typed_actor<
+  // Peer -> node: handshake; answered with this node's hello, or an error if the
+  // protocol versions differ.
+  caf::replies_to<hello_atom, cluster_hello>::with<cluster_hello>,
+  // Peer -> node: the peer's capacity summary changed.
+  caf::reacts_to<capacity_atom, node_capacity>,
+  // Engine -> local node: acquire on whichever node has the most free warm capacity.
+  caf::replies_to<acquire_atom, acquire_request>::with<lease_info>,
+  // Peer -> node: acquire from this node's own pools (the peer placed it here).
+  caf::replies_to<place_atom, acquire_request>::with<lease_info>,
+  // Engine -> local node: every node's pool stats.
+  caf::replies_to<stats_atom>::with<std::vector<PoolStats>>,
+  // Peer -> node: this node's pool stats only.
+  caf::replies_to<stats_atom, node_atom>::with<std::vector<PoolStats>>,
+  // Engine -> node: published at this address ("" = not listening); start linking.
+  caf::reacts_to<listen_atom, std::string>,
+  // Self: (re)try linking to this peer address now.
+  caf::reacts_to<connect_atom, std::string>,
+  // Connector thread (or the connect deadline) -> node: outcome of a connect attempt.
+  caf::reacts_to<connect_atom, connect_result>,
+  // Self: sample the local supervisor's capacity.
+  caf::reacts_to<timer_atom>,
+  // Engine -> node: leave the cluster (refuse placements, drop links).
+  caf::replies_to<shutdown_atom>::with<ok_atom>>;
+
+struct cluster_hello {
+  uint32_t protocol = cluster_protocol_version;
+  std::string node;
+  std::string address;             // where it accepts peers ("" = nowhere)
+  std::vector<std::string> peers;  // addresses it knows, so the mesh closes by itself
+  cluster_actor handle;
+};
+
+struct connect_result {
+  std::string address;
+  uint64_t attempt = 0;
+  cluster_actor handle; // invalid when the attempt failed
+  std::string error;
+};
+
 // -- inspect overloads (same field names on every node) ----------------------
 
 template <class Inspector>
@@ -218,6 +293,29 @@ typename Inspector::result_type inspect(Inspector& f, container_ref& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, pool_ref& x) {
   return f(caf::meta::type_name("warmpool.pool_ref"), x.name, x.handle);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, pool_capacity& x) {
+  return f(caf::meta::type_name("warmpool.pool_capacity"), x.pool, x.idle, x.total, x.max_size,
+           x.leased, x.waiting, x.served);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, node_capacity& x) {
+  return f(caf::meta::type_name("warmpool.node_capacity"), x.node, x.pools);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, cluster_hello& x) {
+  return f(caf::meta::type_name("warmpool.cluster_hello"), x.protocol, x.node, x.address,
+           x.peers, x.handle);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, connect_result& x) {
+  return f(caf::meta::type_name("warmpool.connect_result"), x.address, x.attempt, x.handle,
+           x.error);
 }
 
 /// Registers every message type and the error category. Every binary and test that

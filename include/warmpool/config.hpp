@@ -129,6 +129,25 @@ struct LogConfig {
   std::string file;                 // empty: stderr
 };
 
+/// TLS for node links (libcaf_openssl): all three set, or none (plain TCP).
+struct ClusterTlsConfig {
+  std::string certificate;          // PEM certificate of this node
+  std::string key;                  // its private key
+  std::string ca;                   // PEM bundle of the CAs that sign every node's certificate
+  bool enabled() const { return !certificate.empty() || !key.empty() || !ca.empty(); }
+};
+
+/// One logical pool over several hosts: nodes link through CAF remoting and place each
+/// acquire on the node with the most free warm capacity.
+struct ClusterConfig {
+  std::string listen;               // HOST:PORT to accept peers on; "" = none; port 0 = any
+  std::vector<std::string> peers;   // HOST:PORT of other nodes, retried forever
+  duration heartbeat{500};          // link heartbeat interval
+  duration timeout{2000};           // a link silent for this long counts as a lost node
+  ClusterTlsConfig tls;
+  bool enabled() const { return !listen.empty() || !peers.empty(); }
+};
+
 struct EngineConfig {
   std::string node;                 // default: the host name
   uint32_t executor_threads = 8;    // threads for blocking backend calls
@@ -138,6 +157,7 @@ struct EngineConfig {
   LogConfig log;
   ServerConfig server;
   RoutingConfig routing;
+  ClusterConfig cluster;
   std::vector<PoolConfig> pools;
 };
 

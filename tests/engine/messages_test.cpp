@@ -5,6 +5,8 @@
 #include <caf/binary_serializer.hpp>
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include "messages/errors.hpp"
 #include "messages/messages.hpp"
 
@@ -142,6 +144,76 @@ TEST_F(Messages, ErrorsKeepCodeAndContextAcrossTheWire) {
   EXPECT_TRUE(back == Errc::pool_exhausted);
   EXPECT_EQ(render(back), "pool_exhausted: pool py: all 4 sandboxes are in use");
   EXPECT_EQ(sys.render(back), "pool_exhausted: pool py: all 4 sandboxes are in use");
+}
+
+TEST_F(Messages, ClusterCapacityRoundTrips) {
+  node_capacity x{"node-b", {pool_capacity{"py", 2, 3, 8, 1, 4, 99}, pool_capacity{"sh", 0, 0, 1, 0, 0, 0}}};
+  auto y = round_trip(x);
+  EXPECT_EQ(y, x);
+  EXPECT_EQ(y.pools.at(0).served, 99u);
+  EXPECT_EQ(y.pools.at(0).waiting, 4u);
+  auto z = x;
+  z.pools[1].idle = 1;
+  EXPECT_NE(z, x); // a changed summary is pushed, an unchanged one is not
+}
+
+TEST_F(Messages, ClusterHelloAndConnectResultRoundTrip) {
+  cluster_hello h{7, "node-a", "10.0.0.1:7400", {"10.0.0.2:7400", "[::1]:7401"}, {}};
+  auto y = round_trip(h);
+  EXPECT_EQ(y.protocol, 7u);
+  EXPECT_EQ(y.node, "node-a");
+  EXPECT_EQ(y.address, "10.0.0.1:7400");
+  EXPECT_EQ(y.peers, h.peers);
+  EXPECT_FALSE(y.handle);
+  auto c = round_trip(connect_result{"b:1", 3, {}, "connection refused"});
+  EXPECT_EQ(c.address, "b:1");
+  EXPECT_EQ(c.attempt, 3u);
+  EXPECT_EQ(c.error, "connection refused");
+  EXPECT_FALSE(c.handle);
+}
+
+TEST_F(Messages, ActorHandlesRoundTripToTheSameActor) {
+  // A handle in a message (lease_info.handle, cluster_hello.handle) must come back as
+  // the very same actor; across nodes it becomes a proxy of it.
+  auto dummy = sys.spawn([]() -> cluster_actor::behavior_type {
+    return cluster_actor::behavior_type::make_empty_behavior();
+  });
+  cluster_hello h{cluster_protocol_version, "a", "", {}, dummy};
+  auto y = round_trip(h);
+  EXPECT_EQ(y.handle, dummy);
+  caf::anon_send_exit(dummy, caf::exit_reason::user_shutdown);
+}
+
+// The wire names every node must agree on. Adding a type to register_types means adding
+// it here and giving it a round-trip test above.
+const std::set<std::string> kWireTypes = {
+  "warmpool.exec_request",   "warmpool.exec_result",        "warmpool.reset_report",
+  "warmpool.container_stats", "warmpool.pool_stats",        "warmpool.pool_stats_list",
+  "warmpool.acquire_request", "warmpool.lease_info",        "warmpool.probe_result",
+  "warmpool.op_result",      "warmpool.container_report",   "warmpool.container_ref",
+  "warmpool.container_ref_list", "warmpool.pool_ref",       "warmpool.pool_ref_list",
+  "warmpool.duration",       "warmpool.container_actor",    "warmpool.pool_actor",
+  "warmpool.pool_capacity",  "warmpool.node_capacity",      "warmpool.cluster_hello",
+  "warmpool.connect_result", "warmpool.cluster_actor",
+};
+
+TEST_F(Messages, EveryRegisteredTypeIsListedAndSerializable) {
+  std::set<std::string> registered;
+  for (auto& kv : cfg.value_factories_by_name)
+    if (kv.first.rfind("warmpool.", 0) == 0)
+      registered.insert(kv.first);
+  EXPECT_EQ(registered, kWireTypes);
+  for (auto& name : registered) {
+    // Every registered type survives the binary serializer by its registered factory.
+    auto x = cfg.value_factories_by_name.at(name)();
+    std::vector<char> buf;
+    caf::binary_serializer sink{sys, buf};
+    ASSERT_FALSE(x->save(sink)) << name;
+    auto y = cfg.value_factories_by_name.at(name)();
+    caf::binary_deserializer source{sys, buf};
+    ASSERT_FALSE(y->load(source)) << name;
+    EXPECT_EQ(y->stringify(), x->stringify()) << name;
+  }
 }
 
 TEST_F(Messages, EveryErrcHasANameAndAnExplanation) {

@@ -29,6 +29,8 @@ struct Common {
   std::string config;
   std::string log_format;
   std::string log_level;
+  std::string cluster_listen;      // run --listen / serve --cluster-listen
+  std::vector<std::string> peers;  // --peer (repeatable)
 };
 
 EngineConfig load(const Common& c) {
@@ -37,6 +39,15 @@ EngineConfig load(const Common& c) {
     cfg.log.format = c.log_format;
   if (!c.log_level.empty())
     cfg.log.level = c.log_level;
+  if (!c.cluster_listen.empty())
+    cfg.cluster.listen = c.cluster_listen;
+  if (!c.peers.empty())
+    cfg.cluster.peers = c.peers;
+  if (!c.cluster_listen.empty() || !c.peers.empty()) {
+    auto issues = validate(cfg); // the overrides get the config's checks too
+    if (!issues.empty())
+      throw ConfigError{std::move(issues)};
+  }
   return cfg;
 }
 
@@ -195,12 +206,18 @@ int main(int argc, char** argv) {
 
   auto* run = app.add_subcommand("run", "Run the pools in the foreground until SIGINT/SIGTERM");
   add_common(run);
+  run->add_option("--listen,-l", common.cluster_listen,
+                  "HOST:PORT to accept cluster peers on (overrides cluster.listen; port 0 = any)");
+  run->add_option("--peer", common.peers, "HOST:PORT of a cluster peer (repeatable; overrides cluster.peers)");
 
   auto* serve_cmd = app.add_subcommand("serve", "Serve the HTTP/JSON API until SIGINT/SIGTERM");
   add_common(serve_cmd);
   std::string listen;
   serve_cmd->add_option("--listen,-l", listen, "HOST:PORT to listen on (overrides server.listen; "
                                                "port 0 = any free port)");
+  serve_cmd->add_option("--cluster-listen", common.cluster_listen,
+                        "HOST:PORT to accept cluster peers on (overrides cluster.listen)");
+  serve_cmd->add_option("--peer", common.peers, "HOST:PORT of a cluster peer (repeatable; overrides cluster.peers)");
 
   auto* exec = app.add_subcommand("exec", "Run one command in a pooled sandbox; exits with its code");
   add_common(exec);
