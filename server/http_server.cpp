@@ -143,7 +143,8 @@ json parse_body(const Request& req) {
   json j;
   try {
     j = json::parse(req.body);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
+    // parse_error, but also out_of_range for numbers that overflow (found by fuzzing).
     throw bad("body", std::string("invalid JSON: ") + e.what());
   }
   if (!j.is_object())

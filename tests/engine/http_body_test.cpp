@@ -62,3 +62,9 @@ TEST(HttpBody, DeeplyNestedValueIsAnErrorNotACrash) {
   EXPECT_EQ(error_of("release", R"({"dirty":{"a":)" + deep + "}}"),
             "dirty: expected true or false (got an object)");
 }
+
+TEST(HttpBody, NumberOverflowIsABadBodyNotACrash) {
+  // Found by fuzz_http_body: nlohmann reports it as out_of_range, not parse_error.
+  auto msg = error_of("execute", R"({"command":["echo"],"timeout":-810000E10000000000000000})");
+  EXPECT_NE(msg.find("body: invalid JSON"), std::string::npos) << msg;
+}
