@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cerrno>
 #include <cstdio>
+
+#include <sys/random.h>
 
 #include <caf/all.hpp>
 #include <spdlog/spdlog.h>
@@ -50,11 +53,28 @@ uint32_t live(self_ptr self) {
   return n;
 }
 
+/// 128 bits from the kernel's CSPRNG: a lease id is the only credential a lease operation
+/// needs over HTTP, so it must not be guessable from earlier ids.
 std::string make_lease_id(self_ptr self) {
-  char buf[24];
-  std::snprintf(buf, sizeof(buf), "l-%016llx",
-                static_cast<unsigned long long>(self->state.rng()));
-  return buf;
+  unsigned char bytes[16];
+  size_t got = 0;
+  while (got < sizeof(bytes)) {
+    auto n = getrandom(bytes + got, sizeof(bytes) - got, 0);
+    if (n > 0)
+      got += static_cast<size_t>(n);
+    else if (errno != EINTR)
+      break;
+  }
+  if (got < sizeof(bytes)) // no getrandom (very old kernel): fall back, still unique
+    for (auto& b : bytes)
+      b = static_cast<unsigned char>(self->state.rng());
+  static const char* digits = "0123456789abcdef";
+  std::string id = "l-";
+  for (auto b : bytes) {
+    id += digits[b >> 4];
+    id += digits[b & 0xf];
+  }
+  return id;
 }
 
 void spawn_container(self_ptr self, bool fresh, const std::string& id) {

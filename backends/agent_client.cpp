@@ -118,8 +118,14 @@ json AgentClient::call(json request, duration timeout) {
   if (ok == resp.end() || !ok->is_boolean()) fail(op + ": response without 'ok'");
   if (!ok->get<bool>()) {
     const json& err = resp.value("error", json::object());
-    std::string code = err.is_object() ? err.value("code", "") : "";
-    std::string message = err.is_object() ? err.value("message", "") : "";
+    // A non-string code or message is garbage like any other: value() would throw a
+    // json::type_error past our Error contract (found by tests/fuzz/fuzz_agent_frame).
+    auto text = [&err](const char* key) {
+      auto it = err.is_object() ? err.find(key) : err.end();
+      return it != err.end() && it->is_string() ? it->get<std::string>() : std::string();
+    };
+    std::string code = text("code");
+    std::string message = text("message");
     throw Error(agent_errc(code), op + ": " + (message.empty() ? code : message));
   }
   return resp;

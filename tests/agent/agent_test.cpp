@@ -398,6 +398,22 @@ TEST(AgentClientTest, DeadAgentThrowsContainerFailed) {
   EXPECT_TRUE(c->broken());
 }
 
+// Regression (tests/fuzz/fuzz_agent_frame, corpus reply_code_number): an error frame whose
+// code is not a string let a json::type_error escape instead of an Error.
+TEST(AgentClientTest, GarbledErrorFrameIsContainerFailed) {
+  int sp[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
+  AgentClient c(sp[0]);
+  ASSERT_TRUE(write_frame(sp[1], json{{"id", 1}, {"ok", false}, {"error", {{"code", 5}, {"message", 7}}}}));
+  try {
+    c.ping(5s);
+    FAIL() << "no exception";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::container_failed) << e.what();
+  }
+  close(sp[1]);
+}
+
 TEST(AgentClientTest, SilentPeerHitsTheDeadline) {
   int sp[2];
   ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
