@@ -36,6 +36,7 @@
 
 #include "backends/docker_backend.hpp"
 #include "backends/docker_client.hpp"
+#include "bench/spawn.hpp"
 #include "warmpool/engine.hpp"
 
 extern char** environ;
@@ -183,25 +184,6 @@ void seed_table(docker::DockerClient& c, const std::vector<int>& ns, int reps) {
     std::fprintf(stderr, "%5d | %8.0f | %9.0f %8.0f %6.0f | %8.0f | %7.1fx %7.1fx\n", n, f, p,
                  median(warmups), s, q, f / p, f / q);
   }
-}
-
-/// posix_spawn + waitpid, stdio to /dev/null; throws unless it exits 0.
-void spawn_wait(const std::vector<std::string>& args) {
-  std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  for (int fd = 0; fd < 3; ++fd)
-    posix_spawn_file_actions_addopen(&fa, fd, "/dev/null", fd == 0 ? O_RDONLY : O_WRONLY, 0);
-  pid_t pid;
-  int rc = posix_spawnp(&pid, args[0].c_str(), &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) throw std::runtime_error("cannot run " + args[0]);
-  int st = 0;
-  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
-  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-    throw std::runtime_error(args[0] + " failed with status " + std::to_string(st));
 }
 
 void exec_roundtrip(docker::DockerClient& c, int iters, int slow_iters) {

@@ -29,6 +29,7 @@
 #include <nlohmann/json.hpp>
 
 #include "backends/local_backend.hpp"
+#include "bench/spawn.hpp"
 #include "warmpool/engine.hpp"
 
 using namespace warmpool;
@@ -70,25 +71,6 @@ void check(const ExecResult& r, const char* want) {
   if (r.exit_code != 0 || r.stdout_data != want)
     throw std::runtime_error("unexpected result: exit " + std::to_string(r.exit_code) +
                              " stdout '" + r.stdout_data + "' stderr '" + r.stderr_data + "'");
-}
-
-// posix_spawn + waitpid with stdio on /dev/null (inherited fds are the caller's; fine here).
-void spawn_wait(const std::vector<std::string>& args) {
-  std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  for (int fd = 0; fd < 3; ++fd)
-    posix_spawn_file_actions_addopen(&fa, fd, "/dev/null", fd == 0 ? O_RDONLY : O_WRONLY, 0);
-  pid_t pid;
-  int rc = posix_spawn(&pid, args[0].c_str(), &fa, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&fa);
-  if (rc != 0) throw std::runtime_error("posix_spawn " + args[0] + " failed");
-  int st = 0;
-  while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
-  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-    throw std::runtime_error(args[0] + " failed with status " + std::to_string(st));
 }
 
 } // namespace

@@ -137,12 +137,12 @@ Error bad(const std::string& field, const std::string& message) {
 
 // -- request parsing --------------------------------------------------------
 
-json parse_body(const Request& req) {
-  if (req.body.find_first_not_of(" \t\r\n") == std::string::npos)
+json parse_body(const std::string& text) {
+  if (text.find_first_not_of(" \t\r\n") == std::string::npos)
     return json::object();
   json j;
   try {
-    j = json::parse(req.body);
+    j = json::parse(text);
   } catch (const json::exception& e) {
     // parse_error, but also out_of_range for numbers that overflow (found by fuzzing).
     throw bad("body", std::string("invalid JSON: ") + e.what());
@@ -308,9 +308,7 @@ std::string route_of(const std::string& path) {
 } // namespace
 
 ParsedBody parse_request_body(const std::string& endpoint, const std::string& text) {
-  Request req;
-  req.body = text;
-  auto body = parse_body(req);
+  auto body = parse_body(text);
   ParsedBody out;
   if (endpoint == "execute") {
     allow_fields(body, {"pool", "labels", "session", "tenant", "command", "stdin", "env", "cwd",
@@ -499,15 +497,10 @@ struct HttpServer::Impl {
   // -- endpoints ---------------------------------------------------------
 
   void execute(const Request& req, Response& res) {
-    auto body = parse_body(req);
-    allow_fields(body, {"pool", "labels", "session", "tenant", "command", "stdin", "env", "cwd",
-                        "timeout", "output_limit"});
-    auto ereq = parse_exec(body);
-    AcquireOptions opts;
-    opts.tenant = get_string(body, "tenant");
-    opts.session = get_string(body, "session");
-    auto pool = router.route(get_string(body, "pool"), get_string_map(body, "labels"),
-                             opts.session);
+    auto parsed = parse_request_body("execute", req.body);
+    auto& ereq = parsed.exec;
+    auto& opts = parsed.acquire;
+    auto pool = router.route(parsed.pool, parsed.labels, opts.session);
     AuditRecord rec;
     rec.operation = "execute";
     rec.pool = pool;
@@ -564,14 +557,9 @@ struct HttpServer::Impl {
   }
 
   void create_lease(const Request& req, Response& res) {
-    auto body = parse_body(req);
-    allow_fields(body, {"pool", "labels", "session", "tenant", "timeout"});
-    AcquireOptions opts;
-    opts.tenant = get_string(body, "tenant");
-    opts.session = get_string(body, "session");
-    opts.timeout = get_duration(body, "timeout", duration{-1}); // -1: the pool's acquire_timeout
-    auto pool = router.route(get_string(body, "pool"), get_string_map(body, "labels"),
-                             opts.session);
+    auto parsed = parse_request_body("lease", req.body); // timeout -1: the pool's acquire_timeout
+    auto& opts = parsed.acquire;
+    auto pool = router.route(parsed.pool, parsed.labels, opts.session);
     AuditRecord rec;
     rec.operation = "acquire";
     rec.pool = pool;
@@ -610,9 +598,7 @@ struct HttpServer::Impl {
   }
 
   void lease_exec(const Request& req, Response& res) {
-    auto body = parse_body(req);
-    allow_fields(body, exec_fields);
-    auto ereq = parse_exec(body);
+    auto ereq = parse_request_body("exec", req.body).exec;
     with_lease(req.matches[1], "exec", [&](LeaseRegistry::Entry& e, AuditRecord& rec) {
       auto r = run(e.lease, ereq, rec);
       send_result(res, r, e.lease, {{"lease", e.lease.id()}});
@@ -646,9 +632,7 @@ struct HttpServer::Impl {
   }
 
   void delete_lease(const Request& req, Response& res) {
-    auto body = parse_body(req);
-    allow_fields(body, {"dirty"});
-    bool dirty = get_bool(body, "dirty", false);
+    bool dirty = parse_request_body("release", req.body).dirty;
     if (req.has_param("dirty")) {
       auto v = req.get_param_value("dirty");
       if (v != "true" && v != "false" && v != "1" && v != "0")
