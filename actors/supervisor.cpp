@@ -18,6 +18,7 @@ void start_pool(self_ptr self, const std::string& name) {
   self->monitor(handle);
   st.children->push_back(caf::actor_cast<caf::actor_addr>(handle));
   st.pools[name] = handle;
+  st.p.directory->set(name, handle);
   self->send(st.checker, pools_atom::value, pool_ref{name, handle});
 }
 
@@ -135,6 +136,7 @@ supervisor_actor::behavior_type supervisor(self_ptr self, supervisor_params p) {
     [self](shutdown_atom) -> caf::result<ok_atom> {
       auto& st = self->state;
       st.shutting_down = true;
+      st.p.directory->clear();
       auto grace = st.p.cfg->shutdown_grace;
       spdlog::info("supervisor: shutting down {} pools (grace {}ms)", st.pools.size(), grace.count());
       auto rp = self->make_response_promise<ok_atom>();

@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <ctime>
 #include <mutex>
+#include <optional>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/sinks/base_sink.h>
@@ -48,6 +50,21 @@ private:
 } // namespace
 
 void configure_logging(const LogConfig& cfg) {
+  // Several engines may live in one process (cluster tests, an embedder with two pools of
+  // pools). Other threads log through spdlog's default logger without a lock, so replacing
+  // it while they do frees a logger in use (found by TSan). Same sink as before: only the
+  // level changes, which is atomic. Another sink: the old logger is kept alive for good.
+  static std::mutex mtx;
+  static std::vector<std::shared_ptr<spdlog::logger>> retired;
+  static std::optional<LogConfig> applied;
+  std::lock_guard<std::mutex> guard{mtx};
+  if (applied && applied->format == cfg.format && applied->file == cfg.file) {
+    spdlog::default_logger_raw()->set_level(spdlog::level::from_str(cfg.level));
+    applied = cfg;
+    return;
+  }
+  retired.push_back(spdlog::default_logger());
+  applied = cfg;
   spdlog::sink_ptr sink;
   if (cfg.format == "json") {
     FILE* out = stderr;

@@ -110,6 +110,10 @@ json to_json(const RunResult& r) {
   out["started_at"] = r.started_at;
   out["warm"] = r.warm;
   out["elapsed_s"] = r.elapsed_s;
+  out["startup_s"] = r.startup_s;
+  out["shutdown_s"] = r.shutdown_s;
+  // What a user of seed 001's table waits for: start-up, then every phase and the drain.
+  out["wall_s"] = r.startup_s + r.elapsed_s;
 
   Tally total;
   double total_span = 0;
@@ -494,6 +498,7 @@ std::string render_html(const json& r) {
                                                             ? std::string("(default)")
                                                             : sc["pool"].get<std::string>())
     << "; started " << esc(r["started_at"]) << "; ran " << num(as_num(r["elapsed_s"]), 4)
+    << " s after a start-up of " << num(r.value("startup_s", 0.0), 4)
     << " s; pool warm at start: " << (r["warm"].get<bool>() ? "yes" : "no") << ".</p>\n";
   o << "<p class=\"note\">Latency is measured from each request's intended start time, so "
        "stalls of the target show up as latency (no coordinated omission). Requests that "

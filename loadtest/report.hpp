@@ -39,7 +39,7 @@ struct PoolSample {
 
 struct PhaseResult {
   Phase def;
-  double start_s = 0;          // planned start, since the run's t0
+  double start_s = 0;          // start since the run's t0 (planned, or after a sequence: actual)
   double last_end_s = 0;       // when its last request finished
   Tally tally;
   std::optional<double> hit_rate; // from stats samples around the phase; none without acquires
@@ -65,6 +65,8 @@ struct RunResult {
   std::string started_at;      // ISO-8601 UTC
   bool warm = false;           // whether the pool reached min_idle before the first phase
   double elapsed_s = 0;        // phases plus the drain
+  double startup_s = 0;        // target start (engine or connection) until warm, before t0
+  double shutdown_s = 0;       // target shutdown after the drain
   std::vector<PhaseResult> phases;
   std::vector<Bucket> buckets;
   std::vector<FaultResult> faults;

@@ -105,6 +105,14 @@ public:
     }
   }
 
+  /// Where a phase really ran: a sequence phase (and everything after it) only knows its
+  /// start and length once the run gets there.
+  void place(size_t phase, Clock::time_point start, Clock::time_point end) {
+    std::lock_guard<std::mutex> guard{mtx_};
+    phases_[phase].start_s = seconds(start - t0_);
+    phases_[phase].def.length = std::chrono::duration_cast<duration>(end - start);
+  }
+
   void begin(size_t phase) {
     std::lock_guard<std::mutex> guard{mtx_};
     ++in_flight_[phase];
@@ -258,8 +266,12 @@ RunResult run_scenario(const Scenario& sc, const RunOptions& opts) {
   std::ostream& out = opts.progress ? *opts.progress : std::cerr;
   RunResult res;
   res.scenario = sc;
+  // Start-up (engine start or connection, then the wait for a warm pool) is timed apart
+  // from the phases: seed 001's comparison counts it ("including startup").
+  const auto created = Clock::now();
   auto target = make_target(res.scenario);
   res.warm = target->wait_ready(sc.warmup);
+  res.startup_s = seconds(Clock::now() - created);
   res.first = target->sample();
   res.started_at = iso_now();
 
@@ -386,6 +398,21 @@ RunResult run_scenario(const Scenario& sc, const RunOptions& opts) {
         for (uint32_t k = 0; k < ph.count; ++k)
           dispatch(phase_start);
         break;
+      case Phase::Type::sequence: {
+        if (!sleep_until(phase_start))
+          break;
+        Chooser mine{sc, std::mt19937_64{sc.seed * 1000003 + i * 1009}};
+        for (uint32_t k = 0; k < ph.count; ++k) {
+          auto [op, session] = mine.next();
+          auto intended = Clock::now();
+          col.begin(i);
+          col.record(i, intended, run_op(*target, op, session), true);
+        }
+        // The phase took as long as its requests: everything after it starts now.
+        phase_end = Clock::now();
+        col.place(i, phase_start, phase_end);
+        break;
+      }
       case Phase::Type::concurrency: {
         auto think = ph.think_time.count() >= 0 ? ph.think_time : sc.think_time;
         for (uint32_t w = 0; w < ph.workers; ++w) {
@@ -407,13 +434,15 @@ RunResult run_scenario(const Scenario& sc, const RunOptions& opts) {
         break;
       }
     }
+    if (ph.type != Phase::Type::sequence)
+      col.place(i, phase_start, phase_end);
     sleep_until(phase_end);
     phase_start = phase_end;
   }
   current_phase = sc.phases.size();
 
-  // Drain: requests in flight get until `drain` past the planned end to finish.
-  auto deadline = t0 + total + sc.drain;
+  // Drain: requests in flight get until `drain` past the end of the last phase to finish.
+  auto deadline = phase_start + sc.drain;
   workers.wait_idle(deadline);
   while (closed_loop_active > 0 && Clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -427,7 +456,9 @@ RunResult run_scenario(const Scenario& sc, const RunOptions& opts) {
   monitor.join();
   fault_thread.join();
   res.last = target->sample();
+  const auto stopping = Clock::now();
   target->shutdown(); // fails whatever still runs, so the threads below can end
+  res.shutdown_s = seconds(Clock::now() - stopping);
   for (auto& t : closed_loop)
     t.join();
 
@@ -494,6 +525,9 @@ void print_summary(const nlohmann::json& j, std::ostream& o) {
     o << "fault at " << std::fixed << std::setprecision(2) << f["at_s"].get<double>() << "s "
       << f["action"].get<std::string>() << ": " << f["status"].get<std::string>() << " ("
       << f["detail"].get<std::string>() << ")\n";
+  o << std::fixed << std::setprecision(3) << "start-up " << j["startup_s"].get<double>()
+    << " s (until warm), phases and drain " << j["elapsed_s"].get<double>() << " s, wall "
+    << j["wall_s"].get<double>() << " s\n";
   if (!j["warm"].get<bool>())
     o << "note: the pool was not warm when the first phase started\n";
 }

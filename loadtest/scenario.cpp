@@ -174,12 +174,13 @@ void read_phase(Reader& r, const YAML::Node& n, const std::string& at, Phase& p,
       {"rate", {Phase::Type::rate, {"rate", "duration"}}},
       {"concurrency", {Phase::Type::concurrency, {"workers", "duration"}}},
       {"burst", {Phase::Type::burst, {"count"}}},
+      {"sequence", {Phase::Type::sequence, {"count"}}},
   };
   if (!seen.count("type"))
-    return r.bad(at + ".type", "required (ramp, rate, concurrency or burst)");
+    return r.bad(at + ".type", "required (ramp, rate, concurrency, burst or sequence)");
   auto k = kinds.find(type);
   if (k == kinds.end())
-    return r.bad(at + ".type", "expected ramp, rate, concurrency or burst, got \"" + type + "\"");
+    return r.bad(at + ".type", "expected ramp, rate, concurrency, burst or sequence, got \"" + type + "\"");
   p.type = k->second.first;
   for (auto& req : k->second.second)
     if (!seen.count(req))
@@ -187,12 +188,18 @@ void read_phase(Reader& r, const YAML::Node& n, const std::string& at, Phase& p,
   // A key that belongs to another phase type is most likely a mistake (e.g. `rate` on a
   // concurrency phase): say so instead of silently ignoring it.
   std::set<std::string> usable = k->second.second;
-  usable.insert({"name", "type", "duration"});
+  usable.insert({"name", "type"});
+  // A sequence lasts as long as its requests take: a duration would contradict the count.
+  if (p.type != Phase::Type::sequence)
+    usable.insert("duration");
   if (p.type == Phase::Type::concurrency)
     usable.insert("think_time");
   for (auto& key : seen)
     if (!usable.count(key))
-      r.bad(at + "." + key, "not used by a " + type + " phase");
+      r.bad(at + "." + key, key == "duration"
+                              ? "not used by a sequence phase (it lasts until its count requests "
+                                "have finished)"
+                              : "not used by a " + type + " phase");
   if (seen.count("duration") && p.length.count() <= 0 && p.type != Phase::Type::burst)
     r.bad(at + ".duration", "must be > 0");
   if (p.type == Phase::Type::rate && seen.count("rate") && p.rate <= 0)
@@ -359,7 +366,7 @@ Scenario parse_scenario(const std::string& text, const std::string& base_dir) {
     if (!has_target)
       r.bad("target", "required ({engine: CONFIG.yaml} or {http: URL})");
     if (!has_phases)
-      r.bad("phases", "required (a list of ramp, rate, concurrency or burst phases)");
+      r.bad("phases", "required (a list of ramp, rate, concurrency, burst or sequence phases)");
   }
   if (s.bucket.count() != 0 && s.bucket < duration{50})
     r.bad("bucket", "must be >= 50ms");
@@ -399,6 +406,7 @@ const char* to_string(Phase::Type t) {
     case Phase::Type::rate: return "rate";
     case Phase::Type::concurrency: return "concurrency";
     case Phase::Type::burst: return "burst";
+    case Phase::Type::sequence: return "sequence";
   }
   return "?";
 }

@@ -21,15 +21,20 @@ struct Target {
 };
 
 struct Phase {
-  enum class Type { ramp, rate, concurrency, burst } type = Type::rate;
+  // sequence: `count` requests one after another by a single caller; the phase lasts until
+  // the last one finishes (seed 001's "N operations in a row", start-up included by the
+  // runner's startup_s).
+  enum class Type { ramp, rate, concurrency, burst, sequence } type = Type::rate;
   std::string name;
-  duration length{0};          // how long the phase lasts before the next one starts
+  duration length{0};          // how long the phase lasts before the next one starts (0 for a
+                               // sequence: it ends when its last request does)
   double rate = 0;             // rate: arrivals per second
   double from_rate = 0;        // ramp: arrivals per second at the start ...
   double to_rate = 0;          // ... and at the end, linear in between
   uint32_t workers = 0;        // concurrency: closed-loop workers
   duration think_time{-1};     // concurrency: pause between a worker's requests (-1: scenario's)
-  uint32_t count = 0;          // burst: requests released at once at the phase start
+  uint32_t count = 0;          // burst: requests released at once at the phase start;
+                               // sequence: requests run back to back
 };
 
 struct Fault {
@@ -74,6 +79,8 @@ struct Scenario {
   duration bucket{0};          // time-series resolution; 0: 250ms up to 2 min of phases, else 1s
   uint64_t seed = 1;
 
+  /// The planned length of all phases; sequence phases count as 0 (their length is known
+  /// only once they ran).
   duration total_length() const;
 };
 

@@ -175,9 +175,11 @@ TEST_F(Messages, ClusterHelloAndConnectResultRoundTrip) {
 TEST_F(Messages, ActorHandlesRoundTripToTheSameActor) {
   // A handle in a message (lease_info.handle, cluster_hello.handle) must come back as
   // the very same actor; across nodes it becomes a proxy of it.
-  auto dummy = sys.spawn([]() -> cluster_actor::behavior_type {
-    return cluster_actor::behavior_type::make_empty_behavior();
-  });
+  // It must stay alive (an empty behavior would end it at once, and a dead actor's
+  // handle deserializes as null): any non-empty behavior, under the handle type.
+  auto dummy = caf::actor_cast<cluster_actor>(sys.spawn([]() -> caf::behavior {
+    return {[](int) {}};
+  }));
   cluster_hello h{cluster_protocol_version, "a", "", {}, dummy};
   auto y = round_trip(h);
   EXPECT_EQ(y.handle, dummy);

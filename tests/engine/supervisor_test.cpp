@@ -12,12 +12,14 @@ namespace {
 struct Supervisor : ActorTest {
   supervisor_actor sup;
   std::shared_ptr<EngineConfig> ecfg = std::make_shared<EngineConfig>();
+  std::shared_ptr<pool_directory> directory = std::make_shared<pool_directory>();
 
   void start_supervisor() {
     ecfg->shutdown_grace = 1s;
     ecfg->pools.push_back(*pc);
     supervisor_params sp;
     sp.cfg = ecfg;
+    sp.directory = directory;
     pool_params pp{std::shared_ptr<const PoolConfig>(ecfg, &ecfg->pools[0]), backend, executor_, registry,
                    "node-1", "inst0001"};
     sp.pools.emplace(pc->name, pp);
@@ -53,12 +55,16 @@ TEST_F(Supervisor, RestartsACrashedPool) {
   start_supervisor();
   auto first = pool_handle();
   ASSERT_TRUE(first);
+  EXPECT_EQ(directory->find("p").address(), first.address());
+  EXPECT_FALSE(directory->find("q"));
   EXPECT_EQ(backend->live(), 1u);
   caf::anon_send_exit(first, caf::exit_reason::kill);
   run();
   auto second = pool_handle();
   ASSERT_TRUE(second);
   EXPECT_NE(second.address(), first.address());
+  // The engine's direct route to the pool follows the restart.
+  EXPECT_EQ(directory->find("p").address(), second.address());
   // The crashed pool's sandbox retired itself; the new pool warmed a fresh one.
   EXPECT_EQ(backend->live(), 1u);
   EXPECT_EQ(backend->created(), 2u);
@@ -77,6 +83,8 @@ TEST_F(Supervisor, ShutdownDestroysEverySandboxAndRefusesAcquires) {
   ASSERT_TRUE(refused);
   ASSERT_FALSE(*refused);
   EXPECT_EQ(errc(refused->error()), Errc::shutting_down);
+  // Shutdown empties the direct route: acquires reach the supervisor, which refuses them.
+  EXPECT_FALSE(directory->find("p"));
   EXPECT_FALSE(done->has_value()); // waiting for the lease, up to the grace period
   advance(1s);
   ASSERT_TRUE(*done && **done);

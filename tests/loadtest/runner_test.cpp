@@ -99,6 +99,34 @@ faults:
     EXPECT_TRUE(ts["buckets"][i]["pool"].contains("states")) << "bucket " << i;
 }
 
+TEST(LoadRunner, SequencePhaseRunsExactlyCountRequestsOneAfterAnother) {
+  // A sequence has no planned length: the phase after it starts when its last request
+  // ended, so its start is where the sequence really finished. Start-up is timed apart.
+  TempDir dir;
+  auto sc = scenario(dir, R"(
+phases:
+  - {name: seq, type: sequence, count: 25}
+  - {name: after, type: rate, rate: 20, duration: 500ms}
+mix: {execute: 1}
+)");
+  auto r = run_scenario(sc, RunOptions{true});
+  auto j = to_json(r);
+  expect_consistent(j);
+  auto& seq = j["phases"][0];
+  EXPECT_EQ(seq["type"], "sequence");
+  EXPECT_EQ(seq["requests"], 25);
+  EXPECT_EQ(seq["successes"], 25);
+  EXPECT_EQ(j["phases"][1]["requests"], 10);
+  // 25 requests of >= 2 ms each (sim exec latency): only one at a time takes this long.
+  EXPECT_GE(seq["span_s"].get<double>(), 25 * 0.002);
+  EXPECT_GE(j["phases"][1]["start_s"].get<double>(),
+            seq["start_s"].get<double>() + seq["span_s"].get<double>() - 1e-6);
+  // The engine started and warmed 3 sandboxes of 20 ms each before the first phase.
+  EXPECT_GE(j["startup_s"].get<double>(), 0.02);
+  EXPECT_NEAR(j["wall_s"].get<double>(), j["startup_s"].get<double>() + j["elapsed_s"].get<double>(), 1e-9);
+  EXPECT_GT(j["shutdown_s"].get<double>(), 0.0);
+}
+
 TEST(LoadRunner, LatencyCountsFromTheIntendedStart) {
   // The backend stalls for 600 ms while requests keep being due every 10 ms. The dispatcher
   // must keep issuing them on schedule (not wait for the stalled ones), and each must be

@@ -190,9 +190,9 @@ TEST(Scenario, UnknownKeysAreRejected) {
 
 TEST(Scenario, PhaseShapeErrors) {
   expect_issue(kHead + "phases: [{rate: 1, duration: 1s}]\n",
-               "phases[0].type: required (ramp, rate, concurrency or burst)");
+               "phases[0].type: required (ramp, rate, concurrency, burst or sequence)");
   expect_issue(kHead + "phases: [{type: spike, duration: 1s}]\n",
-               "phases[0].type: expected ramp, rate, concurrency or burst, got \"spike\"");
+               "phases[0].type: expected ramp, rate, concurrency, burst or sequence, got \"spike\"");
   expect_issue(kHead + "phases: [{type: rate, duration: 1s}]\n", "phases[0].rate: required by a rate phase");
   expect_issue(kHead + "phases: [{type: ramp, from_rate: 1, duration: 1s}]\n",
                "phases[0].to_rate: required by a ramp phase");
@@ -206,7 +206,23 @@ TEST(Scenario, PhaseShapeErrors) {
                "phases[0].think_time: not used by a rate phase");
   expect_issue(kHead + "phases: []\n", "phases: expected a non-empty list of phases, got a list");
   expect_issue(kHead + "phases: {type: rate}\n", "phases: expected a non-empty list of phases, got a map");
-  expect_issue(kHead, "phases: required (a list of ramp, rate, concurrency or burst phases)");
+  expect_issue(kHead, "phases: required (a list of ramp, rate, concurrency, burst or sequence phases)");
+  expect_issue(kHead + "phases: [{type: sequence}]\n", "phases[0].count: required by a sequence phase");
+  expect_issue(kHead + "phases: [{type: sequence, count: 3, duration: 1s}]\n",
+               "phases[0].duration: not used by a sequence phase (it lasts until its count "
+               "requests have finished)");
+  expect_issue(kHead + "phases: [{type: sequence, count: 0}]\n",
+               "phases[0].count: must be >= 1 (got 0)");
+}
+
+TEST(Scenario, SequencePhaseHasACountAndNoPlannedLength) {
+  auto s = parse_scenario(kHead + "phases:\n  - {type: sequence, count: 50}\n  - {type: rate, rate: 2, duration: 1s}\n", ".");
+  ASSERT_EQ(s.phases.size(), 2u);
+  EXPECT_EQ(s.phases[0].type, Phase::Type::sequence);
+  EXPECT_EQ(s.phases[0].count, 50u);
+  EXPECT_EQ(s.phases[0].length.count(), 0);
+  EXPECT_EQ(s.total_length().count(), 1000);
+  EXPECT_STREQ(to_string(s.phases[0].type), "sequence");
 }
 
 TEST(Scenario, TargetErrors) {
