@@ -222,9 +222,16 @@ SandboxPtr DockerBackend::create(const SandboxSpec& spec) {
     b->socket_dir = socket_dir_for(opts_.run_dir, spec.instance, spec.name);
     std::error_code ec;
     fs::remove_all(b->socket_dir, ec); // a stale socket of an earlier sandbox with this name
-    fs::create_directories(b->socket_dir, ec);
+    // Another sandbox's destroy removes the instance directory once it is empty, which can
+    // fall between create_directories making it and making ours in it (seen as ENOENT with
+    // one-off sandboxes, `enabled: false`): try again, the parent is then made anew.
+    for (int attempt = 0; attempt < 5; ++attempt) {
+      ec.clear();
+      fs::create_directories(b->socket_dir, ec);
+      if (!ec || ec != std::errc::no_such_file_or_directory) break;
+    }
     // Root-only: tenant code (a non-root uid) must not be able to reach its own agent.
-    fs::permissions(b->socket_dir, fs::perms::owner_all, ec);
+    if (!ec) fs::permissions(b->socket_dir, fs::perms::owner_all, ec);
     if (ec)
       throw Error(Errc::backend_unavailable, "cannot create the agent socket directory " +
                                                  b->socket_dir + ": " + ec.message() +
