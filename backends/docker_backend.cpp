@@ -74,10 +74,13 @@ std::string socket_dir_for(const std::string& run_dir, const std::string& instan
   return run_dir + "/h/" + hash;
 }
 
-void remove_socket_dir(const std::string& dir) {
+/// `with_parent`: also the instance directory, once empty. Only for a dead instance (the
+/// reaper): for a live one, another create may be making its directory in there right now
+/// (seen as ENOENT with one-off sandboxes); its shutdown sweep removes the whole tree.
+void remove_socket_dir(const std::string& dir, bool with_parent) {
   std::error_code ec;
   fs::remove_all(dir, ec);
-  fs::remove(fs::path(dir).parent_path(), ec); // the instance dir, once empty
+  if (with_parent) fs::remove(fs::path(dir).parent_path(), ec);
 }
 
 } // namespace
@@ -222,14 +225,7 @@ SandboxPtr DockerBackend::create(const SandboxSpec& spec) {
     b->socket_dir = socket_dir_for(opts_.run_dir, spec.instance, spec.name);
     std::error_code ec;
     fs::remove_all(b->socket_dir, ec); // a stale socket of an earlier sandbox with this name
-    // Another sandbox's destroy removes the instance directory once it is empty, which can
-    // fall between create_directories making it and making ours in it (seen as ENOENT with
-    // one-off sandboxes, `enabled: false`): try again, the parent is then made anew.
-    for (int attempt = 0; attempt < 5; ++attempt) {
-      ec.clear();
-      fs::create_directories(b->socket_dir, ec);
-      if (!ec || ec != std::errc::no_such_file_or_directory) break;
-    }
+    fs::create_directories(b->socket_dir, ec);
     // Root-only: tenant code (a non-root uid) must not be able to reach its own agent.
     if (!ec) fs::permissions(b->socket_dir, fs::perms::owner_all, ec);
     if (ec)
@@ -241,7 +237,7 @@ SandboxPtr DockerBackend::create(const SandboxSpec& spec) {
   try {
     b->cid = b->client->create_container(spec.name, container_config(spec, b->socket_dir));
   } catch (...) {
-    if (!b->socket_dir.empty()) remove_socket_dir(b->socket_dir);
+    if (!b->socket_dir.empty()) remove_socket_dir(b->socket_dir, false);
     throw;
   }
   remove_unremoved(b->client->socket_path()); // the daemon answers again
@@ -468,7 +464,7 @@ void DockerBackend::destroy(Sandbox& box) {
     live_.erase(b.cid); // our own removal is not a death
   }
   if (b.agent_conn) b.agent_conn->close();
-  if (!b.socket_dir.empty()) remove_socket_dir(b.socket_dir);
+  if (!b.socket_dir.empty()) remove_socket_dir(b.socket_dir, false);
   try {
     with_retries(3, [&] { return b.client->remove(b.cid, true); });
   } catch (const Error&) {
@@ -513,7 +509,7 @@ size_t DockerBackend::reap_orphans(const std::string& node, const std::string& c
     try {
       if (with_retries(3, [&] { return c->remove(id, true); })) ++removed;
       std::string name = ct["Names"].empty() ? "" : ct["Names"][0].get<std::string>().substr(1);
-      if (!name.empty()) remove_socket_dir(socket_dir_for(opts_.run_dir, inst, name));
+      if (!name.empty()) remove_socket_dir(socket_dir_for(opts_.run_dir, inst, name), true);
     } catch (const Error& e) {
       spdlog::warn("docker: could not remove orphan container {}: {}", id, e.what());
     }

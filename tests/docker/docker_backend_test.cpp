@@ -25,13 +25,21 @@ TEST_F(DockerBackendTest, CreatePingExecResetDestroy) {
 }
 
 TEST_F(DockerBackendTest, DestroyIsIdempotentAndRemovesTheSocketDir) {
+  const auto inst_dir = DockerBackend::default_run_dir() + "/" + instance;
   auto box = create();
-  auto dirs_before = std::distance(std::filesystem::directory_iterator(DockerBackend::default_run_dir() + "/" + instance),
+  auto dirs_before = std::distance(std::filesystem::directory_iterator(inst_dir),
                                    std::filesystem::directory_iterator{});
   EXPECT_EQ(dirs_before, 1);
   backend->destroy(*box);
   EXPECT_NO_THROW(backend->destroy(*box));
-  EXPECT_FALSE(std::filesystem::exists(DockerBackend::default_run_dir() + "/" + instance));
+  // The sandbox's own directory goes; the live instance's directory stays, because a
+  // concurrent create may be making its directory in it (a destroy that removed it made
+  // one-off creates fail with ENOENT). The instance's shutdown sweep removes it.
+  EXPECT_TRUE(std::filesystem::exists(inst_dir));
+  EXPECT_TRUE(std::filesystem::is_empty(inst_dir));
+  EXPECT_NO_THROW(create());
+  DockerBackend::remove_instance(instance);
+  EXPECT_FALSE(std::filesystem::exists(inst_dir));
 }
 
 TEST_F(DockerBackendTest, ContainerCarriesTheWarmpoolLabels) {
