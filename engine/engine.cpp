@@ -208,6 +208,17 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
     return std::move(**out);
   }
 
+  /// Calls `f` with where an acquire for `pool` goes: the cluster (it places it), else the
+  /// pool itself, else the supervisor (unknown pool or shutting down: it says which).
+  template <class F>
+  decltype(auto) with_acquire_dest(const std::string& pool, F&& f) {
+    if (cluster)
+      return f(cluster);
+    if (auto hdl = pools->find(pool))
+      return f(hdl);
+    return f(sup);
+  }
+
   acquire_request make_acquire(const std::string& pool, const AcquireOptions& opts,
                                duration& timeout) const {
     acquire_request req{pool, opts.timeout, opts.tenant, opts.session};
@@ -443,14 +454,9 @@ Lease Engine::acquire(const std::string& pool, const AcquireOptions& opts) {
   duration timeout;
   auto req = impl_->make_acquire(pool, opts, timeout);
   auto started = std::chrono::steady_clock::now();
-  lease_info li;
-  if (impl_->cluster) {
-    li = impl_->call<lease_info>(impl_->cluster, timeout, acquire_atom::value, std::move(req));
-  } else if (auto pool_hdl = impl_->pools->find(pool)) {
-    li = impl_->call<lease_info>(pool_hdl, timeout, acquire_atom::value, std::move(req));
-  } else { // unknown pool or shutting down: the supervisor says which
-    li = impl_->call<lease_info>(impl_->sup, timeout, acquire_atom::value, std::move(req));
-  }
+  auto li = impl_->with_acquire_dest(pool, [&](const auto& dest) {
+    return impl_->call<lease_info>(dest, timeout, acquire_atom::value, std::move(req));
+  });
   spdlog::debug("acquired {} on {} from pool {} in {}us", li.id, li.container, pool,
                 std::chrono::duration_cast<std::chrono::microseconds>(
                   std::chrono::steady_clock::now() - started).count());
@@ -475,12 +481,9 @@ void Engine::acquire_async(const std::string& pool, AcquireOptions opts,
     }
     done(Lease{std::make_unique<Lease::Impl>(Lease::Impl{eng, std::move(*x), false})}, nullptr);
   };
-  if (impl_->cluster)
-    impl_->ask<lease_info>(impl_->cluster, std::move(cb), acquire_atom::value, std::move(req));
-  else if (auto pool_hdl = impl_->pools->find(pool))
-    impl_->ask<lease_info>(pool_hdl, std::move(cb), acquire_atom::value, std::move(req));
-  else
-    impl_->ask<lease_info>(impl_->sup, std::move(cb), acquire_atom::value, std::move(req));
+  impl_->with_acquire_dest(pool, [&](const auto& dest) {
+    impl_->ask<lease_info>(dest, std::move(cb), acquire_atom::value, std::move(req));
+  });
 }
 
 std::future<Lease> Engine::acquire_future(const std::string& pool, AcquireOptions opts) {

@@ -58,13 +58,13 @@ void configure_logging(const LogConfig& cfg) {
   static std::vector<std::shared_ptr<spdlog::logger>> retired;
   static std::optional<LogConfig> applied;
   std::lock_guard<std::mutex> guard{mtx};
-  if (applied && applied->format == cfg.format && applied->file == cfg.file) {
+  bool same_sink = applied && applied->format == cfg.format && applied->file == cfg.file;
+  applied = cfg;
+  if (same_sink) {
     spdlog::default_logger_raw()->set_level(spdlog::level::from_str(cfg.level));
-    applied = cfg;
     return;
   }
   retired.push_back(spdlog::default_logger());
-  applied = cfg;
   spdlog::sink_ptr sink;
   if (cfg.format == "json") {
     FILE* out = stderr;

@@ -374,6 +374,14 @@ RunResult run_scenario(const Scenario& sc, const RunOptions& opts) {
         col.record(i, intended, "overload", false);
       }
     };
+    // Closed loop (sequence, concurrency): the request starts when its caller is ready.
+    // By value: concurrency workers outlive this loop iteration.
+    auto run_next = [&col, &target, i](Chooser& mine) {
+      auto [op, session] = mine.next();
+      auto intended = Clock::now();
+      col.begin(i);
+      col.record(i, intended, run_op(*target, op, session), true);
+    };
     switch (ph.type) {
       case Phase::Type::rate:
       case Phase::Type::ramp: {
@@ -402,12 +410,8 @@ RunResult run_scenario(const Scenario& sc, const RunOptions& opts) {
         if (!sleep_until(phase_start))
           break;
         Chooser mine{sc, std::mt19937_64{sc.seed * 1000003 + i * 1009}};
-        for (uint32_t k = 0; k < ph.count; ++k) {
-          auto [op, session] = mine.next();
-          auto intended = Clock::now();
-          col.begin(i);
-          col.record(i, intended, run_op(*target, op, session), true);
-        }
+        for (uint32_t k = 0; k < ph.count; ++k)
+          run_next(mine);
         // The phase took as long as its requests: everything after it starts now.
         phase_end = Clock::now();
         col.place(i, phase_start, phase_end);
@@ -417,14 +421,11 @@ RunResult run_scenario(const Scenario& sc, const RunOptions& opts) {
         auto think = ph.think_time.count() >= 0 ? ph.think_time : sc.think_time;
         for (uint32_t w = 0; w < ph.workers; ++w) {
           ++closed_loop_active;
-          closed_loop.emplace_back([&, i, w, think, phase_start, phase_end] {
+          closed_loop.emplace_back([&, i, w, think, phase_start, phase_end, run_next] {
             Chooser mine{sc, std::mt19937_64{sc.seed * 1000003 + i * 1009 + w}};
             std::this_thread::sleep_until(phase_start);
             while (Clock::now() < phase_end) {
-              auto [op, session] = mine.next();
-              auto intended = Clock::now();
-              col.begin(i);
-              col.record(i, intended, run_op(*target, op, session), true);
+              run_next(mine);
               if (think.count() > 0)
                 std::this_thread::sleep_until(std::min(Clock::now() + think, phase_end));
             }
