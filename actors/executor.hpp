@@ -2,6 +2,7 @@
 // dockerd, bwrap or an agent pipe. Work items answer their actor with a message.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -32,6 +33,10 @@ private:
   std::condition_variable cv_;
   std::deque<std::function<void()>> tasks_;
   std::vector<std::thread> threads_;
+  size_t waiting_ = 0;   // threads blocked in wait
+  size_t signalled_ = 0; // of those, woken for a task but not yet running
+  size_t spinning_ = 0;  // a thread that just ran a task and watches for the next (0 or 1)
+  std::atomic<size_t> queued_{0}; // tasks_.size(), for the spinning thread
   bool stopping_ = false;
 };
 

@@ -54,26 +54,53 @@ uint32_t live(self_ptr self) {
 }
 
 /// 128 bits from the kernel's CSPRNG: a lease id is the only credential a lease operation
-/// needs over HTTP, so it must not be guessable from earlier ids.
+/// needs over HTTP, so it must not be guessable from earlier ids. The bytes are fetched 4 KiB
+/// at a time (one getrandom per 256 leases, not per lease).
 std::string make_lease_id(self_ptr self) {
-  unsigned char bytes[16];
-  size_t got = 0;
-  while (got < sizeof(bytes)) {
-    auto n = getrandom(bytes + got, sizeof(bytes) - got, 0);
-    if (n > 0)
-      got += static_cast<size_t>(n);
-    else if (errno != EINTR)
-      break;
+  auto& st = self->state;
+  constexpr size_t id_bytes = 16;
+  if (st.random_used + id_bytes > st.random.size()) {
+    size_t got = 0;
+    while (got < st.random.size()) {
+      auto n = getrandom(st.random.data() + got, st.random.size() - got, 0);
+      if (n > 0)
+        got += static_cast<size_t>(n);
+      else if (errno != EINTR)
+        break;
+    }
+    for (size_t i = got; i < st.random.size(); ++i) // no getrandom (very old kernel): still unique
+      st.random[i] = static_cast<unsigned char>(st.rng());
+    st.random_used = 0;
   }
-  if (got < sizeof(bytes)) // no getrandom (very old kernel): fall back, still unique
-    for (auto& b : bytes)
-      b = static_cast<unsigned char>(self->state.rng());
   static const char* digits = "0123456789abcdef";
   std::string id = "l-";
-  for (auto b : bytes) {
+  id.reserve(2 + 2 * id_bytes);
+  for (size_t i = 0; i < id_bytes; ++i) {
+    auto b = st.random[st.random_used + i];
     id += digits[b >> 4];
     id += digits[b & 0xf];
   }
+  // Used bytes are wiped: a later memory disclosure cannot recover ids already handed out.
+  std::fill_n(st.random.begin() + static_cast<std::ptrdiff_t>(st.random_used), id_bytes, 0);
+  st.random_used += id_bytes;
+  return id;
+}
+
+/// The idle list and each member's `in_idle` flag change together, only here.
+void push_idle(self_ptr self, const std::string& id, pool_state::member& m) {
+  if (m.in_idle)
+    return;
+  m.in_idle = true;
+  self->state.idle.push_back(id);
+}
+
+/// Takes the most recently idle sandbox (LIFO: the warmest caches).
+std::string pop_idle_back(self_ptr self) {
+  auto& st = self->state;
+  auto id = std::move(st.idle.back());
+  st.idle.pop_back();
+  if (auto i = st.members.find(id); i != st.members.end())
+    i->second.in_idle = false;
   return id;
 }
 
@@ -119,6 +146,7 @@ void fail_waiter(self_ptr self, waiter& w, caf::error err) {
 }
 
 void try_serve(self_ptr self);
+void arm_deadline(self_ptr self, pool_state::clock::time_point deadline);
 
 void lease_to(self_ptr self, const std::string& id, waiter w) {
   auto& st = self->state;
@@ -153,6 +181,8 @@ void lease_to(self_ptr self, const std::string& id, waiter w) {
                                     "pool " + st.p.cfg->name + ": no sandbox became free in time"));
           return;
         }
+        // The deadline timer may have fired while this waiter was out of the queue.
+        arm_deadline(self, wp->deadline);
         st.waiters.push_front(std::move(*wp));
         try_serve(self);
         replenish(self);
@@ -164,17 +194,19 @@ void try_serve(self_ptr self) {
   while (!st.waiters.empty() && !st.idle.empty()) {
     auto w = std::move(st.waiters.front());
     st.waiters.pop_front();
-    auto id = st.idle.back();
-    st.idle.pop_back();
-    lease_to(self, id, std::move(w));
+    lease_to(self, pop_idle_back(self), std::move(w));
   }
 }
 
 void remove_idle(self_ptr self, const std::string& id) {
-  auto& idle = self->state.idle;
-  auto i = std::find(idle.rbegin(), idle.rend(), id);
-  if (i != idle.rend())
-    idle.erase(std::next(i).base());
+  auto& st = self->state;
+  auto m = st.members.find(id);
+  if (m == st.members.end() || !m->second.in_idle)
+    return;
+  m->second.in_idle = false;
+  auto i = std::find(st.idle.rbegin(), st.idle.rend(), id);
+  if (i != st.idle.rend())
+    st.idle.erase(std::next(i).base());
 }
 
 void spawn_fresh(self_ptr self, waiter w) {
@@ -185,11 +217,20 @@ void spawn_fresh(self_ptr self, waiter w) {
   st.fresh_for.emplace(id, std::move(w));
 }
 
-void arm_deadline(self_ptr self, const waiter& w) {
+/// Makes sure the deadline timer fires no later than `deadline`.
+void arm_deadline(self_ptr self, pool_state::clock::time_point deadline) {
+  auto& st = self->state;
+  if (deadline >= st.deadline_armed)
+    return;
+  st.deadline_armed = deadline;
   // Rounded up: truncating would expire the waiter up to 1 ms before its deadline.
-  auto left = std::chrono::ceil<duration>(w.deadline - self->clock().now());
+  auto left = std::chrono::ceil<duration>(deadline - self->clock().now());
   self->delayed_send(me(self), std::max(left, duration{0}), timer_atom::value,
-                     static_cast<uint8_t>(waiter_deadline), w.id);
+                     static_cast<uint8_t>(waiter_deadline), ++st.deadline_epoch);
+}
+
+void arm_deadline(self_ptr self, const waiter& w) {
+  arm_deadline(self, w.deadline);
 }
 
 void check_shutdown_done(self_ptr self) {
@@ -265,8 +306,7 @@ void on_report(self_ptr self, container_report& r) {
     } else if (st.shutting_down) {
       self->send(m.handle, shutdown_atom::value);
     } else {
-      if (std::find(st.idle.begin(), st.idle.end(), id) == st.idle.end())
-        st.idle.push_back(id);
+      push_idle(self, id, m);
       try_serve(self);
     }
   } else {
@@ -339,8 +379,10 @@ void adapt_target(self_ptr self) {
     auto id = st.idle.front();
     st.idle.pop_front();
     auto i = st.members.find(id);
-    if (i != st.members.end())
+    if (i != st.members.end()) {
+      i->second.in_idle = false;
       self->send(i->second.handle, retire_atom::value, std::string{"prewarm_shrink"});
+    }
   }
   replenish(self);
 }
@@ -419,9 +461,7 @@ pool_actor::behavior_type pool(self_ptr self, pool_params p) {
       }
       if (!st.idle.empty() && st.waiters.empty()) {
         ++st.totals.hits;
-        auto id = st.idle.back();
-        st.idle.pop_back();
-        lease_to(self, id, std::move(w));
+        lease_to(self, pop_idle_back(self), std::move(w));
         return rp;
       }
       ++st.totals.misses;
@@ -451,7 +491,8 @@ pool_actor::behavior_type pool(self_ptr self, pool_params p) {
     [self](report_atom, container_report& r) { on_report(self, r); },
     [self](expire_atom, std::string& id) -> bool {
       auto& st = self->state;
-      auto in_idle = std::find(st.idle.begin(), st.idle.end(), id) != st.idle.end();
+      auto m = st.members.find(id);
+      auto in_idle = m != st.members.end() && m->second.in_idle;
       auto keep = std::max(st.p.cfg->min_idle, st.target_idle);
       if (!in_idle || st.idle.size() <= keep || !st.waiters.empty())
         return false;
@@ -485,6 +526,8 @@ pool_actor::behavior_type pool(self_ptr self, pool_params p) {
       st.fresh_for.clear();
       st.idle.clear();
       for (auto& kv : st.members)
+        kv.second.in_idle = false;
+      for (auto& kv : st.members)
         if (kv.second.stats.state != "leased")
           self->send(kv.second.handle, shutdown_atom::value);
       self->delayed_send(me(self), grace, timer_atom::value, static_cast<uint8_t>(grace_expired),
@@ -511,29 +554,41 @@ pool_actor::behavior_type pool(self_ptr self, pool_params p) {
           self->send(kv.second.handle, shutdown_atom::value);
         return;
       }
+      // waiter_deadline: a stale timer (an earlier deadline was armed since) does nothing.
+      if (id != st.deadline_epoch)
+        return;
+      st.deadline_armed = pool_state::clock::time_point::max();
+      auto now = self->clock().now();
       auto expired = [&](waiter& w) {
         ++st.totals.exhausted;
-        auto waited = std::chrono::duration_cast<duration>(self->clock().now() - w.deadline) ;
-        (void)waited;
         w.rp.deliver(make_error(Errc::pool_exhausted,
                                 "pool " + st.p.cfg->name + ": no sandbox became free before the deadline (" +
                                   std::to_string(live(self)) + "/" +
                                   std::to_string(st.p.cfg->max_size) + " sandboxes, " +
                                   std::to_string(st.counts["leased"]) + " leased)"));
       };
-      for (auto i = st.waiters.begin(); i != st.waiters.end(); ++i)
-        if (i->id == id) {
+      auto next = pool_state::clock::time_point::max();
+      for (auto i = st.waiters.begin(); i != st.waiters.end();) {
+        if (i->deadline <= now) {
           expired(*i);
-          st.waiters.erase(i);
-          return;
+          i = st.waiters.erase(i);
+        } else {
+          next = std::min(next, i->deadline);
+          ++i;
         }
-      for (auto i = st.fresh_for.begin(); i != st.fresh_for.end(); ++i)
-        if (i->second.id == id) {
+      }
+      for (auto i = st.fresh_for.begin(); i != st.fresh_for.end();) {
+        if (i->second.deadline <= now) {
           expired(i->second);
           self->send(st.members[i->first].handle, retire_atom::value, std::string{"one_off"});
-          st.fresh_for.erase(i);
-          return;
+          i = st.fresh_for.erase(i);
+        } else {
+          next = std::min(next, i->second.deadline);
+          ++i;
         }
+      }
+      if (next != pool_state::clock::time_point::max())
+        arm_deadline(self, next);
     },
   };
 }

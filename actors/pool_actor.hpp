@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <array>
 #include <deque>
 #include <map>
 #include <memory>
@@ -39,6 +40,7 @@ struct pool_state {
     uint64_t executions = 0;
     bool fresh = false;
     bool ready_once = false;     // reached idle at least once (creation latency measured)
+    bool in_idle = false;        // listed in `idle` (spares a search of it per report)
     clock::time_point spawned_at;
   };
 
@@ -56,6 +58,12 @@ struct pool_state {
   std::unordered_map<std::string, waiter> fresh_for; // one-off sandbox id -> its acquirer
   std::map<std::string, uint32_t> counts;           // pooled members per state
   std::mt19937_64 rng{std::random_device{}()};
+  std::array<unsigned char, 4096> random{}; // CSPRNG bytes for lease ids, fetched in bulk
+  size_t random_used = 4096;
+  // One timer for all waiter deadlines, armed for the earliest (a timer per waiter put a
+  // message through CAF's single clock thread for every acquire that had to wait).
+  clock::time_point deadline_armed = clock::time_point::max();
+  uint64_t deadline_epoch = 0;
   uint64_t next_container = 0;
   uint64_t next_waiter = 0;
   PoolStats totals;                                 // counters only

@@ -1,11 +1,13 @@
 // The Engine facade: owns the actor system, the executor and the backends, and turns
-// blocking or callback-style C++ calls into actor requests. Each call spawns a tiny
-// event-based "bridge" actor (no thread) that sends the request and hands the answer
-// to the caller's callback; blocking calls wait on a future of that callback.
+// blocking or callback-style C++ calls into actor requests. Blocking calls to local actors
+// send from reused blocking actors; callback calls to local actors go through a few
+// long-lived requester actors; calls to a peer node go through a one-off "bridge" actor
+// that also watches the node.
 #include "warmpool/engine.hpp"
 
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <optional>
 #include <random>
@@ -49,7 +51,36 @@ std::string host_name() {
   return buf;
 }
 
+/// A callback call for a requester actor to make: engine-internal, never sent to a peer.
+struct async_call {
+  std::function<void(caf::event_based_actor*)> run;
+};
+
+/// The requester actor this thread is running a handler of, if any: a callback may then
+/// send its next request from that actor directly, without a message to get there.
+thread_local caf::event_based_actor* current_requester = nullptr;
+
+struct requester_scope {
+  caf::event_based_actor* prev;
+  explicit requester_scope(caf::event_based_actor* self) : prev(current_requester) {
+    current_requester = self;
+  }
+  ~requester_scope() { current_requester = prev; }
+};
+
+caf::behavior requester(caf::event_based_actor* self) {
+  return {[self](warmpool::async_call& c) {
+    requester_scope in{self};
+    c.run(self);
+  }};
+}
+
 } // namespace
+} // namespace warmpool
+
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(warmpool::async_call)
+
+namespace warmpool {
 
 struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
   EngineConfig cfg;
@@ -71,11 +102,18 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
   std::mutex callers_mtx;
   std::vector<std::unique_ptr<caf::scoped_actor>> idle_callers;
 
+  // Long-lived actors that send callback calls to local actors and run the callbacks:
+  // spawning an actor per call cost more than the call itself (docs/PERFORMANCE.md).
+  std::vector<caf::actor> requesters;
+  std::atomic<size_t> next_requester{0};
+
   ~Impl() {
     {
       std::lock_guard<std::mutex> guard{callers_mtx};
       idle_callers.clear(); // before the actor system they belong to
     }
+    for (auto& r : requesters)
+      caf::anon_send_exit(r, caf::exit_reason::user_shutdown);
     if (sys) {
       // Never hang process exit on an actor that did not finish.
       sys->await_actors_before_shutdown(false);
@@ -92,21 +130,53 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
     return nullptr;
   }
 
-  /// Sends a request from a bridge actor; `cb` gets the answer or the error, exactly once.
+  /// Sends a request; `cb` gets the answer or the error exactly once, on an engine thread.
   /// No CAF request timeout: every local actor path answers (or its receiver's death
   /// does), and timer registrations funnel through CAF's single clock thread, which at
   /// thousands of requests per second became a bottleneck. Callers that wait bound the
   /// wait themselves (see call()). `node` names dest's node for errors.
+  /// `waited`: the caller blocks until `cb` ran (a future). Such a call never goes through
+  /// the requester this thread is running a callback of: blocked, it could not take the
+  /// answer.
   template <class R, class Handle, class... Ts>
-  void ask(const Handle& dest, std::function<void(caf::expected<R>)> cb, Ts... xs) {
-    ask_on<R>(std::string{}, dest, std::move(cb), std::move(xs)...);
+  void ask_on(std::string node, const Handle& dest, bool waited,
+              std::function<void(caf::expected<R>)> cb, Ts... xs) {
+    bool remote = dest && dest.node() != sys->node();
+    if (remote || (waited && current_requester)) {
+      ask_from_bridge<R>(std::move(node), dest, std::move(cb), remote, std::move(xs)...);
+      return;
+    }
+    auto send = [dest, cb = std::move(cb),
+                 args = std::make_tuple(std::move(xs)...)](caf::event_based_actor* self) mutable {
+      std::apply(
+        [&](auto&... a) {
+          self->request(dest, caf::infinite, std::move(a)...)
+            .then(
+              [self, cb](R& r) {
+                requester_scope in{self};
+                cb(caf::expected<R>{std::move(r)});
+              },
+              [self, cb](caf::error& e) {
+                requester_scope in{self};
+                cb(caf::expected<R>{std::move(e)});
+              });
+        },
+        args);
+    };
+    if (current_requester && !waited) {
+      send(current_requester);
+      return;
+    }
+    auto& to = requesters[next_requester.fetch_add(1, std::memory_order_relaxed) % requesters.size()];
+    caf::anon_send(to, async_call{std::move(send)});
   }
 
+  /// A one-off actor for one request: to a peer (it watches the node, which CAF does not
+  /// do for a request in flight), or for a wait that must not use the current requester.
   template <class R, class Handle, class... Ts>
-  void ask_on(std::string node, const Handle& dest, std::function<void(caf::expected<R>)> cb,
-              Ts... xs) {
+  void ask_from_bridge(std::string node, const Handle& dest,
+                       std::function<void(caf::expected<R>)> cb, bool remote, Ts... xs) {
     auto args = std::make_tuple(std::move(xs)...);
-    bool remote = dest && dest.node() != sys->node();
     sys->spawn([dest, cb = std::move(cb), args, remote, node](caf::event_based_actor* self) mutable {
       auto done = std::make_shared<bool>(false);
       auto finish = [self, cb, done](caf::expected<R> x) {
@@ -159,8 +229,8 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
       return call_local<R>(dest, timeout, std::move(xs)...);
     auto prom = std::make_shared<std::promise<caf::expected<R>>>();
     auto fut = prom->get_future();
-    ask_on<R>(std::move(node), dest, [prom](caf::expected<R> x) { prom->set_value(std::move(x)); },
-              std::move(xs)...);
+    ask_on<R>(std::move(node), dest, true,
+              [prom](caf::expected<R> x) { prom->set_value(std::move(x)); }, std::move(xs)...);
     if (fut.wait_for(timeout) != std::future_status::ready)
       throw Error{Errc::exec_timeout, "no answer from the engine within " +
                                         std::to_string(timeout.count()) + "ms"};
@@ -244,36 +314,31 @@ struct Lease::Impl {
   bool released = false;
 };
 
+/// Releases a lease still held without waiting: a destructor or an assignment must not
+/// block on a sandbox reset. A plain message, not a request: nobody waits for the answer
+/// (a lease that already ended answers with an error that is dropped; the sandbox's own
+/// log says what happened to it).
+static void release_in_background(const std::unique_ptr<Lease::Impl>& impl) {
+  if (!impl || impl->released)
+    return;
+  impl->released = true;
+  caf::anon_send(impl->info.handle, release_atom::value, impl->info.id, false);
+}
+
 Lease::Lease() = default;
 Lease::Lease(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Lease::Lease(Lease&&) noexcept = default;
 
 Lease& Lease::operator=(Lease&& other) noexcept {
   if (this != &other) {
-    if (impl_ && !impl_->released) {
-      try {
-        release(false);
-      } catch (...) {
-      }
-    }
+    release_in_background(impl_);
     impl_ = std::move(other.impl_);
   }
   return *this;
 }
 
 Lease::~Lease() {
-  if (!impl_ || impl_->released)
-    return;
-  // Fire and forget: a destructor must not block on a sandbox reset.
-  impl_->released = true;
-  auto eng = impl_->engine;
-  auto id = impl_->info.id;
-  eng->ask_on<ok_atom>(impl_->info.node, impl_->info.handle,
-                    [id](caf::expected<ok_atom> x) {
-                      if (!x)
-                        spdlog::debug("lease {}: release on destruction: {}", id, render(x.error()));
-                    },
-                    release_atom::value, id, false);
+  release_in_background(impl_);
 }
 
 static Lease::Impl& checked(const std::unique_ptr<Lease::Impl>& impl) {
@@ -299,9 +364,10 @@ ExecResult Lease::exec(std::vector<std::string> argv) {
   return exec(req);
 }
 
-void Lease::exec_async(ExecRequest req, std::function<void(ExecResult, std::exception_ptr)> done) {
-  auto& l = checked(impl_);
-  l.engine->ask_on<ExecResult>(l.info.node, l.info.handle,
+/// `waited`: a future's wait follows (see Engine::Impl::ask_on).
+static void exec_with_callback(Lease::Impl& l, ExecRequest req, bool waited,
+                               std::function<void(ExecResult, std::exception_ptr)> done) {
+  l.engine->ask_on<ExecResult>(l.info.node, l.info.handle, waited,
                             [done](caf::expected<ExecResult> x) {
                               if (x)
                                 done(std::move(*x), nullptr);
@@ -311,10 +377,14 @@ void Lease::exec_async(ExecRequest req, std::function<void(ExecResult, std::exce
                             exec_atom::value, l.info.id, std::move(req));
 }
 
+void Lease::exec_async(ExecRequest req, std::function<void(ExecResult, std::exception_ptr)> done) {
+  exec_with_callback(checked(impl_), std::move(req), false, std::move(done));
+}
+
 std::future<ExecResult> Lease::exec_future(ExecRequest req) {
   auto prom = std::make_shared<std::promise<ExecResult>>();
   auto fut = prom->get_future();
-  exec_async(std::move(req), [prom](ExecResult r, std::exception_ptr e) {
+  exec_with_callback(checked(impl_), std::move(req), true, [prom](ExecResult r, std::exception_ptr e) {
     if (e)
       prom->set_exception(e);
     else
@@ -403,6 +473,8 @@ Engine::Engine(EngineConfig cfg) : impl_(std::make_shared<Impl>()) {
     }
   }
   im.sys = std::make_unique<caf::actor_system>(im.sys_cfg);
+  for (size_t i = 0; i < std::max<size_t>(2, std::thread::hardware_concurrency()); ++i)
+    im.requesters.push_back(im.sys->spawn(requester));
   im.pools = sp.directory;
   im.sup = im.sys->spawn(supervisor, sp);
   if (cc.enabled()) {
@@ -469,32 +541,43 @@ Lease Engine::acquire(const std::string& pool, duration timeout) {
   return acquire(pool, opts);
 }
 
+/// Sends an acquire for `pool` on its way; `cb` gets the lease or the error. `waited`: a
+/// future's wait follows (see Engine::Impl::ask_on).
+static void acquire_with_callback(const std::shared_ptr<Engine::Impl>& eng, const std::string& pool,
+                                  const AcquireOptions& opts, bool waited,
+                                  std::function<void(caf::expected<lease_info>)> cb) {
+  duration timeout;
+  auto req = eng->make_acquire(pool, opts, timeout);
+  eng->with_acquire_dest(pool, [&](const auto& dest) {
+    eng->ask_on<lease_info>(std::string{}, dest, waited, std::move(cb), acquire_atom::value,
+                            std::move(req));
+  });
+}
+
 void Engine::acquire_async(const std::string& pool, AcquireOptions opts,
                            std::function<void(Lease, std::exception_ptr)> done) {
-  duration timeout;
-  auto req = impl_->make_acquire(pool, opts, timeout);
-  auto eng = impl_;
-  std::function<void(caf::expected<lease_info>)> cb = [eng, done](caf::expected<lease_info> x) {
-    if (!x) {
-      done(Lease{}, std::make_exception_ptr(to_exception(x.error())));
-      return;
-    }
-    done(Lease{std::make_unique<Lease::Impl>(Lease::Impl{eng, std::move(*x), false})}, nullptr);
-  };
-  impl_->with_acquire_dest(pool, [&](const auto& dest) {
-    impl_->ask<lease_info>(dest, std::move(cb), acquire_atom::value, std::move(req));
-  });
+  acquire_with_callback(impl_, pool, opts, false,
+                        [eng = impl_, done = std::move(done)](caf::expected<lease_info> x) {
+                          if (!x)
+                            done(Lease{}, std::make_exception_ptr(to_exception(x.error())));
+                          else
+                            done(Lease{std::make_unique<Lease::Impl>(
+                                   Lease::Impl{eng, std::move(*x), false})},
+                                 nullptr);
+                        });
 }
 
 std::future<Lease> Engine::acquire_future(const std::string& pool, AcquireOptions opts) {
   auto prom = std::make_shared<std::promise<Lease>>();
   auto fut = prom->get_future();
-  acquire_async(pool, std::move(opts), [prom](Lease l, std::exception_ptr e) {
-    if (e)
-      prom->set_exception(e);
-    else
-      prom->set_value(std::move(l));
-  });
+  acquire_with_callback(impl_, pool, opts, true,
+                        [eng = impl_, prom](caf::expected<lease_info> x) {
+                          if (!x)
+                            prom->set_exception(std::make_exception_ptr(to_exception(x.error())));
+                          else
+                            prom->set_value(Lease{std::make_unique<Lease::Impl>(
+                              Lease::Impl{eng, std::move(*x), false})});
+                        });
   return fut;
 }
 

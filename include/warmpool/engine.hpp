@@ -16,7 +16,8 @@ namespace warmpool {
 class Engine;
 
 /// Exclusive use of one sandbox until released. Releasing resets the sandbox for the next
-/// tenant (or retires it when `dirty`). The destructor releases a lease still held.
+/// tenant (or retires it when `dirty`). The destructor, and assigning another Lease over
+/// this one, release a lease still held without waiting for it.
 class Lease {
 public:
   Lease();
@@ -34,6 +35,8 @@ public:
   std::string read_file(const std::string& path);
   void write_file(const std::string& path, const std::string& data);
 
+  /// `done` runs once, on an engine thread. It may start further calls (async ones are
+  /// cheapest there) but should not block: it holds up other callbacks while it does.
   void exec_async(ExecRequest req, std::function<void(ExecResult, std::exception_ptr)> done);
   std::future<ExecResult> exec_future(ExecRequest req);
 
@@ -75,6 +78,7 @@ public:
 
   Lease acquire(const std::string& pool, const AcquireOptions& opts = {});
   Lease acquire(const std::string& pool, duration timeout);
+  /// `done` runs once, on an engine thread (see Lease::exec_async).
   void acquire_async(const std::string& pool, AcquireOptions opts,
                      std::function<void(Lease, std::exception_ptr)> done);
   std::future<Lease> acquire_future(const std::string& pool, AcquireOptions opts = {});

@@ -1,6 +1,8 @@
 // The C++ API end to end with real threads (CAF's real scheduler, the executor) on the
 // sim backend.
 #include <atomic>
+#include <functional>
+#include <future>
 #include <set>
 #include <thread>
 
@@ -112,6 +114,74 @@ TEST_F(EngineTest, AsyncAcquireAndExecDeliverThroughFutures) {
   auto id = got.get_future().get();
   EXPECT_NE(id, "error");
   EXPECT_NE(id, lease.container_id());
+}
+
+TEST_F(EngineTest, CallbacksChainFurtherAsyncCallsAndReleaseByDroppingTheLease) {
+  auto engine = start();
+  constexpr int rounds = 200;
+  std::atomic<int> done{0}, errors{0};
+  std::promise<void> finished;
+  std::function<void()> step = [&] {
+    engine->acquire_async("sim", {}, [&](Lease lease, std::exception_ptr e) {
+      if (e) {
+        ++errors;
+        finished.set_value();
+        return;
+      }
+      auto held = std::make_shared<Lease>(std::move(lease));
+      held->exec_async(echo("chained"), [&, held](ExecResult r, std::exception_ptr e2) {
+        if (e2 || r.stdout_data != "chained\n")
+          ++errors;
+        *held = Lease{}; // assigning over it releases without waiting
+        if (++done == rounds)
+          finished.set_value();
+        else
+          step();
+      });
+    });
+  };
+  step();
+  auto fut = finished.get_future();
+  ASSERT_EQ(fut.wait_for(60s), std::future_status::ready) << "the chain stalled at " << done;
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(done.load(), rounds);
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (engine->stats("sim").leased != 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(engine->stats("sim").leased, 0u);
+}
+
+TEST_F(EngineTest, AFutureWaitedInsideACallbackStillCompletes) {
+  // The callback runs on the requester actor that would take the future's answer, were it
+  // sent from there: waiting on it must not deadlock that actor.
+  auto engine = start();
+  std::promise<std::string> got;
+  engine->acquire_async("sim", {}, [&](Lease lease, std::exception_ptr e) {
+    if (e) {
+      got.set_value("acquire failed");
+      return;
+    }
+    try {
+      got.set_value(lease.exec_future(echo("nested")).get().stdout_data);
+    } catch (const std::exception& x) {
+      got.set_value(x.what());
+    }
+  });
+  auto fut = got.get_future();
+  ASSERT_EQ(fut.wait_for(60s), std::future_status::ready) << "the nested wait deadlocked";
+  EXPECT_EQ(fut.get(), "nested\n");
+}
+
+TEST_F(EngineTest, AssigningOverAHeldLeaseReleasesIt) {
+  auto engine = start();
+  auto lease = engine->acquire("sim");
+  auto first = lease.container_id();
+  lease = engine->acquire("sim");
+  EXPECT_NE(lease.container_id(), first);
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (engine->stats("sim").leased != 1 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  EXPECT_EQ(engine->stats("sim").leased, 1u);
 }
 
 TEST_F(EngineTest, LeaseDestructorReleases) {

@@ -50,6 +50,54 @@ TEST_F(PoolAdmission, DeadlineGivesPoolExhausted) {
   EXPECT_EQ(s.waiting, 0u);
 }
 
+TEST_F(PoolAdmission, AShortDeadlineExpiresBeforeALongerOneQueuedAhead) {
+  // The pool keeps one timer, for the earliest deadline: a short wait queued behind a long
+  // one must still end at its own deadline, and the long one must not end with it.
+  pc->max_size = 1;
+  start();
+  acquire_ok();
+  auto patient = acquire_async(60s, "patient");
+  auto hasty = acquire_async(2s, "hasty");
+  advance(2s);
+  ASSERT_TRUE(*hasty);
+  EXPECT_EQ(errc((*hasty)->error()), Errc::pool_exhausted);
+  EXPECT_FALSE(patient->has_value());
+  EXPECT_EQ(stats().waiting, 1u);
+  advance(58s);
+  ASSERT_TRUE(*patient);
+  EXPECT_EQ(errc((*patient)->error()), Errc::pool_exhausted);
+  EXPECT_EQ(stats().exhausted, 2u);
+}
+
+TEST_F(PoolAdmission, EveryWaiterOfABurstExpiresAtItsDeadline) {
+  pc->max_size = 1;
+  start();
+  acquire_ok();
+  std::vector<std::shared_ptr<reply<lease_info>>> waiting;
+  for (int i = 1; i <= 20; ++i) // deadlines 1..20 s, queued latest first
+    waiting.push_back(acquire_async(std::chrono::seconds(21 - i)));
+  for (int second = 1; second <= 20; ++second) {
+    advance(1s);
+    size_t ended = 0;
+    for (auto& w : waiting)
+      ended += w->has_value() ? 1 : 0;
+    EXPECT_EQ(ended, size_t(second)) << "after " << second << " s";
+  }
+  EXPECT_EQ(stats().waiting, 0u);
+}
+
+TEST_F(PoolAdmission, AWaiterServedBeforeItsDeadlineIsNotExpiredLater) {
+  pc->max_size = 1;
+  start();
+  auto held = acquire_ok();
+  auto r = acquire_async(2s);
+  release(held);
+  ASSERT_TRUE(*r && **r);
+  advance(3s);
+  EXPECT_EQ(stats().exhausted, 0u);
+  EXPECT_EQ(stats().leased, 1u);
+}
+
 TEST_F(PoolAdmission, FailPolicyRejectsAtOnce) {
   pc->max_size = 1;
   pc->on_exhausted = OnExhausted::fail;
