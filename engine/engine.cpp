@@ -142,7 +142,11 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
   void ask_on(std::string node, const Handle& dest, bool waited,
               std::function<void(caf::expected<R>)> cb, Ts... xs) {
     bool remote = dest && dest.node() != sys->node();
-    if (remote || (waited && current_requester)) {
+    // The requester this thread runs, if it is one of this engine's (a callback of one
+    // engine may call another).
+    auto* mine = current_requester && &current_requester->home_system() == sys.get()
+                   ? current_requester : nullptr;
+    if (remote || (waited && mine)) {
       ask_from_bridge<R>(std::move(node), dest, std::move(cb), remote, std::move(xs)...);
       return;
     }
@@ -163,8 +167,8 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
         },
         args);
     };
-    if (current_requester && !waited) {
-      send(current_requester);
+    if (mine && !waited) {
+      send(mine);
       return;
     }
     auto& to = requesters[next_requester.fetch_add(1, std::memory_order_relaxed) % requesters.size()];

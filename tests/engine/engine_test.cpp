@@ -45,6 +45,15 @@ struct EngineTest : ::testing::Test {
   }
 };
 
+/// Releases without waiting reach the pool shortly: the leased count once it is `want`, or
+/// what it still is after 10 s.
+uint32_t leased_soon(Engine& engine, uint32_t want) {
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (engine.stats("sim").leased != want && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  return engine.stats("sim").leased;
+}
+
 ExecRequest echo(const std::string& word) {
   ExecRequest req;
   req.argv = {"echo", word};
@@ -145,10 +154,7 @@ TEST_F(EngineTest, CallbacksChainFurtherAsyncCallsAndReleaseByDroppingTheLease) 
   ASSERT_EQ(fut.wait_for(60s), std::future_status::ready) << "the chain stalled at " << done;
   EXPECT_EQ(errors.load(), 0);
   EXPECT_EQ(done.load(), rounds);
-  auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (engine->stats("sim").leased != 0 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(5ms);
-  EXPECT_EQ(engine->stats("sim").leased, 0u);
+  EXPECT_EQ(leased_soon(*engine, 0), 0u);
 }
 
 TEST_F(EngineTest, AFutureWaitedInsideACallbackStillCompletes) {
@@ -172,16 +178,34 @@ TEST_F(EngineTest, AFutureWaitedInsideACallbackStillCompletes) {
   EXPECT_EQ(fut.get(), "nested\n");
 }
 
+TEST_F(EngineTest, ACallbackOfOneEngineCanCallAnother) {
+  auto a = start();
+  cfg.node = "other-node"; // same sim backend, its own sandboxes
+  auto b = std::make_unique<Engine>(cfg);
+  ASSERT_TRUE(b->wait_ready(10s));
+  std::promise<std::string> got;
+  a->acquire_async("sim", {}, [&](Lease la, std::exception_ptr e) {
+    if (e) {
+      got.set_value("a failed");
+      return;
+    }
+    auto held = std::make_shared<Lease>(std::move(la));
+    b->acquire_async("sim", {}, [&got, held](Lease lb, std::exception_ptr e2) {
+      got.set_value(e2 ? "b failed" : held->node() + " then " + lb.node());
+    });
+  });
+  auto fut = got.get_future();
+  ASSERT_EQ(fut.wait_for(60s), std::future_status::ready);
+  EXPECT_EQ(fut.get(), "test-node then other-node");
+}
+
 TEST_F(EngineTest, AssigningOverAHeldLeaseReleasesIt) {
   auto engine = start();
   auto lease = engine->acquire("sim");
   auto first = lease.container_id();
   lease = engine->acquire("sim");
   EXPECT_NE(lease.container_id(), first);
-  auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (engine->stats("sim").leased != 1 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(5ms);
-  EXPECT_EQ(engine->stats("sim").leased, 1u);
+  EXPECT_EQ(leased_soon(*engine, 1), 1u);
 }
 
 TEST_F(EngineTest, LeaseDestructorReleases) {
@@ -190,11 +214,7 @@ TEST_F(EngineTest, LeaseDestructorReleases) {
     auto lease = engine->acquire("sim");
     EXPECT_EQ(engine->stats("sim").leased, 1u);
   }
-  // Release on destruction is asynchronous; the pool sees it shortly.
-  auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (engine->stats("sim").leased != 0 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(5ms);
-  EXPECT_EQ(engine->stats("sim").leased, 0u);
+  EXPECT_EQ(leased_soon(*engine, 0), 0u);
 }
 
 TEST_F(EngineTest, ThousandAcquirersNoLossNoDoubleLease) {
