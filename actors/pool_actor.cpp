@@ -86,7 +86,8 @@ std::string make_lease_id(self_ptr self) {
   return id;
 }
 
-/// The idle list and each member's `in_idle` flag change together, only here.
+// The idle list and each member's `in_idle` flag change together: push_idle, take_idle,
+// remove_idle, and the shutdown handler, which clears both.
 void push_idle(self_ptr self, const std::string& id, pool_state::member& m) {
   if (m.in_idle)
     return;
@@ -94,11 +95,18 @@ void push_idle(self_ptr self, const std::string& id, pool_state::member& m) {
   self->state.idle.push_back(id);
 }
 
-/// Takes the most recently idle sandbox (LIFO: the warmest caches).
-std::string pop_idle_back(self_ptr self) {
+/// Takes the most recently idle sandbox (leases: LIFO, the warmest caches), or with
+/// `oldest` the longest idle one (shrinking).
+std::string take_idle(self_ptr self, bool oldest = false) {
   auto& st = self->state;
-  auto id = std::move(st.idle.back());
-  st.idle.pop_back();
+  std::string id;
+  if (oldest) {
+    id = std::move(st.idle.front());
+    st.idle.pop_front();
+  } else {
+    id = std::move(st.idle.back());
+    st.idle.pop_back();
+  }
   if (auto i = st.members.find(id); i != st.members.end())
     i->second.in_idle = false;
   return id;
@@ -194,7 +202,7 @@ void try_serve(self_ptr self) {
   while (!st.waiters.empty() && !st.idle.empty()) {
     auto w = std::move(st.waiters.front());
     st.waiters.pop_front();
-    lease_to(self, pop_idle_back(self), std::move(w));
+    lease_to(self, take_idle(self), std::move(w));
   }
 }
 
@@ -229,9 +237,6 @@ void arm_deadline(self_ptr self, pool_state::clock::time_point deadline) {
                      static_cast<uint8_t>(waiter_deadline), ++st.deadline_epoch);
 }
 
-void arm_deadline(self_ptr self, const waiter& w) {
-  arm_deadline(self, w.deadline);
-}
 
 void check_shutdown_done(self_ptr self) {
   auto& st = self->state;
@@ -376,13 +381,9 @@ void adapt_target(self_ptr self) {
   // Give back idle sandboxes above the target (oldest first), never below min_idle.
   auto keep = std::max(cfg.min_idle, st.target_idle);
   while (st.waiters.empty() && st.idle.size() > keep) {
-    auto id = st.idle.front();
-    st.idle.pop_front();
-    auto i = st.members.find(id);
-    if (i != st.members.end()) {
-      i->second.in_idle = false;
+    auto i = st.members.find(take_idle(self, true));
+    if (i != st.members.end())
       self->send(i->second.handle, retire_atom::value, std::string{"prewarm_shrink"});
-    }
   }
   replenish(self);
 }
@@ -448,20 +449,19 @@ pool_actor::behavior_type pool(self_ptr self, pool_params p) {
       auto timeout = req.timeout.count() < 0 ? cfg.acquire_timeout : req.timeout;
       ++st.acquires_this_tick;
       waiter w;
-      w.id = ++st.next_waiter;
       w.rp = self->make_response_promise<lease_info>();
       w.deadline = self->clock().now() + timeout;
       auto rp = w.rp;
       w.req = std::move(req);
       if (!cfg.enabled) {
         ++st.totals.misses;
-        arm_deadline(self, w);
+        arm_deadline(self, w.deadline);
         spawn_fresh(self, std::move(w));
         return rp;
       }
       if (!st.idle.empty() && st.waiters.empty()) {
         ++st.totals.hits;
-        lease_to(self, pop_idle_back(self), std::move(w));
+        lease_to(self, take_idle(self), std::move(w));
         return rp;
       }
       ++st.totals.misses;
@@ -478,7 +478,7 @@ pool_actor::behavior_type pool(self_ptr self, pool_params p) {
                                 " sandboxes are in use (on_exhausted: fail)"));
         return rp;
       }
-      arm_deadline(self, w);
+      arm_deadline(self, w.deadline);
       if (coming <= 0 && cfg.on_exhausted == OnExhausted::fresh) {
         spawn_fresh(self, std::move(w));
         return rp;
@@ -525,11 +525,11 @@ pool_actor::behavior_type pool(self_ptr self, pool_params p) {
                     make_error(Errc::shutting_down, "pool " + st.p.cfg->name + " is shutting down"));
       st.fresh_for.clear();
       st.idle.clear();
-      for (auto& kv : st.members)
+      for (auto& kv : st.members) {
         kv.second.in_idle = false;
-      for (auto& kv : st.members)
         if (kv.second.stats.state != "leased")
           self->send(kv.second.handle, shutdown_atom::value);
+      }
       self->delayed_send(me(self), grace, timer_atom::value, static_cast<uint8_t>(grace_expired),
                          uint64_t{0});
       check_shutdown_done(self);

@@ -4,8 +4,8 @@
 // change back here.
 #pragma once
 
-#include <chrono>
 #include <array>
+#include <chrono>
 #include <deque>
 #include <map>
 #include <memory>
@@ -45,7 +45,6 @@ struct pool_state {
   };
 
   struct waiter {
-    uint64_t id = 0;
     caf::typed_response_promise<lease_info> rp;
     acquire_request req;
     clock::time_point deadline;
@@ -58,14 +57,14 @@ struct pool_state {
   std::unordered_map<std::string, waiter> fresh_for; // one-off sandbox id -> its acquirer
   std::map<std::string, uint32_t> counts;           // pooled members per state
   std::mt19937_64 rng{std::random_device{}()};
-  std::array<unsigned char, 4096> random{}; // CSPRNG bytes for lease ids, fetched in bulk
-  size_t random_used = 4096;
+  static constexpr size_t random_bytes = 4096;
+  std::array<unsigned char, random_bytes> random{}; // CSPRNG bytes for lease ids, fetched in bulk
+  size_t random_used = random_bytes;                 // all used: fetch before the first id
   // One timer for all waiter deadlines, armed for the earliest (a timer per waiter put a
   // message through CAF's single clock thread for every acquire that had to wait).
   clock::time_point deadline_armed = clock::time_point::max();
   uint64_t deadline_epoch = 0;
   uint64_t next_container = 0;
-  uint64_t next_waiter = 0;
   PoolStats totals;                                 // counters only
   // Adaptive pre-warming: recent acquire rate and creation latency set the idle target.
   uint32_t target_idle = 0;
