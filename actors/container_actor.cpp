@@ -61,10 +61,6 @@ container_actor me(self_ptr self) {
   return caf::actor_cast<container_actor>(self);
 }
 
-int64_t ms_since(self_ptr self, container_state::clock::time_point t) {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(self->clock().now() - t).count();
-}
-
 bool finished(cstate s) {
   return s == cstate::retiring || s == cstate::destroying || s == cstate::gone;
 }
@@ -73,20 +69,24 @@ void report(self_ptr self) {
   auto& st = self->state;
   container_report r;
   r.stats.id = st.p.id;
-  r.stats.state = to_string(st.state);
   r.stats.uses = st.uses;
-  r.stats.age_ms = st.sandbox ? ms_since(self, st.created_at) : 0;
-  r.stats.last_probe_ms_ago = st.probed ? ms_since(self, st.last_probe_at) : -1;
+  if (st.sandbox)
+    r.created_ns = st.created_at.time_since_epoch().count();
+  if (st.probed)
+    r.probed_ns = st.last_probe_at.time_since_epoch().count();
   r.stats.last_probe_ok = st.last_probe_ok;
   r.stats.lease_id = st.lease_id;
   r.stats.restarts = st.restarts;
   r.executions = st.executions;
   r.reason = st.reason;
   r.fresh = st.p.fresh;
+  r.state = static_cast<uint8_t>(st.state);
+  r.seq = st.seq;
   self->send(st.p.pool, report_atom::value, std::move(r));
 }
 
-void transition(self_ptr self, cstate next) {
+/// `tell_pool` false: the pool booked this transition itself (leased, on its own offer).
+void transition(self_ptr self, cstate next, bool tell_pool = true) {
   auto& st = self->state;
   if (st.state == next)
     return;
@@ -97,7 +97,9 @@ void transition(self_ptr self, cstate next) {
               to_string(st.state), to_string(next), st.reason.empty() ? "" : " reason=",
               (lvl == spdlog::level::debug) ? "" : st.reason);
   st.state = next;
-  report(self);
+  ++st.seq;
+  if (tell_pool)
+    report(self);
 }
 
 void arm_timer(self_ptr self, timer_kind kind, duration d) {
@@ -245,7 +247,8 @@ void retire(self_ptr self, const std::string& reason) {
                        spdlog::error("container {}: destroy failed: {}", self->state.p.id,
                                      render(r.err));
                      transition(self, cstate::gone);
-                     self->quit();
+                     if (self->state.pool_down)
+                       self->quit();
                    },
                    {}});
 }
@@ -434,25 +437,31 @@ container_actor::behavior_type container(self_ptr self, container_params p) {
   self->set_down_handler([self](const caf::down_msg& msg) {
     if (msg.source == self->state.p.pool.address()) {
       self->state.shutting_down = true;
-      retire(self, "pool_gone");
+      self->state.pool_down = true;
+      if (self->state.state == cstate::gone)
+        self->quit();
+      else
+        retire(self, "pool_gone");
     }
   });
   start_create(self);
   return {
-    [self](lease_atom, lease_info& proto) -> caf::result<lease_info> {
+    [self](lease_atom, lease_offer& offer) -> caf::result<lease_info> {
       auto& st = self->state;
-      if (st.state != cstate::idle)
-        return make_error(Errc::container_failed,
-                          "sandbox " + st.p.id + " is " + to_string(st.state) + ", not idle");
+      if (st.state != cstate::idle || offer.seen != st.seq) {
+        // We left idle (a probe, a retirement, a death) after the report the pool leased
+        // on: the acquirer goes back to the pool, which knows our state by now.
+        spdlog::debug("container {}: hands lease {} back (now {})", st.p.id, offer.lease.id,
+                      to_string(st.state));
+        return self->delegate(st.p.pool, lease_atom::value, std::move(offer));
+      }
+      auto& proto = offer.lease;
       cancel_timer(self, idle_timer);
       st.lease_id = proto.id;
       st.broken_lease.clear();
       ++st.uses;
-      transition(self, cstate::leased);
-      proto.container = st.p.id;
-      proto.node = st.p.node;
-      proto.handle = me(self);
-      return proto;
+      transition(self, cstate::leased, false);
+      return std::move(proto);
     },
     [self](exec_atom, std::string& lease_id, ExecRequest& req) -> caf::result<ExecResult> {
       if (auto err = check_lease(self, lease_id))
@@ -554,6 +563,10 @@ container_actor::behavior_type container(self_ptr self, container_params p) {
         retire(self, reason);
     },
     [self](shutdown_atom) {
+      if (self->state.state == cstate::gone) { // the pool has seen us go
+        self->quit();
+        return;
+      }
       self->state.shutting_down = true;
       retire(self, "shutdown");
     },

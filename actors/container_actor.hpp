@@ -8,6 +8,8 @@
 //                        \-> retiring -> destroying -> gone
 //  idle -> retiring on max_uses, max_age, idle_timeout (pool keeps min_idle), unhealthy,
 //  dirty release, reset failure, shutdown.
+//  gone: the actor lives on until its pool has seen it go (the pool's shutdown message),
+//  handing back any lease offered meanwhile, so an acquire never lands on a dead actor.
 #pragma once
 
 #include <chrono>
@@ -40,6 +42,8 @@ enum class cstate : uint8_t {
   destroying,
   gone,
 };
+
+constexpr size_t cstate_count = static_cast<size_t>(cstate::gone) + 1;
 
 const char* to_string(cstate s);
 
@@ -94,6 +98,8 @@ struct container_state {
   std::string retire_after;  // retire at the end of the current lease, with this reason
   std::string reason;        // why it failed / retired
   bool shutting_down = false;
+  bool pool_down = false;    // no pool to say goodbye once gone: quit at once
+  uint64_t seq = 0;          // transitions so far; a lease offer names the one it saw
   clock::time_point created_at{};
   clock::time_point last_probe_at{};
   bool probed = false;

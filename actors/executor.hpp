@@ -6,6 +6,7 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -27,14 +28,24 @@ public:
   size_t queued() const;
 
 private:
-  void work();
+  /// Where one thread sleeps. Each has its own condition variable, so a wake-up is one
+  /// futex call for one chosen thread: with a single shared one, glibc's condvar made
+  /// signallers block on its internal lock (profiled: 12 % of all context switches).
+  struct parking {
+    std::condition_variable cv;
+    bool woken = false;
+  };
+
+  void work(parking& me);
 
   mutable std::mutex mtx_;
-  std::condition_variable cv_;
   std::deque<std::function<void()>> tasks_;
   std::vector<std::thread> threads_;
-  size_t waiting_ = 0;   // threads blocked in wait
-  size_t signalled_ = 0; // of those, woken for a task but not yet running
+  // One per thread, owned here: a submit may still notify a parking after its thread has
+  // moved on (even exited, during stop), so it must outlive the thread.
+  std::vector<std::unique_ptr<parking>> parkings_;
+  std::vector<parking*> parked_; // sleeping threads; the last parked is woken first (warm)
+  size_t signalled_ = 0; // threads woken for a task but not yet running
   size_t spinning_ = 0;  // a thread that just ran a task and watches for the next (0 or 1)
   std::atomic<size_t> queued_{0}; // tasks_.size(), for the spinning thread
   bool stopping_ = false;

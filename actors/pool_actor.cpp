@@ -40,16 +40,35 @@ std::string reason_key(const std::string& reason) {
   return pos == std::string::npos ? reason : reason.substr(0, pos);
 }
 
+uint32_t& count(self_ptr self, cstate s) {
+  return self->state.counts[static_cast<size_t>(s)];
+}
+
 /// Sandboxes that will become idle without a new spawn.
 uint32_t pending_supply(self_ptr self) {
-  auto& c = self->state.counts;
-  return c["creating"] + c["warming"] + c["restarting"] + c["failed"] + c["resetting"];
+  return count(self, cstate::creating) + count(self, cstate::warming) +
+         count(self, cstate::restarting) + count(self, cstate::failed) +
+         count(self, cstate::resetting);
+}
+
+/// Moves a member to `next` in the pool's books: per-state counts and transitions.
+void set_state(self_ptr self, pool_state::member& m, cstate next) {
+  if (next == m.state)
+    return;
+  ++self->state.transitions[static_cast<size_t>(next)];
+  if (!m.fresh) {
+    auto& prev = count(self, m.state);
+    if (prev > 0)
+      --prev;
+    ++count(self, next);
+  }
+  m.state = next;
 }
 
 uint32_t live(self_ptr self) {
   uint32_t n = 0;
-  for (auto& kv : self->state.counts)
-    n += kv.second;
+  for (auto c : self->state.counts)
+    n += c;
   return n;
 }
 
@@ -121,14 +140,12 @@ void spawn_container(self_ptr self, bool fresh, const std::string& id) {
   pool_state::member m;
   m.handle = handle;
   m.stats.id = id;
-  m.stats.state = "creating";
-  m.reported_at = self->clock().now();
-  m.spawned_at = m.reported_at;
+  m.spawned_at = self->clock().now();
   m.fresh = fresh;
   st.members.emplace(id, std::move(m));
   if (!fresh)
-    ++st.counts["creating"];
-  ++st.totals.transitions["creating"];
+    ++count(self, cstate::creating);
+  ++st.transitions[static_cast<size_t>(cstate::creating)];
 }
 
 /// Keeps idle + soon-idle >= min_idle + waiters, within max_size and create_parallelism.
@@ -141,60 +158,78 @@ void replenish(self_ptr self) {
   int64_t demand = static_cast<int64_t>(std::max(cfg.min_idle, st.target_idle)) +
                    static_cast<int64_t>(st.waiters.size());
   int64_t room = static_cast<int64_t>(cfg.max_size) - live(self);
-  int64_t starting = st.counts["creating"] + st.counts["warming"];
+  int64_t starting = count(self, cstate::creating) + count(self, cstate::warming);
   int64_t parallel = static_cast<int64_t>(cfg.create_parallelism) - starting;
   auto n = std::min({demand - supply, room, parallel});
   for (int64_t i = 0; i < n; ++i)
     spawn_container(self, false, cfg.name + "-" + std::to_string(++st.next_container));
 }
 
-void fail_waiter(self_ptr self, waiter& w, caf::error err) {
-  (void)self;
-  w.rp.deliver(std::move(err));
+caf::error shutting_down_error(self_ptr self) {
+  return make_error(Errc::shutting_down, "pool " + self->state.p.cfg->name + " is shutting down");
+}
+
+/// Answers a waiter whose deadline passed.
+void expire(self_ptr self, waiter& w) {
+  auto& st = self->state;
+  ++st.totals.exhausted;
+  w.rp.deliver(make_error(Errc::pool_exhausted,
+                          "pool " + st.p.cfg->name + ": no sandbox became free before the deadline (" +
+                            std::to_string(live(self)) + "/" + std::to_string(st.p.cfg->max_size) +
+                            " sandboxes, " + std::to_string(count(self, cstate::leased)) +
+                            " leased)"));
 }
 
 void try_serve(self_ptr self);
 void arm_deadline(self_ptr self, pool_state::clock::time_point deadline);
 
+/// Serves a waiter whose sandbox was handed back: again first in line, unless its
+/// deadline passed or the pool is shutting down meanwhile.
+void serve_again(self_ptr self, waiter w) {
+  auto& st = self->state;
+  if (st.shutting_down) {
+    w.rp.deliver(shutting_down_error(self));
+    return;
+  }
+  if (self->clock().now() >= w.deadline) {
+    expire(self, w);
+    return;
+  }
+  // The deadline timer may have fired while this waiter was out of the queue.
+  arm_deadline(self, w.deadline);
+  st.waiters.push_front(std::move(w));
+  try_serve(self);
+  replenish(self);
+}
+
+/// Hands idle sandbox `id` to waiter `w`. The acquire is delegated to the container, which
+/// answers the acquirer directly: one message instead of a request to the container and a
+/// reply through the pool, and the pool books `leased` itself instead of waiting for a
+/// report. The container hands the lease back (see the lease_atom handler) if it left idle
+/// after the report the pool went by.
 void lease_to(self_ptr self, const std::string& id, waiter w) {
   auto& st = self->state;
   auto i = st.members.find(id);
   if (i == st.members.end()) {
-    st.waiters.push_front(std::move(w));
+    serve_again(self, std::move(w));
     return;
   }
-  lease_info proto;
+  auto& m = i->second;
+  lease_offer offer;
+  offer.seen = m.seq;
+  offer.deadline_ns = w.deadline.time_since_epoch().count();
+  auto& proto = offer.lease;
   proto.id = make_lease_id(self);
   proto.pool = st.p.cfg->name;
-  proto.tenant = w.req.tenant;
-  proto.session = w.req.session;
-  auto handle = i->second.handle;
-  auto wp = std::make_shared<waiter>(std::move(w));
-  // No timeout: the container answers or its death does (request_receiver_down).
-  self->request(handle, caf::infinite, lease_atom::value, std::move(proto))
-    .then(
-      [wp](lease_info& li) { wp->rp.deliver(std::move(li)); },
-      [self, wp, id](caf::error& err) {
-        // The sandbox changed state before our request arrived: serve this waiter again.
-        spdlog::debug("pool {}: lease of {} refused ({}), retrying", self->state.p.cfg->name, id,
-                      render(err));
-        auto& st = self->state;
-        if (st.shutting_down) {
-          wp->rp.deliver(make_error(Errc::shutting_down, "pool " + st.p.cfg->name + " is shutting down"));
-          return;
-        }
-        if (self->clock().now() >= wp->deadline) {
-          ++st.totals.exhausted;
-          wp->rp.deliver(make_error(Errc::pool_exhausted,
-                                    "pool " + st.p.cfg->name + ": no sandbox became free in time"));
-          return;
-        }
-        // The deadline timer may have fired while this waiter was out of the queue.
-        arm_deadline(self, wp->deadline);
-        st.waiters.push_front(std::move(*wp));
-        try_serve(self);
-        replenish(self);
-      });
+  proto.container = id;
+  proto.node = st.p.node;
+  proto.tenant = std::move(w.req.tenant);
+  proto.session = std::move(w.req.session);
+  proto.handle = m.handle;
+  set_state(self, m, cstate::leased);
+  m.stats.lease_id = proto.id;
+  ++m.stats.uses;
+  w.rp.delegate(m.handle, lease_atom::value, std::move(offer));
 }
 
 void try_serve(self_ptr self) {
@@ -254,11 +289,13 @@ void member_gone(self_ptr self, const std::string& id, const std::string& reason
   if (i == st.members.end())
     return;
   if (!i->second.fresh) {
-    auto& c = st.counts[i->second.stats.state];
+    auto& c = count(self, i->second.state);
     if (c > 0)
       --c;
   }
   remove_idle(self, id);
+  // A gone container lives on until told, handing back offers made before we knew.
+  self->send(i->second.handle, shutdown_atom::value);
   st.members.erase(i);
   auto f = st.fresh_for.find(id);
   if (f != st.fresh_for.end()) {
@@ -277,28 +314,22 @@ void on_report(self_ptr self, container_report& r) {
   if (i == st.members.end())
     return;
   auto& m = i->second;
-  const auto& next = r.stats.state;
-  if (next != m.stats.state) {
-    ++st.totals.transitions[next];
-    if (!m.fresh) {
-      auto& prev = st.counts[m.stats.state];
-      if (prev > 0)
-        --prev;
-      ++st.counts[next];
-    }
-  }
+  auto next = static_cast<cstate>(r.state);
+  set_state(self, m, next);
+  m.seq = r.seq;
   if (r.executions > m.executions)
     st.totals.executions += r.executions - m.executions;
   m.executions = r.executions;
   m.stats = r.stats;
-  m.reported_at = self->clock().now();
+  m.created_ns = r.created_ns;
+  m.probed_ns = r.probed_ns;
   auto id = r.stats.id;
-  if (next == "idle" && !m.ready_once) {
+  if (next == cstate::idle && !m.ready_once) {
     m.ready_once = true;
-    double ms = std::chrono::duration<double, std::milli>(m.reported_at - m.spawned_at).count();
+    double ms = std::chrono::duration<double, std::milli>(self->clock().now() - m.spawned_at).count();
     st.create_ms = st.create_ms == 0 ? ms : 0.7 * st.create_ms + 0.3 * ms;
   }
-  if (next == "idle") {
+  if (next == cstate::idle) {
     if (m.fresh) {
       auto f = st.fresh_for.find(id);
       if (f == st.fresh_for.end()) {
@@ -317,11 +348,11 @@ void on_report(self_ptr self, container_report& r) {
   } else {
     remove_idle(self, id);
   }
-  if (next == "failed")
+  if (next == cstate::failed)
     ++st.totals.failed;
-  else if (next == "suspect")
+  else if (next == cstate::suspect)
     ++st.totals.probe_failures;
-  else if (next == "retiring") {
+  else if (next == cstate::retiring) {
     ++st.totals.retired[reason_key(r.reason)];
     if (r.reason == "max_uses")
       ++st.totals.recycled;
@@ -334,7 +365,7 @@ void on_report(self_ptr self, container_report& r) {
       self->delayed_send(me(self), pause, timer_atom::value, static_cast<uint8_t>(replenish_timer),
                          uint64_t{0});
     }
-  } else if (next == "gone") {
+  } else if (next == cstate::gone) {
     member_gone(self, id, r.reason);
     return;
   }
@@ -405,20 +436,27 @@ PoolStats make_stats(self_ptr self) {
   s.acquire_rate = st.acquire_rate;
   s.create_ms = st.create_ms;
   auto now = self->clock().now();
+  for (size_t i = 0; i < cstate_count; ++i)
+    if (st.transitions[i] > 0)
+      s.transitions[to_string(static_cast<cstate>(i))] = st.transitions[i];
   for (auto& kv : st.members) {
     auto row = kv.second.stats;
-    auto since = std::chrono::duration_cast<std::chrono::milliseconds>(now - kv.second.reported_at).count();
-    if (row.age_ms > 0)
-      row.age_ms += since;
-    if (row.last_probe_ms_ago >= 0)
-      row.last_probe_ms_ago += since;
+    row.state = to_string(kv.second.state);
+    auto ms_ago = [&](int64_t ns) {
+      auto t = pool_state::clock::time_point{pool_state::clock::duration{ns}};
+      return std::chrono::duration_cast<std::chrono::milliseconds>(now - t).count();
+    };
+    row.age_ms = kv.second.created_ns >= 0 ? ms_ago(kv.second.created_ns) : 0;
+    row.last_probe_ms_ago = kv.second.probed_ns >= 0 ? ms_ago(kv.second.probed_ns) : -1;
     ++s.states[row.state];
-    if (row.state == "leased")
+    if (kv.second.state == cstate::leased)
       ++s.leased;
-    if (row.state == "creating" || row.state == "warming")
+    if (kv.second.state == cstate::creating || kv.second.state == cstate::warming)
       ++s.creating;
     s.containers.push_back(std::move(row));
   }
+  std::sort(s.containers.begin(), s.containers.end(),
+            [](const ContainerStats& a, const ContainerStats& b) { return a.id < b.id; });
   return s;
 }
 
@@ -445,7 +483,7 @@ pool_actor::behavior_type pool(self_ptr self, pool_params p) {
       auto& st = self->state;
       const auto& cfg = *st.p.cfg;
       if (st.shutting_down)
-        return make_error(Errc::shutting_down, "pool " + cfg.name + " is shutting down");
+        return shutting_down_error(self);
       auto timeout = req.timeout.count() < 0 ? cfg.acquire_timeout : req.timeout;
       ++st.acquires_this_tick;
       waiter w;
@@ -488,6 +526,25 @@ pool_actor::behavior_type pool(self_ptr self, pool_params p) {
       replenish(self);
       return rp;
     },
+    [self](lease_atom, lease_offer& offer) -> caf::result<lease_info> {
+      // Handed back: the sandbox had left idle. Its newer report came before this (same
+      // sender), so our books already show its real state; only the lease count is undone.
+      auto& st = self->state;
+      auto& proto = offer.lease;
+      spdlog::debug("pool {}: {} handed lease {} back; serving its acquirer again",
+                    st.p.cfg->name, proto.container, proto.id);
+      auto& leased = st.transitions[static_cast<size_t>(cstate::leased)];
+      if (leased > 0)
+        --leased;
+      waiter w;
+      w.rp = self->make_response_promise<lease_info>();
+      w.req = acquire_request{proto.pool, duration{-1}, std::move(proto.tenant),
+                              std::move(proto.session)};
+      w.deadline = pool_state::clock::time_point{pool_state::clock::duration{offer.deadline_ns}};
+      auto rp = w.rp;
+      serve_again(self, std::move(w));
+      return rp;
+    },
     [self](report_atom, container_report& r) { on_report(self, r); },
     [self](expire_atom, std::string& id) -> bool {
       auto& st = self->state;
@@ -502,7 +559,8 @@ pool_actor::behavior_type pool(self_ptr self, pool_params p) {
     [self](list_atom) -> std::vector<container_ref> {
       std::vector<container_ref> out;
       for (auto& kv : self->state.members)
-        if (!kv.second.fresh && (kv.second.stats.state == "idle" || kv.second.stats.state == "suspect"))
+        if (!kv.second.fresh &&
+            (kv.second.state == cstate::idle || kv.second.state == cstate::suspect))
           out.push_back(container_ref{kv.first, kv.second.handle});
       return out;
     },
@@ -512,22 +570,21 @@ pool_actor::behavior_type pool(self_ptr self, pool_params p) {
       if (st.shutdown_requested)
         return st.shutdown_rp;
       spdlog::info("pool {}: shutting down ({} sandboxes, {} leased, grace {}ms)", st.p.cfg->name,
-                   st.members.size(), st.counts["leased"], grace.count());
+                   st.members.size(), count(self, cstate::leased), grace.count());
       st.shutting_down = true;
       st.shutdown_requested = true;
       st.shutdown_rp = self->make_response_promise<ok_atom>();
       auto rp = st.shutdown_rp;
       for (auto& w : st.waiters)
-        fail_waiter(self, w, make_error(Errc::shutting_down, "pool " + st.p.cfg->name + " is shutting down"));
+        w.rp.deliver(shutting_down_error(self));
       st.waiters.clear();
       for (auto& kv : st.fresh_for)
-        fail_waiter(self, kv.second,
-                    make_error(Errc::shutting_down, "pool " + st.p.cfg->name + " is shutting down"));
+        kv.second.rp.deliver(shutting_down_error(self));
       st.fresh_for.clear();
       st.idle.clear();
       for (auto& kv : st.members) {
         kv.second.in_idle = false;
-        if (kv.second.stats.state != "leased")
+        if (kv.second.state != cstate::leased)
           self->send(kv.second.handle, shutdown_atom::value);
       }
       self->delayed_send(me(self), grace, timer_atom::value, static_cast<uint8_t>(grace_expired),
@@ -559,18 +616,10 @@ pool_actor::behavior_type pool(self_ptr self, pool_params p) {
         return;
       st.deadline_armed = pool_state::clock::time_point::max();
       auto now = self->clock().now();
-      auto expired = [&](waiter& w) {
-        ++st.totals.exhausted;
-        w.rp.deliver(make_error(Errc::pool_exhausted,
-                                "pool " + st.p.cfg->name + ": no sandbox became free before the deadline (" +
-                                  std::to_string(live(self)) + "/" +
-                                  std::to_string(st.p.cfg->max_size) + " sandboxes, " +
-                                  std::to_string(st.counts["leased"]) + " leased)"));
-      };
       auto next = pool_state::clock::time_point::max();
       for (auto i = st.waiters.begin(); i != st.waiters.end();) {
         if (i->deadline <= now) {
-          expired(*i);
+          expire(self, *i);
           i = st.waiters.erase(i);
         } else {
           next = std::min(next, i->deadline);
@@ -579,7 +628,7 @@ pool_actor::behavior_type pool(self_ptr self, pool_params p) {
       }
       for (auto i = st.fresh_for.begin(); i != st.fresh_for.end();) {
         if (i->second.deadline <= now) {
-          expired(i->second);
+          expire(self, i->second);
           self->send(st.members[i->first].handle, retire_atom::value, std::string{"one_off"});
           i = st.fresh_for.erase(i);
         } else {

@@ -7,7 +7,6 @@
 #include <array>
 #include <chrono>
 #include <deque>
-#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -35,13 +34,16 @@ struct pool_state {
 
   struct member {
     container_actor handle;
-    ContainerStats stats;        // as last reported
-    clock::time_point reported_at;
+    cstate state = cstate::creating; // as last reported, or leased once handed out
+    uint64_t seq = 0;            // the last report's sequence number (offers name it)
+    ContainerStats stats;        // as last reported (make_stats fills in the state name)
+    int64_t created_ns = -1;     // as last reported (see container_report)
+    int64_t probed_ns = -1;
     uint64_t executions = 0;
     bool fresh = false;
     bool ready_once = false;     // reached idle at least once (creation latency measured)
     bool in_idle = false;        // listed in `idle` (spares a search of it per report)
-    clock::time_point spawned_at;
+    clock::time_point spawned_at;   // creation latency: spawned_at to the first idle report
   };
 
   struct waiter {
@@ -51,11 +53,12 @@ struct pool_state {
   };
 
   pool_params p;
-  std::map<std::string, member> members;
+  std::unordered_map<std::string, member> members;  // stats list them sorted by id
   std::deque<std::string> idle;                     // back = most recently idle (LIFO)
   std::deque<waiter> waiters;                       // FIFO
   std::unordered_map<std::string, waiter> fresh_for; // one-off sandbox id -> its acquirer
-  std::map<std::string, uint32_t> counts;           // pooled members per state
+  std::array<uint32_t, cstate_count> counts{};      // pooled members per state
+  std::array<uint64_t, cstate_count> transitions{}; // into each state, one-offs included
   std::mt19937_64 rng{std::random_device{}()};
   static constexpr size_t random_bytes = 4096;
   std::array<unsigned char, random_bytes> random{}; // CSPRNG bytes for lease ids, fetched in bulk

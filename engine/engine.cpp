@@ -150,19 +150,22 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
       ask_from_bridge<R>(std::move(node), dest, std::move(cb), remote, std::move(xs)...);
       return;
     }
-    auto send = [dest, cb = std::move(cb),
+    // Shared by the two response handlers: copying the callback into each cost an
+    // allocation per call (profiled).
+    auto shared = std::make_shared<std::function<void(caf::expected<R>)>>(std::move(cb));
+    auto send = [dest, shared = std::move(shared),
                  args = std::make_tuple(std::move(xs)...)](caf::event_based_actor* self) mutable {
       std::apply(
         [&](auto&... a) {
           self->request(dest, caf::infinite, std::move(a)...)
             .then(
-              [self, cb](R& r) {
+              [self, shared](R& r) {
                 requester_scope in{self};
-                cb(caf::expected<R>{std::move(r)});
+                (*shared)(caf::expected<R>{std::move(r)});
               },
-              [self, cb](caf::error& e) {
+              [self, shared](caf::error& e) {
                 requester_scope in{self};
-                cb(caf::expected<R>{std::move(e)});
+                (*shared)(caf::expected<R>{std::move(e)});
               });
         },
         args);
@@ -601,10 +604,11 @@ std::vector<PoolStats> Engine::stats() {
 }
 
 PoolStats Engine::stats(const std::string& pool) {
-  for (auto& s : stats())
+  auto all = stats();
+  for (auto& s : all) // this node's own pool first
     if (s.name == pool && (s.node == impl_->cfg.node || !impl_->cluster))
       return s;
-  for (auto& s : stats()) // a pool only peers have
+  for (auto& s : all) // a pool only peers have
     if (s.name == pool)
       return s;
   throw Error{Errc::unknown_pool, "no pool named \"" + pool + "\""};

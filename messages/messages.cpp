@@ -26,6 +26,7 @@ void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<std::vector<PoolStats>>("warmpool.pool_stats_list");
   cfg.add_message_type<acquire_request>("warmpool.acquire_request");
   cfg.add_message_type<lease_info>("warmpool.lease_info");
+  cfg.add_message_type<lease_offer>("warmpool.lease_offer");
   cfg.add_message_type<probe_result>("warmpool.probe_result");
   cfg.add_message_type<op_result>("warmpool.op_result");
   cfg.add_message_type<container_report>("warmpool.container_report");

@@ -56,11 +56,15 @@ struct acquire_request {
 };
 
 struct lease_info;
+struct lease_offer;
 
 /// One sandbox: owns its lifecycle as an explicit state machine.
 using container_actor = caf::typed_actor<
-  // Pool -> container: lease this idle sandbox (the prototype carries the lease id).
-  caf::replies_to<lease_atom, lease_info>::with<lease_info>,
+  // Pool -> container, delegating an acquire: take this lease if you are still idle and
+  // have not changed state since the report with this sequence number (the pool has
+  // already booked you as leased); otherwise hand it back to the pool, which serves the
+  // acquirer again. The acquirer gets its answer from whichever actor ends it.
+  caf::replies_to<lease_atom, lease_offer>::with<lease_info>,
   // Lease holder -> container: run a command / move a file under lease `id`.
   caf::replies_to<exec_atom, std::string, ExecRequest>::with<ExecResult>,
   caf::replies_to<read_atom, std::string, std::string>::with<std::string>,
@@ -90,6 +94,13 @@ struct lease_info {
   container_actor handle;
 };
 
+/// An acquire the pool delegates to the idle sandbox it chose (never leaves the node).
+struct lease_offer {
+  lease_info lease;
+  uint64_t seen = 0;        // the sequence number of the container's report the pool went by
+  int64_t deadline_ns = 0;  // the acquire's deadline (actor clock), for a hand-back
+};
+
 struct probe_result {
   bool ok = false;
   bool skipped = false; // the sandbox was not idle; nothing was probed
@@ -104,9 +115,16 @@ struct op_result {
   ResetReport reset;
 };
 
-/// A container's state change, sent to its pool after every transition.
+/// A container's state change, sent to its pool after every transition but one: the
+/// pool books `leased` itself when it hands the sandbox out.
 struct container_report {
-  ContainerStats stats;
+  uint8_t state = 0;       // a cstate (actors/container_actor.hpp); stats.state stays empty
+  uint64_t seq = 0;        // the container's transition count, this one included
+  // Times on the actor clock (ns since its epoch; -1: none). The pool works out ages when
+  // asked for stats, so a report costs no clock reads.
+  int64_t created_ns = -1; // the sandbox's creation
+  int64_t probed_ns = -1;  // its last probe
+  ContainerStats stats;    // age_ms and last_probe_ms_ago unset
   uint64_t executions = 0; // cumulative
   std::string reason;      // why it failed or retired
   bool fresh = false;      // a one-off sandbox outside the pool
@@ -120,6 +138,9 @@ struct container_ref {
 /// One configured pool: admission, waiters, growth, replenishment.
 using pool_actor = caf::typed_actor<
   caf::replies_to<acquire_atom, acquire_request>::with<lease_info>,
+  // Container -> pool: a lease handed back because the sandbox had left idle before the
+  // offer came (the acquirer's request, delegated back: the pool serves it again).
+  caf::replies_to<lease_atom, lease_offer>::with<lease_info>,
   // Container -> pool: state change.
   caf::reacts_to<report_atom, container_report>,
   // Container -> pool: may I retire after idle_timeout? (false keeps min_idle)
@@ -270,6 +291,11 @@ typename Inspector::result_type inspect(Inspector& f, lease_info& x) {
 }
 
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, lease_offer& x) {
+  return f(caf::meta::type_name("warmpool.lease_offer"), x.lease, x.seen, x.deadline_ns);
+}
+
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, probe_result& x) {
   return f(caf::meta::type_name("warmpool.probe_result"), x.ok, x.skipped, x.detail);
 }
@@ -281,8 +307,8 @@ typename Inspector::result_type inspect(Inspector& f, op_result& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, container_report& x) {
-  return f(caf::meta::type_name("warmpool.container_report"), x.stats, x.executions, x.reason,
-           x.fresh);
+  return f(caf::meta::type_name("warmpool.container_report"), x.state, x.seq, x.created_ns,
+           x.probed_ns, x.stats, x.executions, x.reason, x.fresh);
 }
 
 template <class Inspector>

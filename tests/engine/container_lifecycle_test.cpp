@@ -247,6 +247,24 @@ TEST_F(ContainerLifecycle, RestartResetModeRecreatesTheSandbox) {
   EXPECT_EQ(backend->live(), 1u);
 }
 
+TEST_F(ContainerLifecycle, ARetiredSandboxsActorEndsOnceItsPoolHasSeenItGo) {
+  // A gone container waits for its pool before it quits (so no lease offer can land on a
+  // dead actor); it must not linger after that, or every recycled sandbox would leak one.
+  start();
+  auto refs = ask<std::vector<container_ref>>(pool, list_atom::value);
+  ASSERT_TRUE(refs && *refs && (*refs)->size() == 1u);
+  auto box = (*refs)->front().handle;
+  self->monitor(box);
+  self->send(box, retire_atom::value, std::string{"test"});
+  run();
+  bool ended = false;
+  self->receive([&](caf::down_msg& msg) { ended = msg.source == box.address(); },
+                caf::after(std::chrono::seconds(0)) >> [] {});
+  EXPECT_TRUE(ended);
+  EXPECT_EQ(retired(stats(), "test"), 1u);
+  EXPECT_EQ(stats().total, 1u); // replaced for min_idle
+}
+
 TEST_F(ContainerLifecycle, ShutdownDestroysAll) {
   pc->min_idle = 2;
   start();

@@ -128,10 +128,22 @@ TEST_F(Messages, InternalMessagesRoundTrip) {
   rep.stats.id = "py-1";
   rep.reason = "max_uses";
   rep.executions = 10;
+  rep.state = 5;
+  rep.seq = 42;
   auto rep2 = round_trip(rep);
+  EXPECT_EQ(rep2.state, 5u);
+  EXPECT_EQ(rep2.seq, 42u);
   EXPECT_EQ(rep2.stats.id, "py-1");
   EXPECT_EQ(rep2.reason, "max_uses");
   EXPECT_EQ(rep2.executions, 10u);
+  lease_offer offer;
+  offer.lease.id = "l-1";
+  offer.seen = 7;
+  offer.deadline_ns = -3;
+  auto offer2 = round_trip(offer);
+  EXPECT_EQ(offer2.lease.id, "l-1");
+  EXPECT_EQ(offer2.seen, 7u);
+  EXPECT_EQ(offer2.deadline_ns, -3);
   auto p = round_trip(probe_result{false, true, "not idle"});
   EXPECT_TRUE(p.skipped);
   EXPECT_EQ(p.detail, "not idle");
@@ -192,6 +204,7 @@ const std::set<std::string> kWireTypes = {
   "warmpool.exec_request",   "warmpool.exec_result",        "warmpool.reset_report",
   "warmpool.container_stats", "warmpool.pool_stats",        "warmpool.pool_stats_list",
   "warmpool.acquire_request", "warmpool.lease_info",        "warmpool.probe_result",
+  "warmpool.lease_offer",
   "warmpool.op_result",      "warmpool.container_report",   "warmpool.container_ref",
   "warmpool.container_ref_list", "warmpool.pool_ref",       "warmpool.pool_ref_list",
   "warmpool.duration",       "warmpool.container_actor",    "warmpool.pool_actor",

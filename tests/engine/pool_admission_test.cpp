@@ -164,6 +164,68 @@ TEST_F(PoolAdmission, GrowsToMaxSizeAndNoFurther) {
   EXPECT_EQ(backend->created(), 3u);
 }
 
+// The pool's idle list lags behind the sandboxes: a sandbox can leave idle on its own (a
+// health probe, a retirement, a death) while the pool is already handing it out. The lease
+// must then go to the waiter's next sandbox, never fail and never land on a busy one.
+
+/// The idle sandboxes the pool knows, with their actor handles.
+std::vector<container_ref> idle_sandboxes(ActorTest& t) {
+  auto r = t.ask<std::vector<container_ref>>(t.pool, list_atom::value);
+  return r && *r ? **r : std::vector<container_ref>{};
+}
+
+/// The answer the pool sent to `self` for a plain (non-request) acquire.
+caf::expected<lease_info> lease_reply(caf::scoped_actor& self) {
+  caf::expected<lease_info> out{make_error(Errc::internal, "no reply")};
+  bool done = false;
+  while (!done)
+    self->receive([&](lease_info& li) { out = std::move(li); done = true; },
+                  [&](caf::error& e) { out = std::move(e); done = true; },
+                  [&](probe_result&) {},
+                  caf::after(std::chrono::seconds(0)) >> [&] { done = true; });
+  return out;
+}
+
+TEST_F(PoolAdmission, AnAcquireRacingAHealthProbeGetsTheSandboxOnceTheProbePasses) {
+  pc->max_size = 1;
+  start();
+  auto box = idle_sandboxes(*this).at(0);
+  // Queued in this order, the pool hands the sandbox out before it hears of the probe.
+  self->send(pool, acquire_atom::value, acquire_request{pc->name, duration{5000}, "", ""});
+  self->send(box.handle, probe_atom::value);
+  run();
+  auto li = lease_reply(self);
+  ASSERT_TRUE(li) << render(li.error());
+  EXPECT_EQ(li->container, box.id);
+  auto s = stats();
+  EXPECT_EQ(s.leased, 1u);
+  EXPECT_EQ(s.idle, 0u);
+  EXPECT_EQ(s.transitions["probing"], 1u);
+  EXPECT_EQ(s.transitions["leased"], 1u); // the refused hand-out is not counted as a lease
+  release(*li);
+  EXPECT_EQ(stats().idle, 1u);
+}
+
+TEST_F(PoolAdmission, AnAcquireRacingARetirementGetsAnotherSandbox) {
+  pc->max_size = 2;
+  start();
+  auto box = idle_sandboxes(*this).at(0);
+  self->send(pool, acquire_atom::value, acquire_request{pc->name, duration{5000}, "", ""});
+  self->send(box.handle, retire_atom::value, std::string{"test"});
+  // Let the sandbox retire completely before the pool looks at its mailbox.
+  for (int i = 0; i < 20 && sched.prioritize(box.handle); ++i)
+    sched.run_once();
+  run();
+  auto li = lease_reply(self);
+  ASSERT_TRUE(li) << render(li.error());
+  EXPECT_NE(li->container, box.id);
+  auto s = stats();
+  EXPECT_EQ(retired(s, "test"), 1u);
+  EXPECT_EQ(s.leased, 1u);
+  EXPECT_EQ(s.total, 2u); // the lease and a new warm spare for min_idle
+  EXPECT_EQ(backend->live(), 2u);
+}
+
 TEST_F(PoolAdmission, ShutdownFailsWaitersWithShuttingDown) {
   pc->max_size = 1;
   start();
