@@ -43,7 +43,8 @@ set -e
 grep -q 'no pool named "nope"' "$tmp/err" || fail "unknown pool message: $(cat "$tmp/err")"
 
 # check-config: ok, and every error with its key path (exit 2).
-"$bin" check-config "$tmp/ok.yaml" | grep -q "ok (1 pools: main\[local\])" || fail "check-config ok"
+out=$("$bin" check-config "$tmp/ok.yaml")
+grep -q "ok (1 pools: main\[local\])" <<<"$out" || fail "check-config ok: $out"
 cat >"$tmp/bad.yaml" <<'YAML'
 pools:
   - name: a

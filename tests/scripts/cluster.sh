@@ -158,7 +158,7 @@ start b run --listen "127.0.0.1:$PB"
 wait_for 30 "b rejoins warm" warm a b c
 got=()
 for i in 1 2 3; do read -r id node < <(acquire); got+=("$id $node"); done
-printf '%s\n' "${got[@]}" | grep -q ' b$' || fail "no acquire landed on restarted b: ${got[*]}"
+grep -q ' b$' < <(printf '%s\n' "${got[@]}") || fail "no acquire landed on restarted b: ${got[*]}"
 for g in "${got[@]}"; do release "${g% *}"; done
 
 # -- a peer speaking another protocol version is refused, clearly, on both sides -----

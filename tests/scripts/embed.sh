@@ -48,8 +48,10 @@ run "$tmp/example-configure.log" cmake -S "$WARMPOOL_SOURCE_DIR/examples/embed" 
 run "$tmp/example-build.log" cmake --build "$tmp/build"
 exe=$tmp/build/warmpool-embed
 [[ -x $exe ]] || fail "example binary $exe was not built"
-ldd "$exe" | grep -q "libwarmpool.so.* => $prefix/" ||
-  { ldd "$exe" >&2; fail "example does not load libwarmpool.so from the install prefix"; }
+# Captured first: `ldd | grep -q` under pipefail fails whenever grep exits before ldd's last write.
+libs=$(ldd "$exe")
+grep -q "libwarmpool.so.* => $prefix/" <<<"$libs" ||
+  { echo "$libs" >&2; fail "example does not load libwarmpool.so from the install prefix"; }
 
 # expect NAME PATTERN...: the last run's output ($out) must contain every pattern (fixed strings).
 expect() {
