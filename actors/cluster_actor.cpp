@@ -1,12 +1,11 @@
 #include "actors/cluster_actor.hpp"
 
 #include <algorithm>
-#include <thread>
 
 #include <caf/all.hpp>
 #include <caf/io/middleman.hpp>
 #include <caf/openssl/publish.hpp>
-#include <caf/openssl/remote_actor.hpp>
+#include <caf/openssl/manager.hpp>
 #include <spdlog/spdlog.h>
 
 #include "messages/errors.hpp"
@@ -152,14 +151,16 @@ void add_link(self_ptr self, const cluster_hello& h) {
   learn(self, peers);
 }
 
+void on_connected(self_ptr self, connect_result& r);
+
 void start_connect(self_ptr self, const std::string& addr) {
   auto& st = self->state;
   auto& a = st.addresses[addr];
   if (st.stopping || a.phase != endpoint::idle)
     return;
-  if (a.busy->load()) {
-    // An earlier remote_actor is still stuck (a host that accepts but never answers):
-    // never pile up threads on it.
+  if (a.busy) {
+    // An earlier attempt's connect is still open (a host that accepts but never answers):
+    // another request would only queue behind it in the middleman.
     retry_later(self, addr);
     return;
   }
@@ -172,18 +173,35 @@ void start_connect(self_ptr self, const std::string& addr) {
   }
   a.phase = endpoint::connecting;
   auto attempt = ++a.attempt;
-  a.busy->store(true);
-  // remote_actor blocks (and may never return, CAF issue #504): own thread, own deadline.
-  std::thread([connect = st.p.connect, dest = me(self), addr, attempt, host, port, busy = a.busy] {
-    connect_result r{addr, attempt, {}, {}};
-    auto x = connect(host, port);
-    if (x)
-      r.handle = std::move(*x);
-    else
-      r.error = caf_text(x.error());
-    busy->store(false);
-    caf::anon_send(dest, connect_atom::value, std::move(r));
-  }).detach();
+  a.busy = true;
+  // No timeout on the request: it stays open while the middleman's connect does, which
+  // is what `busy` tracks. The attempt's own deadline is the delayed message below.
+  auto answered = [self, addr, attempt](connect_result r) {
+    auto i = self->state.addresses.find(addr);
+    if (i != self->state.addresses.end())
+      i->second.busy = false;
+    r.address = addr;
+    r.attempt = attempt;
+    on_connected(self, r);
+  };
+  self->request(st.p.connector, caf::infinite, connect_atom::value, std::move(host), port)
+    .then(
+      [self, answered, port](caf::node_id&, caf::strong_actor_ptr& ptr,
+                             std::set<std::string>& ifs) {
+        connect_result r;
+        if (!ptr)
+          r.error = "no node link published at port " + std::to_string(port);
+        else if (!self->system().assignable<cluster_actor>(ifs))
+          r.error = "the actor published there is not a warmpool node link";
+        else
+          r.handle = caf::actor_cast<cluster_actor>(std::move(ptr));
+        answered(std::move(r));
+      },
+      [answered](caf::error& err) {
+        connect_result r;
+        r.error = caf_text(err);
+        answered(std::move(r));
+      });
   auto bound = std::max(duration{5000}, 2 * st.p.cfg->cluster.timeout);
   self->delayed_send(me(self), bound, connect_atom::value,
                      connect_result{addr, attempt, {}, "no answer within " +
@@ -441,13 +459,8 @@ uint16_t publish_cluster(caf::actor_system& sys, const cluster_actor& handle,
   return *bound;
 }
 
-cluster_connector make_cluster_connector(caf::actor_system& sys, const ClusterConfig& cfg) {
-  bool tls = cfg.tls.enabled();
-  return [&sys, tls](const std::string& host, uint16_t port) -> caf::expected<cluster_actor> {
-    if (tls)
-      return caf::openssl::remote_actor<cluster_actor>(sys, host, port);
-    return sys.middleman().remote_actor<cluster_actor>(host, port);
-  };
+caf::io::middleman_actor cluster_connector(caf::actor_system& sys, const ClusterConfig& cfg) {
+  return cfg.tls.enabled() ? sys.openssl_manager().actor_handle() : sys.middleman().actor_handle();
 }
 
 cluster_actor::behavior_type cluster(self_ptr self, cluster_params p) {

@@ -1,7 +1,10 @@
 // The node link: one per node when clustering is on. It makes several warmpool nodes one
 // logical pool over CAF remoting (the middleman is the transport):
-// - linking: connects to the configured peers off the scheduler (remote_actor can block
-//   forever, CAF issue #504), retries with exponential back-off forever, handshakes with
+// - linking: asks the middleman (or the TLS manager) to connect with a plain asynchronous
+//   request, not the blocking remote_actor: a peer that accepts but never answers leaves
+//   that request open forever (CAF issue #504), so the attempt has its own deadline, and
+//   no thread is left blocked on an actor system that may be gone. Retries with
+//   exponential back-off forever, handshakes with
 //   `hello` (protocol version check; peers learn each other's peers so the mesh closes),
 //   keeps one link per node name and monitors each peer's node link actor (0.17 has no
 //   monitor(node_id)); a down_msg means the node is lost.
@@ -22,13 +25,12 @@
 // thread (publish_cluster / unpublish_cluster) and tells the actor its address.
 #pragma once
 
-#include <atomic>
 #include <chrono>
-#include <functional>
 #include <map>
 #include <memory>
 #include <string>
 
+#include <caf/io/middleman_actor.hpp>
 #include <caf/typed_event_based_actor.hpp>
 #include <caf/typed_response_promise.hpp>
 
@@ -37,14 +39,10 @@
 
 namespace warmpool {
 
-/// Blocking connect to a peer's node link (plain or TLS); runs on a connector thread.
-using cluster_connector =
-  std::function<caf::expected<cluster_actor>(const std::string& host, uint16_t port)>;
-
 struct cluster_params {
   std::shared_ptr<const EngineConfig> cfg;
   supervisor_actor sup;
-  cluster_connector connect;
+  caf::io::middleman_actor connector; // answers (connect_atom, host, port): plain or TLS
   uint32_t protocol = cluster_protocol_version; // WARMPOOL_CLUSTER_PROTOCOL overrides (tests)
   duration sample_interval{150};
 };
@@ -69,7 +67,7 @@ struct cluster_state {
     uint64_t attempt = 0;
     duration backoff{0};
     bool logged = false;                    // first failure logged; later ones at debug
-    std::shared_ptr<std::atomic<bool>> busy = std::make_shared<std::atomic<bool>>(false);
+    bool busy = false;                      // the connector has not answered an attempt yet
   };
   /// An acquire placed on a peer, kept until it answers so it can be placed again.
   struct pending {
@@ -107,8 +105,8 @@ std::string choose_node(const std::map<std::string, cluster_state::view>& views,
 uint16_t publish_cluster(caf::actor_system& sys, const cluster_actor& handle,
                          const ClusterConfig& cfg);
 
-/// Blocking connector for cluster_params::connect (plain or TLS as configured).
-cluster_connector make_cluster_connector(caf::actor_system& sys, const ClusterConfig& cfg);
+/// The actor that makes connections for cluster_params::connector (plain or TLS).
+caf::io::middleman_actor cluster_connector(caf::actor_system& sys, const ClusterConfig& cfg);
 
 /// Splits "host:port" ("[v6]:port" too); false if malformed.
 bool split_host_port(const std::string& addr, std::string& host, uint16_t& port);

@@ -488,7 +488,7 @@ Engine::Engine(EngineConfig cfg) : impl_(std::make_shared<Impl>()) {
     cluster_params cp;
     cp.cfg = sp.cfg;
     cp.sup = im.sup;
-    cp.connect = make_cluster_connector(*im.sys, cc);
+    cp.connector = cluster_connector(*im.sys, cc);
     if (auto v = std::getenv("WARMPOOL_CLUSTER_PROTOCOL")) // test-only: fake another version
       cp.protocol = static_cast<uint32_t>(std::strtoul(v, nullptr, 10));
     im.cluster = im.sys->spawn(cluster, std::move(cp));

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <future>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -137,6 +138,36 @@ TEST(ClusterEngines, APoolOnlyThePeerHasIsServedThereAndRunsRemotely) {
   }
   a.stop();
   b.stop();
+}
+
+// A peer that completes TCP connects but never speaks: CAF's remote_actor has no deadline
+// there (upstream issue #504), so the connect runs on its own thread. The engine must still
+// stop at once, and that thread must not touch the gone actor system when the peer finally
+// hangs up (ASan sees it if it does).
+TEST(ClusterEngines, StopsWhileAPeerAcceptsButNeverAnswers) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(fd, 16), 0); // the kernel completes handshakes; nobody ever accepts
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  auto silent = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  {
+    auto stopped = std::async(std::launch::async, [&] {
+      Engine a{node("a", "loc", {silent})};
+      a.acquire("loc", duration{5000}).release(); // the engine serves meanwhile
+      std::this_thread::sleep_for(std::chrono::milliseconds(300)); // the connect is stuck
+      a.stop();
+    });
+    ASSERT_EQ(stopped.wait_for(std::chrono::seconds(60)), std::future_status::ready)
+      << "the engine did not stop while a peer hung";
+    stopped.get();
+  }
+  close(fd); // the stuck connect now fails, after its actor system is gone
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
 }
 
 } // namespace
