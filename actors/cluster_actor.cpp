@@ -8,6 +8,7 @@
 #include <caf/openssl/manager.hpp>
 #include <spdlog/spdlog.h>
 
+#include "engine/logging.hpp"
 #include "messages/errors.hpp"
 
 namespace warmpool {
@@ -108,10 +109,10 @@ void connect_failed(self_ptr self, const std::string& addr, const std::string& w
   auto& a = self->state.addresses[addr];
   // The first failure says why; a peer that stays down should not flood the log.
   if (!a.logged)
-    spdlog::warn("cluster: cannot link to peer {} yet: {} (retrying every <= {}s)", addr, why,
+    logger().warn("cluster: cannot link to peer {} yet: {} (retrying every <= {}s)", addr, why,
                  retry_max.count() / 1000);
   else
-    spdlog::debug("cluster: peer {}: {}", addr, why);
+    logger().debug("cluster: peer {}: {}", addr, why);
   a.logged = true;
   retry_later(self, addr);
 }
@@ -136,7 +137,7 @@ void add_link(self_ptr self, const cluster_hello& h) {
     st.views[h.node];
     if (!st.pushed.node.empty())
       self->send(h.handle, capacity_atom::value, st.pushed);
-    spdlog::info("cluster: node {} linked to node {} at {} ({} peers)", node_name(self), h.node,
+    logger().info("cluster: node {} linked to node {} at {} ({} peers)", node_name(self), h.node,
                  h.address.empty() ? "(not listening)" : h.address, st.peers.size());
   }
   if (!h.address.empty()) {
@@ -167,7 +168,7 @@ void start_connect(self_ptr self, const std::string& addr) {
   std::string host;
   uint16_t port = 0;
   if (!split_host_port(addr, host, port)) {
-    spdlog::error("cluster: ignoring peer address \"{}\": not HOST:PORT", addr);
+    logger().error("cluster: ignoring peer address \"{}\": not HOST:PORT", addr);
     a.phase = endpoint::self; // never retried
     return;
   }
@@ -234,13 +235,13 @@ void on_connected(self_ptr self, connect_result& r) {
         if (st.stopping)
           return;
         if (h.protocol != st.p.protocol) {
-          spdlog::error("cluster: not linking to node \"{}\" at {}: {}", h.node, addr,
+          logger().error("cluster: not linking to node \"{}\" at {}: {}", h.node, addr,
                         protocol_mismatch(h.node, h.protocol, node_name(self), st.p.protocol));
           retry_later(self, addr);
           return;
         }
         if (h.node == node_name(self)) {
-          spdlog::error("cluster: peer {} is also named \"{}\": give every node its own `node:` name",
+          logger().error("cluster: peer {} is also named \"{}\": give every node its own `node:` name",
                         addr, h.node);
           retry_later(self, addr);
           return;
@@ -258,7 +259,7 @@ void on_connected(self_ptr self, connect_result& r) {
         auto text = caf_text(err);
         if (errc_of(err) == Errc::config_invalid) {
           // A refusal (version, name clash) is worth an error every time, not a warning once.
-          spdlog::error("cluster: peer {} refused this node (\"{}\"): {}", addr, node_name(self), text);
+          logger().error("cluster: peer {} refused this node (\"{}\"): {}", addr, node_name(self), text);
           retry_later(self, addr);
           return;
         }
@@ -283,10 +284,10 @@ void node_lost(self_ptr self, const std::string& node, const caf::error& reason)
     if (kv.second.node == node)
       replace.push_back(kv.first);
   if (reason)
-    spdlog::warn("cluster: node {} is unreachable ({}); {} waiting acquires placed again, {} peers left",
+    logger().warn("cluster: node {} is unreachable ({}); {} waiting acquires placed again, {} peers left",
                  node, caf_text(reason), replace.size(), st.peers.size());
   else
-    spdlog::info("cluster: node {} left the cluster; {} waiting acquires placed again, {} peers left",
+    logger().info("cluster: node {} left the cluster; {} waiting acquires placed again, {} peers left",
                  node, replace.size(), st.peers.size());
   for (auto id : replace)
     place(self, id, {});
@@ -313,7 +314,7 @@ void answer(self_ptr self, uint64_t id, uint64_t attempt, caf::expected<lease_in
               errc_of(err) == Errc::node_lost || errc_of(err) == Errc::shutting_down;
   if (remote && gone && !st.stopping) {
     // The node is gone or leaving: do not place there again until it links anew.
-    spdlog::info("cluster: acquire for pool {} on node {} failed ({}); placing it again",
+    logger().info("cluster: acquire for pool {} on node {} failed ({}); placing it again",
                  w.req.pool, w.node, caf_text(err));
     st.views.erase(w.node);
     place(self, id, {});
@@ -399,7 +400,7 @@ void sample(self_ptr self) {
       },
       [self](caf::error& err) {
         self->state.sampling = false;
-        spdlog::debug("cluster: capacity sample failed: {}", caf_text(err));
+        logger().debug("cluster: capacity sample failed: {}", caf_text(err));
       });
 }
 
@@ -485,13 +486,13 @@ cluster_actor::behavior_type cluster(self_ptr self, cluster_params p) {
         return make_error(Errc::shutting_down, "node " + node_name(self) + " is leaving the cluster");
       if (h.protocol != st.p.protocol) {
         auto text = protocol_mismatch(h.node, h.protocol, node_name(self), st.p.protocol);
-        spdlog::error("cluster: refused peer \"{}\" at {}: {}", h.node, h.address, text);
+        logger().error("cluster: refused peer \"{}\" at {}: {}", h.node, h.address, text);
         return make_error(Errc::config_invalid, text);
       }
       if (h.node == node_name(self)) {
         auto text = "peer at " + h.address + " is also named \"" + h.node +
                     "\": give every node its own `node:` name";
-        spdlog::error("cluster: refused a peer: {}", text);
+        logger().error("cluster: refused a peer: {}", text);
         return make_error(Errc::config_invalid, text);
       }
       add_link(self, h);
@@ -552,13 +553,13 @@ cluster_actor::behavior_type cluster(self_ptr self, cluster_params p) {
       };
       self->request(st.p.sup, std::chrono::seconds(15), stats_atom::value)
         .then(add, [one_done](caf::error& err) mutable {
-          spdlog::warn("cluster: local stats failed: {}", caf_text(err));
+          logger().warn("cluster: local stats failed: {}", caf_text(err));
           one_done();
         });
       for (auto& kv : st.peers)
         self->request(kv.second.handle, st.p.cfg->cluster.timeout, stats_atom::value, node_atom::value)
           .then(add, [one_done, node = kv.first](caf::error& err) mutable {
-            spdlog::warn("cluster: node {} did not answer stats: {}", node, caf_text(err));
+            logger().warn("cluster: node {} did not answer stats: {}", node, caf_text(err));
             one_done();
           });
       return rp;
@@ -592,7 +593,7 @@ cluster_actor::behavior_type cluster(self_ptr self, cluster_params p) {
       st.waiting.clear();
       for (auto& kv : st.peers)
         self->demonitor(kv.second.handle.address());
-      spdlog::info("cluster: node {} leaves the cluster ({} peers)", node_name(self), st.peers.size());
+      logger().info("cluster: node {} leaves the cluster ({} peers)", node_name(self), st.peers.size());
       st.peers.clear();
       self->quit();
       return ok_atom::value;

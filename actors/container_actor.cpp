@@ -5,6 +5,7 @@
 #include <caf/all.hpp>
 #include <spdlog/spdlog.h>
 
+#include "engine/logging.hpp"
 #include "messages/errors.hpp"
 
 namespace warmpool {
@@ -93,7 +94,7 @@ void transition(self_ptr self, cstate next, bool tell_pool = true) {
   auto lvl = (next == cstate::failed || next == cstate::suspect) ? spdlog::level::warn
              : (next == cstate::retiring || next == cstate::restarting) ? spdlog::level::info
                                                                           : spdlog::level::debug;
-  spdlog::log(lvl, "container {} (pool {}): {} -> {}{}{}", st.p.id, st.p.cfg->name,
+  logger().log(lvl, "container {} (pool {}): {} -> {}{}{}", st.p.id, st.p.cfg->name,
               to_string(st.state), to_string(next), st.reason.empty() ? "" : " reason=",
               (lvl == spdlog::level::debug) ? "" : st.reason);
   st.state = next;
@@ -244,7 +245,7 @@ void retire(self_ptr self, const std::string& reason) {
                    },
                    [self](op_result& r) {
                      if (r.err)
-                       spdlog::error("container {}: destroy failed: {}", self->state.p.id,
+                       logger().error("container {}: destroy failed: {}", self->state.p.id,
                                      render(r.err));
                      transition(self, cstate::gone);
                      if (self->state.pool_down)
@@ -384,7 +385,7 @@ void reset_after_lease(self_ptr self) {
                        retire(self, "reset_failed: " + render(r.err));
                        return;
                      }
-                     spdlog::debug("container {}: reset removed {} files, killed {} processes",
+                     logger().debug("container {}: reset removed {} files, killed {} processes",
                                    st.p.id, r.reset.files_removed, r.reset.processes_killed);
                      become_idle(self);
                    },
@@ -451,7 +452,7 @@ container_actor::behavior_type container(self_ptr self, container_params p) {
       if (st.state != cstate::idle || offer.seen != st.seq) {
         // We left idle (a probe, a retirement, a death) after the report the pool leased
         // on: the acquirer goes back to the pool, which knows our state by now.
-        spdlog::debug("container {}: hands lease {} back (now {})", st.p.id, offer.lease.id,
+        logger().debug("container {}: hands lease {} back (now {})", st.p.id, offer.lease.id,
                       to_string(st.state));
         return self->delegate(st.p.pool, lease_atom::value, std::move(offer));
       }

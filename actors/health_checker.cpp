@@ -5,6 +5,7 @@
 #include <caf/all.hpp>
 #include <spdlog/spdlog.h>
 
+#include "engine/logging.hpp"
 #include "messages/errors.hpp"
 
 namespace warmpool {
@@ -41,7 +42,7 @@ void probe(self_ptr self, const std::string& pool_name, container_ref ref, Healt
           return;
         }
         auto n = ++st.failures[ref.id];
-        spdlog::warn("health: pool {} sandbox {} failed its probe ({}/{}): {}", pool_name, ref.id, n,
+        logger().warn("health: pool {} sandbox {} failed its probe ({}/{}): {}", pool_name, ref.id, n,
                      hc.failures, r.detail);
         if (n >= hc.failures) {
           st.failures.erase(ref.id);
@@ -57,7 +58,7 @@ void probe(self_ptr self, const std::string& pool_name, container_ref ref, Healt
       [self, ref](caf::error& err) {
         // The sandbox's actor is gone (retired meanwhile): nothing to track.
         self->state.failures.erase(ref.id);
-        spdlog::debug("health: probe of {} not answered: {}", ref.id, render(err));
+        logger().debug("health: probe of {} not answered: {}", ref.id, render(err));
       });
 }
 
@@ -108,7 +109,7 @@ health_checker(self_ptr self, std::map<std::string, HealthCheckConfig> configs) 
               probe(self, name, std::move(ref), hc);
           },
           [name](caf::error& err) {
-            spdlog::debug("health: pool {} did not list its sandboxes: {}", name, render(err));
+            logger().debug("health: pool {} did not list its sandboxes: {}", name, render(err));
           });
       arm_tick(self, index);
     },

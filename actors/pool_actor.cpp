@@ -10,6 +10,7 @@
 #include <caf/all.hpp>
 #include <spdlog/spdlog.h>
 
+#include "engine/logging.hpp"
 #include "messages/errors.hpp"
 
 namespace warmpool {
@@ -277,7 +278,7 @@ void check_shutdown_done(self_ptr self) {
   auto& st = self->state;
   if (st.shutdown_requested && st.members.empty()) {
     st.shutdown_requested = false;
-    spdlog::info("pool {}: every sandbox destroyed", st.p.cfg->name);
+    logger().info("pool {}: every sandbox destroyed", st.p.cfg->name);
     st.shutdown_rp.deliver(ok_atom::value);
     self->quit();
   }
@@ -359,7 +360,7 @@ void on_report(self_ptr self, container_report& r) {
     if (r.reason.rfind("restart_exhausted", 0) == 0 && !st.shutting_down && !m.fresh) {
       // The backend keeps failing: back off before the next sandbox instead of spinning.
       auto pause = st.p.cfg->restart.backoff_max;
-      spdlog::warn("pool {}: sandbox {} gave up after restarts; pausing refill for {}ms",
+      logger().warn("pool {}: sandbox {} gave up after restarts; pausing refill for {}ms",
                    st.p.cfg->name, id, pause.count());
       st.paused_until = self->clock().now() + pause;
       self->delayed_send(me(self), pause, timer_atom::value, static_cast<uint8_t>(replenish_timer),
@@ -394,7 +395,7 @@ void adapt_target(self_ptr self) {
   auto now = self->clock().now();
   if (need >= st.target_idle) {
     if (need > st.target_idle)
-      spdlog::debug("pool {}: prewarm target {} -> {} ({:.1f}/s x {:.0f}ms)", cfg.name,
+      logger().debug("pool {}: prewarm target {} -> {} ({:.1f}/s x {:.0f}ms)", cfg.name,
                     st.target_idle, need, st.acquire_rate, st.create_ms);
     st.target_idle = need;
     st.below_since = {};
@@ -402,7 +403,7 @@ void adapt_target(self_ptr self) {
     if (st.below_since == decltype(st.below_since){})
       st.below_since = now;
     else if (now - st.below_since >= prewarm_cooldown) {
-      spdlog::debug("pool {}: prewarm target {} -> {}", cfg.name, st.target_idle, need);
+      logger().debug("pool {}: prewarm target {} -> {}", cfg.name, st.target_idle, need);
       st.target_idle = need;
       st.below_since = {};
     }
@@ -468,7 +469,7 @@ pool_actor::behavior_type pool(self_ptr self, pool_params p) {
     // A container actor that ended without reporting "gone" (it crashed).
     for (auto& kv : self->state.members)
       if (kv.second.handle.address() == msg.source) {
-        spdlog::error("pool {}: container {} ended unexpectedly: {}", self->state.p.cfg->name,
+        logger().error("pool {}: container {} ended unexpectedly: {}", self->state.p.cfg->name,
                       kv.first, self->system().render(msg.reason));
         member_gone(self, kv.first, "crashed");
         return;
@@ -531,7 +532,7 @@ pool_actor::behavior_type pool(self_ptr self, pool_params p) {
       // sender), so our books already show its real state; only the lease count is undone.
       auto& st = self->state;
       auto& proto = offer.lease;
-      spdlog::debug("pool {}: {} handed lease {} back; serving its acquirer again",
+      logger().debug("pool {}: {} handed lease {} back; serving its acquirer again",
                     st.p.cfg->name, proto.container, proto.id);
       auto& leased = st.transitions[static_cast<size_t>(cstate::leased)];
       if (leased > 0)
@@ -569,7 +570,7 @@ pool_actor::behavior_type pool(self_ptr self, pool_params p) {
       auto& st = self->state;
       if (st.shutdown_requested)
         return st.shutdown_rp;
-      spdlog::info("pool {}: shutting down ({} sandboxes, {} leased, grace {}ms)", st.p.cfg->name,
+      logger().info("pool {}: shutting down ({} sandboxes, {} leased, grace {}ms)", st.p.cfg->name,
                    st.members.size(), count(self, cstate::leased), grace.count());
       st.shutting_down = true;
       st.shutdown_requested = true;

@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/health_checker.hpp"
+#include "engine/logging.hpp"
 #include "messages/errors.hpp"
 
 namespace warmpool {
@@ -41,7 +42,7 @@ void ask_all_pools(self_ptr self, Timeout timeout, Done done, Ts... xs) {
             done(*results);
         },
         [results, remaining, done, name = kv.first](caf::error& err) mutable {
-          spdlog::warn("supervisor: pool {} did not answer: {}", name, render(err));
+          logger().warn("supervisor: pool {} did not answer: {}", name, render(err));
           if (--*remaining == 0)
             done(*results);
         });
@@ -79,7 +80,7 @@ supervisor_actor::behavior_type supervisor(self_ptr self, supervisor_params p) {
       }
       // A crashed pool: its sandboxes retire themselves (they monitor it); start afresh.
       ++st.pool_restarts;
-      spdlog::error("supervisor: pool {} crashed ({}); restarting it", name,
+      logger().error("supervisor: pool {} crashed ({}); restarting it", name,
                     self->system().render(msg.reason));
       start_pool(self, name);
       return;
@@ -138,7 +139,7 @@ supervisor_actor::behavior_type supervisor(self_ptr self, supervisor_params p) {
       st.shutting_down = true;
       st.p.directory->clear();
       auto grace = st.p.cfg->shutdown_grace;
-      spdlog::info("supervisor: shutting down {} pools (grace {}ms)", st.pools.size(), grace.count());
+      logger().info("supervisor: shutting down {} pools (grace {}ms)", st.pools.size(), grace.count());
       auto rp = self->make_response_promise<ok_atom>();
       // Destroying sandboxes takes time after the grace period: allow for it.
       auto timeout = grace + std::chrono::seconds(120);

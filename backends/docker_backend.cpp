@@ -9,6 +9,7 @@
 
 #include "backends/agent_client.hpp"
 #include "backends/local_backend.hpp"
+#include "engine/logging.hpp"
 
 namespace warmpool {
 
@@ -137,7 +138,7 @@ void DockerBackend::check_available() {
   c->api_version();
   // Only agent-mode pools need it, so a missing agent is an error at their create().
   if (!fs::exists(opts_.agent_path))
-    spdlog::warn("docker: warmpool-agent not found at {}; only exec_mode: docker pools will work",
+    logger().warn("docker: warmpool-agent not found at {}; only exec_mode: docker pools will work",
                  opts_.agent_path);
 }
 
@@ -490,9 +491,9 @@ void DockerBackend::remove_unremoved(const std::string& socket) {
   for (const auto& id : ids) {
     try {
       c->remove(id, true);
-      spdlog::info("docker: removed container {} left while the daemon was away", id.substr(0, 12));
+      logger().info("docker: removed container {} left while the daemon was away", id.substr(0, 12));
     } catch (const Error& e) {
-      spdlog::debug("docker: container {} still not removable: {}", id.substr(0, 12), e.what());
+      logger().debug("docker: container {} still not removable: {}", id.substr(0, 12), e.what());
       std::lock_guard lk(mtx_);
       unremoved_[socket].insert(id);
     }
@@ -511,7 +512,7 @@ size_t DockerBackend::reap_orphans(const std::string& node, const std::string& c
       std::string name = ct["Names"].empty() ? "" : ct["Names"][0].get<std::string>().substr(1);
       if (!name.empty()) remove_socket_dir(socket_dir_for(opts_.run_dir, inst, name), true);
     } catch (const Error& e) {
-      spdlog::warn("docker: could not remove orphan container {}: {}", id, e.what());
+      logger().warn("docker: could not remove orphan container {}: {}", id, e.what());
     }
   }
   return removed;
@@ -527,7 +528,7 @@ std::vector<std::string> DockerBackend::remove_instance(const std::string& insta
     try {
       with_retries(4, [&] { return c.remove(id, true); });
     } catch (const Error& e) {
-      spdlog::warn("docker: could not remove container {}: {}", id, e.what());
+      logger().warn("docker: could not remove container {}: {}", id, e.what());
       failed.push_back(id);
     }
   }
@@ -542,12 +543,12 @@ size_t DockerBackend::remove_all(const std::string& instance) {
     auto before = c.list({"warmpool.instance=" + instance}).size();
     auto failed = remove_instance(instance, opts_.docker_host, opts_.run_dir);
     for (const auto& id : failed)
-      spdlog::error("docker: container {} of instance {} could not be removed; remove it with "
+      logger().error("docker: container {} of instance {} could not be removed; remove it with "
                     "`docker rm -f {}` (the next start of this node reaps it too)",
                     id, instance, id);
     return before - failed.size();
   } catch (const Error& e) {
-    spdlog::error("docker: shutdown sweep of instance {} failed: {}", instance, e.what());
+    logger().error("docker: shutdown sweep of instance {} failed: {}", instance, e.what());
     return 0;
   }
 }
@@ -601,7 +602,7 @@ void DockerBackend::handle_event(const std::string& socket, const std::string& i
     bool running = st.is_object() && st["State"].value("Running", false);
     if (running || b->restarting) return;
   } catch (const Error& e) {
-    spdlog::debug("docker: inspect after event on {} ({}): {}", id, socket, e.what());
+    logger().debug("docker: inspect after event on {} ({}): {}", id, socket, e.what());
     return; // daemon unreachable: reconcile() runs after the reconnect
   }
   report_death(id);
@@ -625,7 +626,7 @@ void DockerBackend::report_death(const std::string& id) {
     if (!live_.erase(id)) return; // reported already
     cb = on_death_;
   }
-  spdlog::info("docker: container {} died", id.substr(0, 12));
+  logger().info("docker: container {} died", id.substr(0, 12));
   if (cb) cb(id);
 }
 

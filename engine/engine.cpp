@@ -444,7 +444,7 @@ Engine::Engine(EngineConfig cfg) : impl_(std::make_shared<Impl>()) {
     // An earlier run of this node that crashed may have left sandboxes behind.
     auto reaped = backend->reap_orphans(im.cfg.node, im.instance);
     if (reaped > 0)
-      spdlog::warn("pool {}: removed {} sandboxes left by an earlier run of node {}", pc.name,
+      logger().warn("pool {}: removed {} sandboxes left by an earlier run of node {}", pc.name,
                    reaped, im.cfg.node);
     auto registry = std::make_shared<sandbox_registry>();
     backend->on_death([registry](const std::string& id) { registry->notify_death(id); });
@@ -508,12 +508,12 @@ Engine::Engine(EngineConfig cfg) : impl_(std::make_shared<Impl>()) {
         host = im.cfg.node; // peers learn this address from us: make it reachable
       advertised = (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
                    std::to_string(im.cluster_port);
-      spdlog::info("cluster: node {} accepts peers on {}{}", im.cfg.node, advertised,
+      logger().info("cluster: node {} accepts peers on {}{}", im.cfg.node, advertised,
                    cc.tls.enabled() ? " (TLS)" : "");
     }
     caf::anon_send(im.cluster, listen_atom::value, advertised);
   }
-  spdlog::info("warmpool engine started: node {} instance {} with {} pools", im.cfg.node,
+  logger().info("warmpool engine started: node {} instance {} with {} pools", im.cfg.node,
                im.instance, im.cfg.pools.size());
 }
 
@@ -525,7 +525,7 @@ Engine::~Engine() {
   try {
     stop();
   } catch (const std::exception& e) {
-    spdlog::error("engine stop failed: {}", e.what());
+    logger().error("engine stop failed: {}", e.what());
   }
 }
 
@@ -536,7 +536,7 @@ Lease Engine::acquire(const std::string& pool, const AcquireOptions& opts) {
   auto li = impl_->with_acquire_dest(pool, [&](const auto& dest) {
     return impl_->call<lease_info>(dest, timeout, acquire_atom::value, std::move(req));
   });
-  spdlog::debug("acquired {} on {} from pool {} in {}us", li.id, li.container, pool,
+  logger().debug("acquired {} on {} from pool {} in {}us", li.id, li.container, pool,
                 std::chrono::duration_cast<std::chrono::microseconds>(
                   std::chrono::steady_clock::now() - started).count());
   return Lease{std::make_unique<Lease::Impl>(Lease::Impl{impl_, std::move(li), false})};
@@ -637,7 +637,7 @@ void Engine::stop() {
     try {
       im.call<ok_atom>(im.cluster, duration{5000}, shutdown_atom::value);
     } catch (const Error& e) {
-      spdlog::warn("cluster: leaving the cluster: {}", e.what());
+      logger().warn("cluster: leaving the cluster: {}", e.what());
       caf::anon_send_exit(im.cluster, caf::exit_reason::user_shutdown);
     }
     if (im.cluster_port != 0)
@@ -647,15 +647,15 @@ void Engine::stop() {
     im.call<ok_atom>(im.sup, im.cfg.shutdown_grace + duration{150000},
                      shutdown_atom::value);
   } catch (const Error& e) {
-    spdlog::error("graceful shutdown incomplete: {}", e.what());
+    logger().error("graceful shutdown incomplete: {}", e.what());
     caf::anon_send_exit(im.sup, caf::exit_reason::user_shutdown);
   }
   size_t left = 0;
   for (auto& kv : im.backends)
     left += kv.second->remove_all(im.instance);
   if (left > 0)
-    spdlog::warn("shutdown: removed {} sandboxes the pools did not", left);
-  spdlog::info("warmpool engine stopped in {}ms",
+    logger().warn("shutdown: removed {} sandboxes the pools did not", left);
+  logger().info("warmpool engine stopped in {}ms",
                std::chrono::duration_cast<std::chrono::milliseconds>(
                  std::chrono::steady_clock::now() - started).count());
 }

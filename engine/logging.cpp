@@ -1,5 +1,6 @@
 #include "engine/logging.hpp"
 
+#include <atomic>
 #include <cstdio>
 #include <ctime>
 #include <mutex>
@@ -47,24 +48,22 @@ private:
   FILE* out_;
 };
 
-} // namespace
+// Loggers are never freed: other threads may be logging through the previous one while it
+// is replaced (found by TSan when several engines share a process), and there are only as
+// many as configurations applied.
+std::mutex mtx;
+std::vector<std::shared_ptr<spdlog::logger>> kept;
+std::atomic<spdlog::logger*> current{nullptr};
+std::optional<LogConfig> applied;
+bool borrowed = false; // current is the embedder's "warmpool" logger
 
-void configure_logging(const LogConfig& cfg) {
-  // Several engines may live in one process (cluster tests, an embedder with two pools of
-  // pools). Other threads log through spdlog's default logger without a lock, so replacing
-  // it while they do frees a logger in use (found by TSan). Same sink as before: only the
-  // level changes, which is atomic. Another sink: the old logger is kept alive for good.
-  static std::mutex mtx;
-  static std::vector<std::shared_ptr<spdlog::logger>> retired;
-  static std::optional<LogConfig> applied;
-  std::lock_guard<std::mutex> guard{mtx};
-  bool same_sink = applied && applied->format == cfg.format && applied->file == cfg.file;
-  applied = cfg;
-  if (same_sink) {
-    spdlog::default_logger_raw()->set_level(spdlog::level::from_str(cfg.level));
-    return;
-  }
-  retired.push_back(spdlog::default_logger());
+spdlog::logger* use(std::shared_ptr<spdlog::logger> l) {
+  kept.push_back(std::move(l));
+  current.store(kept.back().get(), std::memory_order_release);
+  return kept.back().get();
+}
+
+std::shared_ptr<spdlog::logger> make_logger(const LogConfig& cfg) {
   spdlog::sink_ptr sink;
   if (cfg.format == "json") {
     FILE* out = stderr;
@@ -82,7 +81,43 @@ void configure_logging(const LogConfig& cfg) {
   auto logger = std::make_shared<spdlog::logger>("warmpool", sink);
   logger->set_level(spdlog::level::from_str(cfg.level));
   logger->flush_on(spdlog::level::warn);
-  spdlog::set_default_logger(logger);
+  return logger;
+}
+
+} // namespace
+
+spdlog::logger& logger() {
+  if (auto* l = current.load(std::memory_order_acquire))
+    return *l;
+  std::lock_guard<std::mutex> guard{mtx};
+  if (auto* l = current.load(std::memory_order_acquire))
+    return *l;
+  if (auto theirs = spdlog::get("warmpool")) {
+    borrowed = true;
+    return *use(std::move(theirs));
+  }
+  return *use(make_logger(LogConfig{}));
+}
+
+void configure_logging(const LogConfig& cfg) {
+  std::lock_guard<std::mutex> guard{mtx};
+  if (auto theirs = spdlog::get("warmpool")) {
+    if (current.load(std::memory_order_relaxed) != theirs.get())
+      use(std::move(theirs));
+    borrowed = true;
+    return;
+  }
+  // Several engines may live in one process (cluster tests, an embedder with two sets of
+  // pools): the same sink again only changes the level, which is atomic.
+  bool same_sink = !borrowed && applied && applied->format == cfg.format &&
+                   applied->file == cfg.file && current.load(std::memory_order_relaxed);
+  applied = cfg;
+  borrowed = false;
+  if (same_sink) {
+    current.load(std::memory_order_relaxed)->set_level(spdlog::level::from_str(cfg.level));
+    return;
+  }
+  use(make_logger(cfg));
 }
 
 } // namespace warmpool

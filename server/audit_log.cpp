@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "engine/logging.hpp"
+
 namespace warmpool {
 
 namespace {
@@ -76,7 +78,7 @@ void AuditLog::record(const AuditRecord& r) {
     failing_ = false;
   } else if (!failing_) {
     failing_ = true;
-    spdlog::error("audit log {}: cannot write: {}", cfg_.file, std::strerror(errno));
+    logger().error("audit log {}: cannot write: {}", cfg_.file, std::strerror(errno));
   }
 }
 

@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "engine/json.hpp"
+#include "engine/logging.hpp"
 #include "server/audit_log.hpp"
 #include "server/lease_registry.hpp"
 #include "server/metrics.hpp"
@@ -385,10 +386,10 @@ struct HttpServer::Impl {
       } catch (const Error& e) {
         send_error(res, status_of(e.code()), to_string(e.code()), without_code(e));
       } catch (const std::exception& e) {
-        spdlog::error("http {} {}: {}", req.method, req.path, e.what());
+        logger().error("http {} {}: {}", req.method, req.path, e.what());
         send_error(res, 500, "internal", e.what());
       } catch (...) {
-        spdlog::error("http {} {}: unknown exception", req.method, req.path);
+        logger().error("http {} {}: unknown exception", req.method, req.path);
         send_error(res, 500, "internal", "unknown exception");
       }
     };
@@ -537,7 +538,7 @@ struct HttpServer::Impl {
           lease.release(broken);
         } catch (const std::exception& ex) {
           // Expected when the sandbox died: its actor is gone and the pool replaces it.
-          spdlog::debug("lease {}: release after a failed exec: {}", lease.id(), ex.what());
+          logger().debug("lease {}: release after a failed exec: {}", lease.id(), ex.what());
         }
         throw;
       }
@@ -773,7 +774,7 @@ struct HttpServer::Impl {
     }));
     svr.set_logger([this](const Request& req, const Response& res) {
       metrics.count_request(req.method, route_of(req.path), res.status);
-      spdlog::debug("http {} {} -> {}", req.method, req.path, res.status);
+      logger().debug("http {} {} -> {}", req.method, req.path, res.status);
     });
     svr.set_payload_max_length(cfg.max_body);
     auto threads = std::max<uint32_t>(cfg.threads, 1);
@@ -800,17 +801,17 @@ struct HttpServer::Impl {
           rec.tenant = e->tenant;
           rec.session = e->session;
           fill(rec, e->lease);
-          spdlog::info("lease {} expired: no request for {}ms (server.lease_ttl); releasing it",
+          logger().info("lease {} expired: no request for {}ms (server.lease_ttl); releasing it",
                        e->lease.id(), leases.ttl().count());
           try {
             audited(rec, [&] { e->lease.release(false); });
           } catch (const std::exception& ex) {
-            spdlog::warn("lease {}: release after expiry failed: {}", rec.lease, ex.what());
+            logger().warn("lease {}: release after expiry failed: {}", rec.lease, ex.what());
           }
         }
         sessions.sweep();
       } catch (const std::exception& ex) {
-        spdlog::error("http sweeper: {}", ex.what());
+        logger().error("http sweeper: {}", ex.what());
       }
       lk.lock();
     }
@@ -854,7 +855,7 @@ int HttpServer::start() {
   im.listening = true;
   im.listener = std::thread([&im] {
     if (!im.svr.listen_after_bind())
-      spdlog::error("http server on port {} stopped accepting connections", im.bound_port);
+      logger().error("http server on port {} stopped accepting connections", im.bound_port);
     std::lock_guard<std::mutex> g{im.state_mtx};
     im.listening = false;
     im.state_cv.notify_all();
@@ -885,7 +886,7 @@ void HttpServer::stop() {
     try {
       e->lease.release(false);
     } catch (const std::exception& ex) {
-      spdlog::warn("shutdown: releasing lease {}: {}", e->lease.id(), ex.what());
+      logger().warn("shutdown: releasing lease {}: {}", e->lease.id(), ex.what());
     }
   }
   im.sessions.clear();

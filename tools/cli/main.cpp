@@ -71,7 +71,7 @@ int run_daemon(const Common& c) {
   auto signals = block_stop_signals();
   auto engine = std::make_unique<Engine>(load(c));
   auto interval = engine->config().stats_interval;
-  spdlog::info("warmpool running: {} pools; SIGINT or SIGTERM stops it gracefully",
+  logger().info("warmpool running: {} pools; SIGINT or SIGTERM stops it gracefully",
                engine->config().pools.size());
   for (;;) {
     int sig = 0;
@@ -83,11 +83,11 @@ int run_daemon(const Common& c) {
       sigwait(&signals, &sig);
     }
     if (sig == SIGINT || sig == SIGTERM) {
-      spdlog::info("received {}: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+      logger().info("received {}: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
       break;
     }
     for (auto& s : engine->stats())
-      spdlog::info("stats pool={} total={} idle={} leased={} creating={} waiting={} hits={} "
+      logger().info("stats pool={} total={} idle={} leased={} creating={} waiting={} hits={} "
                    "misses={} exhausted={} recycled={} failed={} executions={}",
                    s.name, s.total, s.idle, s.leased, s.creating, s.waiting, s.hits, s.misses,
                    s.exhausted, s.recycled, s.failed, s.executions);
@@ -111,18 +111,18 @@ int serve(const Common& c, const std::string& listen) {
   Engine engine{cfg};
   HttpServer server{engine, cfg.server, cfg.routing};
   int port = server.start();
-  spdlog::info("warmpool serving HTTP on {}:{} ({} pools); SIGINT or SIGTERM stops it",
+  logger().info("warmpool serving HTTP on {}:{} ({} pools); SIGINT or SIGTERM stops it",
                server.host(), port, cfg.pools.size());
   for (;;) {
     // Wake up now and then to notice a listener that died on its own.
     timespec ts{0, 500 * 1000000L};
     int sig = sigtimedwait(&signals, nullptr, &ts);
     if (sig == SIGINT || sig == SIGTERM) {
-      spdlog::info("received {}: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+      logger().info("received {}: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
       break;
     }
     if (!server.running()) {
-      spdlog::error("the HTTP server stopped unexpectedly; shutting down");
+      logger().error("the HTTP server stopped unexpectedly; shutting down");
       server.stop();
       engine.stop();
       return exit_runtime;
