@@ -79,6 +79,9 @@ for _ in $(seq 1 100); do
   grep -q '"msg":"stats pool=main' "$tmp/run.log" && break
   sleep 0.1
 done
+# Its sandboxes (bwrap children): only these, as other tests may run sandboxes meanwhile.
+kids=$(pgrep -P "$pid" || true)
+[ -n "$kids" ] || fail "run has no sandbox running"
 kill -TERM "$pid"
 wait "$pid" || fail "run exited non-zero after SIGTERM"
 python3 - "$tmp/run.log" <<'PY'
@@ -90,6 +93,8 @@ assert any(m.startswith("stats pool=main") for m in msgs), msgs
 assert any("received SIGTERM" in m for m in msgs), msgs
 assert any("every sandbox destroyed" in m for m in msgs), msgs
 PY
-# Nothing left behind: no bwrap of ours still running.
-! pgrep -f "$WARMPOOL_BUILD_DIR/bin/warmpool-agent" >/dev/null || fail "sandboxes left running"
+# Nothing left behind: none of its sandboxes still running.
+for k in $kids; do
+  ! kill -0 "$k" 2>/dev/null || fail "sandbox process $k left running"
+done
 echo "cli: all checks passed"
