@@ -669,8 +669,17 @@ struct HttpServer::Impl {
     send_json(res, 200, {{"pools", out}});
   }
 
+  /// This node's row of the pool (a peer's when only peers have it); `?node=` picks a
+  /// node's row of a pool several nodes have.
   void pool(const Request& req, Response& res) {
-    send_json(res, 200, to_json(engine.stats(req.matches[1])));
+    std::string name = req.matches[1];
+    if (!req.has_param("node"))
+      return send_json(res, 200, to_json(engine.stats(name)));
+    auto node = req.get_param_value("node");
+    for (auto& s : engine.stats())
+      if (s.name == name && s.node == node)
+        return send_json(res, 200, to_json(s));
+    throw Error{Errc::unknown_pool, "no pool named \"" + name + "\" on node \"" + node + "\""};
   }
 
   void healthz(const Request&, Response& res) {

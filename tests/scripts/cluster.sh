@@ -89,6 +89,16 @@ wait_for 30 "nodes a, b, c warm in A's stats" warm a b c
 # B and C learned of each other from A's hello and linked directly.
 wait_for 10 "b links to c" grep -q 'node b linked to node c' "$tmp/b.log"
 
+# -- a pool every node has: the serving node's row, or the one ?node= names ---------
+r=$(http GET /v1/pools/py)
+[ "$(body_of "$r" | jget "d['node']")" = a ] || fail "GET /v1/pools/py is not a's own row: $r"
+r=$(http GET "/v1/pools/py?node=b")
+[ "$(status_of "$r")" = 200 ] && [ "$(body_of "$r" | jget "d['node']")" = b ] ||
+  fail "GET /v1/pools/py?node=b: $r"
+r=$(http GET "/v1/pools/py?node=nope")
+[ "$(status_of "$r")" = 404 ] && grep -q 'on node \\"nope\\"' <<<"$r" ||
+  fail "GET /v1/pools/py?node=nope: $r"
+
 # -- acquires beyond one node's capacity land on the others ------------------------
 declare -A node_of
 for i in 1 2 3 4 5 6; do
