@@ -14,17 +14,8 @@ using namespace warmpool;
 namespace {
 
 EngineConfig sim_engine(const std::string& level) {
-  EngineConfig cfg;
-  cfg.node = "log-test";
-  cfg.log.level = level;
-  PoolConfig pc;
-  pc.name = "sim";
-  pc.backend = "sim";
-  pc.min_idle = 1;
-  pc.max_size = 2;
-  pc.health_check.interval = duration{0};
-  cfg.pools.push_back(pc);
-  return cfg;
+  return parse_config("node: log-test\nlog: {level: " + level +
+                      "}\npools: [{name: sim, backend: sim, min_idle: 1, max_size: 2}]\n");
 }
 
 std::shared_ptr<spdlog::logger> logger_into(std::ostringstream& out, const std::string& name) {
