@@ -110,7 +110,7 @@ void connect_failed(self_ptr self, const std::string& addr, const std::string& w
   // The first failure says why; a peer that stays down should not flood the log.
   if (!a.logged)
     logger().warn("cluster: cannot link to peer {} yet: {} (retrying every <= {}s)", addr, why,
-                 retry_max.count() / 1000);
+                  retry_max.count() / 1000);
   else
     logger().debug("cluster: peer {}: {}", addr, why);
   a.logged = true;
@@ -138,7 +138,7 @@ void add_link(self_ptr self, const cluster_hello& h) {
     if (!st.pushed.node.empty())
       self->send(h.handle, capacity_atom::value, st.pushed);
     logger().info("cluster: node {} linked to node {} at {} ({} peers)", node_name(self), h.node,
-                 h.address.empty() ? "(not listening)" : h.address, st.peers.size());
+                  h.address.empty() ? "(not listening)" : h.address, st.peers.size());
   }
   if (!h.address.empty()) {
     auto& a = st.addresses[h.address];
@@ -236,13 +236,13 @@ void on_connected(self_ptr self, connect_result& r) {
           return;
         if (h.protocol != st.p.protocol) {
           logger().error("cluster: not linking to node \"{}\" at {}: {}", h.node, addr,
-                        protocol_mismatch(h.node, h.protocol, node_name(self), st.p.protocol));
+                         protocol_mismatch(h.node, h.protocol, node_name(self), st.p.protocol));
           retry_later(self, addr);
           return;
         }
         if (h.node == node_name(self)) {
           logger().error("cluster: peer {} is also named \"{}\": give every node its own `node:` name",
-                        addr, h.node);
+                         addr, h.node);
           retry_later(self, addr);
           return;
         }
@@ -285,10 +285,10 @@ void node_lost(self_ptr self, const std::string& node, const caf::error& reason)
       replace.push_back(kv.first);
   if (reason)
     logger().warn("cluster: node {} is unreachable ({}); {} waiting acquires placed again, {} peers left",
-                 node, caf_text(reason), replace.size(), st.peers.size());
+                  node, caf_text(reason), replace.size(), st.peers.size());
   else
     logger().info("cluster: node {} left the cluster; {} waiting acquires placed again, {} peers left",
-                 node, replace.size(), st.peers.size());
+                  node, replace.size(), st.peers.size());
   for (auto id : replace)
     place(self, id, {});
 }
@@ -315,7 +315,7 @@ void answer(self_ptr self, uint64_t id, uint64_t attempt, caf::expected<lease_in
   if (remote && gone && !st.stopping) {
     // The node is gone or leaving: do not place there again until it links anew.
     logger().info("cluster: acquire for pool {} on node {} failed ({}); placing it again",
-                 w.req.pool, w.node, caf_text(err));
+                  w.req.pool, w.node, caf_text(err));
     st.views.erase(w.node);
     place(self, id, {});
     return;

@@ -95,8 +95,8 @@ void transition(self_ptr self, cstate next, bool tell_pool = true) {
              : (next == cstate::retiring || next == cstate::restarting) ? spdlog::level::info
                                                                           : spdlog::level::debug;
   logger().log(lvl, "container {} (pool {}): {} -> {}{}{}", st.p.id, st.p.cfg->name,
-              to_string(st.state), to_string(next), st.reason.empty() ? "" : " reason=",
-              (lvl == spdlog::level::debug) ? "" : st.reason);
+               to_string(st.state), to_string(next), st.reason.empty() ? "" : " reason=",
+               (lvl == spdlog::level::debug) ? "" : st.reason);
   st.state = next;
   ++st.seq;
   if (tell_pool)
@@ -246,7 +246,7 @@ void retire(self_ptr self, const std::string& reason) {
                    [self](op_result& r) {
                      if (r.err)
                        logger().error("container {}: destroy failed: {}", self->state.p.id,
-                                     render(r.err));
+                                      render(r.err));
                      transition(self, cstate::gone);
                      if (self->state.pool_down)
                        self->quit();
@@ -386,7 +386,7 @@ void reset_after_lease(self_ptr self) {
                        return;
                      }
                      logger().debug("container {}: reset removed {} files, killed {} processes",
-                                   st.p.id, r.reset.files_removed, r.reset.processes_killed);
+                                    st.p.id, r.reset.files_removed, r.reset.processes_killed);
                      become_idle(self);
                    },
                    {}});
@@ -453,7 +453,7 @@ container_actor::behavior_type container(self_ptr self, container_params p) {
         // We left idle (a probe, a retirement, a death) after the report the pool leased
         // on: the acquirer goes back to the pool, which knows our state by now.
         logger().debug("container {}: hands lease {} back (now {})", st.p.id, offer.lease.id,
-                      to_string(st.state));
+                       to_string(st.state));
         return self->delegate(st.p.pool, lease_atom::value, std::move(offer));
       }
       auto& proto = offer.lease;

@@ -43,7 +43,7 @@ void probe(self_ptr self, const std::string& pool_name, container_ref ref, Healt
         }
         auto n = ++st.failures[ref.id];
         logger().warn("health: pool {} sandbox {} failed its probe ({}/{}): {}", pool_name, ref.id, n,
-                     hc.failures, r.detail);
+                      hc.failures, r.detail);
         if (n >= hc.failures) {
           st.failures.erase(ref.id);
           self->send(ref.handle, retire_atom::value, std::string{"unhealthy: " + r.detail});

@@ -361,7 +361,7 @@ void on_report(self_ptr self, container_report& r) {
       // The backend keeps failing: back off before the next sandbox instead of spinning.
       auto pause = st.p.cfg->restart.backoff_max;
       logger().warn("pool {}: sandbox {} gave up after restarts; pausing refill for {}ms",
-                   st.p.cfg->name, id, pause.count());
+                    st.p.cfg->name, id, pause.count());
       st.paused_until = self->clock().now() + pause;
       self->delayed_send(me(self), pause, timer_atom::value, static_cast<uint8_t>(replenish_timer),
                          uint64_t{0});
@@ -396,7 +396,7 @@ void adapt_target(self_ptr self) {
   if (need >= st.target_idle) {
     if (need > st.target_idle)
       logger().debug("pool {}: prewarm target {} -> {} ({:.1f}/s x {:.0f}ms)", cfg.name,
-                    st.target_idle, need, st.acquire_rate, st.create_ms);
+                     st.target_idle, need, st.acquire_rate, st.create_ms);
     st.target_idle = need;
     st.below_since = {};
   } else if (need * 2 <= st.target_idle) {
@@ -470,7 +470,7 @@ pool_actor::behavior_type pool(self_ptr self, pool_params p) {
     for (auto& kv : self->state.members)
       if (kv.second.handle.address() == msg.source) {
         logger().error("pool {}: container {} ended unexpectedly: {}", self->state.p.cfg->name,
-                      kv.first, self->system().render(msg.reason));
+                       kv.first, self->system().render(msg.reason));
         member_gone(self, kv.first, "crashed");
         return;
       }
@@ -533,7 +533,7 @@ pool_actor::behavior_type pool(self_ptr self, pool_params p) {
       auto& st = self->state;
       auto& proto = offer.lease;
       logger().debug("pool {}: {} handed lease {} back; serving its acquirer again",
-                    st.p.cfg->name, proto.container, proto.id);
+                     st.p.cfg->name, proto.container, proto.id);
       auto& leased = st.transitions[static_cast<size_t>(cstate::leased)];
       if (leased > 0)
         --leased;
@@ -571,7 +571,7 @@ pool_actor::behavior_type pool(self_ptr self, pool_params p) {
       if (st.shutdown_requested)
         return st.shutdown_rp;
       logger().info("pool {}: shutting down ({} sandboxes, {} leased, grace {}ms)", st.p.cfg->name,
-                   st.members.size(), count(self, cstate::leased), grace.count());
+                    st.members.size(), count(self, cstate::leased), grace.count());
       st.shutting_down = true;
       st.shutdown_requested = true;
       st.shutdown_rp = self->make_response_promise<ok_atom>();

@@ -139,7 +139,7 @@ void DockerBackend::check_available() {
   // Only agent-mode pools need it, so a missing agent is an error at their create().
   if (!fs::exists(opts_.agent_path))
     logger().warn("docker: warmpool-agent not found at {}; only exec_mode: docker pools will work",
-                 opts_.agent_path);
+                  opts_.agent_path);
 }
 
 json DockerBackend::container_config(const SandboxSpec& spec, const std::string& socket_dir) const {
@@ -544,8 +544,8 @@ size_t DockerBackend::remove_all(const std::string& instance) {
     auto failed = remove_instance(instance, opts_.docker_host, opts_.run_dir);
     for (const auto& id : failed)
       logger().error("docker: container {} of instance {} could not be removed; remove it with "
-                    "`docker rm -f {}` (the next start of this node reaps it too)",
-                    id, instance, id);
+                     "`docker rm -f {}` (the next start of this node reaps it too)",
+                     id, instance, id);
     return before - failed.size();
   } catch (const Error& e) {
     logger().error("docker: shutdown sweep of instance {} failed: {}", instance, e.what());

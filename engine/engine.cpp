@@ -445,7 +445,7 @@ Engine::Engine(EngineConfig cfg) : impl_(std::make_shared<Impl>()) {
     auto reaped = backend->reap_orphans(im.cfg.node, im.instance);
     if (reaped > 0)
       logger().warn("pool {}: removed {} sandboxes left by an earlier run of node {}", pc.name,
-                   reaped, im.cfg.node);
+                    reaped, im.cfg.node);
     auto registry = std::make_shared<sandbox_registry>();
     backend->on_death([registry](const std::string& id) { registry->notify_death(id); });
     im.backends[pc.name] = backend;
@@ -509,12 +509,12 @@ Engine::Engine(EngineConfig cfg) : impl_(std::make_shared<Impl>()) {
       advertised = (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" +
                    std::to_string(im.cluster_port);
       logger().info("cluster: node {} accepts peers on {}{}", im.cfg.node, advertised,
-                   cc.tls.enabled() ? " (TLS)" : "");
+                    cc.tls.enabled() ? " (TLS)" : "");
     }
     caf::anon_send(im.cluster, listen_atom::value, advertised);
   }
   logger().info("warmpool engine started: node {} instance {} with {} pools", im.cfg.node,
-               im.instance, im.cfg.pools.size());
+                im.instance, im.cfg.pools.size());
 }
 
 std::unique_ptr<Engine> Engine::from_file(const std::string& path) {
@@ -537,7 +537,7 @@ Lease Engine::acquire(const std::string& pool, const AcquireOptions& opts) {
     return impl_->call<lease_info>(dest, timeout, acquire_atom::value, std::move(req));
   });
   logger().debug("acquired {} on {} from pool {} in {}us", li.id, li.container, pool,
-                std::chrono::duration_cast<std::chrono::microseconds>(
+                 std::chrono::duration_cast<std::chrono::microseconds>(
                   std::chrono::steady_clock::now() - started).count());
   return Lease{std::make_unique<Lease::Impl>(Lease::Impl{impl_, std::move(li), false})};
 }
@@ -656,7 +656,7 @@ void Engine::stop() {
   if (left > 0)
     logger().warn("shutdown: removed {} sandboxes the pools did not", left);
   logger().info("warmpool engine stopped in {}ms",
-               std::chrono::duration_cast<std::chrono::milliseconds>(
+                std::chrono::duration_cast<std::chrono::milliseconds>(
                  std::chrono::steady_clock::now() - started).count());
 }
 

@@ -811,7 +811,7 @@ struct HttpServer::Impl {
           rec.session = e->session;
           fill(rec, e->lease);
           logger().info("lease {} expired: no request for {}ms (server.lease_ttl); releasing it",
-                       e->lease.id(), leases.ttl().count());
+                        e->lease.id(), leases.ttl().count());
           try {
             audited(rec, [&] { e->lease.release(false); });
           } catch (const std::exception& ex) {

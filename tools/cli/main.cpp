@@ -72,7 +72,7 @@ int run_daemon(const Common& c) {
   auto engine = std::make_unique<Engine>(load(c));
   auto interval = engine->config().stats_interval;
   logger().info("warmpool running: {} pools; SIGINT or SIGTERM stops it gracefully",
-               engine->config().pools.size());
+                engine->config().pools.size());
   for (;;) {
     int sig = 0;
     if (interval.count() > 0) {
@@ -88,9 +88,9 @@ int run_daemon(const Common& c) {
     }
     for (auto& s : engine->stats())
       logger().info("stats pool={} total={} idle={} leased={} creating={} waiting={} hits={} "
-                   "misses={} exhausted={} recycled={} failed={} executions={}",
-                   s.name, s.total, s.idle, s.leased, s.creating, s.waiting, s.hits, s.misses,
-                   s.exhausted, s.recycled, s.failed, s.executions);
+                    "misses={} exhausted={} recycled={} failed={} executions={}",
+                    s.name, s.total, s.idle, s.leased, s.creating, s.waiting, s.hits, s.misses,
+                    s.exhausted, s.recycled, s.failed, s.executions);
   }
   engine->stop();
   return 0;
@@ -112,7 +112,7 @@ int serve(const Common& c, const std::string& listen) {
   HttpServer server{engine, cfg.server, cfg.routing};
   int port = server.start();
   logger().info("warmpool serving HTTP on {}:{} ({} pools); SIGINT or SIGTERM stops it",
-               server.host(), port, cfg.pools.size());
+                server.host(), port, cfg.pools.size());
   for (;;) {
     // Wake up now and then to notice a listener that died on its own.
     timespec ts{0, 500 * 1000000L};
