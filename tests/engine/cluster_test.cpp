@@ -140,10 +140,11 @@ TEST(ClusterEngines, APoolOnlyThePeerHasIsServedThereAndRunsRemotely) {
   b.stop();
 }
 
-// A peer that completes TCP connects but never speaks: CAF's remote_actor has no deadline
-// there (upstream issue #504), so the connect runs on its own thread. The engine must still
-// stop at once, and that thread must not touch the gone actor system when the peer finally
-// hangs up (ASan sees it if it does).
+// A peer that completes TCP connects but never speaks: CAF's connect has no deadline there
+// (upstream issue #504), so the node link's connect request stays open. The engine must
+// still serve and stop at once, and nothing may touch its gone actor system when the peer
+// finally hangs up (ASan sees it if something does: the blocking remote_actor on a thread
+// of the first sessions could).
 TEST(ClusterEngines, StopsWhileAPeerAcceptsButNeverAnswers) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   ASSERT_GE(fd, 0);

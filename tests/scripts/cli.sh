@@ -80,7 +80,12 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 # Its sandboxes (bwrap children): only these, as other tests may run sandboxes meanwhile.
-kids=$(pgrep -P "$pid" || true)
+kids=
+for _ in $(seq 1 100); do
+  kids=$(pgrep -P "$pid" || true)
+  [ -n "$kids" ] && break
+  sleep 0.1
+done
 [ -n "$kids" ] || fail "run has no sandbox running"
 kill -TERM "$pid"
 wait "$pid" || fail "run exited non-zero after SIGTERM"
