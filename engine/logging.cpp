@@ -54,8 +54,8 @@ private:
 std::mutex mtx;
 std::vector<std::shared_ptr<spdlog::logger>> kept;
 std::atomic<spdlog::logger*> current{nullptr};
-std::optional<LogConfig> applied;
-bool borrowed = false; // current is the embedder's "warmpool" logger
+std::optional<LogConfig> applied; // what `ours` was made from
+spdlog::logger* ours = nullptr;    // current, when we made it (not the embedder's)
 
 spdlog::logger* use(std::shared_ptr<spdlog::logger> l) {
   kept.push_back(std::move(l));
@@ -84,6 +84,17 @@ std::shared_ptr<spdlog::logger> make_logger(const LogConfig& cfg) {
   return logger;
 }
 
+/// Switches to the embedder's logger named "warmpool", if it registered one.
+bool adopt_registered() {
+  auto theirs = spdlog::get("warmpool");
+  if (!theirs)
+    return false;
+  if (current.load(std::memory_order_relaxed) != theirs.get())
+    use(std::move(theirs));
+  ours = nullptr;
+  return true;
+}
+
 } // namespace
 
 spdlog::logger& logger() {
@@ -92,32 +103,23 @@ spdlog::logger& logger() {
   std::lock_guard<std::mutex> guard{mtx};
   if (auto* l = current.load(std::memory_order_acquire))
     return *l;
-  if (auto theirs = spdlog::get("warmpool")) {
-    borrowed = true;
-    return *use(std::move(theirs));
-  }
-  return *use(make_logger(LogConfig{}));
+  if (!adopt_registered())
+    ours = use(make_logger(LogConfig{}));
+  return *current.load(std::memory_order_relaxed);
 }
 
 void configure_logging(const LogConfig& cfg) {
   std::lock_guard<std::mutex> guard{mtx};
-  if (auto theirs = spdlog::get("warmpool")) {
-    if (current.load(std::memory_order_relaxed) != theirs.get())
-      use(std::move(theirs));
-    borrowed = true;
+  if (adopt_registered())
     return;
-  }
   // Several engines may live in one process (cluster tests, an embedder with two sets of
   // pools): the same sink again only changes the level, which is atomic.
-  bool same_sink = !borrowed && applied && applied->format == cfg.format &&
-                   applied->file == cfg.file && current.load(std::memory_order_relaxed);
+  bool same_sink = ours && applied && applied->format == cfg.format && applied->file == cfg.file;
   applied = cfg;
-  borrowed = false;
-  if (same_sink) {
-    current.load(std::memory_order_relaxed)->set_level(spdlog::level::from_str(cfg.level));
-    return;
-  }
-  use(make_logger(cfg));
+  if (same_sink)
+    ours->set_level(spdlog::level::from_str(cfg.level));
+  else
+    ours = use(make_logger(cfg));
 }
 
 } // namespace warmpool

@@ -127,6 +127,12 @@ struct ActorTest : ::testing::Test {
     return ask<ExecResult>(li.handle, exec_atom::value, li.id, req);
   }
 
+  /// The idle (and suspect) sandboxes the pool knows, with their actor handles.
+  std::vector<container_ref> idle_sandboxes() {
+    auto r = ask<std::vector<container_ref>>(pool, list_atom::value);
+    return r && *r ? **r : std::vector<container_ref>{};
+  }
+
   PoolStats stats() {
     auto r = ask<PoolStats>(pool, stats_atom::value);
     EXPECT_TRUE(r && *r);

@@ -251,9 +251,9 @@ TEST_F(ContainerLifecycle, ARetiredSandboxsActorEndsOnceItsPoolHasSeenItGo) {
   // A gone container waits for its pool before it quits (so no lease offer can land on a
   // dead actor); it must not linger after that, or every recycled sandbox would leak one.
   start();
-  auto refs = ask<std::vector<container_ref>>(pool, list_atom::value);
-  ASSERT_TRUE(refs && *refs && (*refs)->size() == 1u);
-  auto box = (*refs)->front().handle;
+  auto refs = idle_sandboxes();
+  ASSERT_EQ(refs.size(), 1u);
+  auto box = refs.front().handle;
   self->monitor(box);
   self->send(box, retire_atom::value, std::string{"test"});
   run();

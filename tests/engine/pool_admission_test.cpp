@@ -168,12 +168,6 @@ TEST_F(PoolAdmission, GrowsToMaxSizeAndNoFurther) {
 // health probe, a retirement, a death) while the pool is already handing it out. The lease
 // must then go to the waiter's next sandbox, never fail and never land on a busy one.
 
-/// The idle sandboxes the pool knows, with their actor handles.
-std::vector<container_ref> idle_sandboxes(ActorTest& t) {
-  auto r = t.ask<std::vector<container_ref>>(t.pool, list_atom::value);
-  return r && *r ? **r : std::vector<container_ref>{};
-}
-
 /// The answer the pool sent to `self` for a plain (non-request) acquire.
 caf::expected<lease_info> lease_reply(caf::scoped_actor& self) {
   caf::expected<lease_info> out{make_error(Errc::internal, "no reply")};
@@ -189,7 +183,7 @@ caf::expected<lease_info> lease_reply(caf::scoped_actor& self) {
 TEST_F(PoolAdmission, AnAcquireRacingAHealthProbeGetsTheSandboxOnceTheProbePasses) {
   pc->max_size = 1;
   start();
-  auto box = idle_sandboxes(*this).at(0);
+  auto box = idle_sandboxes().at(0);
   // Queued in this order, the pool hands the sandbox out before it hears of the probe.
   self->send(pool, acquire_atom::value, acquire_request{pc->name, duration{5000}, "", ""});
   self->send(box.handle, probe_atom::value);
@@ -209,7 +203,7 @@ TEST_F(PoolAdmission, AnAcquireRacingAHealthProbeGetsTheSandboxOnceTheProbePasse
 TEST_F(PoolAdmission, AnAcquireRacingARetirementGetsAnotherSandbox) {
   pc->max_size = 2;
   start();
-  auto box = idle_sandboxes(*this).at(0);
+  auto box = idle_sandboxes().at(0);
   self->send(pool, acquire_atom::value, acquire_request{pc->name, duration{5000}, "", ""});
   self->send(box.handle, retire_atom::value, std::string{"test"});
   // Let the sandbox retire completely before the pool looks at its mailbox.

@@ -75,15 +75,11 @@ PY
 # run: JSON logs, periodic stats, SIGTERM -> graceful shutdown, exit 0.
 "$bin" run --config "$tmp/ok.yaml" --log-format json --log-level info 2>"$tmp/run.log" &
 pid=$!
-for _ in $(seq 1 100); do
-  grep -q '"msg":"stats pool=main' "$tmp/run.log" && break
-  sleep 0.1
-done
-# Its sandboxes (bwrap children): only these, as other tests may run sandboxes meanwhile.
-kids=
+# Until it logged stats and its sandbox runs. Its sandboxes are its bwrap children: only
+# these, as other tests may run sandboxes meanwhile.
 for _ in $(seq 1 100); do
   kids=$(pgrep -P "$pid" || true)
-  [ -n "$kids" ] && break
+  grep -q '"msg":"stats pool=main' "$tmp/run.log" && [ -n "$kids" ] && break
   sleep 0.1
 done
 [ -n "$kids" ] || fail "run has no sandbox running"
