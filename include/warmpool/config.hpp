@@ -64,7 +64,7 @@ struct PoolConfig {
   std::string backend = "local";    // local | sim | docker
   std::string image;                // docker image; local: ignored
   bool enabled = true;              // false: every acquire gets a fresh one-off sandbox
-  uint32_t min_idle = 1;            // warm sandboxes kept ready (seeds: startup containers)
+  uint32_t min_idle = 1;            // warm sandboxes kept ready (llm-runtime: startup_containers)
   uint32_t max_size = 4;            // sandboxes the pool may hold at once
   uint32_t max_uses = 0;            // recycle after this many leases; 0 = unlimited
   duration max_age{0};              // retire after this age; 0 = never

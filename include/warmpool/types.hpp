@@ -91,7 +91,7 @@ struct ContainerStats {
   uint32_t restarts = 0;
 };
 
-/// Counters and gauges of one pool (field names follow the seeds' stats).
+/// Counters and gauges of one pool (the JSON view adds other systems' names: available, in_use).
 struct PoolStats {
   std::string name;
   std::string backend;
@@ -101,7 +101,7 @@ struct PoolStats {
   uint32_t max_size = 0;
   // gauges
   uint32_t total = 0;   // every live sandbox (not counting one-off fresh ones)
-  uint32_t idle = 0;    // ready to lease ("available" in the seeds)
+  uint32_t idle = 0;    // ready to lease ("available" in other systems' stats)
   uint32_t leased = 0;  // "in use"
   uint32_t creating = 0;
   uint32_t waiting = 0; // acquirers queued
