@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <string>
 
+#include "engine/logging.hpp"
 #include "warmpool/engine.hpp"
 
 namespace warmpool::cli {
@@ -20,7 +21,9 @@ constexpr std::chrono::milliseconds kRefresh{200};
 } // namespace
 
 WarmupProgress::WarmupProgress(Engine& engine) : engine_(engine) {
-  if (isatty(STDERR_FILENO))
+  // At info level the log already tells each sandbox's warm-up, line by line; a status
+  // line would be torn by those lines.
+  if (isatty(STDERR_FILENO) && !logger().should_log(spdlog::level::info))
     thread_ = std::thread([this] { watch(); });
 }
 

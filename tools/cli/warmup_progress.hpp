@@ -1,6 +1,7 @@
 // A status line on a terminal while pools warm up ("warming up: 3/8 sandboxes warm"), so a
 // slow warm-up (docker image pulls, a big min_idle) does not look like a hang. Shown only
-// when stderr is a terminal and only once warm-up has taken a moment; erased when done.
+// when stderr is a terminal, the log is quieter than info (as exec's is by default) and
+// warm-up has taken a moment; erased when done.
 #pragma once
 
 #include <condition_variable>
@@ -15,7 +16,8 @@ namespace warmpool::cli {
 
 class WarmupProgress {
 public:
-  /// Starts watching `engine` when stderr is a terminal; does nothing otherwise.
+  /// Starts watching `engine` when stderr is a terminal and info lines are not logged;
+  /// does nothing otherwise.
   explicit WarmupProgress(Engine& engine);
   ~WarmupProgress(); // calls stop()
   WarmupProgress(const WarmupProgress&) = delete;
