@@ -29,6 +29,7 @@ TMP = tempfile.mkdtemp(prefix="warmpool-observability-")
 DASHBOARD = os.path.join(SOURCE, "docs", "grafana", "warmpool.json")
 ALERTS = os.path.join(SOURCE, "docs", "prometheus", "alerts.yaml")
 NEAR, FAR = f"obs-near-{os.getpid()}", f"obs-far-{os.getpid()}"
+PROMQL_CHECK = os.environ["PROMQL_CHECK"]  # tests/scripts/promql, installed by observability.sh
 PROCS = []
 LOGS = {}
 
@@ -104,7 +105,9 @@ def load_dashboard():
         q = variables[name]["query"]["query"]
         expect(f", {name})" in q, f"dashboard: ${name} must list the {name} label's values: {q!r}")
 
-    exprs = [(f"variable ${n}", v["query"]["query"]) for n, v in variables.items() if n != "datasource"]
+    # label_values() is Grafana's, not PromQL: these are checked for names, not parsed.
+    variable_exprs = [(f"variable ${n}", v["query"]["query"]) for n, v in variables.items() if n != "datasource"]
+    exprs = []
     titles = []
     panels = [p for p in d["panels"] if p["type"] != "row"]
     ids = [p["id"] for p in d["panels"]]
@@ -123,7 +126,8 @@ def load_dashboard():
             for _, labels in SELECTOR.findall(t["expr"]):
                 if "node" in labels or "pool" in labels:
                     expect('=~"$node"' in labels, f"{where}: selector {{{labels}}} ignores $node")
-    return d, titles, exprs
+    check_parses(exprs)
+    return d, titles, exprs + variable_exprs
 
 
 def load_alerts():
@@ -146,7 +150,25 @@ def load_alerts():
             exprs.append((where, r["expr"]))
             names.append(name)
     expect(len(names) == len(set(names)), "alerts: alert names repeat")
+    check_parses(exprs)
     return names, exprs
+
+
+# Grafana's own variables, as Grafana substitutes them before the query reaches Prometheus.
+GRAFANA_VARIABLES = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "6h"}
+
+
+def check_parses(exprs):
+    """Every expression through the Prometheus project's PromQL grammar (tests/scripts/promql)."""
+    items = []
+    for where, expr in exprs:
+        for var, value in GRAFANA_VARIABLES.items():
+            expr = expr.replace(var, value)
+        items.append({"where": where, "expr": expr})
+    r = subprocess.run(["node", os.path.join(PROMQL_CHECK, "check.mjs")], input=json.dumps(items),
+                       capture_output=True, text=True)
+    expect(r.returncode == 0, f"PromQL that does not parse:\n{r.stderr}{r.stdout}")
+    print(r.stdout.strip())
 
 
 # -- the scrape ------------------------------------------------------------------
