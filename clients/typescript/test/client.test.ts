@@ -10,6 +10,7 @@ import {
   ExecTimeoutError,
   InvalidRequestError,
   NotFoundError,
+  PayloadTooLargeError,
   PoolExhaustedError,
   UnauthorizedError,
   UnavailableError,
@@ -97,6 +98,33 @@ test("LeaseRunsCommandsAndMovesFilesUntilReleased", async () => {
   }
   assert.equal(lease.released, true);
   await rejection(lease.exec(["true"]), UnknownLeaseError);
+});
+
+test("SessionKeepsItsSandboxAndFilesBetweenExecutes", async () => {
+  const session = `ts-session-${process.pid}`;
+  const first = await client.execute("echo kept > session.txt", { pool: "shell", session });
+  const second = await client.execute(["cat", "session.txt"], { pool: "shell", session });
+  assert.equal(second.container, first.container);
+  assert.equal(second.session, session);
+  assert.equal(second.stdout, "kept\n");
+});
+
+test("DirtyReleaseRetiresTheSandbox", async () => {
+  const before = (await client.pool("single")).retired.dirty ?? 0;
+  const lease = await client.acquire({ pool: "single", timeout: "20s" });
+  await lease.release(true);
+  // Pool counters arrive asynchronously from the sandbox; the retirement shows up shortly.
+  for (let i = 0; i < 200 && ((await client.pool("single")).retired.dirty ?? 0) === before; i++)
+    await new Promise((r) => setTimeout(r, 50));
+  assert.equal((await client.pool("single")).retired.dirty, before + 1);
+});
+
+test("BodyOverTheServersLimitIsPayloadTooLarge", async () => {
+  await client.withLease({ pool: "shell" }, async (lease) => {
+    const e = await rejection(lease.putFile("big.bin", new Uint8Array(200 * 1024)), PayloadTooLargeError);
+    assert.equal(e.status, 413);
+    assert.equal(e.code, "payload_too_large");
+  });
 });
 
 test("UnknownLeaseIsATypedNotFoundError", async () => {
