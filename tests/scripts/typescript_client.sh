@@ -75,7 +75,7 @@ done
   fail "the pools did not warm within 60s"
 
 # -- the client's tests -------------------------------------------------------------
-WARMPOOL_URL="$url" WARMPOOL_TOKEN="$token" node --test --test-reporter=spec dist-test/test/*.test.js ||
+WARMPOOL_URL="$url" WARMPOOL_TOKEN="$token" node --test --test-reporter=spec dist-test/*.test.js ||
   fail "the TypeScript client's tests failed"
 
 # Everything the tests leased went back (withLease and `await using` included); `shell` may

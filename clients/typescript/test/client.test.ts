@@ -1,5 +1,6 @@
-// The client against a real `warmpool serve` (bubblewrap pools on loopback, with a bearer
-// token) that tests/scripts/typescript_client.sh starts: WARMPOOL_URL, WARMPOOL_TOKEN.
+// The client, imported as the package itself (dist/, by self-reference), against a real
+// `warmpool serve` (bubblewrap pools on loopback, with a bearer token) that
+// tests/scripts/typescript_client.sh starts: WARMPOOL_URL, WARMPOOL_TOKEN.
 // Pools: `shell` (local, max_size 2) and `single` (local, max_size 1: a held lease exhausts it).
 import assert from "node:assert/strict";
 import { createServer } from "node:net";
@@ -18,7 +19,7 @@ import {
   UnknownPoolError,
   UnreachableError,
   WarmpoolError,
-} from "../src/index.js";
+} from "warmpool"; // the package itself (dist/, as consumers get it) by self-reference
 
 const url = process.env.WARMPOOL_URL;
 const token = process.env.WARMPOOL_TOKEN;
