@@ -60,6 +60,12 @@ grep -qx 'Restart=on-failure' "$unit" || fail "unit does not restart on failure"
 grep -q '^After=.*docker.service' "$unit" || fail "unit is not ordered after docker"
 grep -qx 'KillSignal=SIGTERM' "$unit" || fail "unit does not stop with SIGTERM"
 grep -qx 'WantedBy=multi-user.target' "$unit" || fail "unit is not installable"
+# systemd's own check of the unit (directives, values), its binary moved under the root.
+mkdir -p "$tmp/unit"
+sed "s|^ExecStart=/usr/bin/warmpool|ExecStart=$root/usr/bin/warmpool|" "$unit" >"$tmp/unit/warmpool.service"
+systemd-analyze verify "$tmp/unit/warmpool.service" >"$tmp/verify.log" 2>&1 ||
+  fail "systemd-analyze verify: $(cat "$tmp/verify.log")"
+[ ! -s "$tmp/verify.log" ] || fail "systemd-analyze verify warns: $(cat "$tmp/verify.log")"
 exec_start=$(sed -n 's/^ExecStart=//p' "$unit")
 [ "$exec_start" = "/usr/bin/warmpool serve --config /etc/warmpool/warmpool.yaml" ] ||
   fail "ExecStart: $exec_start"
