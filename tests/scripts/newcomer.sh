@@ -1,4 +1,4 @@
-# A newcomer's first steps: no config anywhere (no --config, no ./warmpool.yaml, no
+# A newcomer's first steps in a fresh clone: no config anywhere (no --config, no ./warmpool.yaml, no
 # /etc/warmpool/warmpool.yaml, an empty HOME, no warmpool variables). `warmpool exec -- echo
 # hi` prints exactly "hi" and exits 0, `warmpool serve` answers /readyz, `warmpool init`
 # writes a config the next commands pick up, and a held warm-up shows progress on a
@@ -16,8 +16,11 @@ fail() { echo "FAIL: $*" >&2; exit 1; }
 
 [ ! -e /etc/warmpool/warmpool.yaml ] ||
   fail "/etc/warmpool/warmpool.yaml exists on this machine: this test needs a machine without one"
-mkdir -p "$tmp/home" "$tmp/work"
+mkdir -p "$tmp/home"
+# A fresh clone of this source, as a newcomer starts (committed files only).
+git clone -q --depth 1 "file://$WARMPOOL_SOURCE_DIR" "$tmp/work" || fail "cannot clone $WARMPOOL_SOURCE_DIR"
 cd "$tmp/work"
+[ ! -e warmpool.yaml ] || fail "the clone has a warmpool.yaml"
 # What a fresh login has: no WARMPOOL_*, POOL_* or other pool variables. Only the node name
 # is set, so this run's sandboxes are told apart from other tests' (docker part below).
 fresh_env=(env -i PATH="$PATH" HOME="$tmp/home" WARMPOOL_NODE="newcomer-$$")
