@@ -102,7 +102,6 @@ int run_daemon(const Common& c) {
       logger().info("received {}: shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
       break;
     }
-    progress.stop(); // the stats lines take over
     for (auto& s : engine->stats())
       logger().info("stats pool={} total={} idle={} leased={} creating={} waiting={} hits={} "
                     "misses={} exhausted={} recycled={} failed={} executions={}",
@@ -285,6 +284,9 @@ int main(int argc, char** argv) {
   add_common(exec);
   std::string pool, timeout;
   std::vector<std::string> command;
+  exec->get_option("--log-level")
+    ->description("trace, debug, info, warn, error, off (default: warn, so that only the "
+                  "command's output shows)");
   exec->add_option("--pool,-p", pool, "Pool to use (default: the first)");
   exec->add_option("--timeout,-t", timeout, "Command timeout, e.g. 500ms, 30s");
   exec->add_option("command", command, "The command and its arguments (after --)")->required();
