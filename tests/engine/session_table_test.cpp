@@ -266,15 +266,15 @@ TEST_F(SessionTableTest, DirtyCheckInGivesTheSessionANewSandbox) {
 }
 
 TEST_F(SessionTableTest, CheckedOutSessionDoesNotExpireAndItsTtlRestartsAtCheckIn) {
-  SessionTable table(engine, 100ms);
+  SessionTable table(engine, 500ms);
   Lease held = table.check_out("s", "sim", {});
-  std::this_thread::sleep_for(150ms);
+  std::this_thread::sleep_for(600ms);
   table.sweep();
   EXPECT_EQ(table.size(), 1u);
   table.check_in("", "s", std::move(held), false);
   table.sweep();
   EXPECT_EQ(table.size(), 1u);  // idle from the check-in, not from the check-out
-  std::this_thread::sleep_for(150ms);
+  std::this_thread::sleep_for(600ms);
   table.sweep();
   EXPECT_EQ(table.size(), 0u);
   EXPECT_TRUE(all_returned());
