@@ -832,8 +832,10 @@ struct HttpServer::Impl {
           rec.tenant = e->tenant;
           rec.session = e->session;
           fill(rec, e->lease);
-          logger().info("lease {} expired: no request for {}ms (server.lease_ttl); releasing it",
-                        e->lease.id(), leases.ttl().count());
+          logger().info("lease {} expired: no request for {}ms (server.lease_ttl); {}", e->lease.id(),
+                        leases.ttl().count(),
+                        e->session.empty() ? "releasing it"
+                                           : "its sandbox goes back to session " + e->session);
           try {
             audited(rec, [&] { give_back(*e, false); });
           } catch (const std::exception& ex) {
@@ -854,8 +856,8 @@ void HttpServer::validate(const ServerConfig& server) {
   if (!is_loopback(addr.host) && resolve_token(server).empty() && server.tenants.empty())
     throw Error{Errc::config_invalid,
                 "server.listen " + server.listen +
-                  " is not a loopback address: set server.token or WARMPOOL_TOKEN so that "
-                  "clients must authenticate (or listen on 127.0.0.1)"};
+                  " is not a loopback address: set server.token or WARMPOOL_TOKEN (or "
+                  "server.tenants) so that clients must authenticate (or listen on 127.0.0.1)"};
   if (server.max_body == 0)
     throw Error{Errc::config_invalid, "server.max_body: must be > 0"};
   if (server.lease_ttl.count() <= 0 || server.session_ttl.count() <= 0)

@@ -218,11 +218,35 @@ def test_session_lease_is_the_sessions_sandbox(port, token):
     expect(r["container"] != first["container"] and r["stdout"] == "gone\n", r)
 
 
+def test_expired_session_lease_goes_back_to_the_session(port):
+    """A session's lease nobody touches for lease_ttl ends; the session keeps its sandbox."""
+    first = execute(port, None, {"pool": "local", "session": "left",
+                                 "command": "echo before-lease > state.txt"}).json()
+    lease = want(call(port, "POST", "/v1/leases", {"session": "left"}), 201).json()
+    expect(lease["container"] == first["container"], (lease, first))
+    # Held until the sweeper ends the untouched lease; then the session runs again, in the
+    # same sandbox with its files.
+    def session_runs():
+        r = call(port, "POST", "/v1/execute", {"session": "left", "command": "cat state.txt"})
+        if r.status == 400 and "held as lease" in r.error()["message"]:
+            return None
+        return want(r, 200).json()
+    r = api.wait_until("the untouched session lease to expire", session_runs, 30, 0.2)
+    expect(r["container"] == first["container"] and r["stdout"] == "before-lease\n", r)
+    want(call(port, "GET", f"/v1/leases/{lease['id']}"), 404, "unknown_lease")
+
+
 def main():
     try:
         srv, port = start("single-tenant", SINGLE_TENANT_CONFIG)
         test_session_lease_is_the_sessions_sandbox(port, None)
         expect(srv.stop() == 0, "single-tenant server did not exit 0")
+
+        srv, port = start("short-lease", SINGLE_TENANT_CONFIG.replace("lease_ttl: 60s", "lease_ttl: 1s")
+                                             .replace("-single", "-short"))
+        test_expired_session_lease_goes_back_to_the_session(port)
+        expect("its sandbox goes back to session left" in srv.output(), "no log line for the expiry")
+        expect(srv.stop() == 0, "short-lease server did not exit 0")
 
         env = dict(os.environ, WARMPOOL_TEST_BOB_TOKEN=BOB)
         env.pop("WARMPOOL_TOKEN", None)
