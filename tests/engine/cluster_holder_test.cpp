@@ -157,6 +157,35 @@ struct HolderNode {
   }
 };
 
+/// Node A in this process: peers with B, has only pool "loc"; "rem" is placed on B.
+EngineConfig peer_config(uint16_t owner_port) {
+  EngineConfig cfg;
+  cfg.node = unique("leaving-a");
+  cfg.log.level = "warn";
+  cfg.cluster.peers = {"127.0.0.1:" + std::to_string(owner_port)};
+  PoolConfig loc;
+  loc.name = "loc";
+  loc.backend = "sim";
+  loc.min_idle = 0;
+  loc.max_size = 1;
+  cfg.pools.push_back(loc);
+  return cfg;
+}
+
+/// A lease of "rem" through `a`, once A has learned that B has the pool.
+Lease first_remote_lease(Engine& a) {
+  Lease lease;
+  wait_until(30s, [&] {
+    try {
+      lease = a.acquire("rem", duration{5000});
+      return true;
+    } catch (const Error&) { // unknown_pool until A has B's capacity summary
+      return false;
+    }
+  });
+  return lease;
+}
+
 TEST(ClusterHolderLoss, LeaseOfAKilledNodeReturnsToTheOwnersPoolReset) {
   auto port = free_port();
   Engine b{owner_config(port)};
@@ -217,26 +246,8 @@ TEST(ClusterHolderLoss, ANodeThatLeftGivesItsLeasesBackAndCannotReleaseTheNextOn
   auto port = free_port();
   Engine b{owner_config(port)};
   ASSERT_TRUE(b.wait_ready(30s));
-  EngineConfig acfg;
-  acfg.node = unique("leaving-a");
-  acfg.log.level = "warn";
-  acfg.cluster.peers = {"127.0.0.1:" + std::to_string(port)};
-  PoolConfig loc;
-  loc.name = "loc";
-  loc.backend = "sim";
-  loc.min_idle = 0;
-  loc.max_size = 1;
-  acfg.pools.push_back(loc); // "rem" only B has: the engine API places it there
-  Engine a{acfg};
-  Lease held;
-  ASSERT_TRUE(wait_until(30s, [&] {
-    try {
-      held = a.acquire("rem", duration{5000});
-      return true;
-    } catch (const Error&) { // unknown_pool until A has B's capacity summary
-      return false;
-    }
-  }));
+  Engine a{peer_config(port)};
+  Lease held = first_remote_lease(a);
   ASSERT_EQ(held.node(), b.config().node);
   EXPECT_EQ(b.stats("rem").leased, 1u);
 
@@ -256,6 +267,32 @@ TEST(ClusterHolderLoss, ANodeThatLeftGivesItsLeasesBackAndCannotReleaseTheNextOn
   EXPECT_EQ(b.stats("rem").leased, 1u);
   EXPECT_EQ(next.exec(sh("echo still-mine")).stdout_data, "still-mine\n");
   next.release();
+  b.stop();
+}
+
+// An acquire A placed on B still waits in B's queue when A leaves: the sandbox that frees
+// up later is handed to a holder that is already gone, and must come back all the same.
+TEST(ClusterHolderLoss, ASandboxServedToTheWaiterOfANodeThatLeftComesBack) {
+  auto port = free_port();
+  Engine b{owner_config(port)};
+  ASSERT_TRUE(b.wait_ready(30s));
+  Engine a{peer_config(port)};
+  first_remote_lease(a).release(); // A now places "rem" on B
+  ASSERT_TRUE(wait_until(30s, [&] { return b.stats("rem").idle == 1; }));
+  auto mine = b.acquire("rem", duration{5000});
+  AcquireOptions opts;
+  opts.timeout = duration{60000};
+  auto waiting = a.acquire_future("rem", opts);
+  ASSERT_TRUE(wait_until(30s, [&] { return b.stats("rem").waiting == 1; }))
+    << "A's acquire never queued on B";
+  a.stop();
+  EXPECT_THROW(waiting.get(), Error); // A's caller hears that its engine stopped
+  mine.release(); // B's sandbox goes to the first waiter: A's, whose node is gone
+  EXPECT_TRUE(wait_until(30s, [&] {
+    auto s = b.stats("rem");
+    return s.leased == 0 && s.idle == 1 && s.waiting == 0;
+  })) << "B's sandbox went to the departed node's waiter and stayed booked: leased "
+      << b.stats("rem").leased;
   b.stop();
 }
 
