@@ -8,6 +8,7 @@
 #include <array>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <tuple>
 #include <utility>
@@ -30,6 +31,7 @@ public:
 
   /// The whole exposition: engine stats (taken by the caller; each names its node) plus the
   /// server's own series. `node`: this server's node, the label of its request counts.
+  /// Remembers the nodes it has seen so a node whose stats stop arriving shows as down.
   std::string render(const std::vector<PoolStats>& pools, const std::string& node) const;
 
 private:
@@ -45,6 +47,7 @@ private:
   std::map<NodePool, Histogram> acquire_;
   std::map<NodePool, Histogram> exec_;
   std::map<std::tuple<std::string, std::string, int>, uint64_t> requests_;
+  mutable std::set<std::string> nodes_seen_; // every node any earlier scrape had stats from
 };
 
 } // namespace warmpool
