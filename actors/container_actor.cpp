@@ -221,6 +221,29 @@ work_fn destroy_work(self_ptr self) {
   };
 }
 
+/// Stops watching the holder of the lease that just ended (see watch_holder).
+void forget_holder(self_ptr self) {
+  auto& st = self->state;
+  if (!st.holder)
+    return;
+  self->demonitor(st.holder);
+  st.holder = caf::actor_addr{};
+}
+
+/// A lease placed here by another node is held by that node's link actor (the acquire's
+/// original sender). Watched for the lease's duration: if that node is lost or leaves the
+/// cluster, no release will ever come, so the down message ends the lease instead.
+/// Leases taken on this node are released by the engine that holds them.
+void watch_holder(self_ptr self) {
+  auto& st = self->state;
+  forget_holder(self);
+  const auto& sender = self->current_sender();
+  if (!sender || sender->node() == self->node())
+    return;
+  st.holder = caf::actor_cast<caf::actor_addr>(sender);
+  self->monitor(st.holder);
+}
+
 void start_create(self_ptr self);
 void fail(self_ptr self, const std::string& why);
 
@@ -233,6 +256,7 @@ void retire(self_ptr self, const std::string& reason) {
     st.broken_lease = st.lease_id;
     st.lease_id.clear();
   }
+  forget_holder(self);
   cancel_timer(self, idle_timer);
   cancel_timer(self, age_timer);
   cancel_timer(self, restart_timer);
@@ -321,6 +345,7 @@ void fail(self_ptr self, const std::string& why) {
     st.broken_lease = st.lease_id;
     st.lease_id.clear();
   }
+  forget_holder(self);
   cancel_timer(self, idle_timer);
   cancel_timer(self, age_timer);
   transition(self, cstate::failed);
@@ -396,6 +421,7 @@ void end_lease(self_ptr self, bool dirty) {
   auto& st = self->state;
   const auto& cfg = *st.p.cfg;
   st.lease_id.clear();
+  forget_holder(self);
   if (st.shutting_down)
     retire(self, "shutdown");
   else if (dirty)
@@ -430,12 +456,38 @@ caf::typed_response_promise<T> lease_op(self_ptr self, Work make_work, Finish fi
   return rp;
 }
 
+/// The node holding the current lease is unreachable or left the cluster: the lease ends
+/// as a release would (reset, or retire when due). Reset, not retire: it kills what the
+/// holder left running and removes its files, the same as after any release, and keeps
+/// the warm capacity the cluster just lost a node's worth of. A release the holder still
+/// sends later names this lease id and is refused (unknown_lease), so it cannot end the
+/// lease of whoever gets the sandbox next.
+void holder_lost(self_ptr self, const caf::error& why) {
+  auto& st = self->state;
+  st.holder = caf::actor_addr{};
+  if (st.state != cstate::leased || st.lease_id.empty())
+    return;
+  logger().warn("container {} (pool {}): lease {} ends because the node holding it {}; the "
+                "sandbox is reset for the next caller",
+                st.p.id, st.p.cfg->name, st.lease_id,
+                !why || why == caf::exit_reason::normal
+                  ? std::string{"left the cluster"}
+                  : "is unreachable (" + caf::actor_system_config::render(why) + ")");
+  // Nobody is left to read the answers of its queued calls.
+  cancel_queue(self, make_error(Errc::unknown_lease, "lease " + st.lease_id + " ended: its holder is gone"));
+  end_lease(self, false);
+}
+
 } // namespace
 
 container_actor::behavior_type container(self_ptr self, container_params p) {
   self->state.p = std::move(p);
   self->monitor(self->state.p.pool);
   self->set_down_handler([self](const caf::down_msg& msg) {
+    if (msg.source == self->state.holder) {
+      holder_lost(self, msg.reason);
+      return;
+    }
     if (msg.source == self->state.p.pool.address()) {
       self->state.shutting_down = true;
       self->state.pool_down = true;
@@ -461,6 +513,7 @@ container_actor::behavior_type container(self_ptr self, container_params p) {
       st.lease_id = proto.id;
       st.broken_lease.clear();
       ++st.uses;
+      watch_holder(self);
       transition(self, cstate::leased, false);
       return std::move(proto);
     },

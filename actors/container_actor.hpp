@@ -91,6 +91,9 @@ struct container_state {
   SandboxPtr sandbox;
   std::string lease_id;
   std::string broken_lease;  // lease whose sandbox failed: its calls get container_failed
+  // The holder of a lease placed here by another node: that node's link actor, monitored
+  // for the lease's duration. Nobody else would end the lease if that node were lost.
+  caf::actor_addr holder;
   uint64_t uses = 0;
   uint64_t executions = 0;
   uint32_t attempts = 0;     // consecutive failed starts (drives back-off)

@@ -1,6 +1,7 @@
 // The YAML loader, the seed-compatible inputs (the `container_pool:` block and the seeds'
 // environment variables) and the validator. Every reader reports into one issue list
 // instead of throwing, so a user fixing a config sees all of its problems in one go.
+#include <arpa/inet.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -680,8 +681,11 @@ std::optional<std::string> listen_host(const std::string& listen) {
   return ok ? std::optional(host) : std::nullopt;
 }
 
+// An address literal, not a prefix: "127.example.com" is a host name that may resolve anywhere.
 bool is_loopback(const std::string& host) {
-  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+  in_addr v4{};
+  return host == "localhost" || host == "::1" ||
+         (inet_pton(AF_INET, host.c_str(), &v4) == 1 && (ntohl(v4.s_addr) >> 24) == 127);
 }
 
 // Tenant names label leases and audit records; tokens must tell tenants (and the admin) apart.
@@ -730,16 +734,28 @@ void validate_server(const ServerConfig& s, Issues& out) {
   }
 }
 
-// Node links: addresses, link timing, and TLS files (all three or none).
+// Node links: addresses, link timing, and TLS files (all three or none; required off
+// loopback: a plain cluster port lets whoever reaches it acquire sandboxes and run commands).
 void validate_cluster(const ClusterConfig& c, Issues& out) {
   auto bad = [&](const std::string& key, std::string msg) { out.push_back({"cluster." + key, std::move(msg)}); };
-  if (!c.listen.empty() && !listen_host(c.listen))
-    bad("listen", "must be HOST:PORT, e.g. 0.0.0.0:7400 or 127.0.0.1:0 (got " + quote(c.listen) + ")");
+  std::string off_loopback; // the first address that leaves this host, for the TLS rule
+  if (!c.listen.empty()) {
+    auto host = listen_host(c.listen);
+    if (!host) bad("listen", "must be HOST:PORT, e.g. 0.0.0.0:7400 or 127.0.0.1:0 (got " + quote(c.listen) + ")");
+    else if (!is_loopback(*host)) off_loopback = "cluster.listen (" + quote(c.listen) + ")";
+  }
   for (size_t i = 0; i < c.peers.size(); ++i) {
     const auto& p = c.peers[i];
-    if (!listen_host(p) || p.compare(p.size() - 2, 2, ":0") == 0)
+    auto host = listen_host(p);
+    if (!host || p.compare(p.size() - 2, 2, ":0") == 0)
       bad("peers[" + std::to_string(i) + "]", "must be HOST:PORT with a port > 0, e.g. node-b:7400 (got " + quote(p) + ")");
+    else if (!is_loopback(*host) && off_loopback.empty())
+      off_loopback = "cluster.peers[" + std::to_string(i) + "] (" + quote(p) + ")";
   }
+  if (!off_loopback.empty() && !c.tls.enabled())
+    bad("tls", "required when " + off_loopback + " is not a loopback address: without it, any process that "
+               "can connect may acquire sandboxes and run commands in them; set cluster.tls certificate, key and ca "
+               "(mutual TLS: only nodes with a certificate from that CA can link), or use 127.0.0.1");
   if (c.heartbeat.count() <= 0) bad("heartbeat", "must be > 0 (got " + ms(c.heartbeat) + ")");
   if (c.timeout <= c.heartbeat)
     bad("timeout", "must be greater than cluster.heartbeat (got " + ms(c.timeout) + " <= " + ms(c.heartbeat) + ")");

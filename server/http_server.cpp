@@ -456,7 +456,7 @@ struct HttpServer::Impl {
     rec.bytes_in = req.stdin_data.size();
     auto t0 = steady::now();
     auto r = lease.exec(req);
-    metrics.observe_exec(lease.pool(), seconds_since(t0));
+    metrics.observe_exec(lease.node(), lease.pool(), seconds_since(t0));
     rec.exit_code = r.exit_code;
     rec.bytes_out = r.stdout_data.size() + r.stderr_data.size();
     if (r.timed_out)
@@ -497,7 +497,7 @@ struct HttpServer::Impl {
   Lease acquire_timed(const std::string& pool, const AcquireOptions& opts) {
     auto t0 = steady::now();
     auto lease = engine.acquire(pool, opts);
-    metrics.observe_acquire(pool, seconds_since(t0));
+    metrics.observe_acquire(lease.node(), pool, seconds_since(t0));
     return lease;
   }
 
@@ -519,7 +519,7 @@ struct HttpServer::Impl {
         // Sticky: the session keeps its sandbox (and its files) between requests.
         auto t0 = steady::now();
         auto h = sessions.acquire(opts.session, pool, opts);
-        metrics.observe_acquire(pool, seconds_since(t0));
+        metrics.observe_acquire(h.lease->node(), pool, seconds_since(t0));
         ExecResult r;
         try {
           r = run(*h.lease, ereq, rec);
@@ -724,7 +724,8 @@ struct HttpServer::Impl {
 
   void metrics_text(const Request&, Response& res) {
     res.status = 200;
-    res.set_content(metrics.render(engine.stats()), "text/plain; version=0.0.4; charset=utf-8");
+    res.set_content(metrics.render(engine.stats(), engine.config().node),
+                    "text/plain; version=0.0.4; charset=utf-8");
   }
 
   // -- wiring ------------------------------------------------------------

@@ -45,14 +45,14 @@ void Metrics::Histogram::observe(double v) {
   sum += v;
 }
 
-void Metrics::observe_acquire(const std::string& pool, double seconds) {
+void Metrics::observe_acquire(const std::string& node, const std::string& pool, double seconds) {
   std::lock_guard<std::mutex> guard{mtx_};
-  acquire_[pool].observe(seconds);
+  acquire_[{node, pool}].observe(seconds);
 }
 
-void Metrics::observe_exec(const std::string& pool, double seconds) {
+void Metrics::observe_exec(const std::string& node, const std::string& pool, double seconds) {
   std::lock_guard<std::mutex> guard{mtx_};
-  exec_[pool].observe(seconds);
+  exec_[{node, pool}].observe(seconds);
 }
 
 void Metrics::count_request(const std::string& method, const std::string& route, int status) {
@@ -60,19 +60,23 @@ void Metrics::count_request(const std::string& method, const std::string& route,
   ++requests_[{method, route, status}];
 }
 
-std::string Metrics::render(const std::vector<PoolStats>& pools) const {
+std::string Metrics::render(const std::vector<PoolStats>& pools, const std::string& node) const {
   std::ostringstream os;
+  // The labels that tell one pool's series apart: a pool name recurs on every node that has it.
+  auto of = [](const std::string& on, const std::string& pool) {
+    return "node=\"" + esc(on) + "\",pool=\"" + esc(pool) + "\"";
+  };
   // One family at a time: the format wants all samples of a metric together.
   auto per_pool = [&](const char* name, const char* type, const char* help, auto value) {
     header(os, name, type, help);
     for (auto& p : pools)
-      os << name << "{pool=\"" << esc(p.name) << "\"} " << value(p) << '\n';
+      os << name << '{' << of(p.node, p.name) << "} " << value(p) << '\n';
   };
 
   header(os, "warmpool_sandboxes", "gauge", "Sandboxes per pool and lifecycle state.");
   for (auto& p : pools)
     for (auto& kv : p.states)
-      os << "warmpool_sandboxes{pool=\"" << esc(p.name) << "\",state=\"" << esc(kv.first)
+      os << "warmpool_sandboxes{" << of(p.node, p.name) << ",state=\"" << esc(kv.first)
          << "\"} " << kv.second << '\n';
   per_pool("warmpool_sandboxes_total", "gauge", "Live sandboxes per pool.",
            [](const PoolStats& p) { return p.total; });
@@ -99,24 +103,24 @@ std::string Metrics::render(const std::vector<PoolStats>& pools) const {
   header(os, "warmpool_retired_total", "counter", "Sandboxes retired, by reason.");
   for (auto& p : pools)
     for (auto& kv : p.retired)
-      os << "warmpool_retired_total{pool=\"" << esc(p.name) << "\",reason=\"" << esc(kv.first)
+      os << "warmpool_retired_total{" << of(p.node, p.name) << ",reason=\"" << esc(kv.first)
          << "\"} " << kv.second << '\n';
 
   std::lock_guard<std::mutex> guard{mtx_};
   auto histograms = [&](const char* name, const char* help,
-                        const std::map<std::string, Histogram>& series) {
+                        const std::map<NodePool, Histogram>& series) {
     header(os, name, "histogram", help);
     for (auto& kv : series) {
-      auto pool = esc(kv.first);
+      auto labels = of(kv.first.first, kv.first.second);
       uint64_t cumulative = 0;
       for (size_t i = 0; i < buckets.size(); ++i) {
         cumulative += kv.second.counts[i];
-        os << name << "_bucket{pool=\"" << pool << "\",le=\"" << num(buckets[i]) << "\"} "
+        os << name << "_bucket{" << labels << ",le=\"" << num(buckets[i]) << "\"} "
            << cumulative << '\n';
       }
-      os << name << "_bucket{pool=\"" << pool << "\",le=\"+Inf\"} " << kv.second.count << '\n';
-      os << name << "_sum{pool=\"" << pool << "\"} " << num(kv.second.sum) << '\n';
-      os << name << "_count{pool=\"" << pool << "\"} " << kv.second.count << '\n';
+      os << name << "_bucket{" << labels << ",le=\"+Inf\"} " << kv.second.count << '\n';
+      os << name << "_sum{" << labels << "} " << num(kv.second.sum) << '\n';
+      os << name << "_count{" << labels << "} " << kv.second.count << '\n';
     }
   };
   histograms("warmpool_acquire_duration_seconds",
@@ -125,9 +129,9 @@ std::string Metrics::render(const std::vector<PoolStats>& pools) const {
 
   header(os, "warmpool_http_requests_total", "counter", "HTTP requests by route and status.");
   for (auto& kv : requests_)
-    os << "warmpool_http_requests_total{method=\"" << esc(std::get<0>(kv.first)) << "\",route=\""
-       << esc(std::get<1>(kv.first)) << "\",status=\"" << std::get<2>(kv.first) << "\"} "
-       << kv.second << '\n';
+    os << "warmpool_http_requests_total{node=\"" << esc(node) << "\",method=\""
+       << esc(std::get<0>(kv.first)) << "\",route=\"" << esc(std::get<1>(kv.first))
+       << "\",status=\"" << std::get<2>(kv.first) << "\"} " << kv.second << '\n';
 
   // A lost (or departed) peer's rows simply vanish from the stats; remembering the nodes
   // seen turns that absence into a 0 an alert can match.
@@ -137,8 +141,8 @@ std::string Metrics::render(const std::vector<PoolStats>& pools) const {
   nodes_seen_.insert(present.begin(), present.end());
   header(os, "warmpool_node_up", "gauge",
          "1 while the node's stats arrive; 0 for a node seen before that is lost or left.");
-  for (auto& node : nodes_seen_)
-    os << "warmpool_node_up{node=\"" << esc(node) << "\"} " << present.count(node) << '\n';
+  for (auto& seen : nodes_seen_)
+    os << "warmpool_node_up{node=\"" << esc(seen) << "\"} " << present.count(seen) << '\n';
   return os.str();
 }
 

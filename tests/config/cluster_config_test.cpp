@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <unistd.h>
 
@@ -20,23 +21,43 @@ TEST(ClusterConfig, OffByDefault) {
   EXPECT_FALSE(cfg.cluster.tls.enabled());
 }
 
+/// Three placeholder PEM files in a fresh directory (validation checks they exist).
+struct TlsFiles {
+  std::string dir, cert, key, ca;
+  TlsFiles() {
+    char tmpl[] = "/tmp/wp-cluster-cfg-XXXXXX";
+    dir = mkdtemp(tmpl);
+    cert = dir + "/cert.pem", key = dir + "/key.pem", ca = dir + "/ca.pem";
+    for (auto* f : {&cert, &key, &ca})
+      std::ofstream(*f) << "x";
+  }
+  ~TlsFiles() {
+    for (auto* f : {&cert, &key, &ca})
+      std::remove(f->c_str());
+    rmdir(dir.c_str());
+  }
+  std::string yaml() const { return "  tls: {certificate: " + cert + ", key: " + key + ", ca: " + ca + "}\n"; }
+};
+
 TEST(ClusterConfig, ReadsEveryField) {
+  TlsFiles tls;
   auto cfg = parse_config(std::string(kOnePool) + R"(
 cluster:
   listen: 0.0.0.0:7400
   peers: [node-b:7400, "10.0.0.3:7401", "[::1]:7402"]
   heartbeat: 200ms
   timeout: 1s
-)");
+)" + tls.yaml());
   EXPECT_TRUE(cfg.cluster.enabled());
   EXPECT_EQ(cfg.cluster.listen, "0.0.0.0:7400");
   EXPECT_EQ(cfg.cluster.peers, (std::vector<std::string>{"node-b:7400", "10.0.0.3:7401", "[::1]:7402"}));
   EXPECT_EQ(cfg.cluster.heartbeat, duration{200});
   EXPECT_EQ(cfg.cluster.timeout, duration{1000});
+  EXPECT_EQ(cfg.cluster.tls.ca, tls.ca);
 }
 
 TEST(ClusterConfig, PeersAloneEnableClusteringAndListenMayUseAnyPort) {
-  auto cfg = parse_config(std::string(kOnePool) + "cluster: {peers: [a:1]}\n");
+  auto cfg = parse_config(std::string(kOnePool) + "cluster: {peers: [\"127.0.0.1:1\"]}\n");
   EXPECT_TRUE(cfg.cluster.enabled());
   EXPECT_TRUE(parse_config(std::string(kOnePool) + "cluster: {listen: \"127.0.0.1:0\"}\n").cluster.enabled());
 }
@@ -45,7 +66,7 @@ TEST(ClusterConfig, BadAddressesNameTheKey) {
   auto issues = issues_of(std::string(kOnePool) + R"(
 cluster:
   listen: nohostport
-  peers: [ok:1, "bad", "x:0", "h:99999"]
+  peers: [localhost:1, "bad", "x:0", "h:99999"]
 )");
   EXPECT_TRUE(has_issue(issues, "cluster.listen", {"must be HOST:PORT", "\"nohostport\""}));
   EXPECT_TRUE(has_issue(issues, "cluster.peers[1]", {"HOST:PORT", "\"bad\""}));
@@ -100,4 +121,46 @@ TEST(ClusterConfig, ValidateChecksConfigsBuiltInCode) {
   cfg.cluster.peers = {"ok:1", "broken"};
   auto issues = validate(cfg);
   EXPECT_TRUE(has_issue(issues, "cluster.peers[1]", {"\"broken\""}));
+}
+
+// Without TLS, whoever reaches the cluster port can acquire sandboxes and run commands in
+// them: off loopback, certificate, key and CA are required (as server.token is for HTTP).
+TEST(ClusterConfig, ListenOffLoopbackWithoutTlsIsRefusedNamingClusterTls) {
+  for (std::string addr : {"0.0.0.0:7400", "\"[::]:7400\"", "10.1.2.3:7400", "node-a:7400", "127.example.com:7400"}) {
+    auto issues = issues_of(std::string(kOnePool) + "cluster: {listen: " + addr + "}\n");
+    EXPECT_TRUE(has_issue(issues, "cluster.tls", {"required", "not a loopback address", "cluster.listen",
+                                                  "certificate, key and ca"}))
+      << addr << listing(issues);
+    EXPECT_EQ(issues.size(), 1u) << addr << listing(issues);
+  }
+}
+
+TEST(ClusterConfig, PeersOffLoopbackWithoutTlsAreRefusedNamingClusterTls) {
+  auto issues = issues_of(std::string(kOnePool) + "cluster: {peers: [\"127.0.0.1:7400\", \"node-b:7400\"]}\n");
+  EXPECT_TRUE(has_issue(issues, "cluster.tls", {"required", "cluster.peers[1]", "\"node-b:7400\""}))
+    << listing(issues);
+  EXPECT_EQ(issues.size(), 1u) << listing(issues);
+}
+
+TEST(ClusterConfig, LoopbackWithoutTlsIsAccepted) {
+  for (std::string listen : {"127.0.0.1:0", "localhost:7400", "\"[::1]:7400\"", "127.0.0.2:7400"}) {
+    auto issues = issues_of(std::string(kOnePool) + "cluster: {listen: " + listen +
+                            ", peers: [\"127.0.0.1:7401\", \"localhost:7402\", \"[::1]:7403\"]}\n");
+    EXPECT_TRUE(issues.empty()) << listen << listing(issues);
+  }
+}
+
+TEST(ClusterConfig, OffLoopbackWithMutualTlsIsAccepted) {
+  TlsFiles tls;
+  auto cfg = parse_config(std::string(kOnePool) + "cluster:\n  listen: 0.0.0.0:7400\n  peers: [node-b:7400]\n" +
+                          tls.yaml());
+  EXPECT_TRUE(cfg.cluster.tls.enabled());
+}
+
+TEST(ClusterConfig, OffLoopbackTlsNeedsTheCaToo) {
+  // Certificate and key alone would not check the peer's certificate: no CA, no mutual TLS.
+  TlsFiles tls;
+  auto issues = issues_of(std::string(kOnePool) + "cluster:\n  listen: 0.0.0.0:7400\n  tls: {certificate: " +
+                          tls.cert + ", key: " + tls.key + "}\n");
+  EXPECT_TRUE(has_issue(issues, "cluster.tls.ca", {"required"})) << listing(issues);
 }

@@ -23,7 +23,7 @@ bool has_line(const std::string& text, const std::string& line) {
 
 TEST(Metrics, NodeUpIsOneForEveryNodeWithStats) {
   Metrics m;
-  auto text = m.render({row("py", "a"), row("py", "b"), row("sh", "b")});
+  auto text = m.render({row("py", "a"), row("py", "b"), row("sh", "b")}, "a");
   EXPECT_TRUE(has_line(text, "# TYPE warmpool_node_up gauge")) << text;
   EXPECT_TRUE(has_line(text, "warmpool_node_up{node=\"a\"} 1")) << text;
   EXPECT_TRUE(has_line(text, "warmpool_node_up{node=\"b\"} 1")) << text;
@@ -31,23 +31,23 @@ TEST(Metrics, NodeUpIsOneForEveryNodeWithStats) {
 
 TEST(Metrics, NodeWhoseStatsStopArrivingShowsAsDown) {
   Metrics m;
-  m.render({row("py", "a"), row("py", "b")});
-  auto text = m.render({row("py", "a")}); // b is lost: its rows are gone
+  m.render({row("py", "a"), row("py", "b")}, "a");
+  auto text = m.render({row("py", "a")}, "a"); // b is lost: its rows are gone
   EXPECT_TRUE(has_line(text, "warmpool_node_up{node=\"a\"} 1")) << text;
   EXPECT_TRUE(has_line(text, "warmpool_node_up{node=\"b\"} 0")) << text;
 }
 
 TEST(Metrics, NodeThatRejoinsIsUpAgain) {
   Metrics m;
-  m.render({row("py", "a"), row("py", "b")});
-  m.render({row("py", "a")});
-  auto text = m.render({row("py", "a"), row("py", "b")});
+  m.render({row("py", "a"), row("py", "b")}, "a");
+  m.render({row("py", "a")}, "a");
+  auto text = m.render({row("py", "a"), row("py", "b")}, "a");
   EXPECT_TRUE(has_line(text, "warmpool_node_up{node=\"b\"} 1")) << text;
   EXPECT_FALSE(has_line(text, "warmpool_node_up{node=\"b\"} 0")) << text;
 }
 
 TEST(Metrics, NodeNamesAreEscapedInLabels) {
   Metrics m;
-  auto text = m.render({row("py", "rack \"1\"\\b")});
+  auto text = m.render({row("py", "rack \"1\"\\b")}, "a");
   EXPECT_TRUE(has_line(text, "warmpool_node_up{node=\"rack \\\"1\\\"\\\\b\"} 1")) << text;
 }

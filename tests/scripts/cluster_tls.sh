@@ -1,6 +1,7 @@
 # Node links over TLS (libcaf_openssl): two REAL nodes on loopback with cluster.tls set
-# form one pool (placement beyond A's capacity, exec on a lease of B), and a plain node
-# peering with a TLS node is not linked.
+# form one pool (placement beyond A's capacity, exec on a lease of B), a plain node
+# peering with a TLS node is not linked, and neither is a node that trusts the cluster's
+# CA but presents a certificate from another CA (the TLS is mutual).
 set -euo pipefail
 : "${WARMPOOL_BUILD_DIR:?}"
 bin="$WARMPOOL_BUILD_DIR/bin/warmpool"
@@ -28,20 +29,28 @@ fail() {
   printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >node.ext
   openssl x509 -req -in node.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 \
     -extfile node.ext -out node.pem
+  # A rogue node: the same names, signed by a CA the cluster does not trust.
+  openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=rogue-ca \
+    -keyout rogue-ca.key -out rogue-ca.pem
+  openssl req -newkey rsa:2048 -nodes -subj /CN=localhost -keyout rogue.key -out rogue.csr
+  openssl x509 -req -in rogue.csr -CA rogue-ca.pem -CAkey rogue-ca.key -CAcreateserial -days 1 \
+    -extfile node.ext -out rogue.pem
 ) >"$tmp/openssl.out" 2>&1 || { cat "$tmp/openssl.out" >&2; fail "certificate generation"; }
 
-read -r PH PA PB PC < <(python3 - <<'PY'
+read -r PH PA PB PC PE < <(python3 - <<'PY'
 import socket
-socks = [socket.socket() for _ in range(4)]
+socks = [socket.socket() for _ in range(5)]
 for s in socks: s.bind(("127.0.0.1", 0))
 print(*[s.getsockname()[1] for s in socks])
 for s in socks: s.close()
 PY
 )
 
-for n in a b c; do
+for n in a b c e; do
   tls="tls: {certificate: $tmp/node.pem, key: $tmp/node.key, ca: $tmp/ca.pem}"
   [ "$n" = c ] && tls=""  # c speaks plain TCP
+  # e trusts the cluster's CA, but its own certificate comes from the rogue CA.
+  [ "$n" = e ] && tls="tls: {certificate: $tmp/rogue.pem, key: $tmp/rogue.key, ca: $tmp/ca.pem}"
   cat >"$tmp/$n.yaml" <<YAML
 node: $n
 log: {level: info}
@@ -113,4 +122,14 @@ if grep -q 'linked to node' "$tmp/c.log"; then fail "plain node c linked to the 
 if grep -q 'node b is unreachable' "$tmp/a.log"; then fail "c's plain attempts broke a's TLS link to b"; fi
 r=$(http POST "/v1/leases/$on_b/exec" '{"command": ["echo", "still-linked"]}')
 [ "$(body_of "$r" | jget "d['stdout']")" = still-linked ] || fail "exec on b after c's attempts: $r"
+
+# -- a node with a certificate from another CA is refused: a checks the client's certificate
+start e run --listen "127.0.0.1:$PE" --peer "127.0.0.1:$PA"
+wait_for 20 "e logs the failed link to a" grep -q "cannot link to peer 127.0.0.1:$PA" "$tmp/e.log"
+sleep 2 # e retries meanwhile
+[ -z "$(idle_on e)" ] || fail "node e with a foreign certificate shows up in the cluster's stats"
+if grep -q 'linked to node e' "$tmp/a.log"; then fail "a linked to node e (foreign certificate)"; fi
+if grep -q 'linked to node' "$tmp/e.log"; then fail "node e (foreign certificate) linked to the cluster"; fi
+r=$(http POST "/v1/leases/$on_b/exec" '{"command": ["echo", "still-linked"]}')
+[ "$(body_of "$r" | jget "d['stdout']")" = still-linked ] || fail "exec on b after e's attempts: $r"
 echo "cluster_tls.sh: ok"

@@ -328,22 +328,26 @@ def test_metrics_after_known_sequence(port):
                lambda: call(port, "GET", "/v1/pools/sim").json()["executions"] >= 3)
     text = want(call(port, "GET", "/metrics"), 200).body.decode()
     m = parse_metrics(text)
-    expect(metric(m, "warmpool_executions_total", pool="sim") == 3, "executions_total != 3")
-    expect(metric(m, "warmpool_executions_total", pool="tiny") == 0, "tiny executions != 0")
-    hits = metric(m, "warmpool_acquire_hits_total", pool="sim")
-    misses = metric(m, "warmpool_acquire_misses_total", pool="sim")
+    # Every series names its node (a cluster has the same pool on several nodes).
+    node = call(port, "GET", "/v1/pools/sim").json()["node"]
+    unlabeled = sorted({k[0] for k in m if "node" not in dict(k[1])})
+    expect(not unlabeled, f"series without a node label: {unlabeled}")
+    expect(metric(m, "warmpool_executions_total", pool="sim", node=node) == 3, "executions_total != 3")
+    expect(metric(m, "warmpool_executions_total", pool="tiny", node=node) == 0, "tiny executions != 0")
+    hits = metric(m, "warmpool_acquire_hits_total", pool="sim", node=node)
+    misses = metric(m, "warmpool_acquire_misses_total", pool="sim", node=node)
     expect(hits + misses == 3, f"hits {hits} + misses {misses} != 3")
     for family in ("warmpool_exec_duration_seconds", "warmpool_acquire_duration_seconds"):
-        count = metric(m, family + "_count", pool="sim")
+        count = metric(m, family + "_count", pool="sim", node=node)
         expect(count == 3, f"{family}_count = {count}, want 3")
-        expect(metric(m, family + "_bucket", pool="sim", le="+Inf") == 3, f"{family} +Inf")
+        expect(metric(m, family + "_bucket", pool="sim", le="+Inf", node=node) == 3, f"{family} +Inf")
         buckets = sorted((float(dict(k[1])["le"]), v) for k, v in m.items()
                          if k[0] == family + "_bucket" and dict(k[1]).get("pool") == "sim")
         counts = [v for _, v in buckets]
         expect(counts == sorted(counts), f"{family} buckets not cumulative: {buckets}")
-        expect(metric(m, family + "_sum", pool="sim") >= 0, f"{family}_sum")
+        expect(metric(m, family + "_sum", pool="sim", node=node) >= 0, f"{family}_sum")
     expect(metric(m, "warmpool_http_requests_total", method="POST", route="/v1/execute",
-                  status="200") == 3, "http_requests_total for 3 executes")
+                  status="200", node=node) == 3, "http_requests_total for 3 executes")
     states = {dict(k[1])["state"]: v for k, v in m.items()
               if k[0] == "warmpool_sandboxes" and dict(k[1])["pool"] == "sim"}
     expect(sum(states.values()) >= 2 and states.get("idle", 0) >= 1, f"sim states {states}")

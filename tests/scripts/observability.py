@@ -208,8 +208,7 @@ def check_names_in_scrape(exprs, types, labels):
             expect(name in labels, f"{where}: {name} is declared but the scrape has no sample of it")
         for name, selector in SELECTOR.findall(expr):
             for label in re.findall(r"(\w+)\s*(?:=~|!~|!=|=)", selector):
-                # `node` on every series is landing beside this kit (the metric names are what this checks).
-                expect(label in labels.get(name, set()) or label == "node",
+                expect(label in labels.get(name, set()),
                        f"{where}: {name} has no label {label!r} in the scrape")
     return used
 
