@@ -246,6 +246,9 @@ std::vector<std::string> LocalBackend::bwrap_argv(const PoolConfig& pool, uid_t 
   a.insert(a.end(), {
       "--ro-bind", "/etc", "/etc",
       "--proc", "/proc", "--dev", "/dev",
+      "--mqueue", "/dev/mqueue",  // so the agent sees (and removes) the tenant's POSIX queues
+      // POSIX shared memory, as docker gives it; bwrap's own /dev/shm is root's and 0755.
+      "--size", ws_size, "--perms", "01777", "--tmpfs", "/dev/shm",
       "--size", ws_size, "--perms", "01777", "--tmpfs", "/tmp",
       "--size", ws_size, "--perms", "0777", "--tmpfs", "/workspace"});
   // After the tmpfs mounts, so none of them can hide a mount; before the root turns read-only,
@@ -264,7 +267,9 @@ std::vector<std::string> LocalBackend::bwrap_argv(const PoolConfig& pool, uid_t 
       a.insert(a.end(), {"--cap-add", cap});
   }
   a.insert(a.end(), {kAgentInBox, "--workspace", "/workspace", "--scratch", "/tmp",
-                     "--fsize", std::to_string(lim.file_size), "--as", std::to_string(lim.memory)});
+                     "--fsize", std::to_string(lim.file_size), "--as", std::to_string(lim.memory),
+                     "--sandboxed"});
+  for (const auto& m : pool.mounts) a.insert(a.end(), {"--keep", m.target});  // shared on purpose
   auto owner = geteuid() == 0 ? rw_mount_owner(pool) : std::nullopt;
   if (owner) {
     if (owner->first != 0)
