@@ -1,6 +1,7 @@
 // What one tenant leaves behind must be gone for the next tenant of the same sandbox, on
 // both real backends (bubblewrap and docker): POSIX shared memory and message queues, the
-// three kinds of System V IPC objects, processes that left the command's process group,
+// three kinds of System V IPC objects, keys in the tenant's kernel keyring (bubblewrap
+// only: docker's seccomp profile refuses keyrings), processes that left the command's process group,
 // and files in every place a tenant can write. Residue the reset cannot clean retires the
 // sandbox instead. Each pool has one sandbox (min_idle 1, max_size 1), so the second lease
 // provably gets the sandbox the first one used (its id is checked).
@@ -141,6 +142,7 @@ TEST_F(LocalReset, RemovesPosixMessageQueues) { expect_next_tenant_finds_nothing
 TEST_F(LocalReset, RemovesSysVSharedMemory) { expect_next_tenant_finds_nothing(make("sysv-shm")); }
 TEST_F(LocalReset, RemovesSysVSemaphores) { expect_next_tenant_finds_nothing(make("sysv-sem")); }
 TEST_F(LocalReset, RemovesSysVMessageQueues) { expect_next_tenant_finds_nothing(make("sysv-msg")); }
+TEST_F(LocalReset, EmptiesTheTenantsKernelKeyring) { expect_next_tenant_finds_nothing(make("user-key")); }
 TEST_F(LocalReset, KillsAProcessThatCalledSetsid) { expect_next_tenant_finds_nothing(make("setsid")); }
 TEST_F(LocalReset, KillsADoubleForkedDaemon) { expect_next_tenant_finds_nothing(make("double-fork")); }
 TEST_F(LocalReset, RemovesFilesFromEveryWritablePlace) {

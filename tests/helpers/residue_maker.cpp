@@ -1,10 +1,11 @@
 // residue-maker: run inside a sandbox by the reset tests, as the tenant, to leave one kind
 // of trace behind that plain shell tools cannot make (POSIX shared memory and message
-// queues, System V IPC objects, processes that left the command's process group), and to
+// queues, System V IPC objects, keys in the kernel keyring, processes that left the command's process group), and to
 // look for every such trace ("probe"). Static, so it runs in any image. Exits 0 once the
 // trace exists, 1 with a message otherwise.
 #include <dirent.h>
 #include <fcntl.h>
+#include <linux/keyctl.h>
 #include <mqueue.h>
 #include <signal.h>
 #include <sys/ipc.h>
@@ -13,6 +14,7 @@
 #include <sys/prctl.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -90,6 +92,12 @@ int sysv_msg() {
   return msgsnd(id, &m, sizeof m.text, IPC_NOWAIT) == 0 ? 0 : fail("msgsnd");
 }
 
+// A key in the tenant's user keyring, which belongs to the uid, not to any process.
+int user_key() {
+  long k = syscall(SYS_add_key, "user", "tenant-a", kSecret, sizeof kSecret, KEY_SPEC_USER_KEYRING);
+  return k >= 0 ? 0 : fail("add_key");
+}
+
 // A child in a session of its own: the exec's kill of its process group misses it.
 int setsid_child() {
   int p[2];
@@ -146,6 +154,9 @@ int probe() {
   if (shmget(0x7a11, 0, 0) >= 0) printf("sysv-shm 0x7a11\n");
   if (semget(0x7a12, 0, 0) >= 0) printf("sysv-sem 0x7a12\n");
   if (msgget(0x7a13, 0) >= 0) printf("sysv-msg 0x7a13\n");
+  for (long ring : {long(KEY_SPEC_USER_KEYRING), long(KEY_SPEC_USER_SESSION_KEYRING)})
+    if (syscall(SYS_keyctl, KEYCTL_SEARCH, ring, "user", "tenant-a", 0L) >= 0)
+      printf("key tenant-a in keyring %ld\n", ring);
   for (const char* table : {"/proc/sysvipc/shm", "/proc/sysvipc/sem", "/proc/sysvipc/msg"}) {
     FILE* f = fopen(table, "r");
     if (!f) continue;
@@ -186,9 +197,10 @@ int main(int argc, char** argv) {
   if (what == "sysv-shm") return sysv_shm();
   if (what == "sysv-sem") return sysv_sem();
   if (what == "sysv-msg") return sysv_msg();
+  if (what == "user-key") return user_key();
   if (what == "setsid") return setsid_child();
   if (what == "double-fork") return double_fork();
   if (what == "probe") return probe();
-  fprintf(stderr, "usage: residue-maker posix-shm|posix-mq|sysv-shm|sysv-sem|sysv-msg|setsid|double-fork|probe\n");
+  fprintf(stderr, "usage: residue-maker posix-shm|posix-mq|sysv-shm|sysv-sem|sysv-msg|user-key|setsid|double-fork|probe\n");
   return 2;
 }
