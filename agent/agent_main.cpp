@@ -27,6 +27,7 @@
 #include <functional>
 #include <set>
 
+#include "agent/keyrings.hpp"
 #include "agent/protocol.hpp"
 #include "agent/sysv_ipc.hpp"
 #include "agent/writable_places.hpp"
@@ -51,6 +52,9 @@ struct Options {
   // The agent runs in a sandbox of its own: every process of its pid namespace but its
   // ancestors, every IPC object and every writable place belong to the sandbox.
   bool sandboxed = false;
+  // The tenant uid is this sandbox's alone (not a host user's), so the kernel keyrings it
+  // owns may be emptied at start and at every reset.
+  bool own_uid = false;
 };
 Options g_opt;
 bool g_switch_uid = false;  // run tenant work as g_opt.uid (only when we are root)
@@ -129,6 +133,7 @@ void become_tenant() {
     if (setuid(g_opt.uid) != 0) child_fail("setuid", 126);
   }
   prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);  // no setuid binary can hand privileges back
+  agent::join_private_session_keyring();   // a key kept there dies with the command
 }
 
 struct ChildResult {
@@ -474,6 +479,16 @@ std::set<pid_t> sandbox_processes() {
   return found;
 }
 
+// Empties the tenant's user keyrings, as the tenant (only a keyring's owner may). False when
+// keys are left.
+bool clear_tenant_keyrings() {
+  ChildResult cr = run_child([] {
+    become_tenant();
+    _exit(agent::clear_user_keyrings() ? 0 : 3);
+  }, {}, 4096, std::chrono::seconds(5));
+  return cr.exited && WIFEXITED(cr.status) && WEXITSTATUS(cr.status) == 0;
+}
+
 json op_reset(const json& msg) {
   auto deadline = clock_t_::now() + op_timeout(msg, 10000);
   std::set<pid_t> killed;
@@ -491,6 +506,7 @@ json op_reset(const json& msg) {
   chown(g_opt.workspace.c_str(), g_ws_stat.st_uid, g_ws_stat.st_gid);
   chmod(g_opt.workspace.c_str(), g_ws_stat.st_mode & 07777);
   for (const auto& dir : g_opt.scratch) removed += agent::wipe_path(dir, wiped);
+  bool keys_cleared = !g_opt.own_uid || clear_tenant_keyrings();
   uint64_t ipc_removed = 0;
   if (g_opt.sandboxed) {
     ipc_removed = agent::remove_sysv_ipc();  // after the kill: nobody attaches them any more
@@ -503,6 +519,7 @@ json op_reset(const json& msg) {
   auto left = sandbox_processes();
   if (!left.empty()) residue.push_back(std::to_string(left.size()) + " process(es) survived");
   if (!agent::dir_empty(g_opt.workspace)) residue.push_back(g_opt.workspace + " is not empty");
+  if (!keys_cleared) residue.push_back("the tenant's kernel keyrings still hold keys");
   for (const auto& dir : g_opt.scratch)
     if (!agent::dir_empty(dir)) residue.push_back(dir + " is not empty");
   if (g_opt.sandboxed) {
@@ -621,7 +638,7 @@ bool parse_u64(const char* s, uint64_t& out) {
   fprintf(stderr,
           "warmpool-agent: %s\nusage: warmpool-agent [--socket PATH] [--workspace DIR] "
           "[--uid N --gid N] [--nproc N] [--fsize BYTES] [--as BYTES] [--scratch DIR]... "
-          "[--sandboxed [--keep DIR]...]\n",
+          "[--sandboxed [--keep DIR]...] [--own-uid]\n",
           msg);
   exit(64);
 }
@@ -645,6 +662,7 @@ int main(int argc, char** argv) {
     else if (a == "--scratch") g_opt.scratch.push_back(value());
     else if (a == "--keep") g_opt.keep.push_back(value());
     else if (a == "--sandboxed") g_opt.sandboxed = true;
+    else if (a == "--own-uid") g_opt.own_uid = true;
     else if (a == "--uid") g_opt.uid = uid_t(number());
     else if (a == "--gid") g_opt.gid = gid_t(number());
     else if (a == "--nproc") g_opt.nproc = number();
@@ -675,6 +693,9 @@ int main(int argc, char** argv) {
     fprintf(stderr, "warmpool-agent: workspace %s is not a directory\n", g_opt.workspace.c_str());
     return 1;
   }
+  agent::join_private_session_keyring();  // not the session keyring of whoever started us
+  if (g_opt.own_uid && !clear_tenant_keyrings())  // the uid's last sandbox may have left keys
+    fprintf(stderr, "warmpool-agent: the tenant's kernel keyrings could not be emptied\n");
   if (g_opt.sandboxed) {
     // What the tenant may write, as the sandbox starts; every reset puts it back to this.
     std::vector<std::string> skip = g_opt.scratch;

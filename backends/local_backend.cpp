@@ -271,6 +271,10 @@ std::vector<std::string> LocalBackend::bwrap_argv(const PoolConfig& pool, uid_t 
                      "--sandboxed"});
   for (const auto& m : pool.mounts) a.insert(a.end(), {"--keep", m.target});  // shared on purpose
   auto owner = geteuid() == 0 ? rw_mount_owner(pool) : std::nullopt;
+  // Keyrings belong to a uid (in its user namespace) and outlive its processes: the agent
+  // empties them when the uid is the sandbox's own, never a host user's (the owner of a
+  // read-write mount). Without root, bwrap's user namespace makes every uid the sandbox's.
+  if (geteuid() != 0 || (!owner && uid != 0)) a.push_back("--own-uid");
   if (owner) {
     if (owner->first != 0)
       a.insert(a.end(), {"--uid", std::to_string(owner->first), "--gid", std::to_string(owner->second)});
