@@ -29,6 +29,7 @@
 
 #include "agent/keyrings.hpp"
 #include "agent/protocol.hpp"
+#include "agent/sandbox_processes.hpp"
 #include "agent/sysv_ipc.hpp"
 #include "agent/writable_places.hpp"
 
@@ -427,58 +428,6 @@ json op_write_file(const json& msg) {
 
 // ---- reset
 
-// Processes that belong to the sandbox: as PID 1 of a pid namespace everything but us; in a
-// sandbox of our own (--sandboxed, e.g. under docker's init) everything but us and our
-// ancestors; otherwise our descendants (we are a subreaper, so no descendant can escape the
-// tree, whatever setsid or double forks it does).
-std::set<pid_t> sandbox_processes() {
-  std::set<pid_t> found;
-  std::map<pid_t, pid_t> parent;
-  pid_t self = getpid();
-  DIR* d = opendir("/proc");
-  if (!d) return found;
-  while (dirent* e = readdir(d)) {
-    char* end;
-    long pid = strtol(e->d_name, &end, 10);
-    if (*end || pid <= 0) continue;
-    if (self == 1) { if (pid != self) found.insert(pid_t(pid)); continue; }
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) continue;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) continue;
-    buf[n] = 0;
-    const char* rp = strrchr(buf, ')');  // comm may contain spaces and ')'
-    char state;
-    int ppid;
-    if (rp && sscanf(rp + 1, " %c %d", &state, &ppid) == 2) parent[pid_t(pid)] = ppid;
-  }
-  closedir(d);
-  if (self == 1) return found;
-  if (g_opt.sandboxed) {
-    std::set<pid_t> ancestors = {self};
-    for (auto it = parent.find(self); it != parent.end() && it->second > 0 && ancestors.size() < 4096;
-         it = parent.find(it->second))
-      ancestors.insert(it->second);
-    for (const auto& [pid, pp] : parent)
-      if (!ancestors.count(pid)) found.insert(pid);
-    return found;
-  }
-  for (const auto& [pid, pp] : parent) {
-    if (pid == self) continue;
-    pid_t cur = pp;
-    for (int hops = 0; cur > 1 && cur != self && hops < 4096; ++hops) {
-      auto it = parent.find(cur);
-      if (it == parent.end()) break;
-      cur = it->second;
-    }
-    if (cur == self) found.insert(pid);
-  }
-  return found;
-}
-
 // Empties the tenant's user keyrings, as the tenant (only a keyring's owner may). False when
 // keys are left.
 bool clear_tenant_keyrings() {
@@ -493,7 +442,7 @@ json op_reset(const json& msg) {
   auto deadline = clock_t_::now() + op_timeout(msg, 10000);
   std::set<pid_t> killed;
   for (;;) {
-    auto procs = sandbox_processes();
+    auto procs = agent::sandbox_processes(g_opt.sandboxed);
     if (procs.empty() || clock_t_::now() >= deadline) break;
     killed.insert(procs.begin(), procs.end());
     if (getpid() == 1) kill(-1, SIGKILL);  // everything in our pid namespace except us
@@ -516,7 +465,7 @@ json op_reset(const json& msg) {
   // Verify rather than trust: the next tenant must find nothing of this one. Whatever is
   // left is residue, and a sandbox with residue is retired instead of reused.
   std::vector<std::string> residue;
-  auto left = sandbox_processes();
+  auto left = agent::sandbox_processes(g_opt.sandboxed);
   if (!left.empty()) residue.push_back(std::to_string(left.size()) + " process(es) survived");
   if (!agent::dir_empty(g_opt.workspace)) residue.push_back(g_opt.workspace + " is not empty");
   if (!keys_cleared) residue.push_back("the tenant's kernel keyrings still hold keys");
