@@ -116,6 +116,27 @@ protected:
   }
 
   static std::string make(const std::string& kind) { return std::string(kMaker) + " " + kind; }
+
+  /// Two sandboxes leased at once: what tenant A leaves in its IPC namespace and /dev/shm
+  /// must not be visible in the other one (each sandbox has IPC objects of its own).
+  void expect_concurrent_sandboxes_share_no_ipc() {
+    pool().min_idle = 2;
+    pool().max_size = 2;
+    start();
+    if (HasFatalFailure()) return;
+    auto a = engine->acquire(pool().name);
+    auto b = engine->acquire(pool().name);
+    ASSERT_NE(a.container_id(), b.container_id());
+    put_maker(a);
+    put_maker(b);
+    if (HasFatalFailure()) return;
+    for (const char* kind : {"posix-shm", "posix-mq", "sysv-shm", "sysv-sem", "sysv-msg"}) {
+      auto r = a.exec(sh(make(kind)));
+      ASSERT_EQ(r.exit_code, 0) << kind << ": " << r.stderr_data;
+    }
+    ASSERT_NE(probe(a), "");
+    EXPECT_EQ(probe(b), "") << "a concurrent sandbox sees tenant A's IPC objects";
+  }
 };
 
 // ---- local (bubblewrap) --------------------------------------------------------------------
@@ -145,6 +166,7 @@ TEST_F(LocalReset, RemovesSysVMessageQueues) { expect_next_tenant_finds_nothing(
 TEST_F(LocalReset, EmptiesTheTenantsKernelKeyring) { expect_next_tenant_finds_nothing(make("user-key")); }
 TEST_F(LocalReset, KillsAProcessThatCalledSetsid) { expect_next_tenant_finds_nothing(make("setsid")); }
 TEST_F(LocalReset, KillsADoubleForkedDaemon) { expect_next_tenant_finds_nothing(make("double-fork")); }
+TEST_F(LocalReset, ConcurrentSandboxesShareNoIpcObjects) { expect_concurrent_sandboxes_share_no_ipc(); }
 TEST_F(LocalReset, RemovesFilesFromEveryWritablePlace) {
   expect_next_tenant_finds_nothing(std::string("DIRS='/tmp /workspace /dev/shm'; ") + kFillPlaces);
 }
@@ -213,6 +235,7 @@ TEST_F(DockerReset, RemovesSysVSemaphores) { expect_next_tenant_finds_nothing(ma
 TEST_F(DockerReset, RemovesSysVMessageQueues) { expect_next_tenant_finds_nothing(make("sysv-msg")); }
 TEST_F(DockerReset, KillsAProcessThatCalledSetsid) { expect_next_tenant_finds_nothing(make("setsid")); }
 TEST_F(DockerReset, KillsADoubleForkedDaemon) { expect_next_tenant_finds_nothing(make("double-fork")); }
+TEST_F(DockerReset, ConcurrentSandboxesShareNoIpcObjects) { expect_concurrent_sandboxes_share_no_ipc(); }
 TEST_F(DockerReset, RemovesFilesFromEveryWritablePlace) {
   expect_next_tenant_finds_nothing(std::string("DIRS='/tmp /workspace /dev/shm'; ") + kFillPlaces);
 }
