@@ -246,6 +246,11 @@ TEST_F(DockerReset, PutsAWritableRootBackForTheNextTenant) {
       "; chmod 000 /home/sandbox");
 }
 
+TEST_F(DockerReset, RemovesExtendedAttributesFromTheTenantsHome) {
+  pool().read_only_root = false;  // the tenant owns /home/sandbox, so it may set user.* there
+  expect_next_tenant_finds_nothing(make("xattr /home/sandbox"));
+}
+
 TEST_F(DockerReset, ResidueItCannotCleanRetiresTheSandbox) {
   pool().image = image_with_tenant_owned_file();
   pool().read_only_root = false;

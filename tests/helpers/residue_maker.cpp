@@ -16,6 +16,7 @@
 #include <sys/shm.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -98,6 +99,11 @@ int user_key() {
   return k >= 0 ? 0 : fail("add_key");
 }
 
+// An extended attribute on a directory the tenant owns (its home, with a writable root).
+int xattr(const char* path) {
+  return setxattr(path, "user.tenant-a", kSecret, sizeof kSecret, 0) == 0 ? 0 : fail("setxattr");
+}
+
 // A child in a session of its own: the exec's kill of its process group misses it.
 int setsid_child() {
   int p[2];
@@ -134,6 +140,7 @@ int double_fork() {
 }
 
 void print_entries_named_tenant_a(const char* dir) {
+  if (getxattr(dir, "user.tenant-a", nullptr, 0) >= 0) printf("xattr %s user.tenant-a\n", dir);
   DIR* d = opendir(dir);
   if (!d) {
     if (errno == EACCES) printf("unreadable %s\n", dir);  // a tenant's chmod 000 hides nothing
@@ -198,9 +205,10 @@ int main(int argc, char** argv) {
   if (what == "sysv-sem") return sysv_sem();
   if (what == "sysv-msg") return sysv_msg();
   if (what == "user-key") return user_key();
+  if (what == "xattr" && argc > 2) return xattr(argv[2]);
   if (what == "setsid") return setsid_child();
   if (what == "double-fork") return double_fork();
   if (what == "probe") return probe();
-  fprintf(stderr, "usage: residue-maker posix-shm|posix-mq|sysv-shm|sysv-sem|sysv-msg|user-key|setsid|double-fork|probe\n");
+  fprintf(stderr, "usage: residue-maker posix-shm|posix-mq|sysv-shm|sysv-sem|sysv-msg|user-key|xattr PATH|setsid|double-fork|probe\n");
   return 2;
 }
