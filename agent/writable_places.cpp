@@ -3,6 +3,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -109,6 +110,20 @@ std::vector<std::string> names_in(int dfd) {
   return names;
 }
 
+std::set<std::string> xattr_names(int fd) {
+  std::set<std::string> names;
+  ssize_t size = flistxattr(fd, nullptr, 0);
+  if (size <= 0) return names;
+  std::string buf(size_t(size), '\0');
+  size = flistxattr(fd, buf.data(), buf.size());
+  for (size_t at = 0; size > 0 && at < size_t(size);) {
+    std::string name(buf.c_str() + at);
+    at += name.size() + 1;
+    if (!name.empty()) names.insert(name);
+  }
+  return names;
+}
+
 // Removes the entry `name` of directory `dfd`, whatever it is; returns entries removed.
 uint64_t remove_entry(int dfd, const std::string& name, bool& ok) {
   struct stat st, here;
@@ -192,6 +207,7 @@ WritablePlaces WritablePlaces::scan(Tenant tenant, const std::vector<std::string
           wp.files_.push_back({path, est.st_dev, est.st_ino, est.st_ctim});
         }
       }
+      if (record) d.xattrs = xattr_names(fd);
       close(fd);
       if (record) {
         d.path = dir;
@@ -238,6 +254,8 @@ uint64_t WritablePlaces::restore() {
       if (now.st_uid != d.uid || now.st_gid != d.gid) fchown(fd, d.uid, d.gid);
       if ((now.st_mode & 07777) != d.mode) fchmod(fd, d.mode);
     }
+    for (const auto& name : xattr_names(fd))
+      if (!d.xattrs.count(name)) fremovexattr(fd, name.c_str());
     close(fd);
   }
   return removed;
@@ -267,6 +285,8 @@ std::vector<std::string> WritablePlaces::residue() const {
     struct stat now;
     if (fstat(fd, &now) == 0 && (now.st_uid != d.uid || now.st_gid != d.gid || (now.st_mode & 07777) != d.mode))
       out.push_back(d.path + " has another owner or mode than when the sandbox started");
+    if (xattr_names(fd) != d.xattrs)
+      out.push_back(d.path + " has other extended attributes than when the sandbox started");
     close(fd);
   }
   for (const auto& f : files_) {

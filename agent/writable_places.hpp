@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,7 @@ private:
     uid_t uid = 0;
     gid_t gid = 0;
     std::map<std::string, ino_t> entries;
+    std::set<std::string> xattrs;  // names of its extended attributes (an owner may add user.*)
   };
   // A file the tenant may change but the agent cannot restore (it keeps no copy): a change
   // is residue, so the sandbox is retired.
