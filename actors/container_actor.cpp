@@ -410,6 +410,14 @@ void reset_after_lease(self_ptr self) {
                        retire(self, "reset_failed: " + render(r.err));
                        return;
                      }
+                     if (!r.reset.residue.empty()) {
+                       // The next tenant would find this one's traces: never reuse it.
+                       std::string what;
+                       for (const auto& s : r.reset.residue) what += (what.empty() ? "" : "; ") + s;
+                       logger().warn("container {}: retired, reset could not clean it: {}", st.p.id, what);
+                       retire(self, "reset_residue: " + what);
+                       return;
+                     }
                      logger().debug("container {}: reset removed {} files, killed {} processes",
                                     st.p.id, r.reset.files_removed, r.reset.processes_killed);
                      become_idle(self);

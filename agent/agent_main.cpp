@@ -27,7 +27,11 @@
 #include <functional>
 #include <set>
 
+#include "agent/keyrings.hpp"
 #include "agent/protocol.hpp"
+#include "agent/sandbox_processes.hpp"
+#include "agent/sysv_ipc.hpp"
+#include "agent/writable_places.hpp"
 
 extern char** environ;
 
@@ -45,10 +49,18 @@ struct Options {
   gid_t gid = 0;
   uint64_t nproc = 0, fsize = 0, as = 0;  // 0: not set
   std::vector<std::string> scratch;       // extra dirs wiped on reset (e.g. the sandbox /tmp)
+  std::vector<std::string> keep;          // writable places shared with the host on purpose
+  // The agent runs in a sandbox of its own: every process of its pid namespace but its
+  // ancestors, every IPC object and every writable place belong to the sandbox.
+  bool sandboxed = false;
+  // The tenant uid is this sandbox's alone (not a host user's), so the kernel keyrings it
+  // owns may be emptied at start and at every reset.
+  bool own_uid = false;
 };
 Options g_opt;
 bool g_switch_uid = false;  // run tenant work as g_opt.uid (only when we are root)
 struct stat g_ws_stat{};    // workspace owner/mode at startup, restored by reset
+agent::WritablePlaces g_places;  // with --sandboxed: recorded at startup, restored by reset
 
 // An error the agent reports in an error frame with this code.
 struct OpError : std::runtime_error {
@@ -122,6 +134,7 @@ void become_tenant() {
     if (setuid(g_opt.uid) != 0) child_fail("setuid", 126);
   }
   prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);  // no setuid binary can hand privileges back
+  agent::join_private_session_keyring();   // a key kept there dies with the command
 }
 
 struct ChildResult {
@@ -415,106 +428,21 @@ json op_write_file(const json& msg) {
 
 // ---- reset
 
-// Processes that belong to the sandbox: as PID 1 of a pid namespace everything but us;
-// otherwise our descendants (we are a subreaper, so no descendant can escape the tree).
-std::set<pid_t> sandbox_processes() {
-  std::set<pid_t> found;
-  std::map<pid_t, pid_t> parent;
-  pid_t self = getpid();
-  DIR* d = opendir("/proc");
-  if (!d) return found;
-  while (dirent* e = readdir(d)) {
-    char* end;
-    long pid = strtol(e->d_name, &end, 10);
-    if (*end || pid <= 0 || pid == self) continue;
-    if (self == 1) { found.insert(pid_t(pid)); continue; }
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) continue;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) continue;
-    buf[n] = 0;
-    const char* rp = strrchr(buf, ')');  // comm may contain spaces and ')'
-    char state;
-    int ppid;
-    if (rp && sscanf(rp + 1, " %c %d", &state, &ppid) == 2) parent[pid_t(pid)] = ppid;
-  }
-  closedir(d);
-  for (const auto& [pid, pp] : parent) {
-    pid_t cur = pp;
-    for (int hops = 0; cur > 1 && cur != self && hops < 4096; ++hops) {
-      auto it = parent.find(cur);
-      if (it == parent.end()) break;
-      cur = it->second;
-    }
-    if (cur == self) found.insert(pid);
-  }
-  return found;
-}
-
-// Removes everything below the directory `dfd`; returns entries removed, clears `ok` on failure.
-uint64_t wipe_dir(int dfd, bool& ok) {
-  uint64_t removed = 0;
-  int dup_fd = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
-  DIR* d = dup_fd >= 0 ? fdopendir(dup_fd) : nullptr;
-  if (!d) {
-    if (dup_fd >= 0) close(dup_fd);
-    ok = false;
-    return 0;
-  }
-  std::vector<std::string> names;
-  while (dirent* e = readdir(d))
-    if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) names.emplace_back(e->d_name);
-  closedir(d);
-  for (const auto& name : names) {
-    struct stat st;
-    if (fstatat(dfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) { ok = false; continue; }
-    if (S_ISDIR(st.st_mode)) {
-      struct stat here;
-      if (fstat(dfd, &here) == 0 && here.st_dev != st.st_dev) {
-        // A mount point (e.g. a host directory bound into the sandbox): never wipe into
-        // another filesystem. Leaving it makes the reset fail, so the sandbox is retired.
-        ok = false;
-        continue;
-      }
-      fchmodat(dfd, name.c_str(), 0700, 0);  // a tenant's chmod 000 must not keep it alive
-      int sub = openat(dfd, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-      if (sub < 0) { ok = false; continue; }
-      removed += wipe_dir(sub, ok);
-      close(sub);
-      if (unlinkat(dfd, name.c_str(), AT_REMOVEDIR) == 0) ++removed; else ok = false;
-    } else {
-      if (unlinkat(dfd, name.c_str(), 0) == 0) ++removed; else ok = false;
-    }
-  }
-  return removed;
-}
-
-uint64_t wipe_path(const std::string& path, bool& ok) {
-  int fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) { ok = false; return 0; }
-  uint64_t n = wipe_dir(fd, ok);
-  close(fd);
-  return n;
-}
-
-bool dir_empty(const std::string& path) {
-  DIR* d = opendir(path.c_str());
-  if (!d) return false;
-  bool empty = true;
-  while (dirent* e = readdir(d))
-    if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) { empty = false; break; }
-  closedir(d);
-  return empty;
+// Empties the tenant's user keyrings, as the tenant (only a keyring's owner may). False when
+// keys are left.
+bool clear_tenant_keyrings() {
+  ChildResult cr = run_child([] {
+    become_tenant();
+    _exit(agent::clear_user_keyrings() ? 0 : 3);
+  }, {}, 4096, std::chrono::seconds(5));
+  return cr.exited && WIFEXITED(cr.status) && WEXITSTATUS(cr.status) == 0;
 }
 
 json op_reset(const json& msg) {
   auto deadline = clock_t_::now() + op_timeout(msg, 10000);
   std::set<pid_t> killed;
   for (;;) {
-    auto procs = sandbox_processes();
+    auto procs = agent::sandbox_processes(g_opt.sandboxed);
     if (procs.empty() || clock_t_::now() >= deadline) break;
     killed.insert(procs.begin(), procs.end());
     if (getpid() == 1) kill(-1, SIGKILL);  // everything in our pid namespace except us
@@ -522,26 +450,39 @@ json op_reset(const json& msg) {
     wait_for_sigchld(10);  // the handler reaps them; re-scan as soon as one is gone
   }
   bool wiped = true;
-  uint64_t removed = wipe_path(g_opt.workspace, wiped);
+  uint64_t removed = agent::wipe_path(g_opt.workspace, wiped);
   // Put back the workspace's owner and mode in case the tenant changed them.
   chown(g_opt.workspace.c_str(), g_ws_stat.st_uid, g_ws_stat.st_gid);
   chmod(g_opt.workspace.c_str(), g_ws_stat.st_mode & 07777);
-  for (const auto& dir : g_opt.scratch) removed += wipe_path(dir, wiped);
-
-  // Verify rather than trust: the next tenant must find nothing of this one.
-  std::string problems;
-  auto left = sandbox_processes();
-  if (!left.empty()) problems += std::to_string(left.size()) + " process(es) survived; ";
-  if (!dir_empty(g_opt.workspace)) problems += "workspace not empty; ";
-  for (const auto& dir : g_opt.scratch)
-    if (!dir_empty(dir)) problems += dir + " not empty; ";
-  json out{{"files_removed", removed}, {"processes_killed", killed.size()}};
-  if (!problems.empty()) {
-    problems.resize(problems.size() - 2);
-    out["ok"] = false;
-    out["error"] = {{"code", "container_failed"}, {"message", "reset could not verify a clean sandbox: " + problems}};
+  for (const auto& dir : g_opt.scratch) removed += agent::wipe_path(dir, wiped);
+  bool keys_cleared = !g_opt.own_uid || clear_tenant_keyrings();
+  uint64_t ipc_removed = 0;
+  if (g_opt.sandboxed) {
+    ipc_removed = agent::remove_sysv_ipc();  // after the kill: nobody attaches them any more
+    removed += g_places.restore();           // /dev/shm, /dev/mqueue, a writable root, ...
   }
-  return out;
+
+  // Verify rather than trust: the next tenant must find nothing of this one. Whatever is
+  // left is residue, and a sandbox with residue is retired instead of reused.
+  std::vector<std::string> residue;
+  auto left = agent::sandbox_processes(g_opt.sandboxed);
+  if (!left.empty()) residue.push_back(std::to_string(left.size()) + " process(es) survived");
+  if (!agent::dir_empty(g_opt.workspace)) residue.push_back(g_opt.workspace + " is not empty");
+  if (!keys_cleared) residue.push_back("the tenant's kernel keyrings still hold keys");
+  for (const auto& dir : g_opt.scratch)
+    if (!agent::dir_empty(dir)) residue.push_back(dir + " is not empty");
+  if (g_opt.sandboxed) {
+    for (auto& r : agent::sysv_ipc_residue()) residue.push_back(std::move(r));
+    for (auto& r : g_places.residue()) residue.push_back(std::move(r));
+  }
+  constexpr size_t kMaxResidue = 20;  // a tenant who left a million files gets a summary
+  if (residue.size() > kMaxResidue) {
+    size_t more = residue.size() - (kMaxResidue - 1);
+    residue.resize(kMaxResidue - 1);
+    residue.push_back("and " + std::to_string(more) + " more");
+  }
+  return json{{"files_removed", removed}, {"processes_killed", killed.size()},
+              {"ipc_removed", ipc_removed}, {"residue", residue}};
 }
 
 json handle(const std::string& payload) {
@@ -645,7 +586,8 @@ bool parse_u64(const char* s, uint64_t& out) {
 [[noreturn]] void usage(const char* msg) {
   fprintf(stderr,
           "warmpool-agent: %s\nusage: warmpool-agent [--socket PATH] [--workspace DIR] "
-          "[--uid N --gid N] [--nproc N] [--fsize BYTES] [--as BYTES] [--scratch DIR]...\n",
+          "[--uid N --gid N] [--nproc N] [--fsize BYTES] [--as BYTES] [--scratch DIR]... "
+          "[--sandboxed [--keep DIR]...] [--own-uid]\n",
           msg);
   exit(64);
 }
@@ -667,6 +609,9 @@ int main(int argc, char** argv) {
     if (a == "--socket") g_opt.socket_path = value();
     else if (a == "--workspace") g_opt.workspace = value();
     else if (a == "--scratch") g_opt.scratch.push_back(value());
+    else if (a == "--keep") g_opt.keep.push_back(value());
+    else if (a == "--sandboxed") g_opt.sandboxed = true;
+    else if (a == "--own-uid") g_opt.own_uid = true;
     else if (a == "--uid") g_opt.uid = uid_t(number());
     else if (a == "--gid") g_opt.gid = gid_t(number());
     else if (a == "--nproc") g_opt.nproc = number();
@@ -696,6 +641,18 @@ int main(int argc, char** argv) {
   if (stat(g_opt.workspace.c_str(), &g_ws_stat) != 0 || !S_ISDIR(g_ws_stat.st_mode)) {
     fprintf(stderr, "warmpool-agent: workspace %s is not a directory\n", g_opt.workspace.c_str());
     return 1;
+  }
+  agent::join_private_session_keyring();  // not the session keyring of whoever started us
+  if (g_opt.own_uid && !clear_tenant_keyrings())  // the uid's last sandbox may have left keys
+    fprintf(stderr, "warmpool-agent: the tenant's kernel keyrings could not be emptied\n");
+  if (g_opt.sandboxed) {
+    // What the tenant may write, as the sandbox starts; every reset puts it back to this.
+    std::vector<std::string> skip = g_opt.scratch;
+    skip.push_back(g_opt.workspace);
+    skip.insert(skip.end(), g_opt.keep.begin(), g_opt.keep.end());
+    if (!g_opt.socket_path.empty()) skip.push_back(g_opt.socket_path.substr(0, g_opt.socket_path.rfind('/')));
+    agent::Tenant tenant{g_switch_uid ? g_opt.uid : geteuid(), g_switch_uid ? g_opt.gid : getegid()};
+    g_places = agent::WritablePlaces::scan(tenant, skip);
   }
   if (!g_opt.socket_path.empty()) return serve_socket(g_opt.socket_path);
   return serve(0, 1);

@@ -173,8 +173,10 @@ void AgentClient::write_file(const std::string& path, const std::string& data,
 ResetReport AgentClient::reset(duration timeout) {
   json resp = call({{"op", "reset"}, {"timeout_ms", timeout.count()}}, timeout + kMargin);
   return parse_reply("reset", [&] {
-    return ResetReport{resp.at("files_removed").get<uint64_t>(),
-                       resp.at("processes_killed").get<uint64_t>()};
+    ResetReport r{resp.at("files_removed").get<uint64_t>(),
+                  resp.at("processes_killed").get<uint64_t>(), {}};
+    if (resp.contains("residue")) r.residue = resp.at("residue").get<std::vector<std::string>>();
+    return r;
   });
 }
 

@@ -172,6 +172,7 @@ json DockerBackend::container_config(const SandboxSpec& spec, const std::string&
       {"PidsLimit", lim.pids},
       {"Ulimits", {{{"Name", "fsize"}, {"Soft", lim.file_size}, {"Hard", lim.file_size}}}},
       {"Init", true}, // a real PID 1 that reaps and forwards signals
+      {"IpcMode", "private"}, // own SysV IPC, POSIX queues and /dev/shm, never shared
       {"AutoRemove", false},
   };
   json c = {
@@ -190,13 +191,17 @@ json DockerBackend::container_config(const SandboxSpec& spec, const std::string&
     c["Entrypoint"] = {kAgentInContainer};
     c["Cmd"] = {"--socket", std::string(kSocketDirInContainer) + "/agent.sock",
                 "--workspace", kWorkspace, "--scratch", "/tmp",
-                "--uid", std::to_string(u.uid), "--gid", std::to_string(u.gid)};
+                "--uid", std::to_string(u.uid), "--gid", std::to_string(u.gid), "--sandboxed"};
+    for (const auto& m : cfg.mounts) { // shared with the host on purpose: reset leaves them
+      c["Cmd"].push_back("--keep");
+      c["Cmd"].push_back(m.target);
+    }
   } else {
     c["Entrypoint"] = {"sleep"};
     c["Cmd"] = {"infinity"};
   }
   // Host directories (tool mode's repository), in either exec mode. Unlike /workspace they
-  // survive resets: the agent wipes only its workspace and scratch tmpfs.
+  // survive resets: the agent is told to keep them (--keep).
   for (const auto& m : cfg.mounts)
     host["Binds"].push_back(m.source + ":" + m.target + (m.read_only ? ":ro" : ":rw"));
   c["HostConfig"] = host;
@@ -392,9 +397,10 @@ void DockerBackend::write_file(Sandbox& box, const std::string& path, const std:
 
 namespace {
 // Docker-mode reset, run as the tenant uid: kill every tenant process (repeat until none
-// is left, to catch forks racing the kill), make everything removable, count and remove it,
-// then report what is left so the host can refuse an unclean sandbox. Builtins only in the
-// counting loop, so the shell's own children do not count.
+// is left, to catch forks racing the kill), make everything removable, count and remove it
+// (also POSIX shared memory and queues, and System V IPC objects, which the tenant made and
+// so may remove), then report what is left so the host can refuse an unclean sandbox.
+// Builtins only in the counting loop, so the shell's own children do not count.
 const char* kTenantResetScript = R"SH(
 count() { n=0; for d in /proc/[0-9]*; do
   [ "${d#/proc/}" = "$$" ] && continue
@@ -405,12 +411,17 @@ count() { n=0; for d in /proc/[0-9]*; do
 count; killed=$n; i=0
 while [ "$n" -gt 0 ] && [ "$i" -lt 100 ]; do
   kill -9 -1 2>/dev/null; i=$((i+1)); [ "$i" -gt 10 ] && sleep 0.02; count; done
+places="/workspace /tmp /dev/shm /dev/mqueue"
 chmod u+rwx /workspace 2>/dev/null
-find /workspace /tmp -mindepth 1 -type d ! -perm -700 -exec chmod u+rwx {} \; 2>/dev/null
-files=$(find /workspace /tmp -mindepth 1 2>/dev/null | wc -l)
-rm -rf /workspace/* /workspace/.[!.]* /workspace/..?* /tmp/* /tmp/.[!.]* /tmp/..?* 2>/dev/null
-left=$(find /workspace /tmp -mindepth 1 2>/dev/null | wc -l)
-echo "killed=$killed files=$files left=$left procs=$n"
+find $places -mindepth 1 -type d ! -perm -700 -exec chmod u+rwx {} \; 2>/dev/null
+files=$(find $places -mindepth 1 2>/dev/null | wc -l)
+for p in $places; do rm -rf "$p"/* "$p"/.[!.]* "$p"/..?* 2>/dev/null; done
+for t in m:shm s:sem q:msg; do
+  tail -n +2 "/proc/sysvipc/${t#*:}" 2>/dev/null | while read -r _ id _; do
+    ipcrm "-${t%%:*}" "$id" 2>/dev/null; done; done
+left=$(find $places -mindepth 1 2>/dev/null | wc -l)
+ipc=$(tail -q -n +2 /proc/sysvipc/shm /proc/sysvipc/sem /proc/sysvipc/msg 2>/dev/null | wc -l)
+echo "killed=$killed files=$files left=$left procs=$n ipc=$ipc"
 )SH";
 } // namespace
 
@@ -436,17 +447,17 @@ ResetReport DockerBackend::reset(Sandbox& box, duration timeout) {
   if (b.agent) return agent_of(b.agent_conn, b.socket_path()).reset(timeout);
 
   auto out = run_as_tenant(b, {"sh", "-c", kTenantResetScript}, timeout);
-  unsigned long long killed = 0, files = 0, left = 1, procs = 1;
+  unsigned long long killed = 0, files = 0, left = 1, procs = 1, ipc = 1;
   if (out.timed_out || out.exit_code != 0 ||
-      sscanf(out.stdout_data.c_str(), "killed=%llu files=%llu left=%llu procs=%llu", &killed,
-             &files, &left, &procs) != 4)
+      sscanf(out.stdout_data.c_str(), "killed=%llu files=%llu left=%llu procs=%llu ipc=%llu",
+             &killed, &files, &left, &procs, &ipc) != 5)
     throw Error(Errc::container_failed, "reset of " + b.name + " failed: " +
                                             (out.timed_out ? "timed out" : out.stdout_data + out.stderr_data));
-  if (left || procs)
-    throw Error(Errc::container_failed, "reset could not verify a clean sandbox: " +
-                                            std::to_string(procs) + " process(es) and " +
-                                            std::to_string(left) + " file(s) left in " + b.name);
-  return {files, killed};
+  ResetReport report{files, killed, {}};
+  if (procs) report.residue.push_back(std::to_string(procs) + " process(es) survived");
+  if (left) report.residue.push_back(std::to_string(left) + " file(s) left");
+  if (ipc) report.residue.push_back(std::to_string(ipc) + " System V IPC object(s) left");
+  return report;
 }
 
 void DockerBackend::ping(Sandbox& box, duration timeout) {

@@ -246,6 +246,9 @@ std::vector<std::string> LocalBackend::bwrap_argv(const PoolConfig& pool, uid_t 
   a.insert(a.end(), {
       "--ro-bind", "/etc", "/etc",
       "--proc", "/proc", "--dev", "/dev",
+      "--mqueue", "/dev/mqueue",  // so the agent sees (and removes) the tenant's POSIX queues
+      // POSIX shared memory, as docker gives it; bwrap's own /dev/shm is root's and 0755.
+      "--size", ws_size, "--perms", "01777", "--tmpfs", "/dev/shm",
       "--size", ws_size, "--perms", "01777", "--tmpfs", "/tmp",
       "--size", ws_size, "--perms", "0777", "--tmpfs", "/workspace"});
   // After the tmpfs mounts, so none of them can hide a mount; before the root turns read-only,
@@ -264,8 +267,14 @@ std::vector<std::string> LocalBackend::bwrap_argv(const PoolConfig& pool, uid_t 
       a.insert(a.end(), {"--cap-add", cap});
   }
   a.insert(a.end(), {kAgentInBox, "--workspace", "/workspace", "--scratch", "/tmp",
-                     "--fsize", std::to_string(lim.file_size), "--as", std::to_string(lim.memory)});
+                     "--fsize", std::to_string(lim.file_size), "--as", std::to_string(lim.memory),
+                     "--sandboxed"});
+  for (const auto& m : pool.mounts) a.insert(a.end(), {"--keep", m.target});  // shared on purpose
   auto owner = geteuid() == 0 ? rw_mount_owner(pool) : std::nullopt;
+  // Keyrings belong to a uid (in its user namespace) and outlive its processes: the agent
+  // empties them when the uid is the sandbox's own, never a host user's (the owner of a
+  // read-write mount). Without root, bwrap's user namespace makes every uid the sandbox's.
+  if (geteuid() != 0 || (!owner && uid != 0)) a.push_back("--own-uid");
   if (owner) {
     if (owner->first != 0)
       a.insert(a.end(), {"--uid", std::to_string(owner->first), "--gid", std::to_string(owner->second)});

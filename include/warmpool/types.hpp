@@ -77,6 +77,7 @@ struct ExecResult {
 struct ResetReport {
   uint64_t files_removed = 0;
   uint64_t processes_killed = 0;
+  std::vector<std::string> residue; // what could not be cleaned; non-empty: the sandbox is retired
 };
 
 /// One sandbox as the pool sees it.

@@ -262,5 +262,24 @@ TEST_F(DockerBackendTest, CheckAvailableSucceedsWithTheDaemonUp) {
   EXPECT_NO_THROW(backend->check_available());
 }
 
+// Without the agent, reset is a script the tenant runs: it too must remove POSIX shared
+// memory and queues and the tenant's System V IPC objects, not only /workspace and /tmp.
+TEST_F(DockerBackendTest, DockerModeResetRemovesSharedMemoryQueuesAndIpcObjects) {
+  pool = make_pool(warmpool::testing::kPython, "docker");
+  auto box = create();
+  auto made = sh(*box,
+                 "echo secret > /dev/shm/tenant-a && : > /dev/mqueue/tenant-a && "
+                 "ipcmk -M 4096 >/dev/null && ipcmk -S 1 >/dev/null && ipcmk -Q >/dev/null && "
+                 "ls -A /dev/shm /dev/mqueue && tail -q -n +2 /proc/sysvipc/shm /proc/sysvipc/sem "
+                 "/proc/sysvipc/msg | wc -l");
+  ASSERT_EQ(made.exit_code, 0) << made.stderr_data;
+  ASSERT_EQ(made.stdout_data, "/dev/mqueue:\ntenant-a\n\n/dev/shm:\ntenant-a\n3\n");
+  ResetReport rep = backend->reset(*box, duration(20000));
+  EXPECT_TRUE(rep.residue.empty()) << rep.residue.front();
+  auto left = sh(*box, "ls -A /dev/shm /dev/mqueue; tail -q -n +2 /proc/sysvipc/shm "
+                       "/proc/sysvipc/sem /proc/sysvipc/msg | wc -l");
+  EXPECT_EQ(left.stdout_data, "/dev/mqueue:\n\n/dev/shm:\n0\n");
+}
+
 } // namespace
 } // namespace warmpool::testing

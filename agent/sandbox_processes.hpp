@@ -1,0 +1,16 @@
+// The processes a reset must kill: every process of the sandbox but the agent itself.
+#pragma once
+
+#include <sys/types.h>
+
+#include <set>
+
+namespace warmpool::agent {
+
+/// As PID 1 of a pid namespace: every other process. With `whole_namespace` (a sandbox of
+/// our own, e.g. under docker's init): every process but us and our ancestors. Otherwise
+/// our descendants (the agent is a subreaper, so no descendant can leave the tree, whatever
+/// setsid or double forks it does).
+std::set<pid_t> sandbox_processes(bool whole_namespace);
+
+} // namespace warmpool::agent
