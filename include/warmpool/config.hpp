@@ -71,6 +71,8 @@ struct PoolConfig {
   duration idle_timeout{0};         // retire idle ones above min_idle after this; 0 = never
   duration acquire_timeout{30000};  // default acquire deadline
   OnExhausted on_exhausted = OnExhausted::wait;
+  uint32_t max_fresh = 4;           // one-off sandboxes (on_exhausted: fresh, enabled: false)
+                                    // alive at once; beyond it acquires wait
   uint32_t create_parallelism = 4;  // sandboxes created at once during warm-up and refill
   PrewarmMode prewarm = PrewarmMode::static_;
   std::string network = "none";     // none | host (local) / none | bridge | ... (docker)
