@@ -152,7 +152,8 @@ struct ClusterConfig {
 
 struct EngineConfig {
   std::string node;                 // default: the host name
-  uint32_t executor_threads = 8;    // threads for blocking backend calls
+  uint32_t executor_threads = 8;    // threads for sandbox lifecycle calls (create, reset, probe,
+                                    // destroy); commands and file operations run on per-pool lanes
   duration shutdown_grace{10000};   // how long shutdown waits for leases to be released
   duration stats_interval{60000};   // periodic stats log of `warmpool run`; 0 = off
   std::string agent_path;           // default: warmpool-agent next to the binary or on PATH
