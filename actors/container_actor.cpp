@@ -132,7 +132,8 @@ void run_next(self_ptr self) {
   auto id = ++st.op_seq;
   // `start` runs here, in the actor, so the work sees the sandbox as it is now.
   work_fn work = o.start();
-  st.p.exec->submit([h = me(self), id, work = std::move(work)] {
+  auto& runner = o.on_lane && st.p.lane ? *st.p.lane : *st.p.exec;
+  runner.submit([h = me(self), id, work = std::move(work)] {
     op_result r;
     try {
       if (work)
@@ -446,7 +447,7 @@ void end_lease(self_ptr self, bool dirty) {
     reset_after_lease(self);
 }
 
-/// Queues a lease operation whose result goes to promise `rp`.
+/// Queues a lease operation (on the pool's lane) whose result goes to promise `rp`.
 template <class T, class Work, class Finish>
 caf::typed_response_promise<T> lease_op(self_ptr self, Work make_work, Finish finish) {
   auto rp = self->template make_response_promise<T>();
@@ -460,7 +461,8 @@ caf::typed_response_promise<T> lease_op(self_ptr self, Work make_work, Finish fi
                      }
                      rp.deliver(finish(self, r));
                    },
-                   [rp](const caf::error& err) mutable { rp.deliver(err); }});
+                   [rp](const caf::error& err) mutable { rp.deliver(err); },
+                   /*on_lane=*/true});
   return rp;
 }
 

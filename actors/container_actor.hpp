@@ -1,6 +1,7 @@
 // One actor per sandbox. It owns the sandbox's whole lifecycle as an explicit
 // finite-state machine (after OpenWhisk's ContainerProxy): every blocking backend call
-// runs on the executor and comes back as a `done` message; every timer is a message.
+// runs on an executor (lifecycle work on the engine's, lease operations on the pool's lane)
+// and comes back as a `done` message; every timer is a message.
 //
 //  creating -> warming -> idle <-> leased -> resetting -> idle
 //                 |        |  \-> probing -> idle | suspect -> (probe ok) idle
@@ -64,12 +65,15 @@ struct container_params {
   std::string id;                          // stable across restarts: "<pool>-<n>"
   std::shared_ptr<const PoolConfig> cfg;
   BackendPtr backend;
-  std::shared_ptr<executor> exec;
+  std::shared_ptr<executor> exec;          // lifecycle: create, warm, probe, reset, destroy
   std::shared_ptr<sandbox_registry> registry;
   pool_actor pool;
   std::string node;
   std::string instance;
   bool fresh = false;                      // one-off: destroyed after its single lease
+  // The pool's lane for lease operations (exec, read, write), whose length the tenant
+  // decides: they never hold a lifecycle thread. Null: they run on `exec`.
+  std::shared_ptr<executor> lane;
 };
 
 struct container_state {
@@ -84,6 +88,7 @@ struct container_state {
     std::function<std::function<op_result()>()> start;
     std::function<void(op_result&)> on_done;
     std::function<void(const caf::error&)> on_cancel;
+    bool on_lane = false; // a lease operation: runs on the pool's lane (container_params)
   };
 
   container_params p;

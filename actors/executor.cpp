@@ -1,5 +1,6 @@
 #include "actors/executor.hpp"
 
+#include <algorithm>
 #include <chrono>
 
 #include <pthread.h>
@@ -15,12 +16,21 @@ namespace {
 constexpr std::chrono::microseconds spin_window{50};
 } // namespace
 
-executor::executor(size_t threads) {
+executor::executor(size_t threads) : executor(threads, threads) {}
+
+executor::executor(size_t threads, size_t max_threads) : max_threads_(max_threads) {
   threads_.reserve(threads);
-  for (size_t i = 0; i < threads; ++i) {
-    parkings_.push_back(std::make_unique<parking>());
-    threads_.emplace_back([this, p = parkings_.back().get()] { work(*p); });
-  }
+  for (size_t i = 0; i < threads; ++i)
+    start_thread(false);
+}
+
+std::shared_ptr<executor> executor::lane(size_t max_threads) {
+  return std::shared_ptr<executor>(new executor(0, std::max<size_t>(max_threads, 1)));
+}
+
+void executor::start_thread(bool for_task) {
+  parkings_.push_back(std::make_unique<parking>());
+  threads_.emplace_back([this, p = parkings_.back().get(), for_task] { work(*p, for_task); });
 }
 
 executor::~executor() {
@@ -31,7 +41,7 @@ void executor::submit(std::function<void()> task) {
   parking* wake = nullptr;
   {
     std::unique_lock<std::mutex> guard{mtx_};
-    if (threads_.empty() || stopping_) {
+    if (max_threads_ == 0 || stopping_) {
       guard.unlock();
       task();
       return;
@@ -47,6 +57,12 @@ void executor::submit(std::function<void()> task) {
       wake = parked_.back();
       parked_.pop_back();
       wake->woken = true;
+    } else if (parked_.empty() && tasks_.size() > signalled_ + spinning_ &&
+               threads_.size() < max_threads_) {
+      // Every started thread is busy (a lane's threads may each hold a long command):
+      // a new one, counted as coming for this task until it first looks at the queue.
+      ++signalled_;
+      start_thread(true);
     }
   }
   // Outside the lock: a woken thread would otherwise block at once on the mutex we hold.
@@ -73,12 +89,17 @@ void executor::stop() {
   threads_.clear();
 }
 
+size_t executor::threads() const {
+  std::unique_lock<std::mutex> guard{mtx_};
+  return threads_.size();
+}
+
 size_t executor::queued() const {
   std::unique_lock<std::mutex> guard{mtx_};
   return tasks_.size();
 }
 
-void executor::work(parking& me) {
+void executor::work(parking& me, bool for_task) {
   // SCHED_BATCH: a woken executor thread does not preempt the thread that woke it, which
   // is the CAF worker in the middle of an actor's turn. It runs at once on an idle CPU, or
   // when the waker's time slice ends. Measured on 2 cores: ~25 % more acquire+release
@@ -92,6 +113,11 @@ void executor::work(parking& me) {
     std::function<void()> task;
     {
       std::unique_lock<std::mutex> guard{mtx_};
+      if (for_task) { // started by submit(): no longer merely coming
+        for_task = false;
+        if (signalled_ > 0 && !stopping_)
+          --signalled_;
+      }
       if (ran && tasks_.empty() && !stopping_ && spinning_ == 0) {
         spinning_ = 1;
         guard.unlock();

@@ -15,9 +15,14 @@ namespace warmpool {
 
 class executor {
 public:
-  /// threads == 0: run every task inline in submit() (deterministic tests with the sim
-  /// backend, whose calls return at once).
+  /// Starts `threads` threads. threads == 0: run every task inline in submit()
+  /// (deterministic tests with the sim backend, whose calls return at once).
   explicit executor(size_t threads);
+  /// A lane: no thread at first; submit() starts one whenever a task would otherwise wait
+  /// while every started thread is busy, up to `max_threads` (>= 1). Threads stay once
+  /// started. A pool's user commands run on such a lane sized so no command ever waits
+  /// for another one (engine.cpp).
+  static std::shared_ptr<executor> lane(size_t max_threads);
   ~executor();
   executor(const executor&) = delete;
   executor& operator=(const executor&) = delete;
@@ -26,8 +31,14 @@ public:
   /// Runs what is queued, then joins the threads. Later submits run inline.
   void stop();
   size_t queued() const;
+  /// Threads started so far.
+  size_t threads() const;
 
 private:
+  executor(size_t threads, size_t max_threads);
+  /// With mtx_ held (or in the constructor). `for_task`: counted in signalled_.
+  void start_thread(bool for_task);
+
   /// Where one thread sleeps. Each has its own condition variable, so a wake-up is one
   /// futex call for one chosen thread: with a single shared one, glibc's condvar made
   /// signallers block on its internal lock (profiled: 12 % of all context switches).
@@ -36,7 +47,7 @@ private:
     bool woken = false;
   };
 
-  void work(parking& me);
+  void work(parking& me, bool for_task);
 
   mutable std::mutex mtx_;
   std::deque<std::function<void()>> tasks_;
@@ -45,7 +56,8 @@ private:
   // moved on (even exited, during stop), so it must outlive the thread.
   std::vector<std::unique_ptr<parking>> parkings_;
   std::vector<parking*> parked_; // sleeping threads; the last parked is woken first (warm)
-  size_t signalled_ = 0; // threads woken for a task but not yet running
+  size_t max_threads_;   // 0: inline
+  size_t signalled_ = 0; // threads woken (or just started) for a task but not yet running
   size_t spinning_ = 0;  // a thread that just ran a task and watches for the next (0 or 1)
   std::atomic<size_t> queued_{0}; // tasks_.size(), for the spinning thread
   bool stopping_ = false;

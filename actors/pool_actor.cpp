@@ -135,7 +135,7 @@ std::string take_idle(self_ptr self, bool oldest = false) {
 void spawn_container(self_ptr self, bool fresh, const std::string& id) {
   auto& st = self->state;
   container_params cp{id, st.p.cfg, st.p.backend, st.p.exec, st.p.registry, me(self),
-                      st.p.node, st.p.instance, fresh};
+                      st.p.node, st.p.instance, fresh, st.p.lane};
   auto handle = self->spawn(container, std::move(cp));
   self->monitor(handle);
   pool_state::member m;
@@ -146,6 +146,8 @@ void spawn_container(self_ptr self, bool fresh, const std::string& id) {
   st.members.emplace(id, std::move(m));
   if (!fresh)
     ++count(self, cstate::creating);
+  else
+    ++st.one_offs;
   ++st.transitions[static_cast<size_t>(cstate::creating)];
 }
 
@@ -173,12 +175,17 @@ caf::error shutting_down_error(self_ptr self) {
 /// Answers a waiter whose deadline passed.
 void expire(self_ptr self, waiter& w) {
   auto& st = self->state;
+  const auto& cfg = *st.p.cfg;
   ++st.totals.exhausted;
+  auto one_offs = !cfg.enabled || cfg.on_exhausted == OnExhausted::fresh
+                    ? ", " + std::to_string(st.one_offs) + "/" + std::to_string(cfg.max_fresh) +
+                        " one-off sandboxes (max_fresh)"
+                    : std::string{};
   w.rp.deliver(make_error(Errc::pool_exhausted,
-                          "pool " + st.p.cfg->name + ": no sandbox became free before the deadline (" +
-                            std::to_string(live(self)) + "/" + std::to_string(st.p.cfg->max_size) +
+                          "pool " + cfg.name + ": no sandbox became free before the deadline (" +
+                            std::to_string(live(self)) + "/" + std::to_string(cfg.max_size) +
                             " sandboxes, " + std::to_string(count(self, cstate::leased)) +
-                            " leased)"));
+                            " leased" + one_offs + ")"));
 }
 
 void try_serve(self_ptr self);
@@ -261,6 +268,35 @@ void spawn_fresh(self_ptr self, waiter w) {
   st.fresh_for.emplace(id, std::move(w));
 }
 
+/// Whether the acquirer at position `index` of the waiter queue has a pooled sandbox
+/// coming for it (idle, on its way to idle, or room to create one within max_size).
+bool pooled_one_coming(self_ptr self, size_t index) {
+  auto& st = self->state;
+  if (!st.p.cfg->enabled)
+    return false;
+  int64_t supply = static_cast<int64_t>(pending_supply(self)) +
+                   (static_cast<int64_t>(st.p.cfg->max_size) - live(self)) +
+                   static_cast<int64_t>(st.idle.size());
+  return static_cast<int64_t>(index) < supply;
+}
+
+/// One-off sandboxes for waiting acquirers, while max_fresh allows: the longest waiting
+/// first. Called when a one-off sandbox is gone, which frees its place.
+void start_waiting_one_offs(self_ptr self) {
+  auto& st = self->state;
+  const auto& cfg = *st.p.cfg;
+  if (st.shutting_down || (cfg.enabled && cfg.on_exhausted != OnExhausted::fresh))
+    return;
+  // FIFO: pooled supply goes to the front of the queue, so the last waiter lacks one first;
+  // handing the one-off to the front instead serves the same number, longest waiting first.
+  while (!st.waiters.empty() && st.one_offs < cfg.max_fresh &&
+         !pooled_one_coming(self, st.waiters.size() - 1)) {
+    auto w = std::move(st.waiters.front());
+    st.waiters.pop_front();
+    spawn_fresh(self, std::move(w));
+  }
+}
+
 /// Makes sure the deadline timer fires no later than `deadline`.
 void arm_deadline(self_ptr self, pool_state::clock::time_point deadline) {
   auto& st = self->state;
@@ -289,10 +325,13 @@ void member_gone(self_ptr self, const std::string& id, const std::string& reason
   auto i = st.members.find(id);
   if (i == st.members.end())
     return;
-  if (!i->second.fresh) {
+  bool was_one_off = i->second.fresh;
+  if (!was_one_off) {
     auto& c = count(self, i->second.state);
     if (c > 0)
       --c;
+  } else if (st.one_offs > 0) {
+    --st.one_offs;
   }
   remove_idle(self, id);
   // A gone container lives on until told, handing back offers made before we knew.
@@ -305,6 +344,8 @@ void member_gone(self_ptr self, const std::string& id, const std::string& reason
                                       " could not be started: " + reason));
     st.fresh_for.erase(f);
   }
+  if (was_one_off)
+    start_waiting_one_offs(self);
   replenish(self);
   check_shutdown_done(self);
 }
@@ -495,7 +536,11 @@ pool_actor::behavior_type pool(self_ptr self, pool_params p) {
       if (!cfg.enabled) {
         ++st.totals.misses;
         arm_deadline(self, w.deadline);
-        spawn_fresh(self, std::move(w));
+        // Beyond max_fresh one-offs at once, wait for one of them to go.
+        if (st.one_offs < cfg.max_fresh && st.waiters.empty())
+          spawn_fresh(self, std::move(w));
+        else
+          st.waiters.push_back(std::move(w));
         return rp;
       }
       if (!st.idle.empty() && st.waiters.empty()) {
@@ -518,10 +563,12 @@ pool_actor::behavior_type pool(self_ptr self, pool_params p) {
         return rp;
       }
       arm_deadline(self, w.deadline);
-      if (coming <= 0 && cfg.on_exhausted == OnExhausted::fresh) {
+      if (coming <= 0 && cfg.on_exhausted == OnExhausted::fresh && st.one_offs < cfg.max_fresh) {
         spawn_fresh(self, std::move(w));
         return rp;
       }
+      // Beyond max_fresh one-offs: wait like on_exhausted: wait, for whichever frees first,
+      // a pooled sandbox or a one-off's place (start_waiting_one_offs).
       st.waiters.push_back(std::move(w));
       try_serve(self);
       replenish(self);

@@ -26,6 +26,7 @@ struct pool_params {
   std::shared_ptr<sandbox_registry> registry;
   std::string node;
   std::string instance;
+  std::shared_ptr<executor> lane; // lease operations of this pool's sandboxes (engine.cpp)
 };
 
 struct pool_state {
@@ -57,6 +58,7 @@ struct pool_state {
   std::deque<std::string> idle;                     // back = most recently idle (LIFO)
   std::deque<waiter> waiters;                       // FIFO
   std::unordered_map<std::string, waiter> fresh_for; // one-off sandbox id -> its acquirer
+  uint32_t one_offs = 0;                            // one-off sandboxes not yet gone (<= max_fresh)
   std::array<uint32_t, cstate_count> counts{};      // pooled members per state
   std::array<uint64_t, cstate_count> transitions{}; // into each state, one-offs included
   std::mt19937_64 rng{std::random_device{}()};

@@ -300,6 +300,7 @@ void read_pool(Reader& r, const YAML::Node& n, const std::string& path, PoolConf
       r.bind("idle_timeout", p.idle_timeout),
       r.bind("acquire_timeout", p.acquire_timeout),
       r.choice("on_exhausted", p.on_exhausted, kOnExhausted),
+      r.bind("max_fresh", p.max_fresh),
       r.bind("create_parallelism", p.create_parallelism),
       r.choice("prewarm", p.prewarm, kPrewarmModes),
       r.bind("network", p.network),
@@ -833,6 +834,7 @@ void validate_pool(const PoolConfig& p, const std::string& at, Issues& out) {
   non_negative("idle_timeout", p.idle_timeout);
   positive("acquire_timeout", p.acquire_timeout);
   at_least_one("create_parallelism", p.create_parallelism);
+  at_least_one("max_fresh", p.max_fresh);
   positive("exec_timeout", p.exec_timeout);
   at_least_one("output_limit", p.output_limit);
 

@@ -89,7 +89,8 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
   // Declared before the actor system, executor and backends, so destroyed after them:
   // held until every sandbox of this instance is gone.
   std::unique_ptr<instance_lock> alive;
-  std::shared_ptr<executor> exec;
+  std::shared_ptr<executor> exec; // lifecycle work of every pool: never a tenant's command
+  std::vector<std::shared_ptr<executor>> lanes; // per pool: its lease operations
   std::map<std::string, BackendPtr> backends;
   caf::actor_system_config sys_cfg;
   std::unique_ptr<caf::actor_system> sys;
@@ -125,6 +126,8 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
     }
     if (exec)
       exec->stop();
+    for (auto& lane : lanes)
+      lane->stop();
   }
 
   const PoolConfig* pool_config(const std::string& name) const {
@@ -459,6 +462,11 @@ Engine::Engine(EngineConfig cfg) : impl_(std::make_shared<Impl>()) {
     pp.cfg = std::shared_ptr<const PoolConfig>(sp.cfg, &pc);
     pp.backend = backend;
     pp.exec = im.exec;
+    // Each sandbox runs one backend call at a time and only leased ones run lease
+    // operations: at most max_size pooled plus max_fresh one-off sandboxes, so a lane of
+    // that many threads never queues a tenant's command behind another's.
+    pp.lane = executor::lane(pc.max_size + pc.max_fresh);
+    im.lanes.push_back(pp.lane);
     pp.registry = registry;
     pp.node = im.cfg.node;
     pp.instance = im.instance;

@@ -71,6 +71,8 @@ struct PoolConfig {
   duration idle_timeout{0};         // retire idle ones above min_idle after this; 0 = never
   duration acquire_timeout{30000};  // default acquire deadline
   OnExhausted on_exhausted = OnExhausted::wait;
+  uint32_t max_fresh = 4;           // one-off sandboxes (on_exhausted: fresh, enabled: false)
+                                    // alive at once; beyond it acquires wait
   uint32_t create_parallelism = 4;  // sandboxes created at once during warm-up and refill
   PrewarmMode prewarm = PrewarmMode::static_;
   std::string network = "none";     // none | host (local) / none | bridge | ... (docker)
@@ -160,7 +162,8 @@ struct ClusterConfig {
 
 struct EngineConfig {
   std::string node;                 // default: the host name
-  uint32_t executor_threads = 8;    // threads for blocking backend calls
+  uint32_t executor_threads = 8;    // threads for sandbox lifecycle calls (create, reset, probe,
+                                    // destroy); commands and file operations run on per-pool lanes
   duration shutdown_grace{10000};   // how long shutdown waits for leases to be released
   duration stats_interval{60000};   // periodic stats log of `warmpool run`; 0 = off
   std::string agent_path;           // default: warmpool-agent next to the binary or on PATH

@@ -53,6 +53,7 @@ pools:
     idle_timeout: 5m
     acquire_timeout: 1500ms
     on_exhausted: fresh
+    max_fresh: 3
     create_parallelism: 2
     network: bridge
     exec_timeout: 1m
@@ -83,6 +84,7 @@ pools:
   EXPECT_EQ(p.idle_timeout, duration{300000});
   EXPECT_EQ(p.acquire_timeout, duration{1500});
   EXPECT_EQ(p.on_exhausted, OnExhausted::fresh);
+  EXPECT_EQ(p.max_fresh, 3u);
   EXPECT_EQ(p.create_parallelism, 2u);
   EXPECT_EQ(p.network, "bridge");
   EXPECT_EQ(p.exec_timeout, duration{60000});
@@ -311,6 +313,15 @@ TEST(ConfigErrors, CpusMustBePositive) {
 TEST(ConfigErrors, CpusNotANumber) {
   EXPECT_TRUE(has_issue(issues_of("pools:\n  - {name: a, limits: {cpus: two}}\n"), "pools[0].limits.cpus",
                         {"expected a number", "\"two\""}));
+}
+
+TEST(ConfigDefaults, OneOffSandboxesAreBoundedByDefault) {
+  EXPECT_EQ(parse_config(kOnePool).pools[0].max_fresh, 4u);
+}
+
+TEST(ConfigErrors, MaxFreshZero) {
+  EXPECT_TRUE(has_issue(issues_of("pools:\n  - {name: a, enabled: false, max_fresh: 0}\n"), "pools[0].max_fresh",
+                        {"must be >= 1"}));
 }
 
 TEST(ConfigErrors, ExecutorThreadsZero) {

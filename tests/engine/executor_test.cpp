@@ -1,6 +1,7 @@
 // The executor runs blocking backend calls off CAF's threads. It wakes a thread only for a
 // task no woken thread is coming for yet; these tests pin down that no task is ever left
-// waiting for a thread that is not coming.
+// waiting for a thread that is not coming. A lane starts threads as blocked tasks need
+// them, up to its bound.
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -89,5 +90,48 @@ TEST(Executor, AfterStopTasksRunInline) {
   auto caller = std::this_thread::get_id();
   std::thread::id ran_on;
   ex.submit([&] { ran_on = std::this_thread::get_id(); });
+  EXPECT_EQ(ran_on, caller);
+}
+
+TEST(ExecutorLane, StartsAThreadForEachBlockedTaskUpToItsBound) {
+  auto lane = executor::lane(3);
+  EXPECT_EQ(lane->threads(), 0u) << "a lane starts no thread before it has work";
+  latch all_running{3}, let_go{1}, fourth_ran{1};
+  for (int i = 0; i < 3; ++i)
+    lane->submit([&] {
+      all_running.arrive();
+      let_go.wait();
+    });
+  ASSERT_TRUE(all_running.wait()) << "a task waited while the lane was below its bound";
+  EXPECT_EQ(lane->threads(), 3u);
+  std::atomic<bool> ran{false};
+  lane->submit([&] {
+    ran = true;
+    fourth_ran.arrive();
+  });
+  EXPECT_EQ(lane->threads(), 3u) << "the lane grew past its bound";
+  EXPECT_FALSE(ran.load()) << "a fourth task ran while all three threads were held";
+  let_go.arrive();
+  EXPECT_TRUE(fourth_ran.wait()) << "the queued task never ran once a thread was free";
+}
+
+TEST(ExecutorLane, StopRunsQueuedTasksAndLaterSubmitsInline) {
+  auto lane = executor::lane(1);
+  std::atomic<int> ran{0};
+  latch first_running{1}, let_go{1};
+  lane->submit([&] {
+    first_running.arrive();
+    let_go.wait();
+    ++ran;
+  });
+  ASSERT_TRUE(first_running.wait());
+  lane->submit([&] { ++ran; });
+  std::thread stopper([&] { lane->stop(); });
+  let_go.arrive();
+  stopper.join();
+  EXPECT_EQ(ran.load(), 2);
+  auto caller = std::this_thread::get_id();
+  std::thread::id ran_on;
+  lane->submit([&] { ran_on = std::this_thread::get_id(); });
   EXPECT_EQ(ran_on, caller);
 }
