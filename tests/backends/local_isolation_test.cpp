@@ -206,6 +206,13 @@ TEST_F(LocalIsolationTest, MemoryHogSpreadOverProcessesIsKilledAtTheSandboxLimit
   EXPECT_EQ(sh(box, "echo alive").stdout_data, "alive\n");
 }
 
+TEST_F(LocalIsolationTest, AtTheMemoryLimitTheKernelKillsTenantProcessesBeforeTheAgent) {
+  SandboxPtr box = make();
+  int agent = std::stoi(slurp("/proc/" + std::to_string(agent_of(box)) + "/oom_score_adj"));
+  int tenant = std::stoi(sh(box, "cat /proc/self/oom_score_adj").stdout_data);
+  EXPECT_GE(tenant, agent + 500);  // what the agent uses stays below what any tenant uses
+}
+
 TEST_F(LocalIsolationTest, ForkBombIsCappedEvenWhenCommandsRunAsAMountOwner) {
   // A read-write mount makes commands run as the directory's owner: RLIMIT_NPROC would
   // count the owner's processes host-wide, so only the cgroup limits the sandbox.
