@@ -377,6 +377,15 @@ void read_server(Reader& r, const YAML::Node& n, const std::string& path, Server
       r.bind("lease_ttl", s.lease_ttl),
       r.bind("session_ttl", s.session_ttl),
       r.bind("threads", s.threads),
+      {"tenants", [&](const YAML::Node& v, const std::string& at) {
+         s.tenants.clear();
+         r.list(v, at, "a list of tenants ({name, token} or {name, token_env})",
+                [&](const YAML::Node& m, const std::string& tat) {
+                  auto& t = s.tenants.emplace_back();
+                  r.fields(m, tat, {r.bind("name", t.name), r.bind("token", t.token),
+                                    r.bind("token_env", t.token_env)});
+                });
+       }},
       {"audit", [&](const YAML::Node& v, const std::string& at) {
          r.fields(v, at, {r.bind("file", s.audit.file), r.size("max_size", s.audit.max_size),
                           r.bind("max_files", s.audit.max_files)});
@@ -469,6 +478,15 @@ void apply_env(const std::map<std::string, std::string>& env, EngineConfig& cfg,
 
   if (auto v = get("WARMPOOL_TOKEN")) cfg.server.token = *v;
   if (auto v = get("WARMPOOL_LISTEN")) cfg.server.listen = *v, origins["server.listen"] = "env WARMPOOL_LISTEN";
+  // A tenant's token may live in the environment instead of the file (token_env).
+  for (size_t i = 0; i < cfg.server.tenants.size(); ++i) {
+    auto& t = cfg.server.tenants[i];
+    if (t.token_env.empty()) continue;
+    if (!t.token.empty())
+      issues.push_back({"server.tenants[" + std::to_string(i) + "]", "set token or token_env, not both"});
+    else if (auto v = get(t.token_env))
+      t.token = *v;  // unset: validate() reports it under token_env
+  }
 
   static const char* const kPoolVars[] = {
       "POOLED_RUNTIME_CLASS", "ENABLE_CONTAINER_POOL", "POOL_MIN_SIZE", "INITIAL_NUM_WARM_SERVERS",
@@ -669,13 +687,37 @@ bool is_loopback(const std::string& host) {
   return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
 }
 
+// Tenant names label leases and audit records; tokens must tell tenants (and the admin) apart.
+// Messages never quote a token.
+void validate_tenants(const ServerConfig& s, Issues& out) {
+  std::map<std::string, size_t> names, tokens;
+  for (size_t i = 0; i < s.tenants.size(); ++i) {
+    const auto& t = s.tenants[i];
+    const std::string at = "server.tenants[" + std::to_string(i) + "]";
+    if (t.name.empty()) out.push_back({at + ".name", "required (the tenant's name, e.g. alice)"});
+    else if (!valid_name(t.name)) out.push_back({at + ".name", std::string(kNameRule) + " (got " + quote(t.name) + ")"});
+    else if (auto [it, fresh] = names.emplace(t.name, i); !fresh)
+      out.push_back({at + ".name", quote(t.name) + " is already the name of tenants[" + std::to_string(it->second) + "]"});
+    if (t.token.empty()) {
+      if (t.token_env.empty()) out.push_back({at + ".token", "required: the tenant's bearer token (or token_env: a variable holding it)"});
+      else out.push_back({at + ".token_env", "environment variable " + t.token_env + " is not set or empty"});
+    } else if (t.token == s.token) {
+      out.push_back({at + ".token", "is the same as server.token (the admin's); every tenant needs its own token"});
+    } else if (auto [it, fresh] = tokens.emplace(t.token, i); !fresh) {
+      out.push_back({at + ".token", "is the same as the token of tenants[" + std::to_string(it->second) +
+                                        "]; every tenant needs its own token"});
+    }
+  }
+}
+
 void validate_server(const ServerConfig& s, Issues& out) {
   auto bad = [&](const std::string& key, std::string msg) { out.push_back({"server." + key, std::move(msg)}); };
   auto host = listen_host(s.listen);
   if (!host) bad("listen", "must be HOST:PORT, e.g. 127.0.0.1:8080, 0.0.0.0:8080 or [::1]:8080 (got " + quote(s.listen) + ")");
-  else if (s.token.empty() && !is_loopback(*host))
+  else if (s.token.empty() && s.tenants.empty() && !is_loopback(*host))
     bad("token", "required when server.listen is not a loopback address (listen is " + quote(s.listen) +
-                     "); set server.token or the WARMPOOL_TOKEN variable");
+                     "); set server.token or the WARMPOOL_TOKEN variable, or server.tenants");
+  validate_tenants(s, out);
   if (s.max_body < 1) bad("max_body", "must be >= 1 (got 0)");
   if (s.lease_ttl.count() <= 0) bad("lease_ttl", "must be > 0 (got " + ms(s.lease_ttl) + ")");
   if (s.session_ttl.count() <= 0) bad("session_ttl", "must be > 0 (got " + ms(s.session_ttl) + ")");

@@ -1,5 +1,6 @@
 // warmpool-demo: a pool on the local (bubblewrap) backend serving a scripted batch of
-// execs from several concurrent callers; prints latencies and the pool's stats.
+// execs from several concurrent callers; prints a short table (warm-up, latencies, hit rate,
+// sandboxes by state), and the pool's full stats as JSON with --json.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -59,6 +60,8 @@ int main(int argc, char** argv) {
   app.add_option("--min-idle", min_idle);
   app.add_option("--max-size", max_size);
   app.add_option("--backend", backend)->check(CLI::IsMember({"local", "sim"}));
+  bool json = false;
+  app.add_flag("--json", json, "Also print the pool's full stats as JSON");
   CLI11_PARSE(app, argc, argv);
 
   EngineConfig cfg;
@@ -77,8 +80,6 @@ int main(int argc, char** argv) {
   Engine engine{cfg};
   bool warm = engine.wait_ready(std::chrono::seconds(30));
   auto warm_ms = std::chrono::duration<double, std::milli>(clk::now() - t0).count();
-  std::printf("pool \"demo\" on the %s backend: %u warm sandboxes in %.1f ms%s\n", backend.c_str(),
-              min_idle, warm_ms, warm ? "" : " (NOT all warm)");
 
   auto steps = backend == "sim" ? std::vector<Step>{} : script();
   if (backend == "sim")
@@ -122,24 +123,26 @@ int main(int argc, char** argv) {
     t.join();
   auto wall = std::chrono::duration<double>(clk::now() - started).count();
 
-  std::printf("%d callers x %d leases x %zu execs: %d ok, %d wrong, %d errors in %.2f s (%.0f execs/s)\n",
-              callers, rounds, steps.size(), ok.load(), wrong.load(), errors.load(), wall,
-              (ok + wrong) / wall);
-  std::printf("acquire latency ms: p50 %.3f  p90 %.3f  p99 %.3f  max %.3f\n", pct(acquire_ms, 50),
-              pct(acquire_ms, 90), pct(acquire_ms, 99), pct(acquire_ms, 100));
-  std::printf("exec    latency ms: p50 %.3f  p90 %.3f  p99 %.3f  max %.3f\n", pct(exec_ms, 50),
-              pct(exec_ms, 90), pct(exec_ms, 99), pct(exec_ms, 100));
   auto s = engine.stats("demo");
-  std::printf("pool stats: total %u idle %u leased %u hits %lu misses %lu recycled %lu failed %lu executions %lu\n",
-              s.total, s.idle, s.leased, (unsigned long)s.hits, (unsigned long)s.misses,
-              (unsigned long)s.recycled, (unsigned long)s.failed, (unsigned long)s.executions);
   // A miss is not a failure: that acquire waited for a sandbox (one being created, or a
   // released one still resetting). Callers that re-acquire at once miss whenever every
   // other sandbox is busy; warm spares beyond the callers (min_idle) turn misses into hits.
-  std::printf("hit rate %.0f %% (a hit found a warm idle sandbox; a miss waited for one to be "
-              "created or reset)\n",
-              s.hits + s.misses ? 100.0 * s.hits / double(s.hits + s.misses) : 0.0);
-  std::printf("%s\n", to_json(s).dump().c_str());
+  const double hit_rate = s.hits + s.misses ? 100.0 * s.hits / double(s.hits + s.misses) : 0.0;
+  std::string by_state;
+  for (const auto& [state, count] : s.states)
+    if (count > 0)
+      by_state += (by_state.empty() ? "" : ", ") + std::to_string(count) + " " + state;
+  std::printf("warmpool demo: %d callers x %d leases x %zu commands on a %s pool\n", callers, rounds,
+              steps.size(), backend.c_str());
+  std::printf("  warm-up     %u sandboxes in %.1f ms%s\n", min_idle, warm_ms, warm ? "" : " (NOT all warm)");
+  std::printf("  acquire     p50 %7.3f ms   p99 %7.3f ms\n", pct(acquire_ms, 50), pct(acquire_ms, 99));
+  std::printf("  exec        p50 %7.3f ms   p99 %7.3f ms\n", pct(exec_ms, 50), pct(exec_ms, 99));
+  std::printf("  hit rate    %.0f %%  (a miss waited for a sandbox being created or reset)\n", hit_rate);
+  std::printf("  sandboxes   %s\n", by_state.empty() ? "none" : by_state.c_str());
+  std::printf("  commands    %d ok, %d wrong, %d errors in %.2f s (%.0f/s)\n", ok.load(), wrong.load(),
+              errors.load(), wall, (ok + wrong) / wall);
+  if (json)
+    std::printf("%s\n", to_json(s).dump(2).c_str());
   engine.stop();
   bool success = warm && wrong == 0 && errors == 0;
   std::printf("demo %s\n", success ? "PASSED" : "FAILED");

@@ -20,6 +20,7 @@
 #include "server/metrics.hpp"
 #include "server/router.hpp"
 #include "server/session_table.hpp"
+#include "server/tenants.hpp"
 
 namespace warmpool {
 
@@ -88,15 +89,6 @@ std::string resolve_token(const ServerConfig& cfg) {
     return cfg.token;
   const char* env = std::getenv("WARMPOOL_TOKEN");
   return env ? env : "";
-}
-
-/// Runs in time that depends only on the length of what the client sent, so a wrong guess
-/// reveals nothing about how much of the token it got right.
-bool equal_constant_time(const std::string& given, const std::string& expected) {
-  unsigned char diff = given.size() != expected.size();
-  for (size_t i = 0; i < given.size(); ++i)
-    diff |= static_cast<unsigned char>(given[i] ^ expected[i % expected.size()]);
-  return diff == 0;
 }
 
 // -- errors -----------------------------------------------------------------
@@ -342,7 +334,7 @@ struct HttpServer::Impl {
   Engine& engine;
   ServerConfig cfg;
   ListenAddress addr;
-  std::string token;
+  Tenants tenants;
   Router router;
   SessionTable sessions;
   LeaseRegistry leases;
@@ -366,7 +358,7 @@ struct HttpServer::Impl {
   }
 
   Impl(Engine& e, const ServerConfig& s, const RoutingConfig& r)
-    : engine(e), cfg(s), addr(parse_listen(s.listen)), token(resolve_token(s)),
+    : engine(e), cfg(s), addr(parse_listen(s.listen)), tenants(s),
       router(r, pool_names(e)), sessions(e, s.session_ttl), leases(s.lease_ttl), audit(s.audit) {
     setup();
   }
@@ -488,6 +480,20 @@ struct HttpServer::Impl {
     send_json(res, 504, out);
   }
 
+  Lease check_out_timed(const std::string& pool, const AcquireOptions& opts) {
+    auto t0 = steady::now();
+    auto lease = sessions.check_out(opts.session, pool, opts);
+    metrics.observe_acquire(pool, seconds_since(t0));
+    return lease;
+  }
+
+  /// Ends a held lease: a session's sandbox goes back to the session, any other to its pool.
+  void give_back(LeaseRegistry::Entry& e, bool dirty) {
+    if (e.session.empty())
+      return e.lease.release(dirty);
+    sessions.check_in(e.tenant, e.session, std::move(e.lease), dirty);
+  }
+
   Lease acquire_timed(const std::string& pool, const AcquireOptions& opts) {
     auto t0 = steady::now();
     auto lease = engine.acquire(pool, opts);
@@ -501,6 +507,7 @@ struct HttpServer::Impl {
     auto parsed = parse_request_body("execute", req.body);
     auto& ereq = parsed.exec;
     auto& opts = parsed.acquire;
+    opts.tenant = tenants.acting_tenant(principal(req), opts.tenant); // sessions are per tenant
     auto pool = router.route(parsed.pool, parsed.labels, opts.session);
     AuditRecord rec;
     rec.operation = "execute";
@@ -560,6 +567,7 @@ struct HttpServer::Impl {
   void create_lease(const Request& req, Response& res) {
     auto parsed = parse_request_body("lease", req.body); // timeout -1: the pool's acquire_timeout
     auto& opts = parsed.acquire;
+    opts.tenant = tenants.acting_tenant(principal(req), opts.tenant); // the lease's owner
     auto pool = router.route(parsed.pool, parsed.labels, opts.session);
     AuditRecord rec;
     rec.operation = "acquire";
@@ -567,7 +575,8 @@ struct HttpServer::Impl {
     rec.tenant = opts.tenant;
     rec.session = opts.session;
     audited(rec, [&] {
-      auto lease = acquire_timed(pool, opts);
+      // With a session, the lease is the session's sandbox (its files included) until DELETE.
+      auto lease = opts.session.empty() ? acquire_timed(pool, opts) : check_out_timed(pool, opts);
       fill(rec, lease);
       auto e = leases.add(std::move(lease), opts.tenant, opts.session);
       send_json(res, 201, lease_json(e->lease, *e));
@@ -576,8 +585,9 @@ struct HttpServer::Impl {
 
   /// Runs `op` on a registered lease under its entry lock, with an audit record.
   template <class F>
-  void with_lease(const std::string& id, const char* operation, F&& op) {
-    auto e = leases.find(id);
+  void with_lease(const Request& req, const char* operation, F&& op) {
+    const std::string id = req.matches[1];
+    auto e = leases.find(id, principal(req));
     AuditRecord rec;
     rec.operation = operation;
     rec.lease = id;
@@ -593,14 +603,14 @@ struct HttpServer::Impl {
   }
 
   void get_lease(const Request& req, Response& res) {
-    auto e = leases.find(req.matches[1]); // find() refreshes the TTL: this is the heartbeat
+    auto e = leases.find(req.matches[1], principal(req)); // refreshes the TTL: the heartbeat
     std::lock_guard<std::mutex> guard{e->mtx};
     send_json(res, 200, lease_json(e->lease, *e));
   }
 
   void lease_exec(const Request& req, Response& res) {
     auto ereq = parse_request_body("exec", req.body).exec;
-    with_lease(req.matches[1], "exec", [&](LeaseRegistry::Entry& e, AuditRecord& rec) {
+    with_lease(req, "exec", [&](LeaseRegistry::Entry& e, AuditRecord& rec) {
       auto r = run(e.lease, ereq, rec);
       send_result(res, r, e.lease, {{"lease", e.lease.id()}});
     });
@@ -615,7 +625,7 @@ struct HttpServer::Impl {
 
   void put_file(const Request& req, Response& res) {
     auto path = path_param(req);
-    with_lease(req.matches[1], "file_put", [&](LeaseRegistry::Entry& e, AuditRecord& rec) {
+    with_lease(req, "file_put", [&](LeaseRegistry::Entry& e, AuditRecord& rec) {
       rec.bytes_in = req.body.size();
       e.lease.write_file(path, req.body);
       res.status = 204;
@@ -624,7 +634,7 @@ struct HttpServer::Impl {
 
   void get_file(const Request& req, Response& res) {
     auto path = path_param(req);
-    with_lease(req.matches[1], "file_get", [&](LeaseRegistry::Entry& e, AuditRecord& rec) {
+    with_lease(req, "file_get", [&](LeaseRegistry::Entry& e, AuditRecord& rec) {
       auto data = e.lease.read_file(path);
       rec.bytes_out = data.size();
       res.status = 200;
@@ -640,7 +650,7 @@ struct HttpServer::Impl {
         throw bad("dirty", "expected true or false (got \"" + v + "\")");
       dirty = dirty || v == "true" || v == "1";
     }
-    auto e = leases.remove(req.matches[1]);
+    auto e = leases.remove(req.matches[1], principal(req));
     AuditRecord rec;
     rec.operation = "release";
     rec.tenant = e->tenant;
@@ -649,7 +659,7 @@ struct HttpServer::Impl {
       std::lock_guard<std::mutex> guard{e->mtx}; // waits for an operation in flight
       fill(rec, e->lease);
       try {
-        e->lease.release(dirty);
+        give_back(*e, dirty);
       } catch (const Error& err) {
         // A sandbox that died is already gone from the pool: for the client the lease is
         // released all the same.
@@ -662,10 +672,14 @@ struct HttpServer::Impl {
     });
   }
 
-  void pools(const Request&, Response& res) {
+  void pools(const Request& req, Response& res) {
+    auto who = principal(req);
+    auto mine = leases.ids(who);
     json out = json::array();
-    for (auto& s : engine.stats())
+    for (auto& s : engine.stats()) {
+      Tenants::redact(s, who, mine); // another tenant's lease ids are capabilities
       out.push_back(to_json(s));
+    }
     send_json(res, 200, {{"pools", out}});
   }
 
@@ -673,12 +687,17 @@ struct HttpServer::Impl {
   /// node's row of a pool several nodes have.
   void pool(const Request& req, Response& res) {
     std::string name = req.matches[1];
+    auto who = principal(req);
+    auto shown = [&](PoolStats s) {
+      Tenants::redact(s, who, leases.ids(who));
+      return to_json(s);
+    };
     if (!req.has_param("node"))
-      return send_json(res, 200, to_json(engine.stats(name)));
+      return send_json(res, 200, shown(engine.stats(name)));
     auto node = req.get_param_value("node");
     for (auto& s : engine.stats())
       if (s.name == name && s.node == node)
-        return send_json(res, 200, to_json(s));
+        return send_json(res, 200, shown(s));
     throw Error{Errc::unknown_pool, "no pool named \"" + name + "\" on node \"" + node + "\""};
   }
 
@@ -711,12 +730,15 @@ struct HttpServer::Impl {
   // -- wiring ------------------------------------------------------------
 
   bool authorized(const Request& req) const {
-    if (token.empty() || req.path == "/healthz")
-      return true;
-    const std::string prefix = "Bearer ";
-    auto auth = req.get_header_value("Authorization");
-    return auth.compare(0, prefix.size(), prefix) == 0 &&
-           equal_constant_time(auth.substr(prefix.size()), token);
+    return req.path == "/healthz" || tenants.authenticate(req.get_header_value("Authorization"));
+  }
+
+  /// The caller, for handlers (requests without a valid token were answered 401 before).
+  Principal principal(const Request& req) const {
+    auto who = tenants.authenticate(req.get_header_value("Authorization"));
+    if (!who)
+      throw Error{Errc::internal, "a request without a valid token reached a handler"};
+    return *who;
   }
 
   void setup() {
@@ -810,10 +832,12 @@ struct HttpServer::Impl {
           rec.tenant = e->tenant;
           rec.session = e->session;
           fill(rec, e->lease);
-          logger().info("lease {} expired: no request for {}ms (server.lease_ttl); releasing it",
-                        e->lease.id(), leases.ttl().count());
+          logger().info("lease {} expired: no request for {}ms (server.lease_ttl); {}", e->lease.id(),
+                        leases.ttl().count(),
+                        e->session.empty() ? "releasing it"
+                                           : "its sandbox goes back to session " + e->session);
           try {
-            audited(rec, [&] { e->lease.release(false); });
+            audited(rec, [&] { give_back(*e, false); });
           } catch (const std::exception& ex) {
             logger().warn("lease {}: release after expiry failed: {}", rec.lease, ex.what());
           }
@@ -829,11 +853,11 @@ struct HttpServer::Impl {
 
 void HttpServer::validate(const ServerConfig& server) {
   auto addr = parse_listen(server.listen);
-  if (!is_loopback(addr.host) && resolve_token(server).empty())
+  if (!is_loopback(addr.host) && resolve_token(server).empty() && server.tenants.empty())
     throw Error{Errc::config_invalid,
                 "server.listen " + server.listen +
-                  " is not a loopback address: set server.token or WARMPOOL_TOKEN so that "
-                  "clients must authenticate (or listen on 127.0.0.1)"};
+                  " is not a loopback address: set server.token or WARMPOOL_TOKEN (or "
+                  "server.tenants) so that clients must authenticate (or listen on 127.0.0.1)"};
   if (server.max_body == 0)
     throw Error{Errc::config_invalid, "server.max_body: must be > 0"};
   if (server.lease_ttl.count() <= 0 || server.session_ttl.count() <= 0)

@@ -19,23 +19,32 @@ LeaseRegistry::EntryPtr LeaseRegistry::add(Lease lease, std::string tenant, std:
   return e;
 }
 
-LeaseRegistry::EntryPtr LeaseRegistry::find(const std::string& id) {
+LeaseRegistry::EntryPtr LeaseRegistry::find(const std::string& id, const Principal& who) {
   std::lock_guard<std::mutex> guard{mtx_};
   auto i = entries_.find(id);
-  if (i == entries_.end())
+  if (i == entries_.end() || !who.may_use(i->second->tenant))
     throw unknown(id);
   i->second->touch();
   return i->second;
 }
 
-LeaseRegistry::EntryPtr LeaseRegistry::remove(const std::string& id) {
+LeaseRegistry::EntryPtr LeaseRegistry::remove(const std::string& id, const Principal& who) {
   std::lock_guard<std::mutex> guard{mtx_};
   auto i = entries_.find(id);
-  if (i == entries_.end())
+  if (i == entries_.end() || !who.may_use(i->second->tenant))
     throw unknown(id);
   auto e = i->second;
   entries_.erase(i);
   return e;
+}
+
+std::set<std::string> LeaseRegistry::ids(const Principal& who) const {
+  std::lock_guard<std::mutex> guard{mtx_};
+  std::set<std::string> out;
+  for (auto& [id, e] : entries_)
+    if (who.may_use(e->tenant))
+      out.insert(id);
+  return out;
 }
 
 std::vector<LeaseRegistry::EntryPtr>

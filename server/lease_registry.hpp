@@ -8,9 +8,11 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
+#include "server/tenants.hpp"
 #include "warmpool/engine.hpp"
 
 namespace warmpool {
@@ -34,12 +36,15 @@ public:
 
   explicit LeaseRegistry(duration ttl) : ttl_(ttl) {}
 
-  /// Registers a lease; its id is the engine's lease id.
+  /// Registers a lease of `tenant`; its id is the engine's lease id.
   EntryPtr add(Lease lease, std::string tenant, std::string session);
-  /// The entry, touched; throws Error(unknown_lease) when there is none.
-  EntryPtr find(const std::string& id);
-  /// Removes and returns the entry; throws Error(unknown_lease) when there is none.
-  EntryPtr remove(const std::string& id);
+  /// The entry, touched; throws Error(unknown_lease) when there is none or `who` may not use
+  /// it (another tenant's lease is indistinguishable from a nonexistent one, and untouched).
+  EntryPtr find(const std::string& id, const Principal& who);
+  /// Removes and returns the entry; throws as find() does.
+  EntryPtr remove(const std::string& id, const Principal& who);
+  /// The ids of the leases `who` may use.
+  std::set<std::string> ids(const Principal& who) const;
   /// Removes and returns entries idle for the TTL and not in use right now. Their mutex is
   /// returned locked (in `locks`) so nobody starts an operation before they are released.
   std::vector<EntryPtr> take_expired(std::vector<std::unique_lock<std::mutex>>& locks);

@@ -13,6 +13,7 @@ struct SessionTable::Entry {
   std::chrono::steady_clock::time_point last_used = std::chrono::steady_clock::now();
   bool failed = false;
   bool ended = false;
+  std::string checked_out_to;  // the id of the held lease that has the sandbox now, if any
 };
 
 SessionTable::SessionTable(Engine& engine, duration ttl) : engine_(engine), ttl_(ttl) {}
@@ -53,11 +54,12 @@ void SessionTable::release(Entry& e) {
 SessionTable::Handle SessionTable::acquire(const std::string& session, const std::string& pool,
                                            const AcquireOptions& opts) {
   if (session.empty()) throw Error(Errc::invalid_request, "a sticky session needs a non-empty session id");
+  const Key key{opts.tenant, session};
   for (;;) {
     std::shared_ptr<Entry> e;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      auto& slot = sessions_[session];
+      auto& slot = sessions_[key];
       if (!slot) slot = std::make_shared<Entry>();
       e = slot;
     }
@@ -65,6 +67,9 @@ SessionTable::Handle SessionTable::acquire(const std::string& session, const std
     h.lock = std::unique_lock<std::mutex>(e->mu);  // waits for the session's running request
     if (e->ended) continue;                          // swept or ended while we waited: start over
     h.entry_ = e;
+    if (!e->checked_out_to.empty())
+      throw Error(Errc::invalid_request, "session \"" + session + "\" is held as lease \"" + e->checked_out_to +
+                                             "\"; run commands through that lease, or release it first");
     if (e->failed) release(*e), e->failed = false;
     if (e->lease && e->lease->pool() != pool)
       throw Error(Errc::invalid_request, "session \"" + session + "\" runs in pool \"" + e->lease->pool() +
@@ -74,7 +79,7 @@ SessionTable::Handle SessionTable::acquire(const std::string& session, const std
         e->lease.emplace(engine_.acquire(pool, opts));
       } catch (...) {
         std::lock_guard<std::mutex> lock(mu_);
-        auto it = sessions_.find(session);
+        auto it = sessions_.find(key);
         if (it != sessions_.end() && it->second == e) sessions_.erase(it);
         e->ended = true;
         throw;
@@ -85,6 +90,39 @@ SessionTable::Handle SessionTable::acquire(const std::string& session, const std
   }
 }
 
+Lease SessionTable::check_out(const std::string& session, const std::string& pool, const AcquireOptions& opts) {
+  auto h = acquire(session, pool, opts);
+  Lease lease = std::move(*h.entry_->lease);
+  h.entry_->lease.reset();
+  h.entry_->checked_out_to = lease.id();
+  return lease;
+}
+
+void SessionTable::check_in(const std::string& tenant, const std::string& session, Lease lease, bool dirty) {
+  std::shared_ptr<Entry> e;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = sessions_.find(Key{tenant, session});
+    if (it != sessions_.end()) e = it->second;
+  }
+  if (e) {
+    std::lock_guard<std::mutex> el(e->mu);
+    if (!e->ended && e->checked_out_to == lease.id()) {
+      e->checked_out_to.clear();
+      e->last_used = clock::now();
+      if (!dirty) {
+        e->lease.emplace(std::move(lease));
+        return;
+      }
+    }
+  }
+  try {
+    lease.release(dirty);
+  } catch (const std::exception&) {
+    // The sandbox is already gone (failed, or the engine is stopping): nothing to give back.
+  }
+}
+
 void SessionTable::sweep() {
   const auto now = clock::now();
   std::vector<std::pair<std::shared_ptr<Entry>, std::unique_lock<std::mutex>>> expired;
@@ -92,7 +130,9 @@ void SessionTable::sweep() {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto it = sessions_.begin(); it != sessions_.end();) {
       std::unique_lock<std::mutex> el(it->second->mu, std::try_to_lock);  // in use: not idle
-      if (el.owns_lock() && (it->second->failed || now - it->second->last_used >= ttl_)) {
+      // A checked-out session is not idle: its held lease has a TTL of its own.
+      if (el.owns_lock() && it->second->checked_out_to.empty() &&
+          (it->second->failed || now - it->second->last_used >= ttl_)) {
         it->second->ended = true;
         expired.emplace_back(it->second, std::move(el));
         it = sessions_.erase(it);
@@ -104,11 +144,12 @@ void SessionTable::sweep() {
   for (auto& [e, el] : expired) release(*e);  // outside mu_: a reset may take a while
 }
 
-bool SessionTable::end(const std::string& session) {
+bool SessionTable::end(const std::string& session, const std::string& tenant) {
+  const Key key{tenant, session};
   std::shared_ptr<Entry> e;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = sessions_.find(session);
+    auto it = sessions_.find(key);
     if (it == sessions_.end()) return false;
     e = it->second;
   }
@@ -116,7 +157,7 @@ bool SessionTable::end(const std::string& session) {
   if (e->ended) return false;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto it = sessions_.find(session);
+    auto it = sessions_.find(key);
     if (it != sessions_.end() && it->second == e) sessions_.erase(it);
   }
   e->ended = true;
@@ -130,7 +171,7 @@ size_t SessionTable::size() const {
 }
 
 void SessionTable::clear() {
-  std::map<std::string, std::shared_ptr<Entry>> all;
+  std::map<Key, std::shared_ptr<Entry>> all;
   {
     std::lock_guard<std::mutex> lock(mu_);
     all.swap(sessions_);

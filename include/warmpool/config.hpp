@@ -69,7 +69,7 @@ struct PoolConfig {
   std::string backend = "local";    // local | sim | docker
   std::string image;                // docker image; local: ignored
   bool enabled = true;              // false: every acquire gets a fresh one-off sandbox
-  uint32_t min_idle = 1;            // warm sandboxes kept ready (seeds: startup containers)
+  uint32_t min_idle = 1;            // warm sandboxes kept ready (llm-runtime: startup_containers)
   uint32_t max_size = 4;            // sandboxes the pool may hold at once
   uint32_t max_uses = 0;            // recycle after this many leases; 0 = unlimited
   duration max_age{0};              // retire after this age; 0 = never
@@ -105,10 +105,20 @@ struct AuditConfig {
   uint32_t max_files = 5;           // rotated files kept (file.1 ... file.N)
 };
 
+/// A client of `warmpool serve` with its own credentials: it sees and uses only the leases
+/// and sessions it made.
+struct TenantConfig {
+  std::string name;                 // in lease descriptions and the audit log
+  std::string token;                // its bearer token
+  std::string token_env;            // or: the variable holding it, read when the config is loaded
+};
+
 /// `warmpool serve`: the HTTP/JSON API.
 struct ServerConfig {
   std::string listen = "127.0.0.1:8080";
-  std::string token;                // bearer token (or env WARMPOOL_TOKEN); required off loopback
+  std::string token;                // bearer token (or env WARMPOOL_TOKEN); required off loopback;
+                                    // with tenants, the admin's token (sees every tenant's leases)
+  std::vector<TenantConfig> tenants;// empty: single-tenant (one shared token, or none on loopback)
   uint64_t max_body = 16ull << 20;  // larger request bodies get 413
   duration lease_ttl{300000};       // a lease nobody touched for this long is released
   duration session_ttl{600000};     // a sticky session idle this long gives its sandbox back

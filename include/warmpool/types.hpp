@@ -35,6 +35,12 @@ const char* to_string(Errc code);
 /// One sentence a person understands, without context.
 const char* describe(Errc code);
 
+/// Whether an error from a call on a lease means its sandbox can no longer be trusted (it
+/// died, its node is gone, or it stopped answering): such a lease is released dirty, so the
+/// sandbox is replaced instead of reset and handed to the next tenant. The one rule every
+/// caller of warmpool (Engine::execute, the HTTP API, the CLI) applies.
+bool breaks_sandbox(Errc code);
+
 /// Thrown by the blocking C++ API and by backends.
 class Error : public std::runtime_error {
 public:
@@ -85,7 +91,7 @@ struct ContainerStats {
   uint32_t restarts = 0;
 };
 
-/// Counters and gauges of one pool (field names follow the seeds' stats).
+/// Counters and gauges of one pool (the JSON view adds other systems' names: available, in_use).
 struct PoolStats {
   std::string name;
   std::string backend;
@@ -95,7 +101,7 @@ struct PoolStats {
   uint32_t max_size = 0;
   // gauges
   uint32_t total = 0;   // every live sandbox (not counting one-off fresh ones)
-  uint32_t idle = 0;    // ready to lease ("available" in the seeds)
+  uint32_t idle = 0;    // ready to lease ("available" in other systems' stats)
   uint32_t leased = 0;  // "in use"
   uint32_t creating = 0;
   uint32_t waiting = 0; // acquirers queued

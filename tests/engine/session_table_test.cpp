@@ -198,3 +198,94 @@ TEST_F(SessionTableTest, ConcurrentSessions) {
   EXPECT_EQ(wrong.load(), 0);
   EXPECT_EQ(table.size(), 2u);
 }
+
+namespace {
+AcquireOptions of_tenant(const std::string& tenant) {
+  AcquireOptions opts;
+  opts.tenant = tenant;
+  return opts;
+}
+} // namespace
+
+TEST_F(SessionTableTest, SameSessionIdOfTwoTenantsIsTwoSessions) {
+  SessionTable table(engine, 10min);
+  std::string alices;
+  {
+    auto h = table.acquire("s1", "sim", of_tenant("alice"));
+    alices = h.lease->container_id();
+    h.lease->write_file("secret", "alice's");
+  }
+  auto h = table.acquire("s1", "sim", of_tenant("bob"));
+  EXPECT_NE(h.lease->container_id(), alices);
+  EXPECT_THROW(h.lease->read_file("secret"), Error);
+  EXPECT_EQ(table.size(), 2u);
+  h = {};
+  EXPECT_TRUE(table.end("s1", "bob"));
+  EXPECT_FALSE(table.end("s1", "bob"));
+  EXPECT_EQ(table.acquire("s1", "sim", of_tenant("alice")).lease->container_id(), alices);
+}
+
+TEST_F(SessionTableTest, CheckedOutSandboxIsTheSessionsAndComesBackOnCheckIn) {
+  SessionTable table(engine, 10min);
+  std::string container;
+  {
+    auto h = table.acquire("s", "sim", of_tenant("t"));
+    container = h.lease->container_id();
+    h.lease->write_file("notes.txt", "kept");
+  }
+  Lease held = table.check_out("s", "sim", of_tenant("t"));
+  EXPECT_EQ(held.container_id(), container);
+  EXPECT_EQ(held.read_file("notes.txt"), "kept");
+  held.write_file("more.txt", "from the lease");
+  try {  // refused, not queued behind a lease that may be held for minutes
+    table.acquire("s", "sim", of_tenant("t"));
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::invalid_request);
+    EXPECT_NE(std::string(e.what()).find("held as lease \"" + held.id() + "\""), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(table.check_out("s", "sim", of_tenant("t")), Error);
+
+  table.check_in("t", "s", std::move(held), false);
+  auto h = table.acquire("s", "sim", of_tenant("t"));
+  EXPECT_EQ(h.lease->container_id(), container);
+  EXPECT_EQ(h.lease->read_file("more.txt"), "from the lease");
+  EXPECT_EQ(engine.stats("sim").leased, 1u);
+}
+
+TEST_F(SessionTableTest, DirtyCheckInGivesTheSessionANewSandbox) {
+  SessionTable table(engine, 10min);
+  Lease held = table.check_out("s", "sim", {});
+  std::string before = held.container_id();
+  table.check_in("", "s", std::move(held), true);
+  auto h = table.acquire("s", "sim", {});
+  EXPECT_NE(h.lease->container_id(), before);
+  h = {};
+  table.clear();
+  EXPECT_TRUE(all_returned());
+}
+
+TEST_F(SessionTableTest, CheckedOutSessionDoesNotExpireAndItsTtlRestartsAtCheckIn) {
+  SessionTable table(engine, 500ms);
+  Lease held = table.check_out("s", "sim", {});
+  std::this_thread::sleep_for(600ms);
+  table.sweep();
+  EXPECT_EQ(table.size(), 1u);
+  table.check_in("", "s", std::move(held), false);
+  table.sweep();
+  EXPECT_EQ(table.size(), 1u);  // idle from the check-in, not from the check-out
+  std::this_thread::sleep_for(600ms);
+  table.sweep();
+  EXPECT_EQ(table.size(), 0u);
+  EXPECT_TRUE(all_returned());
+}
+
+TEST_F(SessionTableTest, CheckInAfterTheSessionEndedReturnsTheSandboxToItsPool) {
+  SessionTable table(engine, 10min);
+  Lease held = table.check_out("s", "sim", {});
+  table.clear();
+  EXPECT_EQ(engine.stats("sim").leased, 1u);  // still held by the lease
+  table.check_in("", "s", std::move(held), false);
+  EXPECT_TRUE(all_returned());
+  EXPECT_EQ(table.size(), 0u);
+}

@@ -135,7 +135,7 @@ TEST(Scenario, EngineTargetResolvesAgainstTheScenarioDirectory) {
 }
 
 TEST(Scenario, ShippedExamplesParse) {
-  for (auto name : {"quick-sim.yaml", "seed001.yaml"}) {
+  for (auto name : {"quick-sim.yaml", "llm-runtime-tool-mode.yaml"}) {
     auto s = load_scenario(std::string(WARMPOOL_SOURCE_DIR) + "/loadtest/scenarios/" + name);
     EXPECT_FALSE(s.phases.empty()) << name;
     EXPECT_EQ(s.target.kind, Target::Kind::engine) << name;

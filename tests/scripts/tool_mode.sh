@@ -46,7 +46,7 @@ tool <<<'<exec echo redirected > out/r.txt> <open out/r.txt> <open out/new.txt>'
 [ "$(cat "$repo/out/r.txt")" = "redirected" ] || fail "redirect in <exec> failed: $out"
 grep -qx 'hello' <<<"$out" || fail "file from the first run is gone: $out"
 
-# Seed 001's llm-runtime.config.yaml: its container_pool block is the pools' template.
+# llm-runtime's own llm-runtime.config.yaml: its container_pool block is the pools' template.
 cat >"$tmp/llm-runtime.config.yaml" <<'YAML'
 container_pool:
   enabled: true                    # Enable the pool

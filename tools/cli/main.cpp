@@ -1,9 +1,13 @@
 // The `warmpool` command line: run (foreground daemon), serve (HTTP API), exec, stats,
-// check-config.
+// check-config, init, tool, load. Without --config a command uses ./warmpool.yaml, else
+// /etc/warmpool/warmpool.yaml, else the built-in configuration (tools/cli/config_source.hpp).
 // Exit codes: 0 success; 1 runtime failure (engine, backend); 2 usage error or invalid
 // config; `exec` exits with the command's own code (124 on timeout, 128+N on signal N).
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdio>
+#include <fstream>
 #include <iostream>
 #include <pthread.h>
 
@@ -11,12 +15,16 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "config/starter_config.hpp"
 #include "engine/json.hpp"
 #include "engine/logging.hpp"
 #include "loadtest/runner.hpp"
 #include "server/http_server.hpp"
+#include "tools/cli/config_source.hpp"
 #include "tools/cli/tool_mode.hpp"
+#include "tools/cli/warmup_progress.hpp"
 #include "warmpool/engine.hpp"
+#include "warmpool/version.hpp"
 
 using namespace warmpool;
 
@@ -26,19 +34,24 @@ constexpr int exit_runtime = 1;
 constexpr int exit_usage = 2;
 
 struct Common {
-  std::string config;
+  std::string config;              // empty: found or built in (config_source.hpp)
   std::string log_format;
   std::string log_level;
   std::string cluster_listen;      // run --listen / serve --cluster-listen
   std::vector<std::string> peers;  // --peer (repeatable)
 };
 
-EngineConfig load(const Common& c) {
-  auto cfg = load_config_file(c.config);
+/// The command's configuration with the command line's overrides. `quiet`: log at warn
+/// unless --log-level says otherwise (exec, whose stdout and stderr are the command's).
+EngineConfig load(const Common& c, bool quiet = false) {
+  auto chosen = cli::choose_config(c.config);
+  auto& cfg = chosen.config;
   if (!c.log_format.empty())
     cfg.log.format = c.log_format;
   if (!c.log_level.empty())
     cfg.log.level = c.log_level;
+  else if (quiet && spdlog::level::from_str(cfg.log.level) < spdlog::level::warn)
+    cfg.log.level = "warn";
   if (!c.cluster_listen.empty())
     cfg.cluster.listen = c.cluster_listen;
   if (!c.peers.empty())
@@ -48,7 +61,9 @@ EngineConfig load(const Common& c) {
     if (!issues.empty())
       throw ConfigError{std::move(issues)};
   }
-  return cfg;
+  configure_logging(cfg.log);
+  logger().info("{}", chosen.notice);
+  return std::move(cfg);
 }
 
 void print_config_errors(const ConfigError& e) {
@@ -70,6 +85,7 @@ sigset_t block_stop_signals() {
 int run_daemon(const Common& c) {
   auto signals = block_stop_signals();
   auto engine = std::make_unique<Engine>(load(c));
+  cli::WarmupProgress progress{*engine};
   auto interval = engine->config().stats_interval;
   logger().info("warmpool running: {} pools; SIGINT or SIGTERM stops it gracefully",
                 engine->config().pools.size());
@@ -92,6 +108,7 @@ int run_daemon(const Common& c) {
                     s.name, s.total, s.idle, s.leased, s.creating, s.waiting, s.hits, s.misses,
                     s.exhausted, s.recycled, s.failed, s.executions);
   }
+  progress.stop();
   engine->stop();
   return 0;
 }
@@ -109,6 +126,7 @@ int serve(const Common& c, const std::string& listen) {
   }
   auto signals = block_stop_signals();
   Engine engine{cfg};
+  cli::WarmupProgress progress{engine};
   HttpServer server{engine, cfg.server, cfg.routing};
   int port = server.start();
   logger().info("warmpool serving HTTP on {}:{} ({} pools); SIGINT or SIGTERM stops it",
@@ -122,12 +140,14 @@ int serve(const Common& c, const std::string& listen) {
       break;
     }
     if (!server.running()) {
+      progress.stop();
       logger().error("the HTTP server stopped unexpectedly; shutting down");
       server.stop();
       engine.stop();
       return exit_runtime;
     }
   }
+  progress.stop();
   server.stop(); // releases the leases and sessions it holds before the pools stop
   engine.stop();
   return 0;
@@ -135,7 +155,7 @@ int serve(const Common& c, const std::string& listen) {
 
 int exec_command(const Common& c, const std::string& pool, const std::string& timeout,
                  const std::vector<std::string>& argv) {
-  auto cfg = load(c);
+  auto cfg = load(c, /*quiet=*/true);
   std::string pool_name = pool.empty() ? cfg.pools.front().name : pool;
   ExecRequest req;
   req.argv = argv;
@@ -149,7 +169,13 @@ int exec_command(const Common& c, const std::string& pool, const std::string& ti
     }
   }
   Engine engine{std::move(cfg)};
-  auto r = engine.execute(pool_name, req);
+  Lease lease;
+  {
+    cli::WarmupProgress progress{engine}; // until a sandbox is ours, then the command's output
+    lease = engine.acquire(pool_name);
+  }
+  auto r = lease.exec(req);
+  lease.release();
   std::fwrite(r.stdout_data.data(), 1, r.stdout_data.size(), stdout);
   std::fwrite(r.stderr_data.data(), 1, r.stderr_data.size(), stderr);
   std::fflush(stdout);
@@ -167,7 +193,10 @@ int exec_command(const Common& c, const std::string& pool, const std::string& ti
 
 int stats_command(const Common& c, const std::string& wait) {
   Engine engine{load(c)};
-  engine.wait_ready(parse_duration(wait));
+  {
+    cli::WarmupProgress progress{engine};
+    engine.wait_ready(parse_duration(wait));
+  }
   nlohmann::json out = nlohmann::json::array();
   for (auto& s : engine.stats())
     out.push_back(to_json(s));
@@ -176,8 +205,14 @@ int stats_command(const Common& c, const std::string& wait) {
   return 0;
 }
 
-int check_config(const std::string& path) {
+int check_config(std::string path) {
   try {
+    path = cli::find_config_file(path);
+    if (path.empty()) {
+      std::cout << "no configuration file (no ./warmpool.yaml or /etc/warmpool/warmpool.yaml); "
+                   "commands use the built-in one (`warmpool init` writes it to a file)\n";
+      return 0;
+    }
     auto cfg = load_config_file(path);
     std::cout << path << ": ok (" << cfg.pools.size() << " pools:";
     for (auto& p : cfg.pools)
@@ -190,14 +225,40 @@ int check_config(const std::string& path) {
   }
 }
 
+/// Writes the starting configuration to `output` ("-": stdout), never over an existing file
+/// unless `force`.
+int init_command(const StarterOptions& opts, const std::string& output, bool force) {
+  auto text = starter_config_yaml(opts);
+  if (output == "-") {
+    std::cout << text;
+    return 0;
+  }
+  if (!force && access(output.c_str(), F_OK) == 0) {
+    std::cerr << "warmpool init: " << output << " exists; pass --force to replace it\n";
+    return exit_usage;
+  }
+  std::ofstream out(output, std::ios::binary | std::ios::trunc);
+  out << text;
+  out.close();
+  if (!out) {
+    std::cerr << "warmpool init: cannot write " << output << "\n";
+    return exit_runtime;
+  }
+  std::cerr << "wrote " << output << " (pool \"default\" on the " << opts.backend
+            << " backend); commands in this directory now use it\n";
+  return 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"warmpool: keeps sandboxes warm so commands run in milliseconds"};
+  app.set_version_flag("--version", "warmpool " WARMPOOL_VERSION);
   app.require_subcommand(1);
   Common common;
   auto add_common = [&](CLI::App* sub) {
-    sub->add_option("--config,-c", common.config, "YAML configuration file")->required()
+    sub->add_option("--config,-c", common.config, "YAML configuration file (default: ./warmpool.yaml, "
+                    "else /etc/warmpool/warmpool.yaml, else one built-in local pool)")
       ->check(CLI::ExistingFile);
     sub->add_option("--log-format", common.log_format, "text or json")
       ->check(CLI::IsMember({"text", "json"}));
@@ -223,6 +284,9 @@ int main(int argc, char** argv) {
   add_common(exec);
   std::string pool, timeout;
   std::vector<std::string> command;
+  exec->get_option("--log-level")
+    ->description("trace, debug, info, warn, error, off (default: warn, so that only the "
+                  "command's output shows)");
   exec->add_option("--pool,-p", pool, "Pool to use (default: the first)");
   exec->add_option("--timeout,-t", timeout, "Command timeout, e.g. 500ms, 30s");
   exec->add_option("command", command, "The command and its arguments (after --)")->required();
@@ -232,13 +296,15 @@ int main(int argc, char** argv) {
   std::string wait = "30s";
   stats->add_option("--wait", wait, "How long to wait for min_idle sandboxes");
 
-  auto* tool_cmd = app.add_subcommand("tool", "Seed 001's tool mode: run the <open PATH>, <write PATH>..."
+  auto* tool_cmd = app.add_subcommand("tool", "llm-runtime's tool mode: run the <open PATH>, <write PATH>..."
                                            "</write> and <exec CMD> commands read from stdin against a "
                                            "repository mounted at /repo; exits 0 when all succeed, else 1");
   tool::Options tool_opts;
   tool_cmd->add_option("--repo,-r", tool_opts.repo, "Repository directory")->required()->check(CLI::ExistingDirectory);
   tool_cmd->add_option("--config,-c", tool_opts.config, "YAML config whose first pool (or `default`) is the "
-                                                    "template of the two repo pools")->check(CLI::ExistingFile);
+                                                    "template of the two repo pools (default: ./warmpool.yaml, "
+                                                    "else /etc/warmpool/warmpool.yaml, else a local pool)")
+    ->check(CLI::ExistingFile);
   tool_cmd->add_option("--backend", tool_opts.backend, "local or docker (default: the config's, else local)")
     ->check(CLI::IsMember({"local", "docker"}));
   tool_cmd->add_option("--image", tool_opts.image, "Docker image (with --backend docker)");
@@ -257,7 +323,18 @@ int main(int argc, char** argv) {
 
   auto* check = app.add_subcommand("check-config", "Validate a configuration file");
   std::string check_path;
-  check->add_option("file", check_path, "YAML configuration file")->required();
+  check->add_option("file", check_path, "YAML configuration file (default: the one commands would use)");
+
+  auto* init = app.add_subcommand("init", "Write a commented starting configuration (pool \"default\", "
+                                          "sized to this machine) to edit");
+  StarterOptions starter;
+  std::string init_output = "warmpool.yaml";
+  bool init_force = false;
+  init->add_option("--backend", starter.backend, "local (bubblewrap, default) or docker")
+    ->check(CLI::IsMember({"local", "docker"}));
+  init->add_option("--image", starter.image, "Docker image of the pool (with --backend docker)");
+  init->add_option("--output,-o", init_output, "File to write (default: ./warmpool.yaml; - = stdout)");
+  init->add_flag("--force", init_force, "Replace an existing file");
 
   try {
     app.parse(argc, argv);
@@ -271,6 +348,8 @@ int main(int argc, char** argv) {
       return loadtest::load_command(load_scenario, load_json, load_html, load_quiet);
     if (*check)
       return check_config(check_path);
+    if (*init)
+      return init_command(machine_sized(starter), init_output, init_force);
     if (*run)
       return run_daemon(common);
     if (*serve_cmd)
@@ -279,8 +358,10 @@ int main(int argc, char** argv) {
       return exec_command(common, pool, timeout, command);
     if (*stats)
       return stats_command(common, wait);
-    if (*tool_cmd)
+    if (*tool_cmd) {
+      tool_opts.config = cli::find_config_file(tool_opts.config);
       return tool::run(tool_opts);
+    }
   } catch (const ConfigError& e) {
     print_config_errors(e);
     return exit_usage;

@@ -27,7 +27,7 @@ std::string trim(const std::string& s) {
 
 const char* name(Command::Kind k) { return k == Command::open ? "open" : k == Command::write ? "write" : "exec"; }
 
-// Two pools over one template: the first pool of --config (the seeds' `container_pool:`
+// Two pools over one template: the first pool of --config (llm-runtime's `container_pool:`
 // block makes it "default"), or min_idle 1 / max_size 2 on the local backend.
 EngineConfig make_config(const Options& o, const std::string& repo) {
   EngineConfig cfg;

@@ -1,4 +1,4 @@
-// `warmpool tool`: seed 001's tool mode. Reads an LLM's output on stdin and runs the
+// `warmpool tool`: llm-runtime's tool mode. Reads an LLM's output on stdin and runs the
 // <open PATH>, <write PATH>CONTENT</write> and <exec CMD> commands in it against a
 // repository, each in a warm sandbox that mounts the repository at /repo.
 #pragma once
