@@ -8,11 +8,13 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 #include <thread>
 
@@ -141,11 +143,11 @@ bool SandboxCgroup::remove(duration wait) {
 std::shared_ptr<CgroupTree> CgroupTree::open(const std::string& root) {
   auto tree = std::shared_ptr<CgroupTree>(new CgroupTree());
   if (fs_is(root, CGROUP2_SUPER_MAGIC)) {
-    std::string have = " " + read_text(root + "/cgroup.controllers") + " ";
+    std::istringstream offered(read_text(root + "/cgroup.controllers"));
+    std::vector<std::string> have{std::istream_iterator<std::string>(offered), {}};
     std::string missing;
     for (const char* c : kV1Controllers)
-      if (have.find(std::string(" ") + c) == std::string::npos &&
-          have.find(std::string(c) + "\n") == std::string::npos)
+      if (std::find(have.begin(), have.end(), c) == have.end())
         missing += std::string(missing.empty() ? "" : ", ") + c;
     if (!missing.empty())
       unavailable("the cgroup v2 hierarchy at " + root + " does not offer the " + missing + " controller(s)");

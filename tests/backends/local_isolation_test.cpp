@@ -353,3 +353,36 @@ TEST(LocalIsolationSetup, StartUpRemovesEmptyGroupsOfEarlierRuns) {
   rmdir((stale + "/wp-box-1").c_str());  // cgroup directories go with rmdir, not unlink
   rmdir(stale.c_str());
 }
+
+TEST(LocalIsolationSetup, CgroupV2IsUsedOnlyWhenItOffersMemoryCpuAndPids) {
+  // Hybrid hosts mount a cgroup v2 hierarchy without those controllers (e.g. at
+  // /sys/fs/cgroup/unified): choosing it would be limits that limit nothing.
+  std::istringstream mounts(slurp("/proc/self/mounts"));
+  std::string dev, dir, type, line;
+  std::string v2;
+  while (std::getline(mounts, line)) {
+    std::istringstream f(line);
+    f >> dev >> dir >> type;
+    if (type == "cgroup2") { v2 = dir; break; }
+  }
+  ASSERT_FALSE(v2.empty()) << "no cgroup2 mount on this host";
+  std::string offered = " " + slurp(v2 + "/cgroup.controllers") + " ";
+  bool complete = true;
+  for (const char* c : {" memory ", " cpu ", " pids "}) complete &= offered.find(c) != std::string::npos;
+  LocalBackend::Options opts;
+  opts.agent_path = WARMPOOL_AGENT_BIN;
+  opts.cgroup_root = v2;
+  LocalBackend b(opts);
+  if (complete) {
+    EXPECT_NO_THROW(b.check_available());
+    return;
+  }
+  try {
+    b.check_available();
+    ADD_FAILURE() << v2 << " offers only '" << offered << "' yet was accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::backend_unavailable);
+    EXPECT_NE(std::string(e.what()).find("cgroup v2 hierarchy at " + v2 + " does not offer"), std::string::npos)
+        << e.what();
+  }
+}
