@@ -175,6 +175,8 @@ work_fn probe_work(self_ptr self) {
   return [backend, box, cfg]() -> op_result {
     const auto& hc = cfg->health_check;
     backend->ping(*box, hc.timeout);
+    if (auto why = backend->unfit_reason(*box); !why.empty())
+      throw Error{Errc::container_failed, why};
     if (hc.argv.empty() && hc.shell.empty())
       return {};
     ExecRequest req;
@@ -399,6 +401,7 @@ void reset_after_lease(self_ptr self) {
                      return [backend, box, cfg]() -> op_result {
                        op_result r;
                        r.reset = backend->reset(*box, cfg->reset.timeout);
+                       r.unfit = backend->unfit_reason(*box);  // e.g. a tenant's leftover hit the memory limit
                        return r;
                      };
                    },
@@ -409,6 +412,10 @@ void reset_after_lease(self_ptr self) {
                        return;
                      if (r.err) {
                        retire(self, "reset_failed: " + render(r.err));
+                       return;
+                     }
+                     if (!r.unfit.empty()) {
+                       retire(self, r.unfit);
                        return;
                      }
                      if (!r.reset.residue.empty()) {
@@ -541,11 +548,16 @@ container_actor::behavior_type container(self_ptr self, container_params p) {
           return [backend = self->state.p.backend, box = self->state.sandbox, req]() -> op_result {
             op_result r;
             r.exec = backend->exec(*box, req);
+            r.unfit = backend->unfit_reason(*box);
             return r;
           };
         },
         [](self_ptr self, op_result& r) {
           ++self->state.executions;
+          // The tenant keeps the lease (the result says what was killed); nobody gets the
+          // sandbox after it.
+          if (!r.unfit.empty() && self->state.retire_after.empty())
+            self->state.retire_after = r.unfit;
           return std::move(r.exec);
         });
     },

@@ -124,7 +124,17 @@ void cap_rlimit(int res, uint64_t value) {
 
 // In a child: apply the tenant's limits and become the tenant. Exits the child on failure,
 // because running tenant code as root is never acceptable.
+constexpr const char* kTenantOomScoreAdj = "500";
+
 void become_tenant() {
+  // At a memory limit the kernel must kill a tenant process, never the agent that reports
+  // it: tenants are its preferred victims. Raising the value needs no privilege (lowering
+  // the agent's would need CAP_SYS_RESOURCE).
+  int adj = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+  if (adj >= 0) {
+    if (write(adj, kTenantOomScoreAdj, strlen(kTenantOomScoreAdj)) < 0) {}
+    close(adj);
+  }
   cap_rlimit(RLIMIT_NPROC, g_opt.nproc);
   cap_rlimit(RLIMIT_FSIZE, g_opt.fsize);
   cap_rlimit(RLIMIT_AS, g_opt.as);

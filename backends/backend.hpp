@@ -61,6 +61,14 @@ public:
   /// Cheap liveness check of the agent.
   virtual void ping(Sandbox& box, duration timeout) = 0;
 
+  /// Why the sandbox should not be handed out again although it still answers (e.g. the
+  /// kernel killed one of its processes at the memory limit), once; "" if nothing happened.
+  /// The text before the first ':' is the retirement reason shown in stats.
+  virtual std::string unfit_reason(Sandbox& box) {
+    (void)box;
+    return {};
+  }
+
   /// Removes the sandbox and everything it holds. Idempotent.
   virtual void destroy(Sandbox& box) = 0;
 

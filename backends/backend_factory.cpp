@@ -29,8 +29,12 @@ BackendPtr make_backend(const PoolConfig& pool, const EngineConfig& engine) {
     ; // supplied by the override
   else if (pool.backend == "sim")
     backend = std::make_shared<SimBackend>(pool.sim);
-  else if (pool.backend == "local")
-    backend = std::make_shared<LocalBackend>(engine.agent_path);
+  else if (pool.backend == "local") {
+    LocalBackend::Options opts;
+    opts.agent_path = engine.agent_path;
+    opts.require_cgroups = pool.limits.enforce == LimitEnforcement::cgroup;
+    backend = std::make_shared<LocalBackend>(opts);
+  }
   else if (pool.backend == "docker") {
     DockerBackend::Options opts;
     opts.agent_path = engine.agent_path;

@@ -1,6 +1,9 @@
 #include <dlfcn.h>
 #include "backends/local_backend.hpp"
 
+#include "backends/sandbox_etc.hpp"
+#include "backends/sandbox_seccomp.hpp"
+
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -12,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
@@ -41,37 +45,86 @@ struct Fd {
   int release() { int f = fd; fd = -1; return f; }
 };
 
-// posix_spawn with the three standard fds given and every other fd closed in the child,
-// so a sandbox never inherits another sandbox's socket (whatever the caller's CLOEXEC
-// hygiene). The child gets its own process group and default signal handling.
-pid_t spawn(const std::vector<std::string>& args, int fd0, int fd1, int fd2) {
+// An fd of ours that the child gets as `target`.
+struct ChildFd {
+  int source;
+  int target;
+};
+
+// fork + exec with exactly `fds` open in the child (every other fd closed, whatever the
+// caller's CLOEXEC hygiene, so a sandbox never inherits another sandbox's socket). Before it
+// execs, the child joins the cgroups whose cgroup.procs are open as `join`, so it and all
+// it starts count against the sandbox's limits from the first instruction. The child gets
+// its own process group and default signal handling. Between fork and exec only
+// async-signal-safe calls: the parent has other threads.
+pid_t spawn(const std::vector<std::string>& args, const std::vector<ChildFd>& fds,
+            const std::vector<int>& join = {}) {
   std::vector<char*> argv;
   for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   char path_env[] = "PATH=/usr/local/bin:/usr/bin:/bin";
   char* envp[] = {path_env, nullptr};
+  int first_free = 0;
+  for (const auto& f : fds) first_free = std::max(first_free, f.target + 1);
+  int report[2];  // the child writes errno here if it cannot exec; EOF means it did
+  if (pipe2(report, O_CLOEXEC) != 0) throw Error(Errc::internal, std::string("pipe: ") + strerror(errno));
+  Fd report_r(report[0]), report_w(report[1]);
 
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_adddup2(&fa, fd0, 0);
-  posix_spawn_file_actions_adddup2(&fa, fd1, 1);
-  posix_spawn_file_actions_adddup2(&fa, fd2, 2);
-  posix_spawn_file_actions_addclosefrom_np(&fa, 3);
-  posix_spawnattr_t at;
-  posix_spawnattr_init(&at);
-  posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  posix_spawnattr_setpgroup(&at, 0);
-  sigset_t none, all;
-  sigemptyset(&none);
+  sigset_t all, old;
   sigfillset(&all);
-  posix_spawnattr_setsigmask(&at, &none);
-  posix_spawnattr_setsigdefault(&at, &all);
-  pid_t pid = -1;
-  int rc = posix_spawn(&pid, args[0].c_str(), &fa, &at, argv.data(), envp);
-  posix_spawn_file_actions_destroy(&fa);
-  posix_spawnattr_destroy(&at);
-  if (rc != 0) throw Error(Errc::backend_unavailable, "cannot start " + args[0] + ": " + strerror(rc));
-  return pid;
+  pthread_sigmask(SIG_SETMASK, &all, &old);  // no handler of ours may run in the child
+  pid_t pid = _Fork();
+  if (pid == 0) {
+    int err_fd = fcntl(report_w.fd, F_DUPFD_CLOEXEC, first_free);
+    auto die = [err_fd](int what) {
+      int e = errno;
+      int msg[2] = {what, e};
+      if (write(err_fd, msg, sizeof msg) < 0) {}
+      _exit(127);
+    };
+    for (int j : join)
+      if (write(j, "0", 1) != 1) die(1);
+    int moved[16];
+    size_t n = std::min<size_t>(fds.size(), 16);
+    for (size_t i = 0; i < n; ++i)  // out of the way first: a source may be another's target
+      if ((moved[i] = fcntl(fds[i].source, F_DUPFD, first_free)) < 0) die(2);
+    for (size_t i = 0; i < n; ++i)
+      if (dup2(moved[i], fds[i].target) < 0) die(2);
+    if (syscall(SYS_close_range, first_free, ~0U, 4 /* CLOSE_RANGE_CLOEXEC */) != 0)
+      for (int fd = first_free; fd < 65536; ++fd)
+        if (fd != err_fd) close(fd);
+    setpgid(0, 0);
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; ++sig) sigaction(sig, &dfl, nullptr);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    execve(argv[0], argv.data(), envp);
+    die(3);
+  }
+  int fork_errno = errno;
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  if (pid < 0) throw Error(Errc::backend_unavailable, "cannot start " + args[0] + ": " + strerror(fork_errno));
+  report_w.reset();
+  int msg[2] = {0, 0};
+  ssize_t got;
+  do got = read(report_r.fd, msg, sizeof msg); while (got < 0 && errno == EINTR);
+  if (got <= 0) return pid;  // exec'd
+  waitpid(pid, nullptr, 0);
+  const char* what = msg[0] == 1 ? "cannot join the sandbox's cgroup" : msg[0] == 2 ? "cannot pass a file descriptor"
+                                                                               : "cannot start";
+  throw Error(Errc::backend_unavailable, std::string(what) + " (" + args[0] + "): " + strerror(msg[1]));
+}
+
+// A pipe holding `data` (small: it must fit the pipe's buffer), read end returned.
+int data_pipe(const std::string& data) {
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) throw Error(Errc::internal, std::string("pipe: ") + strerror(errno));
+  Fd rd(p[0]), wr(p[1]);
+  if (data.size() > 65536 || write(wr.fd, data.data(), data.size()) != ssize_t(data.size()))
+    throw Error(Errc::internal, "cannot hand a sandbox its set-up data: " + std::string(strerror(errno)));
+  return rd.release();
 }
 
 // Waits (bounded) for `pid` to exit and reaps it. Returns the wait status, or -1 if it
@@ -165,6 +218,7 @@ constexpr const char* kAgentInBox = "/.warmpool/agent";
 
 LocalSandbox::~LocalSandbox() {
   if (!destroyed_) kill_and_reap(pid_);
+  cgroup_.reset();  // kills what is left and removes the group
   if (uid_lock_fd_ >= 0) ::close(uid_lock_fd_);
 }
 
@@ -188,8 +242,23 @@ uid_t LocalBackend::reserve_uid(int& lock_fd) {
   throw Error(Errc::backend_unavailable, "no free sandbox uid left");
 }
 
+LocalBackend::LocalBackend(Options opts)
+    : opts_(std::move(opts)), agent_path_(find_agent(opts_.agent_path)), uid_base_(opts_.uid_base) {}
+
 LocalBackend::LocalBackend(std::string agent_path, uid_t uid_base)
-    : agent_path_(find_agent(agent_path)), uid_base_(uid_base) {}
+    : LocalBackend(Options{std::move(agent_path), uid_base}) {}
+
+LocalBackend::~LocalBackend() {
+  std::lock_guard<std::mutex> lk(cgroups_mu_);
+  if (cgroups_)
+    for (const auto& instance : instances_) cgroups_->remove_instance(instance);
+}
+
+std::shared_ptr<CgroupTree> LocalBackend::cgroups() {
+  std::lock_guard<std::mutex> lk(cgroups_mu_);
+  if (!cgroups_) cgroups_ = CgroupTree::open(opts_.cgroup_root);
+  return cgroups_;
+}
 
 std::string LocalBackend::find_agent(const std::string& explicit_path) {
   if (!explicit_path.empty()) return explicit_path;
@@ -243,8 +312,18 @@ std::vector<std::string> LocalBackend::bwrap_argv(const PoolConfig& pool, uid_t 
   if (pool.network != "host") a.push_back("--unshare-net");
   add_root_links(a);
   std::string ws_size = std::to_string(lim.workspace);
+  // Of the host's /etc only what programs need; passwd and group are the sandbox's own.
+  // bwrap would create /etc and /etc/ssl as 0700 root directories the tenant cannot enter.
+  std::vector<std::string> dirs = {"/etc"};
+  for (const auto& p : sandbox_etc_binds())
+    for (auto slash = p.find('/', 5); slash != std::string::npos; slash = p.find('/', slash + 1))
+      if (std::find(dirs.begin(), dirs.end(), p.substr(0, slash)) == dirs.end()) dirs.push_back(p.substr(0, slash));
+  for (const auto& d : dirs) a.insert(a.end(), {"--perms", "0755", "--dir", d});
+  for (const auto& p : sandbox_etc_binds()) a.insert(a.end(), {"--ro-bind-try", p, p});
+  a.insert(a.end(), {"--perms", "0644", "--ro-bind-data", std::to_string(kPasswdFd), "/etc/passwd",
+                     "--perms", "0644", "--ro-bind-data", std::to_string(kGroupFd), "/etc/group",
+                     "--symlink", "/proc/self/mounts", "/etc/mtab"});
   a.insert(a.end(), {
-      "--ro-bind", "/etc", "/etc",
       "--proc", "/proc", "--dev", "/dev",
       "--mqueue", "/dev/mqueue",  // so the agent sees (and removes) the tenant's POSIX queues
       // POSIX shared memory, as docker gives it; bwrap's own /dev/shm is root's and 0755.
@@ -257,7 +336,8 @@ std::vector<std::string> LocalBackend::bwrap_argv(const PoolConfig& pool, uid_t 
   a.insert(a.end(), {
       "--ro-bind", agent_path_, kAgentInBox,
       "--remount-ro", "/",  // the tmpfs root bwrap builds must not hold tenant files
-      "--hostname", "warmpool", "--chdir", "/workspace"});
+      "--hostname", "warmpool", "--chdir", "/workspace",
+      "--seccomp", std::to_string(kSeccompFd)});
   if (geteuid() == 0) {
     // Only what the agent needs to run, signal and clean up after another uid; the
     // tenant's processes lose all of them when the agent's child calls setuid().
@@ -267,9 +347,11 @@ std::vector<std::string> LocalBackend::bwrap_argv(const PoolConfig& pool, uid_t 
       a.insert(a.end(), {"--cap-add", cap});
   }
   a.insert(a.end(), {kAgentInBox, "--workspace", "/workspace", "--scratch", "/tmp",
-                     "--fsize", std::to_string(lim.file_size), "--as", std::to_string(lim.memory),
-                     "--sandboxed"});
+                     "--fsize", std::to_string(lim.file_size), "--sandboxed"});
   for (const auto& m : pool.mounts) a.insert(a.end(), {"--keep", m.target});  // shared on purpose
+  // With a cgroup the memory limit is the sandbox's; an address-space limit per process
+  // would only break runtimes that reserve large address ranges (JVM, Go, node).
+  if (lim.enforce == LimitEnforcement::rlimit) a.insert(a.end(), {"--as", std::to_string(lim.memory)});
   auto owner = geteuid() == 0 ? rw_mount_owner(pool) : std::nullopt;
   // Keyrings belong to a uid (in its user namespace) and outlive its processes: the agent
   // empties them when the uid is the sandbox's own, never a host user's (the owner of a
@@ -294,17 +376,20 @@ void LocalBackend::check_available() {
     throw Error(Errc::backend_unavailable,
                 "warmpool-agent not found at '" + agent_path_ +
                     "': build it, or point WARMPOOL_AGENT (or the engine's agent_path) at it");
-  // A tiny sandbox with the same namespaces that runs the agent: proves both work here.
+  if (opts_.require_cgroups) cgroups();  // throws, naming what is missing
+  // A tiny sandbox with the same namespaces and syscall filter that runs the agent: proves
+  // all of them work here.
   std::vector<std::string> a = {bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc",
                                 "--unshare-uts", "--die-with-parent", "--as-pid-1"};
   add_root_links(a);
   a.insert(a.end(), {"--proc", "/proc", "--dev", "/dev", "--ro-bind", agent_path_, kAgentInBox,
-                     kAgentInBox, "--version"});
+                     "--seccomp", std::to_string(kSeccompFd), kAgentInBox, "--version"});
   int p[2];
   if (pipe2(p, O_CLOEXEC) != 0) throw Error(Errc::internal, std::string("pipe: ") + strerror(errno));
   Fd rd(p[0]), wr(p[1]);
   Fd null(open("/dev/null", O_RDONLY | O_CLOEXEC));
-  pid_t pid = spawn(a, null.fd, wr.fd, wr.fd);
+  Fd filter(data_pipe(sandbox_seccomp_bpf()));
+  pid_t pid = spawn(a, {{null.fd, 0}, {wr.fd, 1}, {wr.fd, 2}, {filter.fd, kSeccompFd}});
   wr.reset();
   auto deadline = clk::now() + std::chrono::seconds(10);
   std::string out = read_until_eof(rd.fd, deadline);
@@ -324,9 +409,30 @@ SandboxPtr LocalBackend::create(const SandboxSpec& spec) {
   auto owner = geteuid() == 0 ? rw_mount_owner(*spec.pool_config) : std::nullopt;
   uid_t uid = owner ? owner->first : geteuid() == 0 ? reserve_uid(uid_lock) : 0;
   Fd uid_lock_guard(uid_lock);
-  std::vector<std::string> args = bwrap_argv(*spec.pool_config, uid);
+  const PoolConfig& pool = *spec.pool_config;
+  std::vector<std::string> args = bwrap_argv(pool, uid);
   if (args[0].empty())
     throw Error(Errc::backend_unavailable, "bubblewrap (bwrap) not found: apt-get install bubblewrap");
+
+  // Who the tenant's commands run as, for the sandbox's own /etc/passwd and /etc/group.
+  uid_t tenant_uid = geteuid() == 0 ? uid : getuid();
+  gid_t tenant_gid = owner ? owner->second : geteuid() == 0 ? gid_t(uid) : getgid();
+  Fd filter(data_pipe(sandbox_seccomp_bpf()));
+  Fd passwd(data_pipe(sandbox_passwd(tenant_uid, tenant_gid)));
+  Fd group(data_pipe(sandbox_group(tenant_gid)));
+  std::unique_ptr<SandboxCgroup> cg;
+  if (pool.limits.enforce == LimitEnforcement::cgroup) {
+    // bwrap and the agent are in the group too: the tenant still gets `pids` processes.
+    CgroupLimits lim{pool.limits.memory, pool.limits.cpus, pool.limits.pids + 2};
+    std::string instance = spec.instance.empty() ? "pid-" + std::to_string(getpid()) : spec.instance;
+    std::string name = spec.name.empty() ? "sandbox-" + std::to_string(next_uid_.fetch_add(1)) : spec.name;
+    auto tree = cgroups();
+    {
+      std::lock_guard<std::mutex> lk(cgroups_mu_);
+      instances_.insert(instance);
+    }
+    cg = tree->create(instance, name, lim);
+  }
 
   int sp[2], ep[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0)
@@ -336,7 +442,10 @@ SandboxPtr LocalBackend::create(const SandboxSpec& spec) {
   Fd err_r(ep[0]), err_w(ep[1]);
 
   // The socket is both the agent's stdin and stdout; bwrap's stderr tells why a start failed.
-  pid_t pid = spawn(args, child.fd, child.fd, err_w.fd);
+  pid_t pid = spawn(args,
+                    {{child.fd, 0}, {child.fd, 1}, {err_w.fd, 2}, {filter.fd, kSeccompFd},
+                     {passwd.fd, kPasswdFd}, {group.fd, kGroupFd}},
+                    cg ? cg->join_fds() : std::vector<int>{});
   child.reset();
   err_w.reset();
 
@@ -344,6 +453,7 @@ SandboxPtr LocalBackend::create(const SandboxSpec& spec) {
   box->pid_ = pid;
   box->uid_ = uid;
   box->uid_lock_fd_ = uid_lock_guard.release();
+  box->cgroup_ = std::move(cg);
   box->id_ = spec.name.empty() ? "local-" + std::to_string(pid) : spec.name;
   box->client_ = std::make_shared<AgentClient>(host.release());
   try {
@@ -400,8 +510,34 @@ void LocalBackend::destroy(Sandbox& box) {
   kill_and_reap(s.pid_);
   if (client) client->close();
   std::lock_guard<std::mutex> lk(s.mu_);
+  if (s.cgroup_) s.cgroup_->remove(std::chrono::seconds(5));
+  s.cgroup_.reset();
   if (s.uid_lock_fd_ >= 0) ::close(s.uid_lock_fd_);  // the uid's processes are gone with the pid ns
   s.uid_lock_fd_ = -1;
+}
+
+std::string LocalBackend::unfit_reason(Sandbox& box) {
+  LocalSandbox& s = as_local(box);
+  std::lock_guard<std::mutex> lk(s.mu_);
+  if (!s.cgroup_) return {};
+  uint64_t kills = s.cgroup_->oom_kills();
+  if (kills <= s.oom_kills_seen_) return {};
+  uint64_t now = kills - s.oom_kills_seen_;
+  s.oom_kills_seen_ = kills;
+  return "memory_limit: the kernel killed " + std::to_string(now) + " process" + (now == 1 ? "" : "es") +
+         " of sandbox " + s.id_ + " that reached its memory limit";
+}
+
+size_t LocalBackend::reap_orphans(const std::string&, const std::string&) {
+  // Sandboxes die with their engine (--die-with-parent); what a killed run leaves is empty groups.
+  if (opts_.require_cgroups) cgroups()->remove_empty_groups();
+  return 0;
+}
+
+size_t LocalBackend::remove_all(const std::string& instance) {
+  std::lock_guard<std::mutex> lk(cgroups_mu_);
+  if (cgroups_) cgroups_->remove_instance(instance);
+  return 0;
 }
 
 } // namespace warmpool

@@ -1,9 +1,11 @@
 // The "local" backend: each sandbox is a bubblewrap (bwrap) process whose first process
 // (PID 1 of a fresh pid namespace) is warmpool-agent, talking over a socketpair that is the
-// agent's stdin and stdout. The host's /usr and /etc are visible read-only; /workspace and
-// /tmp are private tmpfs; no network unless pool.network is "host". As root, every
-// sandbox gets its own unprivileged uid (kUidBase + n) for its commands, so RLIMIT_NPROC
-// is per sandbox and tenants cannot signal one another.
+// agent's stdin and stdout. The host's /usr is visible read-only, of /etc only what programs
+// need (sandbox_etc); /workspace and /tmp are private tmpfs; no network unless pool.network
+// is "host". Each sandbox runs in its own cgroup (memory, CPU, processes of the whole
+// sandbox: sandbox_cgroup) under a syscall filter (sandbox_seccomp). As root, every
+// sandbox gets its own unprivileged uid (kUidBase + n) for its commands, so tenants cannot
+// signal one another.
 #pragma once
 
 #include <sys/types.h>
@@ -11,11 +13,13 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "backends/agent_client.hpp"
 #include "backends/backend.hpp"
+#include "backends/sandbox_cgroup.hpp"
 
 namespace warmpool {
 
@@ -34,9 +38,11 @@ private:
   pid_t pid_ = -1;
   uid_t uid_ = 0;
   int uid_lock_fd_ = -1;  // flock that reserves uid_ host-wide while the sandbox lives
-  std::mutex mu_;  // guards destroyed_ / client_ against destroy racing a call
+  std::mutex mu_;  // guards destroyed_ / client_ / cgroup_ against destroy racing a call
   bool destroyed_ = false;
   std::shared_ptr<AgentClient> client_;
+  std::unique_ptr<SandboxCgroup> cgroup_;  // null when the pool enforces limits by rlimit
+  uint64_t oom_kills_seen_ = 0;
 };
 
 class LocalBackend : public Backend {
@@ -49,8 +55,21 @@ public:
   /// How long create() waits for a new agent to answer its first ping.
   static constexpr duration kStartTimeout{10000};
 
+  /// Where bubblewrap finds what create() hands it on inherited file descriptors.
+  static constexpr int kSeccompFd = 3, kPasswdFd = 4, kGroupFd = 5;
+
+  struct Options {
+    std::string agent_path;  // empty: see find_agent()
+    uid_t uid_base = kUidBase;
+    std::string cgroup_root = CgroupTree::kDefaultRoot;
+    /// check_available() insists on a writable cgroup hierarchy (the pool's limits.enforce).
+    bool require_cgroups = true;
+  };
+  explicit LocalBackend(Options opts);
   /// `agent_path` empty: see find_agent().
   explicit LocalBackend(std::string agent_path = "", uid_t uid_base = kUidBase);
+  /// Removes the (by then empty) instance groups its sandboxes' cgroups were made under.
+  ~LocalBackend() override;
 
   /// The agent binary: `explicit_path` if set; else $WARMPOOL_AGENT; else the build-tree
   /// or install path compiled in; else warmpool-agent next to /proc/self/exe.
@@ -65,6 +84,11 @@ public:
   ResetReport reset(Sandbox& box, duration timeout) override;
   void ping(Sandbox& box, duration timeout) override;
   void destroy(Sandbox& box) override;
+  /// "memory_limit: ..." once the kernel killed a process of the sandbox at its memory limit.
+  std::string unfit_reason(Sandbox& box) override;
+  /// Removes empty cgroups that runs killed before they could clean up left behind.
+  size_t reap_orphans(const std::string& node, const std::string& current_instance) override;
+  size_t remove_all(const std::string& instance) override;
 
   const std::string& agent_path() const { return agent_path_; }
   /// The bwrap command line create() would use (without the spawn); for tests and logs.
@@ -74,10 +98,16 @@ private:
   std::shared_ptr<AgentClient> client_of(Sandbox& box);
   uid_t reserve_uid(int& lock_fd);
   std::string bwrap_path() const;
+  /// The cgroup hierarchy, opened on first use; throws backend_unavailable if unusable.
+  std::shared_ptr<CgroupTree> cgroups();
 
+  Options opts_;
   std::string agent_path_;
   uid_t uid_base_;
   std::atomic<uint32_t> next_uid_{0};
+  std::mutex cgroups_mu_;
+  std::shared_ptr<CgroupTree> cgroups_;
+  std::set<std::string> instances_;  // instance groups created under (guarded by cgroups_mu_)
 };
 
 } // namespace warmpool

@@ -44,6 +44,8 @@ const std::vector<std::pair<std::string, PrewarmMode>> kPrewarmModes = {
     {"static", PrewarmMode::static_}, {"adaptive", PrewarmMode::adaptive}};
 const std::vector<std::pair<std::string, ResetMode>> kResetModes = {
     {"agent", ResetMode::agent}, {"restart", ResetMode::restart}, {"recycle", ResetMode::recycle}};
+const std::vector<std::pair<std::string, LimitEnforcement>> kLimitEnforcements = {
+    {"cgroup", LimitEnforcement::cgroup}, {"rlimit", LimitEnforcement::rlimit}};
 
 std::string quote(const std::string& s) { return "\"" + s + "\""; }
 std::string ms(duration d) { return std::to_string(d.count()) + "ms"; }
@@ -315,7 +317,8 @@ void read_pool(Reader& r, const YAML::Node& n, const std::string& path, PoolConf
       {"limits", [&](const YAML::Node& v, const std::string& at) {
          auto& l = p.limits;
          r.fields(v, at, {r.size("memory", l.memory), r.bind("cpus", l.cpus), r.bind("pids", l.pids),
-                          r.size("file_size", l.file_size), r.size("workspace", l.workspace)});
+                          r.size("file_size", l.file_size), r.size("workspace", l.workspace),
+                          r.choice("enforce", l.enforce, kLimitEnforcements)});
        }},
       {"restart", [&](const YAML::Node& v, const std::string& at) {
          auto& rs = p.restart;

@@ -113,6 +113,7 @@ struct op_result {
   ExecResult exec;
   std::string data;
   ResetReport reset;
+  std::string unfit;  // Backend::unfit_reason after the call: retire the sandbox with it
 };
 
 /// A container's state change, sent to its pool after every transition but one: the
@@ -302,7 +303,8 @@ typename Inspector::result_type inspect(Inspector& f, probe_result& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, op_result& x) {
-  return f(caf::meta::type_name("warmpool.op_result"), x.err, x.exec, x.data, x.reset);
+  return f(caf::meta::type_name("warmpool.op_result"), x.err, x.exec, x.data, x.reset,
+           x.unfit);
 }
 
 template <class Inspector>

@@ -13,6 +13,10 @@ namespace warmpool {
 
 enum class OnExhausted { wait, fresh, fail };
 enum class ResetMode { agent, restart, recycle };
+/// How the local backend enforces limits. cgroup: memory, CPU and processes of the whole
+/// sandbox (its own cgroup; needs a writable cgroup hierarchy, i.e. root). rlimit: only
+/// per-process address space and per-uid process count, and no CPU limit (no cgroup needed).
+enum class LimitEnforcement { cgroup, rlimit };
 /// static: keep min_idle warm. adaptive: keep (acquire rate x creation latency x 2) warm,
 /// bounded by min_idle and max_size, so bursts are served warm and quiet pools stay small.
 enum class PrewarmMode { static_, adaptive };
@@ -32,11 +36,12 @@ struct ResetConfig {
 };
 
 struct LimitsConfig {
-  uint64_t memory = 512ull << 20;   // bytes of address space / cgroup memory
-  double cpus = 1.0;                // docker only
+  uint64_t memory = 512ull << 20;   // bytes of memory for the whole sandbox (cgroup)
+  double cpus = 1.0;                // CPUs' worth of CPU time for the whole sandbox
   uint32_t pids = 128;              // processes per sandbox
   uint64_t file_size = 64ull << 20; // largest file a command may write
   uint64_t workspace = 256ull << 20;// size of the /workspace tmpfs
+  LimitEnforcement enforce = LimitEnforcement::cgroup; // local backend only
 };
 
 struct RestartConfig {

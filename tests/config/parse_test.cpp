@@ -485,3 +485,12 @@ TEST(ExampleConfig, FirstPoolShowsTheDefaults) {
   EXPECT_EQ(cfg.shutdown_grace, EngineConfig{}.shutdown_grace);
   EXPECT_EQ(cfg.stats_interval, EngineConfig{}.stats_interval);
 }
+
+TEST(ConfigParse, LimitsEnforceChoosesCgroupOrRlimit) {
+  EXPECT_EQ(parse_config("pools:\n  - name: a\n").pools[0].limits.enforce, LimitEnforcement::cgroup);
+  EXPECT_EQ(parse_config("pools:\n  - {name: a, limits: {enforce: rlimit}}\n").pools[0].limits.enforce,
+            LimitEnforcement::rlimit);
+  auto issues = issues_of("pools:\n  - {name: a, limits: {enforce: none}}\n");
+  ASSERT_EQ(issues.size(), 1u) << listing(issues);
+  EXPECT_EQ(issues[0].to_string(), "pools[0].limits.enforce: must be one of cgroup, rlimit (got \"none\")");
+}

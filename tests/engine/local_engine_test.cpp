@@ -1,11 +1,13 @@
 // The whole engine on real bubblewrap sandboxes: what a tenant leaves behind is gone for
 // the next, runaway commands die at their timeout, and shutdown leaves nothing running.
 #include <dirent.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -142,6 +144,32 @@ TEST_F(LocalEngine, FailingHealthCommandNeverReachesIdle) {
     EXPECT_EQ(e.code(), Errc::pool_exhausted);
   }
   EXPECT_GE(engine->stats("sh").failed, 1u);
+}
+
+TEST_F(LocalEngine, SandboxThatHitItsMemoryLimitIsRetiredWithTheReasonInStats) {
+  cfg.node = "local-test-memory-limit";
+  cfg.pools[0].limits.memory = 64ull << 20;
+  auto engine = start();
+  std::string first;
+  {
+    auto lease = engine->acquire("sh");
+    first = lease.container_id();
+    ExecRequest hog;  // 200 MiB, touched page by page
+    hog.argv = {"python3", "-c", "b = bytearray(200 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\nprint('kept')"};
+    hog.timeout = 60s;
+    auto r = lease.exec(hog);
+    EXPECT_EQ(r.signal, SIGKILL) << r.stdout_data << r.stderr_data;
+    EXPECT_EQ(r.stdout_data, "");
+    // The tenant keeps its lease until it releases it; nobody gets the sandbox after that.
+    EXPECT_EQ(lease.exec(sh("echo still-leased")).stdout_data, "still-leased\n");
+    lease.release();
+  }
+  auto retired = [&] { return engine->stats("sh").retired["memory_limit"]; };
+  for (int i = 0; i < 3000 && retired() == 0; ++i)
+    std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(retired(), 1u);
+  auto lease = engine->acquire("sh", 30s);
+  EXPECT_NE(lease.container_id(), first);
 }
 
 TEST_F(LocalEngine, ShutdownLeavesNoSandboxRunning) {
