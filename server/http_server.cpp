@@ -483,7 +483,7 @@ struct HttpServer::Impl {
   Lease check_out_timed(const std::string& pool, const AcquireOptions& opts) {
     auto t0 = steady::now();
     auto lease = sessions.check_out(opts.session, pool, opts);
-    metrics.observe_acquire(pool, seconds_since(t0));
+    metrics.observe_acquire(lease.node(), pool, seconds_since(t0));
     return lease;
   }
 
