@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "server/operation_queue.hpp"
 #include "warmpool/engine.hpp"
 
 namespace warmpool {
@@ -24,9 +25,9 @@ public:
       : lease(std::move(l)), tenant(std::move(t)), session(std::move(s)) {}
     Lease lease;
     std::string tenant, session;
-    /// Held for the duration of every operation on `lease` (a Lease is not meant to run
-    /// two operations at once); the sweeper skips entries whose mutex is taken.
-    std::mutex mtx;
+    /// Every operation on `lease` takes its turn here (a Lease is not meant to run two
+    /// operations at once); the sweeper skips entries with an operation running or queued.
+    OperationQueue ops;
     std::atomic<clock::rep> last_used{0};
     void touch() { last_used = clock::now().time_since_epoch().count(); }
   };
@@ -40,9 +41,10 @@ public:
   EntryPtr find(const std::string& id);
   /// Removes and returns the entry; throws Error(unknown_lease) when there is none.
   EntryPtr remove(const std::string& id);
-  /// Removes and returns entries idle for the TTL and not in use right now. Their mutex is
-  /// returned locked (in `locks`) so nobody starts an operation before they are released.
-  std::vector<EntryPtr> take_expired(std::vector<std::unique_lock<std::mutex>>& locks);
+  /// Removes and returns entries idle for the TTL and not in use right now. Their turn is
+  /// taken (ops.try_take) so that an operation queued meanwhile starts only after the
+  /// caller released the lease and called ops.done() (it then finds the lease released).
+  std::vector<EntryPtr> take_expired();
   /// Removes and returns every entry (shutdown).
   std::vector<EntryPtr> take_all();
   size_t size() const;
