@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
+#include <limits>
 #include <mutex>
 #include <thread>
 
@@ -167,7 +168,9 @@ private:
   void read_header() {
     parser_.emplace();
     parser_->header_limit(64 * 1024);
-    parser_->body_limit(boost::none); // enforced while reading, see on_body
+    // Enforced while reading (on_body). Not boost::none: Beast 1.74 compares a
+    // Content-Length against an empty limit as "too big".
+    parser_->body_limit(std::numeric_limits<std::uint64_t>::max());
     req_ = HttpRequest{};
     too_big_ = false;
     dropped_ = 0;
@@ -188,7 +191,7 @@ private:
           ec == beast::error::timeout || ec == net::error::connection_reset ||
           ec == net::error::operation_aborted || ec == net::error::bad_descriptor)
         return close_now();
-      return refuse(400, "malformed HTTP request", true);
+      return refuse(400, "malformed HTTP request (" + ec.message() + ")", true);
     }
     auto& h = parser_->get();
     req_.method = std::string(h.method_string());
