@@ -54,12 +54,15 @@ TEST(ChaosHttpAnswers, EveryRequestGetsAnHttpAnswerWhileContainersAreKilled) {
     clients.emplace_back([&, t] {
       RawHttpClient http(server.port(), 30s);
       std::mt19937 rng(t);
+      bool after_pause = false; // this request follows a pause of over a second
       for (int i = 0; !stop; ++i) {
         std::string token = "c" + std::to_string(t) + "-" + std::to_string(i);
         auto r = http.request("POST", "/v1/execute",
                               json{{"pool", "bb"}, {"command", "echo " + token}}.dump());
         if (!r.answered()) {
-          outcomes.add("no_answer " + r.failure);
+          outcomes.add("no_answer " + r.failure +
+                       (after_pause ? " (after an idle pause)" : " (back to back)"));
+          after_pause = false;
           continue;
         }
         auto out = json::parse(r.body, nullptr, false);
@@ -74,8 +77,9 @@ TEST(ChaosHttpAnswers, EveryRequestGetsAnHttpAnswerWhileContainersAreKilled) {
                        (typed ? out["error"].value("code", "?") : "untyped body"));
         }
         // A client thinking between requests, as real ones do: its connection sits idle.
-        if (rng() % 8 == 0)
-          std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 1500));
+        auto pause = rng() % 8 == 0 ? std::chrono::milliseconds(rng() % 1500) : 0ms;
+        after_pause = pause > 1s;
+        std::this_thread::sleep_for(pause);
       }
     });
 
@@ -112,7 +116,7 @@ TEST(ChaosHttpAnswers, EveryRequestGetsAnHttpAnswerWhileContainersAreKilled) {
             << " containers killed; outcomes:\n"
             << outcomes.table();
   EXPECT_GT(ok.load(), 100u) << "the load did not happen";
-  EXPECT_GE(kills.load(), static_cast<uint64_t>(run_for.count())) << "the chaos did not happen";
+  EXPECT_GE(kills.load(), 5u) << "the chaos did not happen";
   EXPECT_EQ(outcomes.get("wrong_output"), 0u);
   EXPECT_EQ(no_answer, 0u) << "requests that got no HTTP answer at all";
   EXPECT_EQ(untyped, 0u) << "error answers without the JSON error envelope";
