@@ -3,11 +3,13 @@
 #include <cstdlib>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <thread>
 
 #include <spdlog/spdlog.h>
 
 #include "backends/agent_client.hpp"
+#include "backends/instance_lock.hpp"
 #include "backends/local_backend.hpp"
 #include "engine/logging.hpp"
 
@@ -503,9 +505,19 @@ void DockerBackend::remove_unremoved(const std::string& socket) {
 size_t DockerBackend::reap_orphans(const std::string& node, const std::string& current_instance) {
   auto c = client();
   size_t removed = 0;
+  // One verdict per instance; the claims stay held until every container of those
+  // instances is gone, so a reaper in another process cannot sweep them at the same time.
+  std::map<std::string, std::shared_ptr<instance_lock::claim>> dead;
   for (const auto& ct : c->list({"warmpool.node=" + node})) {
     std::string inst = ct["Labels"].value("warmpool.instance", "");
     if (inst == current_instance) continue;
+    auto verdict = dead.find(inst);
+    if (verdict == dead.end()) verdict = dead.emplace(inst, instance_lock::claim_if_dead(inst)).first;
+    if (!verdict->second) {
+      logger().debug("docker: leaving the containers of instance {} alone: it is still running",
+                     inst);
+      continue;
+    }
     std::string id = ct.value("Id", "");
     try {
       if (with_retries(3, [&] { return c->remove(id, true); })) ++removed;

@@ -22,6 +22,7 @@
 #include "actors/cluster_actor.hpp"
 #include "actors/supervisor.hpp"
 #include "backends/backend_factory.hpp"
+#include "backends/instance_lock.hpp"
 #include "engine/logging.hpp"
 #include "messages/errors.hpp"
 
@@ -85,6 +86,9 @@ namespace warmpool {
 struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
   EngineConfig cfg;
   std::string instance;
+  // Declared before the actor system, executor and backends, so destroyed after them:
+  // held until every sandbox of this instance is gone.
+  std::unique_ptr<instance_lock> alive;
   std::shared_ptr<executor> exec;
   std::map<std::string, BackendPtr> backends;
   caf::actor_system_config sys_cfg;
@@ -471,6 +475,8 @@ Engine::Engine(EngineConfig cfg) : impl_(std::make_shared<Impl>()) {
   auto& im = *impl_;
   im.cfg = std::move(cfg);
   im.instance = random_hex(8);
+  // Before any sandbox exists: from now on no other warmpool process reaps this instance.
+  im.alive = std::make_unique<instance_lock>(im.instance);
   im.exec = std::make_shared<executor>(im.cfg.executor_threads);
   supervisor_params sp;
   sp.cfg = std::make_shared<const EngineConfig>(im.cfg);
@@ -626,7 +632,18 @@ std::future<Lease> Engine::acquire_future(const std::string& pool, AcquireOption
 ExecResult Engine::execute(const std::string& pool, const ExecRequest& req,
                            const AcquireOptions& opts) {
   auto lease = acquire(pool, opts);
-  auto result = lease.exec(req);
+  ExecResult result;
+  try {
+    result = lease.exec(req);
+  } catch (const Error& e) {
+    try {
+      lease.release(breaks_sandbox(e.code()));
+    } catch (const std::exception& ex) {
+      // Expected when the sandbox died: its actor is gone and the pool replaces it.
+      logger().debug("lease {}: release after a failed exec: {}", lease.id(), ex.what());
+    }
+    throw;
+  }
   lease.release(false);
   return result;
 }

@@ -39,4 +39,8 @@ const char* describe(Errc code) {
   return "unknown error";
 }
 
+bool breaks_sandbox(Errc code) {
+  return code == Errc::container_failed || code == Errc::node_lost || code == Errc::exec_timeout;
+}
+
 } // namespace warmpool

@@ -128,6 +128,17 @@ std::string Metrics::render(const std::vector<PoolStats>& pools) const {
     os << "warmpool_http_requests_total{method=\"" << esc(std::get<0>(kv.first)) << "\",route=\""
        << esc(std::get<1>(kv.first)) << "\",status=\"" << std::get<2>(kv.first) << "\"} "
        << kv.second << '\n';
+
+  // A lost (or departed) peer's rows simply vanish from the stats; remembering the nodes
+  // seen turns that absence into a 0 an alert can match.
+  std::set<std::string> present;
+  for (auto& p : pools)
+    present.insert(p.node);
+  nodes_seen_.insert(present.begin(), present.end());
+  header(os, "warmpool_node_up", "gauge",
+         "1 while the node's stats arrive; 0 for a node seen before that is lost or left.");
+  for (auto& node : nodes_seen_)
+    os << "warmpool_node_up{node=\"" << esc(node) << "\"} " << present.count(node) << '\n';
   return os.str();
 }
 

@@ -6,6 +6,7 @@
 #include <array>
 #include <map>
 #include <mutex>
+#include <set>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -25,6 +26,7 @@ public:
   void count_request(const std::string& method, const std::string& route, int status);
 
   /// The whole exposition: engine stats (taken by the caller) plus the server's own series.
+  /// Remembers the nodes it has seen so a node whose stats stop arriving shows as down.
   std::string render(const std::vector<PoolStats>& pools) const;
 
 private:
@@ -39,6 +41,7 @@ private:
   std::map<std::string, Histogram> acquire_;
   std::map<std::string, Histogram> exec_;
   std::map<std::tuple<std::string, std::string, int>, uint64_t> requests_;
+  mutable std::set<std::string> nodes_seen_; // every node any earlier scrape had stats from
 };
 
 } // namespace warmpool

@@ -35,6 +35,12 @@ const char* to_string(Errc code);
 /// One sentence a person understands, without context.
 const char* describe(Errc code);
 
+/// Whether an error from a call on a lease means its sandbox can no longer be trusted (it
+/// died, its node is gone, or it stopped answering): such a lease is released dirty, so the
+/// sandbox is replaced instead of reset and handed to the next tenant. The one rule every
+/// caller of warmpool (Engine::execute, the HTTP API, the CLI) applies.
+bool breaks_sandbox(Errc code);
+
 /// Thrown by the blocking C++ API and by backends.
 class Error : public std::runtime_error {
 public:

@@ -248,40 +248,70 @@ TEST_F(DockerEngine, KilledLeasedContainerFailsTheLeaseNextCall) {
   EXPECT_EQ(next.exec(sh("echo back")).stdout_data, "back\n");
 }
 
-TEST_F(DockerEngine, EngineKilledWithSigkillIsReapedAtNextStart) {
-  char dir[] = "/tmp/wp-dk-engine-XXXXXX";
-  ASSERT_NE(mkdtemp(dir), nullptr);
-  const std::string yaml = std::string(dir) + "/engine.yaml", log = std::string(dir) + "/run.log";
-  std::ofstream(yaml) << "node: " << node << "\nagent_path: " << WARMPOOL_AGENT_BIN
-                      << "\nlog: {level: warn}\nstats_interval: 0\npools:\n"
-                      << "  - {name: bb, backend: docker, image: " << kBusybox
-                      << ", min_idle: 2, max_size: 2}\n";
-  const std::string bin = std::string(WARMPOOL_BINARY_DIR) + "/bin/warmpool";
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  std::vector<std::string> args{bin, "run", "--config", yaml};
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
+/// `warmpool run` of a busybox pool of two on this test's node, as a process of its own:
+/// another warmpool on the same host, as an operator's CLI or another service would be.
+struct WarmpoolProcess {
+  std::string dir, yaml, log;
   pid_t pid = 0;
-  ASSERT_EQ(posix_spawn(&pid, bin.c_str(), &fa, nullptr, argv.data(), environ), 0) << bin;
-  posix_spawn_file_actions_destroy(&fa);
 
+  void start(const std::string& node) {
+    char tmpl[] = "/tmp/wp-dk-engine-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir = tmpl;
+    yaml = dir + "/engine.yaml";
+    log = dir + "/run.log";
+    std::ofstream(yaml) << "node: " << node << "\nagent_path: " << WARMPOOL_AGENT_BIN
+                        << "\nlog: {level: warn}\nstats_interval: 0\npools:\n"
+                        << "  - {name: bb, backend: docker, image: " << kBusybox
+                        << ", min_idle: 2, max_size: 2}\n";
+    const std::string bin = std::string(WARMPOOL_BINARY_DIR) + "/bin/warmpool";
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&fa, 1, 2);
+    std::vector<std::string> args{bin, "run", "--config", yaml};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ASSERT_EQ(posix_spawn(&pid, bin.c_str(), &fa, nullptr, argv.data(), environ), 0) << bin;
+    posix_spawn_file_actions_destroy(&fa);
+  }
+
+  bool exited() { return pid > 0 && waitpid(pid, nullptr, WNOHANG) == pid; }
+
+  void kill_hard() {
+    if (pid <= 0) return;
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+    pid = 0;
+  }
+
+  std::string output() const {
+    std::ifstream in(log);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  }
+
+  ~WarmpoolProcess() {
+    kill_hard();
+    if (dir.empty()) return;
+    std::remove(yaml.c_str());
+    std::remove(log.c_str());
+    rmdir(dir.c_str());
+  }
+};
+
+TEST_F(DockerEngine, EngineKilledWithSigkillIsReapedAtNextStart) {
+  WarmpoolProcess other;
+  other.start(node);
   auto running = [&] {
     int n = 0;
     for (const auto& ct : containers({"warmpool.node=" + node}))
       n += ct.value("State", "") == "running";
     return n;
   };
-  bool up = eventually([&] { return running() >= 2 || waitpid(pid, nullptr, WNOHANG) == pid; }, 60s) &&
-            running() >= 2;
-  kill(pid, SIGKILL);
-  waitpid(pid, nullptr, 0);
-  std::ifstream in(log);
-  std::string output((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  ASSERT_TRUE(up) << "warmpool run did not start 2 containers; its output:\n" << output;
+  bool up = eventually([&] { return running() >= 2 || other.exited(); }, 60s) && running() >= 2;
+  other.kill_hard();
+  ASSERT_TRUE(up) << "warmpool run did not start 2 containers; its output:\n" << other.output();
 
   std::set<std::string> dead;
   for (const auto& ct : containers({"warmpool.node=" + node}))
@@ -296,9 +326,42 @@ TEST_F(DockerEngine, EngineKilledWithSigkillIsReapedAtNextStart) {
     EXPECT_EQ(inst, engine->instance());
   }
   EXPECT_TRUE(engine->wait_ready(60s));
-  std::remove(yaml.c_str());
-  std::remove(log.c_str());
-  rmdir(dir);
+}
+
+// Operators run `warmpool exec` beside `warmpool serve`, and several services on one host
+// may each embed an engine: a start-up must leave a running instance's sandboxes alone.
+TEST_F(DockerEngine, StartingBesideARunningWarmpoolLeavesItsSandboxesAlone) {
+  WarmpoolProcess other;
+  other.start(node);
+  auto theirs = [&] {
+    std::set<std::string> ids;
+    for (const auto& ct : containers({"warmpool.node=" + node}))
+      if (ct.value("State", "") == "running") ids.insert(ct.value("Id", ""));
+    return ids;
+  };
+  ASSERT_TRUE(eventually([&] { return theirs().size() >= 2 || other.exited(); }, 60s) &&
+              theirs().size() >= 2)
+      << "warmpool run did not start 2 containers; its output:\n" << other.output();
+  auto before = theirs();
+
+  add_pool(kBusybox, 1, 1);
+  start();
+  auto lease = engine->acquire("bb");
+  EXPECT_EQ(lease.exec(sh("echo mine")).stdout_data, "mine\n");
+  auto after = theirs();
+  for (const auto& id : before)
+    EXPECT_TRUE(after.count(id)) << "the running warmpool's container " << id.substr(0, 12)
+                                 << " was removed by this engine's start";
+  EXPECT_FALSE(other.exited()) << other.output();
+
+  // Once it is killed, the next start reaps what it left.
+  { Lease dropped = std::move(lease); }
+  engine.reset();
+  other.kill_hard();
+  start();
+  for (const auto& ct : containers({"warmpool.node=" + node}))
+    EXPECT_EQ(ct["Labels"].value("warmpool.instance", ""), engine->instance())
+        << "container " << name_of(ct) << " of the killed warmpool survived the next start";
 }
 
 TEST_F(DockerEngine, WarmupCreatesContainersInParallel) {

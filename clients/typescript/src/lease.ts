@@ -1,0 +1,69 @@
+// A held sandbox: exec and files on it until released. `await using` releases it at the end
+// of the scope (TypeScript 5.2+), as does Client.withLease for callers without it.
+import type { Client } from "./client.js";
+import type { Command, ExecOptions, ExecResult, LeaseInfo } from "./types.js";
+
+export class Lease implements LeaseInfo {
+  readonly id: string;
+  readonly pool: string;
+  readonly container: string;
+  readonly node: string;
+  readonly tenant: string;
+  readonly session: string;
+  readonly expiresInMs: number;
+  #released = false;
+
+  constructor(
+    private readonly client: Client,
+    info: LeaseInfo,
+  ) {
+    this.id = info.id;
+    this.pool = info.pool;
+    this.container = info.container;
+    this.node = info.node;
+    this.tenant = info.tenant;
+    this.session = info.session;
+    this.expiresInMs = info.expiresInMs;
+  }
+
+  /** Whether release() was called (the server may also have released it: see lease_ttl). */
+  get released(): boolean {
+    return this.#released;
+  }
+
+  /** Runs a command in this sandbox; a non-zero exit is a result, a timeout an ExecTimeoutError. */
+  exec(command: Command, options?: ExecOptions): Promise<ExecResult> {
+    return this.client.exec(this.id, command, options);
+  }
+
+  putFile(path: string, data: string | Uint8Array): Promise<void> {
+    return this.client.putFile(this.id, path, data);
+  }
+
+  getFile(path: string): Promise<Uint8Array> {
+    return this.client.getFile(this.id, path);
+  }
+
+  async getText(path: string): Promise<string> {
+    return new TextDecoder().decode(await this.getFile(path));
+  }
+
+  /** Describes the lease; also keeps it from expiring (a heartbeat). */
+  refresh(): Promise<LeaseInfo> {
+    return this.client.lease(this.id);
+  }
+
+  /**
+   * Gives the sandbox back; `dirty`: do not reuse it (it is replaced, not reset). A second
+   * call does nothing, so an explicit release inside `await using` is harmless.
+   */
+  async release(dirty = false): Promise<void> {
+    if (this.#released) return;
+    await this.client.release(this.id, dirty);
+    this.#released = true;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.release();
+  }
+}

@@ -1,0 +1,208 @@
+// The API's request options and answers in TypeScript's spelling (camelCase), and the
+// conversions from the wire's snake_case JSON (docs/openapi.yaml is the contract).
+
+/** "500ms", "5s", "2m", or a number of milliseconds (at most 24h). */
+export type Duration = string | number;
+/** Bytes kept per output stream: a size like "64k", or a number. */
+export type Size = string | number;
+/** An argv array (run directly) or a string (run by /bin/sh -c). */
+export type Command = string[] | string;
+
+export interface ExecOptions {
+  stdin?: string;
+  env?: Record<string, string>;
+  /** Working directory (default: the sandbox workspace). */
+  cwd?: string;
+  /** The command's time limit (default: the pool's exec_timeout). */
+  timeout?: Duration;
+  outputLimit?: Size;
+}
+
+export interface RoutingOptions {
+  /** Explicit pool; otherwise the server routes by labels and session. */
+  pool?: string;
+  labels?: Record<string, string>;
+  /** Sticky session: every request of a session runs in the same sandbox. */
+  session?: string;
+  tenant?: string;
+}
+
+export interface ExecuteOptions extends ExecOptions, RoutingOptions {}
+
+export interface AcquireOptions extends RoutingOptions {
+  /** How long to wait for a sandbox (default: the pool's acquire_timeout). */
+  timeout?: Duration;
+}
+
+export interface ExecResult {
+  stdout: string;
+  stderr: string;
+  /** -1 when killed by a signal. */
+  exitCode: number;
+  /** The signal that ended the command, 0 if it exited. */
+  signal: number;
+  durationMs: number;
+  timedOut: boolean;
+  /** Output was cut at the output limit. */
+  truncated: boolean;
+  lease?: string;
+  session?: string;
+  container: string;
+  pool: string;
+  node: string;
+}
+
+export interface LeaseInfo {
+  id: string;
+  pool: string;
+  container: string;
+  node: string;
+  tenant: string;
+  session: string;
+  /** The server releases the lease when it is untouched this long. */
+  expiresInMs: number;
+}
+
+export interface ContainerStats {
+  id: string;
+  state: string;
+  uses: number;
+  ageMs: number;
+  lastProbeMsAgo: number | null;
+  lastProbeOk: boolean;
+  restarts: number;
+  leaseId?: string;
+}
+
+export interface PoolStats {
+  name: string;
+  backend: string;
+  node: string;
+  enabled: boolean;
+  minIdle: number;
+  maxSize: number;
+  total: number;
+  idle: number;
+  leased: number;
+  creating: number;
+  waiting: number;
+  /** Sandboxes per lifecycle state. */
+  states: Record<string, number>;
+  hits: number;
+  misses: number;
+  exhausted: number;
+  recycled: number;
+  failed: number;
+  probeFailures: number;
+  executions: number;
+  fresh: number;
+  /** Retired sandboxes per reason. */
+  retired: Record<string, number>;
+  transitions?: Record<string, number>;
+  containers: ContainerStats[];
+}
+
+export interface Health {
+  status: "ok";
+  /** Number of pools. */
+  pools: number;
+}
+
+type Wire = Record<string, unknown>;
+
+const str = (v: unknown): string => (typeof v === "string" ? v : "");
+const num = (v: unknown): number => (typeof v === "number" ? v : 0);
+const counts = (v: unknown): Record<string, number> => (v && typeof v === "object" ? { ...(v as Record<string, number>) } : {});
+
+/** The request body fields of an exec (shared by execute and lease exec). */
+export function execBody(command: Command, o: ExecOptions = {}): Wire {
+  const body: Wire = { command };
+  if (o.stdin !== undefined) body.stdin = o.stdin;
+  if (o.env !== undefined) body.env = o.env;
+  if (o.cwd !== undefined) body.cwd = o.cwd;
+  if (o.timeout !== undefined) body.timeout = o.timeout;
+  if (o.outputLimit !== undefined) body.output_limit = o.outputLimit;
+  return body;
+}
+
+export function routingBody(o: RoutingOptions): Wire {
+  const body: Wire = {};
+  if (o.pool !== undefined) body.pool = o.pool;
+  if (o.labels !== undefined) body.labels = o.labels;
+  if (o.session !== undefined) body.session = o.session;
+  if (o.tenant !== undefined) body.tenant = o.tenant;
+  return body;
+}
+
+export function toExecResult(w: Wire): ExecResult {
+  const r: ExecResult = {
+    stdout: str(w.stdout),
+    stderr: str(w.stderr),
+    exitCode: num(w.exit_code),
+    signal: num(w.signal),
+    durationMs: num(w.duration_ms),
+    timedOut: w.timed_out === true,
+    truncated: w.truncated === true,
+    container: str(w.container),
+    pool: str(w.pool),
+    node: str(w.node),
+  };
+  if (typeof w.lease === "string") r.lease = w.lease;
+  if (typeof w.session === "string") r.session = w.session;
+  return r;
+}
+
+export function toLeaseInfo(w: Wire): LeaseInfo {
+  return {
+    id: str(w.id),
+    pool: str(w.pool),
+    container: str(w.container),
+    node: str(w.node),
+    tenant: str(w.tenant),
+    session: str(w.session),
+    expiresInMs: num(w.expires_in_ms),
+  };
+}
+
+function toContainerStats(w: Wire): ContainerStats {
+  const c: ContainerStats = {
+    id: str(w.id),
+    state: str(w.state),
+    uses: num(w.uses),
+    ageMs: num(w.age_ms),
+    lastProbeMsAgo: typeof w.last_probe_ms_ago === "number" ? w.last_probe_ms_ago : null,
+    lastProbeOk: w.last_probe_ok === true,
+    restarts: num(w.restarts),
+  };
+  if (typeof w.lease_id === "string") c.leaseId = w.lease_id;
+  return c;
+}
+
+export function toPoolStats(w: Wire): PoolStats {
+  const p: PoolStats = {
+    name: str(w.name),
+    backend: str(w.backend),
+    node: str(w.node),
+    enabled: w.enabled === true,
+    minIdle: num(w.min_idle),
+    maxSize: num(w.max_size),
+    total: num(w.total),
+    idle: num(w.idle),
+    leased: num(w.leased),
+    creating: num(w.creating),
+    waiting: num(w.waiting),
+    states: counts(w.states),
+    hits: num(w.hits),
+    misses: num(w.misses),
+    exhausted: num(w.exhausted),
+    recycled: num(w.recycled),
+    failed: num(w.failed),
+    probeFailures: num(w.probe_failures),
+    executions: num(w.executions),
+    fresh: num(w.fresh),
+    retired: counts(w.retired),
+    containers: Array.isArray(w.containers) ? w.containers.map((c) => toContainerStats(c as Wire)) : [],
+  };
+  if (w.transitions && typeof w.transitions === "object") p.transitions = counts(w.transitions);
+  return p;
+}

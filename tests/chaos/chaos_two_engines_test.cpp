@@ -1,0 +1,127 @@
+// Two `warmpool serve` processes on one host and one node name, each with its own docker
+// pool: one is SIGKILLed in the middle of the other's load and started again. The survivor
+// must serve throughout (its held lease too) with zero failures, and the restarted one must
+// reap what its killed instance left, and nothing of the survivor's.
+#include <atomic>
+#include <set>
+
+#include <gtest/gtest.h>
+
+#include "chaos/chaos_util.hpp"
+#include "docker/docker_test_util.hpp"
+#include "warmpool/engine.hpp"
+
+using namespace warmpool;
+using namespace warmpool::chaos;
+using warmpool::testing::kBusybox;
+
+namespace {
+
+std::string write_yaml(const TempDir& dir, const std::string& file, const std::string& node,
+                       const std::string& pool) {
+  std::string path = dir.path + "/" + file;
+  std::ofstream(path) << "agent_path: " << WARMPOOL_AGENT_BIN << "\nstats_interval: 0\n"
+                      << "node: " << node << "\nlog: {level: info}\npools:\n"
+                      << "  - {name: " << pool << ", backend: docker, image: " << kBusybox
+                      << ", min_idle: 2, max_size: 4, acquire_timeout: 10s, exec_timeout: 5s,"
+                         " limits: {memory: 128m, pids: 64, workspace: 16m}}\n";
+  return path;
+}
+
+std::set<std::string> instances(docker::DockerClient& dc, const std::string& node) {
+  std::set<std::string> out;
+  for (auto& ct : dc.list({"warmpool.node=" + node}))
+    out.insert(ct["Labels"].value("warmpool.instance", ""));
+  return out;
+}
+
+} // namespace
+
+TEST(ChaosTwoEngines, OneKilledMidLoadLeavesTheOtherServingAndIsReapedAtRestart) {
+  WP_REQUIRE_DOCKER();
+  const std::string node = "chaos-two-" + warmpool::testing::random_suffix();
+  docker::DockerClient dc;
+  TempDir dir;
+  ServeProcess survivor(write_yaml(dir, "a.yaml", node, "a"), dir.path + "/a.log", free_port());
+  ServeProcess victim(write_yaml(dir, "b.yaml", node, "b"), dir.path + "/b.log", free_port());
+  struct Cleanup { // whatever happens, nothing of this node stays on the daemon
+    std::function<void()> fn;
+    ~Cleanup() { fn(); }
+  } cleanup{[&] {
+    survivor.kill_now(SIGKILL);
+    victim.kill_now(SIGKILL);
+    for (auto& inst : instances(dc, node)) DockerBackend::remove_instance(inst);
+  }};
+
+  survivor.start();
+  ASSERT_TRUE(survivor.wait_ready(90s)) << survivor.log();
+  auto before = instances(dc, node);
+  ASSERT_EQ(before.size(), 1u);
+  const std::string survivor_instance = *before.begin();
+
+  // A lease the survivor's client holds through everything below.
+  auto http = survivor.client(30s);
+  auto r = http.Post("/v1/leases", json{{"pool", "a"}}.dump(), "application/json");
+  ASSERT_TRUE(r && r->status == 201) << (r ? r->body : "no answer");
+  const std::string held = json::parse(r->body).value("id", "");
+
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> ok{0};
+  Tally failures;
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 3; ++t)
+    clients.emplace_back([&, t] {
+      auto c = survivor.client(30s);
+      for (int i = 0; !stop; ++i) {
+        std::string token = "c" + std::to_string(t) + "-" + std::to_string(i);
+        bool via_lease = t == 0;
+        auto res = via_lease
+          ? c.Post("/v1/leases/" + held + "/exec", json{{"command", "echo " + token}}.dump(),
+                   "application/json")
+          : c.Post("/v1/execute", json{{"pool", "a"}, {"command", "echo " + token}}.dump(),
+                   "application/json");
+        if (!res) {
+          failures.add("no_answer");
+          continue;
+        }
+        auto out = json::parse(res->body, nullptr, false);
+        if (res->status == 200 && out.is_object() && out.value("stdout", "") == token + "\n")
+          ++ok;
+        else
+          failures.add(std::to_string(res->status) + " " + res->body.substr(0, 200));
+      }
+    });
+
+  // The second warmpool starts beside the first (its start-up sweep runs now), warms, and
+  // is SIGKILLed while the first is under load.
+  victim.start();
+  ASSERT_TRUE(victim.wait_ready(90s)) << victim.log();
+  auto victim_instances = instances(dc, node);
+  victim_instances.erase(survivor_instance);
+  ASSERT_EQ(victim_instances.size(), 1u) << "the second warmpool has no containers of its own";
+  uint64_t at_kill = ok;
+  victim.kill_now(SIGKILL);
+  EXPECT_TRUE(eventually([&] { return ok >= at_kill + 20; }, 60s)) << "no load after the kill";
+
+  // Restarted: it reaps its killed instance's containers, not the survivor's.
+  victim.start();
+  ASSERT_TRUE(victim.wait_ready(90s)) << victim.log();
+  auto now = instances(dc, node);
+  EXPECT_FALSE(now.count(*victim_instances.begin()))
+      << "the killed instance's containers survived its restart";
+  EXPECT_TRUE(now.count(survivor_instance)) << "the restart removed the survivor's containers";
+  uint64_t at_restart = ok;
+  EXPECT_TRUE(eventually([&] { return ok >= at_restart + 20; }, 60s)) << "no load after restart";
+
+  stop = true;
+  for (auto& c : clients) c.join();
+  EXPECT_EQ(failures.others({}), 0u) << "requests to the survivor failed:\n" << failures.table()
+                                     << survivor.log();
+  auto last = http.Post("/v1/leases/" + held + "/exec", json{{"command", "echo still"}}.dump(),
+                        "application/json");
+  ASSERT_TRUE(last);
+  EXPECT_EQ(last->status, 200) << last->body;
+  EXPECT_EQ(survivor.kill_now(SIGTERM) & 0x7f, 0) << "the survivor did not exit by itself";
+  EXPECT_TRUE(instances(dc, node).count(survivor_instance) == 0)
+      << "the survivor left containers after its graceful shutdown";
+}
