@@ -434,8 +434,15 @@ void HttpTransport::State::accept() {
     if (ec) {
       if (ec == net::error::operation_aborted || !acceptor->is_open())
         return; // stopping
-      // Out of file descriptors and the like: keep accepting once the moment passed.
-      logger().warn("http: accept failed: {}", ec.message());
+      // Out of file descriptors and the like: try again shortly rather than spin.
+      logger().warn("http: accept failed: {}; retrying in 100ms", ec.message());
+      auto retry = std::make_shared<net::steady_timer>(acceptor->get_executor(),
+                                                        std::chrono::milliseconds(100));
+      retry->async_wait([this, retry](error_code) {
+        if (acceptor->is_open())
+          accept();
+      });
+      return;
     } else {
       error_code ignored;
       socket.set_option(tcp::no_delay(true), ignored);
@@ -457,7 +464,7 @@ int HttpTransport::start() {
   if (ec)
     throw std::runtime_error("cannot listen on " + st.opts.host + ": not an IP address");
   tcp::endpoint ep{address, static_cast<unsigned short>(st.opts.port)};
-  st.acceptor.emplace(st.ioc);
+  st.acceptor.emplace(net::make_strand(st.ioc)); // its own strand: stop() closes it from afar
   st.acceptor->open(ep.protocol(), ec);
   if (!ec)
     st.acceptor->set_option(net::socket_base::reuse_address(true), ec);
@@ -488,7 +495,7 @@ void HttpTransport::stop() {
   auto& st = *st_;
   if (st.stopping.exchange(true) || st.threads.empty())
     return;
-  net::post(st.ioc, [&st] {
+  net::post(st.acceptor->get_executor(), [&st] {
     error_code ignored;
     st.acceptor->close(ignored);
   });
