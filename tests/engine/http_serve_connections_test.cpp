@@ -1,6 +1,7 @@
-// `warmpool serve` with clients waiting in POST /v1/leases for a full pool of real
-// bubblewrap sandboxes: the waits must not starve anyone else. Every property is shown by
-// ordering (the pool's own count of waiters says when every client waits), every client
+// `warmpool serve` and its connections, on a pool of real bubblewrap sandboxes: clients
+// waiting in POST /v1/leases must not starve anyone else, a client that hangs up while
+// waiting leaks no lease, and a kept-alive connection survives a client's pause. Shown by
+// ordering (the pool's own count of waiters says when every client waits); every client
 // wait is bounded so a starved server fails the test instead of hanging it.
 #include <atomic>
 #include <thread>
@@ -20,7 +21,7 @@ using warmpool::testing::RawResponse;
 
 namespace {
 
-struct HttpWaitingAcquires : ::testing::Test {
+struct HttpServeConnections : ::testing::Test {
   EngineConfig cfg;
   std::unique_ptr<Engine> engine;
   std::unique_ptr<HttpServer> server;
@@ -89,7 +90,7 @@ std::string error_code_of(const RawResponse& r) {
 // would end the waits could not be served. Now: a pool of 2, both leased; server.threads + 8
 // clients wait; the release, the stats and an exec on the other lease are all answered while
 // they wait; the freed sandbox goes to exactly one waiter; the rest get their typed 503.
-TEST_F(HttpWaitingAcquires, ReleaseIsServedWhileMoreClientsWaitThanTheServerHasThreads) {
+TEST_F(HttpServeConnections, ReleaseIsServedWhileMoreClientsWaitThanTheServerHasThreads) {
   const uint32_t threads = 4;
   const int waiters = threads + 8;
   start("http-waiters-" + std::to_string(getpid()), 2, threads);
@@ -152,7 +153,7 @@ TEST_F(HttpWaitingAcquires, ReleaseIsServedWhileMoreClientsWaitThanTheServerHasT
 
 // A client that hangs up while it waits for a sandbox never learns its lease's id: the
 // sandbox it would have got goes back to the pool at once instead of staying leased.
-TEST_F(HttpWaitingAcquires, ClientThatHangsUpWhileWaitingLeaksNoLease) {
+TEST_F(HttpServeConnections, ClientThatHangsUpWhileWaitingLeaksNoLease) {
   start("http-hangup-" + std::to_string(getpid()), 1, 4);
   RawHttpClient holder(port);
   auto a = acquire(holder, "5s");
@@ -175,6 +176,21 @@ TEST_F(HttpWaitingAcquires, ClientThatHangsUpWhileWaitingLeaksNoLease) {
   RawHttpClient next(port);
   auto r = next.request("POST", "/v1/leases", R"({"pool":"w","timeout":"5s"})");
   EXPECT_EQ(r.status, 201) << r.failure << r.body;
+}
+
+// The reported connection resets: the server closed a keep-alive connection after 1 s
+// idle, and a client (like Python's http.client) that sent its next request after a pause
+// wrote into a closed connection and got no answer. A kept-alive connection now outlives
+// any pause a client takes between requests.
+TEST_F(HttpServeConnections, KeptAliveConnectionIsServedAfterAnIdlePause) {
+  start("http-keepalive-" + std::to_string(getpid()), 1, 4);
+  RawHttpClient c(port, 10s);
+  auto first = c.request("GET", "/v1/pools/w");
+  ASSERT_EQ(first.status, 200) << first.failure;
+  ASSERT_NE(first.headers["connection"], "close") << "the server asked to close the connection";
+  std::this_thread::sleep_for(1500ms); // the client thinks; its connection sits idle
+  auto second = c.request("GET", "/v1/pools/w");
+  EXPECT_EQ(second.status, 200) << "no answer on the kept-alive connection: " << second.failure;
 }
 
 } // namespace
