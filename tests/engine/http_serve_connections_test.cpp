@@ -178,6 +178,43 @@ TEST_F(HttpServeConnections, ClientThatHangsUpWhileWaitingLeaksNoLease) {
   EXPECT_EQ(r.status, 201) << r.failure << r.body;
 }
 
+// The same with a session: the lease a hung-up client would have got is its session's
+// sandbox, checked out of the session. Nobody knows the lease's id, so unless the sandbox
+// goes back to the session at once, the session's requests are refused ("held as lease")
+// until lease_ttl (600 s here).
+TEST_F(HttpServeConnections, ClientThatHangsUpWaitingForASessionLeaseLeavesTheSessionUsable) {
+  start("http-hangup-session-" + std::to_string(getpid()), 1, 4);
+  RawHttpClient holder(port);
+  auto a = acquire(holder, "5s");
+  ASSERT_FALSE(a.empty());
+
+  RawHttpClient quitter(port);
+  ASSERT_TRUE(quitter.send_only("POST", "/v1/leases",
+                                R"({"pool":"w","session":"s","timeout":"20s"})"));
+  ASSERT_TRUE(pool_reaches([](const json& s) { return s.value("waiting", 0) == 1; }, 20s))
+    << pool_stats().dump();
+  quitter.close();
+
+  // The freed sandbox goes to the session of the client that left.
+  EXPECT_EQ(holder.request("DELETE", "/v1/leases/" + a).status, 204);
+  ASSERT_TRUE(pool_reaches([](const json& s) { return s.value("waiting", 1) == 0; }, 20s))
+    << pool_stats().dump();
+
+  // Bounded: the session must get its sandbox back, not stay held by a lease nobody knows.
+  RawHttpClient next(port, 10s);
+  RawResponse r;
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  do {
+    r = next.request("POST", "/v1/execute", R"({"pool":"w","session":"s","command":"echo ok"})");
+    if (r.status == 200)
+      break;
+    std::this_thread::sleep_for(50ms);
+  } while (std::chrono::steady_clock::now() < deadline);
+  EXPECT_EQ(r.status, 200) << "the session stayed held by the hung-up client's lease: "
+                           << r.failure << r.body;
+  EXPECT_EQ(json::parse(r.body, nullptr, false).value("stdout", ""), "ok\n");
+}
+
 // The reported connection resets: the server closed a keep-alive connection after 1 s
 // idle, and a client (like Python's http.client) that sent its next request after a pause
 // wrote into a closed connection and got no answer. A kept-alive connection now outlives
