@@ -426,6 +426,41 @@ void Lease::release(bool dirty) {
                           release_atom::value, l.info.id, dirty);
 }
 
+/// Sends one request about the lease; `done` gets the answer's error (null when it
+/// succeeded) and, through `value`, the answer itself.
+template <class R, class... Ts>
+static void lease_call_async(Lease::Impl& l, std::function<void(R, std::exception_ptr)> done,
+                             Ts... xs) {
+  l.engine->ask_on<R>(l.info.node, l.info.handle, false,
+                      [done = std::move(done)](caf::expected<R> x) {
+                        if (x)
+                          done(std::move(*x), nullptr);
+                        else
+                          done(R{}, std::make_exception_ptr(to_exception(x.error())));
+                      },
+                      std::move(xs)...);
+}
+
+void Lease::release_async(bool dirty, std::function<void(std::exception_ptr)> done) {
+  auto& l = checked(impl_);
+  l.released = true;
+  lease_call_async<ok_atom>(l, [done = std::move(done)](ok_atom, std::exception_ptr e) { done(e); },
+                            release_atom::value, l.info.id, dirty);
+}
+
+void Lease::read_file_async(const std::string& path,
+                            std::function<void(std::string, std::exception_ptr)> done) {
+  auto& l = checked(impl_);
+  lease_call_async<std::string>(l, std::move(done), read_atom::value, l.info.id, path);
+}
+
+void Lease::write_file_async(const std::string& path, std::string data,
+                             std::function<void(std::exception_ptr)> done) {
+  auto& l = checked(impl_);
+  lease_call_async<ok_atom>(l, [done = std::move(done)](ok_atom, std::exception_ptr e) { done(e); },
+                            write_atom::value, l.info.id, path, std::move(data));
+}
+
 const std::string& Lease::id() const { return impl_->info.id; }
 const std::string& Lease::pool() const { return impl_->info.pool; }
 const std::string& Lease::container_id() const { return impl_->info.container; }

@@ -47,22 +47,17 @@ std::set<std::string> LeaseRegistry::ids(const Principal& who) const {
   return out;
 }
 
-std::vector<LeaseRegistry::EntryPtr>
-LeaseRegistry::take_expired(std::vector<std::unique_lock<std::mutex>>& locks) {
+std::vector<LeaseRegistry::EntryPtr> LeaseRegistry::take_expired() {
   auto cutoff = (clock::now() - ttl_).time_since_epoch().count();
   std::vector<EntryPtr> out;
   std::lock_guard<std::mutex> guard{mtx_};
   for (auto i = entries_.begin(); i != entries_.end();) {
     auto& e = i->second;
-    if (e->last_used.load() < cutoff) {
-      // An operation in progress means the client is still there, whatever the clock says.
-      std::unique_lock<std::mutex> lk{e->mtx, std::try_to_lock};
-      if (lk.owns_lock()) {
-        locks.push_back(std::move(lk));
-        out.push_back(e);
-        i = entries_.erase(i);
-        continue;
-      }
+    // An operation in progress means the client is still there, whatever the clock says.
+    if (e->last_used.load() < cutoff && e->ops.try_take()) {
+      out.push_back(e);
+      i = entries_.erase(i);
+      continue;
     }
     ++i;
   }

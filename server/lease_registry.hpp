@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "server/operation_queue.hpp"
 #include "server/tenants.hpp"
 #include "warmpool/engine.hpp"
 
@@ -26,9 +27,9 @@ public:
       : lease(std::move(l)), tenant(std::move(t)), session(std::move(s)) {}
     Lease lease;
     std::string tenant, session;
-    /// Held for the duration of every operation on `lease` (a Lease is not meant to run
-    /// two operations at once); the sweeper skips entries whose mutex is taken.
-    std::mutex mtx;
+    /// Every operation on `lease` takes its turn here (a Lease is not meant to run two
+    /// operations at once); the sweeper skips entries with an operation running or queued.
+    OperationQueue ops;
     std::atomic<clock::rep> last_used{0};
     void touch() { last_used = clock::now().time_since_epoch().count(); }
   };
@@ -45,9 +46,10 @@ public:
   EntryPtr remove(const std::string& id, const Principal& who);
   /// The ids of the leases `who` may use.
   std::set<std::string> ids(const Principal& who) const;
-  /// Removes and returns entries idle for the TTL and not in use right now. Their mutex is
-  /// returned locked (in `locks`) so nobody starts an operation before they are released.
-  std::vector<EntryPtr> take_expired(std::vector<std::unique_lock<std::mutex>>& locks);
+  /// Removes and returns entries idle for the TTL and not in use right now. Their turn is
+  /// taken (ops.try_take) so that an operation queued meanwhile starts only after the
+  /// caller released the lease and called ops.done() (it then finds the lease released).
+  std::vector<EntryPtr> take_expired();
   /// Removes and returns every entry (shutdown).
   std::vector<EntryPtr> take_all();
   size_t size() const;

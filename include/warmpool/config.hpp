@@ -124,7 +124,7 @@ struct ServerConfig {
   uint64_t max_body = 16ull << 20;  // larger request bodies get 413
   duration lease_ttl{300000};       // a lease nobody touched for this long is released
   duration session_ttl{600000};     // a sticky session idle this long gives its sandbox back
-  uint32_t threads = 32;            // HTTP worker threads (each open connection holds one)
+  uint32_t threads = 32;            // threads for sticky-session requests (the rest wait on none)
   AuditConfig audit;
 };
 

@@ -43,6 +43,14 @@ public:
   /// Gives the sandbox back. `dirty`: do not reuse it (it is replaced instead of reset).
   void release(bool dirty = false);
 
+  /// Asynchronous forms for servers that must not park a thread per request: `done` runs
+  /// once, on an engine thread, with the error (null on success). Same rules as exec_async.
+  void release_async(bool dirty, std::function<void(std::exception_ptr)> done);
+  void read_file_async(const std::string& path,
+                       std::function<void(std::string, std::exception_ptr)> done);
+  void write_file_async(const std::string& path, std::string data,
+                        std::function<void(std::exception_ptr)> done);
+
   bool valid() const noexcept { return impl_ != nullptr; }
   explicit operator bool() const noexcept { return valid(); }
   const std::string& id() const;

@@ -1,0 +1,193 @@
+// The HTTP API's request bodies: what each endpoint accepts, checked field by field before
+// anything touches the engine (parse_request_body is declared in http_server.hpp).
+#include <cmath>
+
+#include <nlohmann/json.hpp>
+
+#include "server/http_server.hpp"
+
+namespace warmpool {
+
+using json = nlohmann::json;
+
+namespace {
+
+Error bad(const std::string& field, const std::string& message) {
+  return Error{Errc::invalid_request, field + ": " + message};
+}
+
+json parse_body(const std::string& text) {
+  if (text.find_first_not_of(" \t\r\n") == std::string::npos)
+    return json::object();
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::exception& e) {
+    // parse_error, but also out_of_range for numbers that overflow (found by fuzzing).
+    throw bad("body", std::string("invalid JSON: ") + e.what());
+  }
+  if (!j.is_object())
+    throw bad("body", "expected a JSON object");
+  return j;
+}
+
+/// Rejects fields the endpoint does not know: a typo ("comand") should not silently do
+/// something else than the caller meant.
+void allow_fields(const json& body, std::initializer_list<const char*> names) {
+  for (auto& kv : body.items()) {
+    bool known = false;
+    for (auto n : names)
+      known = known || kv.key() == n;
+    if (!known) {
+      std::string list;
+      for (auto n : names)
+        list += (list.empty() ? "" : ", ") + std::string(n);
+      throw bad(kv.key(), "unknown field (expected one of " + list + ")");
+    }
+  }
+}
+
+/// A field's value for an error message. Arrays and objects are named, not dumped: dump()
+/// recurses once per nesting level, and a 200 kB body of nested brackets overflowed the stack.
+std::string shown(const json& v) {
+  if (v.is_structured())
+    return v.is_array() ? "an array" : "an object";
+  return v.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+const json* field(const json& body, const char* name) {
+  auto i = body.find(name);
+  return i == body.end() || i->is_null() ? nullptr : &*i;
+}
+
+std::string get_string(const json& body, const char* name) {
+  auto v = field(body, name);
+  if (!v)
+    return {};
+  if (!v->is_string())
+    throw bad(name, "expected a string (got " + shown(*v) + ")");
+  return v->get<std::string>();
+}
+
+std::map<std::string, std::string> get_string_map(const json& body, const char* name) {
+  std::map<std::string, std::string> out;
+  auto v = field(body, name);
+  if (!v)
+    return out;
+  if (!v->is_object())
+    throw bad(name, "expected an object of strings");
+  for (auto& kv : v->items()) {
+    if (!kv.value().is_string())
+      throw bad(std::string(name) + "." + kv.key(), "expected a string");
+    out[kv.key()] = kv.value().get<std::string>();
+  }
+  return out;
+}
+
+/// "5s", "500ms" or a number of milliseconds; at most a day (a bigger value is a mistake).
+duration get_duration(const json& body, const char* name, duration fallback) {
+  auto v = field(body, name);
+  if (!v)
+    return fallback;
+  const std::string expected = "expected a duration like \"5s\" or milliseconds";
+  constexpr double max_ms = 24 * 3600 * 1000.0;
+  if (v->is_number()) {
+    double ms = v->get<double>();
+    if (std::isfinite(ms) && ms >= 0 && ms <= max_ms)
+      return duration{static_cast<int64_t>(ms)};
+    throw bad(name, expected + ", at most 24h (got " + v->dump() + ")");
+  }
+  if (v->is_string()) {
+    try {
+      auto d = parse_duration(v->get<std::string>());
+      if (d.count() >= 0 && d.count() <= max_ms)
+        return d;
+    } catch (const std::exception&) {
+    }
+  }
+  throw bad(name, expected + " (got " + shown(*v) + ")");
+}
+
+bool get_bool(const json& body, const char* name, bool fallback) {
+  auto v = field(body, name);
+  if (!v)
+    return fallback;
+  if (!v->is_boolean())
+    throw bad(name, "expected true or false (got " + shown(*v) + ")");
+  return v->get<bool>();
+}
+
+const std::initializer_list<const char*> exec_fields = {"command", "stdin", "env", "cwd",
+                                                       "timeout", "output_limit"};
+
+ExecRequest parse_exec(const json& body) {
+  ExecRequest r;
+  auto cmd = field(body, "command");
+  if (!cmd)
+    throw bad("command", "required (an argv array of strings or a shell string)");
+  if (cmd->is_string()) {
+    r.shell = cmd->get<std::string>();
+    if (r.shell.empty())
+      throw bad("command", "must not be empty");
+  } else if (cmd->is_array()) {
+    if (cmd->empty())
+      throw bad("command", "must not be empty");
+    for (auto& a : *cmd) {
+      if (!a.is_string())
+        throw bad("command", "expected an array of strings or a shell string");
+      r.argv.push_back(a.get<std::string>());
+    }
+  } else {
+    throw bad("command", "expected an array of strings or a shell string");
+  }
+  r.stdin_data = get_string(body, "stdin");
+  r.env = get_string_map(body, "env");
+  r.cwd = get_string(body, "cwd");
+  r.timeout = get_duration(body, "timeout", duration{0}); // 0: the pool's exec_timeout
+  r.output_limit = 0;                                     // 0: the pool's output_limit
+  if (auto v = field(body, "output_limit")) {
+    if (v->is_number_unsigned())
+      r.output_limit = v->get<uint64_t>();
+    else if (v->is_string())
+      try {
+        r.output_limit = parse_size(v->get<std::string>());
+      } catch (const std::exception&) {
+        throw bad("output_limit", "expected a size like \"64k\" or a number of bytes");
+      }
+    else
+      throw bad("output_limit", "expected a size like \"64k\" or a number of bytes");
+  }
+  return r;
+}
+
+} // namespace
+
+ParsedBody parse_request_body(const std::string& endpoint, const std::string& text) {
+  auto body = parse_body(text);
+  ParsedBody out;
+  if (endpoint == "execute") {
+    allow_fields(body, {"pool", "labels", "session", "tenant", "command", "stdin", "env", "cwd",
+                        "timeout", "output_limit"});
+    out.exec = parse_exec(body);
+  } else if (endpoint == "lease") {
+    allow_fields(body, {"pool", "labels", "session", "tenant", "timeout"});
+    out.acquire.timeout = get_duration(body, "timeout", duration{-1});
+  } else if (endpoint == "exec") {
+    allow_fields(body, exec_fields);
+    out.exec = parse_exec(body);
+    return out;
+  } else if (endpoint == "release") {
+    allow_fields(body, {"dirty"});
+    out.dirty = get_bool(body, "dirty", false);
+    return out;
+  } else {
+    throw std::invalid_argument("parse_request_body: unknown endpoint " + endpoint);
+  }
+  out.acquire.tenant = get_string(body, "tenant");
+  out.acquire.session = get_string(body, "session");
+  out.pool = get_string(body, "pool");
+  out.labels = get_string_map(body, "labels");
+  return out;
+}
+
+} // namespace warmpool

@@ -1,0 +1,250 @@
+// The state and the handlers of HttpServer, shared by server/http_server.cpp (plumbing,
+// stats, wiring, lifecycle) and server/http_lease_endpoints.cpp (execute and leases).
+// Private to server/: embedders see only http_server.hpp.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "server/audit_log.hpp"
+#include "server/http_server.hpp"
+#include "server/http_transport.hpp"
+#include "server/lease_registry.hpp"
+#include "server/metrics.hpp"
+#include "server/router.hpp"
+#include "server/session_table.hpp"
+#include "server/tenants.hpp"
+#include "server/work_pool.hpp"
+
+namespace warmpool {
+
+using json = nlohmann::json;
+using Request = HttpRequest;
+using Response = HttpResponse;
+using steady = std::chrono::steady_clock;
+
+inline double seconds_since(steady::time_point t) {
+  return std::chrono::duration<double>(steady::now() - t).count();
+}
+
+struct ListenAddress {
+  std::string host;
+  int port = 0;
+};
+
+// -- the JSON error envelope ---------------------------------------------------
+
+/// The engine's messages start with the code ("pool_exhausted: ..."); the HTTP error body
+/// carries the code in its own field, so drop the repetition.
+inline std::string without_code(const warmpool::Error& e) {
+  std::string msg = e.what();
+  std::string prefix = std::string(warmpool::to_string(e.code())) + ": ";
+  return msg.rfind(prefix, 0) == 0 ? msg.substr(prefix.size()) : msg;
+}
+
+inline int status_of(Errc code) {
+  switch (code) {
+    case Errc::invalid_request: return 400;
+    case Errc::unknown_pool:
+    case Errc::unknown_lease: return 404;
+    case Errc::pool_exhausted:
+    case Errc::shutting_down:
+    case Errc::backend_unavailable: return 503;
+    case Errc::container_failed:
+    case Errc::node_lost: return 502;
+    case Errc::exec_timeout: return 504;
+    default: return 500;
+  }
+}
+
+inline json error_body(const std::string& code, const std::string& message) {
+  return {{"error", {{"code", code}, {"message", message}}}};
+}
+
+inline void send_json(Response& res, int status, const json& body) {
+  res.status = status;
+  // Replace invalid UTF-8 (e.g. in a file path echoed back) instead of throwing.
+  res.body = body.dump(-1, ' ', false, json::error_handler_t::replace);
+  res.content_type = "application/json";
+}
+
+inline void send_error(Response& res, int status, const std::string& code,
+                       const std::string& message) {
+  if (status == 503)
+    res.set_header("Retry-After", "1");
+  send_json(res, status, error_body(code, message));
+}
+
+inline Error bad(const std::string& field, const std::string& message) {
+  return Error{Errc::invalid_request, field + ": " + message};
+}
+
+/// Every handler answers through its Reply, at once or from an engine callback once its
+/// acquire or exec is done: no thread waits for a sandbox or a command. What still blocks
+/// (sticky sessions, stats queries) runs on small work pools, never on an io thread.
+struct HttpServer::Impl {
+  Engine& engine;
+  ServerConfig cfg;
+  ListenAddress addr;
+  Tenants tenants;
+  Router router;
+  SessionTable sessions;
+  LeaseRegistry leases;
+  AuditLog audit;
+  Metrics metrics;
+  std::atomic<bool> stopping{false};
+  std::atomic<bool> ready{false}; // latched: pools warm once means ready, even under load
+  int bound_port = 0;
+  // Sticky sessions wait for their session's running request: server.threads of them at a
+  // time. Stats queries get their own two threads so that waiting sessions cannot delay a
+  // probe or a release.
+  WorkPool session_work;
+  WorkPool queries{2};
+  std::unique_ptr<HttpTransport> transport;
+
+  std::thread sweeper;
+  std::mutex state_mtx; // guards the flags below and serializes stop()
+  std::condition_variable state_cv;
+  bool listening = false, sweeper_stop = false;
+
+  static std::vector<std::string> pool_names(Engine& e) {
+    std::vector<std::string> names;
+    for (auto& p : e.config().pools)
+      names.push_back(p.name);
+    return names;
+  }
+
+  Impl(Engine& e, const ServerConfig& s, const RoutingConfig& r);
+
+  // -- plumbing ----------------------------------------------------------
+
+  /// The JSON error envelope for what an operation threw, with the status its code maps to.
+  static Response error_response(std::exception_ptr err, const std::string& what);
+
+  /// Writes the audit record of an operation that started at `t0` and ended with `err`
+  /// (null: success; rec.error may still say what went wrong, e.g. a timeout).
+  void record(AuditRecord& rec, steady::time_point t0, std::exception_ptr err);
+
+  static void fill(AuditRecord& rec, const Lease& lease);
+
+  /// An operation's audit record and its start.
+  struct Op {
+    AuditRecord rec;
+    steady::time_point t0 = steady::now();
+  };
+  using OpPtr = std::shared_ptr<Op>;
+
+  static OpPtr start_op(const char* operation, const std::string& pool, const std::string& tenant,
+                        const std::string& session);
+
+  /// Audits the operation and answers: the last thing every handler does (after the answer
+  /// the server may stop, so nothing touches it afterwards).
+  void answer(const OpPtr& op, const ReplyPtr& reply, std::exception_ptr err, Response res,
+              std::function<void(bool)> delivered = {});
+
+  void note_exec(AuditRecord& rec, const Lease& lease, const ExecRequest& req,
+                 const ExecResult& r, steady::time_point t0);
+
+  /// 200 with the result, or 504 with the partial result plus the error when it timed out.
+  static Response result_response(const ExecResult& r, const Lease& lease, json extra);
+
+  static bool broken(std::exception_ptr err);
+
+  /// Runs `fn` (which fills a response or throws) on a work pool and answers with it.
+  void on(WorkPool& pool, const ReplyPtr& reply, std::string what,
+          std::function<void(Response&)> fn);
+
+  // -- endpoints ---------------------------------------------------------
+
+  void execute(Request& req, const ReplyPtr& reply);
+
+  /// Sticky: the session keeps its sandbox (and its files) between requests. Blocks while
+  /// another request of the session runs, hence on session_work.
+  void execute_in_session(const ParsedBody& parsed, const std::string& pool, const OpPtr& op,
+                          const ReplyPtr& reply);
+
+  json lease_json(const Lease& lease, const LeaseRegistry::Entry& e) const;
+
+  void create_lease(Request& req, const ReplyPtr& reply);
+
+  /// POST /v1/leases with a session: the lease is the session's sandbox (its files
+  /// included) until it is released. Waits for the session's running request, hence on
+  /// session_work.
+  void lease_session(const ParsedBody& parsed, const std::string& pool, const OpPtr& op,
+                     const ReplyPtr& reply);
+
+  /// Ends a held lease (taken out of the registry): a session's sandbox goes back to the
+  /// session, any other to its pool. `done` gets the release's error, if any.
+  void give_back(const LeaseRegistry::EntryPtr& e, bool dirty,
+                 std::function<void(std::exception_ptr)> done);
+
+  /// A lease whose client hung up before it got the answer: nobody knows its id, so it goes
+  /// back to the pool now rather than after server.lease_ttl.
+  void take_back(const std::string& id);
+
+  /// Runs `fn` on a registered lease when it is the lease's turn (one operation at a time,
+  /// in arrival order), with an audit record. `fn` starts the work and calls `finish` once
+  /// with the answer or the error.
+  using Finish = std::function<void(Response, std::exception_ptr)>;
+  void with_lease(const Request& req, const char* operation, const ReplyPtr& reply,
+                  std::function<void(LeaseRegistry::Entry&, AuditRecord&, Finish)> fn);
+
+  void get_lease(Request& req, const ReplyPtr& reply);
+
+  void lease_exec(Request& req, const ReplyPtr& reply);
+
+  static std::string path_param(const Request& req);
+
+  void put_file(Request& req, const ReplyPtr& reply);
+
+  void get_file(Request& req, const ReplyPtr& reply);
+
+  void delete_lease(Request& req, const ReplyPtr& reply);
+
+  void pools(Request&, const ReplyPtr& reply);
+
+  /// This node's row of the pool (a peer's when only peers have it); `?node=` picks a
+  /// node's row of a pool several nodes have.
+  void pool(Request& req, const ReplyPtr& reply);
+
+  void healthz(Request&, const ReplyPtr& reply);
+
+  void readyz(Request&, const ReplyPtr& reply);
+
+  void metrics_text(Request&, const ReplyPtr& reply);
+
+  // -- wiring ------------------------------------------------------------
+
+  /// Before the body is read: an unauthenticated client cannot make the server buffer
+  /// max_body bytes. Stores the caller in the request for principal().
+  std::optional<Response> screen(Request& req) const;
+
+  /// The caller of a request (requests without a valid token were answered 401 before).
+  static Principal principal(const Request& req);
+
+  using Handler = void (Impl::*)(Request&, const ReplyPtr&);
+
+  /// The handler for a method and path; fills req.matches with the path's captures.
+  Handler route(Request& req);
+
+  /// Every request goes through here: nothing a client sends may take the server down,
+  /// and every failure becomes the JSON error envelope with the status its code maps to.
+  void handle(Request&& req, const ReplyPtr& reply);
+
+  TransportOptions transport_options();
+
+  /// Takes back leases whose client went away and sessions that went idle.
+  void sweep_loop();
+};
+
+} // namespace warmpool
