@@ -42,8 +42,7 @@ bool HttpServer::Impl::broken(std::exception_ptr err) {
   try {
     std::rethrow_exception(err);
   } catch (const Error& e) {
-    return e.code() == Errc::container_failed || e.code() == Errc::node_lost ||
-           e.code() == Errc::exec_timeout;
+    return breaks_sandbox(e.code()); // the one rule Engine::execute applies too
   } catch (...) {
     return false;
   }
@@ -110,9 +109,7 @@ void HttpServer::Impl::execute_in_session(const ParsedBody& parsed, const std::s
       note_exec(op->rec, *h.lease, parsed.exec, r, t1);
     } catch (const Error& e) {
       // A broken sandbox must not stay the session's: its next request gets a new one.
-      if (e.code() == Errc::container_failed || e.code() == Errc::unknown_lease ||
-          e.code() == Errc::node_lost)
-        h.fail();
+      if (breaks_sandbox(e.code()) || e.code() == Errc::unknown_lease) h.fail();
       throw;
     }
     res = result_response(r, *h.lease, {{"lease", h.lease->id()}, {"session", opts.session}});
