@@ -163,7 +163,29 @@ TEST_F(LocalReset, RemovesPosixMessageQueues) { expect_next_tenant_finds_nothing
 TEST_F(LocalReset, RemovesSysVSharedMemory) { expect_next_tenant_finds_nothing(make("sysv-shm")); }
 TEST_F(LocalReset, RemovesSysVSemaphores) { expect_next_tenant_finds_nothing(make("sysv-sem")); }
 TEST_F(LocalReset, RemovesSysVMessageQueues) { expect_next_tenant_finds_nothing(make("sysv-msg")); }
-TEST_F(LocalReset, EmptiesTheTenantsKernelKeyring) { expect_next_tenant_finds_nothing(make("user-key")); }
+// Keyrings belong to a uid and outlive its processes. The sandbox's syscall filter refuses
+// keyring calls, so a tenant cannot store a key for the next one at all (the agent also
+// empties the sandbox uid's keyrings at every reset, for filters that let them through).
+TEST_F(LocalReset, TenantCannotStoreAKeyInTheKernelKeyringForTheNextTenant) {
+  start();
+  if (HasFatalFailure()) return;
+  std::string first;
+  {
+    auto a = engine->acquire(pool().name);
+    first = a.container_id();
+    put_maker(a);
+    if (HasFatalFailure()) return;
+    auto r = a.exec(sh(make("user-key")));
+    EXPECT_NE(r.exit_code, 0) << "tenant A stored a key in its kernel keyring";
+    EXPECT_NE(r.stderr_data.find("Operation not permitted"), std::string::npos) << r.stderr_data;
+    a.release();
+  }
+  auto b = engine->acquire(pool().name);
+  ASSERT_EQ(b.container_id(), first) << retirements();
+  put_maker(b);
+  if (HasFatalFailure()) return;
+  EXPECT_EQ(probe(b), "") << "tenant B found tenant A's traces";
+}
 TEST_F(LocalReset, KillsAProcessThatCalledSetsid) { expect_next_tenant_finds_nothing(make("setsid")); }
 TEST_F(LocalReset, KillsADoubleForkedDaemon) { expect_next_tenant_finds_nothing(make("double-fork")); }
 TEST_F(LocalReset, ConcurrentSandboxesShareNoIpcObjects) { expect_concurrent_sandboxes_share_no_ipc(); }
