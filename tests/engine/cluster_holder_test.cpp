@@ -21,6 +21,7 @@
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 
+#include "engine/loopback_test_util.hpp"
 #include "warmpool/engine.hpp"
 
 using namespace warmpool;
@@ -29,28 +30,10 @@ using json = nlohmann::json;
 
 namespace {
 
-uint16_t free_port() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
+using warmpool::testing::free_port;
+using warmpool::testing::wait_until;
 
-/// Waits for an event the test cannot be told about directly; false if it never came.
-bool wait_until(std::chrono::seconds limit, const std::function<bool()>& done) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline)
-      return false;
-    std::this_thread::sleep_for(50ms);
-  }
-  return true;
-}
+
 
 std::string unique(const std::string& what) {
   static int n = 0;

@@ -14,11 +14,14 @@
 #include <gtest/gtest.h>
 
 #include "actors/cluster_actor.hpp"
+#include "engine/loopback_test_util.hpp"
 #include "warmpool/engine.hpp"
 
 using namespace warmpool;
 
 namespace {
+
+using warmpool::testing::free_port;
 
 cluster_state::view view_of(uint32_t idle, uint32_t total, uint32_t max, uint32_t waiting = 0) {
   cluster_state::view v;
@@ -82,17 +85,6 @@ EngineConfig node(const std::string& name, const std::string& pool, std::vector<
   return cfg;
 }
 
-uint16_t free_port() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
 
 TEST(ClusterEngines, APoolOnlyThePeerHasIsServedThereAndRunsRemotely) {
   auto port = std::to_string(free_port());

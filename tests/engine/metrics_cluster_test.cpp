@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "server/http_server.hpp"
+#include "engine/loopback_test_util.hpp"
 #include "warmpool/engine.hpp"
 
 using namespace warmpool;
@@ -28,27 +29,10 @@ using json = nlohmann::json;
 
 namespace {
 
-uint16_t free_port() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
+using warmpool::testing::free_port;
+using warmpool::testing::wait_until;
 
-bool wait_until(std::chrono::seconds limit, const std::function<bool()>& done) {
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!done()) {
-    if (std::chrono::steady_clock::now() > deadline)
-      return false;
-    std::this_thread::sleep_for(50ms);
-  }
-  return true;
-}
+
 
 EngineConfig py_node(const std::string& name) {
   EngineConfig cfg;
