@@ -159,7 +159,7 @@ read -r id node < <(acquire)
 # starts, seconds on a loaded 2-core machine) is not the cluster's and is left out.
 elapsed=$(( gone_ms + $(now_ms) - t0 ))
 # A bound that catches a hang, not a speed check: ctest runs other suites beside this one.
-[ "$elapsed" -lt 20000 ] || fail "survivors served only ${elapsed}ms after the kill"
+[ "$elapsed" -lt 60000 ] || fail "survivors served only ${elapsed}ms after the kill"
 echo "kill -9 of b -> waiters re-placed and a new acquire served by $node in ${elapsed}ms"
 release "$id"
 grep -q 'node b is unreachable' "$tmp/a.log" || fail "a did not log the loss of b"
