@@ -224,8 +224,10 @@ TEST_F(LocalIsolationTest, ForkBombIsCappedEvenWhenCommandsRunAsAMountOwner) {
   SandboxPtr box = make();
   ExecResult bomb = sh(box, "for i in $(seq 30); do setsid sleep 300 & done; exit 0");
   // Counted from the host: inside, a full sandbox cannot start even the counting command.
+  // How many sleeps got a slot varies (setsid forks once more, and the loop's subshells
+  // hold slots while they start): what matters is that they never pass the limit and the
+  // shell was refused forks.
   size_t running = host_processes(4243, "sleep 300").size();
-  EXPECT_GT(running, 0u);
   EXPECT_LT(running, 10u) << "the sleeps and the shell together are at most pids";
   EXPECT_NE(bomb.stderr_data.find("fork"), std::string::npos) << bomb.stderr_data;
   backend.reset(*box, 10s);
