@@ -73,7 +73,13 @@ pid_t spawn(const std::vector<std::string>& args, const std::vector<ChildFd>& fd
   sigset_t all, old;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);  // no handler of ours may run in the child
+#if defined(__SANITIZE_THREAD__)
+  // TSan intercepts fork() (not _Fork()) to know the child has one thread; without that it
+  // reports the child's fd calls as races with the parent's threads.
+  pid_t pid = fork();
+#else
   pid_t pid = _Fork();
+#endif
   if (pid == 0) {
     int err_fd = fcntl(report_w.fd, F_DUPFD_CLOEXEC, first_free);
     auto die = [err_fd](int what) {
