@@ -100,6 +100,8 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
   uint16_t cluster_port = 0;
   std::mutex stop_mtx;
   bool stopped = false;
+  // Leases handed out and not yet destroyed: each holds a reference to this Impl.
+  std::atomic<long> live_leases{0};
 
   // Blocking actors for blocking calls to local actors, reused across calls and threads
   // (one per concurrent caller): a call then costs one message each way and one wake-up
@@ -119,15 +121,17 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
     }
     for (auto& r : requesters)
       caf::anon_send_exit(r, caf::exit_reason::user_shutdown);
+    // Blocking work answers its actor with a message: it must finish while the actor
+    // system it sends into still exists.
+    if (exec)
+      exec->stop();
+    for (auto& lane : lanes)
+      lane->stop();
     if (sys) {
       // Never hang process exit on an actor that did not finish.
       sys->await_actors_before_shutdown(false);
       sys.reset();
     }
-    if (exec)
-      exec->stop();
-    for (auto& lane : lanes)
-      lane->stop();
   }
 
   const PoolConfig* pool_config(const std::string& name) const {
@@ -323,6 +327,13 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
 // -- Lease ------------------------------------------------------------------
 
 struct Lease::Impl {
+  Impl(std::shared_ptr<Engine::Impl> e, lease_info li) : engine(std::move(e)), info(std::move(li)) {
+    engine->live_leases.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~Impl() { engine->live_leases.fetch_sub(1, std::memory_order_relaxed); }
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+
   std::shared_ptr<Engine::Impl> engine;
   lease_info info;
   bool released = false;
@@ -576,6 +587,17 @@ Engine::~Engine() {
   } catch (const std::exception& e) {
     logger().error("engine stop failed: {}", e.what());
   }
+  // Callbacks just answered by stop() may still hold a reference to the engine on an actor
+  // thread. Whoever drops the last one tears the actor system down, and an actor thread
+  // cannot join itself: it would leave the system's threads running past this destructor
+  // (and past main). Give them a moment to finish so the teardown happens here. Leases the
+  // caller still holds keep the engine alive on purpose and are not waited for.
+  if (current_requester == nullptr) { // not from inside one of this engine's callbacks
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds{5};
+    while (impl_.use_count() > 1 + impl_->live_leases.load(std::memory_order_relaxed) &&
+           std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds{1});
+  }
 }
 
 Lease Engine::acquire(const std::string& pool, const AcquireOptions& opts) {
@@ -588,7 +610,7 @@ Lease Engine::acquire(const std::string& pool, const AcquireOptions& opts) {
   logger().debug("acquired {} on {} from pool {} in {}us", li.id, li.container, pool,
                  std::chrono::duration_cast<std::chrono::microseconds>(
                   std::chrono::steady_clock::now() - started).count());
-  return Lease{std::make_unique<Lease::Impl>(Lease::Impl{impl_, std::move(li), false})};
+  return Lease{std::make_unique<Lease::Impl>(impl_, std::move(li))};
 }
 
 Lease Engine::acquire(const std::string& pool, duration timeout) {
@@ -617,8 +639,7 @@ void Engine::acquire_async(const std::string& pool, AcquireOptions opts,
                           if (!x)
                             done(Lease{}, std::make_exception_ptr(to_exception(x.error())));
                           else
-                            done(Lease{std::make_unique<Lease::Impl>(
-                                   Lease::Impl{eng, std::move(*x), false})},
+                            done(Lease{std::make_unique<Lease::Impl>(eng, std::move(*x))},
                                  nullptr);
                         });
 }
@@ -631,8 +652,7 @@ std::future<Lease> Engine::acquire_future(const std::string& pool, AcquireOption
                           if (!x)
                             prom->set_exception(std::make_exception_ptr(to_exception(x.error())));
                           else
-                            prom->set_value(Lease{std::make_unique<Lease::Impl>(
-                              Lease::Impl{eng, std::move(*x), false})});
+                            prom->set_value(Lease{std::make_unique<Lease::Impl>(eng, std::move(*x))});
                         });
   return fut;
 }

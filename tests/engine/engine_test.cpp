@@ -1,6 +1,7 @@
 // The C++ API end to end with real threads (CAF's real scheduler, the executor) on the
 // sim backend.
 #include <atomic>
+#include <filesystem>
 #include <functional>
 #include <future>
 #include <set>
@@ -215,6 +216,34 @@ TEST_F(EngineTest, LeaseDestructorReleases) {
     EXPECT_EQ(engine->stats("sim").leased, 1u);
   }
   EXPECT_EQ(leased_soon(*engine, 0), 0u);
+}
+
+/// Threads of this process, from the kernel's view.
+size_t thread_count() {
+  size_t n = 0;
+  for (auto& entry : std::filesystem::directory_iterator{"/proc/self/task"}) {
+    (void)entry;
+    ++n;
+  }
+  return n;
+}
+
+// Callbacks answered while the engine stops still hold a reference to it on an actor
+// thread. Dropping the last one there tore the actor system down on its own thread, which
+// cannot join itself: the system's threads outlived the destructor (and the process's main).
+TEST_F(EngineTest, DestructorJoinsEveryEngineThreadWhileCallbacksAreStillInFlight) {
+  auto before = thread_count();
+  {
+    auto engine = start();
+    for (int i = 0; i < 200; ++i)
+      engine->acquire_async("sim", {}, [](Lease, std::exception_ptr) {});
+  } // destroyed with most acquires still waiting: stop() answers them with shutting_down
+  // CAF's detached helper threads may take a moment to exit after being released; a
+  // system torn down on one of its own threads leaves threads behind for good.
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (thread_count() > before && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(5ms);
+  EXPECT_LE(thread_count(), before);
 }
 
 TEST_F(EngineTest, ThousandAcquirersNoLossNoDoubleLease) {
