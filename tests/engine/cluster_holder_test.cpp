@@ -169,6 +169,22 @@ Lease first_remote_lease(Engine& a) {
   return lease;
 }
 
+/// Whether B's one sandbox of "rem" is back in its pool, unbooked, within 30 s.
+bool back_in_pool(Engine& b) {
+  return wait_until(30s, [&] {
+    auto s = b.stats("rem");
+    return s.leased == 0 && s.idle == 1;
+  });
+}
+
+/// `next` holds B's sandbox: whatever the departed holder sent, it is still the lease. Stops B.
+void expect_still_held(Engine& b, Lease& next) {
+  EXPECT_EQ(b.stats("rem").leased, 1u);
+  EXPECT_EQ(next.exec(sh("echo still-mine")).stdout_data, "still-mine\n");
+  next.release();
+  b.stop();
+}
+
 TEST(ClusterHolderLoss, LeaseOfAKilledNodeReturnsToTheOwnersPoolReset) {
   auto port = free_port();
   Engine b{owner_config(port)};
@@ -185,10 +201,7 @@ TEST(ClusterHolderLoss, LeaseOfAKilledNodeReturnsToTheOwnersPoolReset) {
   EXPECT_EQ(b.stats("rem").leased, 1u);
 
   a.kill_now();
-  EXPECT_TRUE(wait_until(30s, [&] {
-    auto s = b.stats("rem");
-    return s.leased == 0 && s.idle == 1;
-  })) << "B's sandbox is still booked for the killed node: leased " << b.stats("rem").leased;
+  EXPECT_TRUE(back_in_pool(b)) << "B's sandbox is still booked for the killed node: leased " << b.stats("rem").leased;
   // Back in service, and reset: what the dead holder left is gone.
   auto mine = b.acquire("rem", duration{5000});
   EXPECT_EQ(mine.exec(sh("test -e left-behind.txt && echo present || echo gone")).stdout_data, "gone\n");
@@ -206,10 +219,7 @@ TEST(ClusterHolderLoss, LeaseOfAHungNodeReturnsAndItsLaterReleaseLeavesTheNextHo
   EXPECT_EQ(b.stats("rem").leased, 1u);
 
   kill(a.pid, SIGSTOP); // hung, not dead: only the link's heartbeat can tell
-  EXPECT_TRUE(wait_until(30s, [&] {
-    auto s = b.stats("rem");
-    return s.leased == 0 && s.idle == 1;
-  })) << "B's sandbox is still booked for the hung node";
+  EXPECT_TRUE(back_in_pool(b)) << "B's sandbox is still booked for the hung node";
   auto next = b.acquire("rem", duration{5000}); // the same sandbox (max_size 1)
   kill(a.pid, SIGCONT);
   auto r = a.http().Delete("/v1/leases/" + lease["id"].get<std::string>());
@@ -217,10 +227,7 @@ TEST(ClusterHolderLoss, LeaseOfAHungNodeReturnsAndItsLaterReleaseLeavesTheNextHo
   // For A's client the lease is over either way (the API answers a release of a lease whose
   // node was lost with 204); what matters is that B's next holder keeps its lease.
   EXPECT_EQ(r->status, 204) << r->body;
-  EXPECT_EQ(b.stats("rem").leased, 1u);
-  EXPECT_EQ(next.exec(sh("echo still-mine")).stdout_data, "still-mine\n");
-  next.release();
-  b.stop();
+  expect_still_held(b, next);
 }
 
 // Both nodes in this process: A's actor system (and so its connection to B) outlives A's
@@ -235,10 +242,7 @@ TEST(ClusterHolderLoss, ANodeThatLeftGivesItsLeasesBackAndCannotReleaseTheNextOn
   EXPECT_EQ(b.stats("rem").leased, 1u);
 
   a.stop(); // leaves the cluster while its caller still holds the lease
-  EXPECT_TRUE(wait_until(30s, [&] {
-    auto s = b.stats("rem");
-    return s.leased == 0 && s.idle == 1;
-  })) << "B's sandbox is still booked for the node that left";
+  EXPECT_TRUE(back_in_pool(b)) << "B's sandbox is still booked for the node that left";
   auto next = b.acquire("rem", duration{5000});
   EXPECT_EQ(next.container_id(), held.container_id());
   try {
@@ -247,10 +251,7 @@ TEST(ClusterHolderLoss, ANodeThatLeftGivesItsLeasesBackAndCannotReleaseTheNextOn
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), Errc::unknown_lease) << e.what();
   }
-  EXPECT_EQ(b.stats("rem").leased, 1u);
-  EXPECT_EQ(next.exec(sh("echo still-mine")).stdout_data, "still-mine\n");
-  next.release();
-  b.stop();
+  expect_still_held(b, next);
 }
 
 // An acquire A placed on B still waits in B's queue when A leaves: the sandbox that frees
