@@ -95,7 +95,7 @@ WARMPOOL_URL="$url" WARMPOOL_TOKEN="$token" "$vpy" -c 'import warmpool; warmpool
 
 # -- the package's tests, from outside the sources (so `import warmpool` is the venv's) --
 cd "$tmp"
-WARMPOOL_URL="$url" WARMPOOL_TOKEN="$token" WARMPOOL_PY_EXPECT_UNDER="$work/venv" \
+WARMPOOL_URL="$url" WARMPOOL_TOKEN="$token" WARMPOOL_PY_EXPECT_UNDER="$work/venv" WARMPOOL_SOURCE_DIR="$WARMPOOL_SOURCE_DIR" \
   "$vpy" -m unittest discover -s "$work/src/tests" -t "$work/src/tests" -v </dev/null ||
   fail "the Python client's tests failed"
 

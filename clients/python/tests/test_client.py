@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import os
 import pickle
+import re
 import socket
 import threading
 import time
@@ -35,6 +36,7 @@ from warmpool import (
     Unreachable,
     WarmpoolError,
 )
+from warmpool.errors import error_class
 
 URL = os.environ.get("WARMPOOL_URL", "")
 TOKEN = os.environ.get("WARMPOOL_TOKEN", "")
@@ -87,6 +89,70 @@ class PackageTest(unittest.TestCase):
             duration_ms("soon")
         with self.assertRaises(TypeError):
             wire_duration(True)  # type: ignore[arg-type]
+
+
+    def test_every_error_code_of_the_server_has_its_class(self) -> None:
+        """The codes in include/warmpool/types.hpp (Errc) and docs/openapi.yaml (Error.code)
+        each map to their own subclass: a code added to the server fails here until the
+        client knows it."""
+        source = os.environ.get("WARMPOOL_SOURCE_DIR")
+        if not source:
+            self.skipTest("WARMPOOL_SOURCE_DIR is not set")
+        with open(os.path.join(source, "include", "warmpool", "types.hpp")) as f:
+            header = f.read()
+        errc = re.search(r"enum class Errc[^{]*\{(.*?)\};", header, re.S)
+        assert errc is not None
+        codes = set(re.findall(r"^\s*([a-z_]+)\s*(?:=\s*\d+\s*)?,", errc.group(1), re.M)) - {"none"}
+        with open(os.path.join(source, "docs", "openapi.yaml")) as f:
+            spec = f.read()
+        enum = re.search(r"code:\s*type: string\s*enum: \[([^\]]*)\]", spec, re.S)
+        assert enum is not None
+        codes |= {c.strip() for c in enum.group(1).split(",")}
+        self.assertGreaterEqual(len(codes), 15, codes)
+        for code in sorted(codes):
+            cls = error_class(code)
+            self.assertIsNot(cls, WarmpoolError, f"no class for the server's error code {code!r}")
+            self.assertIn(cls.__name__, warmpool.__all__)
+        self.assertIs(error_class("some_future_code", 503), Unavailable)
+        self.assertIs(error_class("some_future_code", 500), WarmpoolError)
+
+    def test_a_kept_alive_connection_the_server_closed_is_replaced(self) -> None:
+        """A server may close an idle kept-alive connection at any time; the next request
+        must not fail for it. This one answers once per connection, then hangs up."""
+        connections = []
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        body = b'{"status": "ok", "pools": 1}'
+
+        def serve() -> None:
+            for _ in range(3):
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                connections.append(conn)
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"Connection: keep-alive\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+                conn.close()
+
+        server = threading.Thread(target=serve, daemon=True)
+        server.start()
+        try:
+            c = Client("http://127.0.0.1:%d" % listener.getsockname()[1], token="", timeout=5)
+            self.assertEqual(c.health().pools, 1)
+            time.sleep(0.2)  # the server has hung up by now
+            self.assertEqual(c.health().pools, 1)
+            self.assertEqual(len(connections), 2)
+            c.close()
+        finally:
+            listener.close()
 
 
 class ExecuteTest(unittest.TestCase):
