@@ -1,6 +1,7 @@
 # Words a user understands: no "seed" (internal project history) in the README, docs/, the
-# example and packaged configs, the public headers, the load scenarios or any command's
-# --help. Allowed: "seed" as a random-number seed (the sim's and load harness's `seed:` key,
+# example and packaged configs, the public headers, the client packages (clients/: READMEs
+# and sources), the Python example, the load scenarios or any command's --help. Allowed:
+# "seed" as a random-number seed (the sim's and load harness's `seed:` key,
 # a fuzzer's seed corpus) -- and other systems are named by their names (llm-runtime,
 # OpenHands, the code runner).
 set -euo pipefail
@@ -24,7 +25,8 @@ done
 
 cd "$src"
 files=(README.md docs/*.md config/warmpool.example.yaml packaging/* include/warmpool/*.hpp
-       loadtest/scenarios/*.yaml)
+       loadtest/scenarios/*.yaml examples/python_client.py clients/*/README.md
+       clients/python/pyproject.toml clients/python/warmpool/*.py clients/typescript/src/*.ts)
 random_seed='(^|[^a-z])seed: |random seed|seeded with|seed corpus|seeds the |`seed`|uint64_t seed = '
 found=$( { grep -sHni seed "${files[@]}" || true; grep -Hni seed "$tmp/help.txt" || true; } |
         grep -Eiv "$random_seed" || true)

@@ -1,0 +1,78 @@
+"""warmpool: a client for the warmpool HTTP API (``warmpool serve``).
+
+Warm sandboxes for agents and code runners: one-shot commands, held leases with commands and
+files, sticky sessions, pool stats. Standard library only.
+
+    import warmpool
+
+    client = warmpool.Client("http://127.0.0.1:8080", token="...")
+    print(client.execute(["python3", "-c", "print(6 * 7)"], pool="python").stdout)
+    with client.lease("python") as lease:          # released when the block ends
+        lease.write_file("main.py", "print('hi')\\n")
+        print(lease.exec("python3 main.py").stdout)
+
+Errors are typed by the API's error code: see :mod:`warmpool.errors`.
+"""
+
+from .client import DEFAULT_URL, Client
+from .errors import (
+    BackendUnavailable,
+    BadRequest,
+    ConfigInvalid,
+    ContainerFailed,
+    ExecTimeout,
+    InternalError,
+    InvalidRequest,
+    NodeLost,
+    NotFound,
+    NotReady,
+    PayloadTooLarge,
+    PoolExhausted,
+    ShuttingDown,
+    Unauthorized,
+    Unavailable,
+    UnknownLease,
+    UnknownPool,
+    Unreachable,
+    WarmpoolError,
+)
+from .lease import Lease
+from .types import Command, ContainerStats, Duration, ExecResult, Health, LeaseInfo, PoolStats, Size
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Client",
+    "DEFAULT_URL",
+    "Lease",
+    # results
+    "ExecResult",
+    "LeaseInfo",
+    "PoolStats",
+    "ContainerStats",
+    "Health",
+    # request value types
+    "Command",
+    "Duration",
+    "Size",
+    # errors
+    "WarmpoolError",
+    "BadRequest",
+    "InvalidRequest",
+    "Unauthorized",
+    "NotFound",
+    "UnknownPool",
+    "UnknownLease",
+    "PayloadTooLarge",
+    "Unavailable",
+    "PoolExhausted",
+    "BackendUnavailable",
+    "ShuttingDown",
+    "NotReady",
+    "ContainerFailed",
+    "NodeLost",
+    "ExecTimeout",
+    "ConfigInvalid",
+    "InternalError",
+    "Unreachable",
+]

@@ -1,0 +1,151 @@
+"""A held sandbox: commands and files in it until it is released."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import TYPE_CHECKING, Mapping, Optional, Type, Union
+
+from .errors import ContainerFailed, ExecTimeout, UnknownLease
+from .types import Command, Duration, ExecResult, LeaseInfo, Size
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .client import Client
+
+__all__ = ["Lease"]
+
+
+class Lease:
+    """A sandbox held for this client until :meth:`release` (``with`` releases it on exit).
+
+    Made by :meth:`Client.lease` / :meth:`Client.acquire` (or :meth:`Client.attach` for a
+    lease id from elsewhere). Everything done through it runs in the same sandbox: files a
+    command writes are there for the next one. Each command starts in the workspace with a
+    fresh environment (state lives in files, not in a shell).
+
+    Leaving a ``with`` block releases the lease. When the block raised, the sandbox is
+    released *dirty* (replaced instead of reset for the next caller) if the error says it is
+    broken (:class:`ContainerFailed`, :class:`NodeLost`, :class:`ExecTimeout`, the rule the
+    server applies to its own one-shot executes), or for any exception when the lease was
+    made with ``dirty_on_error=True``. An error while releasing never hides the block's own.
+
+    A lease untouched for the server's ``lease_ttl`` is released by the server; any call on
+    it, or :meth:`refresh`, counts as activity.
+    """
+
+    def __init__(self, client: "Client", info: LeaseInfo, *, dirty_on_error: bool = False) -> None:
+        self._client = client
+        self._info = info
+        self._released = False
+        self.dirty_on_error = dirty_on_error
+
+    # -- what it is ----------------------------------------------------------------------
+
+    @property
+    def id(self) -> str:
+        """The lease id: whoever has it may use the sandbox (see :meth:`Client.attach`)."""
+        return self._info.id
+
+    @property
+    def info(self) -> LeaseInfo:
+        """The lease as the server described it at acquire (or the last :meth:`refresh`)."""
+        return self._info
+
+    @property
+    def pool(self) -> str:
+        return self._info.pool
+
+    @property
+    def container(self) -> str:
+        return self._info.container
+
+    @property
+    def node(self) -> str:
+        return self._info.node
+
+    @property
+    def tenant(self) -> str:
+        return self._info.tenant
+
+    @property
+    def session(self) -> str:
+        return self._info.session
+
+    @property
+    def released(self) -> bool:
+        """Whether :meth:`release` was called (the server may also have released it after
+        ``lease_ttl`` untouched; calls then raise :class:`UnknownLease`)."""
+        return self._released
+
+    def __repr__(self) -> str:
+        state = "released" if self._released else "held"
+        return f"<warmpool.Lease {self.id} pool={self.pool!r} container={self.container!r} {state}>"
+
+    # -- work in it ----------------------------------------------------------------------
+
+    def exec(
+        self,
+        command: Command,
+        *,
+        stdin: Optional[Union[str, bytes]] = None,
+        env: Optional[Mapping[str, str]] = None,
+        cwd: Optional[str] = None,
+        timeout: Optional[Duration] = None,
+        output_limit: Optional[Size] = None,
+        raise_on_timeout: bool = True,
+    ) -> ExecResult:
+        """Runs ``command`` in this sandbox and returns its result (a non-zero exit is a
+        result). See :meth:`Client.execute` for the arguments; a command over ``timeout``
+        raises :class:`ExecTimeout` (its ``.result`` has the partial output), or returns that
+        result with ``timed_out`` set when ``raise_on_timeout`` is False."""
+        return self._client.exec(self.id, command, stdin=stdin, env=env, cwd=cwd, timeout=timeout,
+                                 output_limit=output_limit, raise_on_timeout=raise_on_timeout)
+
+    def write_file(self, path: str, data: Union[bytes, bytearray, memoryview, str]) -> None:
+        """Writes ``data`` (bytes as they are; a str as UTF-8) to ``path``; a relative path is
+        under the workspace. Parent directories are created."""
+        self._client.write_file(self.id, path, data)
+
+    def read_file(self, path: str) -> bytes:
+        """The bytes of ``path`` (:class:`BadRequest` when it does not exist)."""
+        return self._client.read_file(self.id, path)
+
+    def read_text(self, path: str, encoding: str = "utf-8", errors: str = "strict") -> str:
+        """:meth:`read_file`, decoded."""
+        return self.read_file(path).decode(encoding, errors)
+
+    def refresh(self) -> LeaseInfo:
+        """Asks the server for the lease (a heartbeat: it restarts the ``lease_ttl`` clock).
+        Raises :class:`UnknownLease` when it is gone."""
+        self._info = self._client.get_lease(self.id)
+        return self._info
+
+    def release(self, dirty: bool = False) -> None:
+        """Gives the sandbox back. ``dirty``: do not reuse it (it is replaced, not reset).
+        A second call does nothing; a lease the server already released (``lease_ttl``)
+        counts as released."""
+        if self._released:
+            return
+        try:
+            self._client.release(self.id, dirty=dirty)
+        except UnknownLease:
+            pass
+        self._released = True
+
+    # -- context manager -----------------------------------------------------------------
+
+    def __enter__(self) -> "Lease":
+        return self
+
+    def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
+                 tb: Optional[TracebackType]) -> None:
+        if exc is None:
+            self.release()
+            return
+        broken = isinstance(exc, (ContainerFailed, ExecTimeout)) or (
+            self.dirty_on_error and isinstance(exc, Exception))
+        try:
+            self.release(dirty=broken)
+        except Exception as e:  # the block's own error is the one to see
+            note = f"warmpool: releasing lease {self.id} also failed: {e}"
+            if hasattr(exc, "add_note"):
+                exc.add_note(note)  # Python 3.11+
