@@ -67,7 +67,8 @@ SandboxPtr SimBackend::create(const SandboxSpec& spec) {
 }
 
 // A tiny command language, enough to script tests: echo, cat, exit N, true, false,
-// sleep-forever ("hang", times out), "bg" (leaves a background process), "ls" (files).
+// sleep-forever ("hang", times out), "bg" (leaves a background process), "ls" (files),
+// "crash" (the sandbox dies under the command).
 ExecResult SimBackend::exec(Sandbox& sandbox, const ExecRequest& req) {
   auto& box = cast(sandbox);
   check_alive(box);
@@ -96,6 +97,10 @@ ExecResult SimBackend::exec(Sandbox& sandbox, const ExecRequest& req) {
     return res;
   }
   const auto& cmd = argv[0];
+  if (cmd == "crash") {
+    box.alive = false;
+    throw Error{Errc::container_failed, "sim sandbox " + box.sid + " died running the command"};
+  }
   if (cmd == "echo") {
     for (size_t i = 1; i < argv.size(); ++i)
       res.stdout_data += (i > 1 ? " " : "") + argv[i];

@@ -43,4 +43,8 @@ bool breaks_sandbox(Errc code) {
   return code == Errc::container_failed || code == Errc::node_lost || code == Errc::exec_timeout;
 }
 
+bool ends_lease(Errc code) {
+  return breaks_sandbox(code) || code == Errc::unknown_lease;
+}
+
 } // namespace warmpool

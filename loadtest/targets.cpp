@@ -168,11 +168,11 @@ private:
       }
       return check(s.lease.exec(req_));
     } catch (const Error& e) {
-      // A broken sandbox must not stay the session's: the next request acquires anew.
-      if (s.lease && (e.code() == Errc::container_failed || e.code() == Errc::unknown_lease ||
-                      e.code() == Errc::node_lost)) {
+      // A lease that is over must not stay the session's: the next request acquires anew,
+      // and a broken sandbox is released dirty (the release rule of Engine::execute).
+      if (s.lease && ends_lease(e.code())) {
         try {
-          s.lease.release(true);
+          s.lease.release(breaks_sandbox(e.code()));
         } catch (const std::exception&) {
         }
         s.lease = Lease{};
@@ -193,10 +193,11 @@ private:
         if (lease.read_file(kFilePath) != file_)
           err = "verify_failed";
       }
-    } catch (const Error&) {
-      // The sandbox failed an operation: replace it instead of resetting it for reuse.
+    } catch (const Error& e) {
+      // The release rule of Engine::execute: a broken sandbox is replaced, any other is
+      // reset for reuse.
       try {
-        lease.release(true);
+        lease.release(breaks_sandbox(e.code()));
       } catch (const std::exception&) {
       }
       throw;

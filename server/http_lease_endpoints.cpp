@@ -1,6 +1,6 @@
 // The endpoints that acquire sandboxes and work in them: one-shot execute and held leases
-// (exec, files, release). Acquires and execs are the engine's async calls: their callbacks
-// answer the client, so no thread waits for a sandbox or a command.
+// (exec, files, release). Executes, acquires and execs are the engine's async calls: their
+// callbacks answer the client, so no thread waits for a sandbox or a command.
 #include <spdlog/spdlog.h>
 
 #include "engine/json.hpp"
@@ -9,22 +9,31 @@
 
 namespace warmpool {
 
-void HttpServer::Impl::note_exec(AuditRecord& rec, const Lease& lease, const ExecRequest& req,
-                                 const ExecResult& r, steady::time_point t0) {
-  metrics.observe_exec(lease.node(), lease.pool(), seconds_since(t0));
+ExecuteInfo HttpServer::Impl::where(const Lease& lease) {
+  ExecuteInfo at;
+  at.lease = lease.id();
+  at.pool = lease.pool();
+  at.container = lease.container_id();
+  at.node = lease.node();
+  return at;
+}
+
+void HttpServer::Impl::note_exec(AuditRecord& rec, const ExecuteInfo& at, uint64_t bytes_in,
+                                 const ExecResult& r, std::chrono::microseconds took) {
+  metrics.observe_exec(at.node, at.pool, std::chrono::duration<double>(took).count());
   rec.exit_code = r.exit_code;
-  rec.bytes_in = req.stdin_data.size();
+  rec.bytes_in = bytes_in;
   rec.bytes_out = r.stdout_data.size() + r.stderr_data.size();
   if (r.timed_out)
     rec.error = "exec_timeout: the command exceeded its timeout";
 }
 
-Response HttpServer::Impl::result_response(const ExecResult& r, const Lease& lease, json extra) {
+Response HttpServer::Impl::result_response(const ExecResult& r, const ExecuteInfo& at, json extra) {
   Response res;
   auto out = to_json(r);
-  out["container"] = lease.container_id();
-  out["pool"] = lease.pool();
-  out["node"] = lease.node();
+  out["container"] = at.container;
+  out["pool"] = at.pool;
+  out["node"] = at.node;
   for (auto& kv : extra.items())
     out[kv.key()] = kv.value();
   if (!r.timed_out) {
@@ -38,16 +47,6 @@ Response HttpServer::Impl::result_response(const ExecResult& r, const Lease& lea
   return res;
 }
 
-bool HttpServer::Impl::broken(std::exception_ptr err) {
-  try {
-    std::rethrow_exception(err);
-  } catch (const Error& e) {
-    return breaks_sandbox(e.code()); // the one rule Engine::execute applies too
-  } catch (...) {
-    return false;
-  }
-}
-
 void HttpServer::Impl::execute(Request& req, const ReplyPtr& reply) {
   auto parsed = parse_request_body("execute", req.body);
   auto& opts = parsed.acquire;
@@ -58,39 +57,26 @@ void HttpServer::Impl::execute(Request& req, const ReplyPtr& reply) {
     return session_work.post([this, parsed = std::move(parsed), pool, op, reply] {
       execute_in_session(parsed, pool, op, reply);
     });
-  engine.acquire_async(pool, opts, [this, ereq = std::move(parsed.exec), pool, op,
-                                    reply](Lease got, std::exception_ptr err) mutable {
-    if (err)
-      return answer(op, reply, err, {});
-    metrics.observe_acquire(got.node(), pool, seconds_since(op->t0));
-    auto lease = std::make_shared<Lease>(std::move(got));
-    fill(op->rec, *lease);
-    if (reply->client_gone()) // nobody to run it for: the sandbox goes straight back
-      return lease->release_async(false, [this, op, reply](std::exception_ptr) {
+  // The engine's one execute operation, which also releases the lease by its rule.
+  uint64_t bytes_in = parsed.exec.stdin_data.size();
+  engine.execute_async(
+    pool, std::move(parsed.exec), opts,
+    [this, pool, op, reply, bytes_in](ExecResult r, ExecuteInfo at, std::exception_ptr err) {
+      if (!at.lease.empty()) {
+        metrics.observe_acquire(at.node, pool, std::chrono::duration<double>(at.acquire_time).count());
+        fill(op->rec, at);
+      }
+      if (at.abandoned) {
         op->rec.error = "the client hung up before a sandbox was free";
-        answer(op, reply, nullptr, {});
-      });
-    auto t1 = steady::now();
-    try {
-      lease->exec_async(ereq, [this, lease, ereq, op, reply, t1](ExecResult r,
-                                                                std::exception_ptr err) {
-        if (err)
-          // A sandbox that just broke is replaced rather than reset and reused. Releasing
-          // it may fail (its actor is gone and the pool replaces it): the exec's error is
-          // the answer.
-          return lease->release_async(broken(err), [this, op, reply, err](std::exception_ptr) {
-            answer(op, reply, err, {});
-          });
-        note_exec(op->rec, *lease, ereq, r, t1);
-        lease->release_async(false, [this, lease, r = std::move(r), op,
-                                     reply](std::exception_ptr err) {
-          answer(op, reply, err, err ? Response{} : result_response(r, *lease, json::object()));
-        });
-      });
-    } catch (...) {
-      answer(op, reply, std::current_exception(), {});
-    }
-  });
+        return answer(op, reply, nullptr, {});
+      }
+      if (err)
+        return answer(op, reply, err, {});
+      note_exec(op->rec, at, bytes_in, r, at.exec_time);
+      answer(op, reply, nullptr, result_response(r, at, json::object()));
+    },
+    // Nobody to run it for: the sandbox goes straight back.
+    [reply] { return !reply->client_gone(); });
 }
 
 void HttpServer::Impl::execute_in_session(const ParsedBody& parsed, const std::string& pool,
@@ -101,18 +87,23 @@ void HttpServer::Impl::execute_in_session(const ParsedBody& parsed, const std::s
     auto& opts = parsed.acquire;
     auto h = sessions.acquire(opts.session, pool, opts);
     metrics.observe_acquire(h.lease->node(), pool, seconds_since(op->t0));
-    fill(op->rec, *h.lease);
+    auto at = where(*h.lease);
+    fill(op->rec, at);
     ExecResult r;
     try {
       auto t1 = steady::now();
       r = h.lease->exec(parsed.exec);
-      note_exec(op->rec, *h.lease, parsed.exec, r, t1);
+      note_exec(op->rec, at, parsed.exec.stdin_data.size(), r,
+                std::chrono::duration_cast<std::chrono::microseconds>(steady::now() - t1));
     } catch (const Error& e) {
-      // A broken sandbox must not stay the session's: its next request gets a new one.
-      if (breaks_sandbox(e.code()) || e.code() == Errc::unknown_lease) h.fail();
+      // The session keeps its lease after a command's failure or timeout (a clean result),
+      // as execute does. A lease that is over must not stay the session's: its next request
+      // gets a new sandbox, and a broken one is released dirty (the rule of execute).
+      if (ends_lease(e.code()))
+        h.fail();
       throw;
     }
-    res = result_response(r, *h.lease, {{"lease", h.lease->id()}, {"session", opts.session}});
+    res = result_response(r, at, {{"lease", h.lease->id()}, {"session", opts.session}});
   } catch (...) {
     err = std::current_exception();
   }
@@ -239,12 +230,15 @@ void HttpServer::Impl::lease_exec(Request& req, const ReplyPtr& reply) {
   with_lease(req, "exec", reply, [this, ereq](LeaseRegistry::Entry& e,
                                                         AuditRecord& rec, Finish finish) {
     auto t0 = steady::now();
-    e.lease.exec_async(ereq, [this, &e, &rec, ereq, t0, finish](ExecResult r,
-                                                               std::exception_ptr err) {
+    uint64_t bytes_in = ereq.stdin_data.size();
+    e.lease.exec_async(ereq, [this, &e, &rec, bytes_in, t0, finish](ExecResult r,
+                                                                   std::exception_ptr err) {
       if (err)
         return finish({}, err);
-      note_exec(rec, e.lease, ereq, r, t0);
-      finish(result_response(r, e.lease, {{"lease", e.lease.id()}}), nullptr);
+      auto at = where(e.lease);
+      note_exec(rec, at, bytes_in, r,
+                std::chrono::duration_cast<std::chrono::microseconds>(steady::now() - t0));
+      finish(result_response(r, at, {{"lease", e.lease.id()}}), nullptr);
     });
   });
 }
@@ -301,10 +295,10 @@ void HttpServer::Impl::delete_lease(Request& req, const ReplyPtr& reply) {
         try {
           std::rethrow_exception(err);
         } catch (const Error& ex) {
-          // A sandbox that died is already gone from the pool: for the client the lease
-          // is released all the same.
-          if (ex.code() == Errc::container_failed || ex.code() == Errc::node_lost ||
-              ex.code() == Errc::unknown_lease) {
+          // A lease that is over already (its sandbox broke and the pool replaces it, or
+          // it ended) is released all the same for the client. A release that got no
+          // answer in time (exec_timeout) may still be under way: the client hears so.
+          if (ends_lease(ex.code()) && ex.code() != Errc::exec_timeout) {
             op->rec.error = std::string(to_string(ex.code())) + ": " + without_code(ex);
             err = nullptr;
           }

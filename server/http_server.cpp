@@ -117,9 +117,13 @@ void HttpServer::Impl::record(AuditRecord& rec, steady::time_point t0, std::exce
 }
 
 void HttpServer::Impl::fill(AuditRecord& rec, const Lease& lease) {
-  rec.lease = lease.id();
-  rec.pool = lease.pool();
-  rec.container = lease.container_id();
+  fill(rec, where(lease));
+}
+
+void HttpServer::Impl::fill(AuditRecord& rec, const ExecuteInfo& at) {
+  rec.lease = at.lease;
+  rec.pool = at.pool;
+  rec.container = at.container;
 }
 
 HttpServer::Impl::OpPtr HttpServer::Impl::start_op(const char* operation, const std::string& pool,

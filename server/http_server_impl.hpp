@@ -136,6 +136,7 @@ struct HttpServer::Impl {
   void record(AuditRecord& rec, steady::time_point t0, std::exception_ptr err);
 
   static void fill(AuditRecord& rec, const Lease& lease);
+  static void fill(AuditRecord& rec, const ExecuteInfo& at);
 
   /// An operation's audit record and its start.
   struct Op {
@@ -152,13 +153,15 @@ struct HttpServer::Impl {
   void answer(const OpPtr& op, const ReplyPtr& reply, std::exception_ptr err, Response res,
               std::function<void(bool)> delivered = {});
 
-  void note_exec(AuditRecord& rec, const Lease& lease, const ExecRequest& req,
-                 const ExecResult& r, steady::time_point t0);
+  /// Where a held lease runs, in the form a one-shot execute reports it.
+  static ExecuteInfo where(const Lease& lease);
+
+  /// Metrics and audit fields of a command that ran at `at` and took `took`.
+  void note_exec(AuditRecord& rec, const ExecuteInfo& at, uint64_t bytes_in, const ExecResult& r,
+                 std::chrono::microseconds took);
 
   /// 200 with the result, or 504 with the partial result plus the error when it timed out.
-  static Response result_response(const ExecResult& r, const Lease& lease, json extra);
-
-  static bool broken(std::exception_ptr err);
+  static Response result_response(const ExecResult& r, const ExecuteInfo& at, json extra);
 
   /// Runs `fn` (which fills a response or throws) on a work pool and answers with it.
   void on(WorkPool& pool, const ReplyPtr& reply, std::string what,

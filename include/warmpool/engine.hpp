@@ -72,6 +72,19 @@ struct AcquireOptions {
   std::string session;
 };
 
+/// Where a one-shot execute ran and how its steps went, beside its result (for logs,
+/// metrics and audit records). The lease fields are empty when no sandbox was acquired.
+struct ExecuteInfo {
+  std::string lease;
+  std::string pool;
+  std::string container;
+  std::string node;
+  std::chrono::microseconds acquire_time{0}; // from the call until the sandbox was leased
+  std::chrono::microseconds exec_time{0};    // the command's round trip through the engine
+  bool released_dirty = false; // the failure broke the sandbox: replaced, not reset
+  bool abandoned = false;      // `wanted` said no once leased: nothing ran, released clean
+};
+
 class Engine {
 public:
   /// Starts the engine: builds every pool, reaps orphans of an earlier run, begins warming.
@@ -91,9 +104,24 @@ public:
                      std::function<void(Lease, std::exception_ptr)> done);
   std::future<Lease> acquire_future(const std::string& pool, AcquireOptions opts = {});
 
-  /// One-shot: acquire, exec, release.
+  /// One-shot: acquire, exec, release, as one operation inside the engine (one request
+  /// from the caller, answered once). The lease is released clean after any answer from
+  /// the command (whatever its exit code, and also when it timed out: see
+  /// ExecResult::timed_out), and after an error that leaves the sandbox sound; it is
+  /// released dirty (the sandbox is replaced, not reset) after an error for which
+  /// breaks_sandbox() holds. The command's error is what the caller gets; a release that
+  /// fails after the command ran does not turn its result into an error. Throws Error
+  /// (invalid_request, unknown_pool, pool_exhausted, container_failed, ...).
   ExecResult execute(const std::string& pool, const ExecRequest& req,
                      const AcquireOptions& opts = {});
+  /// The same operation with a callback: `done` runs once, on an engine thread (see
+  /// Lease::exec_async), with the result, where it ran and the error (null on success).
+  /// `wanted`, if set, is asked once the sandbox is leased: false releases it unused and
+  /// answers with ExecuteInfo::abandoned (e.g. the client went away). Throws
+  /// Error(invalid_request) at once for a request with neither argv nor shell.
+  void execute_async(const std::string& pool, ExecRequest req, const AcquireOptions& opts,
+                     std::function<void(ExecResult, ExecuteInfo, std::exception_ptr)> done,
+                     std::function<bool()> wanted = {});
 
   std::vector<PoolStats> stats();
   PoolStats stats(const std::string& pool);

@@ -35,11 +35,19 @@ const char* to_string(Errc code);
 /// One sentence a person understands, without context.
 const char* describe(Errc code);
 
-/// Whether an error from a call on a lease means its sandbox can no longer be trusted (it
-/// died, its node is gone, or it stopped answering): such a lease is released dirty, so the
-/// sandbox is replaced instead of reset and handed to the next tenant. The one rule every
-/// caller of warmpool (Engine::execute, the HTTP API, the CLI) applies.
+/// Whether an error from a call on a lease means its sandbox can no longer be trusted:
+/// container_failed (it died or misbehaved), node_lost (its node is gone) or exec_timeout
+/// (the engine got no answer in time; a command that merely ran past its own timeout is no
+/// error but a result with `timed_out`). Such a lease is released dirty, so the sandbox is
+/// replaced instead of reset and handed to the next tenant; any other error, and any
+/// command result, releases it clean. The one rule of every execute (Engine::execute, the
+/// HTTP API, the CLI, the load harness) and of every holder that drops a failed lease.
 bool breaks_sandbox(Errc code);
+
+/// Whether a lease is over after a call on it failed with `code`: its sandbox broke
+/// (breaks_sandbox) or the lease is no longer held (unknown_lease). A holder that keeps a
+/// lease across calls (a sticky session) then drops it and acquires anew.
+bool ends_lease(Errc code);
 
 /// Thrown by the blocking C++ API and by backends.
 class Error : public std::runtime_error {

@@ -169,13 +169,11 @@ int exec_command(const Common& c, const std::string& pool, const std::string& ti
     }
   }
   Engine engine{std::move(cfg)};
-  Lease lease;
+  ExecResult r;
   {
-    cli::WarmupProgress progress{engine}; // until a sandbox is ours, then the command's output
-    lease = engine.acquire(pool_name);
+    cli::WarmupProgress progress{engine}; // erased before the command's output is written
+    r = engine.execute(pool_name, req);
   }
-  auto r = lease.exec(req);
-  lease.release();
   std::fwrite(r.stdout_data.data(), 1, r.stdout_data.size(), stdout);
   std::fwrite(r.stderr_data.data(), 1, r.stderr_data.size(), stderr);
   std::fflush(stdout);
