@@ -79,7 +79,7 @@ bool run_sync(Engine& engine, bool single, const ExecRequest& req) {
 std::vector<int64_t> sync_row(Engine& engine, bool single, int callers, long ops,
                               std::atomic<long>& errors) {
   long per = std::max(1L, ops / callers);
-  std::vector<std::vector<int64_t>> lat(size_t(callers));
+  std::vector<std::vector<int64_t>> lat(static_cast<size_t>(callers));
   std::vector<std::thread> threads;
   for (int t = 0; t < callers; ++t)
     threads.emplace_back([&, t] {
@@ -108,7 +108,7 @@ std::vector<int64_t> sync_row(Engine& engine, bool single, int callers, long ops
 /// C chains of callbacks, each starting its next operation from its last callback.
 std::vector<int64_t> async_row(Engine& engine, bool single, int chains, long ops,
                                std::atomic<long>& errors) {
-  std::vector<std::vector<int64_t>> lat(size_t(chains));
+  std::vector<std::vector<int64_t>> lat(static_cast<size_t>(chains));
   std::atomic<long> remaining{ops};
   std::mutex mu;
   std::condition_variable cv;

@@ -118,6 +118,25 @@ TEST(ClusterEngines, APoolOnlyThePeerHasIsServedThereAndRunsRemotely) {
   remote.write_file("f.txt", "data");
   EXPECT_EQ(remote.read_file("f.txt"), "data");
   remote.release();
+  // A one-shot execute acquires through the cluster too and runs on the peer: its result,
+  // and a sandbox that dies under the command is the same typed error as on this node.
+  ExecRequest req;
+  req.argv = {"echo", "executed", "there"};
+  EXPECT_EQ(a.execute("rem", req).stdout_data, "executed there\n");
+  std::promise<std::string> ran_on;
+  a.execute_async("rem", req, {}, [&](ExecResult, ExecuteInfo at, std::exception_ptr) {
+    ran_on.set_value(at.node);
+  });
+  auto node_fut = ran_on.get_future();
+  ASSERT_EQ(node_fut.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_EQ(node_fut.get(), "b");
+  req.argv = {"crash"};
+  try {
+    a.execute("rem", req);
+    ADD_FAILURE() << "a crashed command returned a result";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::container_failed);
+  }
   auto local = a.acquire("loc", duration{5000});
   EXPECT_EQ(local.node(), "a");
   local.release();
