@@ -1,6 +1,9 @@
 // Command round trip on the local (bubblewrap) backend, side by side in one run:
 //   engine_lease     a warm leased sandbox through the Engine API: lease.exec(argv)
-//   engine_execute   Engine::execute(): acquire + exec + release per command (pool of 2)
+//   engine_execute   Engine::execute(): acquire + exec + release as one engine operation
+//                    per command (pool of 2)
+//   engine_sequence  the same three steps as the caller's own round trips: Engine::acquire,
+//                    Lease::exec, Lease::release (pool of 2)
 //   backend_direct   the same agent exec through LocalBackend, no actors: engine overhead
 //   fresh_sandbox    LocalBackend::create + exec + destroy per command: no pool at all
 //   bwrap_true       posix_spawn of the pool's bwrap command line with `true` instead of the
@@ -111,6 +114,12 @@ int main(int argc, char** argv) {
       ExecRequest req;
       req.argv = args;
       row("engine_execute", name, iters, [&, req, w = want(name)] { check(engine.execute("local", req), w); });
+      row("engine_sequence", name, iters, [&, req, w = want(name)] {
+        Lease lease = engine.acquire("local");
+        auto r = lease.exec(req);
+        lease.release();
+        check(r, w);
+      });
     }
   }
 
