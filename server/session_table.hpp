@@ -34,9 +34,9 @@ public:
     Handle(Handle&&) noexcept = default;
     Handle& operator=(Handle&& other) noexcept;
     ~Handle() { done(); }
-    /// Call when an operation failed because the sandbox is broken or gone (container_failed,
-    /// unknown_lease): the session's next request gets a new sandbox, and this one is
-    /// released as dirty (replaced, not reused).
+    /// Call when an operation failed with an error that ends the lease (ends_lease(): the
+    /// sandbox broke, or the lease is gone): the session's next request gets a new sandbox,
+    /// and this one is released as dirty (replaced, not reused).
     void fail();
 
   private:
