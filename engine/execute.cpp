@@ -20,11 +20,6 @@ std::chrono::microseconds since(clk::time_point t) {
   return std::chrono::duration_cast<std::chrono::microseconds>(clk::now() - t);
 }
 
-void check_command(const ExecRequest& req) {
-  if (req.argv.empty() && req.shell.empty())
-    throw Error{Errc::invalid_request, "exec needs argv or a shell command"};
-}
-
 /// One execute in flight. Its steps run in the handlers of one actor (`self`): a requester,
 /// or a one-off actor when the caller waits on a requester's own thread. A lease on a peer
 /// node is reached through bridge actors instead, which watch the node (CAF would not fail
@@ -45,7 +40,7 @@ public:
     scoped_ = scoped;
     auto op = shared_from_this();
     eng_->with_acquire_dest(acquire_.pool, [&](const auto& dest) {
-      self->request(dest, caf::infinite, acquire_atom::value, std::move(acquire_))
+      self->request(dest, caf::infinite, acquire_atom::value, acquire_)
         .then([op, self](lease_info& li) { op->in_scope(self, [&] { op->leased(self, std::move(li)); }); },
               [op, self](caf::error& e) {
                 op->in_scope(self, [&] {

@@ -38,8 +38,7 @@ static Lease::Impl& checked(const std::unique_ptr<Lease::Impl>& impl) {
 
 ExecResult Lease::exec(const ExecRequest& req) {
   auto& l = checked(impl_);
-  if (req.argv.empty() && req.shell.empty())
-    throw Error{Errc::invalid_request, "exec needs argv or a shell command"};
+  check_command(req);
   return l.engine->call_on<ExecResult>(l.info.node, l.info.handle, l.engine->exec_timeout(l.info, req),
                                     exec_atom::value, l.info.id, req);
 }
