@@ -260,6 +260,10 @@ static std::string opt_bytes(const json& msg, const char* name) {
 void exec_request_to_json(const ExecRequest& req, json& msg) {
   if (!req.argv.empty()) msg["argv"] = req.argv;
   if (!req.shell.empty()) msg["shell"] = req.shell;
+  if (!req.language.empty()) {
+    msg["language"] = req.language;
+    msg["code"] = base64_encode(req.code);
+  }
   if (!req.stdin_data.empty()) msg["stdin"] = base64_encode(req.stdin_data);
   if (!req.env.empty()) msg["env"] = req.env;
   if (!req.cwd.empty()) msg["cwd"] = req.cwd;
@@ -276,8 +280,18 @@ ExecRequest exec_request_from_json(const json& msg) {
     }
   }
   if (const json* s = opt_field(msg, "shell", json::value_t::string)) req.shell = s->get<std::string>();
-  if (req.argv.empty() == req.shell.empty())
-    throw BadRequest("exactly one of fields 'argv' (non-empty) and 'shell' must be set");
+  if (const json* l = opt_field(msg, "language", json::value_t::string)) {
+    req.language = l->get<std::string>();
+    if (req.language.empty()) throw BadRequest("field 'language' must not be empty");
+    if (!is_known_language(req.language))
+      throw BadRequest("field 'language': unknown language '" + req.language + "' (known: python)");
+    req.code = opt_bytes(msg, "code");
+    if (req.code.find('\0') != std::string::npos) throw BadRequest("field 'code' contains a NUL byte");
+  } else if (msg.contains("code") && !msg["code"].is_null()) {
+    throw BadRequest("field 'code' needs field 'language'");
+  }
+  if (int(!req.argv.empty()) + int(!req.shell.empty()) + int(!req.language.empty()) != 1)
+    throw BadRequest("exactly one of fields 'argv' (non-empty), 'shell' and 'language' (with 'code') must be set");
   for (const auto& a : req.argv)
     if (a.find('\0') != std::string::npos) throw BadRequest("field 'argv' contains a NUL byte");
   if (req.shell.find('\0') != std::string::npos) throw BadRequest("field 'shell' contains a NUL byte");
@@ -320,6 +334,8 @@ ExecResult exec_result_from_json(const json& msg) {
   if (const json* v = opt_field(msg, "truncated", json::value_t::boolean)) res.truncated = v->get<bool>();
   return res;
 }
+
+bool is_known_language(std::string_view language) { return language == "python"; }
 
 json error_frame(const json& id, std::string_view code, std::string_view message) {
   return json{{"id", id}, {"ok", false},

@@ -74,12 +74,22 @@ IoResult write_frame(int fd, const json& msg, clock::time_point deadline = kNoDe
 IoResult write_all(int fd, std::string_view bytes, clock::time_point deadline = kNoDeadline);
 
 // ---- messages ----
+// exec: {"argv"} | {"shell"} | {"language": "python", "code": base64}, plus the common
+// fields. A python exec runs in a child of the sandbox's fork server (see "interpreter").
+// interpreter: {"language": "python", "command": [argv], "preload": [module...],
+// "timeout_ms"}: (re)starts the sandbox's fork server for that language with those modules
+// imported and answers {"pid", "version", "startup_us"}; once configured, ping and reset
+// also check the server and restart it when it died or stopped answering.
 /// A malformed request; `what()` names the offending field.
 class BadRequest : public std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
-/// Adds the ExecRequest fields (argv|shell, stdin, env, cwd, timeout_ms, output_limit) to `msg`.
+/// Languages an exec may name (ExecRequest::language): "python".
+bool is_known_language(std::string_view language);
+
+/// Adds the ExecRequest fields (argv|shell|language+code, stdin, env, cwd, timeout_ms,
+/// output_limit) to `msg`. `code` travels base64-encoded like stdin.
 void exec_request_to_json(const ExecRequest& req, json& msg);
 /// Throws BadRequest naming the field on a missing/wrong-typed/invalid field.
 ExecRequest exec_request_from_json(const json& msg);

@@ -376,8 +376,8 @@ static Lease::Impl& checked(const std::unique_ptr<Lease::Impl>& impl) {
 
 ExecResult Lease::exec(const ExecRequest& req) {
   auto& l = checked(impl_);
-  if (req.argv.empty() && req.shell.empty())
-    throw Error{Errc::invalid_request, "exec needs argv or a shell command"};
+  if (req.argv.empty() && req.shell.empty() && req.language.empty())
+    throw Error{Errc::invalid_request, "exec needs argv, a shell command or code with a language"};
   return l.engine->call_on<ExecResult>(l.info.node, l.info.handle, l.engine->exec_timeout(l.info, req),
                                     exec_atom::value, l.info.id, req);
 }
