@@ -626,34 +626,13 @@ json run_python(const ExecRequest& req) {
   return out;
 }
 
-std::vector<std::string> string_list(const json& msg, const char* name) {
-  std::vector<std::string> out;
-  if (const json* a = proto::opt_field(msg, name, json::value_t::array)) {
-    for (const auto& s : *a) {
-      if (!s.is_string() || s.get_ref<const std::string&>().empty() ||
-          s.get_ref<const std::string&>().find('\0') != std::string::npos)
-        throw BadRequest(std::string("field '") + name + "' must be an array of non-empty strings");
-      out.push_back(s.get<std::string>());
-    }
-  }
-  return out;
-}
-
 json op_interpreter(const json& msg) {
-  std::string lang = proto::req_string(msg, "language");
-  if (lang != "python") throw BadRequest("field 'language': unknown language '" + lang + "' (known: python)");
-  auto command = string_list(msg, "command");
-  if (command.empty()) throw BadRequest("field 'command' must name the interpreter");
-  auto preload = string_list(msg, "preload");
-  for (const auto& m : preload)
-    if (m.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.") != std::string::npos ||
-        m[0] == '.' || (m[0] >= '0' && m[0] <= '9'))
-      throw BadRequest("field 'preload': '" + m + "' is not a module name");
+  proto::InterpreterRequest req = proto::interpreter_request_from_json(msg);
   auto start = clock_t_::now();
   g_py.configured = true;
-  g_py.command = command;
-  g_py.preload = preload;
-  std::string why = start_server(start + op_timeout(msg, 30000));
+  g_py.command = req.command;
+  g_py.preload = req.preload;
+  std::string why = start_server(start + req.timeout);
   if (!why.empty()) throw OpError("container_failed", "the python fork server did not start: " + why);
   return json{{"pid", g_py.pid}, {"version", g_py.version},
               {"startup_us", std::chrono::duration_cast<std::chrono::microseconds>(clock_t_::now() - start).count()}};

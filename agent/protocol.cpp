@@ -337,6 +337,55 @@ ExecResult exec_result_from_json(const json& msg) {
 
 bool is_known_language(std::string_view language) { return language == "python"; }
 
+bool is_module_name(std::string_view m) {
+  if (m.empty() || m.size() > 256) return false;
+  bool start = true;  // at the start of a dotted part
+  for (char c : m) {
+    bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+    bool digit = c >= '0' && c <= '9';
+    if (c == '.') { if (start) return false; start = true; continue; }
+    if (!alpha && !(digit && !start)) return false;
+    start = false;
+  }
+  return !start;
+}
+
+void interpreter_request_to_json(const InterpreterRequest& req, json& msg) {
+  msg["language"] = req.language;
+  msg["command"] = req.command;
+  msg["preload"] = req.preload;
+  msg["timeout_ms"] = int64_t(req.timeout.count());
+}
+
+static std::vector<std::string> string_list(const json& msg, const char* name) {
+  std::vector<std::string> out;
+  if (const json* a = opt_field(msg, name, json::value_t::array)) {
+    for (const auto& s : *a) {
+      if (!s.is_string() || s.get_ref<const std::string&>().empty() ||
+          s.get_ref<const std::string&>().find('\0') != std::string::npos)
+        throw BadRequest(std::string("field '") + name + "' must be an array of non-empty strings without NUL bytes");
+      out.push_back(s.get<std::string>());
+    }
+  }
+  return out;
+}
+
+InterpreterRequest interpreter_request_from_json(const json& msg) {
+  InterpreterRequest req;
+  req.language = req_string(msg, "language");
+  if (!is_known_language(req.language))
+    throw BadRequest("field 'language': unknown language '" + req.language + "' (known: python)");
+  req.command = string_list(msg, "command");
+  if (req.command.empty()) throw BadRequest("field 'command' must name the interpreter");
+  req.preload = string_list(msg, "preload");
+  for (const auto& m : req.preload)
+    if (!is_module_name(m)) throw BadRequest("field 'preload': '" + m + "' is not a module name");
+  uint64_t t = opt_uint(msg, "timeout_ms", uint64_t(req.timeout.count()));
+  if (t == 0 || t > uint64_t(INT32_MAX)) throw BadRequest("field 'timeout_ms' must be between 1 and 2^31-1");
+  req.timeout = duration(int64_t(t));
+  return req;
+}
+
 json error_frame(const json& id, std::string_view code, std::string_view message) {
   return json{{"id", id}, {"ok", false},
               {"error", {{"code", std::string(code)}, {"message", std::string(message)}}}};

@@ -98,6 +98,19 @@ ExecRequest exec_request_from_json(const json& msg);
 void exec_result_to_json(const ExecResult& res, json& msg);
 ExecResult exec_result_from_json(const json& msg);
 
+/// The "interpreter" op's request (see above).
+struct InterpreterRequest {
+  std::string language;
+  std::vector<std::string> command;  // non-empty, no NUL bytes
+  std::vector<std::string> preload;  // dotted module names
+  duration timeout{30000};
+};
+void interpreter_request_to_json(const InterpreterRequest& req, json& msg);
+/// Throws BadRequest naming the field on a missing/wrong-typed/invalid field.
+InterpreterRequest interpreter_request_from_json(const json& msg);
+/// A dotted Python module name ("numpy", "os.path").
+bool is_module_name(std::string_view name);
+
 /// Typed field access for request/response parsing; each throws BadRequest("field 'x' ...").
 const json* opt_field(const json& msg, const char* name, json::value_t type);
 std::string req_string(const json& msg, const char* name);

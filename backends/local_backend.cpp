@@ -462,6 +462,7 @@ SandboxPtr LocalBackend::create(const SandboxSpec& spec) {
   box->cgroup_ = std::move(cg);
   box->id_ = spec.name.empty() ? "local-" + std::to_string(pid) : spec.name;
   box->client_ = std::make_shared<AgentClient>(host.release());
+  box->pool_ = &pool;
   try {
     box->client_->ping(kStartTimeout);
   } catch (const Error& e) {
@@ -472,6 +473,12 @@ SandboxPtr LocalBackend::create(const SandboxSpec& spec) {
     throw Error(bwrap_failed ? Errc::backend_unavailable : Errc::container_failed,
                 "sandbox " + box->id_ + " did not start: " + e.what() +
                     (said.empty() ? std::string() : "; bwrap said: " + said));
+  }
+  try {
+    start_interpreters(*box->client_, pool, "(local: the host's root filesystem)");
+  } catch (const Error&) {
+    destroy(*box);
+    throw;
   }
   // Nobody reads bwrap's stderr from now on; closing it means a chatty agent gets EPIPE
   // (it ignores SIGPIPE) instead of blocking on a full pipe.
@@ -486,6 +493,7 @@ std::shared_ptr<AgentClient> LocalBackend::client_of(Sandbox& box) {
 }
 
 ExecResult LocalBackend::exec(Sandbox& box, const ExecRequest& req) {
+  if (const PoolConfig* pool = as_local(box).pool_) check_language(*pool, req);
   return client_of(box)->exec(req);
 }
 
