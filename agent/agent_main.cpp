@@ -565,6 +565,12 @@ json run_python(const ExecRequest& req) {
   if (!g_py.configured)
     throw BadRequest("no python interpreter is configured in this sandbox (pool option interpreters.python)");
   std::string cwd = req.cwd.empty() ? g_opt.workspace : resolve_path(req.cwd);
+  if (g_py.pid > 0) {
+    // Between runs the server says nothing: a readable socket means it exited (killed by a
+    // tenant's leftover, say) or is out of step. Either way a fresh one serves this run.
+    pollfd p{g_py.ctl.fd, POLLIN, 0};
+    if (!g_py.rbuf.empty() || poll(&p, 1, 0) != 0) stop_server();
+  }
   if (g_py.pid <= 0) {
     std::string why = start_server(clock_t_::now() + std::chrono::seconds(30));
     if (!why.empty()) throw OpError("container_failed", "the python fork server cannot start: " + why);

@@ -27,7 +27,9 @@ if _libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
     sys.stderr.write("warmpool fork server: prctl(PR_SET_DUMPABLE) failed\n")
     sys.exit(3)
 
+import atexit
 import binascii
+import gc
 import json
 import signal
 import socket
@@ -143,23 +145,57 @@ def _child(msg, fds):
     main.__dict__.update({"__builtins__": __builtins__, "__loader__": __loader__,
                           "__spec__": None, "__package__": None, "__annotations__": {}})
     sys.modules["__main__"] = main
+    status, sigint = 0, False
     try:
         exec(compile(code, "<string>", "exec"), main.__dict__)
-    except SystemExit:
-        raise  # the interpreter turns it into the exit status, as for python3 -c
+    except SystemExit as e:
+        status = _exit_status(e)
     except BaseException as e:
         tb = e.__traceback__.tb_next if e.__traceback__ is not None else None  # not this frame
         e.__traceback__ = tb
         sys.excepthook(type(e), e, tb)
-        if isinstance(e, KeyboardInterrupt):  # python3 -c dies of SIGINT then
-            for f in (sys.stdout, sys.stderr):
-                try:
-                    f.flush()
-                except Exception:
-                    pass
-            signal.signal(signal.SIGINT, signal.SIG_DFL)
-            os.kill(os.getpid(), signal.SIGINT)
-        raise SystemExit(1)
+        status, sigint = 1, isinstance(e, KeyboardInterrupt)  # python3 -c dies of SIGINT then
+    _finish(main, status, sigint)
+
+
+def _exit_status(e):
+    """What the interpreter makes of an uncaught SystemExit."""
+    code = e.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    try:
+        sys.stderr.write(str(code) + "\n")
+    except Exception:
+        pass
+    return 1
+
+
+def _finish(main, status, sigint):
+    """The observable part of the interpreter's shutdown, then _exit: a full finalization of
+    an interpreter that holds numpy costs far more than the run (it touches every object)."""
+    threading = sys.modules.get("threading")
+    if threading is not None and hasattr(threading, "_shutdown"):
+        try:
+            threading._shutdown()  # waits for non-daemon threads, as at exit
+        except BaseException:
+            pass
+    atexit._run_exitfuncs()
+    # Objects of the program go as they would at shutdown: files it left open are flushed
+    # and closed, finalizers run.
+    main.__dict__.clear()
+    gc.collect()
+    for f in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            if f is not None:
+                f.flush()
+        except Exception:
+            status = 120  # the interpreter's status when flushing stdio at exit fails
+    if sigint:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    os._exit(status)
 
 
 def _serve():
@@ -190,15 +226,13 @@ def _serve():
             continue
         if pid == 0:
             try:
-                _child(msg, fds)
-            except SystemExit:
-                raise
+                _child(msg, fds)  # ends with os._exit
             except BaseException as e:  # a failure of ours before the code ran
                 try:
                     os.write(2, ("warmpool fork server: %r\n" % (e,)).encode())
                 finally:
                     os._exit(126)
-            raise SystemExit(0)
+            os._exit(126)
         for fd in fds:
             os.close(fd)
         _send({"pid": pid})
@@ -219,6 +253,10 @@ def _start():
         except BaseException as e:
             _send({"ready": False, "error": "import %s failed: %s: %s" % (name, type(e).__name__, e)})
             os._exit(2)
+    # Everything imported so far is the children's shared, read-only past: the collector of
+    # a child never scans (and so never copies) it.
+    gc.collect()
+    gc.freeze()
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 2)  # the agent reads our stderr only while we start
     os.close(devnull)

@@ -429,7 +429,9 @@ SandboxPtr LocalBackend::create(const SandboxSpec& spec) {
   std::unique_ptr<SandboxCgroup> cg;
   if (pool.limits.enforce == LimitEnforcement::cgroup) {
     // bwrap and the agent are in the group too: the tenant still gets `pids` processes.
-    CgroupLimits lim{pool.limits.memory, pool.limits.cpus, pool.limits.pids + 2};
+    // So is a fork server (interpreters), when the pool has one.
+    CgroupLimits lim{pool.limits.memory, pool.limits.cpus,
+                     pool.limits.pids + 2 + uint32_t(pool.interpreters.size())};
     std::string instance = spec.instance.empty() ? "pid-" + std::to_string(getpid()) : spec.instance;
     std::string name = spec.name.empty() ? "sandbox-" + std::to_string(next_uid_.fetch_add(1)) : spec.name;
     auto tree = cgroups();
