@@ -43,7 +43,7 @@ protected:
     boxes.push_back(backend.create(spec));
     return boxes.back();
   }
-  Run run() {
+  PyRun run() {
     return [this](const ExecRequest& r) { return backend.exec(*box, r); };
   }
 

@@ -24,7 +24,7 @@ protected:
     pool.interpreters["python"] = InterpreterConfig{{"python3"}, {"json", "numpy"}};
     box = create(pool);
   }
-  Run run() {
+  PyRun run() {
     return [this](const ExecRequest& r) { return backend->exec(*box, r); };
   }
   SandboxPtr box;

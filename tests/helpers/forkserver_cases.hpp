@@ -13,7 +13,7 @@
 
 namespace warmpool::testing {
 
-using Run = std::function<ExecResult(const ExecRequest&)>;
+using PyRun = std::function<ExecResult(const ExecRequest&)>;
 
 inline ExecRequest py_req(const std::string& code, duration timeout = duration(20000)) {
   ExecRequest r;
@@ -23,13 +23,13 @@ inline ExecRequest py_req(const std::string& code, duration timeout = duration(2
   return r;
 }
 
-inline ExecResult py(const Run& run, const std::string& code, duration timeout = duration(20000)) {
+inline ExecResult py(const PyRun& run, const std::string& code, duration timeout = duration(20000)) {
   return run(py_req(code, timeout));
 }
 
 /// The same code through the fork server and through `python3 -c` in the same sandbox:
 /// exit code, signal, stdout, stderr and truncation must be identical.
-inline void expect_same_as_python_c(const Run& run, ExecRequest req, const std::string& what) {
+inline void expect_same_as_python_c(const PyRun& run, ExecRequest req, const std::string& what) {
   SCOPED_TRACE(what);
   ExecResult fs = run(req);
   ExecRequest c = req;
@@ -45,7 +45,7 @@ inline void expect_same_as_python_c(const Run& run, ExecRequest req, const std::
   EXPECT_EQ(fs.timed_out, pc.timed_out);
 }
 
-inline void check_semantics_match_python_c(const Run& run) {
+inline void check_semantics_match_python_c(const PyRun& run) {
   auto same = [&](const std::string& code) { expect_same_as_python_c(run, py_req(code), code); };
   same("print(6*7)");
   same("print(__name__, __doc__, __package__, __spec__)");
@@ -93,7 +93,7 @@ inline void check_semantics_match_python_c(const Run& run) {
 }
 
 /// A run's globals, monkeypatches, threads and random state never reach the next run.
-inline void check_isolation_between_runs(const Run& run) {
+inline void check_isolation_between_runs(const PyRun& run) {
   ExecResult a = py(run,
       "import json, numpy, threading, time, os, random\n"
       "leaked = 1\n"
@@ -119,14 +119,14 @@ inline void check_isolation_between_runs(const Run& run) {
   EXPECT_NE(np_a, np_b) << "numpy.random must be re-seeded per run";
 }
 
-inline std::string server_pid(const Run& run) {
+inline std::string server_pid(const PyRun& run) {
   ExecResult r = py(run, "import os; print(os.getppid())");
   EXPECT_EQ(r.exit_code, 0) << r.stderr_data;
   return r.stdout_data;
 }
 
 /// Live (non-zombie) processes whose command line starts with `prefix`, seen from a run.
-inline int count_processes(const Run& run, const std::string& prefix) {
+inline int count_processes(const PyRun& run, const std::string& prefix) {
   ExecResult r = py(run,
       "import os\nn = 0\n"
       "for p in os.listdir('/proc'):\n"
@@ -142,7 +142,7 @@ inline int count_processes(const Run& run, const std::string& prefix) {
 }
 
 /// A timeout kills the child and its children; the server survives and serves the next run.
-inline void check_timeout_kills_child_tree(const Run& run) {
+inline void check_timeout_kills_child_tree(const PyRun& run) {
   std::string server = server_pid(run);
   ExecResult r = py(run,
       "import subprocess, time\n"
@@ -157,7 +157,7 @@ inline void check_timeout_kills_child_tree(const Run& run) {
 }
 
 /// A fork bomb stays inside the sandbox's process limit; afterwards runs work again.
-inline void check_fork_bomb_contained(const Run& run) {
+inline void check_fork_bomb_contained(const PyRun& run) {
   ExecResult r = py(run,
       "import os\n"
       "while True:\n"
@@ -172,7 +172,7 @@ inline void check_fork_bomb_contained(const Run& run) {
 }
 
 /// A tenant that kills the server gets a clear note; the next run has a new server.
-inline void check_killed_server_is_replaced(const Run& run) {
+inline void check_killed_server_is_replaced(const PyRun& run) {
   std::string before = server_pid(run);
   ExecResult r = py(run, "import os, signal, time; os.kill(os.getppid(), signal.SIGKILL); time.sleep(0.5)");
   EXPECT_NE(r.stderr_data.find("fork server died"), std::string::npos) << r.stderr_data;
@@ -182,7 +182,7 @@ inline void check_killed_server_is_replaced(const Run& run) {
 }
 
 /// Reset kills every child (even one in its own session) and keeps the untouched server.
-inline void check_reset_kills_children_keeps_server(const Run& run, const std::function<ResetReport()>& reset) {
+inline void check_reset_kills_children_keeps_server(const PyRun& run, const std::function<ResetReport()>& reset) {
   std::string before = server_pid(run);
   ExecResult r = py(run,
       "import subprocess\n"
