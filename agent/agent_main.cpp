@@ -32,6 +32,7 @@
 #include "agent/sandbox_processes.hpp"
 #include "agent/sysv_ipc.hpp"
 #include "agent/writable_places.hpp"
+#include "agent/python_forkserver_py.hpp"  // generated: kPythonForkServer
 
 extern char** environ;
 
@@ -172,9 +173,95 @@ void make_pipe(Fd& r, Fd& w) {
   w.fd = p[1];
 }
 
+// How the collect loop learns that the child ended: from the SIGCHLD handler for the
+// agent's own children, from the fork server's control socket for its children.
+struct ExitWatch {
+  int fd = -1;                                   // polled besides the pipes; -1: none
+  std::function<void()> on_readable;             // `fd` became readable
+  std::function<bool(int& status)> exited;       // true once the child's wait status is known
+  std::function<void()> abandon;                 // the child could not be reaped in time
+};
+
+// Feeds `input` to the child `pid` (already in its own session), collects up to `limit`
+// bytes per stream, kills the whole process group on timeout and, once the child exited,
+// kills its leftovers and drains briefly.
+ChildResult collect_child(pid_t pid, Fd& in_w, Fd& out_r, Fd& err_r, const std::string& input,
+                          uint64_t limit, duration timeout, clock_t_::time_point start, ExitWatch& w) {
+  fcntl(in_w.fd, F_SETFL, O_NONBLOCK);
+  fcntl(out_r.fd, F_SETFL, O_NONBLOCK);
+  fcntl(err_r.fd, F_SETFL, O_NONBLOCK);
+  if (input.empty()) in_w.reset();
+
+  ChildResult res;
+  Fd* outs[2] = {&out_r, &err_r};
+  std::string* bufs[2] = {&res.out, &res.err};
+  size_t in_off = 0;
+  auto deadline = start + timeout;
+  auto stop_at = clock_t_::time_point::max();  // end of the drain / of waiting after a kill
+  auto kill_group = [pid] { kill(-pid, SIGKILL); kill(pid, SIGKILL); };
+  static char chunk[65536];
+
+  for (;;) {
+    int st = 0;
+    if (!res.exited && w.exited(st)) {
+      res.exited = true;
+      res.status = st;
+      kill(-pid, SIGKILL);  // background leftovers of its group must not hold the pipes
+      stop_at = clock_t_::now() + std::chrono::milliseconds(100);
+      in_w.reset();
+    }
+    if (res.exited && out_r.fd < 0 && err_r.fd < 0) break;
+    auto now = clock_t_::now();
+    if (now >= stop_at) break;
+    if (!res.exited && !res.timed_out && now >= deadline) {
+      res.timed_out = true;
+      kill_group();
+      stop_at = now + std::chrono::seconds(5);  // an unkillable (D-state) child must not wedge us
+    }
+    auto until = res.exited || res.timed_out ? stop_at : deadline;
+    int wait_ms = int(std::max<int64_t>(
+        0, std::chrono::ceil<std::chrono::milliseconds>(until - now).count()));
+
+    pollfd p[5];
+    int n = 0;
+    p[n++] = {g_wake[0], POLLIN, 0};
+    int idx[2] = {-1, -1}, in_idx = -1, w_idx = -1;
+    for (int s = 0; s < 2; ++s)
+      if (outs[s]->fd >= 0) { idx[s] = n; p[n++] = {outs[s]->fd, POLLIN, 0}; }
+    if (in_w.fd >= 0) { in_idx = n; p[n++] = {in_w.fd, POLLOUT, 0}; }
+    if (w.fd >= 0 && !res.exited) { w_idx = n; p[n++] = {w.fd, POLLIN, 0}; }
+    int r = poll(p, nfds_t(n), wait_ms);
+    if (r < 0) continue;  // EINTR (SIGCHLD): loop re-checks everything
+    if (p[0].revents) drain_wake();
+    if (w_idx >= 0 && p[w_idx].revents) w.on_readable();
+    for (int s = 0; s < 2; ++s) {
+      if (idx[s] < 0 || !p[idx[s]].revents) continue;
+      ssize_t got = read(outs[s]->fd, chunk, sizeof chunk);
+      if (got > 0) {
+        size_t room = bufs[s]->size() < limit ? size_t(limit - bufs[s]->size()) : 0;
+        bufs[s]->append(chunk, std::min(room, size_t(got)));
+        if (size_t(got) > room) res.truncated = true;  // dropped, but we keep reading
+      } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
+        outs[s]->reset();
+      }
+    }
+    if (in_idx >= 0 && p[in_idx].revents) {
+      ssize_t put = write(in_w.fd, input.data() + in_off, input.size() - in_off);
+      if (put > 0) in_off += size_t(put);
+      if ((put < 0 && errno != EINTR && errno != EAGAIN) || in_off == input.size())
+        in_w.reset();  // EPIPE: the command does not read its stdin, which is fine
+    }
+  }
+  if (!res.exited) {
+    kill_group();
+    w.abandon();
+  }
+  res.duration = std::chrono::duration_cast<std::chrono::microseconds>(clock_t_::now() - start);
+  return res;
+}
+
 // Runs `in_child` (which must exec or _exit) in a new session with stdin/stdout/stderr on
-// pipes. Feeds `input`, collects up to `limit` bytes per stream, kills the whole process
-// group on timeout and, once the child exited, kills its leftovers and drains briefly.
+// pipes, and collects it (collect_child).
 ChildResult run_child(const std::function<void()>& in_child, const std::string& input,
                       uint64_t limit, duration timeout) {
   Fd in_r, in_w, out_r, out_w, err_r, err_w;
@@ -211,75 +298,15 @@ ChildResult run_child(const std::function<void()>& in_child, const std::string& 
   in_r.reset();
   out_w.reset();
   err_w.reset();
-  fcntl(in_w.fd, F_SETFL, O_NONBLOCK);
-  fcntl(out_r.fd, F_SETFL, O_NONBLOCK);
-  fcntl(err_r.fd, F_SETFL, O_NONBLOCK);
-  if (input.empty()) in_w.reset();
-
-  ChildResult res;
-  Fd* outs[2] = {&out_r, &err_r};
-  std::string* bufs[2] = {&res.out, &res.err};
-  size_t in_off = 0;
-  auto deadline = start + timeout;
-  auto stop_at = clock_t_::time_point::max();  // end of the drain / of waiting after a kill
-  auto kill_group = [pid] { kill(-pid, SIGKILL); kill(pid, SIGKILL); };
-  static char chunk[65536];
-
-  for (;;) {
-    if (!res.exited && g_tracked_done) {
-      res.exited = true;
-      res.status = g_tracked_status;
-      g_tracked_pid = 0;
-      kill(-pid, SIGKILL);  // background leftovers of its group must not hold the pipes
-      stop_at = clock_t_::now() + std::chrono::milliseconds(100);
-      in_w.reset();
-    }
-    if (res.exited && out_r.fd < 0 && err_r.fd < 0) break;
-    auto now = clock_t_::now();
-    if (now >= stop_at) break;
-    if (!res.exited && !res.timed_out && now >= deadline) {
-      res.timed_out = true;
-      kill_group();
-      stop_at = now + std::chrono::seconds(5);  // an unkillable (D-state) child must not wedge us
-    }
-    auto until = res.exited || res.timed_out ? stop_at : deadline;
-    int wait_ms = int(std::max<int64_t>(
-        0, std::chrono::ceil<std::chrono::milliseconds>(until - now).count()));
-
-    pollfd p[4];
-    int n = 0;
-    p[n++] = {g_wake[0], POLLIN, 0};
-    int idx[2] = {-1, -1}, in_idx = -1;
-    for (int s = 0; s < 2; ++s)
-      if (outs[s]->fd >= 0) { idx[s] = n; p[n++] = {outs[s]->fd, POLLIN, 0}; }
-    if (in_w.fd >= 0) { in_idx = n; p[n++] = {in_w.fd, POLLOUT, 0}; }
-    int r = poll(p, nfds_t(n), wait_ms);
-    if (r < 0) continue;  // EINTR (SIGCHLD): loop re-checks everything
-    if (p[0].revents) drain_wake();
-    for (int s = 0; s < 2; ++s) {
-      if (idx[s] < 0 || !p[idx[s]].revents) continue;
-      ssize_t got = read(outs[s]->fd, chunk, sizeof chunk);
-      if (got > 0) {
-        size_t room = bufs[s]->size() < limit ? size_t(limit - bufs[s]->size()) : 0;
-        bufs[s]->append(chunk, std::min(room, size_t(got)));
-        if (size_t(got) > room) res.truncated = true;  // dropped, but we keep reading
-      } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
-        outs[s]->reset();
-      }
-    }
-    if (in_idx >= 0 && p[in_idx].revents) {
-      ssize_t put = write(in_w.fd, input.data() + in_off, input.size() - in_off);
-      if (put > 0) in_off += size_t(put);
-      if ((put < 0 && errno != EINTR && errno != EAGAIN) || in_off == input.size())
-        in_w.reset();  // EPIPE: the command does not read its stdin, which is fine
-    }
-  }
-  if (!res.exited) {
-    kill_group();
-    g_tracked_pid = 0;  // the handler will reap it whenever it finally dies
-  }
-  res.duration = std::chrono::duration_cast<std::chrono::microseconds>(clock_t_::now() - start);
-  return res;
+  ExitWatch w;
+  w.exited = [](int& st) {
+    if (!g_tracked_done) return false;
+    st = g_tracked_status;
+    g_tracked_pid = 0;
+    return true;
+  };
+  w.abandon = [] { g_tracked_pid = 0; };  // the handler will reap it whenever it finally dies
+  return collect_child(pid, in_w, out_r, err_r, input, limit, timeout, start, w);
 }
 
 // ------------------------------------------------------------------ ops
@@ -296,16 +323,40 @@ duration op_timeout(const json& msg, int64_t fallback_ms) {
   return duration(int64_t(t));
 }
 
-json op_exec(const json& msg) {
-  ExecRequest req = proto::exec_request_from_json(msg);
-  std::vector<std::string> args = req.argv;
-  if (args.empty()) args = {"/bin/sh", "-c", req.shell};
-  // A minimal clean environment plus the caller's variables; nothing leaks from the agent.
+// A minimal clean environment plus the caller's variables; nothing leaks from the agent.
+std::map<std::string, std::string> exec_env(const std::map<std::string, std::string>& extra) {
   std::map<std::string, std::string> env = {
       {"PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
       {"HOME", g_opt.workspace},
       {"LANG", "C.UTF-8"}};
-  for (const auto& [k, v] : req.env) env[k] = v;
+  for (const auto& [k, v] : extra) env[k] = v;
+  return env;
+}
+
+ExecResult to_exec_result(ChildResult& cr) {
+  ExecResult res;
+  if (cr.exited && WIFEXITED(cr.status)) {
+    res.exit_code = WEXITSTATUS(cr.status);
+  } else {
+    res.exit_code = -1;
+    res.signal = cr.exited && WIFSIGNALED(cr.status) ? WTERMSIG(cr.status) : SIGKILL;
+  }
+  res.stdout_data = std::move(cr.out);
+  res.stderr_data = std::move(cr.err);
+  res.duration = cr.duration;
+  res.timed_out = cr.timed_out;
+  res.truncated = cr.truncated;
+  return res;
+}
+
+json run_python(const ExecRequest& req);
+
+json op_exec(const json& msg) {
+  ExecRequest req = proto::exec_request_from_json(msg);
+  if (!req.language.empty()) return run_python(req);
+  std::vector<std::string> args = req.argv;
+  if (args.empty()) args = {"/bin/sh", "-c", req.shell};
+  std::map<std::string, std::string> env = exec_env(req.env);
   std::vector<std::string> env_strs;
   for (const auto& [k, v] : env) env_strs.push_back(k + "=" + v);
   std::vector<char*> argv, envp;
@@ -325,22 +376,272 @@ json op_exec(const json& msg) {
         child_fail(("cannot execute " + args[0]).c_str(), code);
       },
       req.stdin_data, std::min(req.output_limit, proto::kMaxOutputPerStream), req.timeout);
-
-  ExecResult res;
-  if (cr.exited && WIFEXITED(cr.status)) {
-    res.exit_code = WEXITSTATUS(cr.status);
-  } else {
-    res.exit_code = -1;
-    res.signal = cr.exited && WIFSIGNALED(cr.status) ? WTERMSIG(cr.status) : SIGKILL;
-  }
-  res.stdout_data = std::move(cr.out);
-  res.stderr_data = std::move(cr.err);
-  res.duration = cr.duration;
-  res.timed_out = cr.timed_out;
-  res.truncated = cr.truncated;
   json out;
-  proto::exec_result_to_json(res, out);
+  proto::exec_result_to_json(to_exec_result(cr), out);
   return out;
+}
+
+// ---- the Python fork server (agent/python_forkserver.py)
+//
+// One per sandbox once the host configured it ("interpreter" op). It runs as the tenant,
+// under the same limits as any exec, in a session of its own; it never executes tenant
+// code, only forks children that do. Reset kills every process but the agent and the
+// server, then checks that the server answers and restarts it if it died or hangs.
+
+struct ForkServer {
+  bool configured = false;
+  std::vector<std::string> command;
+  std::vector<std::string> preload;
+  pid_t pid = 0;       // 0: not running
+  Fd ctl;              // our end of the control socket
+  std::string rbuf;    // bytes read from ctl not yet decoded
+  std::string version;
+  uint64_t starts = 0;
+};
+ForkServer g_py;
+
+void stop_server() {
+  if (g_py.pid > 0) {
+    kill(-g_py.pid, SIGKILL);
+    kill(g_py.pid, SIGKILL);  // the SIGCHLD handler reaps it
+  }
+  g_py.pid = 0;
+  g_py.ctl.reset();
+  g_py.rbuf.clear();
+}
+
+// Reads whatever the control socket has into rbuf. False at EOF or on an error.
+bool ctl_fill() {
+  char buf[4096];
+  for (;;) {
+    ssize_t n = read(g_py.ctl.fd, buf, sizeof buf);
+    if (n > 0) { g_py.rbuf.append(buf, size_t(n)); return true; }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+    return false;
+  }
+}
+
+// Takes one decoded frame off rbuf. Throws on a frame that is not a JSON object.
+bool ctl_take(json& out) {
+  std::string payload;
+  auto st = proto::decode_frame(g_py.rbuf, payload, 1u << 20);
+  if (st == proto::DecodeStatus::need_more) return false;
+  if (st == proto::DecodeStatus::too_large) throw std::runtime_error("oversized frame from the fork server");
+  out = json::parse(payload);
+  if (!out.is_object()) throw std::runtime_error("malformed frame from the fork server");
+  return true;
+}
+
+// Waits for the next frame from the server. "" or why there is none (EOF, timeout, garbage).
+std::string ctl_read(json& out, clock_t_::time_point deadline) {
+  try {
+    for (;;) {
+      if (ctl_take(out)) return {};
+      auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock_t_::now()).count();
+      if (left <= 0) return "it did not answer in time";
+      pollfd p{g_py.ctl.fd, POLLIN, 0};
+      int r = poll(&p, 1, int(std::min<int64_t>(left, 60000)));
+      if (r < 0 && errno != EINTR) return std::string("poll: ") + strerror(errno);
+      if (r > 0 && !ctl_fill()) return "it exited";
+    }
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+}
+
+std::string ctl_send(const json& msg, const int* fds = nullptr, size_t nfds = 0) {
+  std::string frame = proto::encode_frame(msg);
+  size_t off = 0;
+  if (nfds) {
+    // The descriptors ride on the first bytes of the frame.
+    iovec iov{frame.data(), frame.size()};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 3)] = {};
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = control;
+    mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+    cmsghdr* c = CMSG_FIRSTHDR(&mh);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+    memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+    ssize_t n;
+    do n = sendmsg(g_py.ctl.fd, &mh, MSG_NOSIGNAL); while (n < 0 && errno == EINTR);
+    if (n < 0) return std::string("sendmsg: ") + strerror(errno);
+    off = size_t(n);
+  }
+  auto r = proto::write_all(g_py.ctl.fd, std::string_view(frame).substr(off),
+                            clock_t_::now() + std::chrono::seconds(5));
+  return r ? std::string() : std::string("write: ") + proto::to_string(r.status);
+}
+
+// Starts the server and waits until it imported its modules. "" or why it did not start.
+std::string start_server(clock_t_::time_point deadline) {
+  stop_server();
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return std::string("socketpair: ") + strerror(errno);
+  Fd ours, theirs, err_r, err_w;
+  ours.fd = sv[0];
+  theirs.fd = sv[1];
+  make_pipe(err_r, err_w);
+  std::vector<std::string> args = g_py.command;
+  args.insert(args.end(), {"-I", "-c", kPythonForkServer, "3"});
+  args.insert(args.end(), g_py.preload.begin(), g_py.preload.end());
+  std::vector<std::string> env_strs;
+  for (const auto& [k, v] : exec_env({})) env_strs.push_back(k + "=" + v);
+  std::vector<char*> argv, envp;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  for (auto& e : env_strs) envp.push_back(e.data());
+  envp.push_back(nullptr);
+
+  pid_t pid = fork();
+  if (pid == 0) {
+    signal(SIGCHLD, SIG_DFL);
+    signal(SIGPIPE, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    setsid();  // its own session: no kill of a tenant's process group reaches it
+    int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(null_fd, 1) < 0 || dup2(err_w.fd, 2) < 0) _exit(126);
+    if (theirs.fd == 3) fcntl(3, F_SETFD, 0);
+    else if (dup2(theirs.fd, 3) < 0) _exit(126);
+    close_from(4);
+    become_tenant();
+    if (chdir("/") != 0) child_fail("chdir /", 126);  // nothing of the tenant's on its path
+    environ = envp.data();
+    execvp(argv[0], argv.data());
+    child_fail(("cannot execute " + args[0]).c_str(), errno == ENOENT ? 127 : 126);
+  }
+  if (pid < 0) return std::string("fork: ") + strerror(errno);
+  theirs.reset();
+  err_w.reset();
+  g_py.pid = pid;
+  g_py.ctl.fd = ours.fd;
+  ours.fd = -1;
+  ++g_py.starts;
+  json ready;
+  std::string why = ctl_read(ready, deadline);
+  if (why.empty() && !ready.value("ready", false))
+    why = ready.value("error", std::string("it did not report ready"));
+  if (!why.empty()) {
+    stop_server();
+    // What it said on stderr (no such interpreter, a traceback) explains more than EOF.
+    fcntl(err_r.fd, F_SETFL, O_NONBLOCK);
+    std::string said;
+    auto until = std::min(deadline, clock_t_::now() + std::chrono::milliseconds(500));
+    char buf[4096];
+    while (said.size() < 4096) {
+      ssize_t n = read(err_r.fd, buf, sizeof buf);
+      if (n > 0) { said.append(buf, size_t(n)); continue; }
+      if (n == 0 || (errno != EAGAIN && errno != EINTR) || clock_t_::now() >= until) break;
+      pollfd p{err_r.fd, POLLIN, 0};
+      poll(&p, 1, 20);
+    }
+    while (!said.empty() && (said.back() == '\n' || said.back() == ' ')) said.pop_back();
+    if (said.rfind("warmpool-agent: ", 0) == 0) said.erase(0, 16);
+    return said.empty() ? why : why + ": " + said;
+  }
+  g_py.version = ready.value("version", std::string());
+  return {};
+}
+
+// The server answers a ping, else it is restarted. "" or why it cannot run.
+std::string check_server(clock_t_::time_point deadline) {
+  if (g_py.pid > 0) {
+    json pong;
+    auto ping_deadline = std::min(deadline, clock_t_::now() + std::chrono::seconds(1));
+    if (ctl_send({{"op", "ping"}}).empty() && ctl_read(pong, ping_deadline).empty() &&
+        pong.value("pong", false))
+      return {};
+  }
+  return start_server(deadline);
+}
+
+json run_python(const ExecRequest& req) {
+  if (!g_py.configured)
+    throw BadRequest("no python interpreter is configured in this sandbox (pool option interpreters.python)");
+  std::string cwd = req.cwd.empty() ? g_opt.workspace : resolve_path(req.cwd);
+  if (g_py.pid > 0) {
+    // Between runs the server says nothing: a readable socket means it exited (killed by a
+    // tenant's leftover, say) or is out of step. Either way a fresh one serves this run.
+    pollfd p{g_py.ctl.fd, POLLIN, 0};
+    if (!g_py.rbuf.empty() || poll(&p, 1, 0) != 0) stop_server();
+  }
+  if (g_py.pid <= 0) {
+    std::string why = start_server(clock_t_::now() + std::chrono::seconds(30));
+    if (!why.empty()) throw OpError("container_failed", "the python fork server cannot start: " + why);
+  }
+  Fd in_r, in_w, out_r, out_w, err_r, err_w;
+  make_pipe(in_r, in_w);
+  make_pipe(out_r, out_w);
+  make_pipe(err_r, err_w);
+  json env = json::object();
+  for (const auto& [k, v] : exec_env(req.env)) env[k] = v;
+  json msg = {{"op", "run"}, {"code", proto::base64_encode(req.code)}, {"env", env}, {"cwd", cwd}};
+  auto start = clock_t_::now();
+  int fds[3] = {in_r.fd, out_w.fd, err_w.fd};
+  std::string why = ctl_send(msg, fds, 3);
+  json forked;
+  if (why.empty()) why = ctl_read(forked, start + std::chrono::seconds(10));
+  in_r.reset();
+  out_w.reset();
+  err_w.reset();
+  if (why.empty() && !forked.contains("pid"))
+    why = forked.value("error", std::string("no child pid in its answer"));
+  if (!why.empty() && forked.contains("error")) throw OpError("internal", "python fork server: " + why);
+  pid_t pid = forked.value("pid", 0);
+  if (!why.empty() || pid <= 0) {
+    stop_server();  // out of step with us: start afresh next time
+    throw OpError("container_failed", "the python fork server failed: " + why);
+  }
+  bool server_died = false;
+  ExitWatch w;
+  w.fd = g_py.ctl.fd;
+  w.on_readable = [&] {
+    if (!ctl_fill()) { server_died = true; w.fd = -1; }
+  };
+  w.exited = [&](int& st) {
+    if (server_died) { st = SIGKILL; return true; }
+    json f;
+    try {
+      while (ctl_take(f))
+        if (f.value("exit", 0) == pid) { st = f.value("status", 0); return true; }
+    } catch (const std::exception&) {
+      server_died = true;
+      st = SIGKILL;
+      return true;
+    }
+    return false;
+  };
+  w.abandon = [] { stop_server(); };  // still waiting for a child we gave up on: replace it
+  ChildResult cr = collect_child(pid, in_w, out_r, err_r, req.stdin_data,
+                                 std::min(req.output_limit, proto::kMaxOutputPerStream), req.timeout, start, w);
+  if (server_died) {
+    kill(-pid, SIGKILL);
+    kill(pid, SIGKILL);
+    stop_server();
+    cr.exited = false;  // its status went with the server
+    cr.err += "warmpool: the python fork server died during this run; the next run gets a new one\n";
+  }
+  json out;
+  proto::exec_result_to_json(to_exec_result(cr), out);
+  return out;
+}
+
+json op_interpreter(const json& msg) {
+  proto::InterpreterRequest req = proto::interpreter_request_from_json(msg);
+  auto start = clock_t_::now();
+  g_py.configured = true;
+  g_py.command = req.command;
+  g_py.preload = req.preload;
+  std::string why = start_server(start + req.timeout);
+  if (!why.empty()) throw OpError("container_failed", "the python fork server did not start: " + why);
+  return json{{"pid", g_py.pid}, {"version", g_py.version},
+              {"startup_us", std::chrono::duration_cast<std::chrono::microseconds>(clock_t_::now() - start).count()}};
 }
 
 // File operations run in a child that became the tenant, so the agent cannot be used to
@@ -451,11 +752,16 @@ bool clear_tenant_keyrings() {
 json op_reset(const json& msg) {
   auto deadline = clock_t_::now() + op_timeout(msg, 10000);
   std::set<pid_t> killed;
+  // The fork server survives (it never ran tenant code) unless the kill takes too long.
+  auto spare_until = clock_t_::now() + (deadline - clock_t_::now()) / 2;
   for (;;) {
     auto procs = agent::sandbox_processes(g_opt.sandboxed);
+    bool spare = g_py.pid > 0 && clock_t_::now() < spare_until;
+    if (spare) procs.erase(g_py.pid);
+    else if (g_py.pid > 0) stop_server();  // started afresh below
     if (procs.empty() || clock_t_::now() >= deadline) break;
     killed.insert(procs.begin(), procs.end());
-    if (getpid() == 1) kill(-1, SIGKILL);  // everything in our pid namespace except us
+    if (getpid() == 1 && !spare) kill(-1, SIGKILL);  // everything in our pid namespace except us
     else for (pid_t p : procs) kill(p, SIGKILL);
     wait_for_sigchld(10);  // the handler reaps them; re-scan as soon as one is gone
   }
@@ -475,7 +781,13 @@ json op_reset(const json& msg) {
   // Verify rather than trust: the next tenant must find nothing of this one. Whatever is
   // left is residue, and a sandbox with residue is retired instead of reused.
   std::vector<std::string> residue;
+  if (g_py.configured) {
+    // Children are gone; the server must answer, or be replaced by a fresh one.
+    std::string why = check_server(std::max(deadline, clock_t_::now() + std::chrono::seconds(2)));
+    if (!why.empty()) residue.push_back("the python fork server cannot start: " + why);
+  }
   auto left = agent::sandbox_processes(g_opt.sandboxed);
+  if (g_py.pid > 0) left.erase(g_py.pid);
   if (!left.empty()) residue.push_back(std::to_string(left.size()) + " process(es) survived");
   if (!agent::dir_empty(g_opt.workspace)) residue.push_back(g_opt.workspace + " is not empty");
   if (!keys_cleared) residue.push_back("the tenant's kernel keyrings still hold keys");
@@ -507,7 +819,16 @@ json handle(const std::string& payload) {
     id = *it;
     std::string op = proto::req_string(msg, "op");
     json out;
-    if (op == "ping") out = {{"pid", getpid()}, {"version", proto::kVersion}};
+    if (op == "ping") {
+      out = {{"pid", getpid()}, {"version", proto::kVersion}};
+      if (g_py.configured) {
+        // A probe notices a dead or hung fork server and gets it replaced.
+        std::string why = check_server(clock_t_::now() + op_timeout(msg, 5000));
+        if (!why.empty()) throw OpError("container_failed", "the python fork server cannot start: " + why);
+        out["python_pid"] = g_py.pid;
+      }
+    }
+    else if (op == "interpreter") out = op_interpreter(msg);
     else if (op == "exec") out = op_exec(msg);
     else if (op == "read_file") out = op_read_file(msg);
     else if (op == "write_file") out = op_write_file(msg);

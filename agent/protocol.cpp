@@ -260,6 +260,10 @@ static std::string opt_bytes(const json& msg, const char* name) {
 void exec_request_to_json(const ExecRequest& req, json& msg) {
   if (!req.argv.empty()) msg["argv"] = req.argv;
   if (!req.shell.empty()) msg["shell"] = req.shell;
+  if (!req.language.empty()) {
+    msg["language"] = req.language;
+    msg["code"] = base64_encode(req.code);
+  }
   if (!req.stdin_data.empty()) msg["stdin"] = base64_encode(req.stdin_data);
   if (!req.env.empty()) msg["env"] = req.env;
   if (!req.cwd.empty()) msg["cwd"] = req.cwd;
@@ -276,8 +280,18 @@ ExecRequest exec_request_from_json(const json& msg) {
     }
   }
   if (const json* s = opt_field(msg, "shell", json::value_t::string)) req.shell = s->get<std::string>();
-  if (req.argv.empty() == req.shell.empty())
-    throw BadRequest("exactly one of fields 'argv' (non-empty) and 'shell' must be set");
+  if (const json* l = opt_field(msg, "language", json::value_t::string)) {
+    req.language = l->get<std::string>();
+    if (req.language.empty()) throw BadRequest("field 'language' must not be empty");
+    if (!is_known_language(req.language))
+      throw BadRequest("field 'language': unknown language '" + req.language + "' (known: python)");
+    req.code = opt_bytes(msg, "code");
+    if (req.code.find('\0') != std::string::npos) throw BadRequest("field 'code' contains a NUL byte");
+  } else if (msg.contains("code") && !msg["code"].is_null()) {
+    throw BadRequest("field 'code' needs field 'language'");
+  }
+  if (int(!req.argv.empty()) + int(!req.shell.empty()) + int(!req.language.empty()) != 1)
+    throw BadRequest("exactly one of fields 'argv' (non-empty), 'shell' and 'language' (with 'code') must be set");
   for (const auto& a : req.argv)
     if (a.find('\0') != std::string::npos) throw BadRequest("field 'argv' contains a NUL byte");
   if (req.shell.find('\0') != std::string::npos) throw BadRequest("field 'shell' contains a NUL byte");
@@ -319,6 +333,57 @@ ExecResult exec_result_from_json(const json& msg) {
   if (const json* v = opt_field(msg, "timed_out", json::value_t::boolean)) res.timed_out = v->get<bool>();
   if (const json* v = opt_field(msg, "truncated", json::value_t::boolean)) res.truncated = v->get<bool>();
   return res;
+}
+
+bool is_known_language(std::string_view language) { return language == "python"; }
+
+bool is_module_name(std::string_view m) {
+  if (m.empty() || m.size() > 256) return false;
+  bool start = true;  // at the start of a dotted part
+  for (char c : m) {
+    bool alpha = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+    bool digit = c >= '0' && c <= '9';
+    if (c == '.') { if (start) return false; start = true; continue; }
+    if (!alpha && !(digit && !start)) return false;
+    start = false;
+  }
+  return !start;
+}
+
+void interpreter_request_to_json(const InterpreterRequest& req, json& msg) {
+  msg["language"] = req.language;
+  msg["command"] = req.command;
+  msg["preload"] = req.preload;
+  msg["timeout_ms"] = int64_t(req.timeout.count());
+}
+
+static std::vector<std::string> string_list(const json& msg, const char* name) {
+  std::vector<std::string> out;
+  if (const json* a = opt_field(msg, name, json::value_t::array)) {
+    for (const auto& s : *a) {
+      if (!s.is_string() || s.get_ref<const std::string&>().empty() ||
+          s.get_ref<const std::string&>().find('\0') != std::string::npos)
+        throw BadRequest(std::string("field '") + name + "' must be an array of non-empty strings without NUL bytes");
+      out.push_back(s.get<std::string>());
+    }
+  }
+  return out;
+}
+
+InterpreterRequest interpreter_request_from_json(const json& msg) {
+  InterpreterRequest req;
+  req.language = req_string(msg, "language");
+  if (!is_known_language(req.language))
+    throw BadRequest("field 'language': unknown language '" + req.language + "' (known: python)");
+  req.command = string_list(msg, "command");
+  if (req.command.empty()) throw BadRequest("field 'command' must name the interpreter");
+  req.preload = string_list(msg, "preload");
+  for (const auto& m : req.preload)
+    if (!is_module_name(m)) throw BadRequest("field 'preload': '" + m + "' is not a module name");
+  uint64_t t = opt_uint(msg, "timeout_ms", uint64_t(req.timeout.count()));
+  if (t == 0 || t > uint64_t(INT32_MAX)) throw BadRequest("field 'timeout_ms' must be between 1 and 2^31-1");
+  req.timeout = duration(int64_t(t));
+  return req;
 }
 
 json error_frame(const json& id, std::string_view code, std::string_view message) {

@@ -74,12 +74,22 @@ IoResult write_frame(int fd, const json& msg, clock::time_point deadline = kNoDe
 IoResult write_all(int fd, std::string_view bytes, clock::time_point deadline = kNoDeadline);
 
 // ---- messages ----
+// exec: {"argv"} | {"shell"} | {"language": "python", "code": base64}, plus the common
+// fields. A python exec runs in a child of the sandbox's fork server (see "interpreter").
+// interpreter: {"language": "python", "command": [argv], "preload": [module...],
+// "timeout_ms"}: (re)starts the sandbox's fork server for that language with those modules
+// imported and answers {"pid", "version", "startup_us"}; once configured, ping and reset
+// also check the server and restart it when it died or stopped answering.
 /// A malformed request; `what()` names the offending field.
 class BadRequest : public std::invalid_argument {
   using std::invalid_argument::invalid_argument;
 };
 
-/// Adds the ExecRequest fields (argv|shell, stdin, env, cwd, timeout_ms, output_limit) to `msg`.
+/// Languages an exec may name (ExecRequest::language): "python".
+bool is_known_language(std::string_view language);
+
+/// Adds the ExecRequest fields (argv|shell|language+code, stdin, env, cwd, timeout_ms,
+/// output_limit) to `msg`. `code` travels base64-encoded like stdin.
 void exec_request_to_json(const ExecRequest& req, json& msg);
 /// Throws BadRequest naming the field on a missing/wrong-typed/invalid field.
 ExecRequest exec_request_from_json(const json& msg);
@@ -87,6 +97,19 @@ ExecRequest exec_request_from_json(const json& msg);
 /// Adds exit_code, signal, stdout, stderr, duration_us, timed_out, truncated to `msg`.
 void exec_result_to_json(const ExecResult& res, json& msg);
 ExecResult exec_result_from_json(const json& msg);
+
+/// The "interpreter" op's request (see above).
+struct InterpreterRequest {
+  std::string language;
+  std::vector<std::string> command;  // non-empty, no NUL bytes
+  std::vector<std::string> preload;  // dotted module names
+  duration timeout{30000};
+};
+void interpreter_request_to_json(const InterpreterRequest& req, json& msg);
+/// Throws BadRequest naming the field on a missing/wrong-typed/invalid field.
+InterpreterRequest interpreter_request_from_json(const json& msg);
+/// A dotted Python module name ("numpy", "os.path").
+bool is_module_name(std::string_view name);
 
 /// Typed field access for request/response parsing; each throws BadRequest("field 'x' ...").
 const json* opt_field(const json& msg, const char* name, json::value_t type);

@@ -180,4 +180,42 @@ ResetReport AgentClient::reset(duration timeout) {
   });
 }
 
+void AgentClient::start_interpreter(const std::string& language, const InterpreterConfig& ic,
+                                    duration timeout) {
+  proto::InterpreterRequest req{language, ic.command, ic.preload, timeout};
+  json msg{{"op", "interpreter"}};
+  proto::interpreter_request_to_json(req, msg);
+  call(std::move(msg), timeout + kMargin);
+}
+
+static std::string shell_words(const std::vector<std::string>& argv) {
+  std::string out;
+  for (const auto& a : argv) out += (out.empty() ? "" : " ") + a;
+  return out;
+}
+
+void start_interpreters(AgentClient& agent, const PoolConfig& pool, const std::string& image) {
+  for (const auto& [lang, ic] : pool.interpreters) {
+    try {
+      agent.start_interpreter(lang, ic, duration(60000));
+    } catch (const Error& e) {
+      throw Error(Errc::container_failed,
+                  "pool " + pool.name + ": image " + image + ": the " + lang + " interpreter (command '" +
+                      shell_words(ic.command) + "'" +
+                      (ic.preload.empty() ? std::string() : ", preload " + shell_words(ic.preload)) +
+                      ") cannot start: " + e.what());
+    }
+  }
+}
+
+void check_language(const PoolConfig& pool, const ExecRequest& req) {
+  if (req.language.empty()) return;
+  if (!proto::is_known_language(req.language))
+    throw Error(Errc::invalid_request, "language: unknown language '" + req.language + "' (known: python)");
+  if (!pool.interpreters.count(req.language))
+    throw Error(Errc::invalid_request, "language: pool " + pool.name + " has no " + req.language +
+                                           " interpreter (configure interpreters." + req.language +
+                                           " for it, or run the interpreter as a command)");
+}
+
 } // namespace warmpool

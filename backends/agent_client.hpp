@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "warmpool/config.hpp"
 #include "warmpool/types.hpp"
 
 namespace warmpool {
@@ -46,6 +47,10 @@ public:
   /// Throws Error(container_failed) when the agent cannot verify a clean sandbox.
   ResetReport reset(duration timeout);
 
+  /// (Re)starts the sandbox's fork server for `language` (agent op "interpreter") and
+  /// waits until it imported its modules. Throws what the agent said when it cannot.
+  void start_interpreter(const std::string& language, const InterpreterConfig& ic, duration timeout);
+
   /// Sends one raw request object (an "id" is added) and returns the successful response.
   nlohmann::json call(nlohmann::json request, duration timeout);
 
@@ -61,6 +66,14 @@ private:
   uint64_t next_id_ = 1;
   std::string broken_reason_;
 };
+
+/// Starts every interpreter the pool configures (backends call it when a sandbox starts).
+/// Throws Error(container_failed) naming the pool, the image (`image`, or what stands for
+/// it) and the command when one cannot start.
+void start_interpreters(AgentClient& agent, const PoolConfig& pool, const std::string& image);
+
+/// Throws Error(invalid_request) when `req` names a language the pool has no interpreter for.
+void check_language(const PoolConfig& pool, const ExecRequest& req);
 
 /// Agent error-frame code ("invalid_request", ...) to Errc; unknown codes: container_failed.
 Errc agent_errc(const std::string& code);

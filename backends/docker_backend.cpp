@@ -273,13 +273,18 @@ void DockerBackend::connect_agent(Box& b, clk::time_point deadline) {
   auto next_check = clk::now() + std::chrono::milliseconds(200);
   for (;;) {
     if (fs::exists(b.socket_path())) {
+      std::unique_ptr<AgentClient> conn;
       try {
-        auto conn = std::make_unique<AgentClient>(b.socket_path(), duration(1000));
+        conn = std::make_unique<AgentClient>(b.socket_path(), duration(1000));
         conn->ping(duration(2000));
-        b.agent_conn = std::move(conn);
-        return;
       } catch (const Error&) {
-        // the socket of an agent still starting up; retried below
+        conn.reset();  // the socket of an agent still starting up; retried below
+      }
+      if (conn) {
+        b.agent_conn = std::move(conn);
+        // Outside the retry: an interpreter that cannot start is this image's failure.
+        start_interpreters(*b.agent_conn, *b.cfg, b.cfg->image);
+        return;
       }
     }
     auto now = clk::now();
@@ -310,8 +315,9 @@ static AgentClient& agent_of(std::unique_ptr<AgentClient>& conn, const std::stri
 
 ExecResult DockerBackend::exec(Sandbox& box, const ExecRequest& req) {
   Box& b = cast(box);
-  if (req.argv.empty() && req.shell.empty())
-    throw Error(Errc::invalid_request, "exec needs argv or shell");
+  if (req.argv.empty() && req.shell.empty() && req.language.empty())
+    throw Error(Errc::invalid_request, "exec needs argv, shell or code with a language");
+  check_language(*b.cfg, req);
   if (b.agent) return agent_of(b.agent_conn, b.socket_path()).exec(req);
   return docker_exec(b, req);
 }

@@ -429,7 +429,9 @@ SandboxPtr LocalBackend::create(const SandboxSpec& spec) {
   std::unique_ptr<SandboxCgroup> cg;
   if (pool.limits.enforce == LimitEnforcement::cgroup) {
     // bwrap and the agent are in the group too: the tenant still gets `pids` processes.
-    CgroupLimits lim{pool.limits.memory, pool.limits.cpus, pool.limits.pids + 2};
+    // So is a fork server (interpreters), when the pool has one.
+    CgroupLimits lim{pool.limits.memory, pool.limits.cpus,
+                     pool.limits.pids + 2 + uint32_t(pool.interpreters.size())};
     std::string instance = spec.instance.empty() ? "pid-" + std::to_string(getpid()) : spec.instance;
     std::string name = spec.name.empty() ? "sandbox-" + std::to_string(next_uid_.fetch_add(1)) : spec.name;
     auto tree = cgroups();
@@ -462,6 +464,7 @@ SandboxPtr LocalBackend::create(const SandboxSpec& spec) {
   box->cgroup_ = std::move(cg);
   box->id_ = spec.name.empty() ? "local-" + std::to_string(pid) : spec.name;
   box->client_ = std::make_shared<AgentClient>(host.release());
+  box->pool_ = &pool;
   try {
     box->client_->ping(kStartTimeout);
   } catch (const Error& e) {
@@ -472,6 +475,12 @@ SandboxPtr LocalBackend::create(const SandboxSpec& spec) {
     throw Error(bwrap_failed ? Errc::backend_unavailable : Errc::container_failed,
                 "sandbox " + box->id_ + " did not start: " + e.what() +
                     (said.empty() ? std::string() : "; bwrap said: " + said));
+  }
+  try {
+    start_interpreters(*box->client_, pool, "(local: the host's root filesystem)");
+  } catch (const Error&) {
+    destroy(*box);
+    throw;
   }
   // Nobody reads bwrap's stderr from now on; closing it means a chatty agent gets EPIPE
   // (it ignores SIGPIPE) instead of blocking on a full pipe.
@@ -486,6 +495,7 @@ std::shared_ptr<AgentClient> LocalBackend::client_of(Sandbox& box) {
 }
 
 ExecResult LocalBackend::exec(Sandbox& box, const ExecRequest& req) {
+  if (const PoolConfig* pool = as_local(box).pool_) check_language(*pool, req);
   return client_of(box)->exec(req);
 }
 

@@ -41,6 +41,7 @@ private:
   std::mutex mu_;  // guards destroyed_ / client_ / cgroup_ against destroy racing a call
   bool destroyed_ = false;
   std::shared_ptr<AgentClient> client_;
+  const PoolConfig* pool_ = nullptr;  // outlives the sandbox (SandboxSpec::pool_config)
   std::unique_ptr<SandboxCgroup> cgroup_;  // null when the pool enforces limits by rlimit
   uint64_t oom_kills_seen_ = 0;
 };

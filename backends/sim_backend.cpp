@@ -76,10 +76,12 @@ ExecResult SimBackend::exec(Sandbox& sandbox, const ExecRequest& req) {
   if (roll_failure())
     throw Error{Errc::container_failed, "sim: injected exec failure in " + box.sid};
   std::vector<std::string> argv = req.argv;
-  if (argv.empty() && !req.shell.empty()) {
+  // Code in a language is read as the sim's command language too (it has no interpreters).
+  const std::string& text = req.language.empty() ? req.shell : req.code;
+  if (argv.empty() && !text.empty()) {
     // Split the shell string on spaces; good enough for the sim's commands.
     std::string word;
-    for (char c : req.shell + " ") {
+    for (char c : text + " ") {
       if (c == ' ') {
         if (!word.empty())
           argv.push_back(word);

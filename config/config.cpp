@@ -289,6 +289,41 @@ void read_health_check(Reader& r, const YAML::Node& n, const std::string& path, 
   });
 }
 
+// interpreters: {python: {command: python3 | [argv], preload: [module, ...]}}
+void read_interpreters(Reader& r, const YAML::Node& v, const std::string& at,
+                       std::map<std::string, InterpreterConfig>& out) {
+  out.clear();
+  if (v.IsNull()) return;
+  if (!v.IsMap()) return r.error(at, "expected a map of language: {command, preload}, got " + Reader::got(v));
+  auto strings = [&r](const YAML::Node& n, const std::string& p, const char* what, std::vector<std::string>& dst) {
+    dst.clear();
+    if (n.IsScalar()) {
+      dst.push_back(n.Scalar());
+    } else if (n.IsSequence()) {
+      for (size_t i = 0; i < n.size(); ++i)
+        if (auto s = r.scalar(n[i], p + "[" + std::to_string(i) + "]", what)) dst.push_back(*s);
+    } else if (!n.IsNull()) {
+      r.error(p, std::string("expected ") + what + " or a list of them, got " + Reader::got(n));
+    }
+  };
+  for (const auto& kv : v) {
+    if (!kv.first.IsScalar()) {
+      r.error(at, "keys must be language names, got " + Reader::got(kv.first));
+      continue;
+    }
+    const std::string lang = kv.first.Scalar(), lat = at + "." + lang;
+    if (lang != "python") {
+      r.error(lat, "unknown language " + quote(lang) + " (known: python)");
+      continue;
+    }
+    auto& ic = out[lang];
+    r.fields(kv.second, lat, {
+        {"command", [&](const YAML::Node& n, const std::string& p) { strings(n, p, "a string", ic.command); }},
+        {"preload", [&](const YAML::Node& n, const std::string& p) { strings(n, p, "a module name", ic.preload); }},
+    });
+  }
+}
+
 void read_pool(Reader& r, const YAML::Node& n, const std::string& path, PoolConfig& p) {
   r.fields(n, path, {
       r.bind("name", p.name),
@@ -362,6 +397,9 @@ void read_pool(Reader& r, const YAML::Node& n, const std::string& path, PoolConf
            r.fields(m, mat, {r.bind("source", mount.source), r.bind("target", mount.target),
                              r.bind("read_only", mount.read_only)});
          });
+       }},
+      {"interpreters", [&](const YAML::Node& v, const std::string& at) {
+         read_interpreters(r, v, at, p.interpreters);
        }},
       {"sim", [&](const YAML::Node& v, const std::string& at) {
          auto& s = p.sim;
@@ -641,6 +679,33 @@ std::optional<std::string> normal_absolute(const std::string& p) {
   return out;
 }
 
+// interpreters: known languages, a command, module names the fork server can import; and a
+// backend that has an agent to run the server.
+void validate_interpreters(const PoolConfig& p, const std::string& at, Issues& out) {
+  for (const auto& [lang, ic] : p.interpreters) {
+    const std::string ip = at + ".interpreters." + lang;
+    auto bad = [&](const std::string& key, const std::string& msg) { out.push_back({ip + key, msg}); };
+    if (lang != "python") bad("", "unknown language " + quote(lang) + " (known: python)");
+    if (ic.command.empty() || ic.command[0].empty()) bad(".command", "must name the interpreter (e.g. python3)");
+    for (size_t i = 0; i < ic.command.size(); ++i)
+      if (ic.command[i].find('\0') != std::string::npos) bad(".command[" + std::to_string(i) + "]", "contains a NUL byte");
+    for (size_t i = 0; i < ic.preload.size(); ++i) {
+      const std::string& m = ic.preload[i];
+      // Dotted identifiers, as the agent checks them (proto::is_module_name).
+      bool ok = !m.empty() && m.size() <= 256 && m.front() != '.' && m.back() != '.' &&
+                m.find("..") == std::string::npos &&
+                m.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.") == std::string::npos;
+      for (size_t d = 0; ok && d != std::string::npos; d = m.find('.', d + 1)) {
+        char c = m[d == 0 && m[0] != '.' ? 0 : d + 1];
+        ok = !(c >= '0' && c <= '9');
+      }
+      if (!ok) bad(".preload[" + std::to_string(i) + "]", "not a module name (got " + quote(m) + ")");
+    }
+    if (p.backend == "docker" && p.exec_mode == "docker")
+      bad("", "needs the agent: exec_mode: docker pools cannot run a fork server (use exec_mode: agent)");
+  }
+}
+
 void validate_mounts(const PoolConfig& p, const std::string& at, Issues& out) {
   std::map<std::string, size_t> targets;
   for (size_t i = 0; i < p.mounts.size(); ++i) {
@@ -868,6 +933,7 @@ void validate_pool(const PoolConfig& p, const std::string& at, Issues& out) {
     bad("restart.backoff_max", "must be >= backoff_initial (got " + ms(rs.backoff_max) + " < " + ms(rs.backoff_initial) + ")");
 
   validate_mounts(p, at, out);
+  validate_interpreters(p, at, out);
 
   non_negative("sim.create_latency", p.sim.create_latency);
   non_negative("sim.exec_latency", p.sim.exec_latency);

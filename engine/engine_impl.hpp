@@ -28,11 +28,11 @@ namespace warmpool {
 /// Safety margin on top of the operation's own limit before we call the engine unresponsive.
 constexpr duration request_margin{30000};
 
-/// Throws invalid_request for a command with neither argv nor shell, before anything is
-/// sent for it.
+/// Throws invalid_request for a command with neither argv, shell nor code, before anything
+/// is sent for it.
 inline void check_command(const ExecRequest& req) {
-  if (req.argv.empty() && req.shell.empty())
-    throw Error{Errc::invalid_request, "exec needs argv or a shell command"};
+  if (req.argv.empty() && req.shell.empty() && req.language.empty())
+    throw Error{Errc::invalid_request, "exec needs argv, a shell command or code with a language"};
 }
 
 /// A callback call for a requester actor to make: engine-internal, never sent to a peer.

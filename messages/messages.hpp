@@ -179,7 +179,7 @@ using supervisor_actor = caf::typed_actor<
 
 /// Version of the node-to-node protocol below; nodes with different versions refuse
 /// to link. Bump it whenever a cluster message or its meaning changes.
-constexpr uint32_t cluster_protocol_version = 1;
+constexpr uint32_t cluster_protocol_version = 2; // 2: ExecRequest.code, .language
 
 /// Warm capacity of one pool on one node, as placement sees it.
 struct pool_capacity {
@@ -249,7 +249,7 @@ struct connect_result {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, ExecRequest& x) {
   return f(caf::meta::type_name("warmpool.exec_request"), x.argv, x.shell, x.stdin_data,
-           x.env, x.cwd, x.timeout, x.output_limit);
+           x.env, x.cwd, x.timeout, x.output_limit, x.code, x.language);
 }
 
 template <class Inspector>

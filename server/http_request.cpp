@@ -117,15 +117,35 @@ bool get_bool(const json& body, const char* name, bool fallback) {
   return v->get<bool>();
 }
 
-const std::initializer_list<const char*> exec_fields = {"command", "stdin", "env", "cwd",
-                                                       "timeout", "output_limit"};
+const std::initializer_list<const char*> exec_fields = {"command", "code", "language", "stdin", "env",
+                                                       "cwd", "timeout", "output_limit"};
 
 ExecRequest parse_exec(const json& body) {
   ExecRequest r;
   auto cmd = field(body, "command");
-  if (!cmd)
-    throw bad("command", "required (an argv array of strings or a shell string)");
-  if (cmd->is_string()) {
+  auto code = field(body, "code");
+  auto language = field(body, "language");
+  if (cmd && (code || language))
+    throw bad("command", "set either command, or code with language, not both");
+  if (code || language) {
+    // Source code run by the pool's warm interpreter (interpreters.<language>).
+    if (!language)
+      throw bad("language", "required with code (\"python\")");
+    if (!code)
+      throw bad("code", "required with language (a string of source code)");
+    if (!language->is_string())
+      throw bad("language", "expected a string (got " + shown(*language) + ")");
+    if (!code->is_string())
+      throw bad("code", "expected a string (got " + shown(*code) + ")");
+    r.language = language->get<std::string>();
+    if (r.language != "python")
+      throw bad("language", "unknown language " + shown(*language) + " (known: \"python\")");
+    r.code = code->get<std::string>();
+    if (r.code.find('\0') != std::string::npos)
+      throw bad("code", "must not contain a NUL character");
+  } else if (!cmd) {
+    throw bad("command", "required (an argv array of strings or a shell string), or code with language");
+  } else if (cmd->is_string()) {
     r.shell = cmd->get<std::string>();
     if (r.shell.empty())
       throw bad("command", "must not be empty");
@@ -166,8 +186,8 @@ ParsedBody parse_request_body(const std::string& endpoint, const std::string& te
   auto body = parse_body(text);
   ParsedBody out;
   if (endpoint == "execute") {
-    allow_fields(body, {"pool", "labels", "session", "tenant", "command", "stdin", "env", "cwd",
-                        "timeout", "output_limit"});
+    allow_fields(body, {"pool", "labels", "session", "tenant", "command", "code", "language", "stdin",
+                        "env", "cwd", "timeout", "output_limit"});
     out.exec = parse_exec(body);
   } else if (endpoint == "lease") {
     allow_fields(body, {"pool", "labels", "session", "tenant", "timeout"});

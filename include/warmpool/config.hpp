@@ -57,6 +57,14 @@ struct MountConfig {
   bool read_only = true;
 };
 
+/// A warm interpreter of a pool (`interpreters: {python: {command, preload}}`): a fork
+/// server the agent starts in every sandbox when it warms, with `preload` imported; an exec
+/// with `language` forks a child of it instead of starting the interpreter.
+struct InterpreterConfig {
+  std::vector<std::string> command = {"python3"}; // argv of the interpreter (a string: one word)
+  std::vector<std::string> preload;               // modules imported once, before any run
+};
+
 struct SimConfig {
   duration create_latency{0};
   duration exec_latency{0};
@@ -98,6 +106,7 @@ struct PoolConfig {
   std::map<std::string, std::string> tmpfs; // extra tmpfs mounts: path -> options ("size=64m")
   // ---- local and docker ----
   std::vector<MountConfig> mounts;  // host directories visible in every sandbox
+  std::map<std::string, InterpreterConfig> interpreters; // language ("python") -> its fork server
 };
 
 /// JSON-lines audit trail of every operation served over HTTP, rotated by size.

@@ -60,10 +60,14 @@ private:
   Errc code_;
 };
 
-/// A command to run inside a sandbox. Either `argv` or `shell` is set.
+/// A command to run inside a sandbox. Exactly one of `argv`, `shell` or `language` is set.
 struct ExecRequest {
   std::vector<std::string> argv;          // run directly (no shell)
   std::string shell;                      // run via /bin/sh -c
+  std::string code;                       // with `language`: source code to run
+  std::string language;                   // "python": run `code` in a child forked from the
+                                          // pool's warm interpreter (interpreters.python), as
+                                          // `python3 -c code` would; "" for argv/shell
   std::string stdin_data;                 // bytes fed to the command's stdin
   std::map<std::string, std::string> env; // extra environment variables
   std::string cwd;                        // default: the sandbox workspace

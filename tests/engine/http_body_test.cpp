@@ -68,3 +68,30 @@ TEST(HttpBody, NumberOverflowIsABadBodyNotACrash) {
   auto msg = error_of("execute", R"({"command":["echo"],"timeout":-810000E10000000000000000})");
   EXPECT_NE(msg.find("body: invalid JSON"), std::string::npos) << msg;
 }
+
+// Issue 16: code + language wherever a command is accepted.
+TEST(HttpBody, CodeWithLanguage) {
+  auto p = parse_request_body("execute", R"J({"pool":"py","language":"python","code":"print(6*7)","stdin":"x"})J");
+  EXPECT_EQ(p.exec.language, "python");
+  EXPECT_EQ(p.exec.code, "print(6*7)");
+  EXPECT_TRUE(p.exec.argv.empty());
+  EXPECT_TRUE(p.exec.shell.empty());
+  EXPECT_EQ(p.exec.stdin_data, "x");
+  auto e = parse_request_body("exec", R"J({"language":"python","code":""})J");
+  EXPECT_EQ(e.exec.language, "python");
+  EXPECT_EQ(e.exec.code, "");
+}
+
+TEST(HttpBody, CodeAndLanguageErrorsNameTheField) {
+  EXPECT_EQ(error_of("execute", R"J({"language":"ruby","code":"puts 1"})J"),
+            "language: unknown language \"ruby\" (known: \"python\")");
+  EXPECT_EQ(error_of("exec", R"J({"code":"print(1)"})J"), "language: required with code (\"python\")");
+  EXPECT_EQ(error_of("exec", R"J({"language":"python"})J"),
+            "code: required with language (a string of source code)");
+  EXPECT_EQ(error_of("exec", R"J({"language":"python","code":"1","command":"ls"})J"),
+            "command: set either command, or code with language, not both");
+  EXPECT_EQ(error_of("exec", R"J({"language":"python","code":42})J"), "code: expected a string (got 42)");
+  EXPECT_EQ(error_of("exec", R"J({"language":["python"],"code":"1"})J"), "language: expected a string (got an array)");
+  EXPECT_EQ(error_of("exec", R"J({"language":"python","code":"a\u0000b"})J"), "code: must not contain a NUL character");
+  EXPECT_NE(error_of("exec", "{}").find("or code with language"), std::string::npos);
+}

@@ -45,7 +45,11 @@ TEST_F(Messages, ExecRequestRoundTrips) {
   x.cwd = "/workspace/sub";
   x.timeout = duration{1234};
   x.output_limit = 77;
+  x.code = "print(6*7)\n";
+  x.language = "python";
   auto y = round_trip(x);
+  EXPECT_EQ(y.code, x.code);
+  EXPECT_EQ(y.language, x.language);
   EXPECT_EQ(y.argv, x.argv);
   EXPECT_EQ(y.shell, x.shell);
   EXPECT_EQ(y.stdin_data, x.stdin_data);

@@ -3,7 +3,8 @@
 // Agent side (hostile tenant code or a hostile host-side caller): the input is a byte stream
 // cut into frames with decode_frame; each payload goes through what warmpool-agent's
 // handle() does before it touches the system: JSON parse, "id"/"op", and the op's field
-// extraction (exec_request_from_json; path/data/mode/timeout_ms for the file ops and reset).
+// extraction (exec_request_from_json, also with language+code; interpreter_request_from_json;
+// path/data/mode/timeout_ms for the file ops and reset).
 // A malformed request may only end in json::exception or BadRequest.
 //
 // Host side (a hostile sandbox that replaced the agent): the input's first frame is the
@@ -51,7 +52,12 @@ void agent_request(const std::string& payload) {
     std::string op = proto::req_string(msg, "op");
     if (op == "exec") {
       ExecRequest req = proto::exec_request_from_json(msg);
-      if (req.argv.empty() == req.shell.empty()) bug("exec accepted", "neither or both of argv/shell");
+      if (int(!req.argv.empty()) + int(!req.shell.empty()) + int(!req.language.empty()) != 1)
+        bug("exec accepted", "not exactly one of argv/shell/language");
+      if (!req.language.empty() && !proto::is_known_language(req.language))
+        bug("exec accepted", "unknown language " + req.language);
+      if (req.code.find('\0') != std::string::npos) bug("exec accepted", "NUL byte in code");
+      if (req.language.empty() && !req.code.empty()) bug("exec accepted", "code without a language");
       if (req.timeout.count() <= 0) bug("exec accepted", "non-positive timeout");
       for (const auto& [k, v] : req.env)
         if (k.empty() || k.find('=') != std::string::npos) bug("exec accepted", "bad env name " + k);
@@ -61,8 +67,22 @@ void agent_request(const std::string& payload) {
       ExecRequest back = proto::exec_request_from_json(again);
       if (back.argv != req.argv || back.shell != req.shell || back.stdin_data != req.stdin_data ||
           back.env != req.env || back.cwd != req.cwd || back.timeout != req.timeout ||
-          back.output_limit != req.output_limit)
+          back.output_limit != req.output_limit || back.code != req.code || back.language != req.language)
         bug("exec", "request does not survive a JSON round trip");
+    } else if (op == "interpreter") {
+      proto::InterpreterRequest req = proto::interpreter_request_from_json(msg);
+      if (req.command.empty()) bug("interpreter accepted", "empty command");
+      for (const auto& m : req.preload)
+        if (!proto::is_module_name(m)) bug("interpreter accepted", "bad module name " + m);
+      for (const auto& a : req.command)
+        if (a.empty() || a.find('\0') != std::string::npos) bug("interpreter accepted", "bad command word");
+      if (req.timeout.count() <= 0) bug("interpreter accepted", "non-positive timeout");
+      json again;
+      proto::interpreter_request_to_json(req, again);
+      auto back = proto::interpreter_request_from_json(again);
+      if (back.language != req.language || back.command != req.command || back.preload != req.preload ||
+          back.timeout != req.timeout)
+        bug("interpreter", "request does not survive a JSON round trip");
     } else if (op == "read_file") {
       check_path(proto::req_string(msg, "path"));
       check_timeout(msg);
@@ -99,8 +119,17 @@ void host_reply(const std::string& frame, uint8_t which) {
     AgentClient client(sv[0], sv[0]);
     duration t(2000);
     try {
-      switch (which % 4) {
+      switch (which % 6) {
         case 0: client.ping(t); break;
+        case 4: {
+          ExecRequest req;
+          req.language = "python";
+          req.code = "print(1)";
+          req.timeout = t;
+          client.exec(req);
+          break;
+        }
+        case 5: client.start_interpreter("python", InterpreterConfig{}, t); break;
         case 1: {
           ExecRequest req;
           req.argv = {"true"};

@@ -42,6 +42,32 @@ set -e
 [ "$rc" -eq 2 ] || fail "unknown pool exit code $rc, want 2"
 grep -q 'no pool named "nope"' "$tmp/err" || fail "unknown pool message: $(cat "$tmp/err")"
 
+# exec --python: code in the pool's warm interpreter, exit code and traceback as python3 -c.
+cat >"$tmp/py.yaml" <<'YAML'
+log: {level: warn}
+pools:
+  - name: py
+    backend: local
+    min_idle: 1
+    max_size: 1
+    interpreters: {python: {command: python3, preload: [json]}}
+YAML
+set +e
+out=$("$bin" exec --config "$tmp/py.yaml" --python 'import sys; print(6*7); 1/0' 2>"$tmp/err")
+rc=$?
+set -e
+[ "$rc" -eq 1 ] || fail "exec --python exit code $rc, want 1"
+[ "$out" = "42" ] || fail "exec --python stdout '$out'"
+grep -q '^ZeroDivisionError: division by zero$' "$tmp/err" || fail "exec --python stderr: $(cat "$tmp/err")"
+out=$(echo 'import sys; print(sys.argv)' | "$bin" exec --config "$tmp/py.yaml" --python -)
+[ "$out" = "['-c']" ] || fail "exec --python - stdout '$out'"
+set +e
+"$bin" exec --config "$tmp/ok.yaml" --python 'print(1)' 2>"$tmp/err"
+rc=$?
+set -e
+[ "$rc" -ne 0 ] || fail "exec --python on a pool without interpreters.python succeeded"
+grep -q 'pool main has no python interpreter' "$tmp/err" || fail "no-interpreter message: $(cat "$tmp/err")"
+
 # check-config: ok, and every error with its key path (exit 2).
 out=$("$bin" check-config "$tmp/ok.yaml")
 grep -q "ok (1 pools: main\[local\])" <<<"$out" || fail "check-config ok: $out"

@@ -447,6 +447,9 @@ def test_errors(port):
     bad({"command": ["true"], "stdin": 5}, "stdin: expected a string")
     bad({"command": ["true"], "output_limit": "lots"}, "output_limit: expected a size")
     bad({"command": ["true"], "comand": ["x"]}, "comand: unknown field")
+    bad({"language": "ruby", "code": "puts 1"}, 'language: unknown language "ruby"')
+    bad({"language": "python"}, "code: required with language")
+    bad({"command": ["true"], "language": "python", "code": "1"}, "command: set either command")
     want(call(port, "POST", "/v1/leases", {"timeout": "1 day"}), 400, "invalid_request", "timeout:")
     want(call(port, "POST", "/v1/leases", {"command": ["x"]}), 400, "invalid_request",
          "command: unknown field")

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 #include <pthread.h>
 
 #include <CLI/CLI.hpp>
@@ -154,11 +155,30 @@ int serve(const Common& c, const std::string& listen) {
 }
 
 int exec_command(const Common& c, const std::string& pool, const std::string& timeout,
-                 const std::vector<std::string>& argv) {
+                 const std::vector<std::string>& argv, const std::string* python_code) {
+  if (python_code && !argv.empty()) {
+    std::cerr << "warmpool exec: give either --python CODE or a command after --, not both\n";
+    return exit_usage;
+  }
+  if (!python_code && argv.empty()) {
+    std::cerr << "warmpool exec: a command (after --) or --python CODE is required\n";
+    return exit_usage;
+  }
   auto cfg = load(c, /*quiet=*/true);
   std::string pool_name = pool.empty() ? cfg.pools.front().name : pool;
   ExecRequest req;
   req.argv = argv;
+  if (python_code) {
+    // Runs in the pool's warm Python (interpreters.python), as python3 -c CODE would.
+    req.language = "python";
+    if (*python_code == "-") {
+      std::ostringstream in;
+      in << std::cin.rdbuf();
+      req.code = in.str();
+    } else {
+      req.code = *python_code;
+    }
+  }
   req.timeout = duration{0};
   if (!timeout.empty()) {
     try {
@@ -280,14 +300,18 @@ int main(int argc, char** argv) {
 
   auto* exec = app.add_subcommand("exec", "Run one command in a pooled sandbox; exits with its code");
   add_common(exec);
-  std::string pool, timeout;
+  std::string pool, timeout, python_code;
   std::vector<std::string> command;
   exec->get_option("--log-level")
     ->description("trace, debug, info, warn, error, off (default: warn, so that only the "
                   "command's output shows)");
   exec->add_option("--pool,-p", pool, "Pool to use (default: the first)");
   exec->add_option("--timeout,-t", timeout, "Command timeout, e.g. 500ms, 30s");
-  exec->add_option("command", command, "The command and its arguments (after --)")->required();
+  auto* python_opt = exec->add_option(
+      "--python", python_code,
+      "Python code to run (as python3 -c CODE would) in the pool's warm interpreter "
+      "(interpreters.python); - reads it from stdin");
+  exec->add_option("command", command, "The command and its arguments (after --)");
 
   auto* stats = app.add_subcommand("stats", "Start the pools, wait until warm, print stats as JSON");
   add_common(stats);
@@ -353,7 +377,7 @@ int main(int argc, char** argv) {
     if (*serve_cmd)
       return serve(common, listen);
     if (*exec)
-      return exec_command(common, pool, timeout, command);
+      return exec_command(common, pool, timeout, command, python_opt->count() ? &python_code : nullptr);
     if (*stats)
       return stats_command(common, wait);
     if (*tool_cmd) {

@@ -1,0 +1,267 @@
+# warmpool's Python fork server (issue 16). Embedded into warmpool-agent at build time and
+# started by it, as the sandbox's tenant uid, with
+#     <interpreters.python.command> -I -c <this program> <control fd> <module>...
+# It imports the listed modules once and then only forks: every run is a child that gets
+# fresh process state and runs the code as `python3 -c` would. The server itself never
+# compiles or executes tenant code, so it may serve the next tenant after a reset.
+#
+# Control protocol on fd argv[1] (a unix stream socket to the agent), frames of a 4-byte
+# big-endian length and JSON:
+#   agent -> server  {"op": "run", "code": base64, "env": {...}, "cwd": path}
+#                    with three fds (stdin, stdout, stderr of the run) passed as SCM_RIGHTS
+#                    {"op": "ping"}
+#   server -> agent  {"ready": true, "pid", "version"} once the modules are imported,
+#                    or {"ready": false, "error": text}
+#                    {"pid": child} after a fork, {"error": text} when it failed,
+#                    then {"exit": child, "status": raw wait status}
+#                    {"pong": true}
+import os
+import sys
+
+# Before anything else: a tenant's process runs as our uid, so it could otherwise write our
+# memory through /proc/<pid>/mem or ptrace us. Not dumpable, we are the kernel's to protect.
+import ctypes
+_libc = ctypes.CDLL(None, use_errno=True)
+_PR_SET_DUMPABLE = 4
+if _libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+    sys.stderr.write("warmpool fork server: prctl(PR_SET_DUMPABLE) failed\n")
+    sys.exit(3)
+
+import atexit
+import binascii
+import gc
+import json
+import signal
+import socket
+import types
+
+_ctl = socket.socket(fileno=int(sys.argv[1]))
+_rbuf = bytearray()
+_fds = []
+
+# Signals a tenant's process may send us (same uid): ignored, so that only SIGKILL and
+# SIGSTOP (which the agent notices) can disturb the server. Children get the originals back.
+_SIGNALS = [getattr(signal, n) for n in (
+    "SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGVTALRM",
+    "SIGPROF", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGXCPU", "SIGXFSZ", "SIGPIPE", "SIGIO",
+    "SIGURG", "SIGWINCH", "SIGTRAP", "SIGSYS") if hasattr(signal, n)]
+_orig_handlers = {s: signal.getsignal(s) for s in _SIGNALS}
+for _s in _SIGNALS:
+    try:
+        signal.signal(_s, signal.SIG_IGN)
+    except (OSError, ValueError):
+        pass
+# The interpreter's own stdio objects: the child re-points fds 0-2 under them.
+_std = (sys.stdin, sys.stdout, sys.stderr)
+
+
+def _send(obj):
+    data = json.dumps(obj).encode()
+    _ctl.sendall(len(data).to_bytes(4, "big") + data)
+
+
+def _recv():
+    """One frame as a dict; None at the end of the stream."""
+    while True:
+        if len(_rbuf) >= 4:
+            n = int.from_bytes(_rbuf[:4], "big")
+            if len(_rbuf) >= 4 + n:
+                payload = bytes(_rbuf[4:4 + n])
+                del _rbuf[:4 + n]
+                return json.loads(payload)
+        data, anc, _flags, _addr = _ctl.recvmsg(1 << 16, socket.CMSG_SPACE(16 * 4))
+        for level, kind, blob in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                for i in range(0, len(blob) - len(blob) % 4, 4):
+                    _fds.append(int.from_bytes(blob[i:i + 4], sys.byteorder))
+        if not data:
+            return None
+        _rbuf.extend(data)
+
+
+def _reap():
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    except ChildProcessError:
+        pass
+
+
+def _child(msg, fds):
+    """In the forked child: become a fresh `python3 -c` process and run the code."""
+    code = binascii.a2b_base64(msg.get("code", ""))
+    _libc.prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0)
+    os.setsid()  # own session and process group: a timeout kills every descendant
+    _ctl.close()
+    for target, fd in enumerate(fds):
+        os.dup2(fd, target)
+    for fd in fds:
+        if fd > 2:
+            os.close(fd)
+    os.closerange(3, 1 << 16)  # nothing of the server (its control socket least of all)
+    for s, h in _orig_handlers.items():
+        try:
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+    env = msg.get("env") or {}
+    os.environ.clear()
+    os.environ.update(env)
+    cwd = msg.get("cwd") or "/"
+    try:
+        os.chdir(cwd)
+    except OSError as e:
+        os.write(2, ("warmpool-agent: chdir %s: %s\n" % (cwd, e.strerror)).encode())
+        os._exit(126)
+    # What `python3 -c` sets up: argv, the current directory first on the path, then
+    # PYTHONPATH; a fresh __main__.
+    sys.argv = ["-c"]
+    path = [""]
+    if env.get("PYTHONPATH"):
+        path += [p for p in env["PYTHONPATH"].split(os.pathsep) if p]
+    sys.path[0:0] = path
+    if env.get("PYTHONDONTWRITEBYTECODE"):
+        sys.dont_write_bytecode = True
+    stdin, stdout, stderr = _std
+    sys.stdin, sys.stdout, sys.stderr = stdin, stdout, stderr
+    sys.__stdin__, sys.__stdout__, sys.__stderr__ = stdin, stdout, stderr
+    if env.get("PYTHONUNBUFFERED"):
+        stdout.reconfigure(write_through=True)
+        stderr.reconfigure(write_through=True)
+    if env.get("PYTHONIOENCODING"):
+        enc, _, errors = env["PYTHONIOENCODING"].partition(":")
+        for f in (stdin, stdout):
+            f.reconfigure(**({"encoding": enc} if enc else {}), **({"errors": errors} if errors else {}))
+    # Whatever a fork shares: random state. (random reseeds itself at fork too.)
+    if "random" in sys.modules:
+        sys.modules["random"].seed()
+    np = sys.modules.get("numpy")
+    if np is not None and hasattr(np, "random"):
+        try:
+            np.random.seed()
+        except Exception:
+            pass
+    main = types.ModuleType("__main__")
+    main.__dict__.update({"__builtins__": __builtins__, "__loader__": __loader__,
+                          "__spec__": None, "__package__": None, "__annotations__": {}})
+    sys.modules["__main__"] = main
+    status, sigint = 0, False
+    try:
+        exec(compile(code, "<string>", "exec"), main.__dict__)
+    except SystemExit as e:
+        status = _exit_status(e)
+    except BaseException as e:
+        tb = e.__traceback__.tb_next if e.__traceback__ is not None else None  # not this frame
+        e.__traceback__ = tb
+        sys.excepthook(type(e), e, tb)
+        status, sigint = 1, isinstance(e, KeyboardInterrupt)  # python3 -c dies of SIGINT then
+    _finish(main, status, sigint)
+
+
+def _exit_status(e):
+    """What the interpreter makes of an uncaught SystemExit."""
+    code = e.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    try:
+        sys.stderr.write(str(code) + "\n")
+    except Exception:
+        pass
+    return 1
+
+
+def _finish(main, status, sigint):
+    """The observable part of the interpreter's shutdown, then _exit: a full finalization of
+    an interpreter that holds numpy costs far more than the run (it touches every object)."""
+    threading = sys.modules.get("threading")
+    if threading is not None and hasattr(threading, "_shutdown"):
+        try:
+            threading._shutdown()  # waits for non-daemon threads, as at exit
+        except BaseException:
+            pass
+    atexit._run_exitfuncs()
+    # Objects of the program go as they would at shutdown: files it left open are flushed
+    # and closed, finalizers run.
+    main.__dict__.clear()
+    gc.collect()
+    for f in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            if f is not None:
+                f.flush()
+        except Exception:
+            status = 120  # the interpreter's status when flushing stdio at exit fails
+    if sigint:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    os._exit(status)
+
+
+def _serve():
+    while True:
+        msg = _recv()
+        if msg is None:
+            os._exit(0)  # the agent is gone
+        _reap()
+        op = msg.get("op")
+        if op == "ping":
+            _send({"pong": True})
+            continue
+        if op != "run":
+            _send({"error": "unknown op %r" % (op,)})
+            continue
+        fds, _fds[:] = _fds[:3], _fds[3:]
+        if len(fds) != 3:
+            for fd in fds:
+                os.close(fd)
+            _send({"error": "a run needs three file descriptors"})
+            continue
+        try:
+            pid = os.fork()
+        except OSError as e:
+            for fd in fds:
+                os.close(fd)
+            _send({"error": "fork: " + (e.strerror or str(e))})
+            continue
+        if pid == 0:
+            try:
+                _child(msg, fds)  # ends with os._exit
+            except BaseException as e:  # a failure of ours before the code ran
+                try:
+                    os.write(2, ("warmpool fork server: %r\n" % (e,)).encode())
+                finally:
+                    os._exit(126)
+            os._exit(126)
+        for fd in fds:
+            os.close(fd)
+        _send({"pid": pid})
+        while True:
+            try:
+                _, status = os.waitpid(pid, 0)
+                break
+            except ChildProcessError:
+                status = 0
+                break
+        _send({"exit": pid, "status": status})
+
+
+def _start():
+    for name in sys.argv[2:]:
+        try:
+            __import__(name)
+        except BaseException as e:
+            _send({"ready": False, "error": "import %s failed: %s: %s" % (name, type(e).__name__, e)})
+            os._exit(2)
+    # Everything imported so far is the children's shared, read-only past: the collector of
+    # a child never scans (and so never copies) it.
+    gc.collect()
+    gc.freeze()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 2)  # the agent reads our stderr only while we start
+    os.close(devnull)
+    _send({"ready": True, "pid": os.getpid(), "version": sys.version.split()[0]})
+
+
+_start()
+_serve()

@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""Warm Python (issue 16) through HTTP POST /v1/execute, side by side in one run.
+
+Starts `warmpool serve` with one-sandbox pools (so every request of a pool lands in the same
+warm sandbox) on the local and the docker backend and times, per backend:
+
+  fork_server      {"language": "python", "code": "print(6*7)"}: a child of the warm interpreter
+  python3_c        {"command": ["python3", "-c", "print(6*7)"]} in the same warm sandbox
+  numpy_preloaded  {"language": "python", "code": NUMPY} with numpy in interpreters.python.preload
+  numpy_not_preloaded  the same code through a fork server that did not preload numpy
+  numpy_python3_c  {"command": ["python3", "-c", NUMPY]}
+
+NUMPY is `import numpy; print(numpy.arange(10).sum())`. Rows are interleaved round-robin
+(one request of each row in turn), so a load change on the machine hits every row alike.
+Latency is the client's: request sent to response read, over one keep-alive connection.
+
+  bench/python_forkserver.py [--warmpool build/bin/warmpool] [--iters 200] [--backends local,docker]
+                             [--docker-image warmpool-test-python-numpy] [--json]
+
+--json prints one JSON object per row on stdout; the table always goes to stderr.
+"""
+import argparse
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+NUMPY = "import numpy; print(numpy.arange(10).sum())"
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def pool_yaml(name, backend, image, preload):
+    lines = [f"  - name: {name}", f"    backend: {backend}", "    min_idle: 1", "    max_size: 1",
+             "    health_check: {interval: 0}",
+             "    reset: {mode: agent}",
+             f"    interpreters: {{python: {{command: python3, preload: [{', '.join(preload)}]}}}}"]
+    if image:
+        lines.append(f"    image: {image}")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--warmpool", default=os.path.join(os.path.dirname(__file__), "..", "build", "bin", "warmpool"))
+    ap.add_argument("--iters", type=int, default=200)
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--backends", default="local,docker")
+    ap.add_argument("--docker-image", default="warmpool-test-python-numpy")
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+    backends = [b for b in args.backends.split(",") if b]
+
+    pools = []
+    for b in backends:
+        image = args.docker_image if b == "docker" else ""
+        pools.append(pool_yaml(f"{b}-numpy", b, image, ["json", "numpy"]))
+        pools.append(pool_yaml(f"{b}-plain", b, image, ["json"]))
+    port = free_port()
+    cfg = f"server:\n  listen: 127.0.0.1:{port}\nlog: {{level: warn}}\npools:\n" + "\n".join(pools) + "\n"
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write(cfg)
+        cfg_path = f.name
+    server = subprocess.Popen([args.warmpool, "serve", "--config", cfg_path],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        conn = None
+        deadline = time.time() + 180
+        while time.time() < deadline:
+            if server.poll() is not None:
+                sys.exit("warmpool serve exited: " + server.stderr.read().decode(errors="replace"))
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                c.request("GET", "/readyz")
+                r = c.getresponse()
+                r.read()
+                if r.status == 200:
+                    conn = c
+                    break
+                c.close()
+            except OSError:
+                pass
+            time.sleep(0.2)
+        if conn is None:
+            sys.exit("warmpool serve did not become ready in 180 s")
+
+        def execute(body):
+            data = json.dumps(body)
+            t0 = time.perf_counter()
+            conn.request("POST", "/v1/execute", data, {"Content-Type": "application/json"})
+            r = conn.getresponse()
+            payload = r.read()
+            dt = (time.perf_counter() - t0) * 1000
+            out = json.loads(payload)
+            if r.status != 200 or out.get("exit_code") != 0:
+                raise SystemExit(f"request {body} failed: {r.status} {payload[:500]!r}")
+            return dt, out
+
+        rows = []
+        for b in backends:
+            rows += [
+                (b, "fork_server", "print(6*7)", {"pool": f"{b}-numpy", "language": "python", "code": "print(6*7)"}, "42\n"),
+                (b, "python3_c", "print(6*7)", {"pool": f"{b}-numpy", "command": ["python3", "-c", "print(6*7)"]}, "42\n"),
+                (b, "numpy_preloaded", NUMPY, {"pool": f"{b}-numpy", "language": "python", "code": NUMPY}, "45\n"),
+                (b, "numpy_not_preloaded", NUMPY, {"pool": f"{b}-plain", "language": "python", "code": NUMPY}, "45\n"),
+                (b, "numpy_python3_c", NUMPY, {"pool": f"{b}-plain", "command": ["python3", "-c", NUMPY]}, "45\n"),
+            ]
+        samples = {i: [] for i in range(len(rows))}
+        inside = {i: [] for i in range(len(rows))}
+        for it in range(args.warmup + args.iters):
+            for i, (_, _, _, body, expect) in enumerate(rows):
+                dt, out = execute(body)
+                if out.get("stdout") != expect:
+                    raise SystemExit(f"unexpected output {out.get('stdout')!r} for {body}")
+                if it >= args.warmup:
+                    samples[i].append(dt)
+                    inside[i].append(out.get("duration_ms", 0.0))
+
+        def pct(xs, p):
+            xs = sorted(xs)
+            return xs[max(0, min(len(xs) - 1, int(round(p / 100 * len(xs) + 0.5)) - 1))]
+
+        print(f"{'backend':8} {'case':22} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'mean ms':>8} "
+              f"{'in-sandbox p50':>15}  code", file=sys.stderr)
+        for i, (b, case, code, body, _) in enumerate(rows):
+            xs = samples[i]
+            row = {"bench": "python_forkserver", "backend": b, "case": case, "code": code, "iters": len(xs),
+                   "p50_ms": round(pct(xs, 50), 3), "p90_ms": round(pct(xs, 90), 3), "p99_ms": round(pct(xs, 99), 3),
+                   "mean_ms": round(statistics.mean(xs), 3),
+                   "exec_duration_p50_ms": round(pct(inside[i], 50), 3)}
+            print(f"{b:8} {case:22} {row['p50_ms']:8.2f} {row['p90_ms']:8.2f} {row['p99_ms']:8.2f} "
+                  f"{row['mean_ms']:8.2f} {row['exec_duration_p50_ms']:15.2f}  {code}", file=sys.stderr)
+            if args.json:
+                print(json.dumps(row), flush=True)
+        conn.close()
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        os.unlink(cfg_path)
+
+
+if __name__ == "__main__":
+    main()

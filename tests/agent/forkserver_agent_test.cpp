@@ -1,0 +1,227 @@
+// The agent's Python fork server (issue 16) at the protocol level: the "interpreter" op,
+// exec with language+code, ping and reset checking the server, and the request codecs.
+// The agent runs outside any sandbox here, with the host's /usr/bin/python3.
+#include <gtest/gtest.h>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <thread>
+
+#include "agent/protocol.hpp"
+#include "backends/agent_client.hpp"
+
+using namespace warmpool;
+using namespace warmpool::proto;
+using namespace std::chrono_literals;
+
+namespace {
+
+// ---- codecs
+
+TEST(ForkServerProtocol, ExecWithLanguageRoundTrips) {
+  ExecRequest req;
+  req.language = "python";
+  req.code = std::string("print('\xc3\xa9')\n\xff", 13);  // any bytes but NUL
+  req.stdin_data = "in";
+  json msg;
+  exec_request_to_json(req, msg);
+  EXPECT_EQ(msg["language"], "python");
+  EXPECT_TRUE(msg["code"].is_string());
+  EXPECT_FALSE(msg.contains("argv"));
+  ExecRequest back = exec_request_from_json(msg);
+  EXPECT_EQ(back.language, "python");
+  EXPECT_EQ(back.code, req.code);
+  EXPECT_TRUE(back.argv.empty());
+  EXPECT_TRUE(back.shell.empty());
+}
+
+TEST(ForkServerProtocol, ExecRejectsBadLanguageCombinations) {
+  auto rejects = [](json msg, const std::string& needle) {
+    try {
+      exec_request_from_json(msg);
+      ADD_FAILURE() << "accepted " << msg.dump();
+    } catch (const BadRequest& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  rejects({{"language", "ruby"}, {"code", ""}}, "unknown language 'ruby'");
+  rejects({{"language", ""}, {"code", ""}}, "language");
+  rejects({{"language", "python"}, {"code", "cHJpbnQ="}, {"argv", {"ls"}}}, "exactly one");
+  rejects({{"language", "python"}, {"code", "cHJpbnQ="}, {"shell", "ls"}}, "exactly one");
+  rejects({{"code", "cHJpbnQ="}, {"shell", "ls"}}, "'code' needs field 'language'");
+  rejects({{"language", "python"}, {"code", "not base64!"}}, "code");
+  rejects({{"language", "python"}, {"code", base64_encode(std::string("a\0b", 3))}}, "NUL");
+  rejects({{"language", 7}, {"code", ""}}, "language");
+  // No code is empty code (python3 -c '' does nothing).
+  EXPECT_EQ(exec_request_from_json({{"language", "python"}}).code, "");
+}
+
+TEST(ForkServerProtocol, InterpreterRequestIsValidated) {
+  InterpreterRequest ok{"python", {"python3", "-X", "dev"}, {"json", "os.path", "_x1"}, duration(1234)};
+  json msg;
+  interpreter_request_to_json(ok, msg);
+  InterpreterRequest back = interpreter_request_from_json(msg);
+  EXPECT_EQ(back.command, ok.command);
+  EXPECT_EQ(back.preload, ok.preload);
+  EXPECT_EQ(back.timeout, ok.timeout);
+  auto rejects = [](json m, const std::string& needle) {
+    try {
+      interpreter_request_from_json(m);
+      ADD_FAILURE() << "accepted " << m.dump();
+    } catch (const BadRequest& e) {
+      EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+    }
+  };
+  rejects({{"command", {"python3"}}}, "language");
+  rejects({{"language", "perl"}, {"command", {"perl"}}}, "unknown language");
+  rejects({{"language", "python"}}, "command");
+  rejects({{"language", "python"}, {"command", json::array()}}, "command");
+  rejects({{"language", "python"}, {"command", {""}}}, "command");
+  rejects({{"language", "python"}, {"command", {std::string("py\0", 3)}}}, "command");
+  rejects({{"language", "python"}, {"command", {"python3"}}, {"preload", {"os; import x"}}}, "module name");
+  rejects({{"language", "python"}, {"command", {"python3"}}, {"preload", {"1abc"}}}, "module name");
+  rejects({{"language", "python"}, {"command", {"python3"}}, {"preload", {"a..b"}}}, "module name");
+  rejects({{"language", "python"}, {"command", {"python3"}}, {"timeout_ms", 0}}, "timeout_ms");
+  EXPECT_TRUE(is_module_name("numpy"));
+  EXPECT_TRUE(is_module_name("xml.etree.ElementTree"));
+  EXPECT_FALSE(is_module_name("a."));
+  EXPECT_FALSE(is_module_name(".a"));
+  EXPECT_FALSE(is_module_name("a.1b"));
+  EXPECT_FALSE(is_module_name("a-b"));
+}
+
+// ---- the real agent
+
+bool have_python() { return std::system("/usr/bin/python3 -c 'import json' >/dev/null 2>&1") == 0; }
+
+class ForkServerAgentTest : public ::testing::Test {
+protected:
+  void SetUp() override {
+    if (!have_python()) GTEST_SKIP() << "no /usr/bin/python3";
+    char tmpl[] = "/tmp/wp-fs-agent-XXXXXX";
+    ws = mkdtemp(tmpl);
+    int in[2], out[2];
+    ASSERT_EQ(pipe2(in, O_CLOEXEC), 0);
+    ASSERT_EQ(pipe2(out, O_CLOEXEC), 0);
+    pid = fork();
+    if (pid == 0) {
+      dup2(in[0], 0);
+      dup2(out[1], 1);
+      execl(WARMPOOL_AGENT_BIN, WARMPOOL_AGENT_BIN, "--workspace", ws.c_str(), nullptr);
+      _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    client = std::make_unique<AgentClient>(out[0], in[1]);
+  }
+  void TearDown() override {
+    client.reset();
+    if (pid > 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, nullptr, 0);
+    }
+    if (!ws.empty()) std::system(("rm -rf '" + ws + "'").c_str());
+  }
+  void start(std::vector<std::string> preload = {"json"}) {
+    client->start_interpreter("python", InterpreterConfig{{"/usr/bin/python3"}, std::move(preload)}, 30s);
+  }
+  ExecResult py(const std::string& code, duration timeout = 20s) {
+    ExecRequest r;
+    r.language = "python";
+    r.code = code;
+    r.timeout = timeout;
+    return client->exec(r);
+  }
+  int server_pid() { return client->call({{"op", "ping"}}, 5s).value("python_pid", 0); }
+
+  std::string ws;
+  pid_t pid = -1;
+  std::unique_ptr<AgentClient> client;
+};
+
+TEST_F(ForkServerAgentTest, WithoutInterpreterAPythonExecIsInvalidRequest) {
+  try {
+    py("print(1)");
+    FAIL() << "expected invalid_request";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::invalid_request);
+    EXPECT_NE(std::string(e.what()).find("interpreters.python"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(client->call({{"op", "ping"}}, 5s).contains("python_pid"));
+}
+
+TEST_F(ForkServerAgentTest, RunsCodeInForkedChildren) {
+  start();
+  int server = server_pid();
+  ASSERT_GT(server, 0);
+  ExecResult r = py("import os; print(6*7, os.getppid())");
+  EXPECT_EQ(r.exit_code, 0) << r.stderr_data;
+  EXPECT_EQ(r.stdout_data, "42 " + std::to_string(server) + "\n");
+  r = py("1/0");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.stderr_data,
+            "Traceback (most recent call last):\n  File \"<string>\", line 1, in <module>\n"
+            "ZeroDivisionError: division by zero\n");
+  EXPECT_EQ(py("import sys; sys.exit(5)").exit_code, 5);
+  r = py("import sys; sys.exit('msg')");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.stderr_data, "msg\n");
+  r = py("import time; time.sleep(60)", 300ms);
+  EXPECT_TRUE(r.timed_out);
+  EXPECT_EQ(r.signal, SIGKILL);
+  EXPECT_EQ(server_pid(), server) << "a timeout must not cost the server";
+}
+
+TEST_F(ForkServerAgentTest, ResetKeepsTheServerAndPingReplacesADeadOne) {
+  start();
+  int server = server_pid();
+  ResetReport rep = client->reset(10s);
+  EXPECT_TRUE(rep.residue.empty()) << rep.residue.front();
+  EXPECT_EQ(server_pid(), server);
+  kill(server, SIGKILL);
+  int replaced = 0;
+  ASSERT_NO_THROW(replaced = server_pid());
+  EXPECT_GT(replaced, 0);
+  EXPECT_NE(replaced, server);
+  EXPECT_EQ(py("print('ok')").stdout_data, "ok\n");
+}
+
+TEST_F(ForkServerAgentTest, AStoppedServerIsReplacedAtReset) {
+  start();
+  int server = server_pid();
+  kill(server, SIGSTOP);
+  ResetReport rep = client->reset(10s);
+  EXPECT_TRUE(rep.residue.empty()) << rep.residue.front();
+  int now = server_pid();
+  EXPECT_NE(now, server);
+  EXPECT_EQ(py("print('ok')").stdout_data, "ok\n");
+}
+
+TEST_F(ForkServerAgentTest, StartFailuresSayWhy) {
+  try {
+    client->start_interpreter("python", InterpreterConfig{{"/no/such/python"}, {}}, 10s);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot execute /no/such/python"), std::string::npos) << e.what();
+  }
+  try {
+    client->start_interpreter("python", InterpreterConfig{{"/usr/bin/python3"}, {"no_such_mod_q"}}, 10s);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("import no_such_mod_q failed"), std::string::npos) << e.what();
+  }
+  // A configured server that cannot start fails the probe, with the reason.
+  try {
+    client->call({{"op", "ping"}}, 5s);
+    FAIL() << "expected the ping to fail";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Errc::container_failed);
+    EXPECT_NE(std::string(e.what()).find("python fork server cannot start"), std::string::npos) << e.what();
+  }
+}
+
+} // namespace

@@ -1,0 +1,80 @@
+// The Python fork server (issue 16) in real docker containers (image
+// warmpool-test-python-numpy from tools/setup-docker): the same checks as the local backend.
+#include "docker_test_util.hpp"
+#include "helpers/forkserver_cases.hpp"
+
+using namespace warmpool;
+using namespace warmpool::testing;
+
+namespace {
+
+inline const char* kNumpyImage = "warmpool-test-python-numpy";
+
+class DockerForkServerTest : public DockerTest {
+protected:
+  void SetUp() override {
+    DockerTest::SetUp();
+    if (IsSkipped() || HasFatalFailure()) return;
+    docker::DockerClient c;
+    if (!c.image_exists(kNumpyImage)) {
+      if (in_ci()) FAIL() << "image " << kNumpyImage << " missing: run tools/setup-docker";
+      GTEST_SKIP() << "image " << kNumpyImage << " missing: run tools/setup-docker";
+    }
+    pool = make_pool(kNumpyImage);
+    pool.interpreters["python"] = InterpreterConfig{{"python3"}, {"json", "numpy"}};
+    box = create(pool);
+  }
+  PyRun run() {
+    return [this](const ExecRequest& r) { return backend->exec(*box, r); };
+  }
+  SandboxPtr box;
+};
+
+} // namespace
+
+TEST_F(DockerForkServerTest, SemanticsMatchPythonC) { check_semantics_match_python_c(run()); }
+
+TEST_F(DockerForkServerTest, RunsAreIsolatedFromEachOther) { check_isolation_between_runs(run()); }
+
+TEST_F(DockerForkServerTest, TimeoutKillsTheChildTreeAndTheServerSurvives) {
+  check_timeout_kills_child_tree(run());
+}
+
+TEST_F(DockerForkServerTest, ForkBombIsContainedAndRunsContinue) {
+  check_fork_bomb_contained(run());
+  ResetReport rep = backend->reset(*box, duration(10000));
+  EXPECT_TRUE(rep.residue.empty()) << rep.residue.front();
+  EXPECT_EQ(py(run(), "print(1)").stdout_data, "1\n");
+}
+
+TEST_F(DockerForkServerTest, AKilledServerIsReplaced) {
+  check_killed_server_is_replaced(run());
+  backend->ping(*box, duration(5000));
+}
+
+TEST_F(DockerForkServerTest, ResetKillsChildrenAndKeepsTheServer) {
+  check_reset_kills_children_keeps_server(run(), [&] { return backend->reset(*box, duration(10000)); });
+}
+
+TEST_F(DockerForkServerTest, ChildrenRunAsTheContainerUser) {
+  ExecResult p = py(run(), "import os; print(os.getuid(), os.getgid())");
+  EXPECT_EQ(p.stdout_data, "1000 1000\n") << p.stderr_data;
+  ExecResult mem = py(run(), "import os; open('/proc/%d/mem' % os.getppid(), 'rb')");
+  EXPECT_EQ(mem.exit_code, 1);
+  EXPECT_NE(mem.stderr_data.find("PermissionError"), std::string::npos) << mem.stderr_data;
+}
+
+TEST_F(DockerForkServerTest, ImageWithoutTheInterpreterFailsAtWarmUp) {
+  PoolConfig busy = make_pool(kBusybox);
+  busy.name = "nopy";
+  busy.interpreters["python"] = InterpreterConfig{{"python3"}, {}};
+  try {
+    create(busy);
+    FAIL() << "expected the sandbox to fail at warm-up";
+  } catch (const Error& e) {
+    std::string m = e.what();
+    EXPECT_NE(m.find("pool nopy"), std::string::npos) << m;
+    EXPECT_NE(m.find(std::string("image ") + kBusybox), std::string::npos) << m;
+    EXPECT_NE(m.find("python3"), std::string::npos) << m;
+  }
+}
