@@ -67,10 +67,7 @@ void set_state(self_ptr self, pool_state::member& m, cstate next) {
 }
 
 uint32_t live(self_ptr self) {
-  uint32_t n = 0;
-  for (auto c : self->state.counts)
-    n += c;
-  return n;
+  return self->state.live();
 }
 
 // The idle list and each member's `in_idle` flag change together: push_idle, take_idle,
@@ -398,47 +395,6 @@ void adapt_target(self_ptr self) {
   replenish(self);
 }
 
-PoolStats make_stats(self_ptr self) {
-  auto& st = self->state;
-  const auto& cfg = *st.p.cfg;
-  PoolStats s = st.totals;
-  s.name = cfg.name;
-  s.backend = cfg.backend;
-  s.node = st.p.node;
-  s.enabled = cfg.enabled;
-  s.min_idle = cfg.min_idle;
-  s.max_size = cfg.max_size;
-  s.total = live(self);
-  s.idle = static_cast<uint32_t>(st.idle.size());
-  s.waiting = static_cast<uint32_t>(st.waiters.size() + st.fresh_for.size());
-  s.target_idle = std::max(cfg.min_idle, st.prewarm.target());
-  s.acquire_rate = st.prewarm.rate();
-  s.create_ms = st.create_ms;
-  auto now = self->clock().now();
-  for (size_t i = 0; i < cstate_count; ++i)
-    if (st.transitions[i] > 0)
-      s.transitions[to_string(static_cast<cstate>(i))] = st.transitions[i];
-  for (auto& kv : st.members) {
-    auto row = kv.second.stats;
-    row.state = to_string(kv.second.state);
-    auto ms_ago = [&](int64_t ns) {
-      auto t = pool_state::clock::time_point{pool_state::clock::duration{ns}};
-      return std::chrono::duration_cast<std::chrono::milliseconds>(now - t).count();
-    };
-    row.age_ms = kv.second.created_ns >= 0 ? ms_ago(kv.second.created_ns) : 0;
-    row.last_probe_ms_ago = kv.second.probed_ns >= 0 ? ms_ago(kv.second.probed_ns) : -1;
-    ++s.states[row.state];
-    if (kv.second.state == cstate::leased)
-      ++s.leased;
-    if (attrs(kv.second.state).starting)
-      ++s.creating;
-    s.containers.push_back(std::move(row));
-  }
-  std::sort(s.containers.begin(), s.containers.end(),
-            [](const ContainerStats& a, const ContainerStats& b) { return a.id < b.id; });
-  return s;
-}
-
 } // namespace
 
 pool_actor::behavior_type pool(self_ptr self, pool_params p) {
@@ -548,7 +504,7 @@ pool_actor::behavior_type pool(self_ptr self, pool_params p) {
           out.push_back(container_ref{kv.first, kv.second.handle});
       return out;
     },
-    [self](stats_atom) -> PoolStats { return make_stats(self); },
+    [self](stats_atom) -> PoolStats { return self->state.stats(self->clock().now()); },
     [self](shutdown_atom, duration grace) -> caf::result<ok_atom> {
       auto& st = self->state;
       if (st.shutdown_requested)

@@ -76,6 +76,11 @@ struct pool_state {
   clock::time_point paused_until{};                 // no refill before (backend failing)
   caf::typed_response_promise<ok_atom> shutdown_rp;
   bool shutdown_requested = false;
+
+  /// Pooled sandboxes not gone yet (one-offs excluded).
+  uint32_t live() const;
+  /// Stats as of `now` (actor clock).
+  PoolStats stats(clock::time_point now) const;
 };
 
 pool_actor::behavior_type pool(pool_actor::stateful_pointer<pool_state> self, pool_params p);
