@@ -124,6 +124,20 @@ TEST_F(LifecycleTable, ResettingOnResetOkWithRetireDueRetires) {
   EXPECT_EQ(rec->reports.at(at + 1).reason, "test");
 }
 
+TEST_F(LifecycleTable, ResettingOnMaxAgeDefersRetirement) {
+  spawn_idle();
+  auto li = lease();
+  auto at = mark();
+  release_async(li);
+  drive_to(cstate::resetting);
+  age_timer_fires(); // deferred: resetting
+  run();
+  EXPECT_EQ(since(at), states{cstate::resetting});
+  drive();
+  EXPECT_EQ(since(at), then({cstate::resetting}, to_gone));
+  EXPECT_EQ(rec->reports.at(at + 1).reason, "max_age");
+}
+
 TEST_F(LifecycleTable, ResettingOnResetFailureRetires) {
   spawn_idle();
   auto li = lease();

@@ -268,6 +268,15 @@ TEST_F(LifecycleTable, SuspectOnProbeStartsProbing) {
   EXPECT_EQ(since(at), (states{cstate::probing, cstate::idle})); // passed: back in rotation
 }
 
+TEST_F(LifecycleTable, SuspectOnDeathFails) {
+  pc->health_check.failures = 3;
+  spawn_suspect();
+  auto at = mark();
+  died();
+  drive();
+  EXPECT_EQ(since(at), (states{cstate::failed, cstate::restarting}));
+}
+
 TEST_F(LifecycleTable, SuspectOnMaxAgeRetires) {
   pc->health_check.failures = 3;
   spawn_suspect();
