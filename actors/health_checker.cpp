@@ -14,10 +14,10 @@ namespace {
 
 enum timer_kind : uint8_t { pool_tick = 0, reprobe = 1 };
 
-using self_ptr = health_checker_actor::stateful_pointer<health_checker_state>;
+using self_ptr = health_checker_internal_actor::stateful_pointer<health_checker_state>;
 
-health_checker_actor me(self_ptr self) {
-  return caf::actor_cast<health_checker_actor>(self);
+health_checker_internal_actor me(self_ptr self) {
+  return caf::actor_cast<health_checker_internal_actor>(self);
 }
 
 void arm_tick(self_ptr self, size_t index) {
@@ -57,7 +57,7 @@ void probe(self_ptr self, const std::string& pool_name, container_ref ref, Healt
 
 } // namespace
 
-health_checker_actor::behavior_type
+health_checker_internal_actor::behavior_type
 health_checker(self_ptr self, std::map<std::string, HealthCheckConfig> configs) {
   self->state.configs = std::move(configs);
   return {

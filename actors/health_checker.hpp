@@ -30,8 +30,8 @@ struct health_checker_state {
   uint64_t next_reprobe = 0;
 };
 
-health_checker_actor::behavior_type
-health_checker(health_checker_actor::stateful_pointer<health_checker_state> self,
+health_checker_internal_actor::behavior_type
+health_checker(health_checker_internal_actor::stateful_pointer<health_checker_state> self,
                std::map<std::string, HealthCheckConfig> configs);
 
 } // namespace warmpool

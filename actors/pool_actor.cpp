@@ -21,11 +21,11 @@ enum timer_kind : uint8_t {
 
 constexpr duration prewarm_interval = prewarm_target::interval;
 
-using self_ptr = pool_actor::stateful_pointer<pool_state>;
+using self_ptr = pool_internal_actor::stateful_pointer<pool_state>;
 using waiter = pool_state::waiter;
 
-pool_actor me(self_ptr self) {
-  return caf::actor_cast<pool_actor>(self);
+pool_internal_actor me(self_ptr self) {
+  return caf::actor_cast<pool_internal_actor>(self);
 }
 
 std::string reason_key(const std::string& reason) {
@@ -397,7 +397,7 @@ void adapt_target(self_ptr self) {
 
 } // namespace
 
-pool_actor::behavior_type pool(self_ptr self, pool_params p) {
+pool_internal_actor::behavior_type pool(self_ptr self, pool_params p) {
   self->state.p = std::move(p);
   self->set_down_handler([self](const caf::down_msg& msg) {
     // A container actor that ended without reporting "gone" (it crashed).

@@ -83,6 +83,6 @@ struct pool_state {
   PoolStats stats(clock::time_point now) const;
 };
 
-pool_actor::behavior_type pool(pool_actor::stateful_pointer<pool_state> self, pool_params p);
+pool_internal_actor::behavior_type pool(pool_internal_actor::stateful_pointer<pool_state> self, pool_params p);
 
 } // namespace warmpool

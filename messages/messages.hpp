@@ -164,7 +164,11 @@ using pool_actor = caf::typed_actor<
   caf::replies_to<list_atom>::with<std::vector<container_ref>>,
   caf::replies_to<stats_atom>::with<PoolStats>,
   // Supervisor -> pool: stop admitting, drain leases up to the grace period, destroy all.
-  caf::replies_to<shutdown_atom, duration>::with<ok_atom>,
+  caf::replies_to<shutdown_atom, duration>::with<ok_atom>>;
+
+/// The pool's own timers (internal): only the pool actor holds this type.
+using pool_internal_actor = pool_actor::extend<
+  // Self: a timer fired (kind, its id).
   caf::reacts_to<timer_atom, uint8_t, uint64_t>>;
 
 struct pool_ref {
@@ -176,8 +180,12 @@ struct pool_ref {
 using health_checker_actor = caf::typed_actor<
   // Supervisor -> checker: (re)register a pool (after a pool restart, too).
   caf::reacts_to<pools_atom, pool_ref>,
-  caf::reacts_to<timer_atom, uint8_t, uint64_t>,
   caf::reacts_to<shutdown_atom>>;
+
+/// The checker's own timers (internal): only the checker actor holds this type.
+using health_checker_internal_actor = health_checker_actor::extend<
+  // Self: a pool's probe round or a re-probe is due (kind, its id).
+  caf::reacts_to<timer_atom, uint8_t, uint64_t>>;
 
 /// The root: routes acquires to pools, aggregates stats, orchestrates shutdown.
 using supervisor_actor = caf::typed_actor<

@@ -46,7 +46,6 @@ inline pool_actor::behavior_type stand_in_pool(pool_actor::pointer, std::shared_
     [](list_atom) { return std::vector<container_ref>{}; },
     [](stats_atom) { return PoolStats{}; },
     [](shutdown_atom, duration) { return ok_atom::value; },
-    [](timer_atom, uint8_t, uint64_t) {},
   };
 }
 

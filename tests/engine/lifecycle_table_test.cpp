@@ -37,6 +37,9 @@ TEST(LeaseHandle, LeaseHolderCannotSendInternalMessages) {
   static_assert(!accepts<container_actor, done_atom, uint64_t, op_result>);
   static_assert(!accepts<container_actor, timer_atom, uint8_t, uint64_t>);
   static_assert(!accepts<container_actor, died_atom>);
+  // Nor do the holders of a pool or the checker reach their timers.
+  static_assert(!accepts<pool_actor, timer_atom, uint8_t, uint64_t>);
+  static_assert(!accepts<health_checker_actor, timer_atom, uint8_t, uint64_t>);
 }
 
 // -- creating -------------------------------------------------------------------
