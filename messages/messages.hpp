@@ -85,10 +85,10 @@ using container_actor = sandbox_lease_actor::extend<
   // Pool -> container: shutting down; destroy the sandbox now.
   caf::reacts_to<shutdown_atom>>;
 
-// -- internal: only the container actor itself and what it hands its handle to --------
+// -- internal: completions, timers and deaths, from the actor's own machinery ---
 
-/// The container's own messages. Only the pool (which spawns it) holds this type, and
-/// passes it on as `container_actor` or `sandbox_lease_actor`.
+/// The container's own messages. Only the pool that spawns it and the sandbox registry
+/// hold this type; the pool hands it on as `container_actor` or `sandbox_lease_actor`.
 using container_internal_actor = container_actor::extend<
   // Backend (any thread, through the sandbox registry) -> container: the sandbox died.
   caf::reacts_to<died_atom>,
