@@ -5,65 +5,24 @@
 #include <caf/all.hpp>
 #include <spdlog/spdlog.h>
 
+#include "actors/sandbox_work.hpp"
 #include "engine/logging.hpp"
 #include "messages/errors.hpp"
 
 namespace warmpool {
 
-const char* to_string(cstate s) {
-  switch (s) {
-    case cstate::creating: return "creating";
-    case cstate::warming: return "warming";
-    case cstate::idle: return "idle";
-    case cstate::probing: return "probing";
-    case cstate::suspect: return "suspect";
-    case cstate::leased: return "leased";
-    case cstate::resetting: return "resetting";
-    case cstate::failed: return "failed";
-    case cstate::restarting: return "restarting";
-    case cstate::retiring: return "retiring";
-    case cstate::destroying: return "destroying";
-    case cstate::gone: return "gone";
-  }
-  return "?";
-}
-
-void sandbox_registry::add(const std::string& sandbox_id, container_actor who) {
-  std::lock_guard<std::mutex> guard{mtx_};
-  owners_[sandbox_id] = std::move(who);
-}
-
-void sandbox_registry::remove(const std::string& sandbox_id) {
-  std::lock_guard<std::mutex> guard{mtx_};
-  owners_.erase(sandbox_id);
-}
-
-void sandbox_registry::notify_death(const std::string& sandbox_id) {
-  container_actor who;
-  {
-    std::lock_guard<std::mutex> guard{mtx_};
-    auto i = owners_.find(sandbox_id);
-    if (i == owners_.end())
-      return;
-    who = i->second;
-  }
-  caf::anon_send(who, died_atom::value);
-}
-
 namespace {
 
-enum timer_kind : uint8_t { idle_timer = 0, age_timer = 1, restart_timer = 2 };
-
-using self_ptr = container_actor::stateful_pointer<container_state>;
+using self_ptr = container_internal_actor::stateful_pointer<container_state>;
 using op = container_state::op;
-using work_fn = std::function<op_result()>;
 
-container_actor me(self_ptr self) {
-  return caf::actor_cast<container_actor>(self);
+container_internal_actor me(self_ptr self) {
+  return caf::actor_cast<container_internal_actor>(self);
 }
 
-bool finished(cstate s) {
-  return s == cstate::retiring || s == cstate::destroying || s == cstate::gone;
+/// Retired because the pool or the engine is going away: callers see shutting_down.
+bool shutdown_reason(const std::string& reason) {
+  return reason == "shutdown" || reason == "pool_gone";
 }
 
 void report(self_ptr self) {
@@ -81,45 +40,40 @@ void report(self_ptr self) {
   r.executions = st.executions;
   r.reason = st.reason;
   r.fresh = st.p.fresh;
-  r.state = static_cast<uint8_t>(st.state);
+  r.state = st.state;
   r.seq = st.seq;
   self->send(st.p.pool, report_atom::value, std::move(r));
 }
 
-/// `tell_pool` false: the pool booked this transition itself (leased, on its own offer).
-void transition(self_ptr self, cstate next, bool tell_pool = true) {
+// -- timers: a timer names the transition (or the sandbox) it was armed for -------------
+
+void arm_timer(self_ptr self, timer_kind kind, duration d, uint64_t stamp) {
+  self->delayed_send(me(self), d, timer_atom::value, static_cast<uint8_t>(kind), stamp);
+}
+
+duration backoff(const container_state& st) {
+  const auto& rc = st.p.cfg->restart;
+  duration d = rc.backoff_initial * (int64_t{1} << std::min<uint32_t>(st.attempts - 1, 20));
+  return std::min(d, rc.backoff_max);
+}
+
+/// Arms the timer of the state just entered, if it has one.
+void arm_state_timer(self_ptr self) {
   auto& st = self->state;
-  if (st.state == next)
-    return;
-  auto lvl = (next == cstate::failed || next == cstate::suspect) ? spdlog::level::warn
-             : (next == cstate::retiring || next == cstate::restarting) ? spdlog::level::info
-                                                                          : spdlog::level::debug;
-  logger().log(lvl, "container {} (pool {}): {} -> {}{}{}", st.p.id, st.p.cfg->name,
-               to_string(st.state), to_string(next), st.reason.empty() ? "" : " reason=",
-               (lvl == spdlog::level::debug) ? "" : st.reason);
-  st.state = next;
-  ++st.seq;
-  if (tell_pool)
-    report(self);
-}
-
-void arm_timer(self_ptr self, timer_kind kind, duration d) {
-  auto epoch = ++self->state.timer_epoch[kind];
-  self->delayed_send(me(self), d, timer_atom::value, static_cast<uint8_t>(kind), epoch);
-}
-
-void cancel_timer(self_ptr self, timer_kind kind) {
-  ++self->state.timer_epoch[kind];
+  switch (attrs(st.state).timer) {
+    case timer_kind::idle:
+      if (st.p.cfg->idle_timeout.count() > 0 && !st.p.fresh)
+        arm_timer(self, timer_kind::idle, st.p.cfg->idle_timeout, st.seq);
+      break;
+    case timer_kind::restart:
+      arm_timer(self, timer_kind::restart, backoff(st), st.seq);
+      break;
+    default:
+      break;
+  }
 }
 
 // -- the one-call-at-a-time queue of backend operations -----------------------
-
-void run_next(self_ptr self);
-
-void enqueue(self_ptr self, op o) {
-  self->state.queue.push_back(std::move(o));
-  run_next(self);
-}
 
 void run_next(self_ptr self) {
   auto& st = self->state;
@@ -134,17 +88,13 @@ void run_next(self_ptr self) {
   work_fn work = o.start();
   auto& runner = o.on_lane && st.p.lane ? *st.p.lane : *st.p.exec;
   runner.submit([h = me(self), id, work = std::move(work)] {
-    op_result r;
-    try {
-      if (work)
-        r = work();
-    } catch (const Error& e) {
-      r.err = make_error(e.code(), e.what());
-    } catch (const std::exception& e) {
-      r.err = make_error(Errc::internal, e.what());
-    }
-    caf::anon_send(h, done_atom::value, id, std::move(r));
+    caf::anon_send(h, done_atom::value, id, run_work(work));
   });
+}
+
+void enqueue(self_ptr self, op o) {
+  self->state.queue.push_back(std::move(o));
+  run_next(self);
 }
 
 /// Answers every queued (not yet started) operation with `err`.
@@ -154,52 +104,6 @@ void cancel_queue(self_ptr self, const caf::error& err) {
   for (auto& o : queue)
     if (o.on_cancel)
       o.on_cancel(err);
-}
-
-SandboxSpec make_spec(self_ptr self) {
-  auto& p = self->state.p;
-  SandboxSpec spec;
-  spec.pool = p.cfg->name;
-  spec.node = p.node;
-  spec.instance = p.instance;
-  spec.name = "wp-" + p.instance.substr(0, 8) + "-" + p.id + "-" + std::to_string(self->state.restarts);
-  spec.pool_config = p.cfg.get();
-  return spec;
-}
-
-/// Agent ping plus the configured health command; throws on any failure.
-work_fn probe_work(self_ptr self) {
-  auto backend = self->state.p.backend;
-  auto box = self->state.sandbox;
-  auto cfg = self->state.p.cfg;
-  return [backend, box, cfg]() -> op_result {
-    const auto& hc = cfg->health_check;
-    backend->ping(*box, hc.timeout);
-    if (auto why = backend->unfit_reason(*box); !why.empty())
-      throw Error{Errc::container_failed, why};
-    if (hc.argv.empty() && hc.shell.empty())
-      return {};
-    ExecRequest req;
-    req.argv = hc.argv;
-    req.shell = hc.shell;
-    req.timeout = hc.timeout;
-    req.output_limit = 64 * 1024;
-    auto res = backend->exec(*box, req);
-    if (res.timed_out)
-      throw Error{Errc::exec_timeout,
-                  "health probe timed out after " + std::to_string(hc.timeout.count()) + "ms"};
-    if (res.exit_code != 0)
-      throw Error{Errc::container_failed, "health probe exited with " + std::to_string(res.exit_code) +
-                                            ": " + res.stderr_data.substr(0, 200)};
-    if (!hc.expect.empty() && res.stdout_data.find(hc.expect) == std::string::npos) {
-      auto out = res.stdout_data.substr(0, 200);
-      while (!out.empty() && (out.back() == '\n' || out.back() == '\r'))
-        out.pop_back();
-      throw Error{Errc::container_failed,
-                  "health probe output lacks \"" + hc.expect + "\": \"" + out + "\""};
-    }
-    return {};
-  };
 }
 
 /// Takes ownership of a freshly created sandbox (death notifications now reach us).
@@ -212,16 +116,17 @@ void adopt(self_ptr self, SandboxPtr box) {
   st.p.registry->add(st.sandbox->id(), me(self));
 }
 
-/// Hands the current sandbox (if any) to the executor for destruction.
-work_fn destroy_work(self_ptr self) {
+/// Gives up the current sandbox (if any) and returns the work that destroys it.
+work_fn release_sandbox(self_ptr self) {
   auto box = std::move(self->state.sandbox);
-  if (!box)
-    return {};
-  self->state.p.registry->remove(box->id());
-  return [backend = self->state.p.backend, box]() -> op_result {
-    backend->destroy(*box);
-    return {};
-  };
+  if (box)
+    self->state.p.registry->remove(box->id());
+  return destroy_work(self->state.p.backend, std::move(box));
+}
+
+SandboxSpec make_spec(self_ptr self) {
+  auto& st = self->state;
+  return sandbox_spec(*st.p.cfg, st.p.node, st.p.instance, st.p.id, st.restarts);
 }
 
 /// Stops watching the holder of the lease that just ended (see watch_holder).
@@ -247,54 +152,148 @@ void watch_holder(self_ptr self) {
   self->monitor(st.holder);
 }
 
-void start_create(self_ptr self);
-void fail(self_ptr self, const std::string& why);
+// -- the table, applied --------------------------------------------------------
 
-void retire(self_ptr self, const std::string& reason) {
+bool fire(self_ptr self, cevent e, const std::string& why = {});
+
+bool holds(self_ptr self, guard g) {
   auto& st = self->state;
-  if (finished(st.state))
-    return;
-  st.reason = reason;
-  if (!st.lease_id.empty()) {
-    st.broken_lease = st.lease_id;
-    st.lease_id.clear();
+  switch (g) {
+    case guard::always: return true;
+    case guard::retire_due: return !st.retire_after.empty();
+    case guard::may_restart:
+      return !st.p.fresh && st.attempts < st.p.cfg->restart.max_attempts;
+    case guard::failures_left: return st.probe_failures < st.p.cfg->health_check.failures;
+    case guard::offer_current: return st.offer_seen == st.seq;
+    case guard::pool_gone: return st.pool_gone;
   }
-  forget_holder(self);
-  cancel_timer(self, idle_timer);
-  cancel_timer(self, age_timer);
-  cancel_timer(self, restart_timer);
-  cancel_queue(self, make_error(st.shutting_down ? Errc::shutting_down : Errc::container_failed,
-                                "sandbox " + st.p.id + " was retired (" + reason + ")"));
-  transition(self, cstate::retiring);
-  enqueue(self, op{[self]() -> work_fn {
-                     transition(self, cstate::destroying);
-                     return destroy_work(self);
-                   },
-                   [self](op_result& r) {
+  return false;
+}
+
+const row* find(self_ptr self, cevent e) {
+  return lookup(self->state.state, e, [self](guard g) { return holds(self, g); });
+}
+
+/// The reason recorded on entering `next` through row `r`.
+std::string reason_for(self_ptr self, const row& r, const std::string& why) {
+  auto& st = self->state;
+  if (r.when == guard::retire_due)
+    return st.retire_after;
+  if (r.to == cstate::retiring && r.on == cevent::probe_failed)
+    return "unhealthy: " + why;
+  if (r.to == cstate::retiring && r.on == cevent::settle &&
+      st.attempts >= st.p.cfg->restart.max_attempts && !st.p.fresh)
+    return "restart_exhausted: " + why;
+  return why.empty() ? st.reason : why;
+}
+
+spdlog::level::level_enum log_level(cstate next) {
+  if (next == cstate::failed || next == cstate::suspect)
+    return spdlog::level::warn;
+  if (next == cstate::retiring || next == cstate::restarting)
+    return spdlog::level::info;
+  return spdlog::level::debug;
+}
+
+/// Leaves the current state for `next`: the lease ends if it was not released, the
+/// state's timer lapses (timers name the transition they were armed in), the pool hears
+/// of it, and the next state's timer is armed.
+void enter(self_ptr self, cstate next) {
+  auto& st = self->state;
+  if (st.state == cstate::leased) {
+    if (!st.lease_id.empty()) {
+      st.broken_lease = st.lease_id;
+      st.lease_id.clear();
+    }
+    forget_holder(self);
+  }
+  auto lvl = log_level(next);
+  logger().log(lvl, "container {} (pool {}): {} -> {}{}{}", st.p.id, st.p.cfg->name,
+               to_string(st.state), to_string(next), st.reason.empty() ? "" : " reason=",
+               (lvl == spdlog::level::debug) ? "" : st.reason);
+  st.state = next;
+  ++st.seq;
+  if (attrs(next).reported)
+    report(self);
+  arm_state_timer(self);
+}
+
+void start_create(self_ptr self);
+void start_warm(self_ptr self);
+void start_probe(self_ptr self);
+void start_reset(self_ptr self);
+void start_destroy(self_ptr self);
+void ask_pool_to_expire(self_ptr self);
+
+/// Applies row `r` for event `e`: the steps an action takes before the state changes
+/// (answering queued calls) run first, so callers hear before the pool does.
+void apply(self_ptr self, const row& r, const std::string& why) {
+  auto& st = self->state;
+  auto next = r.to == stay ? st.state : r.to;
+  if (next != st.state)
+    st.reason = reason_for(self, r, why);
+  if (r.act == action::destroy)
+    cancel_queue(self, make_error(shutdown_reason(st.reason) ? Errc::shutting_down : Errc::container_failed,
+                                  "sandbox " + st.p.id + " was retired (" + st.reason + ")"));
+  if (r.act == action::restart) {
+    cancel_queue(self, make_error(Errc::container_failed, "sandbox " + st.p.id + " failed: " + st.reason));
+    ++st.attempts;
+    ++st.restarts;
+  }
+  if (next != st.state)
+    enter(self, next);
+  switch (r.act) {
+    case action::none: break;
+    case action::create: start_create(self); break;
+    case action::warm: start_warm(self); break;
+    case action::probe: start_probe(self); break;
+    case action::reset: start_reset(self); break;
+    case action::destroy: start_destroy(self); break;
+    case action::restart:
+      // Throw the broken sandbox away now; the new one is created after the back-off.
+      enqueue(self, op{[self] { return release_sandbox(self); }, [](op_result&) {}, {}});
+      break;
+    case action::settle: fire(self, cevent::settle, why); break;
+    case action::defer_retire: st.retire_after = why; break;
+    case action::ask_pool: ask_pool_to_expire(self); break;
+    case action::rearm: arm_state_timer(self); break;
+    case action::quit: self->quit(); break;
+  }
+}
+
+/// Looks up and applies the row for `e`; false when no row matches (event ignored).
+bool fire(self_ptr self, cevent e, const std::string& why) {
+  auto r = find(self, e);
+  if (!r) {
+    logger().trace("container {}: {} ignored in {}", self->state.p.id, to_string(e),
+                   to_string(self->state.state));
+    return false;
+  }
+  apply(self, *r, why);
+  return true;
+}
+
+// -- actions -------------------------------------------------------------------
+
+void start_create(self_ptr self) {
+  auto slot = std::make_shared<SandboxPtr>();
+  enqueue(self, op{[self, slot] { return create_work(self->state.p.backend, make_spec(self), slot); },
+                   [self, slot](op_result& r) {
+                     // Kept even when retiring meanwhile, so the destroy step removes it.
+                     adopt(self, *slot);
                      if (r.err)
-                       logger().error("container {}: destroy failed: {}", self->state.p.id,
-                                      render(r.err));
-                     transition(self, cstate::gone);
-                     if (self->state.pool_down)
-                       self->quit();
+                       fire(self, cevent::create_failed, "create failed: " + render(r.err));
+                     else
+                       fire(self, cevent::created);
                    },
                    {}});
 }
 
-void become_idle(self_ptr self) {
+void start_warm(self_ptr self) {
   auto& st = self->state;
-  if (!st.retire_after.empty()) {
-    retire(self, st.retire_after);
-    return;
-  }
-  transition(self, cstate::idle);
-  if (st.p.cfg->idle_timeout.count() > 0 && !st.p.fresh)
-    arm_timer(self, idle_timer, st.p.cfg->idle_timeout);
-}
-
-void warm(self_ptr self) {
-  transition(self, cstate::warming);
-  enqueue(self, op{[self] { return probe_work(self); },
+  if (st.p.cfg->max_age.count() > 0)
+    arm_timer(self, timer_kind::age, st.p.cfg->max_age, st.restarts);
+  enqueue(self, op{[self] { return probe_work(self->state.p.backend, self->state.sandbox, self->state.p.cfg); },
                    [self](op_result& r) {
                      auto& st = self->state;
                      if (st.state != cstate::warming)
@@ -303,71 +302,89 @@ void warm(self_ptr self) {
                      st.last_probe_at = self->clock().now();
                      st.last_probe_ok = !r.err;
                      if (r.err) {
-                       fail(self, "warm-up probe failed: " + render(r.err));
+                       fire(self, cevent::warm_failed, "warm-up probe failed: " + render(r.err));
                        return;
                      }
                      st.attempts = 0;
-                     become_idle(self);
+                     st.probe_failures = 0;
+                     fire(self, cevent::warmed);
                    },
                    {}});
 }
 
-void start_create(self_ptr self) {
-  transition(self, cstate::creating);
+void start_probe(self_ptr self) {
+  auto rp = self->make_response_promise<probe_result>();
+  self->state.probe_rp = rp;
+  enqueue(self, op{[self] { return probe_work(self->state.p.backend, self->state.sandbox, self->state.p.cfg); },
+                   [self, rp](op_result& r) mutable {
+                     auto& st = self->state;
+                     st.probed = true;
+                     st.last_probe_at = self->clock().now();
+                     st.last_probe_ok = !r.err;
+                     auto detail = r.err ? render(r.err) : std::string{"ok"};
+                     bool retired = false;
+                     if (r.err) {
+                       ++st.probe_failures;
+                       fire(self, cevent::probe_failed, detail);
+                       retired = !attrs(st.state).in_service;
+                     } else {
+                       st.probe_failures = 0;
+                       if (st.state == cstate::probing)
+                         st.reason.clear();
+                       fire(self, cevent::probe_ok);
+                     }
+                     rp.deliver(probe_result{!r.err, false, detail, retired});
+                   },
+                   [rp](const caf::error&) mutable {
+                     rp.deliver(probe_result{false, true, "cancelled", false});
+                   }});
+}
+
+void start_reset(self_ptr self) {
   auto slot = std::make_shared<SandboxPtr>();
   enqueue(self, op{[self, slot]() -> work_fn {
-                     return [backend = self->state.p.backend, spec = make_spec(self),
-                             cfg = self->state.p.cfg, slot]() -> op_result {
-                       *slot = backend->create(spec);
-                       return {};
-                     };
+                     auto& st = self->state;
+                     if (st.p.cfg->reset.mode == ResetMode::restart)
+                       st.p.registry->remove(st.sandbox->id());
+                     return reset_work(st.p.backend, st.sandbox, st.p.cfg, make_spec(self), slot);
                    },
                    [self, slot](op_result& r) {
                      auto& st = self->state;
-                     // Keep it even when retiring meanwhile, so the destroy step removes it.
                      adopt(self, *slot);
-                     if (st.state != cstate::creating)
-                       return;
-                     if (r.err) {
-                       fail(self, "create failed: " + render(r.err));
-                       return;
-                     }
-                     if (st.p.cfg->max_age.count() > 0)
-                       arm_timer(self, age_timer, st.p.cfg->max_age);
-                     warm(self);
+                     auto verdict = reset_verdict(r);
+                     if (verdict.rfind("reset_residue", 0) == 0)
+                       logger().warn("container {}: retired, reset could not clean it: {}", st.p.id, verdict);
+                     else if (verdict.empty())
+                       logger().debug("container {}: reset removed {} files, killed {} processes",
+                                      st.p.id, r.reset.files_removed, r.reset.processes_killed);
+                     if (verdict.empty())
+                       fire(self, cevent::reset_ok);
+                     else
+                       fire(self, cevent::reset_failed, verdict);
                    },
                    {}});
 }
 
-void fail(self_ptr self, const std::string& why) {
+void start_destroy(self_ptr self) {
+  enqueue(self, op{[self]() -> work_fn {
+                     fire(self, cevent::destroy_started);
+                     return release_sandbox(self);
+                   },
+                   [self](op_result& r) {
+                     if (r.err)
+                       logger().error("container {}: destroy failed: {}", self->state.p.id, render(r.err));
+                     fire(self, cevent::destroyed);
+                   },
+                   {}});
+}
+
+/// Only the pool knows whether leaving keeps min_idle; it also takes this sandbox out of
+/// its idle set atomically when it says yes.
+void ask_pool_to_expire(self_ptr self) {
   auto& st = self->state;
-  if (finished(st.state) || st.state == cstate::failed || st.state == cstate::restarting)
-    return;
-  st.reason = why;
-  if (!st.lease_id.empty()) {
-    st.broken_lease = st.lease_id;
-    st.lease_id.clear();
-  }
-  forget_holder(self);
-  cancel_timer(self, idle_timer);
-  cancel_timer(self, age_timer);
-  transition(self, cstate::failed);
-  const auto& rc = st.p.cfg->restart;
-  if (st.shutting_down || st.p.fresh || st.attempts >= rc.max_attempts) {
-    retire(self, st.attempts >= rc.max_attempts && !st.p.fresh && !st.shutting_down
-                   ? "restart_exhausted: " + why
-                   : why);
-    return;
-  }
-  cancel_queue(self, make_error(Errc::container_failed, "sandbox " + st.p.id + " failed: " + why));
-  ++st.attempts;
-  ++st.restarts;
-  duration backoff = rc.backoff_initial * (int64_t{1} << std::min<uint32_t>(st.attempts - 1, 20));
-  backoff = std::min(backoff, rc.backoff_max);
-  transition(self, cstate::restarting);
-  // Throw the broken sandbox away now; the new one is created after the back-off.
-  enqueue(self, op{[self] { return destroy_work(self); }, [](op_result&) {}, {}});
-  arm_timer(self, restart_timer, backoff);
+  self->request(st.p.pool, std::chrono::seconds(10), expire_atom::value, st.p.id)
+    .then([self](bool yes) { fire(self, yes ? cevent::expire_granted : cevent::expire_refused, "idle_timeout"); },
+          [self](caf::error&) { fire(self, cevent::expire_refused); });
 }
 
 caf::error check_lease(self_ptr self, const std::string& lease_id) {
@@ -375,83 +392,28 @@ caf::error check_lease(self_ptr self, const std::string& lease_id) {
   if (!lease_id.empty() && lease_id == st.lease_id && st.state == cstate::leased)
     return {};
   if (!lease_id.empty() && lease_id == st.broken_lease)
-    return make_error(st.shutting_down ? Errc::shutting_down : Errc::container_failed,
+    return make_error(shutdown_reason(st.reason) ? Errc::shutting_down : Errc::container_failed,
                       "the sandbox behind lease " + lease_id + " failed: " + st.reason);
   return make_error(Errc::unknown_lease,
                     "lease " + lease_id + " is not held on sandbox " + st.p.id + " (released or expired)");
 }
 
-void reset_after_lease(self_ptr self) {
-  transition(self, cstate::resetting);
-  auto slot = std::make_shared<SandboxPtr>();
-  enqueue(self, op{[self, slot]() -> work_fn {
-                     auto& st = self->state;
-                     auto backend = st.p.backend;
-                     auto box = st.sandbox;
-                     auto cfg = st.p.cfg;
-                     if (cfg->reset.mode == ResetMode::restart) {
-                       st.p.registry->remove(box->id());
-                       return [backend, box, spec = make_spec(self), cfg, slot]() -> op_result {
-                         backend->destroy(*box);
-                         *slot = backend->create(spec);
-                         backend->ping(**slot, cfg->reset.timeout);
-                         return {};
-                       };
-                     }
-                     return [backend, box, cfg]() -> op_result {
-                       op_result r;
-                       r.reset = backend->reset(*box, cfg->reset.timeout);
-                       r.unfit = backend->unfit_reason(*box);  // e.g. a tenant's leftover hit the memory limit
-                       return r;
-                     };
-                   },
-                   [self, slot](op_result& r) {
-                     auto& st = self->state;
-                     adopt(self, *slot);
-                     if (st.state != cstate::resetting)
-                       return;
-                     if (r.err) {
-                       retire(self, "reset_failed: " + render(r.err));
-                       return;
-                     }
-                     if (!r.unfit.empty()) {
-                       retire(self, r.unfit);
-                       return;
-                     }
-                     if (!r.reset.residue.empty()) {
-                       // The next tenant would find this one's traces: never reuse it.
-                       std::string what;
-                       for (const auto& s : r.reset.residue) what += (what.empty() ? "" : "; ") + s;
-                       logger().warn("container {}: retired, reset could not clean it: {}", st.p.id, what);
-                       retire(self, "reset_residue: " + what);
-                       return;
-                     }
-                     logger().debug("container {}: reset removed {} files, killed {} processes",
-                                    st.p.id, r.reset.files_removed, r.reset.processes_killed);
-                     become_idle(self);
-                   },
-                   {}});
-}
-
+/// Ends the current lease: the sandbox is reset for the next tenant, or retired when this
+/// lease must be its last (the first reason that applies).
 void end_lease(self_ptr self, bool dirty) {
   auto& st = self->state;
   const auto& cfg = *st.p.cfg;
   st.lease_id.clear();
   forget_holder(self);
-  if (st.shutting_down)
-    retire(self, "shutdown");
-  else if (dirty)
-    retire(self, "dirty");
+  if (dirty)
+    st.retire_after = "dirty";
   else if (st.p.fresh)
-    retire(self, "one_off");
+    st.retire_after = "one_off";
   else if (cfg.max_uses > 0 && st.uses >= cfg.max_uses)
-    retire(self, "max_uses");
-  else if (!st.retire_after.empty())
-    retire(self, st.retire_after);
-  else if (cfg.reset.mode == ResetMode::recycle)
-    retire(self, "recycle");
-  else
-    reset_after_lease(self);
+    st.retire_after = "max_uses";
+  else if (st.retire_after.empty() && cfg.reset.mode == ResetMode::recycle)
+    st.retire_after = "recycle";
+  fire(self, cevent::release);
 }
 
 /// Queues a lease operation (on the pool's lane) whose result goes to promise `rp`.
@@ -463,7 +425,7 @@ caf::typed_response_promise<T> lease_op(self_ptr self, Work make_work, Finish fi
                      if (r.err) {
                        rp.deliver(r.err);
                        if (errc_of(r.err) == Errc::container_failed)
-                         fail(self, render(r.err));
+                         fire(self, cevent::died, render(r.err));
                        return;
                      }
                      rp.deliver(finish(self, r));
@@ -497,7 +459,7 @@ void holder_lost(self_ptr self, const caf::error& why) {
 
 } // namespace
 
-container_actor::behavior_type container(self_ptr self, container_params p) {
+container_internal_actor::behavior_type container(self_ptr self, container_params p) {
   self->state.p = std::move(p);
   self->monitor(self->state.p.pool);
   self->set_down_handler([self](const caf::down_msg& msg) {
@@ -506,33 +468,29 @@ container_actor::behavior_type container(self_ptr self, container_params p) {
       return;
     }
     if (msg.source == self->state.p.pool.address()) {
-      self->state.shutting_down = true;
-      self->state.pool_down = true;
-      if (self->state.state == cstate::gone)
-        self->quit();
-      else
-        retire(self, "pool_gone");
+      self->state.pool_gone = true;
+      fire(self, cevent::pool_lost, "pool_gone");
     }
   });
   start_create(self);
   return {
     [self](lease_atom, lease_offer& offer) -> caf::result<lease_info> {
       auto& st = self->state;
-      if (st.state != cstate::idle || offer.seen != st.seq) {
+      st.offer_seen = offer.seen;
+      auto r = find(self, cevent::lease);
+      if (!r) {
         // We left idle (a probe, a retirement, a death) after the report the pool leased
         // on: the acquirer goes back to the pool, which knows our state by now.
         logger().debug("container {}: hands lease {} back (now {})", st.p.id, offer.lease.id,
                        to_string(st.state));
         return self->delegate(st.p.pool, lease_atom::value, std::move(offer));
       }
-      auto& proto = offer.lease;
-      cancel_timer(self, idle_timer);
-      st.lease_id = proto.id;
+      st.lease_id = offer.lease.id;
       st.broken_lease.clear();
       ++st.uses;
       watch_holder(self);
-      transition(self, cstate::leased, false);
-      return std::move(proto);
+      apply(self, *r, {});
+      return std::move(offer.lease);
     },
     [self](exec_atom, std::string& lease_id, ExecRequest& req) -> caf::result<ExecResult> {
       if (auto err = check_lease(self, lease_id))
@@ -544,20 +502,13 @@ container_actor::behavior_type container(self_ptr self, container_params p) {
         req.output_limit = cfg.output_limit;
       return lease_op<ExecResult>(
         self,
-        [req](self_ptr self) -> work_fn {
-          return [backend = self->state.p.backend, box = self->state.sandbox, req]() -> op_result {
-            op_result r;
-            r.exec = backend->exec(*box, req);
-            r.unfit = backend->unfit_reason(*box);
-            return r;
-          };
-        },
+        [req](self_ptr self) { return exec_work(self->state.p.backend, self->state.sandbox, req); },
         [](self_ptr self, op_result& r) {
           ++self->state.executions;
           // The tenant keeps the lease (the result says what was killed); nobody gets the
           // sandbox after it.
           if (!r.unfit.empty() && self->state.retire_after.empty())
-            self->state.retire_after = r.unfit;
+            fire(self, cevent::retire, r.unfit);
           return std::move(r.exec);
         });
     },
@@ -566,13 +517,7 @@ container_actor::behavior_type container(self_ptr self, container_params p) {
         return err;
       return lease_op<std::string>(
         self,
-        [path](self_ptr self) -> work_fn {
-          return [backend = self->state.p.backend, box = self->state.sandbox, path]() -> op_result {
-            op_result r;
-            r.data = backend->read_file(*box, path);
-            return r;
-          };
-        },
+        [path](self_ptr self) { return read_work(self->state.p.backend, self->state.sandbox, path); },
         [](self_ptr, op_result& r) { return std::move(r.data); });
     },
     [self](write_atom, std::string& lease_id, std::string& path,
@@ -581,12 +526,8 @@ container_actor::behavior_type container(self_ptr self, container_params p) {
         return err;
       return lease_op<ok_atom>(
         self,
-        [path, data = std::move(data)](self_ptr self) -> work_fn {
-          return [backend = self->state.p.backend, box = self->state.sandbox, path,
-                  data]() -> op_result {
-            backend->write_file(*box, path, data);
-            return {};
-          };
+        [path, data = std::move(data)](self_ptr self) {
+          return write_work(self->state.p.backend, self->state.sandbox, path, data);
         },
         [](self_ptr, op_result&) { return ok_atom::value; });
     },
@@ -603,55 +544,14 @@ container_actor::behavior_type container(self_ptr self, container_params p) {
     },
     [self](probe_atom) -> caf::result<probe_result> {
       auto& st = self->state;
-      if (st.state != cstate::idle && st.state != cstate::suspect)
-        return probe_result{false, true, std::string{"sandbox is "} + to_string(st.state)};
-      cancel_timer(self, idle_timer);
-      transition(self, cstate::probing);
-      auto rp = self->make_response_promise<probe_result>();
-      enqueue(self, op{[self] { return probe_work(self); },
-                       [self, rp](op_result& r) mutable {
-                         auto& st = self->state;
-                         st.probed = true;
-                         st.last_probe_at = self->clock().now();
-                         st.last_probe_ok = !r.err;
-                         auto detail = r.err ? render(r.err) : std::string{"ok"};
-                         if (st.state == cstate::probing) {
-                           if (r.err) {
-                             st.reason = detail;
-                             transition(self, cstate::suspect);
-                           } else {
-                             st.reason.clear();
-                             become_idle(self);
-                           }
-                         }
-                         rp.deliver(probe_result{!r.err, false, detail});
-                       },
-                       [rp](const caf::error&) mutable {
-                         rp.deliver(probe_result{false, true, "cancelled"});
-                       }});
-      return rp;
+      auto from = st.state;
+      if (!fire(self, cevent::probe))
+        return probe_result{false, true, std::string{"sandbox is "} + to_string(from), false};
+      return st.probe_rp;
     },
-    [self](retire_atom, std::string& reason) {
-      auto& st = self->state;
-      if (st.state == cstate::leased || st.state == cstate::resetting)
-        st.retire_after = reason;
-      else
-        retire(self, reason);
-    },
-    [self](shutdown_atom) {
-      if (self->state.state == cstate::gone) { // the pool has seen us go
-        self->quit();
-        return;
-      }
-      self->state.shutting_down = true;
-      retire(self, "shutdown");
-    },
-    [self](died_atom) {
-      auto& st = self->state;
-      if (finished(st.state) || st.state == cstate::failed || st.state == cstate::restarting)
-        return;
-      fail(self, "the sandbox died");
-    },
+    [self](retire_atom, std::string& reason) { fire(self, cevent::retire, reason); },
+    [self](shutdown_atom) { fire(self, cevent::shutdown, "shutdown"); },
+    [self](died_atom) { fire(self, cevent::died, "the sandbox died"); },
     [self](done_atom, uint64_t id, op_result& r) {
       auto& st = self->state;
       if (!st.busy || id != st.op_seq)
@@ -663,40 +563,18 @@ container_actor::behavior_type container(self_ptr self, container_params p) {
         on_done(r);
       run_next(self);
     },
-    [self](timer_atom, uint8_t kind, uint64_t epoch) {
+    [self](timer_atom, uint8_t kind, uint64_t stamp) {
       auto& st = self->state;
-      if (kind > restart_timer || epoch != st.timer_epoch[kind])
+      auto k = static_cast<timer_kind>(kind);
+      if (k == timer_kind::age) {
+        if (stamp == st.restarts)
+          fire(self, cevent::max_age, "max_age");
         return;
-      switch (kind) {
-        case idle_timer:
-          if (st.state != cstate::idle)
-            return;
-          // Only the pool knows whether leaving keeps min_idle; it also takes us out of
-          // its idle set atomically when it says yes.
-          self->request(st.p.pool, std::chrono::seconds(10), expire_atom::value, st.p.id)
-            .then(
-              [self](bool yes) {
-                if (yes)
-                  retire(self, "idle_timeout");
-                else if (self->state.state == cstate::idle)
-                  arm_timer(self, idle_timer, self->state.p.cfg->idle_timeout);
-              },
-              [self](caf::error&) {
-                if (self->state.state == cstate::idle)
-                  arm_timer(self, idle_timer, self->state.p.cfg->idle_timeout);
-              });
-          break;
-        case age_timer:
-          if (st.state == cstate::idle || st.state == cstate::suspect)
-            retire(self, "max_age");
-          else
-            st.retire_after = "max_age";
-          break;
-        case restart_timer:
-          if (st.state == cstate::restarting)
-            start_create(self);
-          break;
       }
+      // A per-state timer counts only in the stay it was armed in.
+      if (stamp != st.seq || attrs(st.state).timer != k)
+        return;
+      fire(self, k == timer_kind::idle ? cevent::idle_timeout : cevent::restart_due);
     },
   };
 }

@@ -1,65 +1,28 @@
-// One actor per sandbox. It owns the sandbox's whole lifecycle as an explicit
-// finite-state machine (after OpenWhisk's ContainerProxy): every blocking backend call
-// runs on an executor (lifecycle work on the engine's, lease operations on the pool's lane)
-// and comes back as a `done` message; every timer is a message.
-//
-//  creating -> warming -> idle <-> leased -> resetting -> idle
-//                 |        |  \-> probing -> idle | suspect -> (probe ok) idle
-//  any failure -> failed -> restarting -> creating   (bounded, exponential back-off)
-//                        \-> retiring -> destroying -> gone
-//  idle -> retiring on max_uses, max_age, idle_timeout (pool keeps min_idle), unhealthy,
-//  dirty release, reset failure, shutdown.
-//  gone: the actor lives on until its pool has seen it go (the pool's shutdown message),
-//  handing back any lease offered meanwhile, so an acquire never lands on a dead actor.
+// One actor per sandbox. It owns the sandbox's lifecycle: every message and every backend
+// completion becomes an event of the table in actors/lifecycle.hpp, which names the next
+// state and the action. Every blocking backend call runs on an executor (lifecycle work on
+// the engine's, lease operations on the pool's lane) and comes back as a `done` message;
+// every timer is a message. A gone actor lives on until its pool has seen it go (the pool's
+// shutdown message), handing back any lease offered meanwhile, so an acquire never lands
+// on a dead actor.
 #pragma once
 
 #include <chrono>
 #include <deque>
 #include <functional>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <unordered_map>
 
 #include <caf/typed_event_based_actor.hpp>
+#include <caf/typed_response_promise.hpp>
 
 #include "actors/executor.hpp"
+#include "actors/lifecycle.hpp"
+#include "actors/sandbox_registry.hpp"
 #include "backends/backend.hpp"
 #include "messages/messages.hpp"
 
 namespace warmpool {
-
-enum class cstate : uint8_t {
-  creating,
-  warming,
-  idle,
-  probing,
-  suspect,   // failed its last probe: out of rotation until a probe passes
-  leased,
-  resetting,
-  failed,
-  restarting,
-  retiring,
-  destroying,
-  gone,
-};
-
-constexpr size_t cstate_count = static_cast<size_t>(cstate::gone) + 1;
-
-const char* to_string(cstate s);
-
-/// Routes backend death notifications (from any thread) to the owning container actor.
-class sandbox_registry {
-public:
-  void add(const std::string& sandbox_id, container_actor who);
-  void remove(const std::string& sandbox_id);
-  /// Sends `died` to the owner, if any. Safe from any thread.
-  void notify_death(const std::string& sandbox_id);
-
-private:
-  std::mutex mtx_;
-  std::unordered_map<std::string, container_actor> owners_;
-};
 
 struct container_params {
   std::string id;                          // stable across restarts: "<pool>-<n>"
@@ -93,6 +56,7 @@ struct container_state {
 
   container_params p;
   cstate state = cstate::creating;
+  uint64_t seq = 0;          // transitions so far: offers and per-state timers name one
   SandboxPtr sandbox;
   std::string lease_id;
   std::string broken_lease;  // lease whose sandbox failed: its calls get container_failed
@@ -101,18 +65,18 @@ struct container_state {
   caf::actor_addr holder;
   uint64_t uses = 0;
   uint64_t executions = 0;
-  uint32_t attempts = 0;     // consecutive failed starts (drives back-off)
-  uint32_t restarts = 0;     // total restarts (stats)
-  std::string retire_after;  // retire at the end of the current lease, with this reason
-  std::string reason;        // why it failed / retired
-  bool shutting_down = false;
-  bool pool_down = false;    // no pool to say goodbye once gone: quit at once
-  uint64_t seq = 0;          // transitions so far; a lease offer names the one it saw
+  uint32_t attempts = 0;       // consecutive failed starts (drives back-off)
+  uint32_t restarts = 0;       // total restarts (stats); also names the sandbox's age timer
+  uint32_t probe_failures = 0; // consecutive failed health probes
+  std::string retire_after;    // guard retire_due: retire when the lease or reset ends
+  std::string reason;          // why it failed / retired
+  bool pool_gone = false;      // guard pool_gone: no pool to say goodbye to once gone
+  uint64_t offer_seen = 0;     // guard offer_current: the offer being decided
   clock::time_point created_at{};
   clock::time_point last_probe_at{};
   bool probed = false;
   bool last_probe_ok = true;
-  uint64_t timer_epoch[3] = {0, 0, 0};
+  caf::typed_response_promise<probe_result> probe_rp; // the probe in flight
   // Exactly one backend call in flight per sandbox; the rest wait here.
   std::deque<op> queue;
   bool busy = false;
@@ -120,7 +84,7 @@ struct container_state {
   std::function<void(op_result&)> current;
 };
 
-container_actor::behavior_type
-container(container_actor::stateful_pointer<container_state> self, container_params p);
+container_internal_actor::behavior_type
+container(container_internal_actor::stateful_pointer<container_state> self, container_params p);
 
 } // namespace warmpool

@@ -28,6 +28,23 @@ std::shared_ptr<executor> executor::lane(size_t max_threads) {
   return std::shared_ptr<executor>(new executor(0, std::max<size_t>(max_threads, 1)));
 }
 
+std::shared_ptr<executor> executor::manual() {
+  auto e = std::shared_ptr<executor>(new executor(0, 0));
+  e->manual_ = true;
+  return e;
+}
+
+size_t executor::run_pending() {
+  std::deque<std::function<void()>> batch;
+  {
+    std::unique_lock<std::mutex> guard{mtx_};
+    batch.swap(tasks_);
+  }
+  for (auto& task : batch)
+    task();
+  return batch.size();
+}
+
 void executor::start_thread(bool for_task) {
   parkings_.push_back(std::make_unique<parking>());
   threads_.emplace_back([this, p = parkings_.back().get(), for_task] { work(*p, for_task); });
@@ -41,6 +58,11 @@ void executor::submit(std::function<void()> task) {
   parking* wake = nullptr;
   {
     std::unique_lock<std::mutex> guard{mtx_};
+    if (manual_) {
+      if (!stopping_)
+        tasks_.push_back(std::move(task));
+      return;
+    }
     if (max_threads_ == 0 || stopping_) {
       guard.unlock();
       task();
@@ -77,6 +99,8 @@ void executor::stop() {
     if (stopping_)
       return;
     stopping_ = true;
+    if (manual_)
+      tasks_.clear();
     for (auto* p : parked_) {
       p->woken = true;
       p->cv.notify_one();

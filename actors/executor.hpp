@@ -23,6 +23,9 @@ public:
   /// started. A pool's user commands run on such a lane sized so no command ever waits
   /// for another one (engine.cpp).
   static std::shared_ptr<executor> lane(size_t max_threads);
+  /// For tests: tasks wait until run_pending() runs them on the caller's thread, so the
+  /// test decides when each backend call finishes. stop() drops what is still waiting.
+  static std::shared_ptr<executor> manual();
   ~executor();
   executor(const executor&) = delete;
   executor& operator=(const executor&) = delete;
@@ -33,6 +36,8 @@ public:
   size_t queued() const;
   /// Threads started so far.
   size_t threads() const;
+  /// A manual executor: runs the tasks submitted so far; returns how many.
+  size_t run_pending();
 
 private:
   executor(size_t threads, size_t max_threads);
@@ -56,7 +61,8 @@ private:
   // moved on (even exited, during stop), so it must outlive the thread.
   std::vector<std::unique_ptr<parking>> parkings_;
   std::vector<parking*> parked_; // sleeping threads; the last parked is woken first (warm)
-  size_t max_threads_;   // 0: inline
+  size_t max_threads_;   // 0: inline (or manual)
+  bool manual_ = false;
   size_t signalled_ = 0; // threads woken (or just started) for a task but not yet running
   size_t spinning_ = 0;  // a thread that just ran a task and watches for the next (0 or 1)
   std::atomic<size_t> queued_{0}; // tasks_.size(), for the spinning thread

@@ -14,10 +14,10 @@ namespace {
 
 enum timer_kind : uint8_t { pool_tick = 0, reprobe = 1 };
 
-using self_ptr = health_checker_actor::stateful_pointer<health_checker_state>;
+using self_ptr = health_checker_internal_actor::stateful_pointer<health_checker_state>;
 
-health_checker_actor me(self_ptr self) {
-  return caf::actor_cast<health_checker_actor>(self);
+health_checker_internal_actor me(self_ptr self) {
+  return caf::actor_cast<health_checker_internal_actor>(self);
 }
 
 void arm_tick(self_ptr self, size_t index) {
@@ -29,42 +29,35 @@ void arm_tick(self_ptr self, size_t index) {
   self->delayed_send(me(self), w.hc.interval, timer_atom::value, static_cast<uint8_t>(pool_tick), id);
 }
 
+/// Probes one sandbox. The sandbox counts its consecutive failures and retires itself
+/// after health_check.failures of them (the lifecycle table); a failure short of that
+/// takes it out of rotation, so it is re-checked soon rather than a whole interval later.
 void probe(self_ptr self, const std::string& pool_name, container_ref ref, HealthCheckConfig hc) {
   auto timeout = hc.timeout * 3 + std::chrono::seconds(5); // the probe may wait behind a reset
   self->request(ref.handle, timeout, probe_atom::value)
     .then(
       [self, pool_name, ref, hc](probe_result& r) {
         auto& st = self->state;
-        if (r.skipped)
+        if (r.skipped || r.ok)
           return;
-        if (r.ok) {
-          st.failures.erase(ref.id);
+        logger().warn("health: pool {} sandbox {} failed its probe{}: {}", pool_name, ref.id,
+                      r.retired ? " and is replaced" : "", r.detail);
+        if (r.retired)
           return;
-        }
-        auto n = ++st.failures[ref.id];
-        logger().warn("health: pool {} sandbox {} failed its probe ({}/{}): {}", pool_name, ref.id, n,
-                      hc.failures, r.detail);
-        if (n >= hc.failures) {
-          st.failures.erase(ref.id);
-          self->send(ref.handle, retire_atom::value, std::string{"unhealthy: " + r.detail});
-          return;
-        }
-        // Re-check soon rather than a whole interval later: the sandbox is out of rotation.
         auto delay = std::min(hc.interval.count() > 0 ? hc.interval : duration{1000}, duration{1000});
         auto id = ++st.next_reprobe;
         st.reprobes.emplace(id, std::make_pair(pool_name, ref));
         self->delayed_send(me(self), delay, timer_atom::value, static_cast<uint8_t>(reprobe), id);
       },
-      [self, ref](caf::error& err) {
+      [ref](caf::error& err) {
         // The sandbox's actor is gone (retired meanwhile): nothing to track.
-        self->state.failures.erase(ref.id);
         logger().debug("health: probe of {} not answered: {}", ref.id, render(err));
       });
 }
 
 } // namespace
 
-health_checker_actor::behavior_type
+health_checker_internal_actor::behavior_type
 health_checker(self_ptr self, std::map<std::string, HealthCheckConfig> configs) {
   self->state.configs = std::move(configs);
   return {

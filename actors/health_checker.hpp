@@ -1,6 +1,7 @@
 // Probes the idle sandboxes of every pool on the pool's health_check.interval, with the
-// configured command, timeout and expected output. A failed probe takes the sandbox out
-// of rotation at once (state "suspect"); `failures` consecutive failures replace it.
+// configured command, timeout and expected output. The sandbox's lifecycle table decides
+// what a result means: a failed probe takes it out of rotation at once (state "suspect"),
+// `failures` consecutive failures retire it; failed ones are re-probed soon.
 #pragma once
 
 #include <map>
@@ -25,13 +26,12 @@ struct health_checker_state {
 
   std::map<std::string, HealthCheckConfig> configs;  // by pool name
   std::vector<std::pair<std::string, watched>> pools; // index = timer id
-  std::map<std::string, uint32_t> failures;          // consecutive, by container id
   std::map<uint64_t, std::pair<std::string, container_ref>> reprobes; // pool, sandbox
   uint64_t next_reprobe = 0;
 };
 
-health_checker_actor::behavior_type
-health_checker(health_checker_actor::stateful_pointer<health_checker_state> self,
+health_checker_internal_actor::behavior_type
+health_checker(health_checker_internal_actor::stateful_pointer<health_checker_state> self,
                std::map<std::string, HealthCheckConfig> configs);
 
 } // namespace warmpool

@@ -1,11 +1,6 @@
 #include "actors/pool_actor.hpp"
 
 #include <algorithm>
-#include <cmath>
-#include <cerrno>
-#include <cstdio>
-
-#include <sys/random.h>
 
 #include <caf/all.hpp>
 #include <spdlog/spdlog.h>
@@ -24,16 +19,13 @@ enum timer_kind : uint8_t {
   prewarm_tick = 3,
 };
 
-constexpr duration prewarm_interval{250};
-constexpr size_t prewarm_window_ticks = 8;          // rate over the last 2 s
-constexpr double prewarm_headroom = 2.0;
-constexpr duration prewarm_cooldown{5000};          // before shrinking the target
+constexpr duration prewarm_interval = prewarm_target::interval;
 
-using self_ptr = pool_actor::stateful_pointer<pool_state>;
+using self_ptr = pool_internal_actor::stateful_pointer<pool_state>;
 using waiter = pool_state::waiter;
 
-pool_actor me(self_ptr self) {
-  return caf::actor_cast<pool_actor>(self);
+pool_internal_actor me(self_ptr self) {
+  return caf::actor_cast<pool_internal_actor>(self);
 }
 
 std::string reason_key(const std::string& reason) {
@@ -45,11 +37,19 @@ uint32_t& count(self_ptr self, cstate s) {
   return self->state.counts[static_cast<size_t>(s)];
 }
 
+/// Pooled sandboxes in states that match `pred` (a lifecycle attribute).
+template <class Pred>
+uint32_t count_where(self_ptr self, Pred pred) {
+  uint32_t n = 0;
+  for (size_t i = 0; i < cstate_count; ++i)
+    if (pred(attrs(static_cast<cstate>(i))))
+      n += self->state.counts[i];
+  return n;
+}
+
 /// Sandboxes that will become idle without a new spawn.
 uint32_t pending_supply(self_ptr self) {
-  return count(self, cstate::creating) + count(self, cstate::warming) +
-         count(self, cstate::restarting) + count(self, cstate::failed) +
-         count(self, cstate::resetting);
+  return count_where(self, [](const state_attrs& a) { return a.pending_supply; });
 }
 
 /// Moves a member to `next` in the pool's books: per-state counts and transitions.
@@ -67,43 +67,7 @@ void set_state(self_ptr self, pool_state::member& m, cstate next) {
 }
 
 uint32_t live(self_ptr self) {
-  uint32_t n = 0;
-  for (auto c : self->state.counts)
-    n += c;
-  return n;
-}
-
-/// 128 bits from the kernel's CSPRNG: a lease id is the only credential a lease operation
-/// needs over HTTP, so it must not be guessable from earlier ids. The bytes are fetched 4 KiB
-/// at a time (one getrandom per 256 leases, not per lease).
-std::string make_lease_id(self_ptr self) {
-  auto& st = self->state;
-  constexpr size_t id_bytes = 16;
-  if (st.random_used + id_bytes > st.random.size()) {
-    size_t got = 0;
-    while (got < st.random.size()) {
-      auto n = getrandom(st.random.data() + got, st.random.size() - got, 0);
-      if (n > 0)
-        got += static_cast<size_t>(n);
-      else if (errno != EINTR)
-        break;
-    }
-    for (size_t i = got; i < st.random.size(); ++i) // no getrandom (very old kernel): still unique
-      st.random[i] = static_cast<unsigned char>(st.rng());
-    st.random_used = 0;
-  }
-  static const char* digits = "0123456789abcdef";
-  std::string id = "l-";
-  id.reserve(2 + 2 * id_bytes);
-  for (size_t i = 0; i < id_bytes; ++i) {
-    auto b = st.random[st.random_used + i];
-    id += digits[b >> 4];
-    id += digits[b & 0xf];
-  }
-  // Used bytes are wiped: a later memory disclosure cannot recover ids already handed out.
-  std::fill_n(st.random.begin() + static_cast<std::ptrdiff_t>(st.random_used), id_bytes, 0);
-  st.random_used += id_bytes;
-  return id;
+  return self->state.live();
 }
 
 // The idle list and each member's `in_idle` flag change together: push_idle, take_idle,
@@ -158,10 +122,10 @@ void replenish(self_ptr self) {
   if (st.shutting_down || !cfg.enabled || self->clock().now() < st.paused_until)
     return;
   int64_t supply = static_cast<int64_t>(st.idle.size()) + pending_supply(self);
-  int64_t demand = static_cast<int64_t>(std::max(cfg.min_idle, st.target_idle)) +
+  int64_t demand = static_cast<int64_t>(std::max(cfg.min_idle, st.prewarm.target())) +
                    static_cast<int64_t>(st.waiters.size());
   int64_t room = static_cast<int64_t>(cfg.max_size) - live(self);
-  int64_t starting = count(self, cstate::creating) + count(self, cstate::warming);
+  int64_t starting = count_where(self, [](const state_attrs& a) { return a.starting; });
   int64_t parallel = static_cast<int64_t>(cfg.create_parallelism) - starting;
   auto n = std::min({demand - supply, room, parallel});
   for (int64_t i = 0; i < n; ++i)
@@ -227,7 +191,7 @@ void lease_to(self_ptr self, const std::string& id, waiter w) {
   offer.seen = m.seq;
   offer.deadline_ns = w.deadline.time_since_epoch().count();
   auto& proto = offer.lease;
-  proto.id = make_lease_id(self);
+  proto.id = st.lease_ids.next();
   proto.pool = st.p.cfg->name;
   proto.container = id;
   proto.node = st.p.node;
@@ -356,7 +320,7 @@ void on_report(self_ptr self, container_report& r) {
   if (i == st.members.end())
     return;
   auto& m = i->second;
-  auto next = static_cast<cstate>(r.state);
+  auto next = r.state;
   set_state(self, m, next);
   m.seq = r.seq;
   if (r.executions > m.executions)
@@ -366,12 +330,12 @@ void on_report(self_ptr self, container_report& r) {
   m.created_ns = r.created_ns;
   m.probed_ns = r.probed_ns;
   auto id = r.stats.id;
-  if (next == cstate::idle && !m.ready_once) {
+  if (attrs(next).leasable && !m.ready_once) {
     m.ready_once = true;
     double ms = std::chrono::duration<double, std::milli>(self->clock().now() - m.spawned_at).count();
     st.create_ms = st.create_ms == 0 ? ms : 0.7 * st.create_ms + 0.3 * ms;
   }
-  if (next == cstate::idle) {
+  if (attrs(next).leasable) {
     if (m.fresh) {
       auto f = st.fresh_for.find(id);
       if (f == st.fresh_for.end()) {
@@ -396,6 +360,8 @@ void on_report(self_ptr self, container_report& r) {
     ++st.totals.probe_failures;
   else if (next == cstate::retiring) {
     ++st.totals.retired[reason_key(r.reason)];
+    if (reason_key(r.reason) == "unhealthy") // its last failed probe retired it at once
+      ++st.totals.probe_failures;
     if (r.reason == "max_uses")
       ++st.totals.recycled;
     if (r.reason.rfind("restart_exhausted", 0) == 0 && !st.shutting_down && !m.fresh) {
@@ -407,52 +373,20 @@ void on_report(self_ptr self, container_report& r) {
       self->delayed_send(me(self), pause, timer_atom::value, static_cast<uint8_t>(replenish_timer),
                          uint64_t{0});
     }
-  } else if (next == cstate::gone) {
+  } else if (attrs(next).terminal) {
     member_gone(self, id, r.reason);
     return;
   }
   replenish(self);
 }
 
-/// Adaptive pre-warming: aim for as many idle sandboxes as acquires arrive while one is
-/// being created (rate x creation latency), doubled for headroom. Raise at once; lower
-/// only after the need stayed below half the target for a cool-down, then retire the
-/// surplus, so the target does not flap with short lulls.
+/// Adaptive pre-warming: a new target, then the surplus above it is retired.
 void adapt_target(self_ptr self) {
   auto& st = self->state;
   const auto& cfg = *st.p.cfg;
-  st.acquires_per_tick.push_back(st.acquires_this_tick);
-  st.acquires_this_tick = 0;
-  if (st.acquires_per_tick.size() > prewarm_window_ticks)
-    st.acquires_per_tick.pop_front();
-  uint64_t sum = 0;
-  for (auto n : st.acquires_per_tick)
-    sum += n;
-  auto window_s = std::chrono::duration<double>(prewarm_interval).count() * st.acquires_per_tick.size();
-  st.acquire_rate = sum / window_s;
-  auto create_s = (st.create_ms > 0 ? st.create_ms : 100.0) / 1000.0;
-  auto need = static_cast<uint32_t>(std::ceil(st.acquire_rate * create_s * prewarm_headroom));
-  need = std::clamp(need, cfg.min_idle, cfg.max_size);
-  auto now = self->clock().now();
-  if (need >= st.target_idle) {
-    if (need > st.target_idle)
-      logger().debug("pool {}: prewarm target {} -> {} ({:.1f}/s x {:.0f}ms)", cfg.name,
-                     st.target_idle, need, st.acquire_rate, st.create_ms);
-    st.target_idle = need;
-    st.below_since = {};
-  } else if (need * 2 <= st.target_idle) {
-    if (st.below_since == decltype(st.below_since){})
-      st.below_since = now;
-    else if (now - st.below_since >= prewarm_cooldown) {
-      logger().debug("pool {}: prewarm target {} -> {}", cfg.name, st.target_idle, need);
-      st.target_idle = need;
-      st.below_since = {};
-    }
-  } else {
-    st.below_since = {};
-  }
+  st.prewarm.tick(self->clock().now(), st.create_ms, cfg);
   // Give back idle sandboxes above the target (oldest first), never below min_idle.
-  auto keep = std::max(cfg.min_idle, st.target_idle);
+  auto keep = std::max(cfg.min_idle, st.prewarm.target());
   while (st.waiters.empty() && st.idle.size() > keep) {
     auto i = st.members.find(take_idle(self, true));
     if (i != st.members.end())
@@ -461,50 +395,9 @@ void adapt_target(self_ptr self) {
   replenish(self);
 }
 
-PoolStats make_stats(self_ptr self) {
-  auto& st = self->state;
-  const auto& cfg = *st.p.cfg;
-  PoolStats s = st.totals;
-  s.name = cfg.name;
-  s.backend = cfg.backend;
-  s.node = st.p.node;
-  s.enabled = cfg.enabled;
-  s.min_idle = cfg.min_idle;
-  s.max_size = cfg.max_size;
-  s.total = live(self);
-  s.idle = static_cast<uint32_t>(st.idle.size());
-  s.waiting = static_cast<uint32_t>(st.waiters.size() + st.fresh_for.size());
-  s.target_idle = std::max(cfg.min_idle, st.target_idle);
-  s.acquire_rate = st.acquire_rate;
-  s.create_ms = st.create_ms;
-  auto now = self->clock().now();
-  for (size_t i = 0; i < cstate_count; ++i)
-    if (st.transitions[i] > 0)
-      s.transitions[to_string(static_cast<cstate>(i))] = st.transitions[i];
-  for (auto& kv : st.members) {
-    auto row = kv.second.stats;
-    row.state = to_string(kv.second.state);
-    auto ms_ago = [&](int64_t ns) {
-      auto t = pool_state::clock::time_point{pool_state::clock::duration{ns}};
-      return std::chrono::duration_cast<std::chrono::milliseconds>(now - t).count();
-    };
-    row.age_ms = kv.second.created_ns >= 0 ? ms_ago(kv.second.created_ns) : 0;
-    row.last_probe_ms_ago = kv.second.probed_ns >= 0 ? ms_ago(kv.second.probed_ns) : -1;
-    ++s.states[row.state];
-    if (kv.second.state == cstate::leased)
-      ++s.leased;
-    if (kv.second.state == cstate::creating || kv.second.state == cstate::warming)
-      ++s.creating;
-    s.containers.push_back(std::move(row));
-  }
-  std::sort(s.containers.begin(), s.containers.end(),
-            [](const ContainerStats& a, const ContainerStats& b) { return a.id < b.id; });
-  return s;
-}
-
 } // namespace
 
-pool_actor::behavior_type pool(self_ptr self, pool_params p) {
+pool_internal_actor::behavior_type pool(self_ptr self, pool_params p) {
   self->state.p = std::move(p);
   self->set_down_handler([self](const caf::down_msg& msg) {
     // A container actor that ended without reporting "gone" (it crashed).
@@ -527,7 +420,7 @@ pool_actor::behavior_type pool(self_ptr self, pool_params p) {
       if (st.shutting_down)
         return shutting_down_error(self);
       auto timeout = req.timeout.count() < 0 ? cfg.acquire_timeout : req.timeout;
-      ++st.acquires_this_tick;
+      st.prewarm.count_acquire();
       waiter w;
       w.rp = self->make_response_promise<lease_info>();
       w.deadline = self->clock().now() + timeout;
@@ -598,7 +491,7 @@ pool_actor::behavior_type pool(self_ptr self, pool_params p) {
       auto& st = self->state;
       auto m = st.members.find(id);
       auto in_idle = m != st.members.end() && m->second.in_idle;
-      auto keep = std::max(st.p.cfg->min_idle, st.target_idle);
+      auto keep = std::max(st.p.cfg->min_idle, st.prewarm.target());
       if (!in_idle || st.idle.size() <= keep || !st.waiters.empty())
         return false;
       remove_idle(self, id);
@@ -607,12 +500,11 @@ pool_actor::behavior_type pool(self_ptr self, pool_params p) {
     [self](list_atom) -> std::vector<container_ref> {
       std::vector<container_ref> out;
       for (auto& kv : self->state.members)
-        if (!kv.second.fresh &&
-            (kv.second.state == cstate::idle || kv.second.state == cstate::suspect))
+        if (!kv.second.fresh && attrs(kv.second.state).probeable)
           out.push_back(container_ref{kv.first, kv.second.handle});
       return out;
     },
-    [self](stats_atom) -> PoolStats { return make_stats(self); },
+    [self](stats_atom) -> PoolStats { return self->state.stats(self->clock().now()); },
     [self](shutdown_atom, duration grace) -> caf::result<ok_atom> {
       auto& st = self->state;
       if (st.shutdown_requested)

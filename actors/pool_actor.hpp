@@ -8,7 +8,6 @@
 #include <chrono>
 #include <deque>
 #include <memory>
-#include <random>
 #include <string>
 #include <unordered_map>
 
@@ -16,6 +15,8 @@
 #include <caf/typed_response_promise.hpp>
 
 #include "actors/container_actor.hpp"
+#include "actors/lease_ids.hpp"
+#include "actors/prewarm.hpp"
 
 namespace warmpool {
 
@@ -61,10 +62,7 @@ struct pool_state {
   uint32_t one_offs = 0;                            // one-off sandboxes not yet gone (<= max_fresh)
   std::array<uint32_t, cstate_count> counts{};      // pooled members per state
   std::array<uint64_t, cstate_count> transitions{}; // into each state, one-offs included
-  std::mt19937_64 rng{std::random_device{}()};
-  static constexpr size_t random_bytes = 4096;
-  std::array<unsigned char, random_bytes> random{}; // CSPRNG bytes for lease ids, fetched in bulk
-  size_t random_used = random_bytes;                 // all used: fetch before the first id
+  lease_id_source lease_ids;
   // One timer for all waiter deadlines, armed for the earliest (a timer per waiter put a
   // message through CAF's single clock thread for every acquire that had to wait).
   clock::time_point deadline_armed = clock::time_point::max();
@@ -72,18 +70,19 @@ struct pool_state {
   uint64_t next_container = 0;
   PoolStats totals;                                 // counters only
   // Adaptive pre-warming: recent acquire rate and creation latency set the idle target.
-  uint32_t target_idle = 0;
-  std::deque<uint64_t> acquires_per_tick;   // sliding window
-  uint64_t acquires_this_tick = 0;
-  double acquire_rate = 0;                  // per second
+  prewarm_target prewarm;
   double create_ms = 0;                     // EWMA; 0 = not measured yet
-  clock::time_point below_since{};          // when the computed target fell below half
   bool shutting_down = false;
   clock::time_point paused_until{};                 // no refill before (backend failing)
   caf::typed_response_promise<ok_atom> shutdown_rp;
   bool shutdown_requested = false;
+
+  /// Pooled sandboxes not gone yet (one-offs excluded).
+  uint32_t live() const;
+  /// Stats as of `now` (actor clock).
+  PoolStats stats(clock::time_point now) const;
 };
 
-pool_actor::behavior_type pool(pool_actor::stateful_pointer<pool_state> self, pool_params p);
+pool_internal_actor::behavior_type pool(pool_internal_actor::stateful_pointer<pool_state> self, pool_params p);
 
 } // namespace warmpool

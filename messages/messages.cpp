@@ -35,6 +35,7 @@ void register_types(caf::actor_system_config& cfg) {
   cfg.add_message_type<pool_ref>("warmpool.pool_ref");
   cfg.add_message_type<std::vector<pool_ref>>("warmpool.pool_ref_list");
   cfg.add_message_type<duration>("warmpool.duration");
+  cfg.add_message_type<sandbox_lease_actor>("warmpool.sandbox_lease_actor");
   cfg.add_message_type<container_actor>("warmpool.container_actor");
   cfg.add_message_type<pool_actor>("warmpool.pool_actor");
   cfg.add_message_type<pool_capacity>("warmpool.pool_capacity");

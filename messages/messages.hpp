@@ -14,6 +14,7 @@
 #include <caf/replies_to.hpp>
 #include <caf/typed_actor.hpp>
 
+#include "actors/lifecycle.hpp"
 #include "warmpool/types.hpp"
 
 namespace warmpool {
@@ -58,30 +59,42 @@ struct acquire_request {
 struct lease_info;
 struct lease_offer;
 
-/// One sandbox: owns its lifecycle as an explicit state machine.
-using container_actor = caf::typed_actor<
-  // Pool -> container, delegating an acquire: take this lease if you are still idle and
-  // have not changed state since the report with this sequence number (the pool has
-  // already booked you as leased); otherwise hand it back to the pool, which serves the
-  // acquirer again. The acquirer gets its answer from whichever actor ends it.
-  caf::replies_to<lease_atom, lease_offer>::with<lease_info>,
+/// What a lease holder may do with its sandbox, and all it can reach: `lease_info.handle`
+/// has this type, also when the holder is another node.
+using sandbox_lease_actor = caf::typed_actor<
   // Lease holder -> container: run a command / move a file under lease `id`.
   caf::replies_to<exec_atom, std::string, ExecRequest>::with<ExecResult>,
   caf::replies_to<read_atom, std::string, std::string>::with<std::string>,
   caf::replies_to<write_atom, std::string, std::string, std::string>::with<ok_atom>,
   // Lease holder -> container: end the lease (dirty: replace instead of reset).
-  caf::replies_to<release_atom, std::string, bool>::with<ok_atom>,
-  // Health checker -> container: run the health probe now (idle sandboxes only).
+  caf::replies_to<release_atom, std::string, bool>::with<ok_atom>>;
+
+/// One sandbox as its pool and the health checker see it: the lease operations plus
+/// service control. Its lifecycle is the table in actors/lifecycle.hpp.
+using container_actor = sandbox_lease_actor::extend<
+  // Pool -> container, delegating an acquire: take this lease if you are still idle and
+  // have not changed state since the report with this sequence number (the pool has
+  // already booked you as leased); otherwise hand it back to the pool, which serves the
+  // acquirer again. The acquirer gets its answer from whichever actor ends it.
+  caf::replies_to<lease_atom, lease_offer>::with<lease_info>,
+  // Health checker -> container: run the health probe now (idle and suspect sandboxes).
+  // The container counts consecutive failures and retires itself after too many.
   caf::replies_to<probe_atom>::with<struct probe_result>,
-  // Health checker / pool -> container: take yourself out of service.
+  // Pool -> container: take yourself out of service.
   caf::reacts_to<retire_atom, std::string>,
   // Pool -> container: shutting down; destroy the sandbox now.
-  caf::reacts_to<shutdown_atom>,
-  // Backend (any thread) -> container: the sandbox died on its own.
+  caf::reacts_to<shutdown_atom>>;
+
+// -- internal: completions, timers and deaths, from the actor's own machinery ---
+
+/// The container's own messages. Only the pool that spawns it and the sandbox registry
+/// hold this type; the pool hands it on as `container_actor` or `sandbox_lease_actor`.
+using container_internal_actor = container_actor::extend<
+  // Backend (any thread, through the sandbox registry) -> container: the sandbox died.
   caf::reacts_to<died_atom>,
-  // Executor -> container: a blocking backend call finished.
+  // Executor -> container: a blocking backend call (by sequence number) finished.
   caf::reacts_to<done_atom, uint64_t, struct op_result>,
-  // Self: a timer fired (kind, epoch).
+  // Self: a timer fired (timer_kind, the transition or sandbox it was armed for).
   caf::reacts_to<timer_atom, uint8_t, uint64_t>>;
 
 struct lease_info {
@@ -91,7 +104,7 @@ struct lease_info {
   std::string node;
   std::string tenant;
   std::string session;
-  container_actor handle;
+  sandbox_lease_actor handle;
 };
 
 /// An acquire the pool delegates to the idle sandbox it chose (never leaves the node).
@@ -105,6 +118,7 @@ struct probe_result {
   bool ok = false;
   bool skipped = false; // the sandbox was not idle; nothing was probed
   std::string detail;
+  bool retired = false; // this failure was one too many: the sandbox retired itself
 };
 
 /// Outcome of one blocking backend call, sent back to the container that asked.
@@ -116,10 +130,10 @@ struct op_result {
   std::string unfit;  // Backend::unfit_reason after the call: retire the sandbox with it
 };
 
-/// A container's state change, sent to its pool after every transition but one: the
-/// pool books `leased` itself when it hands the sandbox out.
+/// A container's state change, sent to its pool after every transition into a state
+/// whose `reported` attribute is set (all but leased, which the pool books itself).
 struct container_report {
-  uint8_t state = 0;       // a cstate (actors/container_actor.hpp); stats.state stays empty
+  cstate state = cstate::creating; // stats.state stays empty
   uint64_t seq = 0;        // the container's transition count, this one included
   // Times on the actor clock (ns since its epoch; -1: none). The pool works out ages when
   // asked for stats, so a report costs no clock reads.
@@ -150,7 +164,11 @@ using pool_actor = caf::typed_actor<
   caf::replies_to<list_atom>::with<std::vector<container_ref>>,
   caf::replies_to<stats_atom>::with<PoolStats>,
   // Supervisor -> pool: stop admitting, drain leases up to the grace period, destroy all.
-  caf::replies_to<shutdown_atom, duration>::with<ok_atom>,
+  caf::replies_to<shutdown_atom, duration>::with<ok_atom>>;
+
+/// The pool's own timers (internal): only the pool actor holds this type.
+using pool_internal_actor = pool_actor::extend<
+  // Self: a timer fired (kind, its id).
   caf::reacts_to<timer_atom, uint8_t, uint64_t>>;
 
 struct pool_ref {
@@ -162,8 +180,12 @@ struct pool_ref {
 using health_checker_actor = caf::typed_actor<
   // Supervisor -> checker: (re)register a pool (after a pool restart, too).
   caf::reacts_to<pools_atom, pool_ref>,
-  caf::reacts_to<timer_atom, uint8_t, uint64_t>,
   caf::reacts_to<shutdown_atom>>;
+
+/// The checker's own timers (internal): only the checker actor holds this type.
+using health_checker_internal_actor = health_checker_actor::extend<
+  // Self: a pool's probe round or a re-probe is due (kind, its id).
+  caf::reacts_to<timer_atom, uint8_t, uint64_t>>;
 
 /// The root: routes acquires to pools, aggregates stats, orchestrates shutdown.
 using supervisor_actor = caf::typed_actor<
@@ -298,7 +320,7 @@ typename Inspector::result_type inspect(Inspector& f, lease_offer& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, probe_result& x) {
-  return f(caf::meta::type_name("warmpool.probe_result"), x.ok, x.skipped, x.detail);
+  return f(caf::meta::type_name("warmpool.probe_result"), x.ok, x.skipped, x.detail, x.retired);
 }
 
 template <class Inspector>

@@ -192,6 +192,24 @@ TEST_F(ContainerLifecycle, ProbeFailureLeadsToReplacement) {
   EXPECT_NE(s.containers.at(0).id, original);
 }
 
+TEST_F(ContainerLifecycle, HealthProbesDoNotGrowThePool) {
+  // A sandbox being probed is on its way back to idle: it counts as supply, so probing the
+  // only idle sandbox does not start a spare (which every later probe round would repeat
+  // up to max_size).
+  pc->min_idle = 1;
+  pc->max_size = 3;
+  pc->health_check.interval = 30s;
+  start();
+  start_checker();
+  advance(30s);
+  advance(30s);
+  advance(30s);
+  auto s = stats();
+  EXPECT_EQ(s.transitions["probing"], 3u);
+  EXPECT_EQ(s.total, 1u);
+  EXPECT_EQ(backend->created(), 1u);
+}
+
 TEST_F(ContainerLifecycle, SuspectSandboxIsNeverLeased) {
   pc->health_check.interval = 30s;
   pc->health_check.failures = 3;

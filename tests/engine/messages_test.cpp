@@ -132,10 +132,10 @@ TEST_F(Messages, InternalMessagesRoundTrip) {
   rep.stats.id = "py-1";
   rep.reason = "max_uses";
   rep.executions = 10;
-  rep.state = 5;
+  rep.state = cstate::leased;
   rep.seq = 42;
   auto rep2 = round_trip(rep);
-  EXPECT_EQ(rep2.state, 5u);
+  EXPECT_EQ(rep2.state, cstate::leased);
   EXPECT_EQ(rep2.seq, 42u);
   EXPECT_EQ(rep2.stats.id, "py-1");
   EXPECT_EQ(rep2.reason, "max_uses");
@@ -213,7 +213,7 @@ const std::set<std::string> kWireTypes = {
   "warmpool.container_ref_list", "warmpool.pool_ref",       "warmpool.pool_ref_list",
   "warmpool.duration",       "warmpool.container_actor",    "warmpool.pool_actor",
   "warmpool.pool_capacity",  "warmpool.node_capacity",      "warmpool.cluster_hello",
-  "warmpool.connect_result", "warmpool.cluster_actor",
+  "warmpool.connect_result", "warmpool.cluster_actor",     "warmpool.sandbox_lease_actor",
 };
 
 TEST_F(Messages, EveryRegisteredTypeIsListedAndSerializable) {
