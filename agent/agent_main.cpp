@@ -3,8 +3,9 @@
 // runs commands, moves files and resets the sandbox for the next tenant.
 //
 // It is usually PID 1 of a pid namespace, so it reaps every orphan: a SIGCHLD handler
-// waits for all children, records the status of the one child currently being tracked
-// (an exec or a file operation) and pokes a self-pipe so that poll() loops wake up.
+// (agent/children.cpp) waits for all children, records the status of the one child
+// currently being tracked (an exec or a file operation) and pokes a self-pipe so that
+// poll() loops wake up.
 // When it is not PID 1 it makes itself a child subreaper so orphans still come back to it.
 #include <dirent.h>
 #include <fcntl.h>
@@ -27,6 +28,7 @@
 #include <functional>
 #include <set>
 
+#include "agent/children.hpp"
 #include "agent/keyrings.hpp"
 #include "agent/protocol.hpp"
 #include "agent/sandbox_processes.hpp"
@@ -41,6 +43,11 @@ using namespace warmpool;
 using proto::json;
 using proto::BadRequest;
 using clock_t_ = std::chrono::steady_clock;
+using agent::ChildResult;
+using agent::OpError;
+using agent::child_fail;
+using agent::run_child;
+using agent::wait_for_sigchld;
 
 struct Options {
   std::string workspace = "/workspace";
@@ -62,50 +69,7 @@ bool g_switch_uid = false;  // run tenant work as g_opt.uid (only when we are ro
 struct stat g_ws_stat{};    // workspace owner/mode at startup, restored by reset
 agent::WritablePlaces g_places;  // with --sandboxed: recorded at startup, restored by reset
 
-// An error the agent reports in an error frame with this code.
-struct OpError : std::runtime_error {
-  std::string code;
-  OpError(std::string c, const std::string& m) : std::runtime_error(m), code(std::move(c)) {}
-};
-
-// ------------------------------------------------------------------ children
-
-volatile sig_atomic_t g_tracked_pid = 0;
-volatile sig_atomic_t g_tracked_done = 0;
-volatile sig_atomic_t g_tracked_status = 0;
-int g_wake[2] = {-1, -1};
-
-void on_sigchld(int) {
-  int saved = errno;
-  int st;
-  pid_t p;
-  while ((p = waitpid(-1, &st, WNOHANG)) > 0) {
-    if (p == g_tracked_pid) {
-      g_tracked_status = st;
-      g_tracked_done = 1;
-    }
-  }
-  char c = 0;
-  ssize_t ignored = write(g_wake[1], &c, 1);  // full pipe: a wake-up is pending anyway
-  (void)ignored;
-  errno = saved;
-}
-
-void drain_wake() {
-  char buf[256];
-  while (read(g_wake[0], buf, sizeof buf) > 0) {}
-}
-
-// Sleeps until a child changed state or `ms` passed.
-void wait_for_sigchld(int ms) {
-  pollfd p{g_wake[0], POLLIN, 0};
-  if (poll(&p, 1, ms) > 0) drain_wake();
-}
-
-void close_from(int first) {
-  if (syscall(SYS_close_range, first, ~0U, 0) == 0) return;
-  for (int fd = first; fd < 65536; ++fd) close(fd);
-}
+// ------------------------------------------------------------------ the tenant
 
 // Lowers (never raises) a resource limit; lowering needs no privilege.
 void cap_rlimit(int res, uint64_t value) {
@@ -115,11 +79,6 @@ void cap_rlimit(int res, uint64_t value) {
   rlim_t v = std::min<rlim_t>(rlim_t(value), rl.rlim_max);
   rl.rlim_cur = rl.rlim_max = v;
   setrlimit(res, &rl);
-}
-
-[[noreturn]] void child_fail(const char* what, int code) {
-  dprintf(2, "warmpool-agent: %s: %s\n", what, strerror(errno));
-  _exit(code);
 }
 
 // In a child: apply the tenant's limits and become the tenant. Exits the child on failure,
@@ -145,141 +104,6 @@ void become_tenant() {
   }
   prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);  // no setuid binary can hand privileges back
   agent::join_private_session_keyring();   // a key kept there dies with the command
-}
-
-struct ChildResult {
-  bool exited = false;   // false: the child could not be reaped in time
-  int status = 0;
-  bool timed_out = false;
-  bool truncated = false;
-  std::string out, err;
-  std::chrono::microseconds duration{0};
-};
-
-struct Fd {
-  int fd = -1;
-  Fd() = default;
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() { reset(); }
-  void reset() { if (fd >= 0) close(fd); fd = -1; }
-};
-
-void make_pipe(Fd& r, Fd& w) {
-  int p[2];
-  if (pipe2(p, O_CLOEXEC) != 0) throw OpError("internal", std::string("pipe: ") + strerror(errno));
-  r.fd = p[0];
-  w.fd = p[1];
-}
-
-// Runs `in_child` (which must exec or _exit) in a new session with stdin/stdout/stderr on
-// pipes. Feeds `input`, collects up to `limit` bytes per stream, kills the whole process
-// group on timeout and, once the child exited, kills its leftovers and drains briefly.
-ChildResult run_child(const std::function<void()>& in_child, const std::string& input,
-                      uint64_t limit, duration timeout) {
-  Fd in_r, in_w, out_r, out_w, err_r, err_w;
-  make_pipe(in_r, in_w);
-  make_pipe(out_r, out_w);
-  make_pipe(err_r, err_w);
-
-  // SIGCHLD stays blocked across fork so the handler cannot reap the child before
-  // g_tracked_pid names it.
-  sigset_t chld, old;
-  sigemptyset(&chld);
-  sigaddset(&chld, SIGCHLD);
-  sigprocmask(SIG_BLOCK, &chld, &old);
-  drain_wake();
-  g_tracked_done = 0;
-  auto start = clock_t_::now();
-  pid_t pid = fork();
-  if (pid == 0) {
-    signal(SIGCHLD, SIG_DFL);
-    signal(SIGPIPE, SIG_DFL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    setsid();  // own session and process group: one kill(-pid) reaches every descendant
-    if (dup2(in_r.fd, 0) < 0 || dup2(out_w.fd, 1) < 0 || dup2(err_w.fd, 2) < 0) _exit(126);
-    close_from(3);
-    in_child();
-    _exit(126);
-  }
-  int fork_errno = errno;
-  if (pid > 0) g_tracked_pid = pid;
-  sigprocmask(SIG_SETMASK, &old, nullptr);
-  if (pid < 0) throw OpError("internal", std::string("fork: ") + strerror(fork_errno));
-  in_r.reset();
-  out_w.reset();
-  err_w.reset();
-  fcntl(in_w.fd, F_SETFL, O_NONBLOCK);
-  fcntl(out_r.fd, F_SETFL, O_NONBLOCK);
-  fcntl(err_r.fd, F_SETFL, O_NONBLOCK);
-  if (input.empty()) in_w.reset();
-
-  ChildResult res;
-  Fd* outs[2] = {&out_r, &err_r};
-  std::string* bufs[2] = {&res.out, &res.err};
-  size_t in_off = 0;
-  auto deadline = start + timeout;
-  auto stop_at = clock_t_::time_point::max();  // end of the drain / of waiting after a kill
-  auto kill_group = [pid] { kill(-pid, SIGKILL); kill(pid, SIGKILL); };
-  static char chunk[65536];
-
-  for (;;) {
-    if (!res.exited && g_tracked_done) {
-      res.exited = true;
-      res.status = g_tracked_status;
-      g_tracked_pid = 0;
-      kill(-pid, SIGKILL);  // background leftovers of its group must not hold the pipes
-      stop_at = clock_t_::now() + std::chrono::milliseconds(100);
-      in_w.reset();
-    }
-    if (res.exited && out_r.fd < 0 && err_r.fd < 0) break;
-    auto now = clock_t_::now();
-    if (now >= stop_at) break;
-    if (!res.exited && !res.timed_out && now >= deadline) {
-      res.timed_out = true;
-      kill_group();
-      stop_at = now + std::chrono::seconds(5);  // an unkillable (D-state) child must not wedge us
-    }
-    auto until = res.exited || res.timed_out ? stop_at : deadline;
-    int wait_ms = int(std::max<int64_t>(
-        0, std::chrono::ceil<std::chrono::milliseconds>(until - now).count()));
-
-    pollfd p[4];
-    int n = 0;
-    p[n++] = {g_wake[0], POLLIN, 0};
-    int idx[2] = {-1, -1}, in_idx = -1;
-    for (int s = 0; s < 2; ++s)
-      if (outs[s]->fd >= 0) { idx[s] = n; p[n++] = {outs[s]->fd, POLLIN, 0}; }
-    if (in_w.fd >= 0) { in_idx = n; p[n++] = {in_w.fd, POLLOUT, 0}; }
-    int r = poll(p, nfds_t(n), wait_ms);
-    if (r < 0) continue;  // EINTR (SIGCHLD): loop re-checks everything
-    if (p[0].revents) drain_wake();
-    for (int s = 0; s < 2; ++s) {
-      if (idx[s] < 0 || !p[idx[s]].revents) continue;
-      ssize_t got = read(outs[s]->fd, chunk, sizeof chunk);
-      if (got > 0) {
-        size_t room = bufs[s]->size() < limit ? size_t(limit - bufs[s]->size()) : 0;
-        bufs[s]->append(chunk, std::min(room, size_t(got)));
-        if (size_t(got) > room) res.truncated = true;  // dropped, but we keep reading
-      } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
-        outs[s]->reset();
-      }
-    }
-    if (in_idx >= 0 && p[in_idx].revents) {
-      ssize_t put = write(in_w.fd, input.data() + in_off, input.size() - in_off);
-      if (put > 0) in_off += size_t(put);
-      if ((put < 0 && errno != EINTR && errno != EAGAIN) || in_off == input.size())
-        in_w.reset();  // EPIPE: the command does not read its stdin, which is fine
-    }
-  }
-  if (!res.exited) {
-    kill_group();
-    g_tracked_pid = 0;  // the handler will reap it whenever it finally dies
-  }
-  res.duration = std::chrono::duration_cast<std::chrono::microseconds>(clock_t_::now() - start);
-  return res;
 }
 
 // ------------------------------------------------------------------ ops
@@ -637,13 +461,7 @@ int main(int argc, char** argv) {
             int(geteuid()), int(g_opt.uid));
 
   signal(SIGPIPE, SIG_IGN);  // a vanished peer shows up as EPIPE
-  if (pipe2(g_wake, O_CLOEXEC | O_NONBLOCK) != 0) { perror("warmpool-agent: pipe"); return 1; }
-  struct sigaction sa{};
-  sa.sa_handler = on_sigchld;
-  sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
-  sigemptyset(&sa.sa_mask);
-  sigaction(SIGCHLD, &sa, nullptr);
-  if (getpid() != 1) prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+  if (!agent::start_reaping()) return 1;
 
   mkdir(g_opt.workspace.c_str(), 0755);
   if (g_switch_uid && chown(g_opt.workspace.c_str(), g_opt.uid, g_opt.gid) != 0)
