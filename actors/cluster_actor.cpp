@@ -376,23 +376,6 @@ void sample(self_ptr self) {
 
 } // namespace
 
-bool split_host_port(const std::string& addr, std::string& host, uint16_t& port) {
-  auto colon = addr.rfind(':');
-  if (colon == std::string::npos || colon + 1 >= addr.size())
-    return false;
-  auto digits = addr.substr(colon + 1);
-  if (digits.size() > 5 || !std::all_of(digits.begin(), digits.end(), ::isdigit))
-    return false;
-  auto n = std::stoul(digits);
-  if (n > 65535)
-    return false;
-  host = addr.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
-    host = host.substr(1, host.size() - 2);
-  port = static_cast<uint16_t>(n);
-  return !host.empty();
-}
-
 uint16_t publish_cluster(caf::actor_system& sys, const cluster_actor& handle,
                          const ClusterConfig& cfg) {
   std::string host;

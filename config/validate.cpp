@@ -1,6 +1,5 @@
 // The validator: checks a whole EngineConfig, however it was made (file, environment or
 // code), and lists every problem with the key path that holds it.
-#include <arpa/inet.h>
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -11,6 +10,7 @@
 #include <regex>
 #include <sstream>
 
+#include "base/net.hpp"
 #include "config/config_internal.hpp"
 
 namespace warmpool {
@@ -68,28 +68,6 @@ void validate_mounts(const PoolConfig& p, const std::string& at, Issues& out) {
   }
 }
 
-// "HOST:PORT"; an IPv6 host in brackets ("[::1]:8080"). Port 0 asks for any free port.
-std::optional<std::string> listen_host(const std::string& listen) {
-  auto colon = listen.rfind(':');
-  if (colon == std::string::npos || colon == 0 || !parse_uint(listen.substr(colon + 1), 65535)) return std::nullopt;
-  std::string host = listen.substr(0, colon);
-  if (host.front() == '[') {
-    if (host.size() < 3 || host.back() != ']') return std::nullopt;
-    host = host.substr(1, host.size() - 2);
-    bool ok = std::all_of(host.begin(), host.end(), [](unsigned char c) { return std::isxdigit(c) || c == ':' || c == '.'; });
-    return ok ? std::optional(host) : std::nullopt;
-  }
-  bool ok = std::all_of(host.begin(), host.end(), [](unsigned char c) { return std::isalnum(c) || c == '.' || c == '-'; });
-  return ok ? std::optional(host) : std::nullopt;
-}
-
-// An address literal, not a prefix: "127.example.com" is a host name that may resolve anywhere.
-bool is_loopback(const std::string& host) {
-  in_addr v4{};
-  return host == "localhost" || host == "::1" ||
-         (inet_pton(AF_INET, host.c_str(), &v4) == 1 && (ntohl(v4.s_addr) >> 24) == 127);
-}
-
 // Tenant names label leases and audit records; tokens must tell tenants (and the admin) apart.
 // Messages never quote a token.
 void validate_tenants(const ServerConfig& s, Issues& out) {
@@ -115,9 +93,9 @@ void validate_tenants(const ServerConfig& s, Issues& out) {
 
 void validate_server(const ServerConfig& s, Issues& out) {
   auto bad = [&](const std::string& key, std::string msg) { out.push_back({"server." + key, std::move(msg)}); };
-  auto host = listen_host(s.listen);
-  if (!host) bad("listen", "must be HOST:PORT, e.g. 127.0.0.1:8080, 0.0.0.0:8080 or [::1]:8080 (got " + quote(s.listen) + ")");
-  else if (s.token.empty() && s.tenants.empty() && !is_loopback(*host))
+  auto addr = parse_host_port(s.listen);
+  if (!addr) bad("listen", "must be HOST:PORT, e.g. 127.0.0.1:8080, 0.0.0.0:8080 or [::1]:8080 (got " + quote(s.listen) + ")");
+  else if (s.token.empty() && s.tenants.empty() && !is_loopback(addr->host))
     bad("token", "required when server.listen is not a loopback address (listen is " + quote(s.listen) +
                      "); set server.token or the WARMPOOL_TOKEN variable, or server.tenants");
   validate_tenants(s, out);
@@ -142,16 +120,16 @@ void validate_cluster(const ClusterConfig& c, Issues& out) {
   auto bad = [&](const std::string& key, std::string msg) { out.push_back({"cluster." + key, std::move(msg)}); };
   std::string off_loopback; // the first address that leaves this host, for the TLS rule
   if (!c.listen.empty()) {
-    auto host = listen_host(c.listen);
-    if (!host) bad("listen", "must be HOST:PORT, e.g. 0.0.0.0:7400 or 127.0.0.1:0 (got " + quote(c.listen) + ")");
-    else if (!is_loopback(*host)) off_loopback = "cluster.listen (" + quote(c.listen) + ")";
+    auto addr = parse_host_port(c.listen);
+    if (!addr) bad("listen", "must be HOST:PORT, e.g. 0.0.0.0:7400 or 127.0.0.1:0 (got " + quote(c.listen) + ")");
+    else if (!is_loopback(addr->host)) off_loopback = "cluster.listen (" + quote(c.listen) + ")";
   }
   for (size_t i = 0; i < c.peers.size(); ++i) {
     const auto& p = c.peers[i];
-    auto host = listen_host(p);
-    if (!host || p.compare(p.size() - 2, 2, ":0") == 0)
+    auto addr = parse_host_port(p);
+    if (!addr || addr->port == 0)
       bad("peers[" + std::to_string(i) + "]", "must be HOST:PORT with a port > 0, e.g. node-b:7400 (got " + quote(p) + ")");
-    else if (!is_loopback(*host) && off_loopback.empty())
+    else if (!is_loopback(addr->host) && off_loopback.empty())
       off_loopback = "cluster.peers[" + std::to_string(i) + "] (" + quote(p) + ")";
   }
   if (!off_loopback.empty() && !c.tls.enabled())
