@@ -8,7 +8,7 @@
 #include <caf/openssl/manager.hpp>
 #include <spdlog/spdlog.h>
 
-#include "engine/logging.hpp"
+#include "base/logging.hpp"
 #include "messages/errors.hpp"
 
 namespace warmpool {

@@ -4,7 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/health_checker.hpp"
-#include "engine/logging.hpp"
+#include "base/logging.hpp"
 #include "messages/errors.hpp"
 
 namespace warmpool {

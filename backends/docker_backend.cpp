@@ -12,7 +12,7 @@
 #include "backends/docker_box.hpp"
 #include "backends/instance_lock.hpp"
 #include "backends/local_backend.hpp"
-#include "engine/logging.hpp"
+#include "base/logging.hpp"
 
 namespace warmpool {
 

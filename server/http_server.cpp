@@ -5,9 +5,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include "base/logging.hpp"
 #include "base/net.hpp"
 #include "engine/json.hpp"
-#include "engine/logging.hpp"
 #include "server/http_server_impl.hpp"
 
 namespace warmpool {
