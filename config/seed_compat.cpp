@@ -67,7 +67,10 @@ void apply_env(const std::map<std::string, std::string>& env, EngineConfig& cfg,
   }
 
   if (auto v = get("WARMPOOL_TOKEN")) cfg.server.token = *v;
-  if (auto v = get("WARMPOOL_LISTEN")) cfg.server.listen = *v, origins["server.listen"] = "env WARMPOOL_LISTEN";
+  if (auto v = get("WARMPOOL_LISTEN")) {
+    cfg.server.listen = *v;
+    origins["server.listen"] = "env WARMPOOL_LISTEN";
+  }
   // A tenant's token may live in the environment instead of the file (token_env).
   for (size_t i = 0; i < cfg.server.tenants.size(); ++i) {
     auto& t = cfg.server.tenants[i];
@@ -101,8 +104,12 @@ void apply_env(const std::map<std::string, std::string>& env, EngineConfig& cfg,
     }
   }
   if (auto v = get("ENABLE_CONTAINER_POOL")) {
-    if (auto b = parse_bool(*v)) p.enabled = *b, applied("ENABLE_CONTAINER_POOL", "enabled");
-    else bad("ENABLE_CONTAINER_POOL", "expected true or false, got " + quote(*v));
+    if (auto b = parse_bool(*v)) {
+      p.enabled = *b;
+      applied("ENABLE_CONTAINER_POOL", "enabled");
+    } else {
+      bad("ENABLE_CONTAINER_POOL", "expected true or false, got " + quote(*v));
+    }
   }
   // Seed 003's and seed 000's names for the same two settings; when both are given the
   // seed-000 name is applied last and wins.
@@ -112,8 +119,12 @@ void apply_env(const std::map<std::string, std::string>& env, EngineConfig& cfg,
                                  std::tuple{"TARGET_NUM_WARM_SERVERS", &p.max_size, "max_size"}}) {
     auto v = get(var);
     if (!v) continue;
-    if (auto n = parse_uint(*v, UINT32_MAX)) *field = static_cast<uint32_t>(*n), applied(var, key);
-    else bad(var, "expected a non-negative integer, got " + quote(*v));
+    if (auto n = parse_uint(*v, UINT32_MAX)) {
+      *field = static_cast<uint32_t>(*n);
+      applied(var, key);
+    } else {
+      bad(var, "expected a non-negative integer, got " + quote(*v));
+    }
   }
   // Milliseconds as the name says; a value with a unit ("30m") is accepted as well.
   if (auto v = get("POOL_MAX_CONTAINER_AGE_MS")) {
@@ -128,7 +139,10 @@ void apply_env(const std::map<std::string, std::string>& env, EngineConfig& cfg,
   // Only the image: the backend stays as configured. Switching a local pool to docker
   // because an unrelated tool exported SANDBOX_IMAGE would be a surprise; docker is chosen
   // with `backend: docker` or POOLED_RUNTIME_CLASS=docker.
-  if (auto v = get("SANDBOX_IMAGE")) p.image = *v, applied("SANDBOX_IMAGE", "image");
+  if (auto v = get("SANDBOX_IMAGE")) {
+    p.image = *v;
+    applied("SANDBOX_IMAGE", "image");
+  }
 }
 
 } // namespace warmpool::config_detail

@@ -175,7 +175,10 @@ private:
     size_t best_d = 3;
     for (const auto& f : table) {
       size_t d = edit_distance(lower(key), f.first);
-      if (d < best_d && d * 3 <= key.size()) best = &f, best_d = d;
+      if (d < best_d && d * 3 <= key.size()) {
+        best = &f;
+        best_d = d;
+      }
     }
     if (best) return " (did you mean " + best->first + "?)";
     if (table.size() > 8) return "";
