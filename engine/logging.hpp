@@ -1,5 +1,6 @@
-// Forwards to base/logging.hpp for the files that still include it by this path
-// (engine.cpp and the container, pool and health actors); new code includes base/logging.hpp.
+// Forwards to base/logging.hpp for the files that still include it by this path (the
+// facade's engine.cpp and execute.cpp, the container, pool and health actors); new code
+// includes base/logging.hpp.
 #pragma once
 
 #include "base/logging.hpp"
