@@ -8,7 +8,7 @@
 #include <caf/openssl/manager.hpp>
 #include <spdlog/spdlog.h>
 
-#include "engine/logging.hpp"
+#include "base/logging.hpp"
 #include "messages/errors.hpp"
 
 namespace warmpool {
@@ -29,36 +29,6 @@ std::string caf_text(const caf::error& err) {
   if (!err) // a normal exit; category() of an empty error dereferences null in CAF 0.17
     return "left the cluster";
   return err.category() == error_category ? render(err) : caf::actor_system_config::render(err);
-}
-
-template <class Map>
-uint32_t lookup(const Map& m, const std::string& key) {
-  auto i = m.find(key);
-  return i == m.end() ? 0 : i->second;
-}
-
-struct score {
-  uint32_t idle = 0, room = 0, waiting = 0;
-  bool operator>(const score& o) const {
-    if (idle != o.idle)
-      return idle > o.idle;
-    if (room != o.room)
-      return room > o.room;
-    return waiting < o.waiting;
-  }
-};
-
-/// The summary minus what we placed there since: idle first, then room, then the queue.
-score effective(const cluster_state::view& v, const pool_capacity& c) {
-  uint32_t placed = lookup(v.placed, c.pool);
-  score s{c.idle, c.max_size > c.total ? c.max_size - c.total : 0, c.waiting};
-  auto take = std::min(placed, s.idle);
-  s.idle -= take;
-  placed -= take;
-  take = std::min(placed, s.room);
-  s.room -= take;
-  s.waiting += placed - take;
-  return s;
 }
 
 node_capacity capacity_of(const std::string& node, const std::vector<PoolStats>& all) {
@@ -405,45 +375,6 @@ void sample(self_ptr self) {
 }
 
 } // namespace
-
-std::string choose_node(const std::map<std::string, cluster_state::view>& views,
-                        const std::string& local, const std::string& pool) {
-  std::string best;
-  score top;
-  auto consider = [&](const std::string& node, const cluster_state::view& v) {
-    auto i = v.pools.find(pool);
-    if (i == v.pools.end())
-      return;
-    auto s = effective(v, i->second);
-    if (best.empty() || s > top) {
-      best = node;
-      top = s;
-    }
-  };
-  if (auto i = views.find(local); i != views.end())
-    consider(local, i->second);
-  for (auto& kv : views)
-    if (kv.first != local)
-      consider(kv.first, kv.second);
-  return best;
-}
-
-bool split_host_port(const std::string& addr, std::string& host, uint16_t& port) {
-  auto colon = addr.rfind(':');
-  if (colon == std::string::npos || colon + 1 >= addr.size())
-    return false;
-  auto digits = addr.substr(colon + 1);
-  if (digits.size() > 5 || !std::all_of(digits.begin(), digits.end(), ::isdigit))
-    return false;
-  auto n = std::stoul(digits);
-  if (n > 65535)
-    return false;
-  host = addr.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
-    host = host.substr(1, host.size() - 2);
-  port = static_cast<uint16_t>(n);
-  return !host.empty();
-}
 
 uint16_t publish_cluster(caf::actor_system& sys, const cluster_actor& handle,
                          const ClusterConfig& cfg) {

@@ -34,6 +34,7 @@
 #include <caf/typed_event_based_actor.hpp>
 #include <caf/typed_response_promise.hpp>
 
+#include "base/net.hpp"  // split_host_port, for the addresses of node links
 #include "messages/messages.hpp"
 #include "warmpool/config.hpp"
 
@@ -107,8 +108,5 @@ uint16_t publish_cluster(caf::actor_system& sys, const cluster_actor& handle,
 
 /// The actor that makes connections for cluster_params::connector (plain or TLS).
 caf::io::middleman_actor cluster_connector(caf::actor_system& sys, const ClusterConfig& cfg);
-
-/// Splits "host:port" ("[v6]:port" too); false if malformed.
-bool split_host_port(const std::string& addr, std::string& host, uint16_t& port);
 
 } // namespace warmpool

@@ -118,11 +118,6 @@ size_t executor::threads() const {
   return threads_.size();
 }
 
-size_t executor::queued() const {
-  std::unique_lock<std::mutex> guard{mtx_};
-  return tasks_.size();
-}
-
 void executor::work(parking& me, bool for_task) {
   // SCHED_BATCH: a woken executor thread does not preempt the thread that woke it, which
   // is the CAF worker in the middle of an actor's turn. It runs at once on an idle CPU, or

@@ -33,7 +33,6 @@ public:
   void submit(std::function<void()> task);
   /// Runs what is queued, then joins the threads. Later submits run inline.
   void stop();
-  size_t queued() const;
   /// Threads started so far.
   size_t threads() const;
   /// A manual executor: runs the tasks submitted so far; returns how many.

@@ -4,7 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/health_checker.hpp"
-#include "engine/logging.hpp"
+#include "base/logging.hpp"
 #include "messages/errors.hpp"
 
 namespace warmpool {
@@ -79,7 +79,6 @@ supervisor_actor::behavior_type supervisor(self_ptr self, supervisor_params p) {
         return;
       }
       // A crashed pool: its sandboxes retire themselves (they monitor it); start afresh.
-      ++st.pool_restarts;
       logger().error("supervisor: pool {} crashed ({}); restarting it", name,
                      self->system().render(msg.reason));
       start_pool(self, name);

@@ -56,7 +56,6 @@ struct supervisor_state {
   std::shared_ptr<std::vector<caf::actor_addr>> children =
     std::make_shared<std::vector<caf::actor_addr>>();
   bool shutting_down = false;
-  uint32_t pool_restarts = 0;
 };
 
 supervisor_actor::behavior_type

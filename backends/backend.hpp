@@ -41,8 +41,6 @@ class Backend {
 public:
   virtual ~Backend() = default;
 
-  virtual std::string name() const = 0;
-
   /// Checks that the backend can be used at all (binary present, daemon reachable).
   /// Throws Error(backend_unavailable) with advice on what to do.
   virtual void check_available() = 0;

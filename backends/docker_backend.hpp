@@ -44,7 +44,6 @@ public:
   explicit DockerBackend(Options opts);
   ~DockerBackend() override; // stops the event watchers; containers are left to destroy()
 
-  std::string name() const override { return "docker"; }
   void check_available() override;
   SandboxPtr create(const SandboxSpec& spec) override;
   ExecResult exec(Sandbox& box, const ExecRequest& req) override;

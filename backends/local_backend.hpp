@@ -76,7 +76,6 @@ public:
   /// or install path compiled in; else warmpool-agent next to /proc/self/exe.
   static std::string find_agent(const std::string& explicit_path);
 
-  std::string name() const override { return "local"; }
   void check_available() override;
   SandboxPtr create(const SandboxSpec& spec) override;
   ExecResult exec(Sandbox& box, const ExecRequest& req) override;

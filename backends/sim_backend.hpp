@@ -18,7 +18,6 @@ class SimBackend : public Backend {
 public:
   explicit SimBackend(SimConfig cfg = {});
 
-  std::string name() const override { return "sim"; }
   void check_available() override {}
   SandboxPtr create(const SandboxSpec& spec) override;
   ExecResult exec(Sandbox& box, const ExecRequest& req) override;

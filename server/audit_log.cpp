@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
-#include "engine/logging.hpp"
+#include "base/logging.hpp"
 
 namespace warmpool {
 

@@ -3,8 +3,8 @@
 // callbacks answer the client, so no thread waits for a sandbox or a command.
 #include <spdlog/spdlog.h>
 
+#include "base/logging.hpp"
 #include "engine/json.hpp"
-#include "engine/logging.hpp"
 #include "server/http_server_impl.hpp"
 
 namespace warmpool {

@@ -1,14 +1,13 @@
 #include "server/http_server.hpp"
 
-#include <arpa/inet.h>
-
 #include <algorithm>
 #include <cstdlib>
 
 #include <spdlog/spdlog.h>
 
+#include "base/logging.hpp"
+#include "base/net.hpp"
 #include "engine/json.hpp"
-#include "engine/logging.hpp"
 #include "server/http_server_impl.hpp"
 
 namespace warmpool {
@@ -17,33 +16,12 @@ namespace {
 
 // -- configuration checks ---------------------------------------------------
 
-/// "host:port" or "[v6]:port".
 ListenAddress parse_listen(const std::string& s) {
-  auto fail = [&]() -> Error {
-    return Error{Errc::config_invalid,
-                 "server.listen: expected HOST:PORT, e.g. 127.0.0.1:8080 (got \"" + s + "\")"};
-  };
-  auto colon = s.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == s.size())
-    throw fail();
-  ListenAddress a;
-  a.host = s.substr(0, colon);
-  if (a.host.size() > 2 && a.host.front() == '[' && a.host.back() == ']')
-    a.host = a.host.substr(1, a.host.size() - 2);
-  auto port = s.substr(colon + 1);
-  if (port.size() > 5 || port.find_first_not_of("0123456789") != std::string::npos)
-    throw fail();
-  a.port = std::stoi(port);
-  if (a.port > 65535)
-    throw fail();
-  return a;
-}
-
-bool is_loopback(const std::string& host) {
-  if (host == "localhost" || host == "::1")
-    return true;
-  in_addr a{};
-  return inet_pton(AF_INET, host.c_str(), &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
+  auto hp = parse_host_port(s);
+  if (!hp)
+    throw Error{Errc::config_invalid,
+                "server.listen: expected HOST:PORT, e.g. 127.0.0.1:8080 (got \"" + s + "\")"};
+  return ListenAddress{hp->host, hp->port};
 }
 
 std::string resolve_token(const ServerConfig& cfg) {

@@ -13,7 +13,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
-#include "engine/logging.hpp"
+#include "base/logging.hpp"
 
 namespace warmpool {
 

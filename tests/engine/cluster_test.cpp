@@ -56,19 +56,6 @@ TEST(ClusterPlacement, PlacementsSinceTheLastSummaryCount) {
   EXPECT_EQ(choose_node(views, "a", "py"), "a"); // both full, a's queue is shorter
 }
 
-TEST(ClusterPlacement, SplitsHostPort) {
-  std::string h;
-  uint16_t p = 0;
-  EXPECT_TRUE(split_host_port("node-b:7400", h, p));
-  EXPECT_EQ(h, "node-b");
-  EXPECT_EQ(p, 7400);
-  EXPECT_TRUE(split_host_port("[::1]:1", h, p));
-  EXPECT_EQ(h, "::1");
-  EXPECT_FALSE(split_host_port("nohost", h, p));
-  EXPECT_FALSE(split_host_port("h:70000", h, p));
-  EXPECT_FALSE(split_host_port(":80", h, p));
-}
-
 EngineConfig node(const std::string& name, const std::string& pool, std::vector<std::string> peers) {
   EngineConfig cfg;
   cfg.node = name;

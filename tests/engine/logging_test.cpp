@@ -6,7 +6,7 @@
 #include <spdlog/sinks/ostream_sink.h>
 #include <spdlog/spdlog.h>
 
-#include "engine/logging.hpp"
+#include "base/logging.hpp"
 #include "warmpool/engine.hpp"
 
 using namespace warmpool;

@@ -16,9 +16,9 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include "base/logging.hpp"
 #include "config/starter_config.hpp"
 #include "engine/json.hpp"
-#include "engine/logging.hpp"
 #include "loadtest/runner.hpp"
 #include "server/http_server.hpp"
 #include "tools/cli/config_source.hpp"

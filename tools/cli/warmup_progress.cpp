@@ -7,7 +7,7 @@
 #include <cstdio>
 #include <string>
 
-#include "engine/logging.hpp"
+#include "base/logging.hpp"
 #include "warmpool/engine.hpp"
 
 namespace warmpool::cli {

@@ -1,4 +1,4 @@
-#include "engine/logging.hpp"
+#include "base/logging.hpp"
 
 #include <atomic>
 #include <cstdio>
