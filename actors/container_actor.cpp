@@ -6,7 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/sandbox_work.hpp"
-#include "engine/logging.hpp"
+#include "base/logging.hpp"
 #include "messages/errors.hpp"
 
 namespace warmpool {

@@ -5,7 +5,7 @@
 #include <caf/all.hpp>
 #include <spdlog/spdlog.h>
 
-#include "engine/logging.hpp"
+#include "base/logging.hpp"
 #include "messages/errors.hpp"
 
 namespace warmpool {

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "engine/logging.hpp"
+#include "base/logging.hpp"
 
 namespace warmpool {
 

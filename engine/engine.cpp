@@ -13,7 +13,7 @@
 
 #include "backends/backend_factory.hpp"
 #include "engine/engine_impl.hpp"
-#include "engine/logging.hpp"
+#include "base/logging.hpp"
 
 namespace warmpool {
 

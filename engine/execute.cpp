@@ -7,7 +7,7 @@
 #include <mutex>
 
 #include "engine/engine_impl.hpp"
-#include "engine/logging.hpp"
+#include "base/logging.hpp"
 
 namespace warmpool {
 

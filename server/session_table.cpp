@@ -70,7 +70,10 @@ SessionTable::Handle SessionTable::acquire(const std::string& session, const std
     if (!e->checked_out_to.empty())
       throw Error(Errc::invalid_request, "session \"" + session + "\" is held as lease \"" + e->checked_out_to +
                                              "\"; run commands through that lease, or release it first");
-    if (e->failed) release(*e), e->failed = false;
+    if (e->failed) {
+      release(*e);
+      e->failed = false;
+    }
     if (e->lease && e->lease->pool() != pool)
       throw Error(Errc::invalid_request, "session \"" + session + "\" runs in pool \"" + e->lease->pool() +
                                              "\", not \"" + pool + "\"; end it first or use another session id");
