@@ -1,0 +1,51 @@
+// The agent's side of the Python fork server (agent/python_forkserver.py).
+//
+// One per sandbox once the host configured it ("interpreter" op). It runs as the tenant,
+// under the same limits as any exec, in a session of its own; it never executes tenant
+// code, only forks children that do. Reset kills every process but the agent and the
+// server, then checks that the server answers and restarts it if it died or hangs.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "agent/children.hpp"
+#include "warmpool/types.hpp"
+
+namespace warmpool::agent {
+
+struct ForkServer {
+  bool configured = false;
+  std::vector<std::string> command;
+  std::vector<std::string> preload;
+  // Set with the command: the agent knows who the tenant is, this file does not.
+  std::function<void()> become_tenant;      // in the server's process, before exec
+  std::map<std::string, std::string> env;   // the server's environment
+  pid_t pid = 0;       // 0: not running
+  Fd ctl;              // our end of the control socket
+  std::string rbuf;    // bytes read from ctl not yet decoded
+  std::string version;
+  uint64_t starts = 0;
+};
+extern ForkServer g_py;
+
+void stop_server();
+
+/// Starts the server and waits until it imported its modules. "" or why it did not start.
+std::string start_server(std::chrono::steady_clock::time_point deadline);
+
+/// The server answers a ping, else it is restarted. "" or why it cannot run.
+std::string check_server(std::chrono::steady_clock::time_point deadline);
+
+/// Runs `req.code` in a child of the server, in `cwd` with `env`, starting the server first
+/// if it is not running. Throws OpError when the server cannot start or fork.
+ChildResult forkserver_run(const ExecRequest& req, const std::string& cwd,
+                           const std::map<std::string, std::string>& env);
+
+} // namespace warmpool::agent
