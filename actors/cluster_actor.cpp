@@ -39,8 +39,8 @@ node_capacity capacity_of(const std::string& node, const std::vector<PoolStats>&
   return out;
 }
 
-std::string protocol_mismatch(const std::string& peer, uint32_t theirs, const std::string& self_name,
-                              uint32_t ours) {
+std::string protocol_mismatch(const std::string& peer, uint32_t theirs,
+                              const std::string& self_name, uint32_t ours) {
   return "peer \"" + peer + "\" speaks warmpool cluster protocol " + std::to_string(theirs) +
          ", this node (\"" + self_name + "\") speaks " + std::to_string(ours) +
          ": run the same warmpool version on every node";
@@ -174,9 +174,9 @@ void start_connect(self_ptr self, const std::string& addr) {
         answered(std::move(r));
       });
   auto bound = std::max(duration{5000}, 2 * st.p.cfg->cluster.timeout);
-  self->delayed_send(me(self), bound, connect_atom::value,
-                     connect_result{addr, attempt, {}, "no answer within " +
-                                                         std::to_string(bound.count()) + "ms"});
+  self->delayed_send(
+    me(self), bound, connect_atom::value,
+    connect_result{addr, attempt, {}, "no answer within " + std::to_string(bound.count()) + "ms"});
 }
 
 void on_connected(self_ptr self, connect_result& r) {
@@ -211,8 +211,9 @@ void on_connected(self_ptr self, connect_result& r) {
           return;
         }
         if (h.node == node_name(self)) {
-          logger().error("cluster: peer {} is also named \"{}\": give every node its own `node:` name",
-                         addr, h.node);
+          logger().error(
+            "cluster: peer {} is also named \"{}\": give every node its own `node:` name", addr,
+            h.node);
           retry_later(self, addr);
           return;
         }
@@ -229,7 +230,8 @@ void on_connected(self_ptr self, connect_result& r) {
         auto text = caf_text(err);
         if (errc_of(err) == Errc::config_invalid) {
           // A refusal (version, name clash) is worth an error every time, not a warning once.
-          logger().error("cluster: peer {} refused this node (\"{}\"): {}", addr, node_name(self), text);
+          logger().error("cluster: peer {} refused this node (\"{}\"): {}", addr, node_name(self),
+                         text);
           retry_later(self, addr);
           return;
         }
@@ -254,11 +256,13 @@ void node_lost(self_ptr self, const std::string& node, const caf::error& reason)
     if (kv.second.node == node)
       replace.push_back(kv.first);
   if (reason)
-    logger().warn("cluster: node {} is unreachable ({}); {} waiting acquires placed again, {} peers left",
-                  node, caf_text(reason), replace.size(), st.peers.size());
+    logger().warn(
+      "cluster: node {} is unreachable ({}); {} waiting acquires placed again, {} peers left", node,
+      caf_text(reason), replace.size(), st.peers.size());
   else
-    logger().info("cluster: node {} left the cluster; {} waiting acquires placed again, {} peers left",
-                  node, replace.size(), st.peers.size());
+    logger().info(
+      "cluster: node {} left the cluster; {} waiting acquires placed again, {} peers left", node,
+      replace.size(), st.peers.size());
   for (auto id : replace)
     place(self, id, {});
 }
@@ -280,8 +284,9 @@ void answer(self_ptr self, uint64_t id, uint64_t attempt, caf::expected<lease_in
     return;
   }
   const auto& err = x.error();
-  bool gone = err == caf::sec::request_receiver_down || err == caf::exit_reason::remote_link_unreachable ||
-              errc_of(err) == Errc::node_lost || errc_of(err) == Errc::shutting_down;
+  bool gone = err == caf::sec::request_receiver_down ||
+              err == caf::exit_reason::remote_link_unreachable || errc_of(err) == Errc::node_lost ||
+              errc_of(err) == Errc::shutting_down;
   if (remote && gone && !st.stopping) {
     // The node is gone or leaving: do not place there again until it links anew.
     logger().info("cluster: acquire for pool {} on node {} failed ({}); placing it again",
@@ -306,10 +311,11 @@ void place(self_ptr self, uint64_t id, std::string node) {
   auto& w = i->second;
   auto left = std::chrono::duration_cast<duration>(w.deadline - clock::now());
   if (st.stopping || left.count() <= 0) {
-    w.rp.deliver(st.stopping ? make_error(Errc::shutting_down, "the engine is shutting down")
-                             : make_error(Errc::pool_exhausted,
-                                          "pool \"" + w.req.pool +
-                                            "\": no node of the cluster had a free sandbox in time"));
+    w.rp.deliver(st.stopping
+                   ? make_error(Errc::shutting_down, "the engine is shutting down")
+                   : make_error(Errc::pool_exhausted,
+                                "pool \"" + w.req.pool +
+                                  "\": no node of the cluster had a free sandbox in time"));
     st.waiting.erase(i);
     return;
   }
@@ -323,13 +329,15 @@ void place(self_ptr self, uint64_t id, std::string node) {
   auto attempt = ++w.attempt;
   if (node == node_name(self)) {
     self->request(st.p.sup, caf::infinite, acquire_atom::value, w.req)
-      .then([self, id, attempt](lease_info& li) { answer(self, id, attempt, std::move(li), false); },
+      .then([self, id,
+             attempt](lease_info& li) { answer(self, id, attempt, std::move(li), false); },
             [self, id, attempt](caf::error& e) { answer(self, id, attempt, std::move(e), false); });
     return;
   }
   // In-flight requests to a node that dies are not failed by CAF: the deadline bounds it,
   // and node_lost() places it again sooner.
-  self->request(st.peers.at(node).handle, left + st.p.cfg->cluster.timeout, place_atom::value, w.req)
+  self
+    ->request(st.peers.at(node).handle, left + st.p.cfg->cluster.timeout, place_atom::value, w.req)
     .then([self, id, attempt](lease_info& li) { answer(self, id, attempt, std::move(li), true); },
           [self, id, attempt](caf::error& e) { answer(self, id, attempt, std::move(e), true); });
 }
@@ -381,13 +389,14 @@ uint16_t publish_cluster(caf::actor_system& sys, const cluster_actor& handle,
   std::string host;
   uint16_t port = 0;
   if (!split_host_port(cfg.listen, host, port))
-    throw Error{Errc::config_invalid, "cluster.listen: must be HOST:PORT (got \"" + cfg.listen + "\")"};
+    throw Error{Errc::config_invalid,
+                "cluster.listen: must be HOST:PORT (got \"" + cfg.listen + "\")"};
   const char* in = host == "0.0.0.0" || host == "::" ? nullptr : host.c_str();
   auto bound = cfg.tls.enabled() ? caf::openssl::publish(handle, port, in, true)
                                  : sys.middleman().publish(handle, port, in, true);
   if (!bound)
-    throw Error{Errc::backend_unavailable,
-                "cluster.listen " + cfg.listen + ": cannot accept peers: " + sys.render(bound.error())};
+    throw Error{Errc::backend_unavailable, "cluster.listen " + cfg.listen +
+                                             ": cannot accept peers: " + sys.render(bound.error())};
   return *bound;
 }
 
@@ -414,7 +423,8 @@ cluster_actor::behavior_type cluster(self_ptr self, cluster_params p) {
     [self](hello_atom, cluster_hello& h) -> caf::result<cluster_hello> {
       auto& st = self->state;
       if (st.stopping)
-        return make_error(Errc::shutting_down, "node " + node_name(self) + " is leaving the cluster");
+        return make_error(Errc::shutting_down,
+                          "node " + node_name(self) + " is leaving the cluster");
       if (h.protocol != st.p.protocol) {
         auto text = protocol_mismatch(h.node, h.protocol, node_name(self), st.p.protocol);
         logger().error("cluster: refused peer \"{}\" at {}: {}", h.node, h.address, text);
@@ -462,7 +472,8 @@ cluster_actor::behavior_type cluster(self_ptr self, cluster_params p) {
     [self](place_atom, acquire_request& req) -> caf::result<lease_info> {
       auto& st = self->state;
       if (st.stopping)
-        return make_error(Errc::shutting_down, "node " + node_name(self) + " is leaving the cluster");
+        return make_error(Errc::shutting_down,
+                          "node " + node_name(self) + " is leaving the cluster");
       return self->delegate(st.p.sup, acquire_atom::value, std::move(req));
     },
     [self](stats_atom) -> caf::result<std::vector<PoolStats>> {
@@ -488,7 +499,9 @@ cluster_actor::behavior_type cluster(self_ptr self, cluster_params p) {
           one_done();
         });
       for (auto& kv : st.peers)
-        self->request(kv.second.handle, st.p.cfg->cluster.timeout, stats_atom::value, node_atom::value)
+        self
+          ->request(kv.second.handle, st.p.cfg->cluster.timeout, stats_atom::value,
+                    node_atom::value)
           .then(add, [one_done, node = kv.first](caf::error& err) mutable {
             logger().warn("cluster: node {} did not answer stats: {}", node, caf_text(err));
             one_done();
@@ -524,7 +537,8 @@ cluster_actor::behavior_type cluster(self_ptr self, cluster_params p) {
       st.waiting.clear();
       for (auto& kv : st.peers)
         self->demonitor(kv.second.handle.address());
-      logger().info("cluster: node {} leaves the cluster ({} peers)", node_name(self), st.peers.size());
+      logger().info("cluster: node {} leaves the cluster ({} peers)", node_name(self),
+                    st.peers.size());
       st.peers.clear();
       self->quit();
       return ok_atom::value;

@@ -34,7 +34,7 @@
 #include <caf/typed_event_based_actor.hpp>
 #include <caf/typed_response_promise.hpp>
 
-#include "base/net.hpp"  // split_host_port, for the addresses of node links
+#include "base/net.hpp" // split_host_port, for the addresses of node links
 #include "messages/messages.hpp"
 #include "warmpool/config.hpp"
 
@@ -43,7 +43,7 @@ namespace warmpool {
 struct cluster_params {
   std::shared_ptr<const EngineConfig> cfg;
   supervisor_actor sup;
-  caf::io::middleman_actor connector; // answers (connect_atom, host, port): plain or TLS
+  caf::io::middleman_actor connector;           // answers (connect_atom, host, port): plain or TLS
   uint32_t protocol = cluster_protocol_version; // WARMPOOL_CLUSTER_PROTOCOL overrides (tests)
   duration sample_interval{150};
 };
@@ -55,7 +55,7 @@ struct cluster_state {
   /// What placement knows about one node: its last summary plus what we placed since.
   struct view {
     std::map<std::string, pool_capacity> pools;
-    std::map<std::string, uint32_t> placed;   // acquires sent there since the summary
+    std::map<std::string, uint32_t> placed; // acquires sent there since the summary
   };
   struct peer {
     cluster_actor handle;
@@ -64,11 +64,11 @@ struct cluster_state {
   /// One peer address we keep linked to.
   struct endpoint {
     enum phase_t { idle, connecting, greeting, linked, self } phase = idle;
-    std::string node;                       // once linked
+    std::string node; // once linked
     uint64_t attempt = 0;
     duration backoff{0};
-    bool logged = false;                    // first failure logged; later ones at debug
-    bool busy = false;                      // the connector has not answered an attempt yet
+    bool logged = false; // first failure logged; later ones at debug
+    bool busy = false;   // the connector has not answered an attempt yet
   };
   /// An acquire placed on a peer, kept until it answers so it can be placed again.
   struct pending {
@@ -80,17 +80,17 @@ struct cluster_state {
   };
 
   cluster_params p;
-  std::string address;                      // advertised listen address
+  std::string address; // advertised listen address
   bool started = false;
   bool stopping = false;
   bool sampling = false;
-  std::map<std::string, peer> peers;        // linked nodes by name
-  std::map<std::string, view> views;        // by node name, this node included
+  std::map<std::string, peer> peers;                // linked nodes by name
+  std::map<std::string, view> views;                // by node name, this node included
   std::map<std::string, uint32_t> placed_at_sample; // local placements a running sample saw
   std::map<std::string, endpoint> addresses;
   std::map<uint64_t, pending> waiting;
   uint64_t next_id = 0;
-  node_capacity pushed;                     // last summary sent to peers
+  node_capacity pushed; // last summary sent to peers
 };
 
 cluster_actor::behavior_type cluster(cluster_actor::stateful_pointer<cluster_state> self,

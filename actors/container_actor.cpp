@@ -65,11 +65,8 @@ void arm_state_timer(self_ptr self) {
       if (st.p.cfg->idle_timeout.count() > 0 && !st.p.fresh)
         arm_timer(self, timer_kind::idle, st.p.cfg->idle_timeout, st.seq);
       break;
-    case timer_kind::restart:
-      arm_timer(self, timer_kind::restart, backoff(st), st.seq);
-      break;
-    default:
-      break;
+    case timer_kind::restart: arm_timer(self, timer_kind::restart, backoff(st), st.seq); break;
+    default: break;
   }
 }
 
@@ -161,8 +158,7 @@ bool holds(self_ptr self, guard g) {
   switch (g) {
     case guard::always: return true;
     case guard::retire_due: return !st.retire_after.empty();
-    case guard::may_restart:
-      return !st.p.fresh && st.attempts < st.p.cfg->restart.max_attempts;
+    case guard::may_restart: return !st.p.fresh && st.attempts < st.p.cfg->restart.max_attempts;
     case guard::failures_left: return st.probe_failures < st.p.cfg->health_check.failures;
     case guard::offer_current: return st.offer_seen == st.seq;
     case guard::pool_gone: return st.pool_gone;
@@ -209,8 +205,8 @@ void enter(self_ptr self, cstate next) {
   }
   auto lvl = log_level(next);
   logger().log(lvl, "container {} (pool {}): {} -> {}{}{}", st.p.id, st.p.cfg->name,
-               to_string(st.state), to_string(next), st.reason.empty() ? "" : " reason=",
-               (lvl == spdlog::level::debug) ? "" : st.reason);
+               to_string(st.state), to_string(next),
+               st.reason.empty() ? "" : " reason=", (lvl == spdlog::level::debug) ? "" : st.reason);
   st.state = next;
   ++st.seq;
   if (attrs(next).reported)
@@ -233,10 +229,12 @@ void apply(self_ptr self, const row& r, const std::string& why) {
   if (next != st.state)
     st.reason = reason_for(self, r, why);
   if (r.act == action::destroy)
-    cancel_queue(self, make_error(shutdown_reason(st.reason) ? Errc::shutting_down : Errc::container_failed,
+    cancel_queue(self, make_error(shutdown_reason(st.reason) ? Errc::shutting_down
+                                                             : Errc::container_failed,
                                   "sandbox " + st.p.id + " was retired (" + st.reason + ")"));
   if (r.act == action::restart) {
-    cancel_queue(self, make_error(Errc::container_failed, "sandbox " + st.p.id + " failed: " + st.reason));
+    cancel_queue(self, make_error(Errc::container_failed,
+                                  "sandbox " + st.p.id + " failed: " + st.reason));
     ++st.attempts;
     ++st.restarts;
   }
@@ -277,23 +275,27 @@ bool fire(self_ptr self, cevent e, const std::string& why) {
 
 void start_create(self_ptr self) {
   auto slot = std::make_shared<SandboxPtr>();
-  enqueue(self, op{[self, slot] { return create_work(self->state.p.backend, make_spec(self), slot); },
-                   [self, slot](op_result& r) {
-                     // Kept even when retiring meanwhile, so the destroy step removes it.
-                     adopt(self, *slot);
-                     if (r.err)
-                       fire(self, cevent::create_failed, "create failed: " + render(r.err));
-                     else
-                       fire(self, cevent::created);
-                   },
-                   {}});
+  enqueue(self,
+          op{[self, slot] { return create_work(self->state.p.backend, make_spec(self), slot); },
+             [self, slot](op_result& r) {
+               // Kept even when retiring meanwhile, so the destroy step removes it.
+               adopt(self, *slot);
+               if (r.err)
+                 fire(self, cevent::create_failed, "create failed: " + render(r.err));
+               else
+                 fire(self, cevent::created);
+             },
+             {}});
 }
 
 void start_warm(self_ptr self) {
   auto& st = self->state;
   if (st.p.cfg->max_age.count() > 0)
     arm_timer(self, timer_kind::age, st.p.cfg->max_age, st.restarts);
-  enqueue(self, op{[self] { return probe_work(self->state.p.backend, self->state.sandbox, self->state.p.cfg); },
+  enqueue(self, op{[self] {
+                     return probe_work(self->state.p.backend, self->state.sandbox,
+                                       self->state.p.cfg);
+                   },
                    [self](op_result& r) {
                      auto& st = self->state;
                      if (st.state != cstate::warming)
@@ -315,7 +317,10 @@ void start_warm(self_ptr self) {
 void start_probe(self_ptr self) {
   auto rp = self->make_response_promise<probe_result>();
   self->state.probe_rp = rp;
-  enqueue(self, op{[self] { return probe_work(self->state.p.backend, self->state.sandbox, self->state.p.cfg); },
+  enqueue(self, op{[self] {
+                     return probe_work(self->state.p.backend, self->state.sandbox,
+                                       self->state.p.cfg);
+                   },
                    [self, rp](op_result& r) mutable {
                      auto& st = self->state;
                      st.probed = true;
@@ -353,7 +358,8 @@ void start_reset(self_ptr self) {
                      adopt(self, *slot);
                      auto verdict = reset_verdict(r);
                      if (verdict.rfind("reset_residue", 0) == 0)
-                       logger().warn("container {}: retired, reset could not clean it: {}", st.p.id, verdict);
+                       logger().warn("container {}: retired, reset could not clean it: {}", st.p.id,
+                                     verdict);
                      else if (verdict.empty())
                        logger().debug("container {}: reset removed {} files, killed {} processes",
                                       st.p.id, r.reset.files_removed, r.reset.processes_killed);
@@ -372,7 +378,8 @@ void start_destroy(self_ptr self) {
                    },
                    [self](op_result& r) {
                      if (r.err)
-                       logger().error("container {}: destroy failed: {}", self->state.p.id, render(r.err));
+                       logger().error("container {}: destroy failed: {}", self->state.p.id,
+                                      render(r.err));
                      fire(self, cevent::destroyed);
                    },
                    {}});
@@ -383,8 +390,11 @@ void start_destroy(self_ptr self) {
 void ask_pool_to_expire(self_ptr self) {
   auto& st = self->state;
   self->request(st.p.pool, std::chrono::seconds(10), expire_atom::value, st.p.id)
-    .then([self](bool yes) { fire(self, yes ? cevent::expire_granted : cevent::expire_refused, "idle_timeout"); },
-          [self](caf::error&) { fire(self, cevent::expire_refused); });
+    .then(
+      [self](bool yes) {
+        fire(self, yes ? cevent::expire_granted : cevent::expire_refused, "idle_timeout");
+      },
+      [self](caf::error&) { fire(self, cevent::expire_refused); });
 }
 
 caf::error check_lease(self_ptr self, const std::string& lease_id) {
@@ -394,8 +404,8 @@ caf::error check_lease(self_ptr self, const std::string& lease_id) {
   if (!lease_id.empty() && lease_id == st.broken_lease)
     return make_error(shutdown_reason(st.reason) ? Errc::shutting_down : Errc::container_failed,
                       "the sandbox behind lease " + lease_id + " failed: " + st.reason);
-  return make_error(Errc::unknown_lease,
-                    "lease " + lease_id + " is not held on sandbox " + st.p.id + " (released or expired)");
+  return make_error(Errc::unknown_lease, "lease " + lease_id + " is not held on sandbox " +
+                                           st.p.id + " (released or expired)");
 }
 
 /// Ends the current lease: the sandbox is reset for the next tenant, or retired when this
@@ -453,7 +463,8 @@ void holder_lost(self_ptr self, const caf::error& why) {
                   ? std::string{"left the cluster"}
                   : "is unreachable (" + caf::actor_system_config::render(why) + ")");
   // Nobody is left to read the answers of its queued calls.
-  cancel_queue(self, make_error(Errc::unknown_lease, "lease " + st.lease_id + " ended: its holder is gone"));
+  cancel_queue(self, make_error(Errc::unknown_lease,
+                                "lease " + st.lease_id + " ended: its holder is gone"));
   end_lease(self, false);
 }
 
@@ -517,7 +528,9 @@ container_internal_actor::behavior_type container(self_ptr self, container_param
         return err;
       return lease_op<std::string>(
         self,
-        [path](self_ptr self) { return read_work(self->state.p.backend, self->state.sandbox, path); },
+        [path](self_ptr self) {
+          return read_work(self->state.p.backend, self->state.sandbox, path);
+        },
         [](self_ptr, op_result& r) { return std::move(r.data); });
     },
     [self](write_atom, std::string& lease_id, std::string& path,

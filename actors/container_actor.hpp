@@ -25,15 +25,15 @@
 namespace warmpool {
 
 struct container_params {
-  std::string id;                          // stable across restarts: "<pool>-<n>"
+  std::string id; // stable across restarts: "<pool>-<n>"
   std::shared_ptr<const PoolConfig> cfg;
   BackendPtr backend;
-  std::shared_ptr<executor> exec;          // lifecycle: create, warm, probe, reset, destroy
+  std::shared_ptr<executor> exec; // lifecycle: create, warm, probe, reset, destroy
   std::shared_ptr<sandbox_registry> registry;
   pool_actor pool;
   std::string node;
   std::string instance;
-  bool fresh = false;                      // one-off: destroyed after its single lease
+  bool fresh = false; // one-off: destroyed after its single lease
   // The pool's lane for lease operations (exec, read, write), whose length the tenant
   // decides: they never hold a lifecycle thread. Null: they run on `exec`.
   std::shared_ptr<executor> lane;
@@ -56,10 +56,10 @@ struct container_state {
 
   container_params p;
   cstate state = cstate::creating;
-  uint64_t seq = 0;          // transitions so far: offers and per-state timers name one
+  uint64_t seq = 0; // transitions so far: offers and per-state timers name one
   SandboxPtr sandbox;
   std::string lease_id;
-  std::string broken_lease;  // lease whose sandbox failed: its calls get container_failed
+  std::string broken_lease; // lease whose sandbox failed: its calls get container_failed
   // The holder of a lease placed here by another node: that node's link actor, monitored
   // for the lease's duration. Nobody else would end the lease if that node were lost.
   caf::actor_addr holder;

@@ -50,9 +50,7 @@ void executor::start_thread(bool for_task) {
   threads_.emplace_back([this, p = parkings_.back().get(), for_task] { work(*p, for_task); });
 }
 
-executor::~executor() {
-  stop();
-}
+executor::~executor() { stop(); }
 
 void executor::submit(std::function<void()> task) {
   parking* wake = nullptr;

@@ -60,10 +60,10 @@ private:
   // moved on (even exited, during stop), so it must outlive the thread.
   std::vector<std::unique_ptr<parking>> parkings_;
   std::vector<parking*> parked_; // sleeping threads; the last parked is woken first (warm)
-  size_t max_threads_;   // 0: inline (or manual)
+  size_t max_threads_;           // 0: inline (or manual)
   bool manual_ = false;
-  size_t signalled_ = 0; // threads woken (or just started) for a task but not yet running
-  size_t spinning_ = 0;  // a thread that just ran a task and watches for the next (0 or 1)
+  size_t signalled_ = 0;          // threads woken (or just started) for a task but not yet running
+  size_t spinning_ = 0;           // a thread that just ran a task and watches for the next (0 or 1)
   std::atomic<size_t> queued_{0}; // tasks_.size(), for the spinning thread
   bool stopping_ = false;
 };

@@ -26,7 +26,8 @@ void arm_tick(self_ptr self, size_t index) {
     return;
   // Encode pool index and epoch in one id: a restarted pool gets a fresh epoch.
   uint64_t id = (static_cast<uint64_t>(++w.epoch) << 16) | index;
-  self->delayed_send(me(self), w.hc.interval, timer_atom::value, static_cast<uint8_t>(pool_tick), id);
+  self->delayed_send(me(self), w.hc.interval, timer_atom::value, static_cast<uint8_t>(pool_tick),
+                     id);
 }
 
 /// Probes one sandbox. The sandbox counts its consecutive failures and retires itself
@@ -44,7 +45,8 @@ void probe(self_ptr self, const std::string& pool_name, container_ref ref, Healt
                       r.retired ? " and is replaced" : "", r.detail);
         if (r.retired)
           return;
-        auto delay = std::min(hc.interval.count() > 0 ? hc.interval : duration{1000}, duration{1000});
+        auto delay =
+          std::min(hc.interval.count() > 0 ? hc.interval : duration{1000}, duration{1000});
         auto id = ++st.next_reprobe;
         st.reprobes.emplace(id, std::make_pair(pool_name, ref));
         self->delayed_send(me(self), delay, timer_atom::value, static_cast<uint8_t>(reprobe), id);

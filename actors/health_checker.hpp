@@ -24,8 +24,8 @@ struct health_checker_state {
     uint64_t epoch = 0; // re-arming the tick invalidates older ticks
   };
 
-  std::map<std::string, HealthCheckConfig> configs;  // by pool name
-  std::vector<std::pair<std::string, watched>> pools; // index = timer id
+  std::map<std::string, HealthCheckConfig> configs;                   // by pool name
+  std::vector<std::pair<std::string, watched>> pools;                 // index = timer id
   std::map<uint64_t, std::pair<std::string, container_ref>> reprobes; // pool, sandbox
   uint64_t next_reprobe = 0;
 };

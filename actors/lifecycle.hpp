@@ -16,10 +16,10 @@ enum class cstate : uint8_t {
   warming,
   idle,
   probing,
-  suspect,   // failed its last probe: out of rotation until a probe passes
+  suspect, // failed its last probe: out of rotation until a probe passes
   leased,
   resetting,
-  failed,    // passed through at once: to restarting, or to retiring when out of restarts
+  failed, // passed through at once: to restarting, or to retiring when out of restarts
   restarting,
   retiring,
   destroying,
@@ -29,29 +29,29 @@ enum class cstate : uint8_t {
 constexpr size_t cstate_count = static_cast<size_t>(cstate::gone) + 1;
 
 enum class cevent : uint8_t {
-  created,          // backend create finished
+  created, // backend create finished
   create_failed,
-  warmed,           // warm-up probe passed
+  warmed, // warm-up probe passed
   warm_failed,
-  lease,            // the pool offers a lease
-  release,          // the holder released the lease, or the holder's node was lost
-  probe,            // the health checker asks for a probe
+  lease,   // the pool offers a lease
+  release, // the holder released the lease, or the holder's node was lost
+  probe,   // the health checker asks for a probe
   probe_ok,
   probe_failed,
   reset_ok,
-  reset_failed,     // reset failed, left residue, or the sandbox is unfit for another tenant
-  died,             // the sandbox died on its own, or a lease call found it broken
-  settle,           // fired on entering `failed`: restart or give up
-  retire,           // the pool or the checker takes it out of service
-  shutdown,         // the pool is shutting down
-  pool_lost,        // the pool actor is gone
-  idle_timeout,     // the idle timer fired: ask the pool
-  expire_granted,   // the pool agreed to let it go after idle_timeout
-  expire_refused,   // the pool keeps it (min_idle)
-  max_age,          // the age timer fired
-  restart_due,      // the restart back-off ended
-  destroy_started,  // the destroy call left the queue
-  destroyed,        // the destroy call finished
+  reset_failed,    // reset failed, left residue, or the sandbox is unfit for another tenant
+  died,            // the sandbox died on its own, or a lease call found it broken
+  settle,          // fired on entering `failed`: restart or give up
+  retire,          // the pool or the checker takes it out of service
+  shutdown,        // the pool is shutting down
+  pool_lost,       // the pool actor is gone
+  idle_timeout,    // the idle timer fired: ask the pool
+  expire_granted,  // the pool agreed to let it go after idle_timeout
+  expire_refused,  // the pool keeps it (min_idle)
+  max_age,         // the age timer fired
+  restart_due,     // the restart back-off ended
+  destroy_started, // the destroy call left the queue
+  destroyed,       // the destroy call finished
 };
 
 constexpr size_t cevent_count = static_cast<size_t>(cevent::destroyed) + 1;
@@ -59,39 +59,39 @@ constexpr size_t cevent_count = static_cast<size_t>(cevent::destroyed) + 1;
 /// Conditions a row can require, evaluated by the container when an event comes.
 enum class guard : uint8_t {
   always,
-  retire_due,      // a retirement is pending (the lease or its end asked for one)
-  may_restart,     // restarts left, and not a one-off sandbox
-  failures_left,   // consecutive probe failures below health_check.failures
-  offer_current,   // the pool's offer names the last reported transition
-  pool_gone,       // no pool to see this one go: end the actor at once
+  retire_due,    // a retirement is pending (the lease or its end asked for one)
+  may_restart,   // restarts left, and not a one-off sandbox
+  failures_left, // consecutive probe failures below health_check.failures
+  offer_current, // the pool's offer names the last reported transition
+  pool_gone,     // no pool to see this one go: end the actor at once
 };
 
 enum class action : uint8_t {
   none,
-  create,          // queue a backend create
-  warm,            // arm the age timer, queue the warm-up probe
-  probe,           // queue a health probe
-  reset,           // queue a reset for the next tenant
-  destroy,         // cancel queued calls, queue the destroy
-  restart,         // cancel queued calls, queue the destroy of the broken sandbox
-  settle,          // fire `settle` now
-  defer_retire,    // remember the reason: retire when the lease or reset ends
-  ask_pool,        // request the pool's consent to expire
-  rearm,           // re-arm this state's timer
-  quit,            // end the actor
+  create,       // queue a backend create
+  warm,         // arm the age timer, queue the warm-up probe
+  probe,        // queue a health probe
+  reset,        // queue a reset for the next tenant
+  destroy,      // cancel queued calls, queue the destroy
+  restart,      // cancel queued calls, queue the destroy of the broken sandbox
+  settle,       // fire `settle` now
+  defer_retire, // remember the reason: retire when the lease or reset ends
+  ask_pool,     // request the pool's consent to expire
+  rearm,        // re-arm this state's timer
+  quit,         // end the actor
 };
 
 /// The per-state timer: entering the state arms it, leaving it cancels it.
 enum class timer_kind : uint8_t { none, idle, restart, age };
 
 struct state_attrs {
-  bool leasable;        // the pool may hand it out
-  bool probeable;       // the health checker probes it
-  bool pending_supply;  // will be idle without a new spawn
-  bool starting;        // being created (stats: creating; bounds create_parallelism)
-  bool in_service;      // not on its way out (retiring, destroying, gone)
-  bool terminal;        // nothing follows
-  bool reported;        // the container reports entering it (leased: the pool books it)
+  bool leasable;       // the pool may hand it out
+  bool probeable;      // the health checker probes it
+  bool pending_supply; // will be idle without a new spawn
+  bool starting;       // being created (stats: creating; bounds create_parallelism)
+  bool in_service;     // not on its way out (retiring, destroying, gone)
+  bool terminal;       // nothing follows
+  bool reported;       // the container reports entering it (leased: the pool books it)
   timer_kind timer;
 };
 
@@ -103,7 +103,9 @@ using state_set = uint16_t;
 constexpr state_set in(cstate s) { return static_cast<state_set>(1u << static_cast<unsigned>(s)); }
 
 template <class... Ts>
-constexpr state_set in(cstate s, Ts... more) { return in(s) | in(more...); }
+constexpr state_set in(cstate s, Ts... more) {
+  return in(s) | in(more...);
+}
 
 /// `to` of a row that keeps the state it came from.
 constexpr cstate stay = static_cast<cstate>(0xff);
@@ -112,7 +114,7 @@ struct row {
   state_set from;
   cevent on;
   guard when;
-  cstate to;   // or `stay`
+  cstate to; // or `stay`
   action act;
 };
 

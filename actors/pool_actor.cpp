@@ -24,18 +24,14 @@ constexpr duration prewarm_interval = prewarm_target::interval;
 using self_ptr = pool_internal_actor::stateful_pointer<pool_state>;
 using waiter = pool_state::waiter;
 
-pool_internal_actor me(self_ptr self) {
-  return caf::actor_cast<pool_internal_actor>(self);
-}
+pool_internal_actor me(self_ptr self) { return caf::actor_cast<pool_internal_actor>(self); }
 
 std::string reason_key(const std::string& reason) {
   auto pos = reason.find(':');
   return pos == std::string::npos ? reason : reason.substr(0, pos);
 }
 
-uint32_t& count(self_ptr self, cstate s) {
-  return self->state.counts[static_cast<size_t>(s)];
-}
+uint32_t& count(self_ptr self, cstate s) { return self->state.counts[static_cast<size_t>(s)]; }
 
 /// Pooled sandboxes in states that match `pred` (a lifecycle attribute).
 template <class Pred>
@@ -66,9 +62,7 @@ void set_state(self_ptr self, pool_state::member& m, cstate next) {
   m.state = next;
 }
 
-uint32_t live(self_ptr self) {
-  return self->state.live();
-}
+uint32_t live(self_ptr self) { return self->state.live(); }
 
 // The idle list and each member's `in_idle` flag change together: push_idle, take_idle,
 // remove_idle, and the shutdown handler, which clears both.
@@ -98,8 +92,8 @@ std::string take_idle(self_ptr self, bool oldest = false) {
 
 void spawn_container(self_ptr self, bool fresh, const std::string& id) {
   auto& st = self->state;
-  container_params cp{id, st.p.cfg, st.p.backend, st.p.exec, st.p.registry, me(self),
-                      st.p.node, st.p.instance, fresh, st.p.lane};
+  container_params cp{id,       st.p.cfg,  st.p.backend,  st.p.exec, st.p.registry,
+                      me(self), st.p.node, st.p.instance, fresh,     st.p.lane};
   auto handle = self->spawn(container, std::move(cp));
   self->monitor(handle);
   pool_state::member m;
@@ -273,7 +267,6 @@ void arm_deadline(self_ptr self, pool_state::clock::time_point deadline) {
                      static_cast<uint8_t>(waiter_deadline), ++st.deadline_epoch);
 }
 
-
 void check_shutdown_done(self_ptr self) {
   auto& st = self->state;
   if (st.shutdown_requested && st.members.empty()) {
@@ -303,9 +296,9 @@ void member_gone(self_ptr self, const std::string& id, const std::string& reason
   st.members.erase(i);
   auto f = st.fresh_for.find(id);
   if (f != st.fresh_for.end()) {
-    f->second.rp.deliver(make_error(Errc::backend_unavailable,
-                                    "one-off sandbox for pool " + st.p.cfg->name +
-                                      " could not be started: " + reason));
+    f->second.rp.deliver(
+      make_error(Errc::backend_unavailable, "one-off sandbox for pool " + st.p.cfg->name +
+                                              " could not be started: " + reason));
     st.fresh_for.erase(f);
   }
   if (was_one_off)
@@ -332,7 +325,8 @@ void on_report(self_ptr self, container_report& r) {
   auto id = r.stats.id;
   if (attrs(next).leasable && !m.ready_once) {
     m.ready_once = true;
-    double ms = std::chrono::duration<double, std::milli>(self->clock().now() - m.spawned_at).count();
+    double ms =
+      std::chrono::duration<double, std::milli>(self->clock().now() - m.spawned_at).count();
     st.create_ms = st.create_ms == 0 ? ms : 0.7 * st.create_ms + 0.3 * ms;
   }
   if (attrs(next).leasable) {
@@ -472,8 +466,8 @@ pool_internal_actor::behavior_type pool(self_ptr self, pool_params p) {
       // sender), so our books already show its real state; only the lease count is undone.
       auto& st = self->state;
       auto& proto = offer.lease;
-      logger().debug("pool {}: {} handed lease {} back; serving its acquirer again",
-                     st.p.cfg->name, proto.container, proto.id);
+      logger().debug("pool {}: {} handed lease {} back; serving its acquirer again", st.p.cfg->name,
+                     proto.container, proto.id);
       auto& leased = st.transitions[static_cast<size_t>(cstate::leased)];
       if (leased > 0)
         --leased;

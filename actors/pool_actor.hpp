@@ -37,15 +37,15 @@ struct pool_state {
   struct member {
     container_actor handle;
     cstate state = cstate::creating; // as last reported, or leased once handed out
-    uint64_t seq = 0;            // the last report's sequence number (offers name it)
-    ContainerStats stats;        // as last reported (make_stats fills in the state name)
-    int64_t created_ns = -1;     // as last reported (see container_report)
+    uint64_t seq = 0;                // the last report's sequence number (offers name it)
+    ContainerStats stats;            // as last reported (make_stats fills in the state name)
+    int64_t created_ns = -1;         // as last reported (see container_report)
     int64_t probed_ns = -1;
     uint64_t executions = 0;
     bool fresh = false;
-    bool ready_once = false;     // reached idle at least once (creation latency measured)
-    bool in_idle = false;        // listed in `idle` (spares a search of it per report)
-    clock::time_point spawned_at;   // creation latency: spawned_at to the first idle report
+    bool ready_once = false;      // reached idle at least once (creation latency measured)
+    bool in_idle = false;         // listed in `idle` (spares a search of it per report)
+    clock::time_point spawned_at; // creation latency: spawned_at to the first idle report
   };
 
   struct waiter {
@@ -55,9 +55,9 @@ struct pool_state {
   };
 
   pool_params p;
-  std::unordered_map<std::string, member> members;  // stats list them sorted by id
-  std::deque<std::string> idle;                     // back = most recently idle (LIFO)
-  std::deque<waiter> waiters;                       // FIFO
+  std::unordered_map<std::string, member> members;   // stats list them sorted by id
+  std::deque<std::string> idle;                      // back = most recently idle (LIFO)
+  std::deque<waiter> waiters;                        // FIFO
   std::unordered_map<std::string, waiter> fresh_for; // one-off sandbox id -> its acquirer
   uint32_t one_offs = 0;                            // one-off sandboxes not yet gone (<= max_fresh)
   std::array<uint32_t, cstate_count> counts{};      // pooled members per state
@@ -68,12 +68,12 @@ struct pool_state {
   clock::time_point deadline_armed = clock::time_point::max();
   uint64_t deadline_epoch = 0;
   uint64_t next_container = 0;
-  PoolStats totals;                                 // counters only
+  PoolStats totals; // counters only
   // Adaptive pre-warming: recent acquire rate and creation latency set the idle target.
   prewarm_target prewarm;
-  double create_ms = 0;                     // EWMA; 0 = not measured yet
+  double create_ms = 0; // EWMA; 0 = not measured yet
   bool shutting_down = false;
-  clock::time_point paused_until{};                 // no refill before (backend failing)
+  clock::time_point paused_until{}; // no refill before (backend failing)
   caf::typed_response_promise<ok_atom> shutdown_rp;
   bool shutdown_requested = false;
 
@@ -83,6 +83,7 @@ struct pool_state {
   PoolStats stats(clock::time_point now) const;
 };
 
-pool_internal_actor::behavior_type pool(pool_internal_actor::stateful_pointer<pool_state> self, pool_params p);
+pool_internal_actor::behavior_type pool(pool_internal_actor::stateful_pointer<pool_state> self,
+                                        pool_params p);
 
 } // namespace warmpool

@@ -17,8 +17,8 @@ op_result run_work(const work_fn& work) {
   return r;
 }
 
-SandboxSpec sandbox_spec(const PoolConfig& cfg, const std::string& node, const std::string& instance,
-                         const std::string& id, uint32_t restarts) {
+SandboxSpec sandbox_spec(const PoolConfig& cfg, const std::string& node,
+                         const std::string& instance, const std::string& id, uint32_t restarts) {
   SandboxSpec spec;
   spec.pool = cfg.name;
   spec.node = node;
@@ -53,8 +53,9 @@ work_fn probe_work(BackendPtr backend, SandboxPtr box, std::shared_ptr<const Poo
       throw Error{Errc::exec_timeout,
                   "health probe timed out after " + std::to_string(hc.timeout.count()) + "ms"};
     if (res.exit_code != 0)
-      throw Error{Errc::container_failed, "health probe exited with " + std::to_string(res.exit_code) +
-                                            ": " + res.stderr_data.substr(0, 200)};
+      throw Error{Errc::container_failed, "health probe exited with " +
+                                            std::to_string(res.exit_code) + ": " +
+                                            res.stderr_data.substr(0, 200)};
     if (!hc.expect.empty() && res.stdout_data.find(hc.expect) == std::string::npos) {
       auto out = res.stdout_data.substr(0, 200);
       while (!out.empty() && (out.back() == '\n' || out.back() == '\r'))

@@ -17,8 +17,8 @@ using work_fn = std::function<op_result()>;
 /// Runs `work` and turns exceptions into `op_result::err`.
 op_result run_work(const work_fn& work);
 
-SandboxSpec sandbox_spec(const PoolConfig& cfg, const std::string& node, const std::string& instance,
-                         const std::string& id, uint32_t restarts);
+SandboxSpec sandbox_spec(const PoolConfig& cfg, const std::string& node,
+                         const std::string& instance, const std::string& id, uint32_t restarts);
 
 /// Creates a sandbox into `*slot` (the actor adopts it when the call is done).
 work_fn create_work(BackendPtr backend, SandboxSpec spec, std::shared_ptr<SandboxPtr> slot);

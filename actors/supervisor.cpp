@@ -138,7 +138,8 @@ supervisor_actor::behavior_type supervisor(self_ptr self, supervisor_params p) {
       st.shutting_down = true;
       st.p.directory->clear();
       auto grace = st.p.cfg->shutdown_grace;
-      logger().info("supervisor: shutting down {} pools (grace {}ms)", st.pools.size(), grace.count());
+      logger().info("supervisor: shutting down {} pools (grace {}ms)", st.pools.size(),
+                    grace.count());
       auto rp = self->make_response_promise<ok_atom>();
       // Destroying sandboxes takes time after the grace period: allow for it.
       auto timeout = grace + std::chrono::seconds(120);

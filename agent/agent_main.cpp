@@ -35,8 +35,8 @@ extern char** environ;
 namespace {
 
 using namespace warmpool;
-using proto::json;
 using proto::BadRequest;
+using proto::json;
 using clock_t_ = std::chrono::steady_clock;
 
 struct Options {
@@ -44,9 +44,9 @@ struct Options {
   std::string socket_path;
   uid_t uid = 0;
   gid_t gid = 0;
-  uint64_t nproc = 0, fsize = 0, as = 0;  // 0: not set
-  std::vector<std::string> scratch;       // extra dirs wiped on reset (e.g. the sandbox /tmp)
-  std::vector<std::string> keep;          // writable places shared with the host on purpose
+  uint64_t nproc = 0, fsize = 0, as = 0; // 0: not set
+  std::vector<std::string> scratch;      // extra dirs wiped on reset (e.g. the sandbox /tmp)
+  std::vector<std::string> keep;         // writable places shared with the host on purpose
   // The agent runs in a sandbox of its own: every process of its pid namespace but its
   // ancestors, every IPC object and every writable place belong to the sandbox.
   bool sandboxed = false;
@@ -55,15 +55,15 @@ struct Options {
   bool own_uid = false;
 };
 Options g_opt;
-bool g_switch_uid = false;  // run tenant work as g_opt.uid (only when we are root)
-struct stat g_ws_stat{};    // workspace owner/mode at startup, restored by reset
-agent::WritablePlaces g_places;  // with --sandboxed: recorded at startup, restored by reset
+bool g_switch_uid = false;      // run tenant work as g_opt.uid (only when we are root)
+struct stat g_ws_stat {};       // workspace owner/mode at startup, restored by reset
+agent::WritablePlaces g_places; // with --sandboxed: recorded at startup, restored by reset
 
-using agent::ChildResult;
-using agent::OpError;
-using agent::child_fail;
 using agent::check_server;
+using agent::child_fail;
+using agent::ChildResult;
 using agent::g_py;
+using agent::OpError;
 using agent::run_child;
 using agent::start_server;
 using agent::stop_server;
@@ -71,9 +71,11 @@ using agent::wait_for_sigchld;
 
 // Lowers (never raises) a resource limit; lowering needs no privilege.
 void cap_rlimit(int res, uint64_t value) {
-  if (!value) return;
+  if (!value)
+    return;
   rlimit rl{};
-  if (getrlimit(res, &rl) != 0) return;
+  if (getrlimit(res, &rl) != 0)
+    return;
   rlim_t v = std::min<rlim_t>(rlim_t(value), rl.rlim_max);
   rl.rlim_cur = rl.rlim_max = v;
   setrlimit(res, &rl);
@@ -89,42 +91,50 @@ void become_tenant() {
   // the agent's would need CAP_SYS_RESOURCE).
   int adj = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
   if (adj >= 0) {
-    if (write(adj, kTenantOomScoreAdj, strlen(kTenantOomScoreAdj)) < 0) {}
+    if (write(adj, kTenantOomScoreAdj, strlen(kTenantOomScoreAdj)) < 0) {
+    }
     close(adj);
   }
   cap_rlimit(RLIMIT_NPROC, g_opt.nproc);
   cap_rlimit(RLIMIT_FSIZE, g_opt.fsize);
   cap_rlimit(RLIMIT_AS, g_opt.as);
   if (g_switch_uid) {
-    if (setgroups(0, nullptr) != 0) child_fail("setgroups", 126);
-    if (setgid(g_opt.gid) != 0) child_fail("setgid", 126);
-    if (setuid(g_opt.uid) != 0) child_fail("setuid", 126);
+    if (setgroups(0, nullptr) != 0)
+      child_fail("setgroups", 126);
+    if (setgid(g_opt.gid) != 0)
+      child_fail("setgid", 126);
+    if (setuid(g_opt.uid) != 0)
+      child_fail("setuid", 126);
   }
-  prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);  // no setuid binary can hand privileges back
-  agent::join_private_session_keyring();   // a key kept there dies with the command
+  prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); // no setuid binary can hand privileges back
+  agent::join_private_session_keyring();  // a key kept there dies with the command
 }
 
 // ------------------------------------------------------------------ ops
 
 std::string resolve_path(const std::string& path) {
-  if (path.empty()) throw BadRequest("field 'path' must not be empty");
-  if (path.find('\0') != std::string::npos) throw BadRequest("field 'path' contains a NUL byte");
+  if (path.empty())
+    throw BadRequest("field 'path' must not be empty");
+  if (path.find('\0') != std::string::npos)
+    throw BadRequest("field 'path' contains a NUL byte");
   return path[0] == '/' ? path : g_opt.workspace + "/" + path;
 }
 
 duration op_timeout(const json& msg, int64_t fallback_ms) {
   uint64_t t = proto::opt_uint(msg, "timeout_ms", uint64_t(fallback_ms));
-  if (t == 0 || t > uint64_t(INT32_MAX)) throw BadRequest("field 'timeout_ms' must be between 1 and 2^31-1");
+  if (t == 0 || t > uint64_t(INT32_MAX))
+    throw BadRequest("field 'timeout_ms' must be between 1 and 2^31-1");
   return duration(int64_t(t));
 }
 
 // A minimal clean environment plus the caller's variables; nothing leaks from the agent.
 std::map<std::string, std::string> exec_env(const std::map<std::string, std::string>& extra) {
   std::map<std::string, std::string> env = {
-      {"PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
-      {"HOME", g_opt.workspace},
-      {"LANG", "C.UTF-8"}};
-  for (const auto& [k, v] : extra) env[k] = v;
+    {"PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
+    {"HOME", g_opt.workspace},
+    {"LANG", "C.UTF-8"}};
+  for (const auto& [k, v] : extra)
+    env[k] = v;
   return env;
 }
 
@@ -146,7 +156,8 @@ ExecResult to_exec_result(ChildResult& cr) {
 
 json run_python(const ExecRequest& req) {
   if (!g_py.configured)
-    throw BadRequest("no python interpreter is configured in this sandbox (pool option interpreters.python)");
+    throw BadRequest(
+      "no python interpreter is configured in this sandbox (pool option interpreters.python)");
   std::string cwd = req.cwd.empty() ? g_opt.workspace : resolve_path(req.cwd);
   ChildResult cr = agent::forkserver_run(req, cwd, exec_env(req.env));
   json out;
@@ -156,29 +167,35 @@ json run_python(const ExecRequest& req) {
 
 json op_exec(const json& msg) {
   ExecRequest req = proto::exec_request_from_json(msg);
-  if (!req.language.empty()) return run_python(req);
+  if (!req.language.empty())
+    return run_python(req);
   std::vector<std::string> args = req.argv;
-  if (args.empty()) args = {"/bin/sh", "-c", req.shell};
+  if (args.empty())
+    args = {"/bin/sh", "-c", req.shell};
   std::map<std::string, std::string> env = exec_env(req.env);
   std::vector<std::string> env_strs;
-  for (const auto& [k, v] : env) env_strs.push_back(k + "=" + v);
+  for (const auto& [k, v] : env)
+    env_strs.push_back(k + "=" + v);
   std::vector<char*> argv, envp;
-  for (auto& a : args) argv.push_back(a.data());
+  for (auto& a : args)
+    argv.push_back(a.data());
   argv.push_back(nullptr);
-  for (auto& e : env_strs) envp.push_back(e.data());
+  for (auto& e : env_strs)
+    envp.push_back(e.data());
   envp.push_back(nullptr);
   std::string cwd = req.cwd.empty() ? g_opt.workspace : resolve_path(req.cwd);
 
   ChildResult cr = run_child(
-      [&] {
-        become_tenant();
-        if (chdir(cwd.c_str()) != 0) child_fail(("chdir " + cwd).c_str(), 126);
-        environ = envp.data();  // execvp searches the PATH of the new environment
-        execvp(argv[0], argv.data());
-        int code = errno == ENOENT ? 127 : 126;  // the shell's convention for "not found"
-        child_fail(("cannot execute " + args[0]).c_str(), code);
-      },
-      req.stdin_data, std::min(req.output_limit, proto::kMaxOutputPerStream), req.timeout);
+    [&] {
+      become_tenant();
+      if (chdir(cwd.c_str()) != 0)
+        child_fail(("chdir " + cwd).c_str(), 126);
+      environ = envp.data(); // execvp searches the PATH of the new environment
+      execvp(argv[0], argv.data());
+      int code = errno == ENOENT ? 127 : 126; // the shell's convention for "not found"
+      child_fail(("cannot execute " + args[0]).c_str(), code);
+    },
+    req.stdin_data, std::min(req.output_limit, proto::kMaxOutputPerStream), req.timeout);
   json out;
   proto::exec_result_to_json(to_exec_result(cr), out);
   return out;
@@ -193,9 +210,13 @@ json op_interpreter(const json& msg) {
   g_py.become_tenant = become_tenant;
   g_py.env = exec_env({});
   std::string why = start_server(start + req.timeout);
-  if (!why.empty()) throw OpError("container_failed", "the python fork server did not start: " + why);
-  return json{{"pid", g_py.pid}, {"version", g_py.version},
-              {"startup_us", std::chrono::duration_cast<std::chrono::microseconds>(clock_t_::now() - start).count()}};
+  if (!why.empty())
+    throw OpError("container_failed", "the python fork server did not start: " + why);
+  return json{
+    {"pid", g_py.pid},
+    {"version", g_py.version},
+    {"startup_us",
+     std::chrono::duration_cast<std::chrono::microseconds>(clock_t_::now() - start).count()}};
 }
 
 // File operations run in a child that became the tenant, so the agent cannot be used to
@@ -203,18 +224,22 @@ json op_interpreter(const json& msg) {
 ChildResult file_child(const std::string& what, const std::function<const char*()>& io,
                        const std::string& input, duration timeout) {
   ChildResult cr = run_child(
-      [&] {
-        signal(SIGXFSZ, SIG_IGN);  // over the size limit: EFBIG instead of a silent death
-        become_tenant();
-        if (const char* failed = io()) child_fail(failed, 1);
-        _exit(0);
-      },
-      input, proto::kMaxFileBytes, timeout);
-  if (cr.timed_out) throw OpError("exec_timeout", what + ": timed out");
+    [&] {
+      signal(SIGXFSZ, SIG_IGN); // over the size limit: EFBIG instead of a silent death
+      become_tenant();
+      if (const char* failed = io())
+        child_fail(failed, 1);
+      _exit(0);
+    },
+    input, proto::kMaxFileBytes, timeout);
+  if (cr.timed_out)
+    throw OpError("exec_timeout", what + ": timed out");
   if (!cr.exited || !WIFEXITED(cr.status) || WEXITSTATUS(cr.status) != 0) {
     std::string msg = cr.err;
-    if (msg.rfind("warmpool-agent: ", 0) == 0) msg.erase(0, 16);
-    while (!msg.empty() && msg.back() == '\n') msg.pop_back();
+    if (msg.rfind("warmpool-agent: ", 0) == 0)
+      msg.erase(0, 16);
+    while (!msg.empty() && msg.back() == '\n')
+      msg.pop_back();
     throw OpError("invalid_request", what + ": " + (msg.empty() ? "failed" : msg));
   }
   return cr;
@@ -223,8 +248,10 @@ ChildResult file_child(const std::string& what, const std::function<const char*(
 bool write_fd_all(int fd, const char* p, size_t n) {
   while (n) {
     ssize_t w = write(fd, p, n);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) return false;
+    if (w < 0 && errno == EINTR)
+      continue;
+    if (w <= 0)
+      return false;
     p += w;
     n -= size_t(w);
   }
@@ -234,24 +261,38 @@ bool write_fd_all(int fd, const char* p, size_t n) {
 json op_read_file(const json& msg) {
   std::string path = resolve_path(proto::req_string(msg, "path"));
   ChildResult cr = file_child(
-      "read_file '" + path + "'", [&]() -> const char* {
-        int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd < 0) return "open";
-        struct stat st;
-        if (fstat(fd, &st) != 0) return "stat";
-        if (!S_ISREG(st.st_mode)) { errno = EINVAL; return "not a regular file"; }
-        if (uint64_t(st.st_size) > proto::kMaxFileBytes) { errno = EFBIG; return "file too large"; }
-        char buf[65536];
-        for (;;) {
-          ssize_t n = read(fd, buf, sizeof buf);
-          if (n < 0 && errno == EINTR) continue;
-          if (n < 0) return "read";
-          if (n == 0) return nullptr;
-          if (!write_fd_all(1, buf, size_t(n))) return "write";
-        }
-      },
-      {}, op_timeout(msg, 30000));
-  if (cr.truncated) throw OpError("invalid_request", "file grew beyond the transfer limit");
+    "read_file '" + path + "'",
+    [&]() -> const char* {
+      int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+      if (fd < 0)
+        return "open";
+      struct stat st;
+      if (fstat(fd, &st) != 0)
+        return "stat";
+      if (!S_ISREG(st.st_mode)) {
+        errno = EINVAL;
+        return "not a regular file";
+      }
+      if (uint64_t(st.st_size) > proto::kMaxFileBytes) {
+        errno = EFBIG;
+        return "file too large";
+      }
+      char buf[65536];
+      for (;;) {
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+          continue;
+        if (n < 0)
+          return "read";
+        if (n == 0)
+          return nullptr;
+        if (!write_fd_all(1, buf, size_t(n)))
+          return "write";
+      }
+    },
+    {}, op_timeout(msg, 30000));
+  if (cr.truncated)
+    throw OpError("invalid_request", "file grew beyond the transfer limit");
   return json{{"data", proto::base64_encode(cr.out)}};
 }
 
@@ -261,33 +302,44 @@ json op_write_file(const json& msg) {
   try {
     data = proto::base64_decode(proto::req_string(msg, "data"));
   } catch (const std::invalid_argument& e) {
-    if (dynamic_cast<const BadRequest*>(&e)) throw;
+    if (dynamic_cast<const BadRequest*>(&e))
+      throw;
     throw BadRequest(std::string("field 'data' is not valid base64: ") + e.what());
   }
   uint64_t mode = proto::opt_uint(msg, "mode", 0644);
-  if (mode > 07777) throw BadRequest("field 'mode' must be at most 07777");
+  if (mode > 07777)
+    throw BadRequest("field 'mode' must be at most 07777");
   file_child(
-      "write_file '" + path + "'", [&]() -> const char* {
-        // Create missing parents, as the tenant.
-        for (size_t pos = 1; (pos = path.find('/', pos)) != std::string::npos; ++pos) {
-          std::string dir = path.substr(0, pos);
-          if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return "mkdir";
-        }
-        int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode_t(mode));
-        if (fd < 0) return "open";
-        if (fchmod(fd, mode_t(mode)) != 0) return "chmod";  // umask must not change the mode
-        char buf[65536];
-        for (;;) {
-          ssize_t n = read(0, buf, sizeof buf);
-          if (n < 0 && errno == EINTR) continue;
-          if (n < 0) return "read";
-          if (n == 0) break;
-          if (!write_fd_all(fd, buf, size_t(n))) return "write";
-        }
-        if (close(fd) != 0) return "close";
-        return nullptr;
-      },
-      data, op_timeout(msg, 30000));
+    "write_file '" + path + "'",
+    [&]() -> const char* {
+      // Create missing parents, as the tenant.
+      for (size_t pos = 1; (pos = path.find('/', pos)) != std::string::npos; ++pos) {
+        std::string dir = path.substr(0, pos);
+        if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
+          return "mkdir";
+      }
+      int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode_t(mode));
+      if (fd < 0)
+        return "open";
+      if (fchmod(fd, mode_t(mode)) != 0)
+        return "chmod"; // umask must not change the mode
+      char buf[65536];
+      for (;;) {
+        ssize_t n = read(0, buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+          continue;
+        if (n < 0)
+          return "read";
+        if (n == 0)
+          break;
+        if (!write_fd_all(fd, buf, size_t(n)))
+          return "write";
+      }
+      if (close(fd) != 0)
+        return "close";
+      return nullptr;
+    },
+    data, op_timeout(msg, 30000));
   return json{{"bytes", data.size()}};
 }
 
@@ -296,10 +348,12 @@ json op_write_file(const json& msg) {
 // Empties the tenant's user keyrings, as the tenant (only a keyring's owner may). False when
 // keys are left.
 bool clear_tenant_keyrings() {
-  ChildResult cr = run_child([] {
-    become_tenant();
-    _exit(agent::clear_user_keyrings() ? 0 : 3);
-  }, {}, 4096, std::chrono::seconds(5));
+  ChildResult cr = run_child(
+    [] {
+      become_tenant();
+      _exit(agent::clear_user_keyrings() ? 0 : 3);
+    },
+    {}, 4096, std::chrono::seconds(5));
   return cr.exited && WIFEXITED(cr.status) && WEXITSTATUS(cr.status) == 0;
 }
 
@@ -311,25 +365,32 @@ json op_reset(const json& msg) {
   for (;;) {
     auto procs = agent::sandbox_processes(g_opt.sandboxed);
     bool spare = g_py.pid > 0 && clock_t_::now() < spare_until;
-    if (spare) procs.erase(g_py.pid);
-    else if (g_py.pid > 0) stop_server();  // started afresh below
-    if (procs.empty() || clock_t_::now() >= deadline) break;
+    if (spare)
+      procs.erase(g_py.pid);
+    else if (g_py.pid > 0)
+      stop_server(); // started afresh below
+    if (procs.empty() || clock_t_::now() >= deadline)
+      break;
     killed.insert(procs.begin(), procs.end());
-    if (getpid() == 1 && !spare) kill(-1, SIGKILL);  // everything in our pid namespace except us
-    else for (pid_t p : procs) kill(p, SIGKILL);
-    wait_for_sigchld(10);  // the handler reaps them; re-scan as soon as one is gone
+    if (getpid() == 1 && !spare)
+      kill(-1, SIGKILL); // everything in our pid namespace except us
+    else
+      for (pid_t p : procs)
+        kill(p, SIGKILL);
+    wait_for_sigchld(10); // the handler reaps them; re-scan as soon as one is gone
   }
   bool wiped = true;
   uint64_t removed = agent::wipe_path(g_opt.workspace, wiped);
   // Put back the workspace's owner and mode in case the tenant changed them.
   chown(g_opt.workspace.c_str(), g_ws_stat.st_uid, g_ws_stat.st_gid);
   chmod(g_opt.workspace.c_str(), g_ws_stat.st_mode & 07777);
-  for (const auto& dir : g_opt.scratch) removed += agent::wipe_path(dir, wiped);
+  for (const auto& dir : g_opt.scratch)
+    removed += agent::wipe_path(dir, wiped);
   bool keys_cleared = !g_opt.own_uid || clear_tenant_keyrings();
   uint64_t ipc_removed = 0;
   if (g_opt.sandboxed) {
-    ipc_removed = agent::remove_sysv_ipc();  // after the kill: nobody attaches them any more
-    removed += g_places.restore();           // /dev/shm, /dev/mqueue, a writable root, ...
+    ipc_removed = agent::remove_sysv_ipc(); // after the kill: nobody attaches them any more
+    removed += g_places.restore();          // /dev/shm, /dev/mqueue, a writable root, ...
   }
 
   // Verify rather than trust: the next tenant must find nothing of this one. Whatever is
@@ -338,38 +399,51 @@ json op_reset(const json& msg) {
   if (g_py.configured) {
     // Children are gone; the server must answer, or be replaced by a fresh one.
     std::string why = check_server(std::max(deadline, clock_t_::now() + std::chrono::seconds(2)));
-    if (!why.empty()) residue.push_back("the python fork server cannot start: " + why);
+    if (!why.empty())
+      residue.push_back("the python fork server cannot start: " + why);
   }
   auto left = agent::sandbox_processes(g_opt.sandboxed);
-  if (g_py.pid > 0) left.erase(g_py.pid);
-  if (!left.empty()) residue.push_back(std::to_string(left.size()) + " process(es) survived");
-  if (!agent::dir_empty(g_opt.workspace)) residue.push_back(g_opt.workspace + " is not empty");
-  if (!keys_cleared) residue.push_back("the tenant's kernel keyrings still hold keys");
+  if (g_py.pid > 0)
+    left.erase(g_py.pid);
+  if (!left.empty())
+    residue.push_back(std::to_string(left.size()) + " process(es) survived");
+  if (!agent::dir_empty(g_opt.workspace))
+    residue.push_back(g_opt.workspace + " is not empty");
+  if (!keys_cleared)
+    residue.push_back("the tenant's kernel keyrings still hold keys");
   for (const auto& dir : g_opt.scratch)
-    if (!agent::dir_empty(dir)) residue.push_back(dir + " is not empty");
+    if (!agent::dir_empty(dir))
+      residue.push_back(dir + " is not empty");
   if (g_opt.sandboxed) {
-    for (auto& r : agent::sysv_ipc_residue()) residue.push_back(std::move(r));
-    for (auto& r : g_places.residue()) residue.push_back(std::move(r));
+    for (auto& r : agent::sysv_ipc_residue())
+      residue.push_back(std::move(r));
+    for (auto& r : g_places.residue())
+      residue.push_back(std::move(r));
   }
-  constexpr size_t kMaxResidue = 20;  // a tenant who left a million files gets a summary
+  constexpr size_t kMaxResidue = 20; // a tenant who left a million files gets a summary
   if (residue.size() > kMaxResidue) {
     size_t more = residue.size() - (kMaxResidue - 1);
     residue.resize(kMaxResidue - 1);
     residue.push_back("and " + std::to_string(more) + " more");
   }
-  return json{{"files_removed", removed}, {"processes_killed", killed.size()},
-              {"ipc_removed", ipc_removed}, {"residue", residue}};
+  return json{{"files_removed", removed},
+              {"processes_killed", killed.size()},
+              {"ipc_removed", ipc_removed},
+              {"residue", residue}};
 }
 
 json handle(const std::string& payload) {
   json id = nullptr;
   try {
     json msg = json::parse(payload);
-    if (!msg.is_object()) throw BadRequest("a request must be a JSON object");
+    if (!msg.is_object())
+      throw BadRequest("a request must be a JSON object");
     auto it = msg.find("id");
-    if (it == msg.end()) throw BadRequest("missing field 'id'");
+    if (it == msg.end())
+      throw BadRequest("missing field 'id'");
     // The reply echoes it, and dump() recurses once per level: a deeply nested id crashed us.
-    if (it->is_structured()) throw BadRequest("field 'id' must be a number or a string");
+    if (it->is_structured())
+      throw BadRequest("field 'id' must be a number or a string");
     id = *it;
     std::string op = proto::req_string(msg, "op");
     json out;
@@ -378,18 +452,25 @@ json handle(const std::string& payload) {
       if (g_py.configured) {
         // A probe notices a dead or hung fork server and gets it replaced.
         std::string why = check_server(clock_t_::now() + op_timeout(msg, 5000));
-        if (!why.empty()) throw OpError("container_failed", "the python fork server cannot start: " + why);
+        if (!why.empty())
+          throw OpError("container_failed", "the python fork server cannot start: " + why);
         out["python_pid"] = g_py.pid;
       }
-    }
-    else if (op == "interpreter") out = op_interpreter(msg);
-    else if (op == "exec") out = op_exec(msg);
-    else if (op == "read_file") out = op_read_file(msg);
-    else if (op == "write_file") out = op_write_file(msg);
-    else if (op == "reset") out = op_reset(msg);
-    else throw BadRequest("field 'op': unknown operation '" + op + "'");
+    } else if (op == "interpreter")
+      out = op_interpreter(msg);
+    else if (op == "exec")
+      out = op_exec(msg);
+    else if (op == "read_file")
+      out = op_read_file(msg);
+    else if (op == "write_file")
+      out = op_write_file(msg);
+    else if (op == "reset")
+      out = op_reset(msg);
+    else
+      throw BadRequest("field 'op': unknown operation '" + op + "'");
     out["id"] = id;
-    if (!out.contains("ok")) out["ok"] = true;
+    if (!out.contains("ok"))
+      out["ok"] = true;
     return out;
   } catch (const json::exception& e) {
     return proto::error_frame(id, "invalid_request", std::string("malformed request: ") + e.what());
@@ -410,14 +491,17 @@ int serve(int in_fd, int out_fd) {
   for (;;) {
     std::string payload;
     auto r = proto::read_frame(in_fd, payload);
-    if (r.status == proto::IoStatus::eof || r.status == proto::IoStatus::truncated) return 0;
+    if (r.status == proto::IoStatus::eof || r.status == proto::IoStatus::truncated)
+      return 0;
     if (r.status == proto::IoStatus::too_large) {
       // We cannot skip the body without trusting the length, so this connection is over.
       proto::write_frame(out_fd, proto::error_frame(nullptr, "invalid_request",
-          "frame length exceeds the maximum of " + std::to_string(proto::kMaxFrame) + " bytes"));
+                                                    "frame length exceeds the maximum of " +
+                                                      std::to_string(proto::kMaxFrame) + " bytes"));
       return 2;
     }
-    if (!r) return 2;
+    if (!r)
+      return 2;
     json resp = handle(payload);
     std::string frame;
     try {
@@ -425,7 +509,8 @@ int serve(int in_fd, int out_fd) {
     } catch (const std::exception& e) {
       frame = proto::encode_frame(proto::error_frame(resp["id"], "internal", e.what()));
     }
-    if (!proto::write_all(out_fd, frame)) return 2;
+    if (!proto::write_all(out_fd, frame))
+      return 2;
   }
 }
 
@@ -438,8 +523,9 @@ int serve_socket(const std::string& path) {
   }
   memcpy(addr.sun_path, path.c_str(), path.size() + 1);
   int ls = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  unlink(path.c_str());  // a stale socket from an earlier agent
-  if (ls < 0 || bind(ls, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || listen(ls, 4) != 0) {
+  unlink(path.c_str()); // a stale socket from an earlier agent
+  if (ls < 0 || bind(ls, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      listen(ls, 4) != 0) {
     fprintf(stderr, "warmpool-agent: cannot listen on %s: %s\n", path.c_str(), strerror(errno));
     return 1;
   }
@@ -447,7 +533,8 @@ int serve_socket(const std::string& path) {
     int c = accept4(ls, nullptr, nullptr, SOCK_CLOEXEC);
     if (c < 0) {
       if (errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE) {
-        if (errno != EINTR) wait_for_sigchld(100);  // back off instead of spinning
+        if (errno != EINTR)
+          wait_for_sigchld(100); // back off instead of spinning
         continue;
       }
       fprintf(stderr, "warmpool-agent: accept: %s\n", strerror(errno));
@@ -459,11 +546,13 @@ int serve_socket(const std::string& path) {
 }
 
 bool parse_u64(const char* s, uint64_t& out) {
-  if (!s || !*s || *s == '-') return false;
+  if (!s || !*s || *s == '-')
+    return false;
   char* end;
   errno = 0;
   unsigned long long v = strtoull(s, &end, 10);
-  if (errno || *end) return false;
+  if (errno || *end)
+    return false;
   out = v;
   return true;
 }
@@ -483,36 +572,56 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&]() -> const char* {
-      if (i + 1 >= argc) usage(("missing value for " + a).c_str());
+      if (i + 1 >= argc)
+        usage(("missing value for " + a).c_str());
       return argv[++i];
     };
     uint64_t n = 0;
     auto number = [&]() {
-      if (!parse_u64(value(), n)) usage(("bad number for " + a).c_str());
+      if (!parse_u64(value(), n))
+        usage(("bad number for " + a).c_str());
       return n;
     };
-    if (a == "--socket") g_opt.socket_path = value();
-    else if (a == "--workspace") g_opt.workspace = value();
-    else if (a == "--scratch") g_opt.scratch.push_back(value());
-    else if (a == "--keep") g_opt.keep.push_back(value());
-    else if (a == "--sandboxed") g_opt.sandboxed = true;
-    else if (a == "--own-uid") g_opt.own_uid = true;
-    else if (a == "--uid") g_opt.uid = uid_t(number());
-    else if (a == "--gid") g_opt.gid = gid_t(number());
-    else if (a == "--nproc") g_opt.nproc = number();
-    else if (a == "--fsize") g_opt.fsize = number();
-    else if (a == "--as") g_opt.as = number();
-    else if (a == "--version") { printf("warmpool-agent %s\n", proto::kVersion); return 0; }
-    else usage(("unknown option " + a).c_str());
+    if (a == "--socket")
+      g_opt.socket_path = value();
+    else if (a == "--workspace")
+      g_opt.workspace = value();
+    else if (a == "--scratch")
+      g_opt.scratch.push_back(value());
+    else if (a == "--keep")
+      g_opt.keep.push_back(value());
+    else if (a == "--sandboxed")
+      g_opt.sandboxed = true;
+    else if (a == "--own-uid")
+      g_opt.own_uid = true;
+    else if (a == "--uid")
+      g_opt.uid = uid_t(number());
+    else if (a == "--gid")
+      g_opt.gid = gid_t(number());
+    else if (a == "--nproc")
+      g_opt.nproc = number();
+    else if (a == "--fsize")
+      g_opt.fsize = number();
+    else if (a == "--as")
+      g_opt.as = number();
+    else if (a == "--version") {
+      printf("warmpool-agent %s\n", proto::kVersion);
+      return 0;
+    } else
+      usage(("unknown option " + a).c_str());
   }
-  while (g_opt.workspace.size() > 1 && g_opt.workspace.back() == '/') g_opt.workspace.pop_back();
+  while (g_opt.workspace.size() > 1 && g_opt.workspace.back() == '/')
+    g_opt.workspace.pop_back();
   g_switch_uid = g_opt.uid != 0 && geteuid() == 0;
   if (g_opt.uid != 0 && !g_switch_uid)
     fprintf(stderr, "warmpool-agent: not root, running commands as uid %d instead of %d\n",
             int(geteuid()), int(g_opt.uid));
 
-  signal(SIGPIPE, SIG_IGN);  // a vanished peer shows up as EPIPE
-  if (!agent::install_reaper()) { perror("warmpool-agent: pipe"); return 1; }
+  signal(SIGPIPE, SIG_IGN); // a vanished peer shows up as EPIPE
+  if (!agent::install_reaper()) {
+    perror("warmpool-agent: pipe");
+    return 1;
+  }
 
   mkdir(g_opt.workspace.c_str(), 0755);
   if (g_switch_uid && chown(g_opt.workspace.c_str(), g_opt.uid, g_opt.gid) != 0)
@@ -521,18 +630,21 @@ int main(int argc, char** argv) {
     fprintf(stderr, "warmpool-agent: workspace %s is not a directory\n", g_opt.workspace.c_str());
     return 1;
   }
-  agent::join_private_session_keyring();  // not the session keyring of whoever started us
-  if (g_opt.own_uid && !clear_tenant_keyrings())  // the uid's last sandbox may have left keys
+  agent::join_private_session_keyring();         // not the session keyring of whoever started us
+  if (g_opt.own_uid && !clear_tenant_keyrings()) // the uid's last sandbox may have left keys
     fprintf(stderr, "warmpool-agent: the tenant's kernel keyrings could not be emptied\n");
   if (g_opt.sandboxed) {
     // What the tenant may write, as the sandbox starts; every reset puts it back to this.
     std::vector<std::string> skip = g_opt.scratch;
     skip.push_back(g_opt.workspace);
     skip.insert(skip.end(), g_opt.keep.begin(), g_opt.keep.end());
-    if (!g_opt.socket_path.empty()) skip.push_back(g_opt.socket_path.substr(0, g_opt.socket_path.rfind('/')));
-    agent::Tenant tenant{g_switch_uid ? g_opt.uid : geteuid(), g_switch_uid ? g_opt.gid : getegid()};
+    if (!g_opt.socket_path.empty())
+      skip.push_back(g_opt.socket_path.substr(0, g_opt.socket_path.rfind('/')));
+    agent::Tenant tenant{g_switch_uid ? g_opt.uid : geteuid(),
+                         g_switch_uid ? g_opt.gid : getegid()};
     g_places = agent::WritablePlaces::scan(tenant, skip);
   }
-  if (!g_opt.socket_path.empty()) return serve_socket(g_opt.socket_path);
+  if (!g_opt.socket_path.empty())
+    return serve_socket(g_opt.socket_path);
   return serve(0, 1);
 }

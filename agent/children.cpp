@@ -34,37 +34,43 @@ void on_sigchld(int) {
     }
   }
   char c = 0;
-  ssize_t ignored = write(g_wake[1], &c, 1);  // full pipe: a wake-up is pending anyway
+  ssize_t ignored = write(g_wake[1], &c, 1); // full pipe: a wake-up is pending anyway
   (void)ignored;
   errno = saved;
 }
 
 void drain_wake() {
   char buf[256];
-  while (read(g_wake[0], buf, sizeof buf) > 0) {}
+  while (read(g_wake[0], buf, sizeof buf) > 0) {
+  }
 }
 
 } // namespace
 
 bool install_reaper() {
-  if (pipe2(g_wake, O_CLOEXEC | O_NONBLOCK) != 0) return false;
-  struct sigaction sa{};
+  if (pipe2(g_wake, O_CLOEXEC | O_NONBLOCK) != 0)
+    return false;
+  struct sigaction sa {};
   sa.sa_handler = on_sigchld;
   sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
   sigemptyset(&sa.sa_mask);
   sigaction(SIGCHLD, &sa, nullptr);
-  if (getpid() != 1) prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+  if (getpid() != 1)
+    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
   return true;
 }
 
 void wait_for_sigchld(int ms) {
   pollfd p{g_wake[0], POLLIN, 0};
-  if (poll(&p, 1, ms) > 0) drain_wake();
+  if (poll(&p, 1, ms) > 0)
+    drain_wake();
 }
 
 void close_from(int first) {
-  if (syscall(SYS_close_range, first, ~0U, 0) == 0) return;
-  for (int fd = first; fd < 65536; ++fd) close(fd);
+  if (syscall(SYS_close_range, first, ~0U, 0) == 0)
+    return;
+  for (int fd = first; fd < 65536; ++fd)
+    close(fd);
 }
 
 [[noreturn]] void child_fail(const char* what, int code) {
@@ -74,25 +80,31 @@ void close_from(int first) {
 
 void make_pipe(Fd& r, Fd& w) {
   int p[2];
-  if (pipe2(p, O_CLOEXEC) != 0) throw OpError("internal", std::string("pipe: ") + strerror(errno));
+  if (pipe2(p, O_CLOEXEC) != 0)
+    throw OpError("internal", std::string("pipe: ") + strerror(errno));
   r.fd = p[0];
   w.fd = p[1];
 }
 
 ChildResult collect_child(pid_t pid, Fd& in_w, Fd& out_r, Fd& err_r, const std::string& input,
-                          uint64_t limit, duration timeout, clock_t_::time_point start, ExitWatch& w) {
+                          uint64_t limit, duration timeout, clock_t_::time_point start,
+                          ExitWatch& w) {
   fcntl(in_w.fd, F_SETFL, O_NONBLOCK);
   fcntl(out_r.fd, F_SETFL, O_NONBLOCK);
   fcntl(err_r.fd, F_SETFL, O_NONBLOCK);
-  if (input.empty()) in_w.reset();
+  if (input.empty())
+    in_w.reset();
 
   ChildResult res;
   Fd* outs[2] = {&out_r, &err_r};
   std::string* bufs[2] = {&res.out, &res.err};
   size_t in_off = 0;
   auto deadline = start + timeout;
-  auto stop_at = clock_t_::time_point::max();  // end of the drain / of waiting after a kill
-  auto kill_group = [pid] { kill(-pid, SIGKILL); kill(pid, SIGKILL); };
+  auto stop_at = clock_t_::time_point::max(); // end of the drain / of waiting after a kill
+  auto kill_group = [pid] {
+    kill(-pid, SIGKILL);
+    kill(pid, SIGKILL);
+  };
   static char chunk[65536];
 
   for (;;) {
@@ -100,50 +112,67 @@ ChildResult collect_child(pid_t pid, Fd& in_w, Fd& out_r, Fd& err_r, const std::
     if (!res.exited && w.exited(st)) {
       res.exited = true;
       res.status = st;
-      kill(-pid, SIGKILL);  // background leftovers of its group must not hold the pipes
+      kill(-pid, SIGKILL); // background leftovers of its group must not hold the pipes
       stop_at = clock_t_::now() + std::chrono::milliseconds(100);
       in_w.reset();
     }
-    if (res.exited && out_r.fd < 0 && err_r.fd < 0) break;
+    if (res.exited && out_r.fd < 0 && err_r.fd < 0)
+      break;
     auto now = clock_t_::now();
-    if (now >= stop_at) break;
+    if (now >= stop_at)
+      break;
     if (!res.exited && !res.timed_out && now >= deadline) {
       res.timed_out = true;
       kill_group();
-      stop_at = now + std::chrono::seconds(5);  // an unkillable (D-state) child must not wedge us
+      stop_at = now + std::chrono::seconds(5); // an unkillable (D-state) child must not wedge us
     }
     auto until = res.exited || res.timed_out ? stop_at : deadline;
-    int wait_ms = int(std::max<int64_t>(
-        0, std::chrono::ceil<std::chrono::milliseconds>(until - now).count()));
+    int wait_ms =
+      int(std::max<int64_t>(0, std::chrono::ceil<std::chrono::milliseconds>(until - now).count()));
 
     pollfd p[5];
     int n = 0;
     p[n++] = {g_wake[0], POLLIN, 0};
     int idx[2] = {-1, -1}, in_idx = -1, w_idx = -1;
     for (int s = 0; s < 2; ++s)
-      if (outs[s]->fd >= 0) { idx[s] = n; p[n++] = {outs[s]->fd, POLLIN, 0}; }
-    if (in_w.fd >= 0) { in_idx = n; p[n++] = {in_w.fd, POLLOUT, 0}; }
-    if (w.fd >= 0 && !res.exited) { w_idx = n; p[n++] = {w.fd, POLLIN, 0}; }
+      if (outs[s]->fd >= 0) {
+        idx[s] = n;
+        p[n++] = {outs[s]->fd, POLLIN, 0};
+      }
+    if (in_w.fd >= 0) {
+      in_idx = n;
+      p[n++] = {in_w.fd, POLLOUT, 0};
+    }
+    if (w.fd >= 0 && !res.exited) {
+      w_idx = n;
+      p[n++] = {w.fd, POLLIN, 0};
+    }
     int r = poll(p, nfds_t(n), wait_ms);
-    if (r < 0) continue;  // EINTR (SIGCHLD): loop re-checks everything
-    if (p[0].revents) drain_wake();
-    if (w_idx >= 0 && p[w_idx].revents) w.on_readable();
+    if (r < 0)
+      continue; // EINTR (SIGCHLD): loop re-checks everything
+    if (p[0].revents)
+      drain_wake();
+    if (w_idx >= 0 && p[w_idx].revents)
+      w.on_readable();
     for (int s = 0; s < 2; ++s) {
-      if (idx[s] < 0 || !p[idx[s]].revents) continue;
+      if (idx[s] < 0 || !p[idx[s]].revents)
+        continue;
       ssize_t got = read(outs[s]->fd, chunk, sizeof chunk);
       if (got > 0) {
         size_t room = bufs[s]->size() < limit ? size_t(limit - bufs[s]->size()) : 0;
         bufs[s]->append(chunk, std::min(room, size_t(got)));
-        if (size_t(got) > room) res.truncated = true;  // dropped, but we keep reading
+        if (size_t(got) > room)
+          res.truncated = true; // dropped, but we keep reading
       } else if (got == 0 || (errno != EINTR && errno != EAGAIN)) {
         outs[s]->reset();
       }
     }
     if (in_idx >= 0 && p[in_idx].revents) {
       ssize_t put = write(in_w.fd, input.data() + in_off, input.size() - in_off);
-      if (put > 0) in_off += size_t(put);
+      if (put > 0)
+        in_off += size_t(put);
       if ((put < 0 && errno != EINTR && errno != EAGAIN) || in_off == input.size())
-        in_w.reset();  // EPIPE: the command does not read its stdin, which is fine
+        in_w.reset(); // EPIPE: the command does not read its stdin, which is fine
     }
   }
   if (!res.exited) {
@@ -177,27 +206,31 @@ ChildResult run_child(const std::function<void()>& in_child, const std::string& 
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
-    setsid();  // own session and process group: one kill(-pid) reaches every descendant
-    if (dup2(in_r.fd, 0) < 0 || dup2(out_w.fd, 1) < 0 || dup2(err_w.fd, 2) < 0) _exit(126);
+    setsid(); // own session and process group: one kill(-pid) reaches every descendant
+    if (dup2(in_r.fd, 0) < 0 || dup2(out_w.fd, 1) < 0 || dup2(err_w.fd, 2) < 0)
+      _exit(126);
     close_from(3);
     in_child();
     _exit(126);
   }
   int fork_errno = errno;
-  if (pid > 0) g_tracked_pid = pid;
+  if (pid > 0)
+    g_tracked_pid = pid;
   sigprocmask(SIG_SETMASK, &old, nullptr);
-  if (pid < 0) throw OpError("internal", std::string("fork: ") + strerror(fork_errno));
+  if (pid < 0)
+    throw OpError("internal", std::string("fork: ") + strerror(fork_errno));
   in_r.reset();
   out_w.reset();
   err_w.reset();
   ExitWatch w;
   w.exited = [](int& st) {
-    if (!g_tracked_done) return false;
+    if (!g_tracked_done)
+      return false;
     st = g_tracked_status;
     g_tracked_pid = 0;
     return true;
   };
-  w.abandon = [] { g_tracked_pid = 0; };  // the handler will reap it whenever it finally dies
+  w.abandon = [] { g_tracked_pid = 0; }; // the handler will reap it whenever it finally dies
   return collect_child(pid, in_w, out_r, err_r, input, limit, timeout, start, w);
 }
 

@@ -36,7 +36,7 @@ void close_from(int first);
 [[noreturn]] void child_fail(const char* what, int code);
 
 struct ChildResult {
-  bool exited = false;   // false: the child could not be reaped in time
+  bool exited = false; // false: the child could not be reaped in time
   int status = 0;
   bool timed_out = false;
   bool truncated = false;
@@ -50,7 +50,11 @@ struct Fd {
   Fd(const Fd&) = delete;
   Fd& operator=(const Fd&) = delete;
   ~Fd() { reset(); }
-  void reset() { if (fd >= 0) close(fd); fd = -1; }
+  void reset() {
+    if (fd >= 0)
+      close(fd);
+    fd = -1;
+  }
 };
 
 void make_pipe(Fd& r, Fd& w);
@@ -58,10 +62,10 @@ void make_pipe(Fd& r, Fd& w);
 // How the collect loop learns that the child ended: from the SIGCHLD handler for the
 // agent's own children, from the fork server's control socket for its children.
 struct ExitWatch {
-  int fd = -1;                                   // polled besides the pipes; -1: none
-  std::function<void()> on_readable;             // `fd` became readable
-  std::function<bool(int& status)> exited;       // true once the child's wait status is known
-  std::function<void()> abandon;                 // the child could not be reaped in time
+  int fd = -1;                             // polled besides the pipes; -1: none
+  std::function<void()> on_readable;       // `fd` became readable
+  std::function<bool(int& status)> exited; // true once the child's wait status is known
+  std::function<void()> abandon;           // the child could not be reaped in time
 };
 
 /// Feeds `input` to the child `pid` (already in its own session), collects up to `limit`

@@ -11,7 +11,7 @@
 #include <cstring>
 
 #include "agent/protocol.hpp"
-#include "agent/python_forkserver_py.hpp"  // generated: kPythonForkServer
+#include "agent/python_forkserver_py.hpp" // generated: kPythonForkServer
 
 extern char** environ;
 
@@ -29,9 +29,14 @@ bool ctl_fill() {
   char buf[4096];
   for (;;) {
     ssize_t n = read(g_py.ctl.fd, buf, sizeof buf);
-    if (n > 0) { g_py.rbuf.append(buf, size_t(n)); return true; }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+    if (n > 0) {
+      g_py.rbuf.append(buf, size_t(n));
+      return true;
+    }
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return true;
     return false;
   }
 }
@@ -40,10 +45,13 @@ bool ctl_fill() {
 bool ctl_take(json& out) {
   std::string payload;
   auto st = proto::decode_frame(g_py.rbuf, payload, 1u << 20);
-  if (st == proto::DecodeStatus::need_more) return false;
-  if (st == proto::DecodeStatus::too_large) throw std::runtime_error("oversized frame from the fork server");
+  if (st == proto::DecodeStatus::need_more)
+    return false;
+  if (st == proto::DecodeStatus::too_large)
+    throw std::runtime_error("oversized frame from the fork server");
   out = json::parse(payload);
-  if (!out.is_object()) throw std::runtime_error("malformed frame from the fork server");
+  if (!out.is_object())
+    throw std::runtime_error("malformed frame from the fork server");
   return true;
 }
 
@@ -51,13 +59,17 @@ bool ctl_take(json& out) {
 std::string ctl_read(json& out, clock_t_::time_point deadline) {
   try {
     for (;;) {
-      if (ctl_take(out)) return {};
+      if (ctl_take(out))
+        return {};
       auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock_t_::now()).count();
-      if (left <= 0) return "it did not answer in time";
+      if (left <= 0)
+        return "it did not answer in time";
       pollfd p{g_py.ctl.fd, POLLIN, 0};
       int r = poll(&p, 1, int(std::min<int64_t>(left, 60000)));
-      if (r < 0 && errno != EINTR) return std::string("poll: ") + strerror(errno);
-      if (r > 0 && !ctl_fill()) return "it exited";
+      if (r < 0 && errno != EINTR)
+        return std::string("poll: ") + strerror(errno);
+      if (r > 0 && !ctl_fill())
+        return "it exited";
     }
   } catch (const std::exception& e) {
     return e.what();
@@ -82,8 +94,11 @@ std::string ctl_send(const json& msg, const int* fds = nullptr, size_t nfds = 0)
     c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
     memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
     ssize_t n;
-    do n = sendmsg(g_py.ctl.fd, &mh, MSG_NOSIGNAL); while (n < 0 && errno == EINTR);
-    if (n < 0) return std::string("sendmsg: ") + strerror(errno);
+    do
+      n = sendmsg(g_py.ctl.fd, &mh, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+      return std::string("sendmsg: ") + strerror(errno);
     off = size_t(n);
   }
   auto r = proto::write_all(g_py.ctl.fd, std::string_view(frame).substr(off),
@@ -96,7 +111,7 @@ std::string ctl_send(const json& msg, const int* fds = nullptr, size_t nfds = 0)
 void stop_server() {
   if (g_py.pid > 0) {
     kill(-g_py.pid, SIGKILL);
-    kill(g_py.pid, SIGKILL);  // the SIGCHLD handler reaps it
+    kill(g_py.pid, SIGKILL); // the SIGCHLD handler reaps it
   }
   g_py.pid = 0;
   g_py.ctl.reset();
@@ -106,7 +121,8 @@ void stop_server() {
 std::string start_server(clock_t_::time_point deadline) {
   stop_server();
   int sv[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) return std::string("socketpair: ") + strerror(errno);
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+    return std::string("socketpair: ") + strerror(errno);
   Fd ours, theirs, err_r, err_w;
   ours.fd = sv[0];
   theirs.fd = sv[1];
@@ -115,11 +131,14 @@ std::string start_server(clock_t_::time_point deadline) {
   args.insert(args.end(), {"-I", "-c", kPythonForkServer, "3"});
   args.insert(args.end(), g_py.preload.begin(), g_py.preload.end());
   std::vector<std::string> env_strs;
-  for (const auto& [k, v] : g_py.env) env_strs.push_back(k + "=" + v);
+  for (const auto& [k, v] : g_py.env)
+    env_strs.push_back(k + "=" + v);
   std::vector<char*> argv, envp;
-  for (auto& a : args) argv.push_back(a.data());
+  for (auto& a : args)
+    argv.push_back(a.data());
   argv.push_back(nullptr);
-  for (auto& e : env_strs) envp.push_back(e.data());
+  for (auto& e : env_strs)
+    envp.push_back(e.data());
   envp.push_back(nullptr);
 
   pid_t pid = fork();
@@ -129,19 +148,24 @@ std::string start_server(clock_t_::time_point deadline) {
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
-    setsid();  // its own session: no kill of a tenant's process group reaches it
+    setsid(); // its own session: no kill of a tenant's process group reaches it
     int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
-    if (null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(null_fd, 1) < 0 || dup2(err_w.fd, 2) < 0) _exit(126);
-    if (theirs.fd == 3) fcntl(3, F_SETFD, 0);
-    else if (dup2(theirs.fd, 3) < 0) _exit(126);
+    if (null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(null_fd, 1) < 0 || dup2(err_w.fd, 2) < 0)
+      _exit(126);
+    if (theirs.fd == 3)
+      fcntl(3, F_SETFD, 0);
+    else if (dup2(theirs.fd, 3) < 0)
+      _exit(126);
     close_from(4);
     g_py.become_tenant();
-    if (chdir("/") != 0) child_fail("chdir /", 126);  // nothing of the tenant's on its path
+    if (chdir("/") != 0)
+      child_fail("chdir /", 126); // nothing of the tenant's on its path
     environ = envp.data();
     execvp(argv[0], argv.data());
     child_fail(("cannot execute " + args[0]).c_str(), errno == ENOENT ? 127 : 126);
   }
-  if (pid < 0) return std::string("fork: ") + strerror(errno);
+  if (pid < 0)
+    return std::string("fork: ") + strerror(errno);
   theirs.reset();
   err_w.reset();
   g_py.pid = pid;
@@ -161,13 +185,19 @@ std::string start_server(clock_t_::time_point deadline) {
     char buf[4096];
     while (said.size() < 4096) {
       ssize_t n = read(err_r.fd, buf, sizeof buf);
-      if (n > 0) { said.append(buf, size_t(n)); continue; }
-      if (n == 0 || (errno != EAGAIN && errno != EINTR) || clock_t_::now() >= until) break;
+      if (n > 0) {
+        said.append(buf, size_t(n));
+        continue;
+      }
+      if (n == 0 || (errno != EAGAIN && errno != EINTR) || clock_t_::now() >= until)
+        break;
       pollfd p{err_r.fd, POLLIN, 0};
       poll(&p, 1, 20);
     }
-    while (!said.empty() && (said.back() == '\n' || said.back() == ' ')) said.pop_back();
-    if (said.rfind("warmpool-agent: ", 0) == 0) said.erase(0, 16);
+    while (!said.empty() && (said.back() == '\n' || said.back() == ' '))
+      said.pop_back();
+    if (said.rfind("warmpool-agent: ", 0) == 0)
+      said.erase(0, 16);
     return said.empty() ? why : why + ": " + said;
   }
   g_py.version = ready.value("version", std::string());
@@ -191,47 +221,61 @@ ChildResult forkserver_run(const ExecRequest& req, const std::string& cwd,
     // Between runs the server says nothing: a readable socket means it exited (killed by a
     // tenant's leftover, say) or is out of step. Either way a fresh one serves this run.
     pollfd p{g_py.ctl.fd, POLLIN, 0};
-    if (!g_py.rbuf.empty() || poll(&p, 1, 0) != 0) stop_server();
+    if (!g_py.rbuf.empty() || poll(&p, 1, 0) != 0)
+      stop_server();
   }
   if (g_py.pid <= 0) {
     std::string why = start_server(clock_t_::now() + std::chrono::seconds(30));
-    if (!why.empty()) throw OpError("container_failed", "the python fork server cannot start: " + why);
+    if (!why.empty())
+      throw OpError("container_failed", "the python fork server cannot start: " + why);
   }
   Fd in_r, in_w, out_r, out_w, err_r, err_w;
   make_pipe(in_r, in_w);
   make_pipe(out_r, out_w);
   make_pipe(err_r, err_w);
   json env = json::object();
-  for (const auto& [k, v] : env_vars) env[k] = v;
+  for (const auto& [k, v] : env_vars)
+    env[k] = v;
   json msg = {{"op", "run"}, {"code", proto::base64_encode(req.code)}, {"env", env}, {"cwd", cwd}};
   auto start = clock_t_::now();
   int fds[3] = {in_r.fd, out_w.fd, err_w.fd};
   std::string why = ctl_send(msg, fds, 3);
   json forked;
-  if (why.empty()) why = ctl_read(forked, start + std::chrono::seconds(10));
+  if (why.empty())
+    why = ctl_read(forked, start + std::chrono::seconds(10));
   in_r.reset();
   out_w.reset();
   err_w.reset();
   if (why.empty() && !forked.contains("pid"))
     why = forked.value("error", std::string("no child pid in its answer"));
-  if (!why.empty() && forked.contains("error")) throw OpError("internal", "python fork server: " + why);
+  if (!why.empty() && forked.contains("error"))
+    throw OpError("internal", "python fork server: " + why);
   pid_t pid = forked.value("pid", 0);
   if (!why.empty() || pid <= 0) {
-    stop_server();  // out of step with us: start afresh next time
+    stop_server(); // out of step with us: start afresh next time
     throw OpError("container_failed", "the python fork server failed: " + why);
   }
   bool server_died = false;
   ExitWatch w;
   w.fd = g_py.ctl.fd;
   w.on_readable = [&] {
-    if (!ctl_fill()) { server_died = true; w.fd = -1; }
+    if (!ctl_fill()) {
+      server_died = true;
+      w.fd = -1;
+    }
   };
   w.exited = [&](int& st) {
-    if (server_died) { st = SIGKILL; return true; }
+    if (server_died) {
+      st = SIGKILL;
+      return true;
+    }
     json f;
     try {
       while (ctl_take(f))
-        if (f.value("exit", 0) == pid) { st = f.value("status", 0); return true; }
+        if (f.value("exit", 0) == pid) {
+          st = f.value("status", 0);
+          return true;
+        }
     } catch (const std::exception&) {
       server_died = true;
       st = SIGKILL;
@@ -239,15 +283,17 @@ ChildResult forkserver_run(const ExecRequest& req, const std::string& cwd,
     }
     return false;
   };
-  w.abandon = [] { stop_server(); };  // still waiting for a child we gave up on: replace it
-  ChildResult cr = collect_child(pid, in_w, out_r, err_r, req.stdin_data,
-                                 std::min(req.output_limit, proto::kMaxOutputPerStream), req.timeout, start, w);
+  w.abandon = [] { stop_server(); }; // still waiting for a child we gave up on: replace it
+  ChildResult cr =
+    collect_child(pid, in_w, out_r, err_r, req.stdin_data,
+                  std::min(req.output_limit, proto::kMaxOutputPerStream), req.timeout, start, w);
   if (server_died) {
     kill(-pid, SIGKILL);
     kill(pid, SIGKILL);
     stop_server();
-    cr.exited = false;  // its status went with the server
-    cr.err += "warmpool: the python fork server died during this run; the next run gets a new one\n";
+    cr.exited = false; // its status went with the server
+    cr.err +=
+      "warmpool: the python fork server died during this run; the next run gets a new one\n";
   }
   return cr;
 }

@@ -25,11 +25,11 @@ struct ForkServer {
   std::vector<std::string> command;
   std::vector<std::string> preload;
   // Set with the command: the agent knows who the tenant is, this file does not.
-  std::function<void()> become_tenant;      // in the server's process, before exec
-  std::map<std::string, std::string> env;   // the server's environment
-  pid_t pid = 0;       // 0: not running
-  Fd ctl;              // our end of the control socket
-  std::string rbuf;    // bytes read from ctl not yet decoded
+  std::function<void()> become_tenant;    // in the server's process, before exec
+  std::map<std::string, std::string> env; // the server's environment
+  pid_t pid = 0;                          // 0: not running
+  Fd ctl;                                 // our end of the control socket
+  std::string rbuf;                       // bytes read from ctl not yet decoded
   std::string version;
   uint64_t starts = 0;
 };

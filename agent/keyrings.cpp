@@ -16,7 +16,8 @@ long keyctl(int op, long a = 0, long b = 0) { return syscall(SYS_keyctl, op, a, 
 // Empty: no key ids to read (KEYCTL_READ on a keyring returns 4 bytes per key).
 bool empty_or_unusable(long keyring) {
   long size = keyctl(KEYCTL_READ, keyring, 0);
-  if (size < 0) return errno == EPERM || errno == ENOSYS || errno == EACCES;  // e.g. seccomp
+  if (size < 0)
+    return errno == EPERM || errno == ENOSYS || errno == EACCES; // e.g. seccomp
   return size == 0;
 }
 

@@ -50,11 +50,11 @@ DecodeStatus decode_frame(std::string& buf, std::string& payload, uint32_t max =
 // ---- frames on file descriptors (blocking or non-blocking fds; EINTR-safe) ----
 enum class IoStatus {
   ok,
-  eof,        // clean end of stream before the first byte of a frame
-  truncated,  // end of stream in the middle of a frame
-  timeout,    // the deadline passed
-  too_large,  // the length prefix exceeds the maximum; the stream cannot be resynced
-  error,      // read/write failed (errno kept in IoResult::err)
+  eof,       // clean end of stream before the first byte of a frame
+  truncated, // end of stream in the middle of a frame
+  timeout,   // the deadline passed
+  too_large, // the length prefix exceeds the maximum; the stream cannot be resynced
+  error,     // read/write failed (errno kept in IoResult::err)
 };
 struct IoResult {
   IoStatus status = IoStatus::ok;
@@ -101,8 +101,8 @@ ExecResult exec_result_from_json(const json& msg);
 /// The "interpreter" op's request (see above).
 struct InterpreterRequest {
   std::string language;
-  std::vector<std::string> command;  // non-empty, no NUL bytes
-  std::vector<std::string> preload;  // dotted module names
+  std::vector<std::string> command; // non-empty, no NUL bytes
+  std::vector<std::string> preload; // dotted module names
   duration timeout{30000};
 };
 void interpreter_request_to_json(const InterpreterRequest& req, json& msg);

@@ -16,45 +16,60 @@ std::set<pid_t> sandbox_processes(bool whole_namespace) {
   std::map<pid_t, pid_t> parent;
   pid_t self = getpid();
   DIR* d = opendir("/proc");
-  if (!d) return found;
+  if (!d)
+    return found;
   while (dirent* e = readdir(d)) {
     char* end;
     long pid = strtol(e->d_name, &end, 10);
-    if (*end || pid <= 0) continue;
-    if (self == 1) { if (pid != self) found.insert(pid_t(pid)); continue; }
+    if (*end || pid <= 0)
+      continue;
+    if (self == 1) {
+      if (pid != self)
+        found.insert(pid_t(pid));
+      continue;
+    }
     char path[64], buf[512];
     snprintf(path, sizeof path, "/proc/%ld/stat", pid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) continue;
+    if (fd < 0)
+      continue;
     ssize_t n = read(fd, buf, sizeof buf - 1);
     close(fd);
-    if (n <= 0) continue;
+    if (n <= 0)
+      continue;
     buf[n] = 0;
-    const char* rp = strrchr(buf, ')');  // comm may contain spaces and ')'
+    const char* rp = strrchr(buf, ')'); // comm may contain spaces and ')'
     char state;
     int ppid;
-    if (rp && sscanf(rp + 1, " %c %d", &state, &ppid) == 2) parent[pid_t(pid)] = ppid;
+    if (rp && sscanf(rp + 1, " %c %d", &state, &ppid) == 2)
+      parent[pid_t(pid)] = ppid;
   }
   closedir(d);
-  if (self == 1) return found;
+  if (self == 1)
+    return found;
   if (whole_namespace) {
     std::set<pid_t> ancestors = {self};
-    for (auto it = parent.find(self); it != parent.end() && it->second > 0 && ancestors.size() < 4096;
+    for (auto it = parent.find(self);
+         it != parent.end() && it->second > 0 && ancestors.size() < 4096;
          it = parent.find(it->second))
       ancestors.insert(it->second);
     for (const auto& [pid, pp] : parent)
-      if (!ancestors.count(pid)) found.insert(pid);
+      if (!ancestors.count(pid))
+        found.insert(pid);
     return found;
   }
   for (const auto& [pid, pp] : parent) {
-    if (pid == self) continue;
+    if (pid == self)
+      continue;
     pid_t cur = pp;
     for (int hops = 0; cur > 1 && cur != self && hops < 4096; ++hops) {
       auto it = parent.find(cur);
-      if (it == parent.end()) break;
+      if (it == parent.end())
+        break;
       cur = it->second;
     }
-    if (cur == self) found.insert(pid);
+    if (cur == self)
+      found.insert(pid);
   }
   return found;
 }

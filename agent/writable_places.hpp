@@ -48,7 +48,7 @@ private:
     uid_t uid = 0;
     gid_t gid = 0;
     std::map<std::string, ino_t> entries;
-    std::set<std::string> xattrs;  // names of its extended attributes (an owner may add user.*)
+    std::set<std::string> xattrs; // names of its extended attributes (an owner may add user.*)
   };
   // A file the tenant may change but the agent cannot restore (it keeps no copy): a change
   // is residue, so the sandbox is retired.
@@ -60,7 +60,7 @@ private:
   };
   int open_recorded(const Dir& d) const;
 
-  std::vector<Dir> dirs_;  // sorted by path: a parent is put back before its children
+  std::vector<Dir> dirs_; // sorted by path: a parent is put back before its children
   std::vector<File> files_;
 };
 

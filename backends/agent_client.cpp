@@ -17,11 +17,13 @@ using nlohmann::json;
 using clk = std::chrono::steady_clock;
 
 Errc agent_errc(const std::string& code) {
-  static const std::pair<const char*, Errc> table[] = {
-      {"invalid_request", Errc::invalid_request}, {"exec_timeout", Errc::exec_timeout},
-      {"container_failed", Errc::container_failed}, {"internal", Errc::internal}};
+  static const std::pair<const char*, Errc> table[] = {{"invalid_request", Errc::invalid_request},
+                                                       {"exec_timeout", Errc::exec_timeout},
+                                                       {"container_failed", Errc::container_failed},
+                                                       {"internal", Errc::internal}};
   for (const auto& [name, errc] : table)
-    if (code == name) return errc;
+    if (code == name)
+      return errc;
   return Errc::container_failed;
 }
 
@@ -35,8 +37,10 @@ static int connect_unix(const std::string& path, duration timeout) {
   for (;;) {
     // Non-blocking so a full backlog gives EAGAIN instead of blocking past the deadline.
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-    if (fd < 0) throw Error(Errc::internal, std::string("socket: ") + strerror(errno));
-    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) return fd;
+    if (fd < 0)
+      throw Error(Errc::internal, std::string("socket: ") + strerror(errno));
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0)
+      return fd;
     int e = errno;
     ::close(fd);
     bool starting = e == ENOENT || e == ECONNREFUSED || e == EAGAIN;
@@ -50,7 +54,8 @@ static int connect_unix(const std::string& path, duration timeout) {
 
 AgentClient::AgentClient(int read_fd, int write_fd) : rfd_(read_fd), wfd_(write_fd) {
   // Non-blocking, so every read and write honours the call's deadline via poll().
-  for (int fd : {rfd_, wfd_}) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+  for (int fd : {rfd_, wfd_})
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
 }
 
 AgentClient::AgentClient(const std::string& socket_path, duration connect_timeout)
@@ -60,10 +65,13 @@ AgentClient::~AgentClient() { close(); }
 
 void AgentClient::close() {
   std::lock_guard<std::mutex> lk(mu_);
-  if (rfd_ >= 0) ::close(rfd_);
-  if (wfd_ >= 0 && wfd_ != rfd_) ::close(wfd_);
+  if (rfd_ >= 0)
+    ::close(rfd_);
+  if (wfd_ >= 0 && wfd_ != rfd_)
+    ::close(wfd_);
   rfd_ = wfd_ = -1;
-  if (broken_reason_.empty()) broken_reason_ = "connection closed";
+  if (broken_reason_.empty())
+    broken_reason_ = "connection closed";
 }
 
 bool AgentClient::broken() const {
@@ -75,8 +83,10 @@ bool AgentClient::broken() const {
 // request), so the connection is closed for good. Called with mu_ held.
 void AgentClient::fail(const std::string& what) {
   broken_reason_ = what;
-  if (rfd_ >= 0) ::close(rfd_);
-  if (wfd_ >= 0 && wfd_ != rfd_) ::close(wfd_);
+  if (rfd_ >= 0)
+    ::close(rfd_);
+  if (wfd_ >= 0 && wfd_ != rfd_)
+    ::close(wfd_);
   rfd_ = wfd_ = -1;
   throw Error(Errc::container_failed, "agent: " + what);
 }
@@ -110,12 +120,16 @@ json AgentClient::call(json request, duration timeout) {
   auto r = proto::read_frame(rfd_, payload, proto::kMaxFrame, deadline);
   if (r.status == proto::IoStatus::timeout)
     fail(op + ": no answer within " + std::to_string(timeout.count()) + " ms");
-  if (!r) fail(op + ": " + io_message(r));
+  if (!r)
+    fail(op + ": " + io_message(r));
   json resp = json::parse(payload, nullptr, false);
-  if (resp.is_discarded() || !resp.is_object()) fail(op + ": malformed response");
-  if (resp.value("id", json()) != json(id)) fail(op + ": response does not answer the request");
+  if (resp.is_discarded() || !resp.is_object())
+    fail(op + ": malformed response");
+  if (resp.value("id", json()) != json(id))
+    fail(op + ": response does not answer the request");
   auto ok = resp.find("ok");
-  if (ok == resp.end() || !ok->is_boolean()) fail(op + ": response without 'ok'");
+  if (ok == resp.end() || !ok->is_boolean())
+    fail(op + ": response without 'ok'");
   if (!ok->get<bool>()) {
     const json& err = resp.value("error", json::object());
     // A non-string code or message is garbage like any other: value() would throw a
@@ -156,17 +170,19 @@ ExecResult AgentClient::exec(const ExecRequest& req) {
 }
 
 std::string AgentClient::read_file(const std::string& path, duration timeout) {
-  json resp = call({{"op", "read_file"}, {"path", path}, {"timeout_ms", timeout.count()}},
-                   timeout + kMargin);
-  return parse_reply("read_file", [&] {
-    return proto::base64_decode(resp.at("data").get<std::string>());
-  });
+  json resp =
+    call({{"op", "read_file"}, {"path", path}, {"timeout_ms", timeout.count()}}, timeout + kMargin);
+  return parse_reply("read_file",
+                     [&] { return proto::base64_decode(resp.at("data").get<std::string>()); });
 }
 
-void AgentClient::write_file(const std::string& path, const std::string& data,
-                             duration timeout, int mode) {
-  call({{"op", "write_file"}, {"path", path}, {"data", proto::base64_encode(data)},
-        {"mode", mode}, {"timeout_ms", timeout.count()}},
+void AgentClient::write_file(const std::string& path, const std::string& data, duration timeout,
+                             int mode) {
+  call({{"op", "write_file"},
+        {"path", path},
+        {"data", proto::base64_encode(data)},
+        {"mode", mode},
+        {"timeout_ms", timeout.count()}},
        timeout + kMargin);
 }
 
@@ -174,8 +190,10 @@ ResetReport AgentClient::reset(duration timeout) {
   json resp = call({{"op", "reset"}, {"timeout_ms", timeout.count()}}, timeout + kMargin);
   return parse_reply("reset", [&] {
     ResetReport r{resp.at("files_removed").get<uint64_t>(),
-                  resp.at("processes_killed").get<uint64_t>(), {}};
-    if (resp.contains("residue")) r.residue = resp.at("residue").get<std::vector<std::string>>();
+                  resp.at("processes_killed").get<uint64_t>(),
+                  {}};
+    if (resp.contains("residue"))
+      r.residue = resp.at("residue").get<std::vector<std::string>>();
     return r;
   });
 }
@@ -190,7 +208,8 @@ void AgentClient::start_interpreter(const std::string& language, const Interpret
 
 static std::string shell_words(const std::vector<std::string>& argv) {
   std::string out;
-  for (const auto& a : argv) out += (out.empty() ? "" : " ") + a;
+  for (const auto& a : argv)
+    out += (out.empty() ? "" : " ") + a;
   return out;
 }
 
@@ -200,22 +219,24 @@ void start_interpreters(AgentClient& agent, const PoolConfig& pool, const std::s
       agent.start_interpreter(lang, ic, duration(60000));
     } catch (const Error& e) {
       throw Error(Errc::container_failed,
-                  "pool " + pool.name + ": image " + image + ": the " + lang + " interpreter (command '" +
-                      shell_words(ic.command) + "'" +
-                      (ic.preload.empty() ? std::string() : ", preload " + shell_words(ic.preload)) +
-                      ") cannot start: " + e.what());
+                  "pool " + pool.name + ": image " + image + ": the " + lang +
+                    " interpreter (command '" + shell_words(ic.command) + "'" +
+                    (ic.preload.empty() ? std::string() : ", preload " + shell_words(ic.preload)) +
+                    ") cannot start: " + e.what());
     }
   }
 }
 
 void check_language(const PoolConfig& pool, const ExecRequest& req) {
-  if (req.language.empty()) return;
+  if (req.language.empty())
+    return;
   if (!proto::is_known_language(req.language))
-    throw Error(Errc::invalid_request, "language: unknown language '" + req.language + "' (known: python)");
+    throw Error(Errc::invalid_request,
+                "language: unknown language '" + req.language + "' (known: python)");
   if (!pool.interpreters.count(req.language))
     throw Error(Errc::invalid_request, "language: pool " + pool.name + " has no " + req.language +
-                                           " interpreter (configure interpreters." + req.language +
-                                           " for it, or run the interpreter as a command)");
+                                         " interpreter (configure interpreters." + req.language +
+                                         " for it, or run the interpreter as a command)");
 }
 
 } // namespace warmpool

@@ -49,7 +49,8 @@ public:
 
   /// (Re)starts the sandbox's fork server for `language` (agent op "interpreter") and
   /// waits until it imported its modules. Throws what the agent said when it cannot.
-  void start_interpreter(const std::string& language, const InterpreterConfig& ic, duration timeout);
+  void start_interpreter(const std::string& language, const InterpreterConfig& ic,
+                         duration timeout);
 
   /// Sends one raw request object (an "id" is added) and returns the successful response.
   nlohmann::json call(nlohmann::json request, duration timeout);

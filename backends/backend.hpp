@@ -16,10 +16,10 @@ namespace warmpool {
 
 /// What a backend needs to create one sandbox.
 struct SandboxSpec {
-  std::string pool;      // labels: warmpool.pool
-  std::string node;      // labels: warmpool.node
-  std::string instance;  // labels: warmpool.instance (unique per engine run)
-  std::string name;      // unique sandbox name, e.g. "wp-<node>-<pool>-<n>"
+  std::string pool;                        // labels: warmpool.pool
+  std::string node;                        // labels: warmpool.node
+  std::string instance;                    // labels: warmpool.instance (unique per engine run)
+  std::string name;                        // unique sandbox name, e.g. "wp-<node>-<pool>-<n>"
   const PoolConfig* pool_config = nullptr; // outlives the sandbox
 };
 
@@ -72,7 +72,8 @@ public:
 
   /// Removes sandboxes left by an earlier run of this node (labels/markers); returns how many.
   virtual size_t reap_orphans(const std::string& node, const std::string& current_instance) {
-    (void)node; (void)current_instance;
+    (void)node;
+    (void)current_instance;
     return 0;
   }
 

@@ -34,14 +34,12 @@ BackendPtr make_backend(const PoolConfig& pool, const EngineConfig& engine) {
     opts.agent_path = engine.agent_path;
     opts.require_cgroups = pool.limits.enforce == LimitEnforcement::cgroup;
     backend = std::make_shared<LocalBackend>(opts);
-  }
-  else if (pool.backend == "docker") {
+  } else if (pool.backend == "docker") {
     DockerBackend::Options opts;
     opts.agent_path = engine.agent_path;
     opts.docker_host = pool.docker_host;
     backend = std::make_shared<DockerBackend>(opts);
-  }
-  else
+  } else
     throw Error{Errc::backend_unavailable, "pool " + pool.name + ": backend \"" + pool.backend +
                                              "\" is not available in this build"};
   backend->check_available();

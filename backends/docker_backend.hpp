@@ -34,9 +34,9 @@ namespace warmpool {
 class DockerBackend : public Backend {
 public:
   struct Options {
-    std::string agent_path;    // empty: LocalBackend::find_agent("")
-    std::string docker_host;   // daemon for check_available/reap_orphans and pools without one
-    std::string run_dir;       // host dir of the agent sockets; empty: default_run_dir()
+    std::string agent_path;        // empty: LocalBackend::find_agent("")
+    std::string docker_host;       // daemon for check_available/reap_orphans and pools without one
+    std::string run_dir;           // host dir of the agent sockets; empty: default_run_dir()
     duration start_timeout{20000}; // create: start + first agent answer
   };
 
@@ -92,7 +92,7 @@ private:
   std::mutex mtx_;
   std::map<std::string, std::shared_ptr<docker::DockerClient>> clients_; // by socket path
   std::map<std::string, std::weak_ptr<Box>> live_;                       // by container id
-  std::map<std::string, std::unique_ptr<docker::EventWatcher>> watches_;  // by socket|instance
+  std::map<std::string, std::unique_ptr<docker::EventWatcher>> watches_; // by socket|instance
   // Containers whose removal failed while their daemon was away, by socket path: removed
   // once it answers again (event stream reconnect, next create).
   std::map<std::string, std::set<std::string>> unremoved_;

@@ -42,12 +42,16 @@ namespace {
 struct ThreadHandle {
   CURL* h = nullptr;
   ~ThreadHandle() {
-    if (h) curl_easy_cleanup(h);
+    if (h)
+      curl_easy_cleanup(h);
   }
   CURL* get() {
-    if (!h) h = curl_easy_init();
-    else curl_easy_reset(h);
-    if (!h) throw Error(Errc::internal, "curl_easy_init failed");
+    if (!h)
+      h = curl_easy_init();
+    else
+      curl_easy_reset(h);
+    if (!h)
+      throw Error(Errc::internal, "curl_easy_init failed");
     return h;
   }
 };
@@ -56,28 +60,31 @@ thread_local ThreadHandle tl_handle;
 /// "1.41" -> {1,41}, for comparing API versions.
 std::pair<int, int> parse_version(const std::string& v) {
   int major = 0, minor = 0;
-  if (sscanf(v.c_str(), "%d.%d", &major, &minor) < 1) return {0, 0};
+  if (sscanf(v.c_str(), "%d.%d", &major, &minor) < 1)
+    return {0, 0};
   return {major, minor};
 }
 
 /// The error for a daemon we cannot talk to, naming the likely cause and the fix.
 Error unreachable(const std::string& socket, const std::string& detail, long os_errno) {
-  struct stat st{};
+  struct stat st {};
   if (stat(socket.c_str(), &st) != 0 && errno == ENOENT) {
-    return Error(Errc::backend_unavailable,
-                 "cannot reach the Docker daemon at " + socket +
-                     ": the socket does not exist; is dockerd running? (start it or set DOCKER_HOST)");
+    return Error(
+      Errc::backend_unavailable,
+      "cannot reach the Docker daemon at " + socket +
+        ": the socket does not exist; is dockerd running? (start it or set DOCKER_HOST)");
   }
   if (os_errno == EACCES || os_errno == EPERM ||
       (access(socket.c_str(), R_OK | W_OK) != 0 && errno == EACCES)) {
-    return Error(Errc::backend_unavailable,
-                 "permission denied on the Docker socket " + socket +
-                     ": run warmpool as root or add its user to the docker group (then log in again)");
+    return Error(
+      Errc::backend_unavailable,
+      "permission denied on the Docker socket " + socket +
+        ": run warmpool as root or add its user to the docker group (then log in again)");
   }
   return Error(Errc::backend_unavailable,
                "cannot reach the Docker daemon at " + socket + ": " + detail +
-                   (os_errno ? std::string(" (") + strerror(static_cast<int>(os_errno)) + ")" : "") +
-                   "; is dockerd running? (start it or set DOCKER_HOST)");
+                 (os_errno ? std::string(" (") + strerror(static_cast<int>(os_errno)) + ")" : "") +
+                 "; is dockerd running? (start it or set DOCKER_HOST)");
 }
 
 size_t append_cb(char* data, size_t size, size_t n, void* user) {
@@ -90,12 +97,13 @@ size_t header_cb(char* data, size_t size, size_t n, void* user) {
   auto colon = line.find(':');
   if (colon != std::string::npos) {
     std::string name = line.substr(0, colon);
-    for (auto& c : name) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
+    for (auto& c : name)
+      c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
     std::string value = line.substr(colon + 1);
     auto b = value.find_first_not_of(" \t");
     auto e = value.find_last_not_of(" \t\r\n");
     (*static_cast<std::map<std::string, std::string>*>(user))[name] =
-        b == std::string::npos ? "" : value.substr(b, e - b + 1);
+      b == std::string::npos ? "" : value.substr(b, e - b + 1);
   }
   return size * n;
 }
@@ -109,7 +117,8 @@ std::string message_of(const std::string& body) {
 }
 
 int ms_left(clock::time_point deadline) {
-  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()).count();
+  auto left =
+    std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()).count();
   return left < 0 ? 0 : static_cast<int>(std::min<long long>(left, 1 << 30));
 }
 
@@ -121,12 +130,16 @@ std::string resolve_socket(const std::string& docker_host) {
     const char* env = std::getenv("DOCKER_HOST");
     host = env ? env : "";
   }
-  if (host.empty()) return "/var/run/docker.sock";
-  if (host.rfind("unix://", 0) == 0) return host.substr(7);
-  if (host[0] == '/') return host;
+  if (host.empty())
+    return "/var/run/docker.sock";
+  if (host.rfind("unix://", 0) == 0)
+    return host.substr(7);
+  if (host[0] == '/')
+    return host;
   throw Error(Errc::backend_unavailable,
-              "docker host \"" + host + "\" is not supported: warmpool talks to dockerd over a unix "
-              "socket (use unix:///var/run/docker.sock)");
+              "docker host \"" + host +
+                "\" is not supported: warmpool talks to dockerd over a unix "
+                "socket (use unix:///var/run/docker.sock)");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -138,7 +151,8 @@ void FrameDemux::feed(const char* data, size_t len) {
       header_len_ += take;
       data += take;
       len -= take;
-      if (header_len_ < sizeof header_) return;
+      if (header_len_ < sizeof header_)
+        return;
       stream_ = header_[0];
       remaining_ = (uint32_t(header_[4]) << 24) | (uint32_t(header_[5]) << 16) |
                    (uint32_t(header_[6]) << 8) | uint32_t(header_[7]);
@@ -148,7 +162,8 @@ void FrameDemux::feed(const char* data, size_t len) {
     size_t take = std::min<size_t>(len, remaining_);
     std::string& dst = stream_ == 2 ? err : out; // 1 = stdout; 0 (stdin echo) never happens
     size_t room = dst.size() < limit_ ? static_cast<size_t>(limit_ - dst.size()) : 0;
-    if (take > room) truncated = true;
+    if (take > room)
+      truncated = true;
     dst.append(data, std::min(take, room));
     data += take;
     len -= take;
@@ -191,7 +206,8 @@ Response DockerClient::request(const std::string& method, const std::string& pat
   }
   headers = curl_slist_append(headers, "Expect:");
   curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
-  if (method != "GET" && method != "POST") curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method.c_str());
+  if (method != "GET" && method != "POST")
+    curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method.c_str());
 
   CURLcode rc = curl_easy_perform(h);
   long os_errno = 0;
@@ -201,36 +217,42 @@ Response DockerClient::request(const std::string& method, const std::string& pat
   if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST)
     throw unreachable(socket_, curl_easy_strerror(rc), os_errno);
   if (rc == CURLE_OPERATION_TIMEDOUT)
-    throw Error(Errc::exec_timeout, "the Docker daemon at " + socket_ + " did not answer " + method +
-                                        " " + path + " within " + std::to_string(timeout_ms) + " ms");
+    throw Error(Errc::exec_timeout, "the Docker daemon at " + socket_ + " did not answer " +
+                                      method + " " + path + " within " +
+                                      std::to_string(timeout_ms) + " ms");
   if (rc != CURLE_OK)
-    throw Error(Errc::backend_unavailable, "Docker API " + method + " " + path + " failed: " +
-                                               curl_easy_strerror(rc));
+    throw Error(Errc::backend_unavailable,
+                "Docker API " + method + " " + path + " failed: " + curl_easy_strerror(rc));
   return r;
 }
 
 void DockerClient::fail(const std::string& what, const Response& r) const {
   // 404/409 concern one container (gone, not running); anything else is the daemon's problem.
-  Errc code = (r.status == 404 || r.status == 409) ? Errc::container_failed : Errc::backend_unavailable;
+  Errc code =
+    (r.status == 404 || r.status == 409) ? Errc::container_failed : Errc::backend_unavailable;
   throw Error(code, what + ": HTTP " + std::to_string(r.status) + ": " + message_of(r.body));
 }
 
 void DockerClient::ping() {
   auto r = request("GET", "/_ping", "", "", 5000);
-  if (r.status != 200) fail("Docker daemon at " + socket_ + " answered /_ping with an error", r);
+  if (r.status != 200)
+    fail("Docker daemon at " + socket_ + " answered /_ping with an error", r);
 }
 
 std::string DockerClient::api_version() {
   std::call_once(version_once_, [this] {
     auto r = request("GET", "/_ping", "", "", 5000, true);
-    if (r.status != 200) fail("Docker daemon at " + socket_ + " answered /_ping with an error", r);
+    if (r.status != 200)
+      fail("Docker daemon at " + socket_ + " answered /_ping with an error", r);
     std::string server = r.headers["api-version"];
     if (server.empty()) {
       auto v = request("GET", "/version", "", "", 5000);
       auto j = json::parse(v.body, nullptr, false);
-      if (v.status == 200 && j.is_object()) server = j.value("ApiVersion", "");
+      if (v.status == 200 && j.is_object())
+        server = j.value("ApiVersion", "");
     }
-    if (server.empty()) server = "1.24"; // the oldest version every daemon since 1.12 speaks
+    if (server.empty())
+      server = "1.24"; // the oldest version every daemon since 1.12 speaks
     api_version_ = parse_version(server) < parse_version(kMaxApiVersion) ? server : kMaxApiVersion;
   });
   return api_version_;
@@ -240,14 +262,17 @@ std::string DockerClient::url(const std::string& path) { return "/v" + api_versi
 
 json DockerClient::version() {
   auto r = request("GET", url("/version"));
-  if (r.status != 200) fail("GET /version", r);
+  if (r.status != 200)
+    fail("GET /version", r);
   return json::parse(r.body);
 }
 
 bool DockerClient::image_exists(const std::string& image) {
   auto r = request("GET", url("/images/" + percent_encode(image) + "/json"));
-  if (r.status == 404) return false;
-  if (r.status != 200) fail("inspecting image " + image, r);
+  if (r.status == 404)
+    return false;
+  if (r.status != 200)
+    fail("inspecting image " + image, r);
   return true;
 }
 
@@ -255,40 +280,49 @@ std::string DockerClient::create_container(const std::string& name, const json& 
   auto r = request("POST", url("/containers/create?name=" + percent_encode(name)), config.dump());
   if (r.status == 404) {
     throw Error(Errc::backend_unavailable, "image \"" + config.value("Image", std::string()) +
-                                               "\" not found on the daemon: build or pull it first");
+                                             "\" not found on the daemon: build or pull it first");
   }
-  if (r.status != 201) fail("creating container " + name, r);
+  if (r.status != 201)
+    fail("creating container " + name, r);
   return json::parse(r.body).at("Id").get<std::string>();
 }
 
 void DockerClient::start(const std::string& id) {
   auto r = request("POST", url("/containers/" + id + "/start"));
-  if (r.status != 204 && r.status != 304) fail("starting container " + id, r);
+  if (r.status != 204 && r.status != 304)
+    fail("starting container " + id, r);
 }
 
 bool DockerClient::kill(const std::string& id, const std::string& signal) {
   auto r = request("POST", url("/containers/" + id + "/kill?signal=" + percent_encode(signal)));
-  if (r.status == 404 || r.status == 409) return false;
-  if (r.status != 204) fail("killing container " + id, r);
+  if (r.status == 404 || r.status == 409)
+    return false;
+  if (r.status != 204)
+    fail("killing container " + id, r);
   return true;
 }
 
 void DockerClient::restart(const std::string& id, int timeout_s) {
   auto r = request("POST", url("/containers/" + id + "/restart?t=" + std::to_string(timeout_s)));
-  if (r.status != 204) fail("restarting container " + id, r);
+  if (r.status != 204)
+    fail("restarting container " + id, r);
 }
 
 bool DockerClient::remove(const std::string& id, bool force) {
   auto r = request("DELETE", url("/containers/" + id + (force ? "?force=1" : "")));
-  if (r.status == 404) return false;
-  if (r.status != 204) fail("removing container " + id, r);
+  if (r.status == 404)
+    return false;
+  if (r.status != 204)
+    fail("removing container " + id, r);
   return true;
 }
 
 json DockerClient::inspect(const std::string& id) {
   auto r = request("GET", url("/containers/" + id + "/json"));
-  if (r.status == 404) return nullptr;
-  if (r.status != 200) fail("inspecting container " + id, r);
+  if (r.status == 404)
+    return nullptr;
+  if (r.status != 200)
+    fail("inspecting container " + id, r);
   return json::parse(r.body);
 }
 
@@ -296,27 +330,36 @@ std::vector<json> DockerClient::list(const std::vector<std::string>& labels, boo
   json filters = {{"label", labels}};
   auto r = request("GET", url(std::string("/containers/json?all=") + (all ? "1" : "0") +
                               "&filters=" + percent_encode(filters.dump())));
-  if (r.status != 200) fail("listing containers", r);
+  if (r.status != 200)
+    fail("listing containers", r);
   return json::parse(r.body).get<std::vector<json>>();
 }
 
 std::string DockerClient::logs(const std::string& id, int tail) {
-  auto r = request("GET", url("/containers/" + id + "/logs?stdout=1&stderr=1&tail=" +
-                              std::to_string(tail)));
-  if (r.status != 200) return "";
+  auto r = request("GET", url("/containers/" + id +
+                              "/logs?stdout=1&stderr=1&tail=" + std::to_string(tail)));
+  if (r.status != 200)
+    return "";
   FrameDemux demux(64 << 10);
   demux.feed(r.body.data(), r.body.size());
   return demux.out + demux.err;
 }
 
 std::string DockerClient::exec_create(const std::string& container, const ExecSpec& spec) {
-  json body = {{"AttachStdin", spec.attach_stdin}, {"AttachStdout", true}, {"AttachStderr", true},
-               {"Tty", false}, {"Cmd", spec.cmd}};
-  if (!spec.env.empty()) body["Env"] = spec.env;
-  if (!spec.user.empty()) body["User"] = spec.user;
-  if (!spec.workdir.empty()) body["WorkingDir"] = spec.workdir;
+  json body = {{"AttachStdin", spec.attach_stdin},
+               {"AttachStdout", true},
+               {"AttachStderr", true},
+               {"Tty", false},
+               {"Cmd", spec.cmd}};
+  if (!spec.env.empty())
+    body["Env"] = spec.env;
+  if (!spec.user.empty())
+    body["User"] = spec.user;
+  if (!spec.workdir.empty())
+    body["WorkingDir"] = spec.workdir;
   auto r = request("POST", url("/containers/" + container + "/exec"), body.dump());
-  if (r.status != 201) fail("creating an exec in container " + container, r);
+  if (r.status != 201)
+    fail("creating an exec in container " + container, r);
   return json::parse(r.body).at("Id").get<std::string>();
 }
 
@@ -327,7 +370,8 @@ ExecOutput DockerClient::exec_start(const std::string& exec_id, const ExecSpec& 
   // A dedicated handle: after the hijack the connection is a raw stream, not HTTP, and must
   // not go back into a connection cache.
   EasyGuard g{curl_easy_init()};
-  if (!g.h) throw Error(Errc::internal, "curl_easy_init failed");
+  if (!g.h)
+    throw Error(Errc::internal, "curl_easy_init failed");
   curl_easy_setopt(g.h, CURLOPT_UNIX_SOCKET_PATH, socket_.c_str());
   curl_easy_setopt(g.h, CURLOPT_URL, "http://localhost/");
   curl_easy_setopt(g.h, CURLOPT_CONNECT_ONLY, 1L);
@@ -346,7 +390,8 @@ ExecOutput DockerClient::exec_start(const std::string& exec_id, const ExecSpec& 
   auto wait_fd = [&](short events) {
     pollfd p{fd, events, 0};
     int n;
-    do n = poll(&p, 1, ms_left(deadline));
+    do
+      n = poll(&p, 1, ms_left(deadline));
     while (n < 0 && errno == EINTR);
     return n > 0;
   };
@@ -355,10 +400,12 @@ ExecOutput DockerClient::exec_start(const std::string& exec_id, const ExecSpec& 
       size_t sent = 0;
       CURLcode c = curl_easy_send(g.h, data, len, &sent);
       if (c == CURLE_AGAIN) {
-        if (!wait_fd(POLLOUT)) return false;
+        if (!wait_fd(POLLOUT))
+          return false;
         continue;
       }
-      if (c != CURLE_OK) return false;
+      if (c != CURLE_OK)
+        return false;
       data += sent;
       len -= sent;
     }
@@ -366,13 +413,16 @@ ExecOutput DockerClient::exec_start(const std::string& exec_id, const ExecSpec& 
   };
 
   std::string body = R"({"Detach":false,"Tty":false})";
-  std::string req = "POST " + url("/exec/" + exec_id + "/start") + " HTTP/1.1\r\n"
+  std::string req = "POST " + url("/exec/" + exec_id + "/start") +
+                    " HTTP/1.1\r\n"
                     "Host: localhost\r\nContent-Type: application/json\r\n"
                     "Connection: Upgrade\r\nUpgrade: tcp\r\n"
-                    "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+                    "Content-Length: " +
+                    std::to_string(body.size()) + "\r\n\r\n" + body;
   if (!send_all(req.data(), req.size())) {
     res.timed_out = clock::now() >= deadline;
-    if (!res.timed_out) throw Error(Errc::backend_unavailable, "sending exec start to the Docker daemon failed");
+    if (!res.timed_out)
+      throw Error(Errc::backend_unavailable, "sending exec start to the Docker daemon failed");
     return res;
   }
 
@@ -383,13 +433,16 @@ ExecOutput DockerClient::exec_start(const std::string& exec_id, const ExecSpec& 
   auto read_some = [&](std::string* raw) -> bool {
     size_t n = 0;
     CURLcode c = curl_easy_recv(g.h, buf, sizeof buf, &n);
-    if (c == CURLE_AGAIN) return wait_fd(POLLIN);
+    if (c == CURLE_AGAIN)
+      return wait_fd(POLLIN);
     if (c != CURLE_OK || n == 0) {
       eof = true;
       return true;
     }
-    if (raw) raw->append(buf, n);
-    else demux.feed(buf, n);
+    if (raw)
+      raw->append(buf, n);
+    else
+      demux.feed(buf, n);
     return true;
   };
 
@@ -402,13 +455,16 @@ ExecOutput DockerClient::exec_start(const std::string& exec_id, const ExecSpec& 
       res.timed_out = true;
       return res;
     }
-    if (eof) throw Error(Errc::backend_unavailable, "the Docker daemon closed the exec stream before answering");
+    if (eof)
+      throw Error(Errc::backend_unavailable,
+                  "the Docker daemon closed the exec stream before answering");
   }
   int status = 0;
   sscanf(head.c_str(), "HTTP/%*s %d", &status);
   if (status != 101 && status != 200) {
     Response r{status, head.substr(end + 4), {}};
-    while (!eof && r.body.find('}') == std::string::npos && read_some(&r.body)) {}
+    while (!eof && r.body.find('}') == std::string::npos && read_some(&r.body)) {
+    }
     fail("starting exec " + exec_id, r);
   }
   demux.feed(head.data() + end + 4, head.size() - end - 4);
@@ -425,22 +481,28 @@ ExecOutput DockerClient::exec_start(const std::string& exec_id, const ExecSpec& 
         break;
       }
       if (n < 0) {
-        if (errno == EINTR) continue;
+        if (errno == EINTR)
+          continue;
         break;
       }
-      if (p.revents & (POLLIN | POLLHUP)) read_some(nullptr);
+      if (p.revents & (POLLIN | POLLHUP))
+        read_some(nullptr);
       if (p.revents & POLLOUT) {
         size_t sent = 0;
-        CURLcode c = curl_easy_send(g.h, spec.stdin_data.data() + off,
-                                    std::min<size_t>(spec.stdin_data.size() - off, 64 << 10), &sent);
-        if (c == CURLE_OK) off += sent;
-        else if (c != CURLE_AGAIN) break;
+        CURLcode c =
+          curl_easy_send(g.h, spec.stdin_data.data() + off,
+                         std::min<size_t>(spec.stdin_data.size() - off, 64 << 10), &sent);
+        if (c == CURLE_OK)
+          off += sent;
+        else if (c != CURLE_AGAIN)
+          break;
       }
     }
     shutdown(fd, SHUT_WR); // end of stdin; libcurl has no half-close of its own
   }
   while (!eof && !res.timed_out) {
-    if (!read_some(nullptr)) res.timed_out = true;
+    if (!read_some(nullptr))
+      res.timed_out = true;
   }
   res.stdout_data = std::move(demux.out);
   res.stderr_data = std::move(demux.err);
@@ -450,7 +512,8 @@ ExecOutput DockerClient::exec_start(const std::string& exec_id, const ExecSpec& 
 
 json DockerClient::exec_inspect(const std::string& exec_id) {
   auto r = request("GET", url("/exec/" + exec_id + "/json"));
-  if (r.status != 200) fail("inspecting exec " + exec_id, r);
+  if (r.status != 200)
+    fail("inspecting exec " + exec_id, r);
   return json::parse(r.body);
 }
 
@@ -467,7 +530,8 @@ ExecOutput DockerClient::exec(const std::string& container, const ExecSpec& spec
         out.exit_code = j["ExitCode"].get<int>();
         break;
       }
-      if (clock::now() > until) break;
+      if (clock::now() > until)
+        break;
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
   }

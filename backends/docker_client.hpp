@@ -35,20 +35,20 @@ struct Response {
 
 struct ExecSpec {
   std::vector<std::string> cmd;
-  std::vector<std::string> env;   // "K=V"
-  std::string user;               // "uid:gid"; empty: the container's user
-  std::string workdir;            // empty: the container's WorkingDir
-  bool attach_stdin = false;      // stdin_data is sent through the hijacked connection
+  std::vector<std::string> env; // "K=V"
+  std::string user;             // "uid:gid"; empty: the container's user
+  std::string workdir;          // empty: the container's WorkingDir
+  bool attach_stdin = false;    // stdin_data is sent through the hijacked connection
   std::string stdin_data;
-  duration timeout{30000};        // client-side deadline for the whole stream
-  uint64_t output_limit = 1 << 20;// per stream; the rest is read and dropped
+  duration timeout{30000};         // client-side deadline for the whole stream
+  uint64_t output_limit = 1 << 20; // per stream; the rest is read and dropped
 };
 
 struct ExecOutput {
   std::string exec_id;
   std::string stdout_data;
   std::string stderr_data;
-  int exit_code = -1;             // -1 when unknown (timed out, still running)
+  int exit_code = -1; // -1 when unknown (timed out, still running)
   bool timed_out = false;
   bool truncated = false;
   std::chrono::microseconds elapsed{0};
@@ -113,9 +113,9 @@ public:
   ExecOutput exec(const std::string& container, const ExecSpec& spec);
 
   /// One request with the standard headers. Throws only when the daemon is unreachable.
-  Response request(const std::string& method, const std::string& path,
-                   const std::string& body = "", const std::string& content_type = "",
-                   long timeout_ms = 60000, bool want_headers = false);
+  Response request(const std::string& method, const std::string& path, const std::string& body = "",
+                   const std::string& content_type = "", long timeout_ms = 60000,
+                   bool want_headers = false);
 
   /// Turns a non-2xx response into Error(backend_unavailable or container_failed).
   [[noreturn]] void fail(const std::string& what, const Response& r) const;

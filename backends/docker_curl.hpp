@@ -14,7 +14,10 @@ void global_init();
 /// Cleans up an easy handle that is not one of the per-thread reused ones.
 struct EasyGuard {
   CURL* h;
-  ~EasyGuard() { if (h) curl_easy_cleanup(h); }
+  ~EasyGuard() {
+    if (h)
+      curl_easy_cleanup(h);
+  }
 };
 
 std::string percent_encode(const std::string& s);

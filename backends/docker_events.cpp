@@ -11,7 +11,8 @@ namespace warmpool::docker {
 namespace {
 std::string unix_time_now() {
   auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                std::chrono::system_clock::now().time_since_epoch()).count();
+              std::chrono::system_clock::now().time_since_epoch())
+              .count();
   char buf[64];
   snprintf(buf, sizeof buf, "%lld.%09lld", static_cast<long long>(ns / 1000000000),
            static_cast<long long>(ns % 1000000000));
@@ -22,16 +23,16 @@ std::string unix_time_now() {
 EventWatcher::EventWatcher(std::string socket_path, json filters,
                            std::function<void(const json&)> on_event,
                            std::function<void(bool)> on_connect)
-    : socket_(std::move(socket_path)), filters_(std::move(filters)),
-      on_event_(std::move(on_event)), on_connect_(std::move(on_connect)),
-      since_(unix_time_now()) {
+    : socket_(std::move(socket_path)), filters_(std::move(filters)), on_event_(std::move(on_event)),
+      on_connect_(std::move(on_connect)), since_(unix_time_now()) {
   global_init();
   thread_ = std::thread([this] { run(); });
 }
 
 EventWatcher::~EventWatcher() {
   stop();
-  if (thread_.joinable()) thread_.join();
+  if (thread_.joinable())
+    thread_.join();
 }
 
 void EventWatcher::stop() {
@@ -54,14 +55,16 @@ void EventWatcher::run() {
   auto header = [](char* data, size_t size, size_t n, void* user) -> size_t {
     auto* st = static_cast<State*>(user);
     std::string line(data, size * n);
-    if (line.rfind("HTTP/", 0) == 0) st->status_line = line;
+    if (line.rfind("HTTP/", 0) == 0)
+      st->status_line = line;
     if (line == "\r\n" && st->status_line.find(" 200") != std::string::npos) {
       {
         std::lock_guard lk(st->self->mtx_);
         st->self->connected_ = true;
       }
       st->self->cv_.notify_all();
-      if (st->self->on_connect_) st->self->on_connect_(st->reconnect);
+      if (st->self->on_connect_)
+        st->self->on_connect_(st->reconnect);
     }
     return size * n;
   };
@@ -72,7 +75,8 @@ void EventWatcher::run() {
     while ((nl = st->line_buf.find('\n')) != std::string::npos) {
       auto ev = json::parse(st->line_buf.substr(0, nl), nullptr, false);
       st->line_buf.erase(0, nl + 1);
-      if (!ev.is_object()) continue;
+      if (!ev.is_object())
+        continue;
       if (ev.contains("timeNano") && ev["timeNano"].is_number()) {
         long long t = ev["timeNano"].get<long long>();
         char buf[64];
@@ -94,8 +98,8 @@ void EventWatcher::run() {
     State st{this, {}, {}, reconnect};
     EasyGuard g{curl_easy_init()};
     CURLM* multi = curl_multi_init();
-    std::string full = "http://localhost/events?since=" + since_ +
-                       "&filters=" + percent_encode(filters_.dump());
+    std::string full =
+      "http://localhost/events?since=" + since_ + "&filters=" + percent_encode(filters_.dump());
     curl_easy_setopt(g.h, CURLOPT_UNIX_SOCKET_PATH, socket_.c_str());
     curl_easy_setopt(g.h, CURLOPT_URL, full.c_str());
     curl_easy_setopt(g.h, CURLOPT_NOSIGNAL, 1L);
@@ -113,7 +117,8 @@ void EventWatcher::run() {
     int running = 1;
     while (running && !stop_) {
       curl_multi_perform(multi, &running);
-      if (running) curl_multi_poll(multi, nullptr, 0, 100, nullptr);
+      if (running)
+        curl_multi_poll(multi, nullptr, 0, 100, nullptr);
     }
     bool got_200 = st.status_line.find(" 200") != std::string::npos;
     curl_multi_remove_handle(multi, g.h);
@@ -122,7 +127,8 @@ void EventWatcher::run() {
       std::lock_guard lk(mtx_);
       connected_ = false;
     }
-    if (stop_) break;
+    if (stop_)
+      break;
     // The stream ended (daemon restarted or unreachable): back off, then resume from the
     // last event seen; the owner reconciles in on_connect(true).
     backoff = got_200 ? duration{100} : std::min(backoff * 2, duration{2000});

@@ -16,7 +16,8 @@ using clk = std::chrono::steady_clock;
 namespace {
 
 std::string absolute_in_sandbox(const std::string& path) {
-  if (path.empty()) throw Error(Errc::invalid_request, "path must not be empty");
+  if (path.empty())
+    throw Error(Errc::invalid_request, "path must not be empty");
   return path[0] == '/' ? path : std::string(kDockerWorkspace) + "/" + path;
 }
 
@@ -26,7 +27,8 @@ std::string absolute_in_sandbox(const std::string& path) {
 
 /// The agent connection, reopened if an earlier call broke it (a fresh stream is in sync).
 static AgentClient& agent_of(std::unique_ptr<AgentClient>& conn, const std::string& socket_path) {
-  if (!conn || conn->broken()) conn = std::make_unique<AgentClient>(socket_path, duration(2000));
+  if (!conn || conn->broken())
+    conn = std::make_unique<AgentClient>(socket_path, duration(2000));
   return *conn;
 }
 
@@ -35,7 +37,8 @@ ExecResult DockerBackend::exec(Sandbox& box, const ExecRequest& req) {
   if (req.argv.empty() && req.shell.empty() && req.language.empty())
     throw Error(Errc::invalid_request, "exec needs argv, shell or code with a language");
   check_language(*b.cfg, req);
-  if (b.agent) return agent_of(b.agent_conn, b.socket_path()).exec(req);
+  if (b.agent)
+    return agent_of(b.agent_conn, b.socket_path()).exec(req);
   return docker_exec(b, req);
 }
 
@@ -64,7 +67,8 @@ void DockerBackend::kill_tenant(Box& b) {
 ExecResult DockerBackend::docker_exec(Box& b, const ExecRequest& req) {
   docker::ExecSpec s;
   s.cmd = req.argv.empty() ? std::vector<std::string>{"/bin/sh", "-c", req.shell} : req.argv;
-  for (const auto& [k, v] : req.env) s.env.push_back(k + "=" + v);
+  for (const auto& [k, v] : req.env)
+    s.env.push_back(k + "=" + v);
   s.user = b.user.str();
   s.workdir = req.cwd.empty() ? std::string(kDockerWorkspace) : absolute_in_sandbox(req.cwd);
   s.attach_stdin = !req.stdin_data.empty();
@@ -92,28 +96,35 @@ ExecResult DockerBackend::docker_exec(Box& b, const ExecRequest& req) {
 
 std::string DockerBackend::read_file(Sandbox& box, const std::string& path) {
   Box& b = cast(box);
-  if (b.agent) return agent_of(b.agent_conn, b.socket_path()).read_file(path);
+  if (b.agent)
+    return agent_of(b.agent_conn, b.socket_path()).read_file(path);
   std::string p = absolute_in_sandbox(path);
   uint64_t limit = b.cfg->limits.file_size;
   auto out = run_as_tenant(b, {"cat", "--", p}, duration(30000), nullptr, limit);
-  if (out.timed_out) throw Error(Errc::exec_timeout, "read_file '" + p + "': timed out");
+  if (out.timed_out)
+    throw Error(Errc::exec_timeout, "read_file '" + p + "': timed out");
   if (out.exit_code != 0)
-    throw Error(Errc::invalid_request, "read_file '" + p + "': " + out.stderr_data + out.stdout_data);
-  if (out.truncated) throw Error(Errc::invalid_request, "read_file '" + p + "': file too large");
+    throw Error(Errc::invalid_request,
+                "read_file '" + p + "': " + out.stderr_data + out.stdout_data);
+  if (out.truncated)
+    throw Error(Errc::invalid_request, "read_file '" + p + "': file too large");
   return out.stdout_data;
 }
 
 void DockerBackend::write_file(Sandbox& box, const std::string& path, const std::string& data) {
   Box& b = cast(box);
-  if (b.agent) return agent_of(b.agent_conn, b.socket_path()).write_file(path, data);
+  if (b.agent)
+    return agent_of(b.agent_conn, b.socket_path()).write_file(path, data);
   std::string p = absolute_in_sandbox(path);
   std::string parent = fs::path(p).parent_path().string();
   // Created by the tenant uid, so the file is the tenant's like everything it writes.
   auto out = run_as_tenant(b, {"sh", "-c", "mkdir -p \"$1\" && cat > \"$2\"", "sh", parent, p},
                            duration(30000), &data);
-  if (out.timed_out) throw Error(Errc::exec_timeout, "write_file '" + p + "': timed out");
+  if (out.timed_out)
+    throw Error(Errc::exec_timeout, "write_file '" + p + "': timed out");
   if (out.exit_code != 0)
-    throw Error(Errc::invalid_request, "write_file '" + p + "': " + out.stderr_data + out.stdout_data);
+    throw Error(Errc::invalid_request,
+                "write_file '" + p + "': " + out.stderr_data + out.stdout_data);
 }
 
 // ---- reset, ping ---------------------------------------------------------------------
@@ -164,22 +175,28 @@ ResetReport DockerBackend::reset(Sandbox& box, duration timeout) {
       fs::remove(b.socket_path(), ec); // so that waiting for it means the new agent
     }
     b.client->restart(b.cid, 0);
-    if (b.agent) connect_agent(b, deadline);
+    if (b.agent)
+      connect_agent(b, deadline);
     return {};
   }
-  if (b.agent) return agent_of(b.agent_conn, b.socket_path()).reset(timeout);
+  if (b.agent)
+    return agent_of(b.agent_conn, b.socket_path()).reset(timeout);
 
   auto out = run_as_tenant(b, {"sh", "-c", kTenantResetScript}, timeout);
   unsigned long long killed = 0, files = 0, left = 1, procs = 1, ipc = 1;
   if (out.timed_out || out.exit_code != 0 ||
       sscanf(out.stdout_data.c_str(), "killed=%llu files=%llu left=%llu procs=%llu ipc=%llu",
              &killed, &files, &left, &procs, &ipc) != 5)
-    throw Error(Errc::container_failed, "reset of " + b.name + " failed: " +
-                                            (out.timed_out ? "timed out" : out.stdout_data + out.stderr_data));
+    throw Error(Errc::container_failed,
+                "reset of " + b.name +
+                  " failed: " + (out.timed_out ? "timed out" : out.stdout_data + out.stderr_data));
   ResetReport report{files, killed, {}};
-  if (procs) report.residue.push_back(std::to_string(procs) + " process(es) survived");
-  if (left) report.residue.push_back(std::to_string(left) + " file(s) left");
-  if (ipc) report.residue.push_back(std::to_string(ipc) + " System V IPC object(s) left");
+  if (procs)
+    report.residue.push_back(std::to_string(procs) + " process(es) survived");
+  if (left)
+    report.residue.push_back(std::to_string(left) + " file(s) left");
+  if (ipc)
+    report.residue.push_back(std::to_string(ipc) + " System V IPC object(s) left");
   return report;
 }
 

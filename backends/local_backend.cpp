@@ -31,7 +31,8 @@ using clk = std::chrono::steady_clock;
 
 bool is_executable(const std::string& p) {
   struct stat st;
-  return !p.empty() && stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) && access(p.c_str(), X_OK) == 0;
+  return !p.empty() && stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+         access(p.c_str(), X_OK) == 0;
 }
 
 struct Fd {
@@ -41,8 +42,16 @@ struct Fd {
   Fd(const Fd&) = delete;
   Fd& operator=(const Fd&) = delete;
   ~Fd() { reset(); }
-  void reset() { if (fd >= 0) ::close(fd); fd = -1; }
-  int release() { int f = fd; fd = -1; return f; }
+  void reset() {
+    if (fd >= 0)
+      ::close(fd);
+    fd = -1;
+  }
+  int release() {
+    int f = fd;
+    fd = -1;
+    return f;
+  }
 };
 
 // An fd of ours that the child gets as `target`.
@@ -60,19 +69,22 @@ struct ChildFd {
 pid_t spawn(const std::vector<std::string>& args, const std::vector<ChildFd>& fds,
             const std::vector<int>& join = {}) {
   std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  for (const auto& a : args)
+    argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   char path_env[] = "PATH=/usr/local/bin:/usr/bin:/bin";
   char* envp[] = {path_env, nullptr};
   int first_free = 0;
-  for (const auto& f : fds) first_free = std::max(first_free, f.target + 1);
-  int report[2];  // the child writes errno here if it cannot exec; EOF means it did
-  if (pipe2(report, O_CLOEXEC) != 0) throw Error(Errc::internal, std::string("pipe: ") + strerror(errno));
+  for (const auto& f : fds)
+    first_free = std::max(first_free, f.target + 1);
+  int report[2]; // the child writes errno here if it cannot exec; EOF means it did
+  if (pipe2(report, O_CLOEXEC) != 0)
+    throw Error(Errc::internal, std::string("pipe: ") + strerror(errno));
   Fd report_r(report[0]), report_w(report[1]);
 
   sigset_t all, old;
   sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);  // no handler of ours may run in the child
+  pthread_sigmask(SIG_SETMASK, &all, &old); // no handler of ours may run in the child
 #if defined(__SANITIZE_THREAD__)
   // TSan intercepts fork() (not _Fork()) to know the child has one thread; without that it
   // reports the child's fd calls as races with the parent's threads.
@@ -85,24 +97,30 @@ pid_t spawn(const std::vector<std::string>& args, const std::vector<ChildFd>& fd
     auto die = [err_fd](int what) {
       int e = errno;
       int msg[2] = {what, e};
-      if (write(err_fd, msg, sizeof msg) < 0) {}
+      if (write(err_fd, msg, sizeof msg) < 0) {
+      }
       _exit(127);
     };
     for (int j : join)
-      if (write(j, "0", 1) != 1) die(1);
+      if (write(j, "0", 1) != 1)
+        die(1);
     int moved[16];
     size_t n = std::min<size_t>(fds.size(), 16);
-    for (size_t i = 0; i < n; ++i)  // out of the way first: a source may be another's target
-      if ((moved[i] = fcntl(fds[i].source, F_DUPFD, first_free)) < 0) die(2);
+    for (size_t i = 0; i < n; ++i) // out of the way first: a source may be another's target
+      if ((moved[i] = fcntl(fds[i].source, F_DUPFD, first_free)) < 0)
+        die(2);
     for (size_t i = 0; i < n; ++i)
-      if (dup2(moved[i], fds[i].target) < 0) die(2);
+      if (dup2(moved[i], fds[i].target) < 0)
+        die(2);
     if (syscall(SYS_close_range, first_free, ~0U, 4 /* CLOSE_RANGE_CLOEXEC */) != 0)
       for (int fd = first_free; fd < 65536; ++fd)
-        if (fd != err_fd) close(fd);
+        if (fd != err_fd)
+          close(fd);
     setpgid(0, 0);
     struct sigaction dfl {};
     dfl.sa_handler = SIG_DFL;
-    for (int sig = 1; sig < NSIG; ++sig) sigaction(sig, &dfl, nullptr);
+    for (int sig = 1; sig < NSIG; ++sig)
+      sigaction(sig, &dfl, nullptr);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -111,25 +129,33 @@ pid_t spawn(const std::vector<std::string>& args, const std::vector<ChildFd>& fd
   }
   int fork_errno = errno;
   pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  if (pid < 0) throw Error(Errc::backend_unavailable, "cannot start " + args[0] + ": " + strerror(fork_errno));
+  if (pid < 0)
+    throw Error(Errc::backend_unavailable, "cannot start " + args[0] + ": " + strerror(fork_errno));
   report_w.reset();
   int msg[2] = {0, 0};
   ssize_t got;
-  do got = read(report_r.fd, msg, sizeof msg); while (got < 0 && errno == EINTR);
-  if (got <= 0) return pid;  // exec'd
+  do
+    got = read(report_r.fd, msg, sizeof msg);
+  while (got < 0 && errno == EINTR);
+  if (got <= 0)
+    return pid; // exec'd
   waitpid(pid, nullptr, 0);
-  const char* what = msg[0] == 1 ? "cannot join the sandbox's cgroup" : msg[0] == 2 ? "cannot pass a file descriptor"
-                                                                               : "cannot start";
-  throw Error(Errc::backend_unavailable, std::string(what) + " (" + args[0] + "): " + strerror(msg[1]));
+  const char* what = msg[0] == 1   ? "cannot join the sandbox's cgroup"
+                     : msg[0] == 2 ? "cannot pass a file descriptor"
+                                   : "cannot start";
+  throw Error(Errc::backend_unavailable,
+              std::string(what) + " (" + args[0] + "): " + strerror(msg[1]));
 }
 
 // A pipe holding `data` (small: it must fit the pipe's buffer), read end returned.
 int data_pipe(const std::string& data) {
   int p[2];
-  if (pipe2(p, O_CLOEXEC) != 0) throw Error(Errc::internal, std::string("pipe: ") + strerror(errno));
+  if (pipe2(p, O_CLOEXEC) != 0)
+    throw Error(Errc::internal, std::string("pipe: ") + strerror(errno));
   Fd rd(p[0]), wr(p[1]);
   if (data.size() > 65536 || write(wr.fd, data.data(), data.size()) != ssize_t(data.size()))
-    throw Error(Errc::internal, "cannot hand a sandbox its set-up data: " + std::string(strerror(errno)));
+    throw Error(Errc::internal,
+                "cannot hand a sandbox its set-up data: " + std::string(strerror(errno)));
   return rd.release();
 }
 
@@ -140,22 +166,35 @@ int reap(pid_t pid, clk::time_point deadline) {
   for (;;) {
     int st = 0;
     pid_t r = waitpid(pid, &st, WNOHANG);
-    if (r == pid) { if (pidfd >= 0) close(pidfd); return st; }
-    if (r < 0 && errno != EINTR) { if (pidfd >= 0) close(pidfd); return 0; }  // reaped elsewhere
+    if (r == pid) {
+      if (pidfd >= 0)
+        close(pidfd);
+      return st;
+    }
+    if (r < 0 && errno != EINTR) {
+      if (pidfd >= 0)
+        close(pidfd);
+      return 0;
+    } // reaped elsewhere
     auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clk::now()).count();
-    if (left <= 0) { if (pidfd >= 0) close(pidfd); return -1; }
+    if (left <= 0) {
+      if (pidfd >= 0)
+        close(pidfd);
+      return -1;
+    }
     if (pidfd >= 0) {
-      pollfd p{pidfd, POLLIN, 0};  // readable once the process exited
+      pollfd p{pidfd, POLLIN, 0}; // readable once the process exited
       poll(&p, 1, int(std::min<int64_t>(left, INT_MAX)));
     } else {
-      std::this_thread::sleep_for(std::chrono::milliseconds(2));  // no pidfd (old kernel)
+      std::this_thread::sleep_for(std::chrono::milliseconds(2)); // no pidfd (old kernel)
     }
   }
 }
 
 void kill_and_reap(pid_t pid) {
-  if (pid <= 0) return;
-  kill(-pid, SIGKILL);  // bwrap's process group; the sandbox inside dies with it (--die-with-parent)
+  if (pid <= 0)
+    return;
+  kill(-pid, SIGKILL); // bwrap's process group; the sandbox inside dies with it (--die-with-parent)
   kill(pid, SIGKILL);
   reap(pid, clk::now() + std::chrono::seconds(5));
 }
@@ -166,17 +205,23 @@ std::string read_until_eof(int fd, clk::time_point deadline) {
   char buf[4096];
   while (out.size() < 65536) {
     auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clk::now()).count();
-    if (left <= 0) break;
+    if (left <= 0)
+      break;
     pollfd p{fd, POLLIN, 0};
     int r = poll(&p, 1, int(left));
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
+    if (r < 0 && errno == EINTR)
+      continue;
+    if (r <= 0)
+      break;
     ssize_t n = read(fd, buf, sizeof buf);
-    if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
-    if (n <= 0) break;
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+      continue;
+    if (n <= 0)
+      break;
     out.append(buf, size_t(n));
   }
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' '))
+    out.pop_back();
   return out;
 }
 
@@ -185,11 +230,13 @@ void add_root_links(std::vector<std::string>& a) {
   a.insert(a.end(), {"--ro-bind", "/usr", "/usr"});
   for (const char* d : {"/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"}) {
     struct stat st;
-    if (lstat(d, &st) != 0) continue;
+    if (lstat(d, &st) != 0)
+      continue;
     if (S_ISLNK(st.st_mode)) {
       char target[PATH_MAX];
       ssize_t n = readlink(d, target, sizeof target - 1);
-      if (n <= 0) continue;
+      if (n <= 0)
+        continue;
       a.insert(a.end(), {"--symlink", std::string(target, size_t(n)), d});
     } else if (S_ISDIR(st.st_mode)) {
       a.insert(a.end(), {"--ro-bind", d, d});
@@ -207,14 +254,16 @@ void add_root_links(std::vector<std::string>& a) {
 std::optional<std::pair<uid_t, gid_t>> rw_mount_owner(const PoolConfig& pool) {
   for (const auto& m : pool.mounts) {
     struct stat st;
-    if (!m.read_only && stat(m.source.c_str(), &st) == 0) return std::pair{st.st_uid, st.st_gid};
+    if (!m.read_only && stat(m.source.c_str(), &st) == 0)
+      return std::pair{st.st_uid, st.st_gid};
   }
   return std::nullopt;
 }
 
 LocalSandbox& as_local(Sandbox& box) {
   auto* s = dynamic_cast<LocalSandbox*>(&box);
-  if (!s) throw Error(Errc::invalid_request, "sandbox does not belong to the local backend");
+  if (!s)
+    throw Error(Errc::invalid_request, "sandbox does not belong to the local backend");
   return *s;
 }
 
@@ -223,9 +272,11 @@ constexpr const char* kAgentInBox = "/.warmpool/agent";
 } // namespace
 
 LocalSandbox::~LocalSandbox() {
-  if (!destroyed_) kill_and_reap(pid_);
-  cgroup_.reset();  // kills what is left and removes the group
-  if (uid_lock_fd_ >= 0) ::close(uid_lock_fd_);
+  if (!destroyed_)
+    kill_and_reap(pid_);
+  cgroup_.reset(); // kills what is left and removes the group
+  if (uid_lock_fd_ >= 0)
+    ::close(uid_lock_fd_);
 }
 
 uid_t LocalBackend::reserve_uid(int& lock_fd) {
@@ -238,7 +289,8 @@ uid_t LocalBackend::reserve_uid(int& lock_fd) {
     std::string path = std::string(kUidLockDir) + "/" + std::to_string(uid);
     int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0)
-      throw Error(Errc::backend_unavailable, "cannot create uid lock " + path + ": " + strerror(errno));
+      throw Error(Errc::backend_unavailable,
+                  "cannot create uid lock " + path + ": " + strerror(errno));
     if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
       lock_fd = fd;
       return uid;
@@ -249,7 +301,8 @@ uid_t LocalBackend::reserve_uid(int& lock_fd) {
 }
 
 LocalBackend::LocalBackend(Options opts)
-    : opts_(std::move(opts)), agent_path_(find_agent(opts_.agent_path)), uid_base_(opts_.uid_base) {}
+    : opts_(std::move(opts)), agent_path_(find_agent(opts_.agent_path)), uid_base_(opts_.uid_base) {
+}
 
 LocalBackend::LocalBackend(std::string agent_path, uid_t uid_base)
     : LocalBackend(Options{std::move(agent_path), uid_base}) {}
@@ -257,18 +310,22 @@ LocalBackend::LocalBackend(std::string agent_path, uid_t uid_base)
 LocalBackend::~LocalBackend() {
   std::lock_guard<std::mutex> lk(cgroups_mu_);
   if (cgroups_)
-    for (const auto& instance : instances_) cgroups_->remove_instance(instance);
+    for (const auto& instance : instances_)
+      cgroups_->remove_instance(instance);
 }
 
 std::shared_ptr<CgroupTree> LocalBackend::cgroups() {
   std::lock_guard<std::mutex> lk(cgroups_mu_);
-  if (!cgroups_) cgroups_ = CgroupTree::open(opts_.cgroup_root);
+  if (!cgroups_)
+    cgroups_ = CgroupTree::open(opts_.cgroup_root);
   return cgroups_;
 }
 
 std::string LocalBackend::find_agent(const std::string& explicit_path) {
-  if (!explicit_path.empty()) return explicit_path;
-  if (const char* env = getenv("WARMPOOL_AGENT"); env && *env) return env;
+  if (!explicit_path.empty())
+    return explicit_path;
+  if (const char* env = getenv("WARMPOOL_AGENT"); env && *env)
+    return env;
   std::vector<std::string> candidates;
   // An installed libwarmpool finds the agent installed beside it (prefix/libexec/warmpool),
   // whatever the prefix, before the build tree it was compiled in.
@@ -292,7 +349,8 @@ std::string LocalBackend::find_agent(const std::string& explicit_path) {
     candidates.push_back(exe.substr(0, exe.rfind('/') + 1) + "warmpool-agent");
   }
   for (const auto& c : candidates)
-    if (is_executable(c)) return c;
+    if (is_executable(c))
+      return c;
   return candidates.empty() ? "warmpool-agent" : candidates.back();
 }
 
@@ -302,9 +360,11 @@ std::string LocalBackend::bwrap_path() const {
   size_t start = 0;
   while (start <= dirs.size()) {
     size_t end = dirs.find(':', start);
-    if (end == std::string::npos) end = dirs.size();
+    if (end == std::string::npos)
+      end = dirs.size();
     std::string dir = dirs.substr(start, end - start);
-    if (!dir.empty() && is_executable(dir + "/bwrap")) return dir + "/bwrap";
+    if (!dir.empty() && is_executable(dir + "/bwrap"))
+      return dir + "/bwrap";
     start = end + 1;
   }
   return {};
@@ -312,10 +372,11 @@ std::string LocalBackend::bwrap_path() const {
 
 std::vector<std::string> LocalBackend::bwrap_argv(const PoolConfig& pool, uid_t uid) const {
   const LimitsConfig& lim = pool.limits;
-  std::vector<std::string> a = {bwrap_path(),
-      "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-      "--die-with-parent", "--as-pid-1", "--new-session"};
-  if (pool.network != "host") a.push_back("--unshare-net");
+  std::vector<std::string> a = {bwrap_path(),    "--unshare-pid",        "--unshare-ipc",
+                                "--unshare-uts", "--unshare-cgroup-try", "--die-with-parent",
+                                "--as-pid-1",    "--new-session"};
+  if (pool.network != "host")
+    a.push_back("--unshare-net");
   add_root_links(a);
   std::string ws_size = std::to_string(lim.workspace);
   // Of the host's /etc only what programs need; passwd and group are the sandbox's own.
@@ -323,53 +384,60 @@ std::vector<std::string> LocalBackend::bwrap_argv(const PoolConfig& pool, uid_t 
   std::vector<std::string> dirs = {"/etc"};
   for (const auto& p : sandbox_etc_binds())
     for (auto slash = p.find('/', 5); slash != std::string::npos; slash = p.find('/', slash + 1))
-      if (std::find(dirs.begin(), dirs.end(), p.substr(0, slash)) == dirs.end()) dirs.push_back(p.substr(0, slash));
-  for (const auto& d : dirs) a.insert(a.end(), {"--perms", "0755", "--dir", d});
-  for (const auto& p : sandbox_etc_binds()) a.insert(a.end(), {"--ro-bind-try", p, p});
+      if (std::find(dirs.begin(), dirs.end(), p.substr(0, slash)) == dirs.end())
+        dirs.push_back(p.substr(0, slash));
+  for (const auto& d : dirs)
+    a.insert(a.end(), {"--perms", "0755", "--dir", d});
+  for (const auto& p : sandbox_etc_binds())
+    a.insert(a.end(), {"--ro-bind-try", p, p});
   a.insert(a.end(), {"--perms", "0644", "--ro-bind-data", std::to_string(kPasswdFd), "/etc/passwd",
                      "--perms", "0644", "--ro-bind-data", std::to_string(kGroupFd), "/etc/group",
                      "--symlink", "/proc/self/mounts", "/etc/mtab"});
-  a.insert(a.end(), {
-      "--proc", "/proc", "--dev", "/dev",
-      "--mqueue", "/dev/mqueue",  // so the agent sees (and removes) the tenant's POSIX queues
-      // POSIX shared memory, as docker gives it; bwrap's own /dev/shm is root's and 0755.
-      "--size", ws_size, "--perms", "01777", "--tmpfs", "/dev/shm",
-      "--size", ws_size, "--perms", "01777", "--tmpfs", "/tmp",
-      "--size", ws_size, "--perms", "0777", "--tmpfs", "/workspace"});
+  a.insert(a.end(),
+           {"--proc", "/proc", "--dev", "/dev", "--mqueue",
+            "/dev/mqueue", // so the agent sees (and removes) the tenant's POSIX queues
+            // POSIX shared memory, as docker gives it; bwrap's own /dev/shm is root's and 0755.
+            "--size", ws_size, "--perms", "01777", "--tmpfs", "/dev/shm", "--size", ws_size,
+            "--perms", "01777", "--tmpfs", "/tmp", "--size", ws_size, "--perms", "0777", "--tmpfs",
+            "/workspace"});
   // After the tmpfs mounts, so none of them can hide a mount; before the root turns read-only,
   // so bwrap can still create the mount points.
-  for (const auto& m : pool.mounts) a.insert(a.end(), {m.read_only ? "--ro-bind" : "--bind", m.source, m.target});
-  a.insert(a.end(), {
-      "--ro-bind", agent_path_, kAgentInBox,
-      "--remount-ro", "/",  // the tmpfs root bwrap builds must not hold tenant files
-      "--hostname", "warmpool", "--chdir", "/workspace",
-      "--seccomp", std::to_string(kSeccompFd)});
+  for (const auto& m : pool.mounts)
+    a.insert(a.end(), {m.read_only ? "--ro-bind" : "--bind", m.source, m.target});
+  a.insert(a.end(), {"--ro-bind", agent_path_, kAgentInBox, "--remount-ro",
+                     "/", // the tmpfs root bwrap builds must not hold tenant files
+                     "--hostname", "warmpool", "--chdir", "/workspace", "--seccomp",
+                     std::to_string(kSeccompFd)});
   if (geteuid() == 0) {
     // Only what the agent needs to run, signal and clean up after another uid; the
     // tenant's processes lose all of them when the agent's child calls setuid().
     a.insert(a.end(), {"--cap-drop", "ALL"});
-    for (const char* cap : {"CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_DAC_OVERRIDE",
-                            "CAP_FOWNER", "CAP_CHOWN"})
+    for (const char* cap :
+         {"CAP_SETUID", "CAP_SETGID", "CAP_KILL", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_CHOWN"})
       a.insert(a.end(), {"--cap-add", cap});
   }
-  a.insert(a.end(), {kAgentInBox, "--workspace", "/workspace", "--scratch", "/tmp",
-                     "--fsize", std::to_string(lim.file_size), "--sandboxed"});
-  for (const auto& m : pool.mounts) a.insert(a.end(), {"--keep", m.target});  // shared on purpose
+  a.insert(a.end(), {kAgentInBox, "--workspace", "/workspace", "--scratch", "/tmp", "--fsize",
+                     std::to_string(lim.file_size), "--sandboxed"});
+  for (const auto& m : pool.mounts)
+    a.insert(a.end(), {"--keep", m.target}); // shared on purpose
   // With a cgroup the memory limit is the sandbox's; an address-space limit per process
   // would only break runtimes that reserve large address ranges (JVM, Go, node).
-  if (lim.enforce == LimitEnforcement::rlimit) a.insert(a.end(), {"--as", std::to_string(lim.memory)});
+  if (lim.enforce == LimitEnforcement::rlimit)
+    a.insert(a.end(), {"--as", std::to_string(lim.memory)});
   auto owner = geteuid() == 0 ? rw_mount_owner(pool) : std::nullopt;
   // Keyrings belong to a uid (in its user namespace) and outlive its processes: the agent
   // empties them when the uid is the sandbox's own, never a host user's (the owner of a
   // read-write mount). Without root, bwrap's user namespace makes every uid the sandbox's.
-  if (geteuid() != 0 || (!owner && uid != 0)) a.push_back("--own-uid");
+  if (geteuid() != 0 || (!owner && uid != 0))
+    a.push_back("--own-uid");
   if (owner) {
     if (owner->first != 0)
-      a.insert(a.end(), {"--uid", std::to_string(owner->first), "--gid", std::to_string(owner->second)});
+      a.insert(a.end(),
+               {"--uid", std::to_string(owner->first), "--gid", std::to_string(owner->second)});
   } else if (uid != 0) {
     // RLIMIT_NPROC counts per uid, so it is only a per-sandbox limit with a per-sandbox uid.
-    a.insert(a.end(), {"--uid", std::to_string(uid), "--gid", std::to_string(uid),
-                       "--nproc", std::to_string(lim.pids)});
+    a.insert(a.end(), {"--uid", std::to_string(uid), "--gid", std::to_string(uid), "--nproc",
+                       std::to_string(lim.pids)});
   }
   return a;
 }
@@ -377,21 +445,25 @@ std::vector<std::string> LocalBackend::bwrap_argv(const PoolConfig& pool, uid_t 
 void LocalBackend::check_available() {
   std::string bwrap = bwrap_path();
   if (bwrap.empty())
-    throw Error(Errc::backend_unavailable, "bubblewrap (bwrap) not found: apt-get install bubblewrap");
+    throw Error(Errc::backend_unavailable,
+                "bubblewrap (bwrap) not found: apt-get install bubblewrap");
   if (!is_executable(agent_path_))
     throw Error(Errc::backend_unavailable,
                 "warmpool-agent not found at '" + agent_path_ +
-                    "': build it, or point WARMPOOL_AGENT (or the engine's agent_path) at it");
-  if (opts_.require_cgroups) cgroups();  // throws, naming what is missing
+                  "': build it, or point WARMPOOL_AGENT (or the engine's agent_path) at it");
+  if (opts_.require_cgroups)
+    cgroups(); // throws, naming what is missing
   // A tiny sandbox with the same namespaces and syscall filter that runs the agent: proves
   // all of them work here.
-  std::vector<std::string> a = {bwrap, "--unshare-pid", "--unshare-net", "--unshare-ipc",
-                                "--unshare-uts", "--die-with-parent", "--as-pid-1"};
+  std::vector<std::string> a = {bwrap,           "--unshare-pid", "--unshare-net",
+                                "--unshare-ipc", "--unshare-uts", "--die-with-parent",
+                                "--as-pid-1"};
   add_root_links(a);
   a.insert(a.end(), {"--proc", "/proc", "--dev", "/dev", "--ro-bind", agent_path_, kAgentInBox,
                      "--seccomp", std::to_string(kSeccompFd), kAgentInBox, "--version"});
   int p[2];
-  if (pipe2(p, O_CLOEXEC) != 0) throw Error(Errc::internal, std::string("pipe: ") + strerror(errno));
+  if (pipe2(p, O_CLOEXEC) != 0)
+    throw Error(Errc::internal, std::string("pipe: ") + strerror(errno));
   Fd rd(p[0]), wr(p[1]);
   Fd null(open("/dev/null", O_RDONLY | O_CLOEXEC));
   Fd filter(data_pipe(sandbox_seccomp_bpf()));
@@ -400,17 +472,20 @@ void LocalBackend::check_available() {
   auto deadline = clk::now() + std::chrono::seconds(10);
   std::string out = read_until_eof(rd.fd, deadline);
   int st = reap(pid, deadline);
-  if (st == -1) kill_and_reap(pid);
-  if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0 || out.find("warmpool-agent") == std::string::npos)
+  if (st == -1)
+    kill_and_reap(pid);
+  if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0 ||
+      out.find("warmpool-agent") == std::string::npos)
     throw Error(Errc::backend_unavailable,
                 "bubblewrap cannot create a sandbox here (" + (out.empty() ? "no output" : out) +
-                    "); run as root, or allow unprivileged user namespaces "
-                    "(sysctl kernel.unprivileged_userns_clone=1); inside a container it needs "
-                    "--privileged or a seccomp profile that permits unshare");
+                  "); run as root, or allow unprivileged user namespaces "
+                  "(sysctl kernel.unprivileged_userns_clone=1); inside a container it needs "
+                  "--privileged or a seccomp profile that permits unshare");
 }
 
 SandboxPtr LocalBackend::create(const SandboxSpec& spec) {
-  if (!spec.pool_config) throw Error(Errc::invalid_request, "SandboxSpec.pool_config is not set");
+  if (!spec.pool_config)
+    throw Error(Errc::invalid_request, "SandboxSpec.pool_config is not set");
   int uid_lock = -1;
   auto owner = geteuid() == 0 ? rw_mount_owner(*spec.pool_config) : std::nullopt;
   uid_t uid = owner ? owner->first : geteuid() == 0 ? reserve_uid(uid_lock) : 0;
@@ -418,7 +493,8 @@ SandboxPtr LocalBackend::create(const SandboxSpec& spec) {
   const PoolConfig& pool = *spec.pool_config;
   std::vector<std::string> args = bwrap_argv(pool, uid);
   if (args[0].empty())
-    throw Error(Errc::backend_unavailable, "bubblewrap (bwrap) not found: apt-get install bubblewrap");
+    throw Error(Errc::backend_unavailable,
+                "bubblewrap (bwrap) not found: apt-get install bubblewrap");
 
   // Who the tenant's commands run as, for the sandbox's own /etc/passwd and /etc/group.
   uid_t tenant_uid = geteuid() == 0 ? uid : getuid();
@@ -432,8 +508,10 @@ SandboxPtr LocalBackend::create(const SandboxSpec& spec) {
     // So is a fork server (interpreters), when the pool has one.
     CgroupLimits lim{pool.limits.memory, pool.limits.cpus,
                      pool.limits.pids + 2 + uint32_t(pool.interpreters.size())};
-    std::string instance = spec.instance.empty() ? "pid-" + std::to_string(getpid()) : spec.instance;
-    std::string name = spec.name.empty() ? "sandbox-" + std::to_string(next_uid_.fetch_add(1)) : spec.name;
+    std::string instance =
+      spec.instance.empty() ? "pid-" + std::to_string(getpid()) : spec.instance;
+    std::string name =
+      spec.name.empty() ? "sandbox-" + std::to_string(next_uid_.fetch_add(1)) : spec.name;
     auto tree = cgroups();
     {
       std::lock_guard<std::mutex> lk(cgroups_mu_);
@@ -446,13 +524,18 @@ SandboxPtr LocalBackend::create(const SandboxSpec& spec) {
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0)
     throw Error(Errc::internal, std::string("socketpair: ") + strerror(errno));
   Fd host(sp[0]), child(sp[1]);
-  if (pipe2(ep, O_CLOEXEC) != 0) throw Error(Errc::internal, std::string("pipe: ") + strerror(errno));
+  if (pipe2(ep, O_CLOEXEC) != 0)
+    throw Error(Errc::internal, std::string("pipe: ") + strerror(errno));
   Fd err_r(ep[0]), err_w(ep[1]);
 
   // The socket is both the agent's stdin and stdout; bwrap's stderr tells why a start failed.
   pid_t pid = spawn(args,
-                    {{child.fd, 0}, {child.fd, 1}, {err_w.fd, 2}, {filter.fd, kSeccompFd},
-                     {passwd.fd, kPasswdFd}, {group.fd, kGroupFd}},
+                    {{child.fd, 0},
+                     {child.fd, 1},
+                     {err_w.fd, 2},
+                     {filter.fd, kSeccompFd},
+                     {passwd.fd, kPasswdFd},
+                     {group.fd, kGroupFd}},
                     cg ? cg->join_fds() : std::vector<int>{});
   child.reset();
   err_w.reset();
@@ -469,12 +552,12 @@ SandboxPtr LocalBackend::create(const SandboxSpec& spec) {
     box->client_->ping(kStartTimeout);
   } catch (const Error& e) {
     kill_and_reap(pid);
-    box->destroyed_ = true;  // reaped: the destructor must not signal a possibly reused pid
+    box->destroyed_ = true; // reaped: the destructor must not signal a possibly reused pid
     std::string said = read_until_eof(err_r.fd, clk::now() + std::chrono::seconds(1));
-    bool bwrap_failed = said.rfind("bwrap:", 0) == 0;  // namespace/mount setup refused
+    bool bwrap_failed = said.rfind("bwrap:", 0) == 0; // namespace/mount setup refused
     throw Error(bwrap_failed ? Errc::backend_unavailable : Errc::container_failed,
                 "sandbox " + box->id_ + " did not start: " + e.what() +
-                    (said.empty() ? std::string() : "; bwrap said: " + said));
+                  (said.empty() ? std::string() : "; bwrap said: " + said));
   }
   try {
     start_interpreters(*box->client_, pool, "(local: the host's root filesystem)");
@@ -490,12 +573,14 @@ SandboxPtr LocalBackend::create(const SandboxSpec& spec) {
 std::shared_ptr<AgentClient> LocalBackend::client_of(Sandbox& box) {
   LocalSandbox& s = as_local(box);
   std::lock_guard<std::mutex> lk(s.mu_);
-  if (s.destroyed_) throw Error(Errc::container_failed, "sandbox " + s.id_ + " was destroyed");
+  if (s.destroyed_)
+    throw Error(Errc::container_failed, "sandbox " + s.id_ + " was destroyed");
   return s.client_;
 }
 
 ExecResult LocalBackend::exec(Sandbox& box, const ExecRequest& req) {
-  if (const PoolConfig* pool = as_local(box).pool_) check_language(*pool, req);
+  if (const PoolConfig* pool = as_local(box).pool_)
+    check_language(*pool, req);
   return client_of(box)->exec(req);
 }
 
@@ -518,41 +603,49 @@ void LocalBackend::destroy(Sandbox& box) {
   std::shared_ptr<AgentClient> client;
   {
     std::lock_guard<std::mutex> lk(s.mu_);
-    if (s.destroyed_) return;
+    if (s.destroyed_)
+      return;
     s.destroyed_ = true;
     client = std::move(s.client_);
   }
   // Kill first: a call in flight on another thread then ends with EOF instead of waiting.
   kill_and_reap(s.pid_);
-  if (client) client->close();
+  if (client)
+    client->close();
   std::lock_guard<std::mutex> lk(s.mu_);
-  if (s.cgroup_) s.cgroup_->remove(std::chrono::seconds(5));
+  if (s.cgroup_)
+    s.cgroup_->remove(std::chrono::seconds(5));
   s.cgroup_.reset();
-  if (s.uid_lock_fd_ >= 0) ::close(s.uid_lock_fd_);  // the uid's processes are gone with the pid ns
+  if (s.uid_lock_fd_ >= 0)
+    ::close(s.uid_lock_fd_); // the uid's processes are gone with the pid ns
   s.uid_lock_fd_ = -1;
 }
 
 std::string LocalBackend::unfit_reason(Sandbox& box) {
   LocalSandbox& s = as_local(box);
   std::lock_guard<std::mutex> lk(s.mu_);
-  if (!s.cgroup_) return {};
+  if (!s.cgroup_)
+    return {};
   uint64_t kills = s.cgroup_->oom_kills();
-  if (kills <= s.oom_kills_seen_) return {};
+  if (kills <= s.oom_kills_seen_)
+    return {};
   uint64_t now = kills - s.oom_kills_seen_;
   s.oom_kills_seen_ = kills;
-  return "memory_limit: the kernel killed " + std::to_string(now) + " process" + (now == 1 ? "" : "es") +
-         " of sandbox " + s.id_ + " that reached its memory limit";
+  return "memory_limit: the kernel killed " + std::to_string(now) + " process" +
+         (now == 1 ? "" : "es") + " of sandbox " + s.id_ + " that reached its memory limit";
 }
 
 size_t LocalBackend::reap_orphans(const std::string&, const std::string&) {
   // Sandboxes die with their engine (--die-with-parent); what a killed run leaves is empty groups.
-  if (opts_.require_cgroups) cgroups()->remove_empty_groups();
+  if (opts_.require_cgroups)
+    cgroups()->remove_empty_groups();
   return 0;
 }
 
 size_t LocalBackend::remove_all(const std::string& instance) {
   std::lock_guard<std::mutex> lk(cgroups_mu_);
-  if (cgroups_) cgroups_->remove_instance(instance);
+  if (cgroups_)
+    cgroups_->remove_instance(instance);
   return 0;
 }
 

@@ -37,12 +37,12 @@ private:
   std::string id_;
   pid_t pid_ = -1;
   uid_t uid_ = 0;
-  int uid_lock_fd_ = -1;  // flock that reserves uid_ host-wide while the sandbox lives
-  std::mutex mu_;  // guards destroyed_ / client_ / cgroup_ against destroy racing a call
+  int uid_lock_fd_ = -1; // flock that reserves uid_ host-wide while the sandbox lives
+  std::mutex mu_;        // guards destroyed_ / client_ / cgroup_ against destroy racing a call
   bool destroyed_ = false;
   std::shared_ptr<AgentClient> client_;
-  const PoolConfig* pool_ = nullptr;  // outlives the sandbox (SandboxSpec::pool_config)
-  std::unique_ptr<SandboxCgroup> cgroup_;  // null when the pool enforces limits by rlimit
+  const PoolConfig* pool_ = nullptr;      // outlives the sandbox (SandboxSpec::pool_config)
+  std::unique_ptr<SandboxCgroup> cgroup_; // null when the pool enforces limits by rlimit
   uint64_t oom_kills_seen_ = 0;
 };
 
@@ -60,7 +60,7 @@ public:
   static constexpr int kSeccompFd = 3, kPasswdFd = 4, kGroupFd = 5;
 
   struct Options {
-    std::string agent_path;  // empty: see find_agent()
+    std::string agent_path; // empty: see find_agent()
     uid_t uid_base = kUidBase;
     std::string cgroup_root = CgroupTree::kDefaultRoot;
     /// check_available() insists on a writable cgroup hierarchy (the pool's limits.enforce).
@@ -107,7 +107,7 @@ private:
   std::atomic<uint32_t> next_uid_{0};
   std::mutex cgroups_mu_;
   std::shared_ptr<CgroupTree> cgroups_;
-  std::set<std::string> instances_;  // instance groups created under (guarded by cgroups_mu_)
+  std::set<std::string> instances_; // instance groups created under (guarded by cgroups_mu_)
 };
 
 } // namespace warmpool

@@ -41,7 +41,8 @@ bool fs_is(const std::string& p, long magic) {
 // 0 or the errno of the failed open/write.
 int write_value(const std::string& path, const std::string& value) {
   int fd = open(path.c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return errno;
+  if (fd < 0)
+    return errno;
   int err = write(fd, value.data(), value.size()) == ssize_t(value.size()) ? 0 : errno;
   close(fd);
   return err;
@@ -58,26 +59,33 @@ uint64_t keyed_value(const std::string& path, const std::string& key) {
   std::string k;
   uint64_t v = 0;
   while (in >> k >> v)
-    if (k == key) return v;
+    if (k == key)
+      return v;
   return 0;
 }
 
 // Keeps a name usable as one directory: letters, digits, '.', '-', '_'.
 std::string component(const std::string& s) {
   std::string out;
-  for (char c : s) out += (isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.') ? c : '_';
-  if (out.empty() || out[0] == '.') out = "_" + out;
+  for (char c : s)
+    out += (isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.') ? c : '_';
+  if (out.empty() || out[0] == '.')
+    out = "_" + out;
   return out;
 }
 
-int make_dir(const std::string& p) { return mkdir(p.c_str(), 0755) == 0 || errno == EEXIST ? 0 : errno; }
+int make_dir(const std::string& p) {
+  return mkdir(p.c_str(), 0755) == 0 || errno == EEXIST ? 0 : errno;
+}
 
 std::vector<std::string> subdirs(const std::string& dir) {
   std::vector<std::string> out;
   DIR* d = opendir(dir.c_str());
   while (dirent* e = d ? readdir(d) : nullptr)
-    if (e->d_type == DT_DIR && e->d_name[0] != '.') out.push_back(dir + "/" + e->d_name);
-  if (d) closedir(d);
+    if (e->d_type == DT_DIR && e->d_name[0] != '.')
+      out.push_back(dir + "/" + e->d_name);
+  if (d)
+    closedir(d);
   return out;
 }
 
@@ -85,16 +93,20 @@ void kill_members(const std::string& dir) {
   std::istringstream in(read_text(dir + "/cgroup.procs"));
   pid_t pid;
   while (in >> pid)
-    if (pid > 0) kill(pid, SIGKILL);
+    if (pid > 0)
+      kill(pid, SIGKILL);
 }
 
 [[noreturn]] void unavailable(const std::string& why) {
-  throw Error(Errc::backend_unavailable,
-              "the local backend limits each sandbox's memory, CPU and processes in a cgroup of its "
-              "own, but " + why + ". Run warmpool as root on a host with cgroup v2 (memory, cpu and "
-              "pids controllers) or the cgroup v1 memory, cpu and pids hierarchies, or delegate a "
-              "writable cgroup to it; or set the pool's limits.enforce to \"rlimit\" for weaker, "
-              "per-process limits");
+  throw Error(
+    Errc::backend_unavailable,
+    "the local backend limits each sandbox's memory, CPU and processes in a cgroup of its "
+    "own, but " +
+      why +
+      ". Run warmpool as root on a host with cgroup v2 (memory, cpu and "
+      "pids controllers) or the cgroup v1 memory, cpu and pids hierarchies, or delegate a "
+      "writable cgroup to it; or set the pool's limits.enforce to \"rlimit\" for weaker, "
+      "per-process limits");
 }
 
 } // namespace
@@ -102,37 +114,46 @@ void kill_members(const std::string& dir) {
 // -- SandboxCgroup ------------------------------------------------------------
 
 SandboxCgroup::~SandboxCgroup() {
-  if (!removed_) remove(std::chrono::milliseconds(2000));
-  for (int fd : join_fds_) close(fd);
+  if (!removed_)
+    remove(std::chrono::milliseconds(2000));
+  for (int fd : join_fds_)
+    close(fd);
 }
 
 uint64_t SandboxCgroup::oom_kills() const {
-  if (dirs_.empty()) return 0;
+  if (dirs_.empty())
+    return 0;
   return keyed_value(dirs_[0] + (v2_ ? "/memory.events" : "/memory.oom_control"), "oom_kill");
 }
 
 std::string SandboxCgroup::dir(const std::string& controller) const {
-  if (v2_ || dirs_.empty()) return dirs_.empty() ? std::string() : dirs_[0];
+  if (v2_ || dirs_.empty())
+    return dirs_.empty() ? std::string() : dirs_[0];
   for (size_t i = 0; i < dirs_.size(); ++i)
-    if (controller == kV1Controllers[i]) return dirs_[i];
+    if (controller == kV1Controllers[i])
+      return dirs_[i];
   return {};
 }
 
 bool SandboxCgroup::remove(duration wait) {
-  for (int fd : join_fds_) close(fd);
+  for (int fd : join_fds_)
+    close(fd);
   join_fds_.clear();
   auto deadline = clk::now() + wait;
   std::vector<std::string> left = dirs_;
   while (!left.empty()) {
     // cgroup.kill (v2, Linux 5.14+) kills even processes forked meanwhile; else one by one.
     for (const auto& d : left)
-      if (!v2_ || write_value(d + "/cgroup.kill", "1") != 0) kill_members(d);
+      if (!v2_ || write_value(d + "/cgroup.kill", "1") != 0)
+        kill_members(d);
     std::vector<std::string> busy;
     for (const auto& d : left)
-      if (rmdir(d.c_str()) != 0 && errno != ENOENT) busy.push_back(d);
+      if (rmdir(d.c_str()) != 0 && errno != ENOENT)
+        busy.push_back(d);
     left.swap(busy);
-    if (left.empty() || clk::now() >= deadline) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));  // dying processes leave the group
+    if (left.empty() || clk::now() >= deadline)
+      break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5)); // dying processes leave the group
   }
   removed_ = true;
   return left.empty();
@@ -150,14 +171,17 @@ std::shared_ptr<CgroupTree> CgroupTree::open(const std::string& root) {
       if (std::find(have.begin(), have.end(), c) == have.end())
         missing += std::string(missing.empty() ? "" : ", ") + c;
     if (!missing.empty())
-      unavailable("the cgroup v2 hierarchy at " + root + " does not offer the " + missing + " controller(s)");
+      unavailable("the cgroup v2 hierarchy at " + root + " does not offer the " + missing +
+                  " controller(s)");
     std::string parent = root + "/" + kParent;
     // Children get the controllers only if every ancestor hands them down.
     for (const std::string& d : {root, parent}) {
       if (d != root)
-        if (int e = make_dir(d)) unavailable("cannot create " + d + ": " + strerror(e));
+        if (int e = make_dir(d))
+          unavailable("cannot create " + d + ": " + strerror(e));
       if (int e = write_value(d + "/cgroup.subtree_control", "+memory +cpu +pids"))
-        unavailable("cannot enable the memory, cpu and pids controllers in " + d + ": " + strerror(e));
+        unavailable("cannot enable the memory, cpu and pids controllers in " + d + ": " +
+                    strerror(e));
     }
     tree->v2_ = true;
     tree->parents_ = {parent};
@@ -169,19 +193,22 @@ std::shared_ptr<CgroupTree> CgroupTree::open(const std::string& root) {
       unavailable(root + " is neither cgroup v2 nor has a cgroup v1 " + kV1Controllers[i] +
                   " hierarchy at " + hierarchy);
     std::string parent = hierarchy + "/" + kParent;
-    if (int e = make_dir(parent)) unavailable("cannot create " + parent + ": " + strerror(e));
+    if (int e = make_dir(parent))
+      unavailable("cannot create " + parent + ": " + strerror(e));
     tree->parents_.push_back(parent);
   }
   return tree;
 }
 
-std::unique_ptr<SandboxCgroup> CgroupTree::create(const std::string& instance, const std::string& name,
+std::unique_ptr<SandboxCgroup> CgroupTree::create(const std::string& instance,
+                                                  const std::string& name,
                                                   const CgroupLimits& limits) {
   std::unique_ptr<SandboxCgroup> g(new SandboxCgroup());
   g->v2_ = v2_;
   auto fail = [&](const std::string& what, int err) {
     g->remove(std::chrono::milliseconds(0));
-    throw Error(Errc::backend_unavailable, "cannot set up the sandbox's cgroup: " + what + ": " + strerror(err));
+    throw Error(Errc::backend_unavailable,
+                "cannot set up the sandbox's cgroup: " + what + ": " + strerror(err));
   };
   {
     std::lock_guard<std::mutex> lk(mu_);
@@ -191,41 +218,54 @@ std::unique_ptr<SandboxCgroup> CgroupTree::create(const std::string& instance, c
       int err = 0;
       // Another engine's start-up may remove our instance group while it is empty: retry.
       for (int attempt = 0; attempt < 5; ++attempt) {
-        if ((err = make_dir(inst))) continue;
-        if (v2_) write_value(inst + "/cgroup.subtree_control", "+memory +cpu +pids");
-        if (mkdir(dir.c_str(), 0755) == 0) { err = 0; break; }
+        if ((err = make_dir(inst)))
+          continue;
+        if (v2_)
+          write_value(inst + "/cgroup.subtree_control", "+memory +cpu +pids");
+        if (mkdir(dir.c_str(), 0755) == 0) {
+          err = 0;
+          break;
+        }
         err = errno;
-        if (err == EEXIST && rmdir(dir.c_str()) == 0) continue;  // an empty leftover of that name
-        if (err != ENOENT) break;
+        if (err == EEXIST && rmdir(dir.c_str()) == 0)
+          continue; // an empty leftover of that name
+        if (err != ENOENT)
+          break;
       }
-      if (err) fail("creating " + dir, err);
+      if (err)
+        fail("creating " + dir, err);
       g->dirs_.push_back(dir);
     }
   }
-  auto set = [&](const std::string& dir, const char* file, const std::string& value, bool optional = false) {
+  auto set = [&](const std::string& dir, const char* file, const std::string& value,
+                 bool optional = false) {
     std::string path = dir + "/" + file;
-    if (optional && !exists(path)) return;
-    if (int e = write_value(path, value)) fail("writing " + value + " to " + path, e);
+    if (optional && !exists(path))
+      return;
+    if (int e = write_value(path, value))
+      fail("writing " + value + " to " + path, e);
   };
-  const int64_t period = 100000;  // µs: the kernel's default CFS period
+  const int64_t period = 100000; // µs: the kernel's default CFS period
   std::string quota = std::to_string(std::max<int64_t>(1000, std::llround(limits.cpus * period)));
   std::string memory = std::to_string(limits.memory), pids = std::to_string(limits.pids);
   if (v2_) {
     const std::string& d = g->dirs_[0];
     set(d, "memory.max", memory);
-    set(d, "memory.swap.max", "0", true);  // the limit is the memory, not memory plus swap
+    set(d, "memory.swap.max", "0", true); // the limit is the memory, not memory plus swap
     set(d, "cpu.max", quota + " " + std::to_string(period));
     set(d, "pids.max", pids);
   } else {
     set(g->dirs_[0], "memory.limit_in_bytes", memory);
-    set(g->dirs_[0], "memory.memsw.limit_in_bytes", memory, true);  // no swap on top (needs swap accounting)
+    set(g->dirs_[0], "memory.memsw.limit_in_bytes", memory,
+        true); // no swap on top (needs swap accounting)
     set(g->dirs_[1], "cpu.cfs_period_us", std::to_string(period));
     set(g->dirs_[1], "cpu.cfs_quota_us", quota);
     set(g->dirs_[2], "pids.max", pids);
   }
   for (const auto& d : g->dirs_) {
     int fd = ::open((d + "/cgroup.procs").c_str(), O_WRONLY | O_CLOEXEC);
-    if (fd < 0) fail("opening " + d + "/cgroup.procs", errno);
+    if (fd < 0)
+      fail("opening " + d + "/cgroup.procs", errno);
     g->join_fds_.push_back(fd);
   }
   return g;
@@ -237,7 +277,8 @@ size_t CgroupTree::remove_empty_groups() {
   for (size_t i = 0; i < parents_.size(); ++i) {
     for (const auto& inst : subdirs(parents_[i])) {
       for (const auto& box : subdirs(inst))
-        if (rmdir(box.c_str()) == 0 && i == 0) ++removed;  // EBUSY: processes still inside
+        if (rmdir(box.c_str()) == 0 && i == 0)
+          ++removed; // EBUSY: processes still inside
       rmdir(inst.c_str());
     }
   }
@@ -248,7 +289,8 @@ void CgroupTree::remove_instance(const std::string& instance) {
   std::lock_guard<std::mutex> lk(mu_);
   for (const auto& parent : parents_) {
     std::string inst = parent + "/" + component(instance);
-    for (const auto& box : subdirs(inst)) rmdir(box.c_str());
+    for (const auto& box : subdirs(inst))
+      rmdir(box.c_str());
     rmdir(inst.c_str());
   }
 }

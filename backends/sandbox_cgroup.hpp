@@ -21,9 +21,9 @@
 namespace warmpool {
 
 struct CgroupLimits {
-  uint64_t memory = 0;  // bytes of memory (and swap: none on top) for the whole sandbox
-  double cpus = 0;      // CPU time, in CPUs (0.5: half of one CPU)
-  uint32_t pids = 0;    // processes and threads at once
+  uint64_t memory = 0; // bytes of memory (and swap: none on top) for the whole sandbox
+  double cpus = 0;     // CPU time, in CPUs (0.5: half of one CPU)
+  uint32_t pids = 0;   // processes and threads at once
 };
 
 /// One sandbox's group. Destroying it kills what is left inside and removes the group.
@@ -48,7 +48,7 @@ private:
   friend class CgroupTree;
   SandboxCgroup() = default;
   bool v2_ = false;
-  std::vector<std::string> dirs_;  // v2: one; v1: memory, cpu, pids
+  std::vector<std::string> dirs_; // v2: one; v1: memory, cpu, pids
   std::vector<int> join_fds_;
   bool removed_ = false;
 };
@@ -76,8 +76,8 @@ public:
 
 private:
   bool v2_ = false;
-  std::vector<std::string> parents_;  // <controller root>/warmpool, one per hierarchy
-  std::mutex mu_;  // serializes creating parent directories against removing empty ones
+  std::vector<std::string> parents_; // <controller root>/warmpool, one per hierarchy
+  std::mutex mu_; // serializes creating parent directories against removing empty ones
 };
 
 } // namespace warmpool

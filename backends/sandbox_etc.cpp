@@ -11,11 +11,20 @@ namespace {
 
 // Read by libc, the dynamic linker, TLS libraries, language runtimes and common tools.
 const char* const kEtcEntries[] = {
-    "alternatives", "debian_version", "fonts", "gai.conf", "host.conf", "hosts", "ld.so.cache",
-    "ld.so.conf", "ld.so.conf.d", "locale.alias", "localtime", "magic", "magic.mime",
-    "mime.types", "networks", "nsswitch.conf", "os-release", "protocols", "resolv.conf", "rpc",
-    "services", "shells", "ssl/certs", "ssl/openssl.cnf", "pki/tls/certs", "pki/ca-trust/extracted",
-    "terminfo", "timezone",
+  "alternatives",  "debian_version",
+  "fonts",         "gai.conf",
+  "host.conf",     "hosts",
+  "ld.so.cache",   "ld.so.conf",
+  "ld.so.conf.d",  "locale.alias",
+  "localtime",     "magic",
+  "magic.mime",    "mime.types",
+  "networks",      "nsswitch.conf",
+  "os-release",    "protocols",
+  "resolv.conf",   "rpc",
+  "services",      "shells",
+  "ssl/certs",     "ssl/openssl.cnf",
+  "pki/tls/certs", "pki/ca-trust/extracted",
+  "terminfo",      "timezone",
 };
 // Configuration directories of language runtimes (python3.11, java-17-openjdk, ...).
 const char* const kEtcPrefixes[] = {"python3", "java-"};
@@ -26,18 +35,22 @@ bool exists(const std::string& p) {
 }
 
 std::string user_name(uid_t uid) {
-  if (uid == 0) return "root";
+  if (uid == 0)
+    return "root";
   passwd pw{}, *found = nullptr;
   char buf[4096];
-  if (getpwuid_r(uid, &pw, buf, sizeof buf, &found) == 0 && found && found->pw_name[0]) return found->pw_name;
+  if (getpwuid_r(uid, &pw, buf, sizeof buf, &found) == 0 && found && found->pw_name[0])
+    return found->pw_name;
   return "sandbox";
 }
 
 std::string group_name(gid_t gid) {
-  if (gid == 0) return "root";
+  if (gid == 0)
+    return "root";
   group gr{}, *found = nullptr;
   char buf[4096];
-  if (getgrgid_r(gid, &gr, buf, sizeof buf, &found) == 0 && found && found->gr_name[0]) return found->gr_name;
+  if (getgrgid_r(gid, &gr, buf, sizeof buf, &found) == 0 && found && found->gr_name[0])
+    return found->gr_name;
   return "sandbox";
 }
 
@@ -46,11 +59,13 @@ std::string group_name(gid_t gid) {
 std::vector<std::string> sandbox_etc_binds(const std::string& host_etc) {
   std::vector<std::string> out;
   for (const char* e : kEtcEntries)
-    if (exists(host_etc + "/" + e)) out.push_back(host_etc + "/" + e);
+    if (exists(host_etc + "/" + e))
+      out.push_back(host_etc + "/" + e);
   if (DIR* d = opendir(host_etc.c_str())) {
     while (dirent* e = readdir(d))
       for (const char* prefix : kEtcPrefixes)
-        if (std::string(e->d_name).rfind(prefix, 0) == 0) out.push_back(host_etc + "/" + e->d_name);
+        if (std::string(e->d_name).rfind(prefix, 0) == 0)
+          out.push_back(host_etc + "/" + e->d_name);
     closedir(d);
   }
   return out;
@@ -67,7 +82,8 @@ std::string sandbox_passwd(uid_t uid, gid_t gid) {
 
 std::string sandbox_group(gid_t gid) {
   std::string out = "root:x:0:\n";
-  if (gid != 0 && gid != 65534) out += group_name(gid) + ":x:" + std::to_string(gid) + ":\n";
+  if (gid != 0 && gid != 65534)
+    out += group_name(gid) + ":x:" + std::to_string(gid) + ":\n";
   out += "nogroup:x:65534:\n";
   return out;
 }

@@ -14,9 +14,7 @@ struct SimBackend::SimSandbox : Sandbox {
 
 SimBackend::SimBackend(SimConfig cfg) : cfg_(cfg), rng_(cfg.seed) {}
 
-SimBackend::SimSandbox& SimBackend::cast(Sandbox& box) {
-  return static_cast<SimSandbox&>(box);
-}
+SimBackend::SimSandbox& SimBackend::cast(Sandbox& box) { return static_cast<SimSandbox&>(box); }
 
 bool SimBackend::roll_failure() {
   if (cfg_.failure_rate <= 0)
@@ -32,11 +30,13 @@ void SimBackend::pause(duration d) {
 
 void SimBackend::pause_for(duration d) {
   auto until = std::chrono::steady_clock::now() + d;
-  paused_until_ns_ = std::chrono::duration_cast<std::chrono::nanoseconds>(until.time_since_epoch()).count();
+  paused_until_ns_ =
+    std::chrono::duration_cast<std::chrono::nanoseconds>(until.time_since_epoch()).count();
 }
 
 void SimBackend::wait_while_paused() const {
-  auto until = std::chrono::steady_clock::time_point{std::chrono::nanoseconds{paused_until_ns_.load()}};
+  auto until =
+    std::chrono::steady_clock::time_point{std::chrono::nanoseconds{paused_until_ns_.load()}};
   if (until > std::chrono::steady_clock::now())
     std::this_thread::sleep_until(until);
 }
@@ -50,7 +50,8 @@ void SimBackend::check_alive(SimSandbox& box) {
 SandboxPtr SimBackend::create(const SandboxSpec& spec) {
   wait_while_paused();
   auto now = ++creating_;
-  for (auto seen = max_parallel_.load(); now > seen && !max_parallel_.compare_exchange_weak(seen, now);)
+  for (auto seen = max_parallel_.load();
+       now > seen && !max_parallel_.compare_exchange_weak(seen, now);)
     ;
   pause(cfg_.create_latency);
   --creating_;

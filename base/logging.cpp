@@ -25,8 +25,9 @@ public:
 protected:
   void sink_it_(const spdlog::details::log_msg& msg) override {
     auto secs = std::chrono::system_clock::to_time_t(msg.time);
-    auto micros = std::chrono::duration_cast<std::chrono::microseconds>(
-                    msg.time.time_since_epoch()).count() % 1000000;
+    auto micros =
+      std::chrono::duration_cast<std::chrono::microseconds>(msg.time.time_since_epoch()).count() %
+      1000000;
     std::tm tm{};
     gmtime_r(&secs, &tm);
     char ts[40];
@@ -55,7 +56,7 @@ std::mutex mtx;
 std::vector<std::shared_ptr<spdlog::logger>> kept;
 std::atomic<spdlog::logger*> current{nullptr};
 std::optional<LogConfig> applied; // what `ours` was made from
-spdlog::logger* ours = nullptr;    // current, when we made it (not the embedder's)
+spdlog::logger* ours = nullptr;   // current, when we made it (not the embedder's)
 
 spdlog::logger* use(std::shared_ptr<spdlog::logger> l) {
   kept.push_back(std::move(l));

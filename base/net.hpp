@@ -24,7 +24,8 @@ std::optional<HostPort> parse_host_port(const std::string& text);
 /// The out-parameter form of parse_host_port (host and port are left alone on failure).
 inline bool split_host_port(const std::string& text, std::string& host, uint16_t& port) {
   auto hp = parse_host_port(text);
-  if (!hp) return false;
+  if (!hp)
+    return false;
   host = std::move(hp->host);
   port = hp->port;
   return true;

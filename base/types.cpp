@@ -24,9 +24,11 @@ const char* describe(Errc code) {
   switch (code) {
     case Errc::none: return "no error";
     case Errc::pool_exhausted:
-      return "no sandbox became free before the acquire deadline; raise max_size, lengthen the timeout or use on_exhausted: fresh";
+      return "no sandbox became free before the acquire deadline; raise max_size, lengthen the "
+             "timeout or use on_exhausted: fresh";
     case Errc::backend_unavailable: return "the sandbox backend cannot be used";
-    case Errc::container_failed: return "the sandbox behind this lease failed and was taken out of service";
+    case Errc::container_failed:
+      return "the sandbox behind this lease failed and was taken out of service";
     case Errc::exec_timeout: return "the operation did not finish within its time limit";
     case Errc::invalid_request: return "the request is malformed";
     case Errc::shutting_down: return "the engine is shutting down and accepts no new work";
@@ -43,8 +45,6 @@ bool breaks_sandbox(Errc code) {
   return code == Errc::container_failed || code == Errc::node_lost || code == Errc::exec_timeout;
 }
 
-bool ends_lease(Errc code) {
-  return breaks_sandbox(code) || code == Errc::unknown_lease;
-}
+bool ends_lease(Errc code) { return breaks_sandbox(code) || code == Errc::unknown_lease; }
 
 } // namespace warmpool

@@ -44,13 +44,14 @@ using clk = std::chrono::steady_clock;
 namespace {
 
 struct Summary {
-  double p50, p90, p99, max;  // microseconds
+  double p50, p90, p99, max; // microseconds
 };
 
 Summary summarize(std::vector<int64_t>& ns) {
-  if (ns.empty()) return {0, 0, 0, 0};
+  if (ns.empty())
+    return {0, 0, 0, 0};
   std::sort(ns.begin(), ns.end());
-  auto at = [&](double q) {  // nearest rank
+  auto at = [&](double q) { // nearest rank
     size_t i = size_t(q * double(ns.size()));
     return double(ns[std::min(i, ns.size() - 1)]) / 1000.0;
   };
@@ -76,7 +77,7 @@ EngineConfig bench_config(uint32_t sandboxes) {
   pc.min_idle = pc.max_size = sandboxes;
   pc.create_parallelism = 64;
   pc.acquire_timeout = std::chrono::minutes(5);
-  pc.health_check.interval = duration{0};  // no probes competing with the measurement
+  pc.health_check.interval = duration{0}; // no probes competing with the measurement
   cfg.pools.push_back(pc);
   return cfg;
 }
@@ -99,7 +100,7 @@ nlohmann::json run(const Row& row, long ops, duration hold) {
     threads.emplace_back([&, t] {
       auto& a = acq[size_t(t)];
       auto& c = cyc[size_t(t)];
-      std::mt19937 rng(unsigned(t) + 1);  // hold uniform in [0, 2*hold]: callers drift apart
+      std::mt19937 rng(unsigned(t) + 1); // hold uniform in [0, 2*hold]: callers drift apart
       std::uniform_int_distribution<int64_t> jitter(0, 2000 * int64_t(hold.count()));
       a.reserve(size_t(per_caller));
       c.reserve(size_t(per_caller));
@@ -111,18 +112,20 @@ nlohmann::json run(const Row& row, long ops, duration hold) {
       }
       // With a hold, callers also start at a random point of one hold period, so the
       // row measures the steady state rather than one thundering herd at start.
-      if (hold.count() > 0) std::this_thread::sleep_for(std::chrono::microseconds(jitter(rng)));
+      if (hold.count() > 0)
+        std::this_thread::sleep_for(std::chrono::microseconds(jitter(rng)));
       for (long i = 0; i < per_caller; ++i) {
         try {
           auto t0 = clk::now();
           Lease lease = engine.acquire("bench");
           auto t1 = clk::now();
-          if (hold.count() > 0) std::this_thread::sleep_for(std::chrono::microseconds(jitter(rng)));
+          if (hold.count() > 0)
+            std::this_thread::sleep_for(std::chrono::microseconds(jitter(rng)));
           auto t2 = clk::now();
           lease.release();
           auto t3 = clk::now();
           a.push_back((t1 - t0).count());
-          c.push_back((t1 - t0 + t3 - t2).count());  // the hold is not engine time
+          c.push_back((t1 - t0 + t3 - t2).count()); // the hold is not engine time
         } catch (const std::exception&) {
           ++errors;
         }
@@ -135,7 +138,8 @@ nlohmann::json run(const Row& row, long ops, duration hold) {
   }
   auto start = clk::now();
   cv.notify_all();
-  for (auto& th : threads) th.join();
+  for (auto& th : threads)
+    th.join();
   double secs = std::chrono::duration<double>(clk::now() - start).count();
   auto stats = engine.stats("bench");
 
@@ -238,7 +242,8 @@ int main(int argc, char** argv) {
   bool json = false;
   CLI::App app{"warm acquire+release latency on the sim backend"};
   app.add_option("--callers", callers, "concurrent caller threads per row")->delimiter(',');
-  app.add_option("--async", inflight, "rows of N acquires in flight from callbacks")->delimiter(',');
+  app.add_option("--async", inflight, "rows of N acquires in flight from callbacks")
+    ->delimiter(',');
   app.add_option("--ops", ops, "acquire+release cycles per row (split over the callers)");
   app.add_option("--pool-size", pool_size, "warm sandboxes of the shared pool");
   app.add_option("--hold-ms", hold_ms, "keep each lease this long before releasing it");
@@ -251,21 +256,24 @@ int main(int argc, char** argv) {
                  "hits%");
     for (int n : inflight) {
       auto r = run_async(n, std::max<uint32_t>(pool_size, uint32_t(n)), ops);
-      if (json) std::printf("%s\n", r.dump().c_str()), std::fflush(stdout);
+      if (json)
+        std::printf("%s\n", r.dump().c_str()), std::fflush(stdout);
       auto& a = r["acquire_us"];
       double hits = r["hits"].get<double>(), misses = r["misses"].get<double>();
       std::fprintf(stderr, "%-8s %8d %9u %7ld %6ld | %7.1f %7.1f %8.1f %9.1f | %8.0f | %6.1f\n",
                    "async", n, r["sandboxes"].get<unsigned>(), r["ops"].get<long>(),
                    r["errors"].get<long>(), a["p50"].get<double>(), a["p90"].get<double>(),
                    a["p99"].get<double>(), a["max"].get<double>(),
-                   r["throughput_ops_per_s"].get<double>(), 100.0 * hits / std::max(1.0, hits + misses));
+                   r["throughput_ops_per_s"].get<double>(),
+                   100.0 * hits / std::max(1.0, hits + misses));
     }
     return 0;
   }
   std::vector<Row> rows;
   for (int c : callers) {
     rows.push_back({c, pool_size, c > int(pool_size) ? "queueing" : "sandboxes>=callers"});
-    if (c > int(pool_size)) rows.push_back({c, uint32_t(c), "sandboxes>=callers"});
+    if (c > int(pool_size))
+      rows.push_back({c, uint32_t(c), "sandboxes>=callers"});
   }
 
   std::fprintf(stderr, "%-18s %7s %9s %7s %6s | %-35s | %-35s | %8s\n", "case", "callers",
@@ -273,14 +281,16 @@ int main(int argc, char** argv) {
                "acquire+release us  p50/p90/p99/max", "ops/s");
   for (const auto& row : rows) {
     auto r = run(row, ops, duration{hold_ms});
-    if (json) std::printf("%s\n", r.dump().c_str()), std::fflush(stdout);
+    if (json)
+      std::printf("%s\n", r.dump().c_str()), std::fflush(stdout);
     auto& a = r["acquire_us"];
     auto& c = r["acquire_release_us"];
-    std::fprintf(stderr, "%-18s %7d %9u %7ld %6ld | %7.1f %7.1f %8.1f %9.1f | %7.1f %7.1f %8.1f %9.1f | %8.0f\n",
-                 row.label.c_str(), row.callers, row.sandboxes, r["ops"].get<long>(),
-                 r["errors"].get<long>(), a["p50"].get<double>(), a["p90"].get<double>(),
-                 a["p99"].get<double>(), a["max"].get<double>(), c["p50"].get<double>(),
-                 c["p90"].get<double>(), c["p99"].get<double>(), c["max"].get<double>(),
-                 r["throughput_ops_per_s"].get<double>());
+    std::fprintf(
+      stderr,
+      "%-18s %7d %9u %7ld %6ld | %7.1f %7.1f %8.1f %9.1f | %7.1f %7.1f %8.1f %9.1f | %8.0f\n",
+      row.label.c_str(), row.callers, row.sandboxes, r["ops"].get<long>(), r["errors"].get<long>(),
+      a["p50"].get<double>(), a["p90"].get<double>(), a["p99"].get<double>(),
+      a["max"].get<double>(), c["p50"].get<double>(), c["p90"].get<double>(),
+      c["p99"].get<double>(), c["max"].get<double>(), r["throughput_ops_per_s"].get<double>());
   }
 }

@@ -33,7 +33,8 @@ namespace {
 int free_port() {
   // Bind port 0 through a throwaway engine-free socket: the kernel picks, we reuse it.
   FILE* p = popen("python3 -c 'import socket; s=socket.socket(); s.bind((\"127.0.0.1\",0)); "
-                  "print(s.getsockname()[1])'", "r");
+                  "print(s.getsockname()[1])'",
+                  "r");
   int port = 0;
   if (p && fscanf(p, "%d", &port) != 1)
     port = 0;
@@ -157,10 +158,13 @@ int main(int argc, char** argv) {
         cycle.push_back(std::chrono::duration<double, std::micro>(t2 - t0).count());
       }
       std::string where = std::string(pool) == "loc" ? "local" : "remote";
-      out[where] = {{"acquire_p50_us", pct(acq, .5)}, {"acquire_p99_us", pct(acq, .99)},
+      out[where] = {{"acquire_p50_us", pct(acq, .5)},
+                    {"acquire_p99_us", pct(acq, .99)},
                     {"acquire_exec_release_p50_us", pct(cycle, .5)},
                     {"acquire_exec_release_p99_us", pct(cycle, .99)}};
-      fprintf(stderr, "%-6s acquire p50 %7.0f us  p99 %7.0f us | acquire+exec+release p50 %7.0f us  p99 %7.0f us\n",
+      fprintf(stderr,
+              "%-6s acquire p50 %7.0f us  p99 %7.0f us | acquire+exec+release p50 %7.0f us  p99 "
+              "%7.0f us\n",
               where.c_str(), pct(acq, .5), pct(acq, .99), pct(cycle, .5), pct(cycle, .99));
     }
   }
@@ -181,10 +185,14 @@ int main(int argc, char** argv) {
     std::map<std::string, uint64_t> served;
     for (auto& s : a.stats())
       served[s.node] = s.hits + s.misses;
-    out["throughput"] = {{"callers", callers}, {"one_node_per_s", one}, {"three_nodes_per_s", three},
+    out["throughput"] = {{"callers", callers},
+                         {"one_node_per_s", one},
+                         {"three_nodes_per_s", three},
                          {"served_per_node", served}};
-    fprintf(stderr, "acquire+release, %d callers: 1 node %.0f/s, 3 nodes %.0f/s (served: a=%lu b=%lu c=%lu)\n",
-            callers, one, three, served["a"], served["b"], served["c"]);
+    fprintf(
+      stderr,
+      "acquire+release, %d callers: 1 node %.0f/s, 3 nodes %.0f/s (served: a=%lu b=%lu c=%lu)\n",
+      callers, one, three, served["a"], served["b"], served["c"]);
   }
   if (json)
     printf("%s\n", out.dump().c_str());

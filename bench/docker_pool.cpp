@@ -99,8 +99,8 @@ EngineConfig engine_config(std::vector<PoolConfig> pools) {
 
 std::string hostname_of(const ExecResult& r) {
   if (r.exit_code != 0 || r.stdout_data.empty())
-    throw std::runtime_error("cat /etc/hostname failed: exit " + std::to_string(r.exit_code) +
-                             " " + r.stderr_data);
+    throw std::runtime_error("cat /etc/hostname failed: exit " + std::to_string(r.exit_code) + " " +
+                             r.stderr_data);
   return r.stdout_data;
 }
 
@@ -124,15 +124,18 @@ std::string run_rm(docker::DockerClient& c) {
   const std::string v = "/v" + c.api_version() + "/containers/" + id;
   c.start(id);
   auto w = c.request("POST", v + "/wait", "", "", 60000);
-  if (w.status != 200) c.fail("waiting for container " + id, w);
+  if (w.status != 200)
+    c.fail("waiting for container " + id, w);
   std::string out = c.logs(id, 10);
   c.remove(id, true);
-  if (out.empty()) throw std::runtime_error("no output from the fresh container");
+  if (out.empty())
+    throw std::runtime_error("no output from the fresh container");
   return out;
 }
 
 void remove_leftovers(docker::DockerClient& c) {
-  for (const auto& ct : c.list({kBenchLabel}, true)) c.remove(ct.value("Id", ""), true);
+  for (const auto& ct : c.list({kBenchLabel}, true))
+    c.remove(ct.value("Id", ""), true);
   for (const auto& ct : c.list({std::string("warmpool.node=") + kNode}, true))
     c.remove(ct.value("Id", ""), true);
 }
@@ -145,11 +148,13 @@ void remove_leftovers(docker::DockerClient& c) {
 double pooled_run(int n, bool wait, double& warmup_ms, double& stop_ms) {
   auto t0 = clk::now();
   Engine e(engine_config({pool("seed", 2, 2)}));
-  if (wait && !e.wait_ready(std::chrono::seconds(60))) throw std::runtime_error("pool did not warm");
+  if (wait && !e.wait_ready(std::chrono::seconds(60)))
+    throw std::runtime_error("pool did not warm");
   warmup_ms = ms_since(t0);
   ExecRequest cat;
   cat.argv = {"cat", "/etc/hostname"};
-  for (int i = 0; i < n; ++i) hostname_of(e.execute("seed", cat));
+  for (int i = 0; i < n; ++i)
+    hostname_of(e.execute("seed", cat));
   double total = ms_since(t0);
   auto ts = clk::now();
   e.stop();
@@ -158,15 +163,17 @@ double pooled_run(int n, bool wait, double& warmup_ms, double& stop_ms) {
 }
 
 void seed_table(docker::DockerClient& c, const std::vector<int>& ns, int reps) {
-  std::fprintf(stderr, "\n== N file reads (cat /etc/hostname), median of %d runs, ms ==\n"
-                       "%5s | %8s | %9s %8s %6s | %8s | %8s %8s\n",
+  std::fprintf(stderr,
+               "\n== N file reads (cat /etc/hostname), median of %d runs, ms ==\n"
+               "%5s | %8s | %9s %8s %6s | %8s | %8s %8s\n",
                reps, "ops", "no pool", "warmpool", "(warmup)", "(stop)", "no wait", "speed-up",
                "no wait");
   for (int n : ns) {
     std::vector<double> fresh, pooled, warmups, stops, eager;
     for (int rep = 0; rep < reps; ++rep) {
       auto t0 = clk::now();
-      for (int i = 0; i < n; ++i) run_rm(c);
+      for (int i = 0; i < n; ++i)
+        run_rm(c);
       fresh.push_back(ms_since(t0));
       double w = 0, s = 0;
       pooled.push_back(pooled_run(n, true, w, s));
@@ -175,22 +182,33 @@ void seed_table(docker::DockerClient& c, const std::vector<int>& ns, int reps) {
       eager.push_back(pooled_run(n, false, w, s));
     }
     double f = median(fresh), p = median(pooled), s = median(stops), q = median(eager);
-    emit({{"section", "seed_table"}, {"ops", n}, {"runs", reps}, {"no_pool_ms", f},
-          {"warmpool_ms", p}, {"warmpool_warmup_ms", median(warmups)}, {"warmpool_stop_ms", s},
-          {"warmpool_no_wait_ms", q}, {"speedup", f / p}, {"speedup_incl_stop", f / (p + s)},
+    emit({{"section", "seed_table"},
+          {"ops", n},
+          {"runs", reps},
+          {"no_pool_ms", f},
+          {"warmpool_ms", p},
+          {"warmpool_warmup_ms", median(warmups)},
+          {"warmpool_stop_ms", s},
+          {"warmpool_no_wait_ms", q},
+          {"speedup", f / p},
+          {"speedup_incl_stop", f / (p + s)},
           {"speedup_no_wait", f / q},
           {"warmpool_includes", "Engine start + wait_ready (min_idle 2) + N x execute; not stop"},
-          {"no_wait_includes", "Engine start + N x execute (first acquire waits for 1 warm container)"}});
+          {"no_wait_includes",
+           "Engine start + N x execute (first acquire waits for 1 warm container)"}});
     std::fprintf(stderr, "%5d | %8.0f | %9.0f %8.0f %6.0f | %8.0f | %7.1fx %7.1fx\n", n, f, p,
                  median(warmups), s, q, f / p, f / q);
   }
 }
 
 void exec_roundtrip(docker::DockerClient& c, int iters, int slow_iters) {
-  std::fprintf(stderr, "\n== exec `true` on a held container, microseconds ==\n"
-                       "%-22s %6s | %9s %9s %9s %9s\n", "path", "iters", "p50", "p90", "p99", "max");
+  std::fprintf(stderr,
+               "\n== exec `true` on a held container, microseconds ==\n"
+               "%-22s %6s | %9s %9s %9s %9s\n",
+               "path", "iters", "p50", "p90", "p99", "max");
   Engine e(engine_config({pool("agent", 1, 1), pool("dexec", 1, 1, "docker")}));
-  if (!e.wait_ready(std::chrono::seconds(60))) throw std::runtime_error("pools did not warm");
+  if (!e.wait_ready(std::chrono::seconds(60)))
+    throw std::runtime_error("pools did not warm");
   Lease agent = e.acquire("agent"), dexec = e.acquire("dexec");
   const std::string cid = docker_id(c, e, dexec.container_id());
   docker::ExecSpec spec;
@@ -202,7 +220,8 @@ void exec_roundtrip(docker::DockerClient& c, int iters, int slow_iters) {
 
   double agent_p50 = 0;
   auto row = [&](const std::string& name, int n, const std::function<void()>& fn) {
-    for (int i = 0; i < 3; ++i) fn();
+    for (int i = 0; i < 3; ++i)
+      fn();
     std::vector<double> us;
     for (int i = 0; i < n; ++i) {
       auto t0 = clk::now();
@@ -210,22 +229,30 @@ void exec_roundtrip(docker::DockerClient& c, int iters, int slow_iters) {
       us.push_back(ms_since(t0) * 1000);
     }
     auto p = percentiles(us);
-    if (name == "agent") agent_p50 = p.p50;
-    emit({{"section", "exec"}, {"path", name}, {"cmd", "true"}, {"iters", n},
+    if (name == "agent")
+      agent_p50 = p.p50;
+    emit({{"section", "exec"},
+          {"path", name},
+          {"cmd", "true"},
+          {"iters", n},
           {"us", {{"p50", p.p50}, {"p90", p.p90}, {"p99", p.p99}, {"max", p.max}}},
           {"p50_vs_agent", agent_p50 > 0 ? p.p50 / agent_p50 : 1.0}});
     std::fprintf(stderr, "%-22s %6d | %9.0f %9.0f %9.0f %9.0f  (%.1fx agent)\n", name.c_str(), n,
                  p.p50, p.p90, p.p99, p.max, agent_p50 > 0 ? p.p50 / agent_p50 : 1.0);
   };
   auto ok = [](const ExecResult& r) {
-    if (r.exit_code != 0) throw std::runtime_error("true failed: " + r.stderr_data);
+    if (r.exit_code != 0)
+      throw std::runtime_error("true failed: " + r.stderr_data);
   };
   row("agent", iters, [&] { ok(agent.exec({"true"})); });
   row("engine_docker_exec", slow_iters, [&] { ok(dexec.exec({"true"})); });
   row("api_docker_exec", slow_iters, [&] {
-    if (c.exec(cid, spec).exit_code != 0) throw std::runtime_error("docker exec true failed");
+    if (c.exec(cid, spec).exit_code != 0)
+      throw std::runtime_error("docker exec true failed");
   });
-  row("cli_docker_exec", slow_iters, [&] { spawn_wait({"docker", "exec", "-u", "1000:1000", cid, "true"}); });
+  row("cli_docker_exec", slow_iters, [&] {
+    spawn_wait({"docker", "exec", "-u", "1000:1000", cid, "true"});
+  });
 }
 
 uint64_t read_u64(const std::string& path) {
@@ -239,7 +266,8 @@ uint64_t read_u64(const std::string& path) {
 double proc_kb(int pid, const std::string& file, const std::string& key) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/" + file);
   for (std::string line; std::getline(in, line);)
-    if (line.rfind(key, 0) == 0) return std::stod(line.substr(key.size()));
+    if (line.rfind(key, 0) == 0)
+      return std::stod(line.substr(key.size()));
   return 0;
 }
 
@@ -247,7 +275,8 @@ int parent_of(int pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
   std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   auto close = s.rfind(')');
-  if (close == std::string::npos) return 0;
+  if (close == std::string::npos)
+    return 0;
   std::istringstream rest(s.substr(close + 2));
   std::string state;
   int ppid = 0;
@@ -258,7 +287,8 @@ int parent_of(int pid) {
 std::vector<int> children_of(int pid) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
   std::vector<int> out;
-  for (int c; in >> c;) out.push_back(c);
+  for (int c; in >> c;)
+    out.push_back(c);
   return out;
 }
 
@@ -269,23 +299,32 @@ void memory(docker::DockerClient& c, Engine& e) {
   for (const auto& ct : c.list({"warmpool.instance=" + e.instance()}, false)) {
     std::string id = ct.value("Id", "");
     uint64_t usage = read_u64("/sys/fs/cgroup/memory/docker/" + id + "/memory.usage_in_bytes");
-    if (!usage) usage = read_u64("/sys/fs/cgroup/system.slice/docker-" + id + ".scope/memory.current");
-    if (usage) cg.push_back(double(usage) / 1024);
+    if (!usage)
+      usage = read_u64("/sys/fs/cgroup/system.slice/docker-" + id + ".scope/memory.current");
+    if (usage)
+      cg.push_back(double(usage) / 1024);
     int init = c.inspect(id)["State"].value("Pid", 0);
     auto kids = children_of(init);
-    if (!kids.empty()) agent.push_back(proc_kb(kids[0], "status", "VmRSS:"));
+    if (!kids.empty())
+      agent.push_back(proc_kb(kids[0], "status", "VmRSS:"));
     int shim = parent_of(init);
     shim_rss.push_back(proc_kb(shim, "status", "VmRSS:"));
     shim_pss.push_back(proc_kb(shim, "smaps_rollup", "Pss:"));
   }
-  if (cg.empty() || agent.empty()) throw std::runtime_error("no container memory readings");
+  if (cg.empty() || agent.empty())
+    throw std::runtime_error("no container memory readings");
   auto p = percentiles(cg);
-  emit({{"section", "memory"}, {"containers", cg.size()}, {"cgroup_usage_kib_median", p.p50},
-        {"cgroup_usage_kib_max", p.max}, {"agent_rss_kib_median", median(agent)},
-        {"shim_rss_kib_median", median(shim_rss)}, {"shim_pss_kib_median", median(shim_pss)}});
-  std::fprintf(stderr, "\n== memory of %zu idle pooled containers (median) ==\n"
-                       "cgroup usage %.0f KiB (max %.0f), agent RSS %.0f KiB, "
-                       "containerd shim RSS %.0f KiB / PSS %.0f KiB\n",
+  emit({{"section", "memory"},
+        {"containers", cg.size()},
+        {"cgroup_usage_kib_median", p.p50},
+        {"cgroup_usage_kib_max", p.max},
+        {"agent_rss_kib_median", median(agent)},
+        {"shim_rss_kib_median", median(shim_rss)},
+        {"shim_pss_kib_median", median(shim_pss)}});
+  std::fprintf(stderr,
+               "\n== memory of %zu idle pooled containers (median) ==\n"
+               "cgroup usage %.0f KiB (max %.0f), agent RSS %.0f KiB, "
+               "containerd shim RSS %.0f KiB / PSS %.0f KiB\n",
                cg.size(), p.p50, p.max, median(agent), median(shim_rss), median(shim_pss));
 }
 
@@ -296,16 +335,24 @@ void warmup(docker::DockerClient& c, int big) {
     cfg.pools[0].create_parallelism = uint32_t(par);
     auto t0 = clk::now();
     Engine e(cfg);
-    if (!e.wait_ready(std::chrono::seconds(300))) throw std::runtime_error("warm-up timed out");
+    if (!e.wait_ready(std::chrono::seconds(300)))
+      throw std::runtime_error("warm-up timed out");
     double ready = ms_since(t0);
-    if (n == big && par == 4) memory(c, e);
+    if (n == big && par == 4)
+      memory(c, e);
     auto ts = clk::now();
     e.stop();
     double stop = ms_since(ts);
-    emit({{"section", "warmup"}, {"containers", n}, {"create_parallelism", par},
-          {"ready_ms", ready}, {"per_container_ms", ready / n}, {"stop_ms", stop}});
-    std::fprintf(stderr, "%3d containers, create_parallelism %d: ready in %.0f ms (%.0f ms each), "
-                         "stop %.0f ms\n", n, par, ready, ready / n, stop);
+    emit({{"section", "warmup"},
+          {"containers", n},
+          {"create_parallelism", par},
+          {"ready_ms", ready},
+          {"per_container_ms", ready / n},
+          {"stop_ms", stop}});
+    std::fprintf(stderr,
+                 "%3d containers, create_parallelism %d: ready in %.0f ms (%.0f ms each), "
+                 "stop %.0f ms\n",
+                 n, par, ready, ready / n, stop);
   }
 }
 
@@ -314,7 +361,8 @@ void warmup(docker::DockerClient& c, int big) {
 int main(int argc, char** argv) {
   bool quick = false;
   CLI::App app{"docker backend: pool vs no pool, exec paths, warm-up, memory"};
-  app.add_flag("--quick", quick, "short run (fewer iterations, 1 run per row, 20-container warm-up)");
+  app.add_flag("--quick", quick,
+               "short run (fewer iterations, 1 run per row, 20-container warm-up)");
   CLI11_PARSE(app, argc, argv);
 
   docker::DockerClient client;
@@ -330,12 +378,16 @@ int main(int argc, char** argv) {
   auto v = client.version();
   char load[64] = "?";
   if (FILE* f = std::fopen("/proc/loadavg", "r")) {
-    if (!std::fgets(load, sizeof load, f)) load[0] = 0;
+    if (!std::fgets(load, sizeof load, f))
+      load[0] = 0;
     std::fclose(f);
   }
-  emit({{"section", "machine"}, {"cores", std::thread::hardware_concurrency()},
-        {"docker", v.value("Version", "")}, {"api", v.value("ApiVersion", "")},
-        {"loadavg", std::string(load).substr(0, std::string(load).find('\n'))}, {"quick", quick}});
+  emit({{"section", "machine"},
+        {"cores", std::thread::hardware_concurrency()},
+        {"docker", v.value("Version", "")},
+        {"api", v.value("ApiVersion", "")},
+        {"loadavg", std::string(load).substr(0, std::string(load).find('\n'))},
+        {"quick", quick}});
   std::fprintf(stderr, "docker %s (API %s), %u cores, loadavg %s", v.value("Version", "").c_str(),
                v.value("ApiVersion", "").c_str(), std::thread::hardware_concurrency(), load);
   int rc = 0;

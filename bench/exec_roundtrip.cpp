@@ -41,17 +41,19 @@ using clk = std::chrono::steady_clock;
 namespace {
 
 bool json_out = false;
-std::vector<std::string> only;  // --rows: run just these rows
+std::vector<std::string> only; // --rows: run just these rows
 
 bool wanted(const std::string& name) {
   return only.empty() || std::find(only.begin(), only.end(), name) != only.end();
 }
 
 // Times `iters` calls of `fn` after `warmup` untimed ones; prints and returns the row.
-void row(const std::string& name, const std::string& cmd, int iters, const std::function<void()>& fn,
-         int warmup = 3) {
-  if (!wanted(name)) return;
-  for (int i = 0; i < warmup; ++i) fn();
+void row(const std::string& name, const std::string& cmd, int iters,
+         const std::function<void()>& fn, int warmup = 3) {
+  if (!wanted(name))
+    return;
+  for (int i = 0; i < warmup; ++i)
+    fn();
   std::vector<double> us;
   us.reserve(size_t(iters));
   for (int i = 0; i < iters; ++i) {
@@ -61,11 +63,16 @@ void row(const std::string& name, const std::string& cmd, int iters, const std::
   }
   std::sort(us.begin(), us.end());
   auto at = [&](double q) { return us[std::min(size_t(q * double(us.size())), us.size() - 1)]; };
-  nlohmann::json r = {{"bench", "exec_roundtrip"}, {"backend", "local"}, {"row", name},
-                      {"cmd", cmd}, {"iters", iters},
-                      {"us", {{"p50", at(.5)}, {"p90", at(.9)}, {"p99", at(.99)}, {"max", us.back()}}},
+  nlohmann::json r = {{"bench", "exec_roundtrip"},
+                      {"backend", "local"},
+                      {"row", name},
+                      {"cmd", cmd},
+                      {"iters", iters},
+                      {"us",
+                       {{"p50", at(.5)}, {"p90", at(.9)}, {"p99", at(.99)}, {"max", us.back()}}},
                       {"cores", std::thread::hardware_concurrency()}};
-  if (json_out) std::printf("%s\n", r.dump().c_str()), std::fflush(stdout);
+  if (json_out)
+    std::printf("%s\n", r.dump().c_str()), std::fflush(stdout);
   std::fprintf(stderr, "%-15s %-8s %6d | %9.1f %9.1f %9.1f %9.1f\n", name.c_str(), cmd.c_str(),
                iters, at(.5), at(.9), at(.99), us.back());
 }
@@ -87,33 +94,37 @@ int main(int argc, char** argv) {
   app.add_flag("--json", json_out, "print one JSON object per row on stdout");
   CLI11_PARSE(app, argc, argv);
 
-  const std::vector<std::pair<std::string, std::vector<std::string>>> cmds = {
-      {"true", {"true"}}, {"echo", {"echo", "hi"}}};
+  const std::vector<std::pair<std::string, std::vector<std::string>>> cmds = {{"true", {"true"}},
+                                                                              {"echo",
+                                                                               {"echo", "hi"}}};
   auto want = [](const std::string& c) { return c == "echo" ? "hi\n" : ""; };
 
-  std::fprintf(stderr, "%-15s %-8s %6s | %9s %9s %9s %9s  (microseconds)\n", "row", "cmd",
-               "iters", "p50", "p90", "p99", "max");
+  std::fprintf(stderr, "%-15s %-8s %6s | %9s %9s %9s %9s  (microseconds)\n", "row", "cmd", "iters",
+               "p50", "p90", "p99", "max");
 
   PoolConfig pc;
   pc.name = "local";
   pc.backend = "local";
   pc.min_idle = pc.max_size = 2;
-  pc.health_check.interval = duration{0};  // no probes competing with the measurement
+  pc.health_check.interval = duration{0}; // no probes competing with the measurement
   {
     EngineConfig cfg;
     cfg.log.level = "warn";
     cfg.pools.push_back(pc);
     Engine engine(cfg);
-    if (!engine.wait_ready(std::chrono::seconds(30))) throw std::runtime_error("pool did not fill");
+    if (!engine.wait_ready(std::chrono::seconds(30)))
+      throw std::runtime_error("pool did not fill");
     {
       Lease lease = engine.acquire("local");
       for (auto& [name, args] : cmds)
-        row("engine_lease", name, iters, [&, a = args, w = want(name)] { check(lease.exec(a), w); });
+        row("engine_lease", name, iters,
+            [&, a = args, w = want(name)] { check(lease.exec(a), w); });
     }
     for (auto& [name, args] : cmds) {
       ExecRequest req;
       req.argv = args;
-      row("engine_execute", name, iters, [&, req, w = want(name)] { check(engine.execute("local", req), w); });
+      row("engine_execute", name, iters,
+          [&, req, w = want(name)] { check(engine.execute("local", req), w); });
       row("engine_sequence", name, iters, [&, req, w = want(name)] {
         Lease lease = engine.acquire("local");
         auto r = lease.exec(req);
@@ -134,7 +145,8 @@ int main(int argc, char** argv) {
       ExecRequest req;
       req.argv = args;
       req.timeout = pc.exec_timeout;
-      row("backend_direct", name, iters, [&, req, w = want(name)] { check(backend.exec(*box, req), w); });
+      row("backend_direct", name, iters,
+          [&, req, w = want(name)] { check(backend.exec(*box, req), w); });
     }
     backend.destroy(*box);
   }

@@ -164,7 +164,8 @@ int main(int argc, char** argv) {
   uint32_t pool_size = 0;
   bool json = false;
   CLI::App app{"one-shot execute: the single operation vs acquire + exec + release"};
-  app.add_option("--callers", callers, "concurrent callers (threads or chains) per row")->delimiter(',');
+  app.add_option("--callers", callers, "concurrent callers (threads or chains) per row")
+    ->delimiter(',');
   app.add_option("--ops", ops, "executes per row (split over the callers)");
   app.add_option("--rounds", rounds, "rounds; each runs every way once, alternating the order");
   app.add_option("--pool-size", pool_size, "warm sandboxes (at least 2 x callers)");

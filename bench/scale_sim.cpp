@@ -62,12 +62,14 @@ int main(int argc, char** argv) {
   long after = rss_kib();
   // The second engine's fixed part (actor system, threads) is about the first one's.
   double per_sandbox = (after - before - fixed) * 1024.0 / s.idle;
-  nlohmann::json row{{"sandboxes", s.idle},      {"ready", ready},
-                     {"warm_seconds", warm_s},   {"create_parallelism", parallelism},
-                     {"rss_kib_before", before}, {"rss_kib_after", after}, {"engine_fixed_kib", fixed},
-                     {"bytes_per_sandbox", per_sandbox}};
+  nlohmann::json row{{"sandboxes", s.idle},       {"ready", ready},
+                     {"warm_seconds", warm_s},    {"create_parallelism", parallelism},
+                     {"rss_kib_before", before},  {"rss_kib_after", after},
+                     {"engine_fixed_kib", fixed}, {"bytes_per_sandbox", per_sandbox}};
   std::printf("%s\n", row.dump().c_str());
-  std::fprintf(stderr, "%u sim sandboxes warm in %.2f s (parallelism %u); RSS %ld -> %ld KiB: %.0f bytes per sandbox\n",
+  std::fprintf(stderr,
+               "%u sim sandboxes warm in %.2f s (parallelism %u); RSS %ld -> %ld KiB: %.0f bytes "
+               "per sandbox\n",
                s.idle, warm_s, parallelism, before, after, per_sandbox);
   engine.stop();
   baseline.stop();

@@ -21,20 +21,23 @@ using Issues = std::vector<ConfigIssue>;
 using Origins = std::map<std::string, std::string>;
 
 inline const std::vector<std::string> kBackends = {"local", "docker", "sim"};
-inline const std::vector<std::string> kLogLevels = {"trace", "debug", "info", "warn", "error", "off"};
+inline const std::vector<std::string> kLogLevels = {"trace", "debug", "info",
+                                                    "warn",  "error", "off"};
 inline const std::vector<std::string> kLogFormats = {"text", "json"};
 
 inline std::string quote(const std::string& s) { return "\"" + s + "\""; }
 inline std::string ms(duration d) { return std::to_string(d.count()) + "ms"; }
 
 inline std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (auto& c : s)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
 }
 
 inline std::string join(const std::vector<std::string>& items, const char* sep = ", ") {
   std::string out;
-  for (const auto& item : items) out += (out.empty() ? "" : sep) + item;
+  for (const auto& item : items)
+    out += (out.empty() ? "" : sep) + item;
   return out;
 }
 
@@ -57,14 +60,17 @@ inline const char* kNameRule = "must contain only letters, digits, '_', '.' and 
 inline std::optional<uint64_t> parse_uint(const std::string& s, uint64_t max) {
   uint64_t v = 0;
   auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (s.empty() || ec != std::errc{} || end != s.data() + s.size() || v > max) return std::nullopt;
+  if (s.empty() || ec != std::errc{} || end != s.data() + s.size() || v > max)
+    return std::nullopt;
   return v;
 }
 
 inline std::optional<bool> parse_bool(const std::string& s) {
   std::string v = lower(s);
-  if (v == "true" || v == "yes" || v == "on" || v == "1") return true;
-  if (v == "false" || v == "no" || v == "off" || v == "0") return false;
+  if (v == "true" || v == "yes" || v == "on" || v == "1")
+    return true;
+  if (v == "false" || v == "no" || v == "off" || v == "0")
+    return false;
   return std::nullopt;
 }
 

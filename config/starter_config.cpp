@@ -23,9 +23,11 @@ StarterOptions machine_sized(StarterOptions opts) {
 
 std::string starter_config_yaml(const StarterOptions& o) {
   if (o.backend != "local" && o.backend != "docker")
-    throw ConfigError(std::vector<ConfigIssue>{{"--backend", "must be local or docker (got \"" + o.backend + "\")"}});
+    throw ConfigError(std::vector<ConfigIssue>{
+      {"--backend", "must be local or docker (got \"" + o.backend + "\")"}});
   if (o.backend == "docker" && o.image.empty())
-    throw ConfigError(std::vector<ConfigIssue>{{"--image", "a docker pool needs an image, e.g. --image python:3.12-slim"}});
+    throw ConfigError(std::vector<ConfigIssue>{
+      {"--image", "a docker pool needs an image, e.g. --image python:3.12-slim"}});
   const bool docker = o.backend == "docker";
   std::string y;
   y += "# warmpool configuration (written by `warmpool init`).\n"
@@ -45,15 +47,20 @@ std::string starter_config_yaml(const StarterOptions& o) {
        "pools:\n"
        "  - name: default\n";
   if (docker) {
-    y += "    backend: docker       # containers of dockerd (needs access to /var/run/docker.sock)\n"
-         "    image: \"" + o.image + "\"\n"
-         "    user: \"1000:1000\"     # uid:gid commands run as (never root)\n";
+    y +=
+      "    backend: docker       # containers of dockerd (needs access to /var/run/docker.sock)\n"
+      "    image: \"" +
+      o.image +
+      "\"\n"
+      "    user: \"1000:1000\"     # uid:gid commands run as (never root)\n";
   } else {
     y += "    backend: local        # bubblewrap sandboxes on this host\n";
   }
   y += pad("    min_idle: " + std::to_string(o.min_idle)) + "# warm sandboxes kept ready\n";
-  y += pad("    max_size: " + std::to_string(o.max_size)) + "# sandboxes the pool may hold at once\n";
-  y += "    exec_timeout: 30s     # a command running longer is killed (exit code 124 in `warmpool exec`)\n"
+  y +=
+    pad("    max_size: " + std::to_string(o.max_size)) + "# sandboxes the pool may hold at once\n";
+  y += "    exec_timeout: 30s     # a command running longer is killed (exit code 124 in `warmpool "
+       "exec`)\n"
        "    max_uses: 0           # replace a sandbox after this many leases (0 = never)\n";
   y += docker ? "    limits: {memory: 512m, cpus: 1.0, pids: 128, workspace: 256m}\n"
               : "    limits: {memory: 512m, pids: 128, workspace: 256m}\n";

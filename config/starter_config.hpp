@@ -11,8 +11,8 @@
 namespace warmpool {
 
 struct StarterOptions {
-  std::string backend = "local";  // local | docker
-  std::string image;              // docker only (required there)
+  std::string backend = "local"; // local | docker
+  std::string image;             // docker only (required there)
   uint32_t min_idle = 1;
   uint32_t max_size = 2;
 };

@@ -22,20 +22,25 @@ namespace {
 // Paths inside a sandbox that belong to the sandbox itself. The agent's reset wipes
 // /workspace and /tmp file by file, so a host directory mounted below them would be emptied
 // (read-write) or make every reset fail (read-only): mounts go elsewhere, e.g. /repo.
-const std::vector<std::string> kReservedTargets = {"/workspace", "/tmp", "/proc", "/dev", "/.warmpool"};
+const std::vector<std::string> kReservedTargets = {"/workspace", "/tmp", "/proc", "/dev",
+                                                   "/.warmpool"};
 
 bool is_under(const std::string& path, const std::string& dir) {
-  return path == dir || (path.size() > dir.size() && path.compare(0, dir.size(), dir) == 0 && path[dir.size()] == '/');
+  return path == dir || (path.size() > dir.size() && path.compare(0, dir.size(), dir) == 0 &&
+                         path[dir.size()] == '/');
 }
 
 // "/a/b/" -> "/a/b"; nullopt for a relative path or one with "." or ".." components.
 std::optional<std::string> normal_absolute(const std::string& p) {
-  if (p.empty() || p[0] != '/') return std::nullopt;
+  if (p.empty() || p[0] != '/')
+    return std::nullopt;
   std::string out = p;
-  while (out.size() > 1 && out.back() == '/') out.pop_back();
+  while (out.size() > 1 && out.back() == '/')
+    out.pop_back();
   std::stringstream parts(out);
   for (std::string part; std::getline(parts, part, '/');)
-    if (part == "." || part == "..") return std::nullopt;
+    if (part == "." || part == "..")
+      return std::nullopt;
   return out;
 }
 
@@ -44,25 +49,35 @@ std::optional<std::string> normal_absolute(const std::string& p) {
 void validate_interpreters(const PoolConfig& p, const std::string& at, Issues& out) {
   for (const auto& [lang, ic] : p.interpreters) {
     const std::string ip = at + ".interpreters." + lang;
-    auto bad = [&](const std::string& key, const std::string& msg) { out.push_back({ip + key, msg}); };
-    if (lang != "python") bad("", "unknown language " + quote(lang) + " (known: python)");
-    if (ic.command.empty() || ic.command[0].empty()) bad(".command", "must name the interpreter (e.g. python3)");
+    auto bad = [&](const std::string& key, const std::string& msg) {
+      out.push_back({ip + key, msg});
+    };
+    if (lang != "python")
+      bad("", "unknown language " + quote(lang) + " (known: python)");
+    if (ic.command.empty() || ic.command[0].empty())
+      bad(".command", "must name the interpreter (e.g. python3)");
     for (size_t i = 0; i < ic.command.size(); ++i)
-      if (ic.command[i].find('\0') != std::string::npos) bad(".command[" + std::to_string(i) + "]", "contains a NUL byte");
+      if (ic.command[i].find('\0') != std::string::npos)
+        bad(".command[" + std::to_string(i) + "]", "contains a NUL byte");
     for (size_t i = 0; i < ic.preload.size(); ++i) {
       const std::string& m = ic.preload[i];
       // Dotted identifiers, as the agent checks them (proto::is_module_name).
-      bool ok = !m.empty() && m.size() <= 256 && m.front() != '.' && m.back() != '.' &&
-                m.find("..") == std::string::npos &&
-                m.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.") == std::string::npos;
+      bool ok =
+        !m.empty() && m.size() <= 256 && m.front() != '.' && m.back() != '.' &&
+        m.find("..") == std::string::npos &&
+        m.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.") ==
+          std::string::npos;
       for (size_t d = 0; ok && d != std::string::npos; d = m.find('.', d + 1)) {
         char c = m[d == 0 && m[0] != '.' ? 0 : d + 1];
         ok = !(c >= '0' && c <= '9');
       }
-      if (!ok) bad(".preload[" + std::to_string(i) + "]", "not a module name (got " + quote(m) + ")");
+      if (!ok)
+        bad(".preload[" + std::to_string(i) + "]", "not a module name (got " + quote(m) + ")");
     }
     if (p.backend == "docker" && p.exec_mode == "docker")
-      bad("", "needs the agent: exec_mode: docker pools cannot run a fork server (use exec_mode: agent)");
+      bad(
+        "",
+        "needs the agent: exec_mode: docker pools cannot run a fork server (use exec_mode: agent)");
   }
 }
 
@@ -71,27 +86,38 @@ void validate_mounts(const PoolConfig& p, const std::string& at, Issues& out) {
   for (size_t i = 0; i < p.mounts.size(); ++i) {
     const auto& m = p.mounts[i];
     const std::string mp = at + ".mounts[" + std::to_string(i) + "]";
-    auto bad = [&](const char* key, std::string msg) { out.push_back({mp + "." + key, std::move(msg)}); };
-    struct stat st{};
-    if (m.source.empty()) bad("source", "required (the host directory to mount)");
-    else if (m.source[0] != '/') bad("source", "must be an absolute path (got " + quote(m.source) + ")");
-    else if (stat(m.source.c_str(), &st) != 0) bad("source", quote(m.source) + ": " + std::strerror(errno));
-    else if (!S_ISDIR(st.st_mode)) bad("source", quote(m.source) + " is not a directory");
+    auto bad = [&](const char* key, std::string msg) {
+      out.push_back({mp + "." + key, std::move(msg)});
+    };
+    struct stat st {};
+    if (m.source.empty())
+      bad("source", "required (the host directory to mount)");
+    else if (m.source[0] != '/')
+      bad("source", "must be an absolute path (got " + quote(m.source) + ")");
+    else if (stat(m.source.c_str(), &st) != 0)
+      bad("source", quote(m.source) + ": " + std::strerror(errno));
+    else if (!S_ISDIR(st.st_mode))
+      bad("source", quote(m.source) + " is not a directory");
 
     auto target = normal_absolute(m.target);
-    if (m.target.empty()) bad("target", "required (where the directory appears in the sandbox, e.g. /repo)");
-    else if (!target) bad("target", "must be an absolute path without . or .. (got " + quote(m.target) + ")");
-    else if (*target == "/") bad("target", "must not be / (mount at a directory such as /repo)");
+    if (m.target.empty())
+      bad("target", "required (where the directory appears in the sandbox, e.g. /repo)");
+    else if (!target)
+      bad("target", "must be an absolute path without . or .. (got " + quote(m.target) + ")");
+    else if (*target == "/")
+      bad("target", "must not be / (mount at a directory such as /repo)");
     else if (auto r = std::find_if(kReservedTargets.begin(), kReservedTargets.end(),
                                    [&](const std::string& d) { return is_under(*target, d); });
              r != kReservedTargets.end())
-      bad("target", "must not be at or below " + *r + ", which the sandbox owns (got " + quote(m.target) +
-                        "; the reset wipes /workspace and /tmp); use e.g. /repo");
+      bad("target", "must not be at or below " + *r + ", which the sandbox owns (got " +
+                      quote(m.target) + "; the reset wipes /workspace and /tmp); use e.g. /repo");
     else if (auto [it, fresh] = targets.emplace(*target, i); !fresh)
-      bad("target", quote(*target) + " is already the target of mounts[" + std::to_string(it->second) + "]");
-    if (p.backend == "docker")  // HostConfig.Binds is "source:target:mode"
+      bad("target",
+          quote(*target) + " is already the target of mounts[" + std::to_string(it->second) + "]");
+    if (p.backend == "docker") // HostConfig.Binds is "source:target:mode"
       for (auto [key, value] : {std::pair{"source", &m.source}, std::pair{"target", &m.target}})
-        if (value->find(':') != std::string::npos) bad(key, "must not contain ':' with the docker backend (got " + quote(*value) + ")");
+        if (value->find(':') != std::string::npos)
+          bad(key, "must not contain ':' with the docker backend (got " + quote(*value) + ")");
   }
 }
 
@@ -102,77 +128,117 @@ void validate_tenants(const ServerConfig& s, Issues& out) {
   for (size_t i = 0; i < s.tenants.size(); ++i) {
     const auto& t = s.tenants[i];
     const std::string at = "server.tenants[" + std::to_string(i) + "]";
-    if (t.name.empty()) out.push_back({at + ".name", "required (the tenant's name, e.g. alice)"});
-    else if (!valid_name(t.name)) out.push_back({at + ".name", std::string(kNameRule) + " (got " + quote(t.name) + ")"});
+    if (t.name.empty())
+      out.push_back({at + ".name", "required (the tenant's name, e.g. alice)"});
+    else if (!valid_name(t.name))
+      out.push_back({at + ".name", std::string(kNameRule) + " (got " + quote(t.name) + ")"});
     else if (auto [it, fresh] = names.emplace(t.name, i); !fresh)
-      out.push_back({at + ".name", quote(t.name) + " is already the name of tenants[" + std::to_string(it->second) + "]"});
+      out.push_back({at + ".name", quote(t.name) + " is already the name of tenants[" +
+                                     std::to_string(it->second) + "]"});
     if (t.token.empty()) {
-      if (t.token_env.empty()) out.push_back({at + ".token", "required: the tenant's bearer token (or token_env: a variable holding it)"});
-      else out.push_back({at + ".token_env", "environment variable " + t.token_env + " is not set or empty"});
+      if (t.token_env.empty())
+        out.push_back(
+          {at + ".token",
+           "required: the tenant's bearer token (or token_env: a variable holding it)"});
+      else
+        out.push_back(
+          {at + ".token_env", "environment variable " + t.token_env + " is not set or empty"});
     } else if (t.token == s.token) {
-      out.push_back({at + ".token", "is the same as server.token (the admin's); every tenant needs its own token"});
+      out.push_back(
+        {at + ".token",
+         "is the same as server.token (the admin's); every tenant needs its own token"});
     } else if (auto [it, fresh] = tokens.emplace(t.token, i); !fresh) {
-      out.push_back({at + ".token", "is the same as the token of tenants[" + std::to_string(it->second) +
-                                        "]; every tenant needs its own token"});
+      out.push_back({at + ".token", "is the same as the token of tenants[" +
+                                      std::to_string(it->second) +
+                                      "]; every tenant needs its own token"});
     }
   }
 }
 
 void validate_server(const ServerConfig& s, Issues& out) {
-  auto bad = [&](const std::string& key, std::string msg) { out.push_back({"server." + key, std::move(msg)}); };
+  auto bad = [&](const std::string& key, std::string msg) {
+    out.push_back({"server." + key, std::move(msg)});
+  };
   auto addr = parse_host_port(s.listen);
-  if (!addr) bad("listen", "must be HOST:PORT, e.g. 127.0.0.1:8080, 0.0.0.0:8080 or [::1]:8080 (got " + quote(s.listen) + ")");
+  if (!addr)
+    bad("listen", "must be HOST:PORT, e.g. 127.0.0.1:8080, 0.0.0.0:8080 or [::1]:8080 (got " +
+                    quote(s.listen) + ")");
   else if (s.token.empty() && s.tenants.empty() && !is_loopback(addr->host))
-    bad("token", "required when server.listen is not a loopback address (listen is " + quote(s.listen) +
-                     "); set server.token or the WARMPOOL_TOKEN variable, or server.tenants");
+    bad("token", "required when server.listen is not a loopback address (listen is " +
+                   quote(s.listen) +
+                   "); set server.token or the WARMPOOL_TOKEN variable, or server.tenants");
   validate_tenants(s, out);
-  if (s.max_body < 1) bad("max_body", "must be >= 1 (got 0)");
-  if (s.lease_ttl.count() <= 0) bad("lease_ttl", "must be > 0 (got " + ms(s.lease_ttl) + ")");
-  if (s.session_ttl.count() <= 0) bad("session_ttl", "must be > 0 (got " + ms(s.session_ttl) + ")");
-  if (s.threads < 1) bad("threads", "must be >= 1 (got 0)");
-  if (s.audit.max_size < 1) bad("audit.max_size", "must be >= 1 (got 0)");
-  if (s.audit.max_files < 1) bad("audit.max_files", "must be >= 1 (got 0)");
+  if (s.max_body < 1)
+    bad("max_body", "must be >= 1 (got 0)");
+  if (s.lease_ttl.count() <= 0)
+    bad("lease_ttl", "must be > 0 (got " + ms(s.lease_ttl) + ")");
+  if (s.session_ttl.count() <= 0)
+    bad("session_ttl", "must be > 0 (got " + ms(s.session_ttl) + ")");
+  if (s.threads < 1)
+    bad("threads", "must be >= 1 (got 0)");
+  if (s.audit.max_size < 1)
+    bad("audit.max_size", "must be >= 1 (got 0)");
+  if (s.audit.max_files < 1)
+    bad("audit.max_files", "must be >= 1 (got 0)");
   if (!s.audit.file.empty()) {
     auto slash = s.audit.file.rfind('/');
-    std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : s.audit.file.substr(0, slash);
-    struct stat st{};
+    std::string dir = slash == std::string::npos ? "."
+                      : slash == 0               ? "/"
+                                                 : s.audit.file.substr(0, slash);
+    struct stat st {};
     if (stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
-      bad("audit.file", "directory " + quote(dir) + " does not exist (got " + quote(s.audit.file) + ")");
+      bad("audit.file",
+          "directory " + quote(dir) + " does not exist (got " + quote(s.audit.file) + ")");
   }
 }
 
 // Node links: addresses, link timing, and TLS files (all three or none; required off
 // loopback: a plain cluster port lets whoever reaches it acquire sandboxes and run commands).
 void validate_cluster(const ClusterConfig& c, Issues& out) {
-  auto bad = [&](const std::string& key, std::string msg) { out.push_back({"cluster." + key, std::move(msg)}); };
+  auto bad = [&](const std::string& key, std::string msg) {
+    out.push_back({"cluster." + key, std::move(msg)});
+  };
   std::string off_loopback; // the first address that leaves this host, for the TLS rule
   if (!c.listen.empty()) {
     auto addr = parse_host_port(c.listen);
-    if (!addr) bad("listen", "must be HOST:PORT, e.g. 0.0.0.0:7400 or 127.0.0.1:0 (got " + quote(c.listen) + ")");
-    else if (!is_loopback(addr->host)) off_loopback = "cluster.listen (" + quote(c.listen) + ")";
+    if (!addr)
+      bad("listen",
+          "must be HOST:PORT, e.g. 0.0.0.0:7400 or 127.0.0.1:0 (got " + quote(c.listen) + ")");
+    else if (!is_loopback(addr->host))
+      off_loopback = "cluster.listen (" + quote(c.listen) + ")";
   }
   for (size_t i = 0; i < c.peers.size(); ++i) {
     const auto& p = c.peers[i];
     auto addr = parse_host_port(p);
     if (!addr || addr->port == 0)
-      bad("peers[" + std::to_string(i) + "]", "must be HOST:PORT with a port > 0, e.g. node-b:7400 (got " + quote(p) + ")");
+      bad("peers[" + std::to_string(i) + "]",
+          "must be HOST:PORT with a port > 0, e.g. node-b:7400 (got " + quote(p) + ")");
     else if (!is_loopback(addr->host) && off_loopback.empty())
       off_loopback = "cluster.peers[" + std::to_string(i) + "] (" + quote(p) + ")";
   }
   if (!off_loopback.empty() && !c.tls.enabled())
-    bad("tls", "required when " + off_loopback + " is not a loopback address: without it, any process that "
-               "can connect may acquire sandboxes and run commands in them; set cluster.tls certificate, key and ca "
-               "(mutual TLS: only nodes with a certificate from that CA can link), or use 127.0.0.1");
-  if (c.heartbeat.count() <= 0) bad("heartbeat", "must be > 0 (got " + ms(c.heartbeat) + ")");
+    bad("tls",
+        "required when " + off_loopback +
+          " is not a loopback address: without it, any process that "
+          "can connect may acquire sandboxes and run commands in them; set cluster.tls "
+          "certificate, key and ca "
+          "(mutual TLS: only nodes with a certificate from that CA can link), or use 127.0.0.1");
+  if (c.heartbeat.count() <= 0)
+    bad("heartbeat", "must be > 0 (got " + ms(c.heartbeat) + ")");
   if (c.timeout <= c.heartbeat)
-    bad("timeout", "must be greater than cluster.heartbeat (got " + ms(c.timeout) + " <= " + ms(c.heartbeat) + ")");
-  if (!c.tls.enabled()) return;
-  for (auto [key, file] : {std::pair{"tls.certificate", &c.tls.certificate}, std::pair{"tls.key", &c.tls.key},
-                           std::pair{"tls.ca", &c.tls.ca}}) {
-    struct stat st{};
-    if (file->empty()) bad(key, "required when any of cluster.tls is set (certificate, key and ca go together)");
-    else if (stat(file->c_str(), &st) != 0) bad(key, quote(*file) + ": " + std::strerror(errno));
-    else if (!S_ISREG(st.st_mode)) bad(key, quote(*file) + " is not a file");
+    bad("timeout", "must be greater than cluster.heartbeat (got " + ms(c.timeout) +
+                     " <= " + ms(c.heartbeat) + ")");
+  if (!c.tls.enabled())
+    return;
+  for (auto [key, file] : {std::pair{"tls.certificate", &c.tls.certificate},
+                           std::pair{"tls.key", &c.tls.key}, std::pair{"tls.ca", &c.tls.ca}}) {
+    struct stat st {};
+    if (file->empty())
+      bad(key, "required when any of cluster.tls is set (certificate, key and ca go together)");
+    else if (stat(file->c_str(), &st) != 0)
+      bad(key, quote(*file) + ": " + std::strerror(errno));
+    else if (!S_ISREG(st.st_mode))
+      bad(key, quote(*file) + " is not a file");
   }
 }
 
@@ -187,7 +253,8 @@ std::optional<std::string> regex_problem(const std::string& pattern) {
 
 void validate_routing(const EngineConfig& cfg, Issues& out) {
   std::vector<std::string> names;
-  for (const auto& p : cfg.pools) names.push_back(p.name);
+  for (const auto& p : cfg.pools)
+    names.push_back(p.name);
   auto check_pool = [&](const std::string& path, const std::string& pool) {
     if (!pool.empty() && !contains(names, pool))
       out.push_back({path, "no pool named " + quote(pool) + " (pools: " + join(names) + ")"});
@@ -197,9 +264,11 @@ void validate_routing(const EngineConfig& cfg, Issues& out) {
     const auto& rule = cfg.routing.rules[i];
     const std::string at = "routing.rules[" + std::to_string(i) + "]";
     if (rule.labels.empty() && rule.session.empty())
-      out.push_back({at, "needs labels or a session pattern (a rule with neither would match every request; "
-                         "use routing.default_pool for that)"});
-    if (rule.pool.empty()) out.push_back({at + ".pool", "required (the pool this rule routes to)"});
+      out.push_back(
+        {at, "needs labels or a session pattern (a rule with neither would match every request; "
+             "use routing.default_pool for that)"});
+    if (rule.pool.empty())
+      out.push_back({at + ".pool", "required (the pool this rule routes to)"});
     check_pool(at + ".pool", rule.pool);
     if (auto err = regex_problem(rule.session))
       out.push_back({at + ".session", "invalid regex " + quote(rule.session) + ": " + *err});
@@ -207,24 +276,35 @@ void validate_routing(const EngineConfig& cfg, Issues& out) {
 }
 
 void validate_pool(const PoolConfig& p, const std::string& at, Issues& out) {
-  auto bad = [&](const std::string& key, std::string msg) { out.push_back({at + "." + key, std::move(msg)}); };
+  auto bad = [&](const std::string& key, std::string msg) {
+    out.push_back({at + "." + key, std::move(msg)});
+  };
   auto positive = [&](const std::string& key, duration d) {
-    if (d.count() <= 0) bad(key, "must be > 0 (got " + ms(d) + ")");
+    if (d.count() <= 0)
+      bad(key, "must be > 0 (got " + ms(d) + ")");
   };
   auto non_negative = [&](const std::string& key, duration d) {
-    if (d.count() < 0) bad(key, "must not be negative (got " + ms(d) + ")");
+    if (d.count() < 0)
+      bad(key, "must not be negative (got " + ms(d) + ")");
   };
   auto at_least_one = [&](const std::string& key, uint64_t v) {
-    if (v < 1) bad(key, "must be >= 1 (got " + std::to_string(v) + ")");
+    if (v < 1)
+      bad(key, "must be >= 1 (got " + std::to_string(v) + ")");
   };
 
-  if (p.name.empty()) bad("name", "must not be empty");
-  else if (!valid_name(p.name)) bad("name", std::string(kNameRule) + " (got " + quote(p.name) + ")");
-  if (!contains(kBackends, p.backend)) bad("backend", one_of(kBackends, p.backend));
-  if (p.backend == "docker" && p.image.empty()) bad("image", "required for the docker backend");
+  if (p.name.empty())
+    bad("name", "must not be empty");
+  else if (!valid_name(p.name))
+    bad("name", std::string(kNameRule) + " (got " + quote(p.name) + ")");
+  if (!contains(kBackends, p.backend))
+    bad("backend", one_of(kBackends, p.backend));
+  if (p.backend == "docker" && p.image.empty())
+    bad("image", "required for the docker backend");
   if (p.backend == "local" && !contains({"none", "host"}, p.network))
-    bad("network", "must be one of none, host for the local backend (got " + quote(p.network) + ")");
-  if (p.backend == "docker" && p.network.empty()) bad("network", "must not be empty");
+    bad("network",
+        "must be one of none, host for the local backend (got " + quote(p.network) + ")");
+  if (p.backend == "docker" && p.network.empty())
+    bad("network", "must not be empty");
   if (!contains({"agent", "docker"}, p.exec_mode))
     bad("exec_mode", "must be one of agent, docker (got " + quote(p.exec_mode) + ")");
   if (p.user.empty() || p.user == "root" || p.user.rfind("0:", 0) == 0 || p.user == "0")
@@ -233,9 +313,11 @@ void validate_pool(const PoolConfig& p, const std::string& at, Issues& out) {
     if (kv.first.empty() || kv.first[0] != '/')
       bad("tmpfs", "mount paths must be absolute (got " + quote(kv.first) + ")");
 
-  if (p.max_size < 1) bad("max_size", "must be >= 1 (got " + std::to_string(p.max_size) + ")");
+  if (p.max_size < 1)
+    bad("max_size", "must be >= 1 (got " + std::to_string(p.max_size) + ")");
   else if (p.min_idle > p.max_size)
-    bad("max_size", "must be >= min_idle (got " + std::to_string(p.max_size) + " < " + std::to_string(p.min_idle) + ")");
+    bad("max_size", "must be >= min_idle (got " + std::to_string(p.max_size) + " < " +
+                      std::to_string(p.min_idle) + ")");
   non_negative("max_age", p.max_age);
   non_negative("idle_timeout", p.idle_timeout);
   positive("acquire_timeout", p.acquire_timeout);
@@ -245,12 +327,14 @@ void validate_pool(const PoolConfig& p, const std::string& at, Issues& out) {
   at_least_one("output_limit", p.output_limit);
 
   const auto& h = p.health_check;
-  non_negative("health_check.interval", h.interval);  // 0 turns periodic probes off
+  non_negative("health_check.interval", h.interval); // 0 turns periodic probes off
   positive("health_check.timeout", h.timeout);
   at_least_one("health_check.failures", h.failures);
-  if (!h.argv.empty() && !h.shell.empty()) bad("health_check.command", "set either argv or shell, not both");
+  if (!h.argv.empty() && !h.shell.empty())
+    bad("health_check.command", "set either argv or shell, not both");
   if (!h.expect.empty() && h.argv.empty() && h.shell.empty())
-    bad("health_check.expect", "needs a health_check.command (the default probe, an agent ping, prints nothing)");
+    bad("health_check.expect",
+        "needs a health_check.command (the default probe, an agent ping, prints nothing)");
 
   positive("reset.timeout", p.reset.timeout);
 
@@ -266,16 +350,18 @@ void validate_pool(const PoolConfig& p, const std::string& at, Issues& out) {
   at_least_one("limits.workspace", l.workspace);
 
   const auto& rs = p.restart;
-  positive("restart.backoff_initial", rs.backoff_initial);  // 0 would retry a crash loop at full speed
+  positive("restart.backoff_initial",
+           rs.backoff_initial); // 0 would retry a crash loop at full speed
   if (rs.backoff_max < rs.backoff_initial)
-    bad("restart.backoff_max", "must be >= backoff_initial (got " + ms(rs.backoff_max) + " < " + ms(rs.backoff_initial) + ")");
+    bad("restart.backoff_max", "must be >= backoff_initial (got " + ms(rs.backoff_max) + " < " +
+                                 ms(rs.backoff_initial) + ")");
 
   validate_mounts(p, at, out);
   validate_interpreters(p, at, out);
 
   non_negative("sim.create_latency", p.sim.create_latency);
   non_negative("sim.exec_latency", p.sim.exec_latency);
-  if (!(p.sim.failure_rate >= 0 && p.sim.failure_rate <= 1)) {  // also rejects NaN
+  if (!(p.sim.failure_rate >= 0 && p.sim.failure_rate <= 1)) { // also rejects NaN
     std::ostringstream s;
     s << "must be between 0 and 1 (got " << p.sim.failure_rate << ")";
     bad("sim.failure_rate", s.str());
@@ -286,26 +372,38 @@ void validate_pool(const PoolConfig& p, const std::string& at, Issues& out) {
 
 std::vector<ConfigIssue> validate(const EngineConfig& cfg) {
   Issues out;
-  auto bad = [&](std::string path, std::string msg) { out.push_back({std::move(path), std::move(msg)}); };
+  auto bad = [&](std::string path, std::string msg) {
+    out.push_back({std::move(path), std::move(msg)});
+  };
   // An empty node is allowed here: parse_config fills in default_node_name().
-  if (!cfg.node.empty() && !valid_name(cfg.node)) bad("node", std::string(kNameRule) + " (got " + quote(cfg.node) + ")");
-  if (cfg.executor_threads < 1) bad("executor_threads", "must be >= 1 (got 0)");
-  if (cfg.shutdown_grace.count() < 0) bad("shutdown_grace", "must not be negative (got " + ms(cfg.shutdown_grace) + ")");
-  if (cfg.stats_interval.count() < 0) bad("stats_interval", "must not be negative (got " + ms(cfg.stats_interval) + ")");
-  if (!contains(kLogLevels, cfg.log.level)) bad("log.level", one_of(kLogLevels, cfg.log.level));
-  if (!contains(kLogFormats, cfg.log.format)) bad("log.format", one_of(kLogFormats, cfg.log.format));
+  if (!cfg.node.empty() && !valid_name(cfg.node))
+    bad("node", std::string(kNameRule) + " (got " + quote(cfg.node) + ")");
+  if (cfg.executor_threads < 1)
+    bad("executor_threads", "must be >= 1 (got 0)");
+  if (cfg.shutdown_grace.count() < 0)
+    bad("shutdown_grace", "must not be negative (got " + ms(cfg.shutdown_grace) + ")");
+  if (cfg.stats_interval.count() < 0)
+    bad("stats_interval", "must not be negative (got " + ms(cfg.stats_interval) + ")");
+  if (!contains(kLogLevels, cfg.log.level))
+    bad("log.level", one_of(kLogLevels, cfg.log.level));
+  if (!contains(kLogFormats, cfg.log.format))
+    bad("log.format", one_of(kLogFormats, cfg.log.format));
 
   if (cfg.pools.empty())
-    bad("pools", "at least one pool is required (add a `pools:` list or a `container_pool:` block)");
+    bad("pools",
+        "at least one pool is required (add a `pools:` list or a `container_pool:` block)");
   std::map<std::string, int> uses;
-  std::vector<std::string> order;  // report duplicates in the order the names first appear
+  std::vector<std::string> order; // report duplicates in the order the names first appear
   for (size_t i = 0; i < cfg.pools.size(); ++i) {
     validate_pool(cfg.pools[i], pool_path(i), out);
-    if (!cfg.pools[i].name.empty() && uses[cfg.pools[i].name]++ == 0) order.push_back(cfg.pools[i].name);
+    if (!cfg.pools[i].name.empty() && uses[cfg.pools[i].name]++ == 0)
+      order.push_back(cfg.pools[i].name);
   }
   for (const auto& name : order) {
     int n = uses[name];
-    if (n > 1) bad("pools", "pool name " + quote(name) + " is used " + (n == 2 ? "twice" : std::to_string(n) + " times"));
+    if (n > 1)
+      bad("pools", "pool name " + quote(name) + " is used " +
+                     (n == 2 ? "twice" : std::to_string(n) + " times"));
   }
   validate_server(cfg.server, out);
   validate_routing(cfg, out);

@@ -179,7 +179,8 @@ Lease Engine::acquire(const std::string& pool, const AcquireOptions& opts) {
   });
   logger().debug("acquired {} on {} from pool {} in {}us", li.id, li.container, pool,
                  std::chrono::duration_cast<std::chrono::microseconds>(
-                  std::chrono::steady_clock::now() - started).count());
+                   std::chrono::steady_clock::now() - started)
+                   .count());
   return Lease{std::make_unique<Lease::Impl>(impl_, std::move(li))};
 }
 
@@ -209,29 +210,26 @@ void Engine::acquire_async(const std::string& pool, AcquireOptions opts,
                           if (!x)
                             done(Lease{}, std::make_exception_ptr(to_exception(x.error())));
                           else
-                            done(Lease{std::make_unique<Lease::Impl>(eng, std::move(*x))},
-                                 nullptr);
+                            done(Lease{std::make_unique<Lease::Impl>(eng, std::move(*x))}, nullptr);
                         });
 }
 
 std::future<Lease> Engine::acquire_future(const std::string& pool, AcquireOptions opts) {
   auto prom = std::make_shared<std::promise<Lease>>();
   auto fut = prom->get_future();
-  acquire_with_callback(impl_, pool, opts, true,
-                        [eng = impl_, prom](caf::expected<lease_info> x) {
-                          if (!x)
-                            prom->set_exception(std::make_exception_ptr(to_exception(x.error())));
-                          else
-                            prom->set_value(Lease{std::make_unique<Lease::Impl>(eng, std::move(*x))});
-                        });
+  acquire_with_callback(impl_, pool, opts, true, [eng = impl_, prom](caf::expected<lease_info> x) {
+    if (!x)
+      prom->set_exception(std::make_exception_ptr(to_exception(x.error())));
+    else
+      prom->set_value(Lease{std::make_unique<Lease::Impl>(eng, std::move(*x))});
+  });
   return fut;
 }
 
 std::vector<PoolStats> Engine::stats() {
   if (impl_->cluster) // every node's pools, each tagged with its node
     return impl_->call<std::vector<PoolStats>>(impl_->cluster, duration{20000}, stats_atom::value);
-  return impl_->call<std::vector<PoolStats>>(impl_->sup, duration{15000},
-                                             stats_atom::value);
+  return impl_->call<std::vector<PoolStats>>(impl_->sup, duration{15000}, stats_atom::value);
 }
 
 PoolStats Engine::stats(const std::string& pool) {
@@ -275,8 +273,7 @@ void Engine::stop() {
       im.sys->middleman().unpublish(im.cluster, im.cluster_port); // blocks: fine on this thread
   }
   try {
-    im.call<ok_atom>(im.sup, im.cfg.shutdown_grace + duration{150000},
-                     shutdown_atom::value);
+    im.call<ok_atom>(im.sup, im.cfg.shutdown_grace + duration{150000}, shutdown_atom::value);
   } catch (const Error& e) {
     logger().error("graceful shutdown incomplete: {}", e.what());
     caf::anon_send_exit(im.sup, caf::exit_reason::user_shutdown);
@@ -288,7 +285,8 @@ void Engine::stop() {
     logger().warn("shutdown: removed {} sandboxes the pools did not", left);
   logger().info("warmpool engine stopped in {}ms",
                 std::chrono::duration_cast<std::chrono::milliseconds>(
-                 std::chrono::steady_clock::now() - started).count());
+                  std::chrono::steady_clock::now() - started)
+                  .count());
 }
 
 const EngineConfig& Engine::config() const { return impl_->cfg; }

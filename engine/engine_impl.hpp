@@ -71,7 +71,7 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
   std::unique_ptr<caf::actor_system> sys;
   supervisor_actor sup;
   std::shared_ptr<pool_directory> pools; // the supervisor's running pools, for direct acquires
-  cluster_actor cluster;    // set when clustering is on: acquires and stats go through it
+  cluster_actor cluster; // set when clustering is on: acquires and stats go through it
   uint16_t cluster_port = 0;
   std::mutex stop_mtx;
   bool stopped = false;
@@ -164,12 +164,13 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
   /// engine may call another).
   caf::event_based_actor* my_requester() const {
     return current_requester && &current_requester->home_system() == sys.get() ? current_requester
-                                                                                : nullptr;
+                                                                               : nullptr;
   }
 
   /// Runs `fn` in one of the requester actors (round robin).
   void post(std::function<void(caf::event_based_actor*)> fn) {
-    auto& to = requesters[next_requester.fetch_add(1, std::memory_order_relaxed) % requesters.size()];
+    auto& to =
+      requesters[next_requester.fetch_add(1, std::memory_order_relaxed) % requesters.size()];
     caf::anon_send(to, async_call{std::move(fn)});
   }
 
@@ -179,44 +180,47 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
   void ask_from_bridge(std::string node, const Handle& dest,
                        std::function<void(caf::expected<R>)> cb, bool remote, Ts... xs) {
     auto args = std::make_tuple(std::move(xs)...);
-    sys->spawn([dest, cb = std::move(cb), args, remote, node](caf::event_based_actor* self) mutable {
-      auto done = std::make_shared<bool>(false);
-      auto finish = [self, cb, done](caf::expected<R> x) {
-        if (*done)
-          return;
-        *done = true;
-        cb(std::move(x));
-        self->quit();
-      };
-      if (remote) {
-        // CAF does not fail a request in flight to a node that died: it would wait
-        // forever. Watch the destination and turn the link's loss into node_lost.
-        self->monitor(dest);
-        self->set_down_handler([finish, node](caf::down_msg& msg) {
-          if (msg.reason == caf::exit_reason::remote_link_unreachable ||
-              msg.reason == caf::sec::connection_timeout)
-            finish(make_error(Errc::node_lost, "node " + node + " that holds this sandbox is "
-                                               "unreachable (the lease is lost)"));
-          else
-            finish(make_error(Errc::container_failed,
-                              "the sandbox's actor on node " + node + " is gone (" +
-                                (msg.reason ? caf::actor_system_config::render(msg.reason)
-                                            : std::string{"it exited"}) + ")"));
-        });
-      }
-      std::apply(
-        [&](auto&... a) {
-          self->request(dest, caf::infinite, a...)
-            .then([finish](R& r) { finish(caf::expected<R>{std::move(r)}); },
-                  [finish, remote](caf::error& e) {
-                    // A bounce from a dead remote actor: the down_msg that follows says why.
-                    if (remote && e == caf::sec::request_receiver_down)
-                      return;
-                    finish(caf::expected<R>{std::move(e)});
-                  });
-        },
-        args);
-    });
+    sys->spawn(
+      [dest, cb = std::move(cb), args, remote, node](caf::event_based_actor* self) mutable {
+        auto done = std::make_shared<bool>(false);
+        auto finish = [self, cb, done](caf::expected<R> x) {
+          if (*done)
+            return;
+          *done = true;
+          cb(std::move(x));
+          self->quit();
+        };
+        if (remote) {
+          // CAF does not fail a request in flight to a node that died: it would wait
+          // forever. Watch the destination and turn the link's loss into node_lost.
+          self->monitor(dest);
+          self->set_down_handler([finish, node](caf::down_msg& msg) {
+            if (msg.reason == caf::exit_reason::remote_link_unreachable ||
+                msg.reason == caf::sec::connection_timeout)
+              finish(make_error(Errc::node_lost, "node " + node +
+                                                   " that holds this sandbox is "
+                                                   "unreachable (the lease is lost)"));
+            else
+              finish(make_error(Errc::container_failed,
+                                "the sandbox's actor on node " + node + " is gone (" +
+                                  (msg.reason ? caf::actor_system_config::render(msg.reason)
+                                              : std::string{"it exited"}) +
+                                  ")"));
+          });
+        }
+        std::apply(
+          [&](auto&... a) {
+            self->request(dest, caf::infinite, a...)
+              .then([finish](R& r) { finish(caf::expected<R>{std::move(r)}); },
+                    [finish, remote](caf::error& e) {
+                      // A bounce from a dead remote actor: the down_msg that follows says why.
+                      if (remote && e == caf::sec::request_receiver_down)
+                        return;
+                      finish(caf::expected<R>{std::move(e)});
+                    });
+          },
+          args);
+      });
   }
 
   /// Blocking request; gives up after `timeout` (the actors then finish on their own).
@@ -231,11 +235,12 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
       return call_local<R>(dest, timeout, std::move(xs)...);
     auto prom = std::make_shared<std::promise<caf::expected<R>>>();
     auto fut = prom->get_future();
-    ask_on<R>(std::move(node), dest, true,
-              [prom](caf::expected<R> x) { prom->set_value(std::move(x)); }, std::move(xs)...);
+    ask_on<R>(
+      std::move(node), dest, true, [prom](caf::expected<R> x) { prom->set_value(std::move(x)); },
+      std::move(xs)...);
     if (fut.wait_for(timeout) != std::future_status::ready)
-      throw Error{Errc::exec_timeout, "no answer from the engine within " +
-                                        std::to_string(timeout.count()) + "ms"};
+      throw Error{Errc::exec_timeout,
+                  "no answer from the engine within " + std::to_string(timeout.count()) + "ms"};
     auto x = fut.get();
     if (!x)
       throw to_exception(x.error());
@@ -265,12 +270,12 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
     std::optional<caf::expected<R>> out;
     auto id = self->request(dest, caf::infinite, std::move(xs)...).id();
     caf::blocking_actor::accept_one_cond cond;
-    self->varargs_receive(cond, id, [&](R& r) { out.emplace(std::move(r)); },
-                          [&](caf::error& e) { out.emplace(std::move(e)); },
-                          caf::after(timeout) >> [] {});
+    self->varargs_receive(
+      cond, id, [&](R& r) { out.emplace(std::move(r)); },
+      [&](caf::error& e) { out.emplace(std::move(e)); }, caf::after(timeout) >> [] {});
     if (!out)
-      throw Error{Errc::exec_timeout, "no answer from the engine within " +
-                                        std::to_string(timeout.count()) + "ms"};
+      throw Error{Errc::exec_timeout,
+                  "no answer from the engine within " + std::to_string(timeout.count()) + "ms"};
     {
       std::lock_guard<std::mutex> guard{callers_mtx};
       idle_callers.push_back(std::move(caller));
@@ -295,8 +300,8 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
                                duration& timeout) const {
     acquire_request req{pool, opts.timeout, opts.tenant, opts.session};
     auto pc = pool_config(pool);
-    auto limit = opts.timeout.count() >= 0 ? opts.timeout
-                                           : (pc ? pc->acquire_timeout : duration{30000});
+    auto limit =
+      opts.timeout.count() >= 0 ? opts.timeout : (pc ? pc->acquire_timeout : duration{30000});
     timeout = limit + request_margin;
     return req;
   }

@@ -28,8 +28,8 @@ class execute_op : public std::enable_shared_from_this<execute_op> {
 public:
   execute_op(std::shared_ptr<Engine::Impl> eng, const std::string& pool, ExecRequest req,
              const AcquireOptions& opts, ExecuteDone done, std::function<bool()> wanted)
-    : eng_(std::move(eng)), req_(std::move(req)), done_(std::move(done)),
-      wanted_(std::move(wanted)), t0_(clk::now()) {
+      : eng_(std::move(eng)), req_(std::move(req)), done_(std::move(done)),
+        wanted_(std::move(wanted)), t0_(clk::now()) {
     duration unused;
     acquire_ = eng_->make_acquire(pool, opts, unused);
   }
@@ -41,7 +41,8 @@ public:
     auto op = shared_from_this();
     eng_->with_acquire_dest(acquire_.pool, [&](const auto& dest) {
       self->request(dest, caf::infinite, acquire_atom::value, acquire_)
-        .then([op, self](lease_info& li) { op->in_scope(self, [&] { op->leased(self, std::move(li)); }); },
+        .then([op, self](
+                lease_info& li) { op->in_scope(self, [&] { op->leased(self, std::move(li)); }); },
               [op, self](caf::error& e) {
                 op->in_scope(self, [&] {
                   op->err_ = std::move(e);
@@ -104,7 +105,9 @@ private:
     auto op = shared_from_this();
     ask_lease<ExecResult>(
       self,
-      [op](caf::event_based_actor* s, caf::expected<ExecResult> x) { op->executed(s, std::move(x)); },
+      [op](caf::event_based_actor* s, caf::expected<ExecResult> x) {
+        op->executed(s, std::move(x));
+      },
       exec_atom::value, lease_.id, std::move(req_));
   }
 
@@ -165,15 +168,16 @@ private:
   template <class R, class K, class... Ts>
   void ask_lease(caf::event_based_actor* self, K k, Ts... xs) {
     if (remote_) {
-      eng_->ask_from_bridge<R>(
-        lease_.node, lease_.handle,
-        std::function<void(caf::expected<R>)>{[self, k](caf::expected<R> x) { k(self, std::move(x)); }},
-        true, std::move(xs)...);
+      eng_->ask_from_bridge<R>(lease_.node, lease_.handle,
+                               std::function<void(caf::expected<R>)>{
+                                 [self, k](caf::expected<R> x) { k(self, std::move(x)); }},
+                               true, std::move(xs)...);
       return;
     }
     auto op = shared_from_this();
     self->request(lease_.handle, caf::infinite, std::move(xs)...)
-      .then([op, self, k](R& r) { op->in_scope(self, [&] { k(self, caf::expected<R>{std::move(r)}); }); },
+      .then([op, self,
+             k](R& r) { op->in_scope(self, [&] { k(self, caf::expected<R>{std::move(r)}); }); },
             [op, self, k](caf::error& e) {
               op->in_scope(self, [&] { k(self, caf::expected<R>{std::move(e)}); });
             });
@@ -193,7 +197,7 @@ private:
   // Shared with a caller that gives up (give_up(), on its own thread).
   std::mutex mtx_;
   lease_info lease_;
-  bool held_ = false;     // the lease is granted and nobody has sent its release yet
+  bool held_ = false; // the lease is granted and nobody has sent its release yet
   bool given_up_ = false;
 };
 

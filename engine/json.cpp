@@ -3,9 +3,11 @@
 namespace warmpool {
 
 nlohmann::json to_json(const ContainerStats& c) {
-  nlohmann::json j{{"id", c.id},         {"state", c.state},       {"uses", c.uses},
-                   {"age_ms", c.age_ms}, {"restarts", c.restarts}, {"last_probe_ok", c.last_probe_ok}};
-  j["last_probe_ms_ago"] = c.last_probe_ms_ago >= 0 ? nlohmann::json(c.last_probe_ms_ago) : nlohmann::json();
+  nlohmann::json j{
+    {"id", c.id},         {"state", c.state},       {"uses", c.uses},
+    {"age_ms", c.age_ms}, {"restarts", c.restarts}, {"last_probe_ok", c.last_probe_ok}};
+  j["last_probe_ms_ago"] =
+    c.last_probe_ms_ago >= 0 ? nlohmann::json(c.last_probe_ms_ago) : nlohmann::json();
   if (!c.lease_id.empty())
     j["lease_id"] = c.lease_id;
   return j;

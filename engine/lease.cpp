@@ -24,9 +24,7 @@ Lease& Lease::operator=(Lease&& other) noexcept {
   return *this;
 }
 
-Lease::~Lease() {
-  release_in_background(impl_);
-}
+Lease::~Lease() { release_in_background(impl_); }
 
 static Lease::Impl& checked(const std::unique_ptr<Lease::Impl>& impl) {
   if (!impl)
@@ -39,8 +37,9 @@ static Lease::Impl& checked(const std::unique_ptr<Lease::Impl>& impl) {
 ExecResult Lease::exec(const ExecRequest& req) {
   auto& l = checked(impl_);
   check_command(req);
-  return l.engine->call_on<ExecResult>(l.info.node, l.info.handle, l.engine->exec_timeout(l.info, req),
-                                    exec_atom::value, l.info.id, req);
+  return l.engine->call_on<ExecResult>(l.info.node, l.info.handle,
+                                       l.engine->exec_timeout(l.info, req), exec_atom::value,
+                                       l.info.id, req);
 }
 
 ExecResult Lease::exec(std::vector<std::string> argv) {
@@ -53,14 +52,15 @@ ExecResult Lease::exec(std::vector<std::string> argv) {
 /// `waited`: a future's wait follows (see Engine::Impl::ask_on).
 static void exec_with_callback(Lease::Impl& l, ExecRequest req, bool waited,
                                std::function<void(ExecResult, std::exception_ptr)> done) {
-  l.engine->ask_on<ExecResult>(l.info.node, l.info.handle, waited,
-                            [done](caf::expected<ExecResult> x) {
-                              if (x)
-                                done(std::move(*x), nullptr);
-                              else
-                                done({}, std::make_exception_ptr(to_exception(x.error())));
-                            },
-                            exec_atom::value, l.info.id, std::move(req));
+  l.engine->ask_on<ExecResult>(
+    l.info.node, l.info.handle, waited,
+    [done](caf::expected<ExecResult> x) {
+      if (x)
+        done(std::move(*x), nullptr);
+      else
+        done({}, std::make_exception_ptr(to_exception(x.error())));
+    },
+    exec_atom::value, l.info.id, std::move(req));
 }
 
 void Lease::exec_async(ExecRequest req, std::function<void(ExecResult, std::exception_ptr)> done) {
@@ -70,32 +70,33 @@ void Lease::exec_async(ExecRequest req, std::function<void(ExecResult, std::exce
 std::future<ExecResult> Lease::exec_future(ExecRequest req) {
   auto prom = std::make_shared<std::promise<ExecResult>>();
   auto fut = prom->get_future();
-  exec_with_callback(checked(impl_), std::move(req), true, [prom](ExecResult r, std::exception_ptr e) {
-    if (e)
-      prom->set_exception(e);
-    else
-      prom->set_value(std::move(r));
-  });
+  exec_with_callback(checked(impl_), std::move(req), true,
+                     [prom](ExecResult r, std::exception_ptr e) {
+                       if (e)
+                         prom->set_exception(e);
+                       else
+                         prom->set_value(std::move(r));
+                     });
   return fut;
 }
 
 std::string Lease::read_file(const std::string& path) {
   auto& l = checked(impl_);
   return l.engine->call_on<std::string>(l.info.node, l.info.handle, duration{60000},
-                                     read_atom::value, l.info.id, path);
+                                        read_atom::value, l.info.id, path);
 }
 
 void Lease::write_file(const std::string& path, const std::string& data) {
   auto& l = checked(impl_);
-  l.engine->call_on<ok_atom>(l.info.node, l.info.handle, duration{60000},
-                          write_atom::value, l.info.id, path, data);
+  l.engine->call_on<ok_atom>(l.info.node, l.info.handle, duration{60000}, write_atom::value,
+                             l.info.id, path, data);
 }
 
 void Lease::release(bool dirty) {
   auto& l = checked(impl_);
   l.released = true;
-  l.engine->call_on<ok_atom>(l.info.node, l.info.handle, duration{30000},
-                          release_atom::value, l.info.id, dirty);
+  l.engine->call_on<ok_atom>(l.info.node, l.info.handle, duration{30000}, release_atom::value,
+                             l.info.id, dirty);
 }
 
 /// Sends one request about the lease; `done` gets the answer's error (null when it
@@ -103,21 +104,23 @@ void Lease::release(bool dirty) {
 template <class R, class... Ts>
 static void lease_call_async(Lease::Impl& l, std::function<void(R, std::exception_ptr)> done,
                              Ts... xs) {
-  l.engine->ask_on<R>(l.info.node, l.info.handle, false,
-                      [done = std::move(done)](caf::expected<R> x) {
-                        if (x)
-                          done(std::move(*x), nullptr);
-                        else
-                          done(R{}, std::make_exception_ptr(to_exception(x.error())));
-                      },
-                      std::move(xs)...);
+  l.engine->ask_on<R>(
+    l.info.node, l.info.handle, false,
+    [done = std::move(done)](caf::expected<R> x) {
+      if (x)
+        done(std::move(*x), nullptr);
+      else
+        done(R{}, std::make_exception_ptr(to_exception(x.error())));
+    },
+    std::move(xs)...);
 }
 
 void Lease::release_async(bool dirty, std::function<void(std::exception_ptr)> done) {
   auto& l = checked(impl_);
   l.released = true;
-  lease_call_async<ok_atom>(l, [done = std::move(done)](ok_atom, std::exception_ptr e) { done(e); },
-                            release_atom::value, l.info.id, dirty);
+  lease_call_async<ok_atom>(
+    l, [done = std::move(done)](ok_atom, std::exception_ptr e) { done(e); }, release_atom::value,
+    l.info.id, dirty);
 }
 
 void Lease::read_file_async(const std::string& path,
@@ -129,8 +132,9 @@ void Lease::read_file_async(const std::string& path,
 void Lease::write_file_async(const std::string& path, std::string data,
                              std::function<void(std::exception_ptr)> done) {
   auto& l = checked(impl_);
-  lease_call_async<ok_atom>(l, [done = std::move(done)](ok_atom, std::exception_ptr e) { done(e); },
-                            write_atom::value, l.info.id, path, std::move(data));
+  lease_call_async<ok_atom>(
+    l, [done = std::move(done)](ok_atom, std::exception_ptr e) { done(e); }, write_atom::value,
+    l.info.id, path, std::move(data));
 }
 
 const std::string& Lease::id() const { return impl_->info.id; }

@@ -83,7 +83,13 @@ int main(int argc, char** argv) {
 
   auto steps = backend == "sim" ? std::vector<Step>{} : script();
   if (backend == "sim")
-    steps.push_back({"echo", [] { ExecRequest r; r.argv = {"echo", "hello"}; return r; }(), "hello\n"});
+    steps.push_back({"echo",
+                     [] {
+                       ExecRequest r;
+                       r.argv = {"echo", "hello"};
+                       return r;
+                     }(),
+                     "hello\n"});
   std::mutex mtx;
   std::vector<double> acquire_ms, exec_ms;
   std::atomic<int> ok{0}, wrong{0}, errors{0};
@@ -94,7 +100,8 @@ int main(int argc, char** argv) {
       for (int r = 0; r < rounds; ++r) {
         try {
           auto a0 = clk::now();
-          auto lease = engine.acquire("demo", AcquireOptions{std::chrono::seconds(30), "caller-" + std::to_string(c), ""});
+          auto lease = engine.acquire("demo", AcquireOptions{std::chrono::seconds(30),
+                                                             "caller-" + std::to_string(c), ""});
           auto a1 = clk::now();
           std::vector<double> mine;
           for (auto& s : steps) {
@@ -132,15 +139,18 @@ int main(int argc, char** argv) {
   for (const auto& [state, count] : s.states)
     if (count > 0)
       by_state += (by_state.empty() ? "" : ", ") + std::to_string(count) + " " + state;
-  std::printf("warmpool demo: %d callers x %d leases x %zu commands on a %s pool\n", callers, rounds,
-              steps.size(), backend.c_str());
-  std::printf("  warm-up     %u sandboxes in %.1f ms%s\n", min_idle, warm_ms, warm ? "" : " (NOT all warm)");
-  std::printf("  acquire     p50 %7.3f ms   p99 %7.3f ms\n", pct(acquire_ms, 50), pct(acquire_ms, 99));
+  std::printf("warmpool demo: %d callers x %d leases x %zu commands on a %s pool\n", callers,
+              rounds, steps.size(), backend.c_str());
+  std::printf("  warm-up     %u sandboxes in %.1f ms%s\n", min_idle, warm_ms,
+              warm ? "" : " (NOT all warm)");
+  std::printf("  acquire     p50 %7.3f ms   p99 %7.3f ms\n", pct(acquire_ms, 50),
+              pct(acquire_ms, 99));
   std::printf("  exec        p50 %7.3f ms   p99 %7.3f ms\n", pct(exec_ms, 50), pct(exec_ms, 99));
-  std::printf("  hit rate    %.0f %%  (a miss waited for a sandbox being created or reset)\n", hit_rate);
+  std::printf("  hit rate    %.0f %%  (a miss waited for a sandbox being created or reset)\n",
+              hit_rate);
   std::printf("  sandboxes   %s\n", by_state.empty() ? "none" : by_state.c_str());
-  std::printf("  commands    %d ok, %d wrong, %d errors in %.2f s (%.0f/s)\n", ok.load(), wrong.load(),
-              errors.load(), wall, (ok + wrong) / wall);
+  std::printf("  commands    %d ok, %d wrong, %d errors in %.2f s (%.0f/s)\n", ok.load(),
+              wrong.load(), errors.load(), wall, (ok + wrong) / wall);
   if (json)
     std::printf("%s\n", to_json(s).dump(2).c_str());
   engine.stop();

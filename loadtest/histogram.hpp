@@ -14,15 +14,15 @@ public:
   /// Adjacent bucket bounds differ by this factor. A bucket reports its geometric middle,
   /// so any reported value is within ±1% of every true value in that bucket.
   static constexpr double kGrowth = 1.02;
-  static constexpr double kMinUs = 1.0;              // values below land in bucket 0
-  static constexpr double kMaxUs = 3600.0 * 1e6;     // values above land in the last bucket
+  static constexpr double kMinUs = 1.0;          // values below land in bucket 0
+  static constexpr double kMaxUs = 3600.0 * 1e6; // values above land in the last bucket
 
   void record(double micros);
   void merge(const Histogram& other);
 
   uint64_t count() const { return count_; }
-  double max() const { return count_ ? max_ : 0; }   // exact, not bucketed
-  double min() const { return count_ ? min_ : 0; }   // exact, not bucketed
+  double max() const { return count_ ? max_ : 0; } // exact, not bucketed
+  double min() const { return count_ ? min_ : 0; } // exact, not bucketed
   double mean() const { return count_ ? sum_ / static_cast<double>(count_) : 0; }
   /// Nearest-rank percentile (p in 0..100) in microseconds: the value of the
   /// ceil(p/100*count)-th smallest sample, to bucket precision. 0 when empty.

@@ -46,10 +46,10 @@ double ms(double us) { return std::round(us) / 1000.0; }
 json latency_json(const Histogram& h) {
   if (h.count() == 0) // no started request: no latency rather than a misleading 0
     return nullptr;
-  return {{"count", h.count()},          {"p50", ms(h.percentile(50))},
-          {"p90", ms(h.percentile(90))}, {"p99", ms(h.percentile(99))},
-          {"p99_9", ms(h.percentile(99.9))}, {"max", ms(h.max())},
-          {"mean", ms(h.mean())}};
+  return {
+    {"count", h.count()},          {"p50", ms(h.percentile(50))},     {"p90", ms(h.percentile(90))},
+    {"p99", ms(h.percentile(99))}, {"p99_9", ms(h.percentile(99.9))}, {"max", ms(h.max())},
+    {"mean", ms(h.mean())}};
 }
 
 json tally_json(const Tally& t, double span_s) {
@@ -79,7 +79,10 @@ json phase_def_json(const Phase& p) {
   json j{{"name", p.name}, {"type", to_string(p.type)}, {"duration_s", p.length.count() / 1000.0}};
   switch (p.type) {
     case Phase::Type::rate: j["rate"] = p.rate; break;
-    case Phase::Type::ramp: j["from_rate"] = p.from_rate; j["to_rate"] = p.to_rate; break;
+    case Phase::Type::ramp:
+      j["from_rate"] = p.from_rate;
+      j["to_rate"] = p.to_rate;
+      break;
     case Phase::Type::concurrency: j["workers"] = p.workers; break;
     case Phase::Type::burst: j["count"] = p.count; break;
   }
@@ -104,8 +107,11 @@ json to_json(const RunResult& r) {
                      {"pool", sc.pool},
                      {"max_in_flight", sc.max_in_flight},
                      {"overload_policy", "reject"},
-                     {"mix", {{"execute", sc.mix.execute}, {"lease", sc.mix.lease},
-                              {"files", sc.mix.files}, {"lease_execs", sc.mix.execs}}},
+                     {"mix",
+                      {{"execute", sc.mix.execute},
+                       {"lease", sc.mix.lease},
+                       {"files", sc.mix.files},
+                       {"lease_execs", sc.mix.execs}}},
                      {"phases", phase_defs}};
   out["started_at"] = r.started_at;
   out["warm"] = r.warm;
@@ -142,10 +148,12 @@ json to_json(const RunResult& r) {
   uint64_t misses = r.last.misses - std::min(r.last.misses, r.first.misses);
   t["pool_hits"] = hits;
   t["pool_misses"] = misses;
-  t["pool_hit_rate"] = r.first.ok && r.last.ok ? hit_rate_json(hit_rate(hits, misses)) : json(nullptr);
+  t["pool_hit_rate"] =
+    r.first.ok && r.last.ok ? hit_rate_json(hit_rate(hits, misses)) : json(nullptr);
   json bins = json::array();
   for (auto& b : total.latency.bins())
-    bins.push_back({{"from_ms", b.lower_us / 1000.0}, {"to_ms", b.upper_us / 1000.0}, {"count", b.count}});
+    bins.push_back(
+      {{"from_ms", b.lower_us / 1000.0}, {"to_ms", b.upper_us / 1000.0}, {"count", b.count}});
   t["latency_histogram"] = bins;
   out["total"] = t;
 
@@ -169,8 +177,11 @@ json to_json(const RunResult& r) {
 
   json faults = json::array();
   for (auto& f : r.faults) {
-    json j{{"at_s", f.at_s}, {"planned_at_s", f.def.at.count() / 1000.0},
-           {"action", to_string(f.def.action)}, {"status", f.status}, {"detail", f.detail}};
+    json j{{"at_s", f.at_s},
+           {"planned_at_s", f.def.at.count() / 1000.0},
+           {"action", to_string(f.def.action)},
+           {"status", f.status},
+           {"detail", f.detail}};
     if (f.def.action == Fault::Action::kill_sandbox)
       j["count"] = f.def.count;
     else
@@ -258,8 +269,9 @@ struct Plot {
     }
     s << "<text x=\"" << (L + W - R) / 2 << "\" y=\"" << H - 6 << "\" text-anchor=\"middle\">"
       << esc(xlabel) << "</text>\n";
-    s << "<text x=\"14\" y=\"" << (T + H - B) / 2 << "\" text-anchor=\"middle\" transform=\"rotate(-90 14 "
-      << (T + H - B) / 2 << ")\">" << esc(ylabel) << "</text>\n";
+    s << "<text x=\"14\" y=\"" << (T + H - B) / 2
+      << "\" text-anchor=\"middle\" transform=\"rotate(-90 14 " << (T + H - B) / 2 << ")\">"
+      << esc(ylabel) << "</text>\n";
   }
 
   void xtick(double v, const std::string& text) {
@@ -281,15 +293,17 @@ struct Plot {
       pen = true;
     }
     if (!d.empty())
-      s << "<path d=\"" << d << "\" fill=\"none\" stroke=\"" << color << "\" stroke-width=\"1.6\"/>\n";
+      s << "<path d=\"" << d << "\" fill=\"none\" stroke=\"" << color
+        << "\" stroke-width=\"1.6\"/>\n";
   }
 
   /// A vertical line with a label; `row` staggers labels so neighbours do not overlap.
-  void marker(double x, const std::string& text, const std::string& color, bool dashed, int row = 0) {
+  void marker(double x, const std::string& text, const std::string& color, bool dashed,
+              int row = 0) {
     s << "<line x1=\"" << X(x) << "\" x2=\"" << X(x) << "\" y1=\"" << T << "\" y2=\"" << H - B
       << "\" stroke=\"" << color << "\"" << (dashed ? " stroke-dasharray=\"4 3\"" : "") << "/>";
-    s << "<text x=\"" << X(x) + 3 << "\" y=\"" << T + 11 + 12 * row << "\" fill=\"" << color << "\">"
-      << esc(text) << "</text>\n";
+    s << "<text x=\"" << X(x) + 3 << "\" y=\"" << T + 11 + 12 * row << "\" fill=\"" << color
+      << "\">" << esc(text) << "</text>\n";
   }
 
   std::string close() {
@@ -303,8 +317,9 @@ void time_markers(Plot& p, const json& r) {
   for (auto& ph : r["phases"])
     p.marker(as_num(ph["start_s"]), ph["name"].get<std::string>(), "#777", true);
   for (auto& f : r["faults"])
-    p.marker(as_num(f["at_s"]), f["action"].get<std::string>() + " (" +
-                                  f["status"].get<std::string>() + ")", "#c00", false, 1);
+    p.marker(as_num(f["at_s"]),
+             f["action"].get<std::string>() + " (" + f["status"].get<std::string>() + ")", "#c00",
+             false, 1);
 }
 
 std::string legend(const std::vector<std::pair<std::string, std::string>>& items) {
@@ -362,7 +377,8 @@ std::string throughput_chart(const json& r) {
   }
   time_markers(p, r);
   p.line(tput, "#2ca02c");
-  return p.close() + legend({{"completed per second", "#2ca02c"}, {"errors per second (by intended start)", "#d62728"}});
+  return p.close() + legend({{"completed per second", "#2ca02c"},
+                             {"errors per second (by intended start)", "#d62728"}});
 }
 
 std::string histogram_chart(const json& r) {
@@ -395,7 +411,8 @@ std::string histogram_chart(const json& r) {
   auto& lat = r["total"]["latency_ms"];
   int row = 0;
   if (lat.is_object())
-    for (auto [key, color] : {std::pair{"p50", "#2ca02c"}, {"p99", "#ff7f0e"}, {"p99_9", "#d62728"}})
+    for (auto [key, color] :
+         {std::pair{"p50", "#2ca02c"}, {"p99", "#ff7f0e"}, {"p99_9", "#d62728"}})
       if (as_num(lat[key]) > 0)
         p.marker(std::clamp(as_num(lat[key]), p.x0, p.x1), key, color, true, row++);
   return p.close();
@@ -403,8 +420,9 @@ std::string histogram_chart(const json& r) {
 
 std::string occupancy_chart(const json& r) {
   // Known states in lifecycle order, then whatever else the pool reported.
-  std::vector<std::string> order = {"idle", "leased", "resetting", "probing", "creating", "warming",
-                                    "suspect", "failed", "restarting", "retiring", "destroying"};
+  std::vector<std::string> order = {"idle",       "leased",   "resetting", "probing",
+                                    "creating",   "warming",  "suspect",   "failed",
+                                    "restarting", "retiring", "destroying"};
   std::set<std::string> seen;
   for (auto& b : r["timeseries"]["buckets"])
     if (b["pool"].contains("states"))
@@ -418,7 +436,12 @@ std::string occupancy_chart(const json& r) {
   static const char* palette[] = {"#2ca02c", "#1f77b4", "#17becf", "#bcbd22", "#9467bd", "#c5b0d5",
                                   "#ff7f0e", "#d62728", "#e377c2", "#8c564b", "#7f7f7f", "#aaaaaa"};
 
-  struct Point { double t; std::vector<double> v; double waiting; bool ok; };
+  struct Point {
+    double t;
+    std::vector<double> v;
+    double waiting;
+    bool ok;
+  };
   std::vector<Point> pts;
   double top = 0;
   for (auto& b : r["timeseries"]["buckets"]) {
@@ -445,11 +468,14 @@ std::string occupancy_chart(const json& r) {
     for (size_t k = 0; k < pts.size(); ++k) {
       double t0 = pts[k].t, t1 = k + 1 < pts.size() ? pts[k + 1].t : p.x1;
       double hi = pts[k].v[i], lo = i ? pts[k].v[i - 1] : 0;
-      upper += num(p.X(t0), 6) + "," + num(p.Y(hi), 6) + " " + num(p.X(t1), 6) + "," + num(p.Y(hi), 6) + " ";
-      lower = num(p.X(t1), 6) + "," + num(p.Y(lo), 6) + " " + num(p.X(t0), 6) + "," + num(p.Y(lo), 6) + " " + lower;
+      upper += num(p.X(t0), 6) + "," + num(p.Y(hi), 6) + " " + num(p.X(t1), 6) + "," +
+               num(p.Y(hi), 6) + " ";
+      lower = num(p.X(t1), 6) + "," + num(p.Y(lo), 6) + " " + num(p.X(t0), 6) + "," +
+              num(p.Y(lo), 6) + " " + lower;
     }
     if (!pts.empty())
-      p.s << "<polygon points=\"" << upper << lower << "\" fill=\"" << color << "\" opacity=\"0.85\"/>\n";
+      p.s << "<polygon points=\"" << upper << lower << "\" fill=\"" << color
+          << "\" opacity=\"0.85\"/>\n";
   }
   std::vector<std::pair<double, double>> waiting;
   for (auto& pt : pts)
@@ -462,10 +488,13 @@ std::string occupancy_chart(const json& r) {
 
 std::string row(const json& t, const std::string& name, const std::string& type) {
   auto lat = t["latency_ms"];
-  auto l = [&](const char* k) { return lat.is_object() ? num(as_num(lat[k]), 4) : std::string("–"); };
+  auto l = [&](const char* k) {
+    return lat.is_object() ? num(as_num(lat[k]), 4) : std::string("–");
+  };
   std::string errs;
   for (auto& kv : t["errors"].items())
-    errs += (errs.empty() ? "" : ", ") + esc(kv.key()) + " " + std::to_string(kv.value().get<uint64_t>());
+    errs +=
+      (errs.empty() ? "" : ", ") + esc(kv.key()) + " " + std::to_string(kv.value().get<uint64_t>());
   auto hr = t["pool_hit_rate"];
   std::ostringstream o;
   o << "<tr><td>" << esc(name) << "</td><td>" << esc(type) << "</td><td>" << t["requests"]
@@ -484,7 +513,8 @@ std::string render_html(const json& r) {
                          ? "embedded engine (" + sc["target"]["config"].get<std::string>() + ")"
                          : "HTTP " + sc["target"]["url"].get<std::string>();
   std::ostringstream o;
-  o << "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>warmpool load: "
+  o << "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>warmpool "
+       "load: "
     << esc(sc["name"]) << "</title>\n<style>\n"
     << "body{font-family:sans-serif;margin:24px;color:#222;max-width:1000px}"
        "table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 7px;"
@@ -494,15 +524,16 @@ std::string render_html(const json& r) {
        "height:10px;margin-right:4px}.note{color:#666;font-size:12px}\n"
     << "</style>\n</head>\n<body>\n";
   o << "<h1>warmpool load: " << esc(sc["name"]) << "</h1>\n";
-  o << "<p>Target: " << esc(target) << "; pool: " << esc(sc["pool"].get<std::string>().empty()
-                                                            ? std::string("(default)")
-                                                            : sc["pool"].get<std::string>())
+  o << "<p>Target: " << esc(target) << "; pool: "
+    << esc(sc["pool"].get<std::string>().empty() ? std::string("(default)")
+                                                 : sc["pool"].get<std::string>())
     << "; started " << esc(r["started_at"]) << "; ran " << num(as_num(r["elapsed_s"]), 4)
     << " s after a start-up of " << num(r.value("startup_s", 0.0), 4)
     << " s; pool warm at start: " << (r["warm"].get<bool>() ? "yes" : "no") << ".</p>\n";
   o << "<p class=\"note\">Latency is measured from each request's intended start time, so "
        "stalls of the target show up as latency (no coordinated omission). Requests that "
-       "could not start because max_in_flight (" << sc["max_in_flight"]
+       "could not start because max_in_flight ("
+    << sc["max_in_flight"]
     << ") was reached count as <code>overload</code> errors and have no latency.</p>\n";
 
   o << "<h2>Summary</h2>\n<table>\n<tr><th>phase</th><th>type</th><th>requests</th><th>ok</th>"
@@ -513,7 +544,8 @@ std::string render_html(const json& r) {
   o << row(r["total"], "total", "") << "</table>\n";
 
   if (!r["faults"].empty()) {
-    o << "<h2>Faults</h2>\n<table>\n<tr><th>at s</th><th>action</th><th>status</th><th>detail</th></tr>\n";
+    o << "<h2>Faults</h2>\n<table>\n<tr><th>at "
+         "s</th><th>action</th><th>status</th><th>detail</th></tr>\n";
     for (auto& f : r["faults"])
       o << "<tr><td>" << num(as_num(f["at_s"]), 4) << "</td><td>" << esc(f["action"]) << "</td><td>"
         << esc(f["status"]) << "</td><td>" << esc(f["detail"]) << "</td></tr>\n";

@@ -30,7 +30,7 @@ struct Tally {
 
 /// One reading of the target pool's stats.
 struct PoolSample {
-  bool ok = false;             // false: the stats could not be read (error says why)
+  bool ok = false; // false: the stats could not be read (error says why)
   std::string error;
   uint64_t hits = 0, misses = 0;
   uint32_t waiting = 0;
@@ -39,38 +39,38 @@ struct PoolSample {
 
 struct PhaseResult {
   Phase def;
-  double start_s = 0;          // start since the run's t0 (planned, or after a sequence: actual)
-  double last_end_s = 0;       // when its last request finished
+  double start_s = 0;    // start since the run's t0 (planned, or after a sequence: actual)
+  double last_end_s = 0; // when its last request finished
   Tally tally;
   std::optional<double> hit_rate; // from stats samples around the phase; none without acquires
   uint64_t hits = 0, misses = 0;
 };
 
 struct Bucket {
-  uint64_t completed = 0;      // requests that finished in this bucket (throughput)
-  Tally by_start;              // requests due to start in this bucket (latency, errors)
-  PoolSample sample;           // pool stats read at the bucket's start
-  uint32_t in_flight = 0;      // harness requests running at the bucket's start
+  uint64_t completed = 0; // requests that finished in this bucket (throughput)
+  Tally by_start;         // requests due to start in this bucket (latency, errors)
+  PoolSample sample;      // pool stats read at the bucket's start
+  uint32_t in_flight = 0; // harness requests running at the bucket's start
 };
 
 struct FaultResult {
   Fault def;
-  double at_s = 0;             // when it was actually injected
-  std::string status;          // applied | unsupported | failed
+  double at_s = 0;    // when it was actually injected
+  std::string status; // applied | unsupported | failed
   std::string detail;
 };
 
 struct RunResult {
   Scenario scenario;
-  std::string started_at;      // ISO-8601 UTC
-  bool warm = false;           // whether the pool reached min_idle before the first phase
-  double elapsed_s = 0;        // phases plus the drain
-  double startup_s = 0;        // target start (engine or connection) until warm, before t0
-  double shutdown_s = 0;       // target shutdown after the drain
+  std::string started_at; // ISO-8601 UTC
+  bool warm = false;      // whether the pool reached min_idle before the first phase
+  double elapsed_s = 0;   // phases plus the drain
+  double startup_s = 0;   // target start (engine or connection) until warm, before t0
+  double shutdown_s = 0;  // target shutdown after the drain
   std::vector<PhaseResult> phases;
   std::vector<Bucket> buckets;
   std::vector<FaultResult> faults;
-  PoolSample first, last;      // before the first phase and after the drain
+  PoolSample first, last; // before the first phase and after the drain
 };
 
 nlohmann::json to_json(const RunResult& r);

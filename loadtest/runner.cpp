@@ -96,7 +96,7 @@ private:
 class Collector {
 public:
   Collector(const Scenario& sc, Clock::time_point t0)
-    : t0_(t0), bucket_(sc.bucket), phases_(sc.phases.size()), in_flight_(sc.phases.size(), 0) {
+      : t0_(t0), bucket_(sc.bucket), phases_(sc.phases.size()), in_flight_(sc.phases.size(), 0) {
     double offset = 0;
     for (size_t i = 0; i < sc.phases.size(); ++i) {
       phases_[i].def = sc.phases[i];
@@ -227,7 +227,7 @@ double arrival(double from, double to, double length, uint64_t k) {
     return 0;
   double a = (to - from) / (2 * length), b = from, disc = b * b + 4 * a * static_cast<double>(k);
   if (disc < 0 || b + std::sqrt(disc) <= 0)
-    return -1; // a ramp down that ran out of arrivals
+    return -1;                                               // a ramp down that ran out of arrivals
   return 2 * static_cast<double>(k) / (b + std::sqrt(disc)); // stable form of the root
 }
 
@@ -311,7 +311,8 @@ RunResult run_scenario(const Scenario& sc, const RunOptions& opts) {
   std::atomic<size_t> current_phase{0};
   std::thread monitor{[&] {
     // Samples the pool at every bucket start; prints progress ~4x/s on a TTY, else every 2 s.
-    const auto print_every = opts.tty ? std::chrono::milliseconds(250) : std::chrono::milliseconds(2000);
+    const auto print_every =
+      opts.tty ? std::chrono::milliseconds(250) : std::chrono::milliseconds(2000);
     size_t k = 0;
     auto next_print = t0 + print_every;
     uint64_t last_completed = 0;
@@ -336,10 +337,10 @@ RunResult run_scenario(const Scenario& sc, const RunOptions& opts) {
         last_completed = pr.completed;
         last_time = now;
         std::ostringstream line;
-        line << std::fixed << std::setprecision(1) << "[" << (ph < sc.phases.size()
-                                                             ? sc.phases[ph].name : "drain")
-             << "] " << seconds(now - t0) << "s/" << total.count() / 1000.0 << "s  rate "
-             << std::setprecision(0) << rate << "/s  p99 " << std::setprecision(2);
+        line << std::fixed << std::setprecision(1) << "["
+             << (ph < sc.phases.size() ? sc.phases[ph].name : "drain") << "] " << seconds(now - t0)
+             << "s/" << total.count() / 1000.0 << "s  rate " << std::setprecision(0) << rate
+             << "/s  p99 " << std::setprecision(2);
         if (pr.p99_ms >= 0)
           line << pr.p99_ms << "ms";
         else
@@ -474,8 +475,10 @@ RunResult run_scenario(const Scenario& sc, const RunOptions& opts) {
     auto k0 = static_cast<size_t>(std::floor(p.start_s / bucket_s + 1e-9));
     auto k1 = static_cast<size_t>(std::ceil(end_s / bucket_s - 1e-9));
     const PoolSample& a = i == 0 || k0 >= res.buckets.size() ? res.first : res.buckets[k0].sample;
-    const PoolSample& b = i + 1 == res.phases.size() || k1 >= res.buckets.size() || !res.buckets[k1].sample.ok
-                            ? res.last : res.buckets[k1].sample;
+    const PoolSample& b =
+      i + 1 == res.phases.size() || k1 >= res.buckets.size() || !res.buckets[k1].sample.ok
+        ? res.last
+        : res.buckets[k1].sample;
     p.hit_rate = rate_between(a, b, p.hits, p.misses);
   }
   return res;
@@ -504,21 +507,23 @@ void print_summary(const nlohmann::json& j, std::ostream& o) {
   auto line = [&](const std::string& name, const nlohmann::json& t) {
     std::string errs;
     for (auto& kv : t["errors"].items())
-      errs += (errs.empty() ? "" : ",") + kv.key() + "=" + std::to_string(kv.value().get<uint64_t>());
+      errs +=
+        (errs.empty() ? "" : ",") + kv.key() + "=" + std::to_string(kv.value().get<uint64_t>());
     std::ostringstream hr;
     if (t["pool_hit_rate"].is_number())
       hr << std::fixed << std::setprecision(1) << 100 * t["pool_hit_rate"].get<double>() << "%";
     else
       hr << "-";
-    o << std::left << std::setw(14) << name << std::right << std::setw(9) << t["requests"].get<uint64_t>()
-      << std::setw(9) << t["successes"].get<uint64_t>() << std::setw(9) << std::fixed
-      << std::setprecision(1) << t["throughput_rps"].get<double>() << std::setw(10) << lat(t, "p50")
-      << std::setw(10) << lat(t, "p99") << std::setw(10) << lat(t, "max") << std::setw(9) << hr.str()
-      << "  " << (errs.empty() ? "-" : errs) << "\n";
+    o << std::left << std::setw(14) << name << std::right << std::setw(9)
+      << t["requests"].get<uint64_t>() << std::setw(9) << t["successes"].get<uint64_t>()
+      << std::setw(9) << std::fixed << std::setprecision(1) << t["throughput_rps"].get<double>()
+      << std::setw(10) << lat(t, "p50") << std::setw(10) << lat(t, "p99") << std::setw(10)
+      << lat(t, "max") << std::setw(9) << hr.str() << "  " << (errs.empty() ? "-" : errs) << "\n";
   };
-  o << std::left << std::setw(14) << "phase" << std::right << std::setw(9) << "requests" << std::setw(9)
-    << "ok" << std::setw(9) << "req/s" << std::setw(10) << "p50 ms" << std::setw(10) << "p99 ms"
-    << std::setw(10) << "max ms" << std::setw(9) << "hit rate" << "  errors\n";
+  o << std::left << std::setw(14) << "phase" << std::right << std::setw(9) << "requests"
+    << std::setw(9) << "ok" << std::setw(9) << "req/s" << std::setw(10) << "p50 ms" << std::setw(10)
+    << "p99 ms" << std::setw(10) << "max ms" << std::setw(9) << "hit rate"
+    << "  errors\n";
   for (auto& p : j["phases"])
     line(p["name"].get<std::string>(), p);
   line("total", j["total"]);

@@ -20,8 +20,8 @@
 namespace warmpool::loadtest {
 
 struct RunOptions {
-  bool quiet = false;            // no progress output at all
-  bool tty = false;              // progress as one `\r`-updated line (else periodic lines)
+  bool quiet = false;               // no progress output at all
+  bool tty = false;                 // progress as one `\r`-updated line (else periodic lines)
   std::ostream* progress = nullptr; // default: std::cerr
 };
 

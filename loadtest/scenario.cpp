@@ -128,8 +128,9 @@ struct Reader {
 
 void read_target(Reader& r, const YAML::Node& n, Target& t, const std::string& base_dir) {
   std::string engine, http;
-  auto seen = r.fields(n, "target", {{"engine", r.str(engine)}, {"http", r.str(http)},
-                                     {"token", r.str(t.token)}});
+  auto seen =
+    r.fields(n, "target",
+             {{"engine", r.str(engine)}, {"http", r.str(http)}, {"token", r.str(t.token)}});
   if (!n.IsMap())
     return;
   if (seen.count("engine") + seen.count("http") != 1)
@@ -154,33 +155,35 @@ void read_target(Reader& r, const YAML::Node& n, Target& t, const std::string& b
 
 void read_phase(Reader& r, const YAML::Node& n, const std::string& at, Phase& p, size_t index) {
   std::string type;
-  auto seen = r.fields(n, at, {
-      {"name", r.str(p.name)},
-      {"type", r.str(type)},
-      {"duration", r.dur(p.length)},
-      {"rate", r.number(p.rate, "a number per second")},
-      {"from_rate", r.number(p.from_rate, "a number per second")},
-      {"to_rate", r.number(p.to_rate, "a number per second")},
-      {"workers", r.count(p.workers, "a number of workers", 1)},
-      {"think_time", r.dur(p.think_time)},
-      {"count", r.count(p.count, "a number of requests", 1)},
-  });
+  auto seen = r.fields(n, at,
+                       {
+                         {"name", r.str(p.name)},
+                         {"type", r.str(type)},
+                         {"duration", r.dur(p.length)},
+                         {"rate", r.number(p.rate, "a number per second")},
+                         {"from_rate", r.number(p.from_rate, "a number per second")},
+                         {"to_rate", r.number(p.to_rate, "a number per second")},
+                         {"workers", r.count(p.workers, "a number of workers", 1)},
+                         {"think_time", r.dur(p.think_time)},
+                         {"count", r.count(p.count, "a number of requests", 1)},
+                       });
   if (!n.IsMap())
     return;
   if (p.name.empty())
     p.name = "phase" + std::to_string(index + 1);
   static const std::map<std::string, std::pair<Phase::Type, std::set<std::string>>> kinds = {
-      {"ramp", {Phase::Type::ramp, {"from_rate", "to_rate", "duration"}}},
-      {"rate", {Phase::Type::rate, {"rate", "duration"}}},
-      {"concurrency", {Phase::Type::concurrency, {"workers", "duration"}}},
-      {"burst", {Phase::Type::burst, {"count"}}},
-      {"sequence", {Phase::Type::sequence, {"count"}}},
+    {"ramp", {Phase::Type::ramp, {"from_rate", "to_rate", "duration"}}},
+    {"rate", {Phase::Type::rate, {"rate", "duration"}}},
+    {"concurrency", {Phase::Type::concurrency, {"workers", "duration"}}},
+    {"burst", {Phase::Type::burst, {"count"}}},
+    {"sequence", {Phase::Type::sequence, {"count"}}},
   };
   if (!seen.count("type"))
     return r.bad(at + ".type", "required (ramp, rate, concurrency, burst or sequence)");
   auto k = kinds.find(type);
   if (k == kinds.end())
-    return r.bad(at + ".type", "expected ramp, rate, concurrency, burst or sequence, got \"" + type + "\"");
+    return r.bad(at + ".type",
+                 "expected ramp, rate, concurrency, burst or sequence, got \"" + type + "\"");
   p.type = k->second.first;
   for (auto& req : k->second.second)
     if (!seen.count(req))
@@ -213,14 +216,15 @@ void read_fault(Reader& r, const YAML::Node& n, const std::string& at, Fault& f)
   std::string action;
   uint32_t kill = 0;
   duration pause{0}, length{0};
-  auto seen = r.fields(n, at, {
-      {"at", r.dur(f.at)},
-      {"action", r.str(action)},
-      {"count", r.count(f.count, "a number of sandboxes", 1)},
-      {"duration", r.dur(length)},
-      {"kill", r.count(kill, "a number of sandboxes", 1)},
-      {"pause_backend", r.dur(pause)},
-  });
+  auto seen = r.fields(n, at,
+                       {
+                         {"at", r.dur(f.at)},
+                         {"action", r.str(action)},
+                         {"count", r.count(f.count, "a number of sandboxes", 1)},
+                         {"duration", r.dur(length)},
+                         {"kill", r.count(kill, "a number of sandboxes", 1)},
+                         {"pause_backend", r.dur(pause)},
+                       });
   if (!n.IsMap())
     return;
   if (!seen.count("at"))
@@ -255,54 +259,60 @@ void read_fault(Reader& r, const YAML::Node& n, const std::string& at, Fault& f)
 
 void read_mix(Reader& r, const YAML::Node& n, Mix& m) {
   m = Mix{0, 0, 0, 3};
-  r.fields(n, "mix", {
-      {"execute", r.number(m.execute, "a weight (a number >= 0)")},
-      {"files", r.number(m.files, "a weight (a number >= 0)")},
-      {"lease", [&](const YAML::Node& v, const std::string& at) {
-         if (v.IsMap())
-           r.fields(v, at, {{"weight", r.number(m.lease, "a weight (a number >= 0)")},
+  r.fields(n, "mix",
+           {
+             {"execute", r.number(m.execute, "a weight (a number >= 0)")},
+             {"files", r.number(m.files, "a weight (a number >= 0)")},
+             {"lease",
+              [&](const YAML::Node& v, const std::string& at) {
+                if (v.IsMap())
+                  r.fields(v, at,
+                           {{"weight", r.number(m.lease, "a weight (a number >= 0)")},
                             {"execs", r.count(m.execs, "a number of commands", 1)}});
-         else
-           r.number(m.lease, "a weight (a number >= 0) or {weight, execs}")(v, at);
-       }},
-  });
+                else
+                  r.number(m.lease, "a weight (a number >= 0) or {weight, execs}")(v, at);
+              }},
+           });
   if (n.IsMap() && m.execute + m.lease + m.files <= 0)
     r.bad("mix", "at least one operation needs a weight > 0");
 }
 
 void read_payload(Reader& r, const YAML::Node& n, Payload& p) {
-  r.fields(n, "payload", {
-      {"command", [&](const YAML::Node& v, const std::string& at) {
-         p.argv.clear();
-         p.shell.clear();
-         if (v.IsScalar() && !v.Scalar().empty()) {
-           p.shell = v.Scalar();
-         } else if (v.IsSequence() && v.size() > 0) {
-           for (auto& a : v) {
-             if (!a.IsScalar())
-               return r.bad(at, "expected a list of strings (argv) or a shell string");
-             p.argv.push_back(a.Scalar());
-           }
-         } else {
-           r.bad(at, "expected a list of strings (argv) or a shell string, got " + Reader::shown(v));
-         }
-       }},
-      {"stdin_size", r.size(p.stdin_size)},
-      {"file_size", r.size(p.file_size)},
-      {"timeout", r.dur(p.timeout)},
-  });
+  r.fields(n, "payload",
+           {
+             {"command",
+              [&](const YAML::Node& v, const std::string& at) {
+                p.argv.clear();
+                p.shell.clear();
+                if (v.IsScalar() && !v.Scalar().empty()) {
+                  p.shell = v.Scalar();
+                } else if (v.IsSequence() && v.size() > 0) {
+                  for (auto& a : v) {
+                    if (!a.IsScalar())
+                      return r.bad(at, "expected a list of strings (argv) or a shell string");
+                    p.argv.push_back(a.Scalar());
+                  }
+                } else {
+                  r.bad(at, "expected a list of strings (argv) or a shell string, got " +
+                              Reader::shown(v));
+                }
+              }},
+             {"stdin_size", r.size(p.stdin_size)},
+             {"file_size", r.size(p.file_size)},
+             {"timeout", r.dur(p.timeout)},
+           });
 }
 
 } // namespace
 
 ScenarioError::ScenarioError(std::vector<std::string> issues)
-  : std::runtime_error([&] {
-      std::string s;
-      for (auto& i : issues)
-        s += (s.empty() ? "" : "\n") + i;
-      return s;
-    }()),
-    issues_(std::move(issues)) {}
+    : std::runtime_error([&] {
+        std::string s;
+        for (auto& i : issues)
+          s += (s.empty() ? "" : "\n") + i;
+        return s;
+      }()),
+      issues_(std::move(issues)) {}
 
 duration Scenario::total_length() const {
   duration t{0};
@@ -321,47 +331,56 @@ Scenario parse_scenario(const std::string& text, const std::string& base_dir) {
   Reader r;
   Scenario s;
   bool has_target = false, has_phases = false;
-  r.fields(root, "", {
-      {"name", r.str(s.name)},
-      {"target", [&](const YAML::Node& v, const std::string&) {
-         has_target = true;
-         read_target(r, v, s.target, base_dir);
-       }},
-      {"pool", r.str(s.pool)},
-      {"phases", [&](const YAML::Node& v, const std::string& at) {
-         has_phases = true;
-         if (!v.IsSequence() || v.size() == 0)
-           return r.bad(at, "expected a non-empty list of phases, got " + Reader::shown(v));
-         for (size_t i = 0; i < v.size(); ++i)
-           read_phase(r, v[i], at + "[" + std::to_string(i) + "]", s.phases.emplace_back(), i);
-       }},
-      {"mix", [&](const YAML::Node& v, const std::string&) { read_mix(r, v, s.mix); }},
-      {"payload", [&](const YAML::Node& v, const std::string&) { read_payload(r, v, s.payload); }},
-      {"think_time", r.dur(s.think_time)},
-      {"sessions", [&](const YAML::Node& v, const std::string& at) {
-         r.fields(v, at, {{"reuse", r.number(s.session_reuse, "a fraction between 0 and 1")},
+  r.fields(root, "",
+           {
+             {"name", r.str(s.name)},
+             {"target",
+              [&](const YAML::Node& v, const std::string&) {
+                has_target = true;
+                read_target(r, v, s.target, base_dir);
+              }},
+             {"pool", r.str(s.pool)},
+             {"phases",
+              [&](const YAML::Node& v, const std::string& at) {
+                has_phases = true;
+                if (!v.IsSequence() || v.size() == 0)
+                  return r.bad(at, "expected a non-empty list of phases, got " + Reader::shown(v));
+                for (size_t i = 0; i < v.size(); ++i)
+                  read_phase(r, v[i], at + "[" + std::to_string(i) + "]", s.phases.emplace_back(),
+                             i);
+              }},
+             {"mix", [&](const YAML::Node& v, const std::string&) { read_mix(r, v, s.mix); }},
+             {"payload",
+              [&](const YAML::Node& v, const std::string&) { read_payload(r, v, s.payload); }},
+             {"think_time", r.dur(s.think_time)},
+             {"sessions",
+              [&](const YAML::Node& v, const std::string& at) {
+                r.fields(v, at,
+                         {{"reuse", r.number(s.session_reuse, "a fraction between 0 and 1")},
                           {"count", r.count(s.sessions, "a number of sessions", 1)}});
-         if (s.session_reuse > 1)
-           r.bad(at + ".reuse", "must be <= 1 (a fraction of the executes)");
-       }},
-      {"faults", [&](const YAML::Node& v, const std::string& at) {
-         if (!v.IsSequence())
-           return r.bad(at, "expected a list of faults, got " + Reader::shown(v));
-         for (size_t i = 0; i < v.size(); ++i)
-           read_fault(r, v[i], at + "[" + std::to_string(i) + "]", s.faults.emplace_back());
-       }},
-      {"max_in_flight", r.count(s.max_in_flight, "a number of requests", 1)},
-      {"acquire_timeout", r.dur(s.acquire_timeout)},
-      {"request_timeout", r.dur(s.request_timeout)},
-      {"warmup", r.dur(s.warmup)},
-      {"drain", r.dur(s.drain)},
-      {"bucket", r.dur(s.bucket)},
-      {"seed", [&](const YAML::Node& v, const std::string& at) {
-         uint32_t seed = 0;
-         r.count(seed, "a number", 0)(v, at);
-         s.seed = seed;
-       }},
-  });
+                if (s.session_reuse > 1)
+                  r.bad(at + ".reuse", "must be <= 1 (a fraction of the executes)");
+              }},
+             {"faults",
+              [&](const YAML::Node& v, const std::string& at) {
+                if (!v.IsSequence())
+                  return r.bad(at, "expected a list of faults, got " + Reader::shown(v));
+                for (size_t i = 0; i < v.size(); ++i)
+                  read_fault(r, v[i], at + "[" + std::to_string(i) + "]", s.faults.emplace_back());
+              }},
+             {"max_in_flight", r.count(s.max_in_flight, "a number of requests", 1)},
+             {"acquire_timeout", r.dur(s.acquire_timeout)},
+             {"request_timeout", r.dur(s.request_timeout)},
+             {"warmup", r.dur(s.warmup)},
+             {"drain", r.dur(s.drain)},
+             {"bucket", r.dur(s.bucket)},
+             {"seed",
+              [&](const YAML::Node& v, const std::string& at) {
+                uint32_t seed = 0;
+                r.count(seed, "a number", 0)(v, at);
+                s.seed = seed;
+              }},
+           });
   if (root.IsMap()) {
     if (!has_target)
       r.bad("target", "required ({engine: CONFIG.yaml} or {http: URL})");
@@ -374,9 +393,9 @@ Scenario parse_scenario(const std::string& text, const std::string& base_dir) {
   auto total = s.total_length();
   for (size_t i = 0; i < s.faults.size(); ++i)
     if (s.faults[i].at > total && has_phases)
-      r.bad("faults[" + std::to_string(i) + "].at",
-            std::to_string(s.faults[i].at.count()) + "ms is after the last phase ends (" +
-              std::to_string(total.count()) + "ms)");
+      r.bad("faults[" + std::to_string(i) + "].at", std::to_string(s.faults[i].at.count()) +
+                                                      "ms is after the last phase ends (" +
+                                                      std::to_string(total.count()) + "ms)");
   if (!r.issues.empty())
     throw ScenarioError{std::move(r.issues)};
   if (s.name.empty())

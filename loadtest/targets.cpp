@@ -39,8 +39,8 @@ std::string check(const ExecResult& r) {
 class EngineTarget : public LoadTarget {
 public:
   explicit EngineTarget(const Scenario& sc)
-    : sc_(sc), sessions_(new Session[sc.sessions]), stdin_(pattern(sc.payload.stdin_size)),
-      file_(pattern(sc.payload.file_size)), rng_(sc.seed) {
+      : sc_(sc), sessions_(new Session[sc.sessions]), stdin_(pattern(sc.payload.stdin_size)),
+        file_(pattern(sc.payload.file_size)), rng_(sc.seed) {
     EngineConfig cfg;
     try {
       cfg = load_config_file(sc.target.config);
@@ -132,8 +132,9 @@ public:
       sim_->kill(id);
       killed += (killed.empty() ? "" : ", ") + id;
     }
-    return {ids.size() == f.count ? "applied" : "failed",
-            "killed " + std::to_string(ids.size()) + " of " + std::to_string(f.count) + ": " + killed};
+    return {ids.size() == f.count ? "applied" : "failed", "killed " + std::to_string(ids.size()) +
+                                                            " of " + std::to_string(f.count) +
+                                                            ": " + killed};
   }
 
   void shutdown() override {
@@ -241,12 +242,13 @@ std::string http_error(const httplib::Result& res, std::initializer_list<int> ok
 class HttpTarget : public LoadTarget {
 public:
   explicit HttpTarget(const Scenario& sc)
-    : sc_(sc), id_(next_id_++), file_(pattern(sc.payload.file_size)) {
+      : sc_(sc), id_(next_id_++), file_(pattern(sc.payload.file_size)) {
     token_ = sc.target.token;
     if (token_.empty())
       if (const char* env = std::getenv("WARMPOOL_TOKEN"))
         token_ = env;
-    exec_body_["command"] = sc.payload.shell.empty() ? json(sc.payload.argv) : json(sc.payload.shell);
+    exec_body_["command"] =
+      sc.payload.shell.empty() ? json(sc.payload.argv) : json(sc.payload.shell);
     if (sc.payload.stdin_size > 0)
       exec_body_["stdin"] = pattern(sc.payload.stdin_size);
     if (sc.payload.timeout.count() > 0)

@@ -31,12 +31,9 @@ Errc errc_of(const caf::error& err) {
     return static_cast<Errc>(err.code());
   if (err.category() == caf::atom("system")) {
     switch (static_cast<caf::sec>(err.code())) {
-      case caf::sec::request_timeout:
-        return Errc::exec_timeout;
-      case caf::sec::request_receiver_down:
-        return Errc::container_failed;
-      default:
-        break;
+      case caf::sec::request_timeout: return Errc::exec_timeout;
+      case caf::sec::request_receiver_down: return Errc::container_failed;
+      default: break;
     }
   }
   return Errc::internal;
@@ -57,8 +54,7 @@ std::string render(const caf::error& err) {
       return "exec_timeout: no answer from the engine in time (" + caf_text + ")";
     case Errc::container_failed:
       return "container_failed: the sandbox's actor is gone (" + caf_text + ")";
-    default:
-      return "internal: " + caf_text;
+    default: return "internal: " + caf_text;
   }
 }
 
@@ -68,13 +64,12 @@ Error to_exception(const caf::error& err) {
 }
 
 void register_error_category(caf::actor_system_config& cfg) {
-  cfg.add_error_category(error_category,
-                         [](uint8_t code, caf::atom_value, const caf::message& ctx) {
-                           std::string text = ctx.match_elements<std::string>()
-                                                ? ctx.get_as<std::string>(0)
-                                                : describe(static_cast<Errc>(code));
-                           return std::string{to_string(static_cast<Errc>(code))} + ": " + text;
-                         });
+  cfg.add_error_category(error_category, [](uint8_t code, caf::atom_value,
+                                            const caf::message& ctx) {
+    std::string text = ctx.match_elements<std::string>() ? ctx.get_as<std::string>(0)
+                                                         : describe(static_cast<Errc>(code));
+    return std::string{to_string(static_cast<Errc>(code))} + ": " + text;
+  });
 }
 
 } // namespace warmpool

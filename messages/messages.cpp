@@ -10,11 +10,11 @@ namespace warmpool {
 
 bool node_capacity::operator==(const node_capacity& o) const {
   auto same = [](const pool_capacity& a, const pool_capacity& b) {
-    return a.pool == b.pool && a.idle == b.idle && a.total == b.total &&
-           a.max_size == b.max_size && a.leased == b.leased && a.waiting == b.waiting &&
-           a.served == b.served;
+    return a.pool == b.pool && a.idle == b.idle && a.total == b.total && a.max_size == b.max_size &&
+           a.leased == b.leased && a.waiting == b.waiting && a.served == b.served;
   };
-  return node == o.node && std::equal(pools.begin(), pools.end(), o.pools.begin(), o.pools.end(), same);
+  return node == o.node &&
+         std::equal(pools.begin(), pools.end(), o.pools.begin(), o.pools.end(), same);
 }
 
 void register_types(caf::actor_system_config& cfg) {

@@ -110,8 +110,8 @@ struct lease_info {
 /// An acquire the pool delegates to the idle sandbox it chose (never leaves the node).
 struct lease_offer {
   lease_info lease;
-  uint64_t seen = 0;        // the sequence number of the container's report the pool went by
-  int64_t deadline_ns = 0;  // the acquire's deadline (actor clock), for a hand-back
+  uint64_t seen = 0;       // the sequence number of the container's report the pool went by
+  int64_t deadline_ns = 0; // the acquire's deadline (actor clock), for a hand-back
 };
 
 struct probe_result {
@@ -127,14 +127,14 @@ struct op_result {
   ExecResult exec;
   std::string data;
   ResetReport reset;
-  std::string unfit;  // Backend::unfit_reason after the call: retire the sandbox with it
+  std::string unfit; // Backend::unfit_reason after the call: retire the sandbox with it
 };
 
 /// A container's state change, sent to its pool after every transition into a state
 /// whose `reported` attribute is set (all but leased, which the pool books itself).
 struct container_report {
   cstate state = cstate::creating; // stats.state stays empty
-  uint64_t seq = 0;        // the container's transition count, this one included
+  uint64_t seq = 0;                // the container's transition count, this one included
   // Times on the actor clock (ns since its epoch; -1: none). The pool works out ages when
   // asked for stats, so a report costs no clock reads.
   int64_t created_ns = -1; // the sandbox's creation
@@ -179,8 +179,7 @@ struct pool_ref {
 /// Probes idle sandboxes of every pool on each pool's interval.
 using health_checker_actor = caf::typed_actor<
   // Supervisor -> checker: (re)register a pool (after a pool restart, too).
-  caf::reacts_to<pools_atom, pool_ref>,
-  caf::reacts_to<shutdown_atom>>;
+  caf::reacts_to<pools_atom, pool_ref>, caf::reacts_to<shutdown_atom>>;
 
 /// The checker's own timers (internal): only the checker actor holds this type.
 using health_checker_internal_actor = health_checker_actor::extend<
@@ -188,14 +187,14 @@ using health_checker_internal_actor = health_checker_actor::extend<
   caf::reacts_to<timer_atom, uint8_t, uint64_t>>;
 
 /// The root: routes acquires to pools, aggregates stats, orchestrates shutdown.
-using supervisor_actor = caf::typed_actor<
-  caf::replies_to<acquire_atom, acquire_request>::with<lease_info>,
-  // The pool actors by name (tests, node links).
-  caf::replies_to<list_atom>::with<std::vector<pool_ref>>,
-  caf::replies_to<stats_atom>::with<std::vector<PoolStats>>,
-  // True once every enabled pool holds min_idle ready sandboxes.
-  caf::replies_to<ready_atom>::with<bool>,
-  caf::replies_to<shutdown_atom>::with<ok_atom>>;
+using supervisor_actor =
+  caf::typed_actor<caf::replies_to<acquire_atom, acquire_request>::with<lease_info>,
+                   // The pool actors by name (tests, node links).
+                   caf::replies_to<list_atom>::with<std::vector<pool_ref>>,
+                   caf::replies_to<stats_atom>::with<std::vector<PoolStats>>,
+                   // True once every enabled pool holds min_idle ready sandboxes.
+                   caf::replies_to<ready_atom>::with<bool>,
+                   caf::replies_to<shutdown_atom>::with<ok_atom>>;
 
 // -- cluster (one node link actor per node, see actors/cluster_actor.hpp) -------
 
@@ -254,8 +253,8 @@ using cluster_actor = caf::typed_actor<
 struct cluster_hello {
   uint32_t protocol = cluster_protocol_version;
   std::string node;
-  std::string address;             // where it accepts peers ("" = nowhere)
-  std::vector<std::string> peers;  // addresses it knows, so the mesh closes by itself
+  std::string address;            // where it accepts peers ("" = nowhere)
+  std::vector<std::string> peers; // addresses it knows, so the mesh closes by itself
   cluster_actor handle;
 };
 
@@ -270,20 +269,19 @@ struct connect_result {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, ExecRequest& x) {
-  return f(caf::meta::type_name("warmpool.exec_request"), x.argv, x.shell, x.stdin_data,
-           x.env, x.cwd, x.timeout, x.output_limit, x.code, x.language);
+  return f(caf::meta::type_name("warmpool.exec_request"), x.argv, x.shell, x.stdin_data, x.env,
+           x.cwd, x.timeout, x.output_limit, x.code, x.language);
 }
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, ExecResult& x) {
-  return f(caf::meta::type_name("warmpool.exec_result"), x.exit_code, x.signal,
-           x.stdout_data, x.stderr_data, x.duration, x.timed_out, x.truncated);
+  return f(caf::meta::type_name("warmpool.exec_result"), x.exit_code, x.signal, x.stdout_data,
+           x.stderr_data, x.duration, x.timed_out, x.truncated);
 }
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, ResetReport& x) {
-  return f(caf::meta::type_name("warmpool.reset_report"), x.files_removed,
-           x.processes_killed);
+  return f(caf::meta::type_name("warmpool.reset_report"), x.files_removed, x.processes_killed);
 }
 
 template <class Inspector>
@@ -296,9 +294,9 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, PoolStats& x) {
   return f(caf::meta::type_name("warmpool.pool_stats"), x.name, x.backend, x.node, x.enabled,
            x.min_idle, x.max_size, x.total, x.idle, x.leased, x.creating, x.waiting, x.target_idle,
-           x.acquire_rate, x.create_ms, x.states,
-           x.hits, x.misses, x.exhausted, x.recycled, x.failed, x.executions, x.fresh,
-           x.retired, x.transitions, x.probe_failures, x.containers);
+           x.acquire_rate, x.create_ms, x.states, x.hits, x.misses, x.exhausted, x.recycled,
+           x.failed, x.executions, x.fresh, x.retired, x.transitions, x.probe_failures,
+           x.containers);
 }
 
 template <class Inspector>
@@ -309,8 +307,8 @@ typename Inspector::result_type inspect(Inspector& f, acquire_request& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, lease_info& x) {
-  return f(caf::meta::type_name("warmpool.lease_info"), x.id, x.pool, x.container, x.node,
-           x.tenant, x.session, x.handle);
+  return f(caf::meta::type_name("warmpool.lease_info"), x.id, x.pool, x.container, x.node, x.tenant,
+           x.session, x.handle);
 }
 
 template <class Inspector>
@@ -325,8 +323,7 @@ typename Inspector::result_type inspect(Inspector& f, probe_result& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, op_result& x) {
-  return f(caf::meta::type_name("warmpool.op_result"), x.err, x.exec, x.data, x.reset,
-           x.unfit);
+  return f(caf::meta::type_name("warmpool.op_result"), x.err, x.exec, x.data, x.reset, x.unfit);
 }
 
 template <class Inspector>
@@ -358,8 +355,8 @@ typename Inspector::result_type inspect(Inspector& f, node_capacity& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, cluster_hello& x) {
-  return f(caf::meta::type_name("warmpool.cluster_hello"), x.protocol, x.node, x.address,
-           x.peers, x.handle);
+  return f(caf::meta::type_name("warmpool.cluster_hello"), x.protocol, x.node, x.address, x.peers,
+           x.handle);
 }
 
 template <class Inspector>

@@ -63,7 +63,8 @@ void HttpServer::Impl::execute(Request& req, const ReplyPtr& reply) {
     pool, std::move(parsed.exec), opts,
     [this, pool, op, reply, bytes_in](ExecResult r, ExecuteInfo at, std::exception_ptr err) {
       if (!at.lease.empty()) {
-        metrics.observe_acquire(at.node, pool, std::chrono::duration<double>(at.acquire_time).count());
+        metrics.observe_acquire(at.node, pool,
+                                std::chrono::duration<double>(at.acquire_time).count());
         fill(op->rec, at);
       }
       if (at.abandoned) {
@@ -227,20 +228,21 @@ void HttpServer::Impl::get_lease(Request& req, const ReplyPtr& reply) {
 
 void HttpServer::Impl::lease_exec(Request& req, const ReplyPtr& reply) {
   auto ereq = parse_request_body("exec", req.body).exec;
-  with_lease(req, "exec", reply, [this, ereq](LeaseRegistry::Entry& e,
-                                                        AuditRecord& rec, Finish finish) {
-    auto t0 = steady::now();
-    uint64_t bytes_in = ereq.stdin_data.size();
-    e.lease.exec_async(ereq, [this, &e, &rec, bytes_in, t0, finish](ExecResult r,
-                                                                   std::exception_ptr err) {
-      if (err)
-        return finish({}, err);
-      auto at = where(e.lease);
-      note_exec(rec, at, bytes_in, r,
-                std::chrono::duration_cast<std::chrono::microseconds>(steady::now() - t0));
-      finish(result_response(r, at, {{"lease", e.lease.id()}}), nullptr);
-    });
-  });
+  with_lease(req, "exec", reply,
+             [this, ereq](LeaseRegistry::Entry& e, AuditRecord& rec, Finish finish) {
+               auto t0 = steady::now();
+               uint64_t bytes_in = ereq.stdin_data.size();
+               e.lease.exec_async(ereq, [this, &e, &rec, bytes_in, t0,
+                                         finish](ExecResult r, std::exception_ptr err) {
+                 if (err)
+                   return finish({}, err);
+                 auto at = where(e.lease);
+                 note_exec(rec, at, bytes_in, r,
+                           std::chrono::duration_cast<std::chrono::microseconds>(steady::now() -
+                                                                                 t0));
+                 finish(result_response(r, at, {{"lease", e.lease.id()}}), nullptr);
+               });
+             });
 }
 
 std::string HttpServer::Impl::path_param(const Request& req) {
@@ -268,14 +270,14 @@ void HttpServer::Impl::get_file(Request& req, const ReplyPtr& reply) {
   auto path = path_param(req);
   with_lease(req, "file_get", reply,
              [path](LeaseRegistry::Entry& e, AuditRecord& rec, Finish finish) {
-               e.lease.read_file_async(path, [&rec, finish](std::string data,
-                                                            std::exception_ptr err) {
-                 rec.bytes_out = data.size();
-                 Response res;
-                 res.content_type = "application/octet-stream";
-                 res.body = std::move(data);
-                 finish(std::move(res), err);
-               });
+               e.lease.read_file_async(path,
+                                       [&rec, finish](std::string data, std::exception_ptr err) {
+                                         rec.bytes_out = data.size();
+                                         Response res;
+                                         res.content_type = "application/octet-stream";
+                                         res.body = std::move(data);
+                                         finish(std::move(res), err);
+                                       });
              });
 }
 

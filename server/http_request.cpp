@@ -117,8 +117,9 @@ bool get_bool(const json& body, const char* name, bool fallback) {
   return v->get<bool>();
 }
 
-const std::initializer_list<const char*> exec_fields = {"command", "code", "language", "stdin", "env",
-                                                       "cwd", "timeout", "output_limit"};
+const std::initializer_list<const char*> exec_fields = {"command", "code",        "language",
+                                                        "stdin",   "env",         "cwd",
+                                                        "timeout", "output_limit"};
 
 ExecRequest parse_exec(const json& body) {
   ExecRequest r;
@@ -144,7 +145,8 @@ ExecRequest parse_exec(const json& body) {
     if (r.code.find('\0') != std::string::npos)
       throw bad("code", "must not contain a NUL character");
   } else if (!cmd) {
-    throw bad("command", "required (an argv array of strings or a shell string), or code with language");
+    throw bad("command",
+              "required (an argv array of strings or a shell string), or code with language");
   } else if (cmd->is_string()) {
     r.shell = cmd->get<std::string>();
     if (r.shell.empty())
@@ -186,8 +188,8 @@ ParsedBody parse_request_body(const std::string& endpoint, const std::string& te
   auto body = parse_body(text);
   ParsedBody out;
   if (endpoint == "execute") {
-    allow_fields(body, {"pool", "labels", "session", "tenant", "command", "code", "language", "stdin",
-                        "env", "cwd", "timeout", "output_limit"});
+    allow_fields(body, {"pool", "labels", "session", "tenant", "command", "code", "language",
+                        "stdin", "env", "cwd", "timeout", "output_limit"});
     out.exec = parse_exec(body);
   } else if (endpoint == "lease") {
     allow_fields(body, {"pool", "labels", "session", "tenant", "timeout"});

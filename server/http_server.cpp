@@ -34,8 +34,8 @@ std::string resolve_token(const ServerConfig& cfg) {
 /// Metrics label for a request path: the route template, so lease ids do not explode the
 /// series count.
 std::string route_of(const std::string& path) {
-  static const char* fixed[] = {"/v1/execute", "/v1/leases", "/v1/pools", "/healthz",
-                                "/readyz",     "/metrics"};
+  static const char* fixed[] = {"/v1/execute", "/v1/leases", "/v1/pools",
+                                "/healthz",    "/readyz",    "/metrics"};
   for (auto f : fixed)
     if (path == f)
       return f;
@@ -58,9 +58,9 @@ std::string route_of(const std::string& path) {
 } // namespace
 
 HttpServer::Impl::Impl(Engine& e, const ServerConfig& s, const RoutingConfig& r)
-  : engine(e), cfg(s), addr(parse_listen(s.listen)), tenants(s),
-    router(r, pool_names(e)), sessions(e, s.session_ttl), leases(s.lease_ttl), audit(s.audit),
-    session_work(std::max<uint32_t>(s.threads, 1)) {}
+    : engine(e), cfg(s), addr(parse_listen(s.listen)), tenants(s), router(r, pool_names(e)),
+      sessions(e, s.session_ttl), leases(s.lease_ttl), audit(s.audit),
+      session_work(std::max<uint32_t>(s.threads, 1)) {}
 
 Response HttpServer::Impl::error_response(std::exception_ptr err, const std::string& what) {
   Response res;
@@ -94,9 +94,7 @@ void HttpServer::Impl::record(AuditRecord& rec, steady::time_point t0, std::exce
   audit.record(rec);
 }
 
-void HttpServer::Impl::fill(AuditRecord& rec, const Lease& lease) {
-  fill(rec, where(lease));
-}
+void HttpServer::Impl::fill(AuditRecord& rec, const Lease& lease) { fill(rec, where(lease)); }
 
 void HttpServer::Impl::fill(AuditRecord& rec, const ExecuteInfo& at) {
   rec.lease = at.lease;
@@ -118,8 +116,7 @@ HttpServer::Impl::OpPtr HttpServer::Impl::start_op(const char* operation, const 
 void HttpServer::Impl::answer(const OpPtr& op, const ReplyPtr& reply, std::exception_ptr err,
                               Response res, std::function<void(bool)> delivered) {
   record(op->rec, op->t0, err);
-  reply->send(err ? error_response(err, op->rec.operation) : std::move(res),
-              std::move(delivered));
+  reply->send(err ? error_response(err, op->rec.operation) : std::move(res), std::move(delivered));
 }
 
 void HttpServer::Impl::on(WorkPool& pool, const ReplyPtr& reply, std::string what,
@@ -182,8 +179,8 @@ void HttpServer::Impl::readyz(Request&, const ReplyPtr& reply) {
     std::string waiting;
     for (auto& s : engine.stats())
       if (s.enabled && s.idle < s.min_idle)
-        waiting += (waiting.empty() ? "" : ", ") + s.name + " (" + std::to_string(s.idle) +
-                   "/" + std::to_string(s.min_idle) + " warm)";
+        waiting += (waiting.empty() ? "" : ", ") + s.name + " (" + std::to_string(s.idle) + "/" +
+                   std::to_string(s.min_idle) + " warm)";
     auto body = error_body("not_ready", "pools still warming: " + waiting);
     body["ready"] = false;
     res.set_header("Retry-After", "1");
@@ -295,7 +292,9 @@ TransportOptions HttpServer::Impl::transport_options() {
   o.refuse = [](int status, const std::string& message) {
     Response res;
     send_error(res, status,
-               status == 413 ? "payload_too_large" : status >= 500 ? "internal" : "invalid_request",
+               status == 413   ? "payload_too_large"
+               : status >= 500 ? "internal"
+                               : "invalid_request",
                message);
     return res;
   };

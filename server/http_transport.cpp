@@ -37,9 +37,12 @@ constexpr std::chrono::seconds kDrainIdle{1};
 constexpr std::chrono::seconds kLinger{2};
 
 int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
   return -1;
 }
 
@@ -48,8 +51,7 @@ std::string percent_decode(beast::string_view in, bool plus_is_space) {
   out.reserve(in.size());
   for (size_t i = 0; i < in.size(); ++i) {
     char c = in[i];
-    if (c == '%' && i + 2 < in.size() && hex_value(in[i + 1]) >= 0 &&
-        hex_value(in[i + 2]) >= 0) {
+    if (c == '%' && i + 2 < in.size() && hex_value(in[i + 1]) >= 0 && hex_value(in[i + 2]) >= 0) {
       out += static_cast<char>(hex_value(in[i + 1]) * 16 + hex_value(in[i + 2]));
       i += 2;
     } else if (c == '+' && plus_is_space) {
@@ -73,8 +75,9 @@ void parse_target(beast::string_view target, HttpRequest& req) {
     if (!pair.empty()) {
       auto eq = pair.find('=');
       req.params.emplace(percent_decode(pair.substr(0, eq), true),
-                         eq == beast::string_view::npos ? std::string{}
-                                                        : percent_decode(pair.substr(eq + 1), true));
+                         eq == beast::string_view::npos
+                           ? std::string{}
+                           : percent_decode(pair.substr(eq + 1), true));
     }
     if (amp == beast::string_view::npos)
       break;
@@ -127,7 +130,7 @@ struct HttpTransport::State : std::enable_shared_from_this<HttpTransport::State>
 class Connection : public std::enable_shared_from_this<Connection> {
 public:
   Connection(tcp::socket&& socket, std::shared_ptr<HttpTransport::State> st)
-    : stream_(std::move(socket)), st_(std::move(st)) {}
+      : stream_(std::move(socket)), st_(std::move(st)) {}
 
   ~Connection() {
     std::lock_guard<std::mutex> lk{st_->mu};
@@ -145,11 +148,10 @@ public:
 
   /// Any thread: the answer to the request being served.
   void answer(HttpResponse res, std::function<void(bool)> delivered) {
-    net::post(stream_.get_executor(),
-              [self = shared_from_this(), res = std::move(res),
-               delivered = std::move(delivered)]() mutable {
-                self->write(std::move(res), std::move(delivered));
-              });
+    net::post(stream_.get_executor(), [self = shared_from_this(), res = std::move(res),
+                                       delivered = std::move(delivered)]() mutable {
+      self->write(std::move(res), std::move(delivered));
+    });
   }
 
   bool gone() const { return gone_; }
@@ -207,7 +209,8 @@ private:
     }
     if (auto len = parser_->content_length(); len && *len > opts().max_body)
       too_big_ = true;
-    if (!parser_->is_done() && beast::iequals(h[http::field::expect], "100-continue") && !too_big_) {
+    if (!parser_->is_done() && beast::iequals(h[http::field::expect], "100-continue") &&
+        !too_big_) {
       auto cont = std::make_shared<std::string>("HTTP/1.1 100 Continue\r\n\r\n");
       net::async_write(stream_, net::buffer(*cont),
                        [self = shared_from_this(), cont](error_code ec, size_t) {
@@ -227,9 +230,8 @@ private:
     b.data = chunk_.data();
     b.size = chunk_.size();
     stream_.expires_after(opts().idle_timeout);
-    http::async_read(stream_, buf_, *parser_, [self = shared_from_this()](error_code ec, size_t) {
-      self->on_body(ec);
-    });
+    http::async_read(stream_, buf_, *parser_,
+                     [self = shared_from_this()](error_code ec, size_t) { self->on_body(ec); });
   }
 
   void on_body(error_code ec) {
@@ -248,8 +250,10 @@ private:
       too_big_ = true;
       dropped_ += got;
       if (dropped_ > kMaxDropped)
-        return refuse(413, "request body exceeds server.max_body (" +
-                             std::to_string(opts().max_body) + " bytes)", true);
+        return refuse(413,
+                      "request body exceeds server.max_body (" + std::to_string(opts().max_body) +
+                        " bytes)",
+                      true);
     }
     read_body();
   }
@@ -262,8 +266,10 @@ private:
 
   void dispatch() {
     if (too_big_)
-      return refuse(413, "request body exceeds server.max_body (" +
-                           std::to_string(opts().max_body) + " bytes)", false);
+      return refuse(413,
+                    "request body exceeds server.max_body (" + std::to_string(opts().max_body) +
+                      " bytes)",
+                    false);
     serving_ = true;
     stream_.expires_never(); // a handler may wait as long as its own deadline says
     method_ = req_.method;
@@ -286,28 +292,29 @@ private:
   void watch() {
     if (buf_.size() > 0)
       return; // already holds the next request: nothing to learn from the socket
-    stream_.socket().async_wait(tcp::socket::wait_read,
-                                [self = shared_from_this()](error_code ec) {
-                                  if (ec || !self->serving_)
-                                    return;
-                                  int n = self->peek();
-                                  if (n == 0) {
-                                    self->gone_ = true;
-                                    logger().debug("http {} {}: the client hung up while "
-                                                   "waiting for its answer",
-                                                   self->method_, self->path_);
-                                  } else if (n < 0) {
-                                    self->watch(); // spurious wake-up
-                                  }
-                                });
+    stream_.socket().async_wait(tcp::socket::wait_read, [self = shared_from_this()](error_code ec) {
+      if (ec || !self->serving_)
+        return;
+      int n = self->peek();
+      if (n == 0) {
+        self->gone_ = true;
+        logger().debug("http {} {}: the client hung up while "
+                       "waiting for its answer",
+                       self->method_, self->path_);
+      } else if (n < 0) {
+        self->watch(); // spurious wake-up
+      }
+    });
   }
 
   /// 1: data waits; 0: the client closed or reset; -1: nothing to read yet.
   int peek() {
     char c;
     auto n = ::recv(stream_.socket().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n > 0) return 1;
-    if (n == 0) return 0;
+    if (n > 0)
+      return 1;
+    if (n == 0)
+      return 0;
     return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? -1 : 0;
   }
 
@@ -379,12 +386,12 @@ private:
   }
 
   void drain_read(std::shared_ptr<std::array<char, 4096>> sink) {
-    stream_.async_read_some(net::buffer(*sink), [self = shared_from_this(), sink](error_code ec,
-                                                                                  size_t) {
-      if (ec)
-        return self->close_now();
-      self->drain_read(sink);
-    });
+    stream_.async_read_some(net::buffer(*sink),
+                            [self = shared_from_this(), sink](error_code ec, size_t) {
+                              if (ec)
+                                return self->close_now();
+                              self->drain_read(sink);
+                            });
   }
 
   void close_now() {
@@ -437,7 +444,7 @@ void HttpTransport::State::accept() {
       // Out of file descriptors and the like: try again shortly rather than spin.
       logger().warn("http: accept failed: {}; retrying in 100ms", ec.message());
       auto retry = std::make_shared<net::steady_timer>(acceptor->get_executor(),
-                                                        std::chrono::milliseconds(100));
+                                                       std::chrono::milliseconds(100));
       retry->async_wait([this, retry](error_code) {
         if (acceptor->is_open())
           accept();
@@ -453,14 +460,15 @@ void HttpTransport::State::accept() {
 }
 
 HttpTransport::HttpTransport(TransportOptions opts)
-  : st_(std::make_shared<State>(std::move(opts))) {}
+    : st_(std::make_shared<State>(std::move(opts))) {}
 
 HttpTransport::~HttpTransport() { stop(); }
 
 int HttpTransport::start() {
   auto& st = *st_;
   error_code ec;
-  auto address = net::ip::make_address(st.opts.host == "localhost" ? "127.0.0.1" : st.opts.host, ec);
+  auto address =
+    net::ip::make_address(st.opts.host == "localhost" ? "127.0.0.1" : st.opts.host, ec);
   if (ec)
     throw std::runtime_error("cannot listen on " + st.opts.host + ": not an IP address");
   tcp::endpoint ep{address, static_cast<unsigned short>(st.opts.port)};

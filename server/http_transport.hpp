@@ -18,8 +18,8 @@
 namespace warmpool {
 
 struct HttpRequest {
-  std::string method; // "GET", "POST", ...
-  std::string path;   // decoded, without the query
+  std::string method;                             // "GET", "POST", ...
+  std::string path;                               // decoded, without the query
   std::multimap<std::string, std::string> params; // the decoded query
   std::map<std::string, std::string> headers;     // names lower-case
   std::string body;

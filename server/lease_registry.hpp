@@ -24,7 +24,7 @@ public:
 
   struct Entry {
     Entry(Lease l, std::string t, std::string s)
-      : lease(std::move(l)), tenant(std::move(t)), session(std::move(s)) {}
+        : lease(std::move(l)), tenant(std::move(t)), session(std::move(s)) {}
     Lease lease;
     std::string tenant, session;
     /// Every operation on `lease` takes its turn here (a Lease is not meant to run two

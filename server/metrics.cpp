@@ -76,8 +76,8 @@ std::string Metrics::render(const std::vector<PoolStats>& pools, const std::stri
   header(os, "warmpool_sandboxes", "gauge", "Sandboxes per pool and lifecycle state.");
   for (auto& p : pools)
     for (auto& kv : p.states)
-      os << "warmpool_sandboxes{" << of(p.node, p.name) << ",state=\"" << esc(kv.first)
-         << "\"} " << kv.second << '\n';
+      os << "warmpool_sandboxes{" << of(p.node, p.name) << ",state=\"" << esc(kv.first) << "\"} "
+         << kv.second << '\n';
   per_pool("warmpool_sandboxes_total", "gauge", "Live sandboxes per pool.",
            [](const PoolStats& p) { return p.total; });
   per_pool("warmpool_acquire_waiting", "gauge", "Acquirers queued for a sandbox.",
@@ -115,8 +115,8 @@ std::string Metrics::render(const std::vector<PoolStats>& pools, const std::stri
       uint64_t cumulative = 0;
       for (size_t i = 0; i < buckets.size(); ++i) {
         cumulative += kv.second.counts[i];
-        os << name << "_bucket{" << labels << ",le=\"" << num(buckets[i]) << "\"} "
-           << cumulative << '\n';
+        os << name << "_bucket{" << labels << ",le=\"" << num(buckets[i]) << "\"} " << cumulative
+           << '\n';
       }
       os << name << "_bucket{" << labels << ",le=\"+Inf\"} " << kv.second.count << '\n';
       os << name << "_sum{" << labels << "} " << num(kv.second.sum) << '\n';

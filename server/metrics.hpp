@@ -22,7 +22,7 @@ class Metrics {
 public:
   /// Upper bounds (seconds) of the latency histograms; +Inf is implicit.
   static constexpr std::array<double, 14> buckets{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                                   0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+                                                  0.1,    0.25,  0.5,    1,     2.5,  5,     10};
 
   /// `node`: the node whose sandbox served it (a peer's, for a lease placed there).
   void observe_acquire(const std::string& node, const std::string& pool, double seconds);

@@ -7,24 +7,32 @@ namespace warmpool {
 namespace {
 std::string pool_list(const std::vector<std::string>& pools) {
   std::string out;
-  for (const auto& p : pools) out += (out.empty() ? "" : ", ") + p;
+  for (const auto& p : pools)
+    out += (out.empty() ? "" : ", ") + p;
   return out.empty() ? "none" : out;
 }
 } // namespace
 
-Router::Router(const RoutingConfig& cfg, std::vector<std::string> pool_names) : pools_(std::move(pool_names)) {
-  auto invalid = [](const std::string& key, const std::string& msg) { return Error(Errc::config_invalid, key + ": " + msg); };
+Router::Router(const RoutingConfig& cfg, std::vector<std::string> pool_names)
+    : pools_(std::move(pool_names)) {
+  auto invalid = [](const std::string& key, const std::string& msg) {
+    return Error(Errc::config_invalid, key + ": " + msg);
+  };
   auto no_pool = [&](const std::string& key, const std::string& pool) {
     return invalid(key, "no pool named \"" + pool + "\" (pools: " + pool_list(pools_) + ")");
   };
-  if (pools_.empty()) throw invalid("pools", "the router needs at least one pool");
+  if (pools_.empty())
+    throw invalid("pools", "the router needs at least one pool");
   default_pool_ = cfg.default_pool.empty() ? pools_.front() : cfg.default_pool;
-  if (!known(default_pool_)) throw no_pool("routing.default_pool", default_pool_);
+  if (!known(default_pool_))
+    throw no_pool("routing.default_pool", default_pool_);
   for (size_t i = 0; i < cfg.rules.size(); ++i) {
     const auto& in = cfg.rules[i];
     const std::string at = "routing.rules[" + std::to_string(i) + "]";
-    if (in.labels.empty() && in.session.empty()) throw invalid(at, "needs labels or a session pattern");
-    if (!known(in.pool)) throw no_pool(at + ".pool", in.pool);
+    if (in.labels.empty() && in.session.empty())
+      throw invalid(at, "needs labels or a session pattern");
+    if (!known(in.pool))
+      throw no_pool(at + ".pool", in.pool);
     Rule rule{in.labels, std::nullopt, in.pool};
     if (!in.session.empty()) {
       try {
@@ -50,9 +58,11 @@ std::string Router::route(const std::string& pool, const std::map<std::string, s
                           const std::string& session) const {
   if (session.size() > kMaxSessionBytes)
     throw Error(Errc::invalid_request, "session: at most " + std::to_string(kMaxSessionBytes) +
-                                           " bytes (got " + std::to_string(session.size()) + ")");
+                                         " bytes (got " + std::to_string(session.size()) + ")");
   if (!pool.empty()) {
-    if (!known(pool)) throw Error(Errc::unknown_pool, "no pool named \"" + pool + "\" (pools: " + pool_list(pools_) + ")");
+    if (!known(pool))
+      throw Error(Errc::unknown_pool,
+                  "no pool named \"" + pool + "\" (pools: " + pool_list(pools_) + ")");
     return pool;
   }
   for (const auto& rule : rules_) {
@@ -60,8 +70,10 @@ std::string Router::route(const std::string& pool, const std::map<std::string, s
       auto it = labels.find(kv.first);
       return it != labels.end() && it->second == kv.second;
     });
-    if (!labels_match) continue;
-    if (rule.session && (session.empty() || !std::regex_search(session, *rule.session))) continue;
+    if (!labels_match)
+      continue;
+    if (rule.session && (session.empty() || !std::regex_search(session, *rule.session)))
+      continue;
     return rule.pool;
   }
   return default_pool_;

@@ -9,11 +9,11 @@ namespace warmpool {
 // map only while locked, and is then marked `ended` for anyone already waiting on it.
 struct SessionTable::Entry {
   std::mutex mu;
-  std::optional<Lease> lease;  // empty until the session's first acquire succeeds
+  std::optional<Lease> lease; // empty until the session's first acquire succeeds
   std::chrono::steady_clock::time_point last_used = std::chrono::steady_clock::now();
   bool failed = false;
   bool ended = false;
-  std::string checked_out_to;  // the id of the held lease that has the sandbox now, if any
+  std::string checked_out_to; // the id of the held lease that has the sandbox now, if any
 };
 
 SessionTable::SessionTable(Engine& engine, duration ttl) : engine_(engine), ttl_(ttl) {}
@@ -31,18 +31,22 @@ SessionTable::Handle& SessionTable::Handle::operator=(Handle&& other) noexcept {
 }
 
 void SessionTable::Handle::done() {
-  if (entry_ && lock.owns_lock()) entry_->last_used = clock::now();
-  if (lock.owns_lock()) lock.unlock();
+  if (entry_ && lock.owns_lock())
+    entry_->last_used = clock::now();
+  if (lock.owns_lock())
+    lock.unlock();
   entry_.reset();
   lease = nullptr;
 }
 
 void SessionTable::Handle::fail() {
-  if (entry_ && lock.owns_lock()) entry_->failed = true;
+  if (entry_ && lock.owns_lock())
+    entry_->failed = true;
 }
 
 void SessionTable::release(Entry& e) {
-  if (!e.lease) return;
+  if (!e.lease)
+    return;
   try {
     e.lease->release(e.failed);
   } catch (const std::exception&) {
@@ -53,37 +57,43 @@ void SessionTable::release(Entry& e) {
 
 SessionTable::Handle SessionTable::acquire(const std::string& session, const std::string& pool,
                                            const AcquireOptions& opts) {
-  if (session.empty()) throw Error(Errc::invalid_request, "a sticky session needs a non-empty session id");
+  if (session.empty())
+    throw Error(Errc::invalid_request, "a sticky session needs a non-empty session id");
   const Key key{opts.tenant, session};
   for (;;) {
     std::shared_ptr<Entry> e;
     {
       std::lock_guard<std::mutex> lock(mu_);
       auto& slot = sessions_[key];
-      if (!slot) slot = std::make_shared<Entry>();
+      if (!slot)
+        slot = std::make_shared<Entry>();
       e = slot;
     }
     Handle h;
-    h.lock = std::unique_lock<std::mutex>(e->mu);  // waits for the session's running request
-    if (e->ended) continue;                          // swept or ended while we waited: start over
+    h.lock = std::unique_lock<std::mutex>(e->mu); // waits for the session's running request
+    if (e->ended)
+      continue; // swept or ended while we waited: start over
     h.entry_ = e;
     if (!e->checked_out_to.empty())
-      throw Error(Errc::invalid_request, "session \"" + session + "\" is held as lease \"" + e->checked_out_to +
-                                             "\"; run commands through that lease, or release it first");
+      throw Error(Errc::invalid_request,
+                  "session \"" + session + "\" is held as lease \"" + e->checked_out_to +
+                    "\"; run commands through that lease, or release it first");
     if (e->failed) {
       release(*e);
       e->failed = false;
     }
     if (e->lease && e->lease->pool() != pool)
-      throw Error(Errc::invalid_request, "session \"" + session + "\" runs in pool \"" + e->lease->pool() +
-                                             "\", not \"" + pool + "\"; end it first or use another session id");
+      throw Error(Errc::invalid_request, "session \"" + session + "\" runs in pool \"" +
+                                           e->lease->pool() + "\", not \"" + pool +
+                                           "\"; end it first or use another session id");
     if (!e->lease) {
       try {
         e->lease.emplace(engine_.acquire(pool, opts));
       } catch (...) {
         std::lock_guard<std::mutex> lock(mu_);
         auto it = sessions_.find(key);
-        if (it != sessions_.end() && it->second == e) sessions_.erase(it);
+        if (it != sessions_.end() && it->second == e)
+          sessions_.erase(it);
         e->ended = true;
         throw;
       }
@@ -93,7 +103,8 @@ SessionTable::Handle SessionTable::acquire(const std::string& session, const std
   }
 }
 
-Lease SessionTable::check_out(const std::string& session, const std::string& pool, const AcquireOptions& opts) {
+Lease SessionTable::check_out(const std::string& session, const std::string& pool,
+                              const AcquireOptions& opts) {
   auto h = acquire(session, pool, opts);
   Lease lease = std::move(*h.entry_->lease);
   h.entry_->lease.reset();
@@ -101,12 +112,14 @@ Lease SessionTable::check_out(const std::string& session, const std::string& poo
   return lease;
 }
 
-void SessionTable::check_in(const std::string& tenant, const std::string& session, Lease lease, bool dirty) {
+void SessionTable::check_in(const std::string& tenant, const std::string& session, Lease lease,
+                            bool dirty) {
   std::shared_ptr<Entry> e;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = sessions_.find(Key{tenant, session});
-    if (it != sessions_.end()) e = it->second;
+    if (it != sessions_.end())
+      e = it->second;
   }
   if (e) {
     std::lock_guard<std::mutex> el(e->mu);
@@ -132,7 +145,7 @@ void SessionTable::sweep() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (auto it = sessions_.begin(); it != sessions_.end();) {
-      std::unique_lock<std::mutex> el(it->second->mu, std::try_to_lock);  // in use: not idle
+      std::unique_lock<std::mutex> el(it->second->mu, std::try_to_lock); // in use: not idle
       // A checked-out session is not idle: its held lease has a TTL of its own.
       if (el.owns_lock() && it->second->checked_out_to.empty() &&
           (it->second->failed || now - it->second->last_used >= ttl_)) {
@@ -144,7 +157,8 @@ void SessionTable::sweep() {
       }
     }
   }
-  for (auto& [e, el] : expired) release(*e);  // outside mu_: a reset may take a while
+  for (auto& [e, el] : expired)
+    release(*e); // outside mu_: a reset may take a while
 }
 
 bool SessionTable::end(const std::string& session, const std::string& tenant) {
@@ -153,15 +167,18 @@ bool SessionTable::end(const std::string& session, const std::string& tenant) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = sessions_.find(key);
-    if (it == sessions_.end()) return false;
+    if (it == sessions_.end())
+      return false;
     e = it->second;
   }
   std::unique_lock<std::mutex> el(e->mu);
-  if (e->ended) return false;
+  if (e->ended)
+    return false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = sessions_.find(key);
-    if (it != sessions_.end() && it->second == e) sessions_.erase(it);
+    if (it != sessions_.end() && it->second == e)
+      sessions_.erase(it);
   }
   e->ended = true;
   release(*e);

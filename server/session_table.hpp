@@ -19,7 +19,7 @@ class SessionTable {
 public:
   /// Sessions idle for `ttl` give their sandbox back at the next sweep().
   SessionTable(Engine& engine, duration ttl);
-  ~SessionTable();  // clear()
+  ~SessionTable(); // clear()
   SessionTable(const SessionTable&) = delete;
   SessionTable& operator=(const SessionTable&) = delete;
 
@@ -77,8 +77,8 @@ private:
 
   Engine& engine_;
   duration ttl_;
-  mutable std::mutex mu_;  // guards sessions_ only; never held while waiting for a session
-  using Key = std::pair<std::string, std::string>;  // (tenant, session id)
+  mutable std::mutex mu_; // guards sessions_ only; never held while waiting for a session
+  using Key = std::pair<std::string, std::string>; // (tenant, session id)
   std::map<Key, std::shared_ptr<Entry>> sessions_;
 };
 

@@ -20,8 +20,8 @@
 namespace warmpool::testing {
 
 struct RawResponse {
-  int status = 0;       // 0: no HTTP answer; `failure` says what happened instead
-  std::string failure;  // "reset", "eof", "timeout", "connect", ...
+  int status = 0;      // 0: no HTTP answer; `failure` says what happened instead
+  std::string failure; // "reset", "eof", "timeout", "connect", ...
   std::map<std::string, std::string> headers; // names lower-case
   std::string body;
   bool answered() const { return status != 0; }
@@ -30,7 +30,7 @@ struct RawResponse {
 class RawHttpClient {
 public:
   explicit RawHttpClient(int port, std::chrono::milliseconds timeout = std::chrono::seconds(30))
-    : port_(port), timeout_(timeout) {}
+      : port_(port), timeout_(timeout) {}
   ~RawHttpClient() { close(); }
   RawHttpClient(const RawHttpClient&) = delete;
   RawHttpClient& operator=(const RawHttpClient&) = delete;
@@ -44,8 +44,8 @@ public:
     }
     std::string msg = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n";
     if (!body.empty() || method == "POST" || method == "PUT")
-      msg += "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
-             "\r\n";
+      msg +=
+        "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
     msg += "\r\n" + body;
     if (!send_all(msg)) {
       r.failure = failure_of(errno);
@@ -70,9 +70,10 @@ public:
   bool send_only(const std::string& method, const std::string& target, const std::string& body) {
     if (fd_ < 0 && !connect_now())
       return false;
-    std::string msg = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" +
-                      "Content-Type: application/json\r\nContent-Length: " +
-                      std::to_string(body.size()) + "\r\n\r\n" + body;
+    std::string msg =
+      method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n" +
+      "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+      "\r\n\r\n" + body;
     return send_all(msg);
   }
 

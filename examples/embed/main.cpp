@@ -16,14 +16,17 @@ int failures = 0;
 
 void check(const std::string& what, const std::string& got, const std::string& want) {
   bool ok = got == want;
-  if (!ok) ++failures;
+  if (!ok)
+    ++failures;
   std::cout << (ok ? "ok   " : "FAIL ") << what << ": " << got;
-  if (!ok) std::cout << " (expected " << want << ")";
+  if (!ok)
+    std::cout << " (expected " << want << ")";
   std::cout << "\n";
 }
 
 std::string trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r')) s.pop_back();
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r'))
+    s.pop_back();
   return s;
 }
 
@@ -52,7 +55,8 @@ int main(int argc, char** argv) {
   cfg.log.level = "warn";
   cfg.shutdown_grace = std::chrono::seconds(5);
   cfg.executor_threads = 2;
-  if (!sim) cfg.agent_path = agent;
+  if (!sim)
+    cfg.agent_path = agent;
   wp::PoolConfig pool;
   pool.name = "embed";
   pool.backend = sim ? "sim" : "local";
@@ -60,7 +64,8 @@ int main(int argc, char** argv) {
   pool.max_size = 2;
   cfg.pools.push_back(pool);
   std::cout << "backend: " << pool.backend;
-  if (!sim) std::cout << " (agent " << agent << ")";
+  if (!sim)
+    std::cout << " (agent " << agent << ")";
   std::cout << "\n";
 
   try {
@@ -78,10 +83,11 @@ int main(int argc, char** argv) {
           "hello-from-embed [exit 0]");
 
     wp::ExecRequest arith;
-    arith.shell = "echo $((6*7))";  // run as /bin/sh -c '...'
+    arith.shell = "echo $((6*7))"; // run as /bin/sh -c '...'
     r = lease.exec(arith);
     // The sim backend's toy interpreter has no shell arithmetic: it echoes the words.
-    check("sh -c 'echo $((6*7))'", trim(r.stdout_data) + " [exit " + std::to_string(r.exit_code) + "]",
+    check("sh -c 'echo $((6*7))'",
+          trim(r.stdout_data) + " [exit " + std::to_string(r.exit_code) + "]",
           std::string(sim ? "$((6*7))" : "42") + " [exit 0]");
 
     const std::string text = "written by the embed example\n";
@@ -89,13 +95,12 @@ int main(int argc, char** argv) {
     check("write_file + read_file", trim(lease.read_file("embed/note.txt")), trim(text));
 
     lease.release();
-    engine.wait_ready(std::chrono::seconds(10));  // let the reset sandbox return to idle
+    engine.wait_ready(std::chrono::seconds(10)); // let the reset sandbox return to idle
 
     wp::PoolStats s = engine.stats("embed");
     std::cout << "stats: total=" << s.total << " idle=" << s.idle << " hits=" << s.hits
               << " misses=" << s.misses << " executions=" << s.executions << "\n";
-    bool stats_ok = s.total >= 1 && s.total <= 2 && s.idle >= 1 && s.hits == 1 &&
-                    s.executions >= 2;
+    bool stats_ok = s.total >= 1 && s.total <= 2 && s.idle >= 1 && s.hits == 1 && s.executions >= 2;
     if (!stats_ok) {
       ++failures;
       std::cout << "FAIL stats (expected 1<=total<=2, idle>=1, hits=1, executions>=2)\n";

@@ -22,12 +22,12 @@ enum class LimitEnforcement { cgroup, rlimit };
 enum class PrewarmMode { static_, adaptive };
 
 struct HealthCheckConfig {
-  duration interval{30000};       // 0 disables periodic probes
+  duration interval{30000}; // 0 disables periodic probes
   duration timeout{5000};
-  std::vector<std::string> argv;  // empty and shell empty: the probe is an agent ping
+  std::vector<std::string> argv; // empty and shell empty: the probe is an agent ping
   std::string shell;
-  std::string expect;             // substring the probe's stdout must contain
-  uint32_t failures = 3;          // consecutive failures before replacement
+  std::string expect;    // substring the probe's stdout must contain
+  uint32_t failures = 3; // consecutive failures before replacement
 };
 
 struct ResetConfig {
@@ -36,24 +36,24 @@ struct ResetConfig {
 };
 
 struct LimitsConfig {
-  uint64_t memory = 512ull << 20;   // bytes of memory for the whole sandbox (cgroup)
-  double cpus = 1.0;                // CPUs' worth of CPU time for the whole sandbox
-  uint32_t pids = 128;              // processes per sandbox
-  uint64_t file_size = 64ull << 20; // largest file a command may write
-  uint64_t workspace = 256ull << 20;// size of the /workspace tmpfs
+  uint64_t memory = 512ull << 20;    // bytes of memory for the whole sandbox (cgroup)
+  double cpus = 1.0;                 // CPUs' worth of CPU time for the whole sandbox
+  uint32_t pids = 128;               // processes per sandbox
+  uint64_t file_size = 64ull << 20;  // largest file a command may write
+  uint64_t workspace = 256ull << 20; // size of the /workspace tmpfs
   LimitEnforcement enforce = LimitEnforcement::cgroup; // local backend only
 };
 
 struct RestartConfig {
-  uint32_t max_attempts = 3;        // restarts after a failure before giving up
-  duration backoff_initial{200};    // doubled after each attempt
+  uint32_t max_attempts = 3;     // restarts after a failure before giving up
+  duration backoff_initial{200}; // doubled after each attempt
   duration backoff_max{10000};
 };
 
 /// A host directory made visible inside every sandbox of a pool (tool mode mounts a repo).
 struct MountConfig {
-  std::string source;       // host path
-  std::string target;       // path inside the sandbox
+  std::string source; // host path
+  std::string target; // path inside the sandbox
   bool read_only = true;
 };
 
@@ -68,72 +68,72 @@ struct InterpreterConfig {
 struct SimConfig {
   duration create_latency{0};
   duration exec_latency{0};
-  double failure_rate = 0.0;        // probability that a create or exec fails
+  double failure_rate = 0.0; // probability that a create or exec fails
   uint64_t seed = 1;
 };
 
 struct PoolConfig {
   std::string name;
-  std::string backend = "local";    // local | sim | docker
-  std::string image;                // docker image; local: ignored
-  bool enabled = true;              // false: every acquire gets a fresh one-off sandbox
-  uint32_t min_idle = 1;            // warm sandboxes kept ready (llm-runtime: startup_containers)
-  uint32_t max_size = 4;            // sandboxes the pool may hold at once
-  uint32_t max_uses = 0;            // recycle after this many leases; 0 = unlimited
-  duration max_age{0};              // retire after this age; 0 = never
-  duration idle_timeout{0};         // retire idle ones above min_idle after this; 0 = never
-  duration acquire_timeout{30000};  // default acquire deadline
+  std::string backend = "local";   // local | sim | docker
+  std::string image;               // docker image; local: ignored
+  bool enabled = true;             // false: every acquire gets a fresh one-off sandbox
+  uint32_t min_idle = 1;           // warm sandboxes kept ready (llm-runtime: startup_containers)
+  uint32_t max_size = 4;           // sandboxes the pool may hold at once
+  uint32_t max_uses = 0;           // recycle after this many leases; 0 = unlimited
+  duration max_age{0};             // retire after this age; 0 = never
+  duration idle_timeout{0};        // retire idle ones above min_idle after this; 0 = never
+  duration acquire_timeout{30000}; // default acquire deadline
   OnExhausted on_exhausted = OnExhausted::wait;
-  uint32_t max_fresh = 4;           // one-off sandboxes (on_exhausted: fresh, enabled: false)
-                                    // alive at once; beyond it acquires wait
-  uint32_t create_parallelism = 4;  // sandboxes created at once during warm-up and refill
+  uint32_t max_fresh = 4;          // one-off sandboxes (on_exhausted: fresh, enabled: false)
+                                   // alive at once; beyond it acquires wait
+  uint32_t create_parallelism = 4; // sandboxes created at once during warm-up and refill
   PrewarmMode prewarm = PrewarmMode::static_;
-  std::string network = "none";     // none | host (local) / none | bridge | ... (docker)
-  duration exec_timeout{30000};     // default timeout of an exec without one
-  uint64_t output_limit = 1 << 20;  // default output cap per stream
+  std::string network = "none";    // none | host (local) / none | bridge | ... (docker)
+  duration exec_timeout{30000};    // default timeout of an exec without one
+  uint64_t output_limit = 1 << 20; // default output cap per stream
   HealthCheckConfig health_check;
   ResetConfig reset;
   LimitsConfig limits;
   RestartConfig restart;
   SimConfig sim;
   // ---- docker backend only ----
-  std::string exec_mode = "agent";  // agent: through warmpool-agent (fast) | docker: Docker exec API
-                                    // (images where the agent cannot run; PID 1 is `sleep infinity`)
-  std::string docker_host;          // unix:///path; empty: $DOCKER_HOST, else /var/run/docker.sock
-  std::string user = "1000:1000";   // uid:gid that user code runs as (never root)
-  bool read_only_root = true;       // ReadonlyRootfs; /workspace and /tmp are tmpfs either way
+  std::string exec_mode = "agent"; // agent: through warmpool-agent (fast) | docker: Docker exec API
+                                   // (images where the agent cannot run; PID 1 is `sleep infinity`)
+  std::string docker_host;         // unix:///path; empty: $DOCKER_HOST, else /var/run/docker.sock
+  std::string user = "1000:1000";  // uid:gid that user code runs as (never root)
+  bool read_only_root = true;      // ReadonlyRootfs; /workspace and /tmp are tmpfs either way
   std::vector<std::string> cap_add; // capabilities added to the minimal set (e.g. NET_BIND_SERVICE)
   std::map<std::string, std::string> tmpfs; // extra tmpfs mounts: path -> options ("size=64m")
   // ---- local and docker ----
-  std::vector<MountConfig> mounts;  // host directories visible in every sandbox
+  std::vector<MountConfig> mounts; // host directories visible in every sandbox
   std::map<std::string, InterpreterConfig> interpreters; // language ("python") -> its fork server
 };
 
 /// JSON-lines audit trail of every operation served over HTTP, rotated by size.
 struct AuditConfig {
-  std::string file;                 // empty: no audit log
-  uint64_t max_size = 64ull << 20;  // rotate when the file reaches this size
-  uint32_t max_files = 5;           // rotated files kept (file.1 ... file.N)
+  std::string file;                // empty: no audit log
+  uint64_t max_size = 64ull << 20; // rotate when the file reaches this size
+  uint32_t max_files = 5;          // rotated files kept (file.1 ... file.N)
 };
 
 /// A client of `warmpool serve` with its own credentials: it sees and uses only the leases
 /// and sessions it made.
 struct TenantConfig {
-  std::string name;                 // in lease descriptions and the audit log
-  std::string token;                // its bearer token
-  std::string token_env;            // or: the variable holding it, read when the config is loaded
+  std::string name;      // in lease descriptions and the audit log
+  std::string token;     // its bearer token
+  std::string token_env; // or: the variable holding it, read when the config is loaded
 };
 
 /// `warmpool serve`: the HTTP/JSON API.
 struct ServerConfig {
   std::string listen = "127.0.0.1:8080";
-  std::string token;                // bearer token (or env WARMPOOL_TOKEN); required off loopback;
-                                    // with tenants, the admin's token (sees every tenant's leases)
-  std::vector<TenantConfig> tenants;// empty: single-tenant (one shared token, or none on loopback)
-  uint64_t max_body = 16ull << 20;  // larger request bodies get 413
-  duration lease_ttl{300000};       // a lease nobody touched for this long is released
-  duration session_ttl{600000};     // a sticky session idle this long gives its sandbox back
-  uint32_t threads = 32;            // threads for sticky-session requests (the rest wait on none)
+  std::string token;                 // bearer token (or env WARMPOOL_TOKEN); required off loopback;
+                                     // with tenants, the admin's token (sees every tenant's leases)
+  std::vector<TenantConfig> tenants; // empty: single-tenant (one shared token, or none on loopback)
+  uint64_t max_body = 16ull << 20;   // larger request bodies get 413
+  duration lease_ttl{300000};        // a lease nobody touched for this long is released
+  duration session_ttl{600000};      // a sticky session idle this long gives its sandbox back
+  uint32_t threads = 32;             // threads for sticky-session requests (the rest wait on none)
   AuditConfig audit;
 };
 
@@ -145,42 +145,42 @@ struct RoutingRule {
 };
 
 struct RoutingConfig {
-  std::string default_pool;         // empty: the first pool
+  std::string default_pool; // empty: the first pool
   std::vector<RoutingRule> rules;
 };
 
 struct LogConfig {
-  std::string level = "info";       // trace | debug | info | warn | error | off
-  std::string format = "text";      // text | json
-  std::string file;                 // empty: stderr
+  std::string level = "info";  // trace | debug | info | warn | error | off
+  std::string format = "text"; // text | json
+  std::string file;            // empty: stderr
 };
 
 /// TLS for node links (libcaf_openssl): all three set, or none (plain TCP).
 struct ClusterTlsConfig {
-  std::string certificate;          // PEM certificate of this node
-  std::string key;                  // its private key
-  std::string ca;                   // PEM bundle of the CAs that sign every node's certificate
+  std::string certificate; // PEM certificate of this node
+  std::string key;         // its private key
+  std::string ca;          // PEM bundle of the CAs that sign every node's certificate
   bool enabled() const { return !certificate.empty() || !key.empty() || !ca.empty(); }
 };
 
 /// One logical pool over several hosts: nodes link through CAF remoting and place each
 /// acquire on the node with the most free warm capacity.
 struct ClusterConfig {
-  std::string listen;               // HOST:PORT to accept peers on; "" = none; port 0 = any
-  std::vector<std::string> peers;   // HOST:PORT of other nodes, retried forever
-  duration heartbeat{500};          // link heartbeat interval
-  duration timeout{2000};           // a link silent for this long counts as a lost node
+  std::string listen;             // HOST:PORT to accept peers on; "" = none; port 0 = any
+  std::vector<std::string> peers; // HOST:PORT of other nodes, retried forever
+  duration heartbeat{500};        // link heartbeat interval
+  duration timeout{2000};         // a link silent for this long counts as a lost node
   ClusterTlsConfig tls;
   bool enabled() const { return !listen.empty() || !peers.empty(); }
 };
 
 struct EngineConfig {
-  std::string node;                 // default: the host name
-  uint32_t executor_threads = 8;    // threads for sandbox lifecycle calls (create, reset, probe,
-                                    // destroy); commands and file operations run on per-pool lanes
-  duration shutdown_grace{10000};   // how long shutdown waits for leases to be released
-  duration stats_interval{60000};   // periodic stats log of `warmpool run`; 0 = off
-  std::string agent_path;           // default: warmpool-agent next to the binary or on PATH
+  std::string node;               // default: the host name
+  uint32_t executor_threads = 8;  // threads for sandbox lifecycle calls (create, reset, probe,
+                                  // destroy); commands and file operations run on per-pool lanes
+  duration shutdown_grace{10000}; // how long shutdown waits for leases to be released
+  duration stats_interval{60000}; // periodic stats log of `warmpool run`; 0 = off
+  std::string agent_path;         // default: warmpool-agent next to the binary or on PATH
   LogConfig log;
   ServerConfig server;
   RoutingConfig routing;

@@ -67,7 +67,7 @@ private:
 };
 
 struct AcquireOptions {
-  duration timeout{-1};   // negative: the pool's acquire_timeout
+  duration timeout{-1}; // negative: the pool's acquire_timeout
   std::string tenant;
   std::string session;
 };
@@ -81,8 +81,8 @@ struct ExecuteInfo {
   std::string node;
   std::chrono::microseconds acquire_time{0}; // from the call until the sandbox was leased
   std::chrono::microseconds exec_time{0};    // the command's round trip through the engine
-  bool released_dirty = false; // the failure broke the sandbox: replaced, not reset
-  bool abandoned = false;      // `wanted` said no once leased: nothing ran, released clean
+  bool released_dirty = false;               // the failure broke the sandbox: replaced, not reset
+  bool abandoned = false; // `wanted` said no once leased: nothing ran, released clean
 };
 
 class Engine {

@@ -52,8 +52,7 @@ bool ends_lease(Errc code);
 /// Thrown by the blocking C++ API and by backends.
 class Error : public std::runtime_error {
 public:
-  Error(Errc code, const std::string& message)
-    : std::runtime_error(message), code_(code) {}
+  Error(Errc code, const std::string& message) : std::runtime_error(message), code_(code) {}
   Errc code() const noexcept { return code_; }
 
 private:
@@ -76,8 +75,8 @@ struct ExecRequest {
 };
 
 struct ExecResult {
-  int exit_code = -1;     // -1 when killed by a signal
-  int signal = 0;         // the signal that ended it, 0 if it exited
+  int exit_code = -1; // -1 when killed by a signal
+  int signal = 0;     // the signal that ended it, 0 if it exited
   std::string stdout_data;
   std::string stderr_data;
   std::chrono::microseconds duration{0};
@@ -95,12 +94,12 @@ struct ResetReport {
 /// One sandbox as the pool sees it.
 struct ContainerStats {
   std::string id;
-  std::string state;      // a container FSM state name, e.g. "idle"
+  std::string state; // a container FSM state name, e.g. "idle"
   uint64_t uses = 0;
   int64_t age_ms = 0;
   int64_t last_probe_ms_ago = -1; // -1: never probed
   bool last_probe_ok = true;
-  std::string lease_id;   // set while leased
+  std::string lease_id; // set while leased
   uint32_t restarts = 0;
 };
 
@@ -113,11 +112,11 @@ struct PoolStats {
   uint32_t min_idle = 0;
   uint32_t max_size = 0;
   // gauges
-  uint32_t total = 0;   // every live sandbox (not counting one-off fresh ones)
-  uint32_t idle = 0;    // ready to lease ("available" in other systems' stats)
-  uint32_t leased = 0;  // "in use"
+  uint32_t total = 0;  // every live sandbox (not counting one-off fresh ones)
+  uint32_t idle = 0;   // ready to lease ("available" in other systems' stats)
+  uint32_t leased = 0; // "in use"
   uint32_t creating = 0;
-  uint32_t waiting = 0; // acquirers queued
+  uint32_t waiting = 0;     // acquirers queued
   uint32_t target_idle = 0; // warm sandboxes the pool aims for (min_idle, or adaptive)
   double acquire_rate = 0;  // acquires per second, recent
   double create_ms = 0;     // recent time from spawn to ready
@@ -129,8 +128,8 @@ struct PoolStats {
   uint64_t recycled = 0;  // retired after max_uses
   uint64_t failed = 0;    // sandboxes that failed (create, probe, death)
   uint64_t executions = 0;
-  uint64_t fresh = 0;     // one-off sandboxes created outside the pool
-  std::map<std::string, uint64_t> retired; // count per retirement reason
+  uint64_t fresh = 0;                          // one-off sandboxes created outside the pool
+  std::map<std::string, uint64_t> retired;     // count per retirement reason
   std::map<std::string, uint64_t> transitions; // count of entries into each FSM state
   uint64_t probe_failures = 0;
   std::vector<ContainerStats> containers;

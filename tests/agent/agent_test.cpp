@@ -28,7 +28,8 @@ template <class F>
 bool eventually(F cond, std::chrono::milliseconds limit = 10s) {
   auto end = clock::now() + limit;
   while (clock::now() < end) {
-    if (cond()) return true;
+    if (cond())
+      return true;
     std::this_thread::sleep_for(5ms);
   }
   return cond();
@@ -38,7 +39,8 @@ bool process_gone(pid_t pid) {
   // Gone, or a zombie nobody reaped yet (it is dead either way).
   std::ifstream st("/proc/" + std::to_string(pid) + "/stat");
   std::string line;
-  if (!std::getline(st, line)) return true;
+  if (!std::getline(st, line))
+    return true;
   auto rp = line.rfind(')');
   return rp != std::string::npos && line.size() > rp + 2 && line[rp + 2] == 'Z';
 }
@@ -70,9 +72,10 @@ public:
       dup2(in[0], 0);
       dup2(out[1], 1);
       std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
+      for (auto& a : args)
+        argv.push_back(a.data());
       argv.push_back(nullptr);
-      setenv("AGENT_SECRET", "leak", 1);  // must not reach commands
+      setenv("AGENT_SECRET", "leak", 1); // must not reach commands
       execv(argv[0], argv.data());
       _exit(127);
     }
@@ -83,7 +86,8 @@ public:
   }
   ~AgentProc() {
     close_input();
-    if (from_ >= 0) close(from_);
+    if (from_ >= 0)
+      close(from_);
     if (pid_ > 0) {
       kill(pid_, SIGKILL);
       waitpid(pid_, nullptr, 0);
@@ -98,19 +102,22 @@ public:
     return r ? json::parse(payload) : json();
   }
   json call(json msg) {
-    if (!msg.contains("id")) msg["id"] = 1;
+    if (!msg.contains("id"))
+      msg["id"] = 1;
     send(msg);
     return recv();
   }
   void close_input() {
-    if (to_ >= 0) close(to_);
+    if (to_ >= 0)
+      close(to_);
     to_ = -1;
   }
   // Exit status once the agent exits (bounded wait), or -1.
   int wait_exit() {
     int st = -1;
     bool done = eventually([&] { return waitpid(pid_, &st, WNOHANG) == pid_; });
-    if (!done) return -1;
+    if (!done)
+      return -1;
     pid_ = -1;
     return st;
   }
@@ -207,7 +214,7 @@ TEST_F(AgentTest, DeeplyNestedIdIsRejectedNotEchoed) {
   EXPECT_TRUE(r["id"].is_null());
   EXPECT_EQ(r["error"]["code"], "invalid_request");
   EXPECT_EQ(r["error"]["message"], "field 'id' must be a number or a string");
-  agent.send({{"id", 2}, {"op", "ping"}});  // and it keeps serving
+  agent.send({{"id", 2}, {"op", "ping"}}); // and it keeps serving
   EXPECT_EQ(agent.recv()["ok"], true);
 }
 
@@ -218,7 +225,7 @@ TEST_F(AgentTest, OversizedLengthPrefixGetsErrorFrameThenExitNonZero) {
   EXPECT_EQ(r["error"]["code"], "invalid_request");
   int st = agent.wait_exit();
   ASSERT_NE(st, -1);
-  ASSERT_TRUE(WIFEXITED(st));  // an exit, not a crash
+  ASSERT_TRUE(WIFEXITED(st)); // an exit, not a crash
   EXPECT_NE(WEXITSTATUS(st), 0);
 }
 
@@ -252,8 +259,10 @@ TEST_F(AgentTest, ExecPassesStdin) {
 }
 
 TEST_F(AgentTest, CommandIgnoringLargeStdinDoesNotDeadlock) {
-  json r = agent.call({{"op", "exec"}, {"shell", "echo ignored"},
-                       {"stdin", b64(std::string(4 << 20, 'x'))}, {"timeout_ms", 20000}});
+  json r = agent.call({{"op", "exec"},
+                       {"shell", "echo ignored"},
+                       {"stdin", b64(std::string(4 << 20, 'x'))},
+                       {"timeout_ms", 20000}});
   EXPECT_EQ(r["exit_code"], 0);
   EXPECT_EQ(r["timed_out"], false);
   EXPECT_EQ(unb64(r["stdout"]), "ignored\n");
@@ -272,7 +281,8 @@ TEST_F(AgentTest, MissingCommandExits127WithMessage) {
 }
 
 TEST_F(AgentTest, EnvIsCleanPlusRequestedVariables) {
-  json r = agent.call({{"op", "exec"}, {"shell", "echo $HOME,$LANG,$FOO,${AGENT_SECRET:-none}"},
+  json r = agent.call({{"op", "exec"},
+                       {"shell", "echo $HOME,$LANG,$FOO,${AGENT_SECRET:-none}"},
                        {"env", {{"FOO", "bar"}}}});
   EXPECT_EQ(unb64(r["stdout"]), ws.path() + ",C.UTF-8,bar,none\n");
 }
@@ -287,7 +297,7 @@ TEST_F(AgentTest, CwdDefaultsToWorkspaceAndIsResolvedInIt) {
 TEST_F(AgentTest, TimeoutKillsWholeProcessGroup) {
   auto start = clock::now();
   json r = exec_shell(agent, "sleep 100 & echo $!; echo $$; sleep 100", {{"timeout_ms", 300}});
-  EXPECT_LT(clock::now() - start, 20s);  // the timeout fired instead of waiting 100 s
+  EXPECT_LT(clock::now() - start, 20s); // the timeout fired instead of waiting 100 s
   EXPECT_EQ(r["timed_out"], true);
   EXPECT_EQ(r["exit_code"], -1);
   EXPECT_EQ(r["signal"], SIGKILL);
@@ -308,7 +318,7 @@ TEST_F(AgentTest, BackgroundChildHoldingPipesDoesNotStallReply) {
 
 TEST_F(AgentTest, OutputOverLimitIsTruncatedAndFlagged) {
   json r = exec_shell(agent, "head -c 100000 /dev/zero; echo tail >&2", {{"output_limit", 1000}});
-  EXPECT_EQ(r["exit_code"], 0);  // the writer was not blocked by the dropped output
+  EXPECT_EQ(r["exit_code"], 0); // the writer was not blocked by the dropped output
   EXPECT_EQ(unb64(r["stdout"]).size(), 1000u);
   EXPECT_EQ(unb64(r["stderr"]), "tail\n");
   EXPECT_EQ(r["truncated"], true);
@@ -324,7 +334,9 @@ TEST_F(AgentTest, WriteThenReadFileRoundTripsBinary) {
 }
 
 TEST_F(AgentTest, WriteFileAppliesMode) {
-  agent.call({{"op", "write_file"}, {"path", "run.sh"}, {"data", b64("#!/bin/sh\necho ran\n")},
+  agent.call({{"op", "write_file"},
+              {"path", "run.sh"},
+              {"data", b64("#!/bin/sh\necho ran\n")},
               {"mode", 0755}});
   EXPECT_EQ(unb64(exec_shell(agent, "./run.sh")["stdout"]), "ran\n");
 }
@@ -341,14 +353,15 @@ TEST_F(AgentTest, ReadMissingFileIsErrorFrame) {
 TEST_F(AgentTest, ResetKillsEscapedProcessesAndWipesWorkspace) {
   // setsid leaves the command's process group, so only reset can find it.
   // The marker is written after setsid(), so the reply comes only once it escaped.
-  json r = exec_shell(agent,
-      "setsid sh -c ': > started; exec sleep 100' >/dev/null 2>&1 & echo $!; "
-      "while [ ! -e started ]; do sleep 0.01; done; mkdir -p d/e; touch d/e/f top; chmod 000 d");
+  json r = exec_shell(
+    agent,
+    "setsid sh -c ': > started; exec sleep 100' >/dev/null 2>&1 & echo $!; "
+    "while [ ! -e started ]; do sleep 0.01; done; mkdir -p d/e; touch d/e/f top; chmod 000 d");
   pid_t escaped = std::stoi(unb64(r["stdout"]));
   json reset = agent.call({{"op", "reset"}});
   ASSERT_EQ(reset["ok"], true) << reset.dump();
   EXPECT_GE(reset["processes_killed"].get<int>(), 1);
-  EXPECT_EQ(reset["files_removed"], 5);  // started, d, d/e, d/e/f, top
+  EXPECT_EQ(reset["files_removed"], 5); // started, d, d/e, d/e/f, top
   EXPECT_TRUE(eventually([&] { return process_gone(escaped); }));
   EXPECT_EQ(unb64(exec_shell(agent, "ls -A")["stdout"]), "");
 }
@@ -357,7 +370,7 @@ TEST(AgentSocket, ServesSuccessiveConnectionsOnAUnixSocket) {
   TempDir ws;
   std::string sock = ws.path() + "/agent.sock";
   AgentProc agent(ws.path() + "/ws", {"--socket", sock});
-  for (int i = 0; i < 2; ++i) {  // the second client proves it accepts again after a close
+  for (int i = 0; i < 2; ++i) { // the second client proves it accepts again after a close
     AgentClient c(sock, 10s);
     EXPECT_EQ(c.ping(5s).pid, agent.pid());
     ExecRequest req;
@@ -376,7 +389,7 @@ TEST(AgentClientTest, AgentErrorFrameMapsToInvalidRequest) {
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), Errc::invalid_request);
   }
-  EXPECT_FALSE(c->broken());  // an error frame leaves the stream in sync
+  EXPECT_FALSE(c->broken()); // an error frame leaves the stream in sync
   EXPECT_EQ(c->ping(5s).version, kVersion);
 }
 
@@ -404,7 +417,8 @@ TEST(AgentClientTest, GarbledErrorFrameIsContainerFailed) {
   int sp[2];
   ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp), 0);
   AgentClient c(sp[0]);
-  ASSERT_TRUE(write_frame(sp[1], json{{"id", 1}, {"ok", false}, {"error", {{"code", 5}, {"message", 7}}}}));
+  ASSERT_TRUE(
+    write_frame(sp[1], json{{"id", 1}, {"ok", false}, {"error", {{"code", 5}, {"message", 7}}}}));
   try {
     c.ping(5s);
     FAIL() << "no exception";

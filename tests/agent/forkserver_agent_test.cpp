@@ -25,7 +25,7 @@ namespace {
 TEST(ForkServerProtocol, ExecWithLanguageRoundTrips) {
   ExecRequest req;
   req.language = "python";
-  req.code = std::string("print('\xc3\xa9')\n\xff", 13);  // any bytes but NUL
+  req.code = std::string("print('\xc3\xa9')\n\xff", 13); // any bytes but NUL
   req.stdin_data = "in";
   json msg;
   exec_request_to_json(req, msg);
@@ -61,7 +61,10 @@ TEST(ForkServerProtocol, ExecRejectsBadLanguageCombinations) {
 }
 
 TEST(ForkServerProtocol, InterpreterRequestIsValidated) {
-  InterpreterRequest ok{"python", {"python3", "-X", "dev"}, {"json", "os.path", "_x1"}, duration(1234)};
+  InterpreterRequest ok{"python",
+                        {"python3", "-X", "dev"},
+                        {"json", "os.path", "_x1"},
+                        duration(1234)};
   json msg;
   interpreter_request_to_json(ok, msg);
   InterpreterRequest back = interpreter_request_from_json(msg);
@@ -82,7 +85,8 @@ TEST(ForkServerProtocol, InterpreterRequestIsValidated) {
   rejects({{"language", "python"}, {"command", json::array()}}, "command");
   rejects({{"language", "python"}, {"command", {""}}}, "command");
   rejects({{"language", "python"}, {"command", {std::string("py\0", 3)}}}, "command");
-  rejects({{"language", "python"}, {"command", {"python3"}}, {"preload", {"os; import x"}}}, "module name");
+  rejects({{"language", "python"}, {"command", {"python3"}}, {"preload", {"os; import x"}}},
+          "module name");
   rejects({{"language", "python"}, {"command", {"python3"}}, {"preload", {"1abc"}}}, "module name");
   rejects({{"language", "python"}, {"command", {"python3"}}, {"preload", {"a..b"}}}, "module name");
   rejects({{"language", "python"}, {"command", {"python3"}}, {"timeout_ms", 0}}, "timeout_ms");
@@ -101,7 +105,8 @@ bool have_python() { return std::system("/usr/bin/python3 -c 'import json' >/dev
 class ForkServerAgentTest : public ::testing::Test {
 protected:
   void SetUp() override {
-    if (!have_python()) GTEST_SKIP() << "no /usr/bin/python3";
+    if (!have_python())
+      GTEST_SKIP() << "no /usr/bin/python3";
     char tmpl[] = "/tmp/wp-fs-agent-XXXXXX";
     ws = mkdtemp(tmpl);
     int in[2], out[2];
@@ -124,10 +129,12 @@ protected:
       kill(pid, SIGKILL);
       waitpid(pid, nullptr, 0);
     }
-    if (!ws.empty()) std::system(("rm -rf '" + ws + "'").c_str());
+    if (!ws.empty())
+      std::system(("rm -rf '" + ws + "'").c_str());
   }
   void start(std::vector<std::string> preload = {"json"}) {
-    client->start_interpreter("python", InterpreterConfig{{"/usr/bin/python3"}, std::move(preload)}, 30s);
+    client->start_interpreter("python", InterpreterConfig{{"/usr/bin/python3"}, std::move(preload)},
+                              30s);
   }
   ExecResult py(const std::string& code, duration timeout = 20s) {
     ExecRequest r;
@@ -206,13 +213,16 @@ TEST_F(ForkServerAgentTest, StartFailuresSayWhy) {
     client->start_interpreter("python", InterpreterConfig{{"/no/such/python"}, {}}, 10s);
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("cannot execute /no/such/python"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("cannot execute /no/such/python"), std::string::npos)
+      << e.what();
   }
   try {
-    client->start_interpreter("python", InterpreterConfig{{"/usr/bin/python3"}, {"no_such_mod_q"}}, 10s);
+    client->start_interpreter("python", InterpreterConfig{{"/usr/bin/python3"}, {"no_such_mod_q"}},
+                              10s);
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("import no_such_mod_q failed"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("import no_such_mod_q failed"), std::string::npos)
+      << e.what();
   }
   // A configured server that cannot start fails the probe, with the reason.
   try {
@@ -220,7 +230,8 @@ TEST_F(ForkServerAgentTest, StartFailuresSayWhy) {
     FAIL() << "expected the ping to fail";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), Errc::container_failed);
-    EXPECT_NE(std::string(e.what()).find("python fork server cannot start"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("python fork server cannot start"), std::string::npos)
+      << e.what();
   }
 }
 

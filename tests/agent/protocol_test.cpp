@@ -27,7 +27,8 @@ TEST(Base64, DecodesRfc4648Vectors) {
 
 TEST(Base64, RoundTripsEveryByteValueAtEveryLength) {
   std::string all;
-  for (int i = 0; i < 256; ++i) all += char(i);
+  for (int i = 0; i < 256; ++i)
+    all += char(i);
   for (size_t len = 0; len <= all.size(); ++len) {
     std::string s = all.substr(all.size() - len);
     ASSERT_EQ(base64_decode(base64_encode(s)), s) << "length " << len;
@@ -49,7 +50,7 @@ TEST(Frame, EncodesBigEndianLengthPrefix) {
 TEST(Frame, DecodeWaitsForACompleteFrameThenConsumesIt) {
   std::string wire = encode_frame(json{{"a", 1}}) + encode_frame(json{{"b", 2}});
   std::string buf, payload;
-  for (size_t i = 0; i < 10; ++i) {  // fewer bytes than the first frame
+  for (size_t i = 0; i < 10; ++i) { // fewer bytes than the first frame
     buf = wire.substr(0, i);
     ASSERT_EQ(decode_frame(buf, payload), DecodeStatus::need_more);
     ASSERT_EQ(buf.size(), i);
@@ -66,7 +67,7 @@ TEST(Frame, DecodeRejectsOversizedLengthPrefix) {
   std::string buf("\xff\xff\xff\xff", 4);
   std::string payload;
   EXPECT_EQ(decode_frame(buf, payload), DecodeStatus::too_large);
-  EXPECT_EQ(payload.capacity() < 1024, true);  // nothing was allocated for the claimed size
+  EXPECT_EQ(payload.capacity() < 1024, true); // nothing was allocated for the claimed size
 }
 
 TEST(Frame, EncodeRefusesPayloadOverTheMaximum) {
@@ -82,8 +83,10 @@ struct PipeFds {
     w = p[1];
   }
   ~PipeFds() {
-    if (r >= 0) close(r);
-    if (w >= 0) close(w);
+    if (r >= 0)
+      close(r);
+    if (w >= 0)
+      close(w);
   }
 };
 
@@ -133,7 +136,7 @@ TEST(Frame, WriteToClosedPipeFailsWithoutSigpipe) {
   PipeFds p;
   close(p.r);
   p.r = -1;
-  auto r = write_frame(p.w, json{{"x", 1}});  // SIGPIPE would kill the test binary
+  auto r = write_frame(p.w, json{{"x", 1}}); // SIGPIPE would kill the test binary
   EXPECT_EQ(r.status, IoStatus::error);
   EXPECT_EQ(r.err, EPIPE);
 }
@@ -190,14 +193,19 @@ static std::string bad_request_message(const json& j) {
 TEST(Messages, WrongTypedFieldIsNamed) {
   EXPECT_NE(bad_request_message({{"argv", "ls"}}).find("'argv'"), std::string::npos);
   EXPECT_NE(bad_request_message({{"argv", {"ls", 1}}}).find("'argv'"), std::string::npos);
-  EXPECT_NE(bad_request_message({{"shell", "ls"}, {"timeout_ms", "5"}}).find("'timeout_ms'"), std::string::npos);
-  EXPECT_NE(bad_request_message({{"shell", "ls"}, {"timeout_ms", -5}}).find("'timeout_ms'"), std::string::npos);
-  EXPECT_NE(bad_request_message({{"shell", "ls"}, {"env", {{"A", 1}}}}).find("'env'"), std::string::npos);
-  EXPECT_NE(bad_request_message({{"shell", "ls"}, {"stdin", "***"}}).find("'stdin'"), std::string::npos);
+  EXPECT_NE(bad_request_message({{"shell", "ls"}, {"timeout_ms", "5"}}).find("'timeout_ms'"),
+            std::string::npos);
+  EXPECT_NE(bad_request_message({{"shell", "ls"}, {"timeout_ms", -5}}).find("'timeout_ms'"),
+            std::string::npos);
+  EXPECT_NE(bad_request_message({{"shell", "ls"}, {"env", {{"A", 1}}}}).find("'env'"),
+            std::string::npos);
+  EXPECT_NE(bad_request_message({{"shell", "ls"}, {"stdin", "***"}}).find("'stdin'"),
+            std::string::npos);
 }
 
 TEST(Messages, ExecRequestNeedsExactlyOneOfArgvAndShell) {
   EXPECT_NE(bad_request_message(json::object()).find("argv"), std::string::npos);
-  EXPECT_NE(bad_request_message({{"argv", {"ls"}}, {"shell", "ls"}}).find("argv"), std::string::npos);
+  EXPECT_NE(bad_request_message({{"argv", {"ls"}}, {"shell", "ls"}}).find("argv"),
+            std::string::npos);
   EXPECT_EQ(bad_request_message({{"shell", "ls"}}), "<accepted>");
 }

@@ -52,7 +52,8 @@ struct InstanceLockTest : ::testing::Test {
         }
       }
       (void)!write(p[1], &child, sizeof child);
-      for (;;) pause();
+      for (;;)
+        pause();
     }
     close(p[1]);
     pid_t child = 0;
@@ -97,13 +98,14 @@ TEST_F(InstanceLockTest, ProcessesTheInstanceStartedDoNotKeepItAlive) {
   for (int i = 0; i < 500; ++i) {
     std::ifstream comm("/proc/" + std::to_string(child) + "/comm");
     std::string name;
-    if (std::getline(comm, name) && name == "sleep") break;
+    if (std::getline(comm, name) && name == "sleep")
+      break;
     usleep(10000);
   }
   kill_hard(pid); // the `sleep` it started lives on
   EXPECT_EQ(kill(child, 0), 0) << "the instance's child should still run";
   EXPECT_NE(instance_lock::claim_if_dead("cccc0001"), nullptr)
-      << "a child of the dead instance inherited its lock";
+    << "a child of the dead instance inherited its lock";
   kill(child, SIGKILL);
 }
 
@@ -141,6 +143,7 @@ TEST_F(InstanceLockTest, AnUnwritableRuntimeDirectoryIsATypedError) {
     FAIL() << "took a lock in /proc";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), Errc::backend_unavailable);
-    EXPECT_NE(std::string(e.what()).find("/proc/warmpool-cannot-exist"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("/proc/warmpool-cannot-exist"), std::string::npos)
+      << e.what();
   }
 }

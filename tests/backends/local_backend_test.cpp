@@ -26,7 +26,8 @@ template <class F>
 bool eventually(F cond, std::chrono::milliseconds limit = 10s) {
   auto end = std::chrono::steady_clock::now() + limit;
   while (std::chrono::steady_clock::now() < end) {
-    if (cond()) return true;
+    if (cond())
+      return true;
     std::this_thread::sleep_for(5ms);
   }
   return cond();
@@ -38,20 +39,27 @@ std::vector<pid_t> host_processes(uid_t uid, const std::string& cmdline) {
   DIR* d = opendir("/proc");
   while (dirent* e = d ? readdir(d) : nullptr) {
     pid_t pid = atoi(e->d_name);
-    if (pid <= 0) continue;
+    if (pid <= 0)
+      continue;
     std::ifstream status("/proc/" + std::to_string(pid) + "/status");
     std::string line, state;
     uid_t ruid = uid_t(-1);
     while (std::getline(status, line)) {
-      if (line.rfind("State:", 0) == 0) state = line;
-      if (line.rfind("Uid:", 0) == 0) ruid = uid_t(std::stoul(line.substr(4)));
+      if (line.rfind("State:", 0) == 0)
+        state = line;
+      if (line.rfind("Uid:", 0) == 0)
+        ruid = uid_t(std::stoul(line.substr(4)));
     }
     std::ifstream cmd("/proc/" + std::to_string(pid) + "/cmdline");
     std::string args((std::istreambuf_iterator<char>(cmd)), {});
-    for (auto& c : args) if (c == '\0') c = ' ';
-    if (ruid == uid && state.find('Z') == std::string::npos && args == cmdline + " ") out.push_back(pid);
+    for (auto& c : args)
+      if (c == '\0')
+        c = ' ';
+    if (ruid == uid && state.find('Z') == std::string::npos && args == cmdline + " ")
+      out.push_back(pid);
   }
-  if (d) closedir(d);
+  if (d)
+    closedir(d);
   return out;
 }
 
@@ -61,8 +69,10 @@ std::string escape_session(int n) {
   std::string s;
   for (int i = 1; i <= n; ++i) {
     std::string m = "/tmp/started." + std::to_string(i);
-    s += "setsid sh -c ': > " + m + "; exec sleep 300' >/dev/null 2>&1 & "
-         "while [ ! -e " + m + " ]; do sleep 0.01; done; ";
+    s += "setsid sh -c ': > " + m +
+         "; exec sleep 300' >/dev/null 2>&1 & "
+         "while [ ! -e " +
+         m + " ]; do sleep 0.01; done; ";
   }
   return s;
 }
@@ -84,7 +94,8 @@ protected:
     box = make();
   }
   void TearDown() override {
-    for (auto& b : boxes) backend.destroy(*b);
+    for (auto& b : boxes)
+      backend.destroy(*b);
   }
   SandboxPtr make() {
     SandboxSpec spec;
@@ -136,7 +147,8 @@ TEST_F(LocalBackendTest, EnvAndCwdApply) {
 }
 
 TEST_F(LocalBackendTest, CommandsRunAsThePerSandboxUidWhenRoot) {
-  if (geteuid() != 0) GTEST_SKIP() << "uid switching needs root";
+  if (geteuid() != 0)
+    GTEST_SKIP() << "uid switching needs root";
   SandboxPtr other = make();
   EXPECT_NE(uid_of(box), uid_of(other));
   EXPECT_EQ(sh("id -u").stdout_data, std::to_string(uid_of(box)) + "\n");
@@ -146,14 +158,15 @@ TEST_F(LocalBackendTest, CommandsRunAsThePerSandboxUidWhenRoot) {
 TEST_F(LocalBackendTest, TimeoutKillsWholeProcessGroup) {
   auto start = std::chrono::steady_clock::now();
   ExecResult r = sh("sleep 100 & sleep 100", 500ms);
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 20s);  // did not wait 100 s
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 20s); // did not wait 100 s
   EXPECT_TRUE(r.timed_out);
   EXPECT_EQ(r.signal, SIGKILL);
   // From inside: no process but the agent and this probe's shell and cat.
   ExecResult ps = sh("for d in /proc/[0-9]*; do tr '\\0' ' ' < $d/cmdline; echo; done");
   EXPECT_EQ(ps.stdout_data.find("sleep"), std::string::npos) << ps.stdout_data;
   // From the host: no `sleep 100` of this sandbox's uid survives.
-  if (geteuid() == 0) EXPECT_TRUE(host_processes(uid_of(box), "sleep 100").empty());
+  if (geteuid() == 0)
+    EXPECT_TRUE(host_processes(uid_of(box), "sleep 100").empty());
 }
 
 TEST_F(LocalBackendTest, OutputCapTruncatesAndSaysSo) {
@@ -168,14 +181,16 @@ TEST_F(LocalBackendTest, OutputCapTruncatesAndSaysSo) {
 
 TEST_F(LocalBackendTest, WriteThenReadFileKeepsBinaryBytes) {
   std::string data;
-  for (int i = 0; i < 3000; ++i) data += char(i % 256);  // includes NULs
+  for (int i = 0; i < 3000; ++i)
+    data += char(i % 256); // includes NULs
   backend.write_file(*box, "nested/dir/blob.bin", data);
   EXPECT_EQ(backend.read_file(*box, "/workspace/nested/dir/blob.bin"), data);
   EXPECT_EQ(sh("wc -c < nested/dir/blob.bin").stdout_data, "3000\n");
 }
 
 TEST_F(LocalBackendTest, FileOpsRunAsTheTenantNotRoot) {
-  if (geteuid() != 0) GTEST_SKIP() << "uid switching needs root";
+  if (geteuid() != 0)
+    GTEST_SKIP() << "uid switching needs root";
   // /dev is a root-owned 0755 tmpfs: writable by the agent (root), not by the tenant.
   try {
     backend.write_file(*box, "/dev/wp-written-as-root", "x");
@@ -189,7 +204,7 @@ TEST_F(LocalBackendTest, FileOpsRunAsTheTenantNotRoot) {
 }
 
 TEST_F(LocalBackendTest, SandboxInheritsNoOtherSandboxFds) {
-  int careless[2];  // some other part of the host process forgot O_CLOEXEC
+  int careless[2]; // some other part of the host process forgot O_CLOEXEC
   ASSERT_EQ(pipe(careless), 0);
   struct stat cst;
   fstat(careless[0], &cst);
@@ -202,16 +217,19 @@ TEST_F(LocalBackendTest, SandboxInheritsNoOtherSandboxFds) {
     std::string dir = "/proc/" + std::to_string(pid) + "/fd";
     DIR* d = opendir(dir.c_str());
     while (dirent* e = d ? readdir(d) : nullptr) {
-      if (e->d_name[0] == '.') continue;
+      if (e->d_name[0] == '.')
+        continue;
       char target[256] = {};
       readlink((dir + "/" + e->d_name).c_str(), target, sizeof target - 1);
       out += std::string(e->d_name) + "->" + target + " ";
     }
-    if (d) closedir(d);
+    if (d)
+      closedir(d);
     return out;
   };
   pid_t bwrap = static_cast<LocalSandbox&>(*other).bwrap_pid();
-  std::ifstream children("/proc/" + std::to_string(bwrap) + "/task/" + std::to_string(bwrap) + "/children");
+  std::ifstream children("/proc/" + std::to_string(bwrap) + "/task/" + std::to_string(bwrap) +
+                         "/children");
   pid_t agent = 0;
   ASSERT_TRUE(children >> agent);
   // The first sandbox's socket must appear in neither the bwrap nor the agent of the second.
@@ -225,24 +243,27 @@ TEST_F(LocalBackendTest, SandboxInheritsNoOtherSandboxFds) {
   int checked = 0;
   while (mine >> entry) {
     std::string target = entry.substr(entry.find("->") + 2);
-    if (target.rfind("socket:", 0) && target.rfind("pipe:", 0)) continue;
+    if (target.rfind("socket:", 0) && target.rfind("pipe:", 0))
+      continue;
     ++checked;
     EXPECT_EQ(bwrap_fds.find(target), std::string::npos) << target << " leaked into bwrap";
     EXPECT_EQ(agent_fds.find(target), std::string::npos) << target << " leaked into the agent";
   }
-  EXPECT_GE(checked, 2);  // at least the two sandboxes' connections were looked for
+  EXPECT_GE(checked, 2); // at least the two sandboxes' connections were looked for
 }
 
 TEST_F(LocalBackendTest, CreateAndDestroyLeakNoHostFds) {
   auto count_fds = [] {
     int n = 0;
     DIR* d = opendir("/proc/self/fd");
-    while (readdir(d)) ++n;
+    while (readdir(d))
+      ++n;
     closedir(d);
     return n;
   };
   int before = count_fds();
-  for (int i = 0; i < 3; ++i) backend.destroy(*make());
+  for (int i = 0; i < 3; ++i)
+    backend.destroy(*make());
   EXPECT_EQ(count_fds(), before);
 }
 
@@ -264,7 +285,7 @@ TEST_F(LocalBackendTest, ResetReportsWhatItKilled) {
   ASSERT_EQ(sh("pgrep -c -x sleep").stdout_data, "3\n");
   ResetReport rep = backend.reset(*box, 10s);
   EXPECT_EQ(rep.processes_killed, 3u);
-  EXPECT_EQ(rep.files_removed, 5u);  // a, b and the three /tmp markers
+  EXPECT_EQ(rep.files_removed, 5u); // a, b and the three /tmp markers
 }
 
 TEST_F(LocalBackendTest, NoNetworkInside) {
@@ -300,18 +321,20 @@ TEST_F(LocalBackendTest, DestroyIsIdempotent) {
   pid_t pid = static_cast<LocalSandbox&>(*box).bwrap_pid();
   backend.destroy(*box);
   EXPECT_NO_THROW(backend.destroy(*box));
-  EXPECT_NE(kill(pid, 0), 0);  // reaped: the pid no longer exists
+  EXPECT_NE(kill(pid, 0), 0); // reaped: the pid no longer exists
 }
 
 TEST_F(LocalBackendTest, DeadAgentThrowsContainerFailedNotHang) {
   sh("kill -9 1");
-  ASSERT_NO_THROW(backend.ping(*box, 5s));  // PID 1 cannot be killed from inside...
+  ASSERT_NO_THROW(backend.ping(*box, 5s)); // PID 1 cannot be killed from inside...
   pid_t bwrap = static_cast<LocalSandbox&>(*box).bwrap_pid();
-  std::ifstream children("/proc/" + std::to_string(bwrap) + "/task/" + std::to_string(bwrap) + "/children");
+  std::ifstream children("/proc/" + std::to_string(bwrap) + "/task/" + std::to_string(bwrap) +
+                         "/children");
   pid_t agent = 0;
   ASSERT_TRUE(children >> agent);
-  ASSERT_EQ(kill(agent, SIGKILL), 0);  // ...so kill it from the host
-  ASSERT_TRUE(eventually([&] { return access(("/proc/" + std::to_string(agent)).c_str(), F_OK) != 0; }));
+  ASSERT_EQ(kill(agent, SIGKILL), 0); // ...so kill it from the host
+  ASSERT_TRUE(
+    eventually([&] { return access(("/proc/" + std::to_string(agent)).c_str(), F_OK) != 0; }));
   auto start = std::chrono::steady_clock::now();
   try {
     sh("echo hi");
@@ -334,7 +357,8 @@ TEST_F(LocalBackendTest, CallsAfterDestroyThrowContainerFailed) {
 }
 
 TEST_F(LocalBackendTest, PidLimitStopsForkBombs) {
-  if (geteuid() != 0) GTEST_SKIP() << "RLIMIT_NPROC is per sandbox only with uid switching";
+  if (geteuid() != 0)
+    GTEST_SKIP() << "RLIMIT_NPROC is per sandbox only with uid switching";
   pool.limits.pids = 10;
   SandboxPtr small = make();
   ExecResult r = sh("for i in $(seq 20); do sleep 100 & done; wait", 5s, small);

@@ -21,7 +21,8 @@ protected:
       backend.check_available();
     } catch (const Error& e) {
       const char* ci = std::getenv("CI");
-      if (ci && std::string{ci} == "true") FAIL() << "local backend unavailable under CI=true: " << e.what();
+      if (ci && std::string{ci} == "true")
+        FAIL() << "local backend unavailable under CI=true: " << e.what();
       GTEST_SKIP() << "local backend unavailable: " << e.what();
     }
     if (std::system("/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1") != 0)
@@ -33,7 +34,8 @@ protected:
     box = make();
   }
   void TearDown() override {
-    for (auto& b : boxes) backend.destroy(*b);
+    for (auto& b : boxes)
+      backend.destroy(*b);
   }
   SandboxPtr make() {
     SandboxSpec spec;
@@ -73,7 +75,7 @@ TEST_F(LocalForkServerTest, ForkBombIsContainedAndRunsContinue) {
 
 TEST_F(LocalForkServerTest, AKilledServerIsReplaced) {
   check_killed_server_is_replaced(run());
-  backend.ping(*box, 5s);  // and a probe finds it healthy
+  backend.ping(*box, 5s); // and a probe finds it healthy
 }
 
 TEST_F(LocalForkServerTest, ResetKillsChildrenAndKeepsTheServer) {
@@ -82,13 +84,14 @@ TEST_F(LocalForkServerTest, ResetKillsChildrenAndKeepsTheServer) {
 
 TEST_F(LocalForkServerTest, ChildrenRunAsTheSandboxUserUnderItsLimits) {
   ExecRequest id;
-  id.shell = "id -u; cat /proc/self/oom_score_adj; grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status";
+  id.shell =
+    "id -u; cat /proc/self/oom_score_adj; grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status";
   ExecResult sh = backend.exec(*box, id);
-  ExecResult p = py(run(),
-      "import os\n"
-      "print(os.getuid())\n"
-      "print(open('/proc/self/oom_score_adj').read().strip())\n"
-      "print(''.join(l for l in open('/proc/self/status') if l.startswith(('NoNewPrivs:', 'Seccomp:'))), end='')\n");
+  ExecResult p = py(run(), "import os\n"
+                           "print(os.getuid())\n"
+                           "print(open('/proc/self/oom_score_adj').read().strip())\n"
+                           "print(''.join(l for l in open('/proc/self/status') if "
+                           "l.startswith(('NoNewPrivs:', 'Seccomp:'))), end='')\n");
   EXPECT_EQ(p.exit_code, 0) << p.stderr_data;
   EXPECT_EQ(p.stdout_data, sh.stdout_data);
   // The server is not dumpable: a tenant process of the same uid cannot read its memory.
@@ -111,7 +114,8 @@ TEST_F(LocalForkServerTest, LanguageWithoutInterpreterIsInvalidRequest) {
     FAIL() << "expected invalid_request";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), Errc::invalid_request);
-    EXPECT_NE(std::string(e.what()).find("pool plain has no python interpreter"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("pool plain has no python interpreter"), std::string::npos)
+      << e.what();
   }
 }
 

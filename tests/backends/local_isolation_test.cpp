@@ -25,13 +25,14 @@ namespace {
 std::string slurp(const std::string& p) {
   std::ifstream in(p);
   std::string s((std::istreambuf_iterator<char>(in)), {});
-  while (!s.empty() && s.back() == '\n') s.pop_back();
+  while (!s.empty() && s.back() == '\n')
+    s.pop_back();
   return s;
 }
 
 bool cgroup_v2_host() {
   struct statfs sf;
-  return statfs("/sys/fs/cgroup", &sf) == 0 && sf.f_type == 0x63677270;  // CGROUP2_SUPER_MAGIC
+  return statfs("/sys/fs/cgroup", &sf) == 0 && sf.f_type == 0x63677270; // CGROUP2_SUPER_MAGIC
 }
 
 // Host directory of the cgroup `pid` is in for `controller` ("memory", "cpu", "pids").
@@ -42,7 +43,8 @@ std::string cgroup_dir(pid_t pid, const std::string& controller) {
     auto a = line.find(':'), b = line.find(':', a + 1);
     std::string ctrls = "," + line.substr(a + 1, b - a - 1) + ",";
     std::string path = line.substr(b + 1);
-    if (cgroup_v2_host() && ctrls == ",,") return "/sys/fs/cgroup" + path;
+    if (cgroup_v2_host() && ctrls == ",,")
+      return "/sys/fs/cgroup" + path;
     if (!cgroup_v2_host() && ctrls.find("," + controller + ",") != std::string::npos)
       return "/sys/fs/cgroup/" + controller + path;
   }
@@ -51,7 +53,8 @@ std::string cgroup_dir(pid_t pid, const std::string& controller) {
 
 pid_t agent_of(const SandboxPtr& b) {
   pid_t bwrap = static_cast<LocalSandbox&>(*b).bwrap_pid();
-  std::ifstream children("/proc/" + std::to_string(bwrap) + "/task/" + std::to_string(bwrap) + "/children");
+  std::ifstream children("/proc/" + std::to_string(bwrap) + "/task/" + std::to_string(bwrap) +
+                         "/children");
   pid_t agent = 0;
   children >> agent;
   return agent;
@@ -63,14 +66,20 @@ std::vector<pid_t> host_processes(uid_t uid, const std::string& cmdline) {
   std::vector<pid_t> found;
   while (dirent* e = d ? readdir(d) : nullptr) {
     pid_t pid = atoi(e->d_name);
-    if (pid <= 0) continue;
+    if (pid <= 0)
+      continue;
     struct stat st;
-    if (stat(("/proc/" + std::to_string(pid)).c_str(), &st) != 0 || st.st_uid != uid) continue;
+    if (stat(("/proc/" + std::to_string(pid)).c_str(), &st) != 0 || st.st_uid != uid)
+      continue;
     std::string args = slurp("/proc/" + std::to_string(pid) + "/cmdline");
-    for (auto& c : args) if (c == '\0') c = ' ';
-    if (args == cmdline + " ") found.push_back(pid);
+    for (auto& c : args)
+      if (c == '\0')
+        c = ' ';
+    if (args == cmdline + " ")
+      found.push_back(pid);
   }
-  if (d) closedir(d);
+  if (d)
+    closedir(d);
   return found;
 }
 
@@ -79,7 +88,8 @@ std::vector<pid_t> host_processes(uid_t uid, const std::string& cmdline) {
 std::string memory_hog(int n, int mib) {
   return R"(
 import os, select
-n, size = )" + std::to_string(n) + ", " + std::to_string(mib) + R"( << 20
+n, size = )" +
+         std::to_string(n) + ", " + std::to_string(mib) + R"( << 20
 r_ok, w_ok = os.pipe()
 r_go, w_go = os.pipe()
 kids = []
@@ -117,13 +127,14 @@ protected:
     try {
       backend.check_available();
     } catch (const Error& e) {
-      FAIL() << "local backend unavailable: " << e.what();  // these promises need a real sandbox
+      FAIL() << "local backend unavailable: " << e.what(); // these promises need a real sandbox
     }
     pool.name = "isolation";
     pool.limits.workspace = 32ull << 20;
   }
   void TearDown() override {
-    for (auto& b : boxes) backend.destroy(*b);
+    for (auto& b : boxes)
+      backend.destroy(*b);
   }
   SandboxPtr make() {
     SandboxSpec spec;
@@ -155,7 +166,8 @@ TEST_F(LocalIsolationTest, EachSandboxRunsInItsOwnCgroupWithThePoolsLimits) {
   SandboxPtr box = make(), other = make();
   pid_t agent = agent_of(box);
   ASSERT_GT(agent, 0);
-  std::string mem = cgroup_dir(agent, "memory"), cpu = cgroup_dir(agent, "cpu"), pids = cgroup_dir(agent, "pids");
+  std::string mem = cgroup_dir(agent, "memory"), cpu = cgroup_dir(agent, "cpu"),
+              pids = cgroup_dir(agent, "pids");
   ASSERT_NE(mem.find("/warmpool/"), std::string::npos) << mem;
   EXPECT_NE(mem, cgroup_dir(agent_of(other), "memory")) << "two sandboxes share a group";
   if (cgroup_v2_host()) {
@@ -166,7 +178,7 @@ TEST_F(LocalIsolationTest, EachSandboxRunsInItsOwnCgroupWithThePoolsLimits) {
     EXPECT_EQ(slurp(cpu + "/cpu.cfs_quota_us"), "50000");
     EXPECT_EQ(slurp(cpu + "/cpu.cfs_period_us"), "100000");
   }
-  EXPECT_EQ(slurp(pids + "/pids.max"), "22");  // the tenant's 20 plus bwrap and the agent
+  EXPECT_EQ(slurp(pids + "/pids.max"), "22"); // the tenant's 20 plus bwrap and the agent
   // bwrap, and a process the tenant started in a session of its own, are in the group too.
   EXPECT_EQ(cgroup_dir(static_cast<LocalSandbox&>(*box).bwrap_pid(), "memory"), mem);
   sh(box, "setsid sh -c ': > /tmp/started; exec sleep 300' >/dev/null 2>&1 & "
@@ -197,7 +209,8 @@ TEST_F(LocalIsolationTest, MemoryHogSpreadOverProcessesIsKilledAtTheSandboxLimit
   ExecResult r = run(box, {"python3", "-c", memory_hog(5, 25)});
   ASSERT_EQ(r.exit_code, 0) << r.stderr_data;
   EXPECT_NE(r.stdout_data.find("filled="), std::string::npos) << r.stdout_data;
-  EXPECT_EQ(r.stdout_data.find("filled=5"), std::string::npos) << "all 125 MiB fit: " << r.stdout_data;
+  EXPECT_EQ(r.stdout_data.find("filled=5"), std::string::npos)
+    << "all 125 MiB fit: " << r.stdout_data;
   EXPECT_EQ(r.stdout_data.find("killed=0"), std::string::npos) << r.stdout_data;
   std::string why = backend.unfit_reason(*box);
   EXPECT_EQ(why.rfind("memory_limit: ", 0), 0u) << why;
@@ -210,7 +223,7 @@ TEST_F(LocalIsolationTest, AtTheMemoryLimitTheKernelKillsTenantProcessesBeforeTh
   SandboxPtr box = make();
   int agent = std::stoi(slurp("/proc/" + std::to_string(agent_of(box)) + "/oom_score_adj"));
   int tenant = std::stoi(sh(box, "cat /proc/self/oom_score_adj").stdout_data);
-  EXPECT_GE(tenant, agent + 500);  // what the agent uses stays below what any tenant uses
+  EXPECT_GE(tenant, agent + 500); // what the agent uses stays below what any tenant uses
 }
 
 TEST_F(LocalIsolationTest, ForkBombIsCappedEvenWhenCommandsRunAsAMountOwner) {
@@ -243,11 +256,13 @@ def outcome(r):
     return "ok" if r >= 0 else errno.errorcode[ctypes.get_errno()]
 res = []
 res.append("unshare=" + outcome(libc.unshare(0x10000000)))  # CLONE_NEWUSER
-r = libc.syscall()" + std::to_string(SYS_clone) + R"(, 0x10000000 | 17, 0, 0, 0, 0)  # clone(CLONE_NEWUSER|SIGCHLD)
+r = libc.syscall()" + std::to_string(SYS_clone) +
+                       R"(, 0x10000000 | 17, 0, 0, 0, 0)  # clone(CLONE_NEWUSER|SIGCHLD)
 if r == 0: os._exit(0)
 if r > 0: os.waitpid(r, 0)
 res.append("clone_newuser=" + outcome(r))
-res.append("add_key=" + outcome(libc.syscall()" + std::to_string(SYS_add_key) + R"(, b"user", b"k", b"v", 1, -2)))
+res.append("add_key=" + outcome(libc.syscall()" +
+                       std::to_string(SYS_add_key) + R"(, b"user", b"k", b"v", 1, -2)))
 res.append("ptrace=" + outcome(libc.ptrace(0, 0, 0, 0)))  # PTRACE_TRACEME
 res.append("mount=" + outcome(libc.mount(b"none", b"/tmp", b"tmpfs", 0, None)))
 t = threading.Thread(target=lambda: None); t.start(); t.join()
@@ -256,9 +271,10 @@ res.append("spawn=" + subprocess.run(["sh", "-c", "echo ok"], capture_output=Tru
 print(" ".join(res))
 )";
   ExecResult r = run(box, {"python3", "-c", script});
-  EXPECT_EQ(r.stdout_data,
-            "unshare=EPERM clone_newuser=EPERM add_key=EPERM ptrace=EPERM mount=EPERM thread=ok spawn=ok\n")
-      << r.stderr_data;
+  EXPECT_EQ(
+    r.stdout_data,
+    "unshare=EPERM clone_newuser=EPERM add_key=EPERM ptrace=EPERM mount=EPERM thread=ok spawn=ok\n")
+    << r.stderr_data;
 }
 
 class HostEtcSecret : public LocalIsolationTest {
@@ -286,26 +302,32 @@ TEST_F(HostEtcSecret, AFileInTheHostsEtcIsInvisibleInside) {
   std::string ls = run(box, {"ls", "-A", "/etc"}).stdout_data;
   EXPECT_EQ(ls.find(fs::path(secret).filename().string()), std::string::npos) << ls;
   for (const char* hidden : {"machine-id", "shadow", "gshadow", "ssh", "docker", "sudoers"})
-    EXPECT_EQ(("\n" + ls).find(std::string("\n") + hidden + "\n"), std::string::npos) << hidden << " is visible";
+    EXPECT_EQ(("\n" + ls).find(std::string("\n") + hidden + "\n"), std::string::npos)
+      << hidden << " is visible";
   EXPECT_EQ(run(box, {"ls", "-A", "/etc/ssl"}).stdout_data.find("private"), std::string::npos);
 }
 
 TEST_F(HostEtcSecret, ProgramsStillFindTheirUserHostsCertificatesAndAlternatives) {
   SandboxPtr box = make();
-  if (geteuid() == 0) EXPECT_EQ(run(box, {"id", "-un"}).stdout_data, "sandbox\n");
+  if (geteuid() == 0)
+    EXPECT_EQ(run(box, {"id", "-un"}).stdout_data, "sandbox\n");
   EXPECT_EQ(run(box, {"id", "-un"}).exit_code, 0);
   EXPECT_EQ(run(box, {"id", "-gn"}).exit_code, 0);
-  EXPECT_NE(run(box, {"getent", "hosts", "localhost"}).stdout_data.find("localhost"), std::string::npos);
-  EXPECT_EQ(sh(box, "test -s /etc/ssl/certs/ca-certificates.crt && echo certs").stdout_data, "certs\n");
-  EXPECT_EQ(sh(box, "awk 'BEGIN { print 6 * 7 }'").stdout_data, "42\n");  // /etc/alternatives/awk
-  EXPECT_EQ(run(box, {"python3", "-c", "import ssl, pwd, os; ssl.create_default_context(); "
-                                       "print(pwd.getpwuid(os.getuid()).pw_dir)"}).stdout_data,
+  EXPECT_NE(run(box, {"getent", "hosts", "localhost"}).stdout_data.find("localhost"),
+            std::string::npos);
+  EXPECT_EQ(sh(box, "test -s /etc/ssl/certs/ca-certificates.crt && echo certs").stdout_data,
+            "certs\n");
+  EXPECT_EQ(sh(box, "awk 'BEGIN { print 6 * 7 }'").stdout_data, "42\n"); // /etc/alternatives/awk
+  EXPECT_EQ(run(box, {"python3", "-c",
+                      "import ssl, pwd, os; ssl.create_default_context(); "
+                      "print(pwd.getpwuid(os.getuid()).pw_dir)"})
+              .stdout_data,
             "/workspace\n");
 }
 
 TEST(LocalIsolationSetup, UnusableCgroupHierarchyIsAClearStartUpError) {
   char tmpl[] = "/tmp/warmpool-no-cgroup-XXXXXX";
-  fs::path root = mkdtemp(tmpl);  // a plain directory: neither cgroup v2 nor v1 hierarchies
+  fs::path root = mkdtemp(tmpl); // a plain directory: neither cgroup v2 nor v1 hierarchies
   LocalBackend::Options opts;
   opts.agent_path = WARMPOOL_AGENT_BIN;
   opts.cgroup_root = root.string();
@@ -316,8 +338,9 @@ TEST(LocalIsolationSetup, UnusableCgroupHierarchyIsAClearStartUpError) {
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), Errc::backend_unavailable);
     std::string what = e.what();
-    EXPECT_NE(what.find(root.string() + "/memory"), std::string::npos) << what;  // names what is missing
-    EXPECT_NE(what.find("limits.enforce"), std::string::npos) << what;           // and the way out
+    EXPECT_NE(what.find(root.string() + "/memory"), std::string::npos)
+      << what;                                                         // names what is missing
+    EXPECT_NE(what.find("limits.enforce"), std::string::npos) << what; // and the way out
   }
   fs::remove_all(root);
 }
@@ -352,7 +375,7 @@ TEST(LocalIsolationSetup, StartUpRemovesEmptyGroupsOfEarlierRuns) {
   ASSERT_TRUE(fs::create_directories(stale + "/wp-box-1")) << stale;
   b.reap_orphans("node", "current");
   EXPECT_FALSE(fs::exists(stale));
-  rmdir((stale + "/wp-box-1").c_str());  // cgroup directories go with rmdir, not unlink
+  rmdir((stale + "/wp-box-1").c_str()); // cgroup directories go with rmdir, not unlink
   rmdir(stale.c_str());
 }
 
@@ -365,12 +388,16 @@ TEST(LocalIsolationSetup, CgroupV2IsUsedOnlyWhenItOffersMemoryCpuAndPids) {
   while (std::getline(mounts, line)) {
     std::istringstream f(line);
     f >> dev >> dir >> type;
-    if (type == "cgroup2") { v2 = dir; break; }
+    if (type == "cgroup2") {
+      v2 = dir;
+      break;
+    }
   }
   ASSERT_FALSE(v2.empty()) << "no cgroup2 mount on this host";
   std::string offered = " " + slurp(v2 + "/cgroup.controllers") + " ";
   bool complete = true;
-  for (const char* c : {" memory ", " cpu ", " pids "}) complete &= offered.find(c) != std::string::npos;
+  for (const char* c : {" memory ", " cpu ", " pids "})
+    complete &= offered.find(c) != std::string::npos;
   LocalBackend::Options opts;
   opts.agent_path = WARMPOOL_AGENT_BIN;
   opts.cgroup_root = v2;
@@ -384,7 +411,8 @@ TEST(LocalIsolationSetup, CgroupV2IsUsedOnlyWhenItOffersMemoryCpuAndPids) {
     ADD_FAILURE() << v2 << " offers only '" << offered << "' yet was accepted";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), Errc::backend_unavailable);
-    EXPECT_NE(std::string(e.what()).find("cgroup v2 hierarchy at " + v2 + " does not offer"), std::string::npos)
-        << e.what();
+    EXPECT_NE(std::string(e.what()).find("cgroup v2 hierarchy at " + v2 + " does not offer"),
+              std::string::npos)
+      << e.what();
   }
 }

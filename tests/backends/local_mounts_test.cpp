@@ -31,15 +31,18 @@ protected:
     fs::create_directories(root / "rw");
     std::ofstream(root / "ro" / "hello.txt") << "read me";
     // As root the rw directory belongs to a non-root user, whom commands must then run as.
-    if (geteuid() == 0) ASSERT_EQ(chown((root / "rw").c_str(), kOwner, kOwner), 0);
+    if (geteuid() == 0)
+      ASSERT_EQ(chown((root / "rw").c_str(), kOwner, kOwner), 0);
     pool.name = "mounts";
     pool.limits.workspace = 32ull << 20;
-    pool.mounts = {{(root / "ro").string(), "/data", true}, {(root / "rw").string(), "/repo", false}};
+    pool.mounts = {{(root / "ro").string(), "/data", true},
+                   {(root / "rw").string(), "/repo", false}};
     try {
       backend.check_available();
     } catch (const Error& e) {
       const char* ci = std::getenv("CI");
-      if (ci && std::string{ci} == "true") FAIL() << "local backend unavailable under CI=true: " << e.what();
+      if (ci && std::string{ci} == "true")
+        FAIL() << "local backend unavailable under CI=true: " << e.what();
       GTEST_SKIP() << "local backend unavailable: " << e.what();
     }
     SandboxSpec spec;
@@ -49,7 +52,8 @@ protected:
     box = backend.create(spec);
   }
   void TearDown() override {
-    if (box) backend.destroy(*box);
+    if (box)
+      backend.destroy(*box);
     fs::remove_all(root);
   }
   ExecResult sh(const std::string& cmd) {
@@ -110,10 +114,11 @@ TEST_F(LocalMountsTest, ReadWriteMountIsWrittenThroughToTheHost) {
 }
 
 TEST_F(LocalMountsTest, CommandsRunAsTheOwnerOfTheReadWriteMount) {
-  if (geteuid() != 0) GTEST_SKIP() << "uid switching needs root";
+  if (geteuid() != 0)
+    GTEST_SKIP() << "uid switching needs root";
   EXPECT_EQ(sh("id -u").stdout_data, std::to_string(kOwner) + "\n");
   ASSERT_EQ(sh("echo x > /repo/owned.txt").exit_code, 0);
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(stat((root / "rw" / "owned.txt").c_str(), &st), 0);
   EXPECT_EQ(st.st_uid, kOwner);
   EXPECT_EQ(static_cast<LocalSandbox&>(*box).uid(), kOwner);

@@ -30,9 +30,7 @@ TEST(ParseHostPort, ReadsAnIpv6LiteralInBracketsWithoutTheBrackets) {
   EXPECT_EQ(any->host, "::");
 }
 
-TEST(ParseHostPort, RefusesAnUnbracketedIpv6Literal) {
-  EXPECT_FALSE(parse_host_port("::1:8080"));
-}
+TEST(ParseHostPort, RefusesAnUnbracketedIpv6Literal) { EXPECT_FALSE(parse_host_port("::1:8080")); }
 
 TEST(ParseHostPort, RefusesBrokenBrackets) {
   for (const char* bad : {"[::1:80", "[]:80", "::1]:80", "[::1]x:80", "[host]:80"})
@@ -51,20 +49,21 @@ TEST(ParseHostPort, RefusesAMissingHost) {
 
 TEST(ParseHostPort, AcceptsPortsFromZeroTo65535) {
   ASSERT_TRUE(parse_host_port("h:0"));
-  EXPECT_EQ(parse_host_port("h:0")->port, 0);  // listen on any free port
+  EXPECT_EQ(parse_host_port("h:0")->port, 0); // listen on any free port
   ASSERT_TRUE(parse_host_port("h:65535"));
   EXPECT_EQ(parse_host_port("h:65535")->port, 65535);
 }
 
 TEST(ParseHostPort, RefusesAPortOutOfRangeOrNotInDigits) {
-  for (const char* bad : {"h:65536", "h:70000", "h:123456", "h:-1", "h:+80", "h:http", "h:80 ", "h: 80"})
+  for (const char* bad :
+       {"h:65536", "h:70000", "h:123456", "h:-1", "h:+80", "h:http", "h:80 ", "h: 80"})
     EXPECT_FALSE(parse_host_port(bad)) << bad;
 }
 
 TEST(ParseHostPort, RefusesHostNamesWithOtherCharacters) {
   for (const char* bad : {"a b:80", "a/b:80", "a@b:80"})
     EXPECT_FALSE(parse_host_port(bad)) << bad;
-  EXPECT_TRUE(parse_host_port("node_a.example-1:80"));  // node names may carry '_'
+  EXPECT_TRUE(parse_host_port("node_a.example-1:80")); // node names may carry '_'
 }
 
 TEST(SplitHostPort, FillsHostAndPortOrLeavesThemAlone) {
@@ -78,9 +77,7 @@ TEST(SplitHostPort, FillsHostAndPortOrLeavesThemAlone) {
   EXPECT_EQ(port, 7400);
 }
 
-TEST(IsLoopback, LocalhostIsLoopback) {
-  EXPECT_TRUE(is_loopback("localhost"));
-}
+TEST(IsLoopback, LocalhostIsLoopback) { EXPECT_TRUE(is_loopback("localhost")); }
 
 TEST(IsLoopback, AllOf127Slash8IsLoopback) {
   for (const char* host : {"127.0.0.1", "127.0.0.2", "127.1.2.3", "127.255.255.255"})
@@ -98,8 +95,8 @@ TEST(IsLoopback, TheAnyAddressesAreNotLoopback) {
 }
 
 TEST(IsLoopback, OtherAddressesAndNamesAreNot) {
-  for (const char* host : {"10.1.2.3", "128.0.0.1", "::2", "::ffff:10.0.0.1", "node-a", "127.example.com",
-                           "localhost.example.com", "[::1]", ""})
+  for (const char* host : {"10.1.2.3", "128.0.0.1", "::2", "::ffff:10.0.0.1", "node-a",
+                           "127.example.com", "localhost.example.com", "[::1]", ""})
     EXPECT_FALSE(is_loopback(host)) << host;
 }
 

@@ -43,13 +43,12 @@ struct Chaos : ::testing::Test {
     cfg.shutdown_grace = 2s;
   }
 
-  void use_docker() {
-    client = std::make_unique<docker::DockerClient>();
-  }
+  void use_docker() { client = std::make_unique<docker::DockerClient>(); }
 
   void TearDown() override {
     engine.reset();
-    if (!client || !warmpool::testing::docker_problem().empty()) return;
+    if (!client || !warmpool::testing::docker_problem().empty())
+      return;
     auto left = client->list({"warmpool.node=" + node});
     EXPECT_TRUE(left.empty()) << left.size() << " containers of node " << node << " left behind";
     for (const auto& ct : left)
@@ -137,11 +136,13 @@ TEST_F(Chaos, ChaosUnderLoad) {
       }
       auto took = steady::now() - t0;
       worst_ms = std::max<int64_t>(worst_ms, std::chrono::duration_cast<duration>(took).count());
-      if (took > deadline) ++late;
+      if (took > deadline)
+        ++late;
     }
   };
   std::vector<std::thread> clients;
-  for (int t = 0; t < 50; ++t) clients.emplace_back(client_loop, t);
+  for (int t = 0; t < 50; ++t)
+    clients.emplace_back(client_loop, t);
 
   // A kill every 200 ms: three killers, each every 600 ms, staggered (one list + kill can
   // take longer than 200 ms on a busy daemon).
@@ -156,7 +157,8 @@ TEST_F(Chaos, ChaosUnderLoad) {
         try {
           auto running = dc.list({"warmpool.instance=" + e.instance()}, /*all=*/false);
           ++kill_attempts;
-          if (!running.empty() && dc.kill(running[rng() % running.size()].value("Id", ""))) ++kills;
+          if (!running.empty() && dc.kill(running[rng() % running.size()].value("Id", "")))
+            ++kills;
         } catch (const Error& err) {
           ADD_FAILURE() << "killer: " << err.what();
         }
@@ -166,8 +168,10 @@ TEST_F(Chaos, ChaosUnderLoad) {
   std::this_thread::sleep_for(run_for);
   stop = true;
   const auto killing_stopped = steady::now();
-  for (auto& k : killers) k.join();
-  for (auto& c : clients) c.join();
+  for (auto& k : killers)
+    k.join();
+  for (auto& c : clients)
+    c.join();
 
   // Whole again after the last kill: min_idle idle, every sandbox idle (none failed,
   // restarting or creating) and backed by a running container, no dead container left.
@@ -188,20 +192,23 @@ TEST_F(Chaos, ChaosUnderLoad) {
   auto ms = [](auto d) { return std::chrono::duration_cast<duration>(d).count(); };
   std::cout << "ChaosUnderLoad: " << run_for.count() << " s, 50 clients, " << kills
             << " containers killed (" << kill_attempts << " attempts); worst call " << worst_ms
-            << " ms (deadline " << ms(deadline) << " ms), " << late << " late; pool failed="
-            << s.failed << " exhausted=" << s.exhausted << " executions=" << s.executions
-            << "; whole again after " << refill_ms << " ms (bound " << ms(recovery_bound)
-            << " ms)\noutcomes:\n" << tally.table();
+            << " ms (deadline " << ms(deadline) << " ms), " << late
+            << " late; pool failed=" << s.failed << " exhausted=" << s.exhausted
+            << " executions=" << s.executions << "; whole again after " << refill_ms
+            << " ms (bound " << ms(recovery_bound) << " ms)\noutcomes:\n"
+            << tally.table();
 
   EXPECT_EQ(tally.get("wrong_output") + tally.get("timed_out"), 0u) << first_wrong;
   EXPECT_EQ(late, 0u) << "calls past their deadline";
   EXPECT_EQ(tally.others({"ok", "container_failed", "pool_exhausted"}), 0u)
-    << "failures other than container_failed / pool_exhausted:\n" << tally.table();
+    << "failures other than container_failed / pool_exhausted:\n"
+    << tally.table();
   EXPECT_GT(tally.get("ok"), 0u);
   EXPECT_GE(kills, static_cast<uint64_t>(run_for.count())) << "the chaos did not happen";
   EXPECT_TRUE(refilled) << "not whole " << recovery_bound.count() << " ms after the killing "
                         << "stopped: idle " << s.idle << ", total " << s.total << ", containers "
-                        << instance_containers() << " (running " << instance_containers(true) << ")";
+                        << instance_containers() << " (running " << instance_containers(true)
+                        << ")";
   const std::string instance = e.instance();
   e.stop();
   EXPECT_EQ(client->list({"warmpool.instance=" + instance}).size(), 0u);
@@ -228,7 +235,9 @@ TEST_P(Hostile, HostileSandboxesAreContained) {
   // probe adds just its own shell) and its workspace's files.
   auto snapshot = [](Lease& l) {
     auto out = l.exec(sh("for d in /proc/[0-9]*; do read -r c < $d/comm && printf '%s ' \"$c\"; "
-                         "done; echo; ls -A /workspace", 10s)).stdout_data;
+                         "done; echo; ls -A /workspace",
+                         10s))
+                 .stdout_data;
     std::istringstream in(out.substr(0, out.find('\n')));
     std::multiset<std::string> procs{std::istream_iterator<std::string>(in), {}};
     std::string listing = out.substr(out.find('\n') + 1);
@@ -249,8 +258,10 @@ TEST_P(Hostile, HostileSandboxesAreContained) {
       try {
         auto l = e.acquire("p", 30s);
         auto r = l.exec(sh("echo ok" + std::to_string(i), 10s));
-        if (r.exit_code == 0 && r.stdout_data == "ok" + std::to_string(i) + "\n") ++echo_ok;
-        else echo_failures.add("wrong: exit " + std::to_string(r.exit_code) + " " + r.stderr_data);
+        if (r.exit_code == 0 && r.stdout_data == "ok" + std::to_string(i) + "\n")
+          ++echo_ok;
+        else
+          echo_failures.add("wrong: exit " + std::to_string(r.exit_code) + " " + r.stderr_data);
         l.release();
       } catch (const Error& err) {
         echo_failures.add(std::string(to_string(err.code())) + ": " + err.what());
@@ -290,13 +301,15 @@ TEST_P(Hostile, HostileSandboxesAreContained) {
           c.results.push_back(l.exec(sh(cmd, exec_timeout)));
           c.worst_ms = std::max(c.worst_ms, ms_since(t0));
         }
-        if (!c.after.empty()) c.after_out = l.exec(sh(c.after, 10s)).stdout_data;
+        if (!c.after.empty())
+          c.after_out = l.exec(sh(c.after, 10s)).stdout_data;
         l.release(); // not marked dirty: the engine must notice on its own
       } catch (const Error& err) {
         c.error = std::string(to_string(err.code())) + ": " + err.what();
       }
     });
-  for (auto& t : hostile) t.join();
+  for (auto& t : hostile)
+    t.join();
   hostile_done = true;
   echo.join();
 
@@ -327,26 +340,31 @@ TEST_P(Hostile, HostileSandboxesAreContained) {
 
   // Each hostile sandbox ends up idle again (reset) or gone (replaced); a reset one is clean.
   std::set<std::string> ids;
-  for (auto& c : cases) ids.insert(c.sandbox);
+  for (auto& c : cases)
+    ids.insert(c.sandbox);
   auto settled = [&] {
     auto s = stats();
     for (auto& c : s.containers)
-      if (ids.count(c.id) && c.state != "idle") return false;
+      if (ids.count(c.id) && c.state != "idle")
+        return false;
     return s.idle >= pool.min_idle;
   };
   ASSERT_TRUE(eventually(settled, 60s)) << "hostile sandboxes neither reset nor replaced";
   std::set<std::string> present; // reset rather than replaced
   for (auto& c : stats().containers)
-    if (ids.count(c.id)) present.insert(c.id);
+    if (ids.count(c.id))
+      present.insert(c.id);
   std::vector<Lease> held; // leases until each of them was served once
   std::set<std::string> checked;
   while (checked.size() < present.size() && held.size() < pool.max_size) {
     held.push_back(e.acquire("p", 5s));
-    if (!present.count(held.back().container_id())) continue;
+    if (!present.count(held.back().container_id()))
+      continue;
     checked.insert(held.back().container_id());
     auto now = snapshot(held.back());
     std::string names;
-    for (auto& n : now.first) names += n + " ";
+    for (auto& n : now.first)
+      names += n + " ";
     EXPECT_EQ(now.first, clean.first) << "sandbox " << held.back().container_id()
                                       << " kept a hostile tenant's processes: " << names;
     EXPECT_EQ(now.second, "") << "sandbox " << held.back().container_id() << " kept files";
@@ -356,7 +374,8 @@ TEST_P(Hostile, HostileSandboxesAreContained) {
   auto s = stats();
   std::cout << GetParam() << ": " << reused << " hostile sandboxes reset and reused, "
             << ids.size() - reused << " replaced; failed=" << s.failed << ", retired:";
-  for (auto& [why, n] : s.retired) std::cout << " " << why << "=" << n;
+  for (auto& [why, n] : s.retired)
+    std::cout << " " << why << "=" << n;
   std::cout << "\n";
 }
 
@@ -388,14 +407,16 @@ TEST_F(Chaos, DockerdRestartMidRun) {
   // Whatever happens below, leave a running daemon for the next tests.
   struct Restore {
     ~Restore() {
-      if (!daemon_up()) start_dockerd();
+      if (!daemon_up())
+        start_dockerd();
     }
   } restore;
   auto& p = add_pool("docker", 2, 4);
   p.health_check.interval = 1s;
   auto& e = start();
   std::set<std::string> before;
-  for (auto& c : stats().containers) before.insert(c.id);
+  for (auto& c : stats().containers)
+    before.insert(c.id);
   {
     auto l = e.acquire("p", 10s);
     ASSERT_EQ(l.exec(sh("echo up", 10s)).stdout_data, "up\n");
@@ -416,7 +437,8 @@ TEST_F(Chaos, DockerdRestartMidRun) {
       } catch (const Error& err) {
         tally.add(to_string(err.code()));
       }
-      if (steady::now() - t0 > 15s) ++late;
+      if (steady::now() - t0 > 15s)
+        ++late;
       std::this_thread::sleep_for(100ms);
     }
   });
@@ -429,7 +451,8 @@ TEST_F(Chaos, DockerdRestartMidRun) {
   const double down_ms = ms_since(t_down);
   ASSERT_TRUE(start_dockerd()) << "dockerd did not come back; see /var/log/dockerd.log";
   const auto t_up = steady::now();
-  std::cout << "dockerd stopped in " << down_ms << " ms, back after " << ms_since(t_down) << " ms\n";
+  std::cout << "dockerd stopped in " << down_ms << " ms, back after " << ms_since(t_down)
+            << " ms\n";
 
   // Serves again: a lease whose exec works, within 60 s of the daemon answering.
   std::string last_error;
@@ -447,22 +470,26 @@ TEST_F(Chaos, DockerdRestartMidRun) {
   const double serve_ms = ms_since(t_up);
   // ... and is whole again: min_idle sandboxes, all of them new and running, none of the
   // dead containers left on the daemon.
-  bool whole = served && eventually(
-    [&] {
-      auto s = stats();
-      for (auto& c : s.containers)
-        if (before.count(c.id)) return false;
-      return s.idle >= 2 && instance_containers() == instance_containers(true);
-    },
-    30s);
+  bool whole =
+    served && eventually(
+                [&] {
+                  auto s = stats();
+                  for (auto& c : s.containers)
+                    if (before.count(c.id))
+                      return false;
+                  return s.idle >= 2 && instance_containers() == instance_containers(true);
+                },
+                30s);
   stop = true;
   load.join();
   auto s = stats();
   std::cout << "DockerdRestartMidRun: served again " << serve_ms << " ms after dockerd answered; "
             << "failed=" << s.failed << " idle=" << s.idle << " total=" << s.total
             << " containers on the daemon=" << instance_containers() << " (running "
-            << instance_containers(true) << ")\nclient outcomes:\n" << tally.table();
-  EXPECT_TRUE(served) << "no working lease 60 s after dockerd came back; last error: " << last_error;
+            << instance_containers(true) << ")\nclient outcomes:\n"
+            << tally.table();
+  EXPECT_TRUE(served) << "no working lease 60 s after dockerd came back; last error: "
+                      << last_error;
   std::string on_daemon;
   for (auto& ct : client->list({"warmpool.instance=" + e.instance()}))
     on_daemon += "\n  " + ct["Names"][0].get<std::string>() + " " + ct.value("State", "");

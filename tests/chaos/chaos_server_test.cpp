@@ -30,10 +30,13 @@ TEST(ChaosServer, EngineSigkilledMidLoadIsReapedAndServesAgain) {
   const std::string node = "chaos-srv-" + warmpool::testing::random_suffix();
   docker::DockerClient dc;
   TempDir dir;
-  auto yaml = write_yaml(dir, "node: " + node + "\nlog: {level: info}\npools:\n"
-                              "  - {name: bb, backend: docker, image: " + std::string(kBusybox) +
-                              ", min_idle: 2, max_size: 4, acquire_timeout: 10s, exec_timeout: 5s,"
-                              " limits: {memory: 128m, pids: 64, workspace: 16m}}\n");
+  auto yaml =
+    write_yaml(dir, "node: " + node +
+                      "\nlog: {level: info}\npools:\n"
+                      "  - {name: bb, backend: docker, image: " +
+                      std::string(kBusybox) +
+                      ", min_idle: 2, max_size: 4, acquire_timeout: 10s, exec_timeout: 5s,"
+                      " limits: {memory: 128m, pids: 64, workspace: 16m}}\n");
   ServeProcess server(yaml, dir.path + "/serve.log", free_port());
   auto node_containers = [&] { return dc.list({"warmpool.node=" + node}); };
   struct Cleanup { // whatever happens, nothing of this node stays on the daemon
@@ -77,7 +80,8 @@ TEST(ChaosServer, EngineSigkilledMidLoadIsReapedAndServesAgain) {
 
   EXPECT_TRUE(eventually([&] { return ok_before >= 20; }, 60s)) << "no load before the kill";
   std::set<std::string> dead;
-  for (auto& ct : node_containers()) dead.insert(ct["Labels"].value("warmpool.instance", ""));
+  for (auto& ct : node_containers())
+    dead.insert(ct["Labels"].value("warmpool.instance", ""));
   server.kill_now(SIGKILL);
   auto left = node_containers();
   ASSERT_EQ(dead.size(), 1u);
@@ -88,16 +92,20 @@ TEST(ChaosServer, EngineSigkilledMidLoadIsReapedAndServesAgain) {
   ASSERT_TRUE(server.wait_ready(90s)) << server.log();
   // The reaper ran before the server listened: only the new instance's containers remain.
   std::set<std::string> now;
-  for (auto& ct : node_containers()) now.insert(ct["Labels"].value("warmpool.instance", ""));
+  for (auto& ct : node_containers())
+    now.insert(ct["Labels"].value("warmpool.instance", ""));
   EXPECT_EQ(now.size(), 1u);
-  for (auto& inst : now) EXPECT_FALSE(dead.count(inst)) << "a container of the dead instance survived";
+  for (auto& inst : now)
+    EXPECT_FALSE(dead.count(inst)) << "a container of the dead instance survived";
 
   bool served = eventually([&] { return ok_after >= 20; }, 60s);
   stop = true;
-  for (auto& c : clients) c.join();
+  for (auto& c : clients)
+    c.join();
   std::cout << "EngineSigkilledMidLoad: " << left.size() << " containers of the killed instance "
-            << "reaped; " << ok_before << " ok before the kill, " << ok_after << " after the restart, "
-            << wrong << " wrong outputs; failures:\n" << failures.table();
+            << "reaped; " << ok_before << " ok before the kill, " << ok_after
+            << " after the restart, " << wrong << " wrong outputs; failures:\n"
+            << failures.table();
   EXPECT_TRUE(served) << "clients not served again after the restart";
   EXPECT_EQ(wrong, 0u);
   EXPECT_EQ(failures.others({"no_connection"}), 0u) << "failures other than a closed connection";
@@ -123,7 +131,8 @@ TEST(ChaosServer, SlowClientsHoldingEverySandbox) {
   ASSERT_TRUE(e.wait_ready(10s));
 
   std::vector<Lease> slow; // the slow clients' leases, held throughout
-  for (uint32_t i = 0; i < p.max_size; ++i) slow.push_back(e.acquire("s", 5s));
+  for (uint32_t i = 0; i < p.max_size; ++i)
+    slow.push_back(e.acquire("s", 5s));
 
   const auto timeout = 1s;
   const int n = 8;
@@ -141,9 +150,11 @@ TEST(ChaosServer, SlowClientsHoldingEverySandbox) {
       }
       took[i] = ms_since(t0);
     });
-  for (auto& t : late) t.join();
+  for (auto& t : late)
+    t.join();
   std::cout << "SlowClients: " << n << " acquirers behind " << p.max_size << " held leases took";
-  for (auto ms : took) std::cout << " " << static_cast<int>(ms);
+  for (auto ms : took)
+    std::cout << " " << static_cast<int>(ms);
   std::cout << " ms\n" << outcomes.table();
   EXPECT_EQ(outcomes.get("pool_exhausted"), static_cast<uint64_t>(n)) << outcomes.table();
   for (auto ms : took) {

@@ -50,7 +50,8 @@ TEST(ChaosTwoEngines, OneKilledMidLoadLeavesTheOtherServingAndIsReapedAtRestart)
   } cleanup{[&] {
     survivor.kill_now(SIGKILL);
     victim.kill_now(SIGKILL);
-    for (auto& inst : instances(dc, node)) DockerBackend::remove_instance(inst);
+    for (auto& inst : instances(dc, node))
+      DockerBackend::remove_instance(inst);
   }};
 
   survivor.start();
@@ -75,11 +76,11 @@ TEST(ChaosTwoEngines, OneKilledMidLoadLeavesTheOtherServingAndIsReapedAtRestart)
       for (int i = 0; !stop; ++i) {
         std::string token = "c" + std::to_string(t) + "-" + std::to_string(i);
         bool via_lease = t == 0;
-        auto res = via_lease
-          ? c.Post("/v1/leases/" + held + "/exec", json{{"command", "echo " + token}}.dump(),
-                   "application/json")
-          : c.Post("/v1/execute", json{{"pool", "a"}, {"command", "echo " + token}}.dump(),
-                   "application/json");
+        auto res = via_lease ? c.Post("/v1/leases/" + held + "/exec",
+                                      json{{"command", "echo " + token}}.dump(), "application/json")
+                             : c.Post("/v1/execute",
+                                      json{{"pool", "a"}, {"command", "echo " + token}}.dump(),
+                                      "application/json");
         if (!res) {
           failures.add("no_answer");
           continue;
@@ -108,20 +109,21 @@ TEST(ChaosTwoEngines, OneKilledMidLoadLeavesTheOtherServingAndIsReapedAtRestart)
   ASSERT_TRUE(victim.wait_ready(90s)) << victim.log();
   auto now = instances(dc, node);
   EXPECT_FALSE(now.count(*victim_instances.begin()))
-      << "the killed instance's containers survived its restart";
+    << "the killed instance's containers survived its restart";
   EXPECT_TRUE(now.count(survivor_instance)) << "the restart removed the survivor's containers";
   uint64_t at_restart = ok;
   EXPECT_TRUE(eventually([&] { return ok >= at_restart + 20; }, 60s)) << "no load after restart";
 
   stop = true;
-  for (auto& c : clients) c.join();
-  EXPECT_EQ(failures.others({}), 0u) << "requests to the survivor failed:\n" << failures.table()
-                                     << survivor.log();
+  for (auto& c : clients)
+    c.join();
+  EXPECT_EQ(failures.others({}), 0u) << "requests to the survivor failed:\n"
+                                     << failures.table() << survivor.log();
   auto last = http.Post("/v1/leases/" + held + "/exec", json{{"command", "echo still"}}.dump(),
                         "application/json");
   ASSERT_TRUE(last);
   EXPECT_EQ(last->status, 200) << last->body;
   EXPECT_EQ(survivor.kill_now(SIGTERM) & 0x7f, 0) << "the survivor did not exit by itself";
   EXPECT_TRUE(instances(dc, node).count(survivor_instance) == 0)
-      << "the survivor left containers after its graceful shutdown";
+    << "the survivor left containers after its graceful shutdown";
 }

@@ -40,8 +40,10 @@ using json = nlohmann::json;
 inline bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
   auto deadline = steady::now() + timeout;
   for (;;) {
-    if (pred()) return true;
-    if (steady::now() >= deadline) return false;
+    if (pred())
+      return true;
+    if (steady::now() >= deadline)
+      return false;
     std::this_thread::sleep_for(50ms);
   }
 }
@@ -74,13 +76,15 @@ struct Tally {
     std::lock_guard lk(mtx);
     uint64_t n = 0;
     for (auto& [k, v] : counts)
-      if (std::find(allowed.begin(), allowed.end(), k) == allowed.end()) n += v;
+      if (std::find(allowed.begin(), allowed.end(), k) == allowed.end())
+        n += v;
     return n;
   }
   std::string table() {
     std::lock_guard lk(mtx);
     std::ostringstream out;
-    for (auto& [k, v] : counts) out << "  " << k << ": " << v << "\n";
+    for (auto& [k, v] : counts)
+      out << "  " << k << ": " << v << "\n";
     return out.str();
   }
 };
@@ -107,19 +111,20 @@ inline std::string slurp(const std::string& path) {
 class ServeProcess {
 public:
   ServeProcess(std::string yaml, std::string log, int port)
-    : yaml_(std::move(yaml)), log_(std::move(log)), port_(port) {}
+      : yaml_(std::move(yaml)), log_(std::move(log)), port_(port) {}
   ~ServeProcess() { kill_now(SIGKILL); }
 
   void start() {
     const std::string bin = std::string(WARMPOOL_BINARY_DIR) + "/bin/warmpool";
-    std::vector<std::string> args{bin, "serve", "--config", yaml_, "--listen",
-                                  "127.0.0.1:" + std::to_string(port_)};
+    std::vector<std::string> args{bin,   "serve",    "--config",
+                                  yaml_, "--listen", "127.0.0.1:" + std::to_string(port_)};
     posix_spawn_file_actions_t fa;
     posix_spawn_file_actions_init(&fa);
     posix_spawn_file_actions_addopen(&fa, 1, log_.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     posix_spawn_file_actions_adddup2(&fa, 1, 2);
     std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
+    for (auto& a : args)
+      argv.push_back(a.data());
     argv.push_back(nullptr);
     int rc = posix_spawn(&pid_, bin.c_str(), &fa, nullptr, argv.data(), environ);
     posix_spawn_file_actions_destroy(&fa);
@@ -128,7 +133,8 @@ public:
 
   /// Sends `sig` and reaps the process; returns its wait status (-1 when not running).
   int kill_now(int sig) {
-    if (pid_ <= 0) return -1;
+    if (pid_ <= 0)
+      return -1;
     ::kill(pid_, sig);
     int status = 0;
     waitpid(pid_, &status, 0);
@@ -158,7 +164,8 @@ public:
   /// GET /v1/pools/<name> as JSON (null when the server does not answer).
   json pool(const std::string& name) const {
     auto r = client(5s).Get("/v1/pools/" + name);
-    if (!r || r->status != 200) return nullptr;
+    if (!r || r->status != 200)
+      return nullptr;
     return json::parse(r->body, nullptr, false);
   }
 
@@ -179,7 +186,8 @@ struct TempDir {
     path = mkdtemp(tmpl) ? tmpl : "/tmp";
   }
   ~TempDir() {
-    if (path != "/tmp") std::system(("rm -rf '" + path + "'").c_str());
+    if (path != "/tmp")
+      std::system(("rm -rf '" + path + "'").c_str());
   }
 };
 

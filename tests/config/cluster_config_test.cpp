@@ -36,7 +36,9 @@ struct TlsFiles {
       std::remove(f->c_str());
     rmdir(dir.c_str());
   }
-  std::string yaml() const { return "  tls: {certificate: " + cert + ", key: " + key + ", ca: " + ca + "}\n"; }
+  std::string yaml() const {
+    return "  tls: {certificate: " + cert + ", key: " + key + ", ca: " + ca + "}\n";
+  }
 };
 
 TEST(ClusterConfig, ReadsEveryField) {
@@ -50,7 +52,8 @@ cluster:
 )" + tls.yaml());
   EXPECT_TRUE(cfg.cluster.enabled());
   EXPECT_EQ(cfg.cluster.listen, "0.0.0.0:7400");
-  EXPECT_EQ(cfg.cluster.peers, (std::vector<std::string>{"node-b:7400", "10.0.0.3:7401", "[::1]:7402"}));
+  EXPECT_EQ(cfg.cluster.peers,
+            (std::vector<std::string>{"node-b:7400", "10.0.0.3:7401", "[::1]:7402"}));
   EXPECT_EQ(cfg.cluster.heartbeat, duration{200});
   EXPECT_EQ(cfg.cluster.timeout, duration{1000});
   EXPECT_EQ(cfg.cluster.tls.ca, tls.ca);
@@ -59,7 +62,8 @@ cluster:
 TEST(ClusterConfig, PeersAloneEnableClusteringAndListenMayUseAnyPort) {
   auto cfg = parse_config(std::string(kOnePool) + "cluster: {peers: [\"127.0.0.1:1\"]}\n");
   EXPECT_TRUE(cfg.cluster.enabled());
-  EXPECT_TRUE(parse_config(std::string(kOnePool) + "cluster: {listen: \"127.0.0.1:0\"}\n").cluster.enabled());
+  EXPECT_TRUE(
+    parse_config(std::string(kOnePool) + "cluster: {listen: \"127.0.0.1:0\"}\n").cluster.enabled());
 }
 
 TEST(ClusterConfig, BadAddressesNameTheKey) {
@@ -76,12 +80,15 @@ cluster:
 }
 
 TEST(ClusterConfig, TimeoutMustExceedHeartbeat) {
-  auto issues = issues_of(std::string(kOnePool) + "cluster: {listen: \"127.0.0.1:0\", heartbeat: 1s, timeout: 1s}\n");
-  EXPECT_TRUE(has_issue(issues, "cluster.timeout", {"greater than cluster.heartbeat", "1000ms <= 1000ms"}));
+  auto issues = issues_of(std::string(kOnePool) +
+                          "cluster: {listen: \"127.0.0.1:0\", heartbeat: 1s, timeout: 1s}\n");
+  EXPECT_TRUE(
+    has_issue(issues, "cluster.timeout", {"greater than cluster.heartbeat", "1000ms <= 1000ms"}));
 }
 
 TEST(ClusterConfig, UnknownKeysAndWrongTypesAreReported) {
-  auto issues = issues_of(std::string(kOnePool) + "cluster: {listen: \"a:1\", peer: [b:1], peers: b:1}\n");
+  auto issues =
+    issues_of(std::string(kOnePool) + "cluster: {listen: \"a:1\", peer: [b:1], peers: b:1}\n");
   EXPECT_TRUE(has_issue(issues, "cluster.peer", {"unknown key"}));
   EXPECT_TRUE(has_issue(issues, "cluster.peers", {"expected a list of HOST:PORT"}));
 }
@@ -93,21 +100,25 @@ TEST(ClusterConfig, TlsNeedsAllThreeExistingFiles) {
   std::ofstream(cert) << "x";
   std::ofstream(key) << "x";
 
-  auto partial = issues_of(std::string(kOnePool) + "cluster:\n  listen: \"127.0.0.1:0\"\n  tls: {certificate: " +
-                           cert + "}\n");
+  auto partial =
+    issues_of(std::string(kOnePool) +
+              "cluster:\n  listen: \"127.0.0.1:0\"\n  tls: {certificate: " + cert + "}\n");
   EXPECT_TRUE(has_issue(partial, "cluster.tls.key", {"required", "go together"}));
   EXPECT_TRUE(has_issue(partial, "cluster.tls.ca", {"required"}));
 
-  auto missing = issues_of(std::string(kOnePool) + "cluster:\n  listen: \"127.0.0.1:0\"\n  tls: {certificate: " +
-                           cert + ", key: " + key + ", ca: " + dir + "/nope.pem}\n");
+  auto missing = issues_of(std::string(kOnePool) +
+                           "cluster:\n  listen: \"127.0.0.1:0\"\n  tls: {certificate: " + cert +
+                           ", key: " + key + ", ca: " + dir + "/nope.pem}\n");
   EXPECT_TRUE(has_issue(missing, "cluster.tls.ca", {"nope.pem", "No such file"}));
   EXPECT_EQ(missing.size(), 1u) << listing(missing);
 
-  auto dir_not_file = issues_of(std::string(kOnePool) + "cluster:\n  listen: \"127.0.0.1:0\"\n  tls: {certificate: " +
-                                cert + ", key: " + key + ", ca: " + dir + "}\n");
+  auto dir_not_file = issues_of(
+    std::string(kOnePool) + "cluster:\n  listen: \"127.0.0.1:0\"\n  tls: {certificate: " + cert +
+    ", key: " + key + ", ca: " + dir + "}\n");
   EXPECT_TRUE(has_issue(dir_not_file, "cluster.tls.ca", {"is not a file"}));
 
-  auto ok = parse_config(std::string(kOnePool) + "cluster:\n  listen: \"127.0.0.1:0\"\n  tls: {certificate: " + cert +
+  auto ok = parse_config(std::string(kOnePool) +
+                         "cluster:\n  listen: \"127.0.0.1:0\"\n  tls: {certificate: " + cert +
                          ", key: " + key + ", ca: " + cert + "}\n");
   EXPECT_TRUE(ok.cluster.tls.enabled());
   EXPECT_EQ(ok.cluster.tls.key, key);
@@ -126,17 +137,20 @@ TEST(ClusterConfig, ValidateChecksConfigsBuiltInCode) {
 // Without TLS, whoever reaches the cluster port can acquire sandboxes and run commands in
 // them: off loopback, certificate, key and CA are required (as server.token is for HTTP).
 TEST(ClusterConfig, ListenOffLoopbackWithoutTlsIsRefusedNamingClusterTls) {
-  for (std::string addr : {"0.0.0.0:7400", "\"[::]:7400\"", "10.1.2.3:7400", "node-a:7400", "127.example.com:7400"}) {
+  for (std::string addr :
+       {"0.0.0.0:7400", "\"[::]:7400\"", "10.1.2.3:7400", "node-a:7400", "127.example.com:7400"}) {
     auto issues = issues_of(std::string(kOnePool) + "cluster: {listen: " + addr + "}\n");
-    EXPECT_TRUE(has_issue(issues, "cluster.tls", {"required", "not a loopback address", "cluster.listen",
-                                                  "certificate, key and ca"}))
+    EXPECT_TRUE(has_issue(issues, "cluster.tls",
+                          {"required", "not a loopback address", "cluster.listen",
+                           "certificate, key and ca"}))
       << addr << listing(issues);
     EXPECT_EQ(issues.size(), 1u) << addr << listing(issues);
   }
 }
 
 TEST(ClusterConfig, PeersOffLoopbackWithoutTlsAreRefusedNamingClusterTls) {
-  auto issues = issues_of(std::string(kOnePool) + "cluster: {peers: [\"127.0.0.1:7400\", \"node-b:7400\"]}\n");
+  auto issues =
+    issues_of(std::string(kOnePool) + "cluster: {peers: [\"127.0.0.1:7400\", \"node-b:7400\"]}\n");
   EXPECT_TRUE(has_issue(issues, "cluster.tls", {"required", "cluster.peers[1]", "\"node-b:7400\""}))
     << listing(issues);
   EXPECT_EQ(issues.size(), 1u) << listing(issues);
@@ -152,15 +166,17 @@ TEST(ClusterConfig, LoopbackWithoutTlsIsAccepted) {
 
 TEST(ClusterConfig, OffLoopbackWithMutualTlsIsAccepted) {
   TlsFiles tls;
-  auto cfg = parse_config(std::string(kOnePool) + "cluster:\n  listen: 0.0.0.0:7400\n  peers: [node-b:7400]\n" +
-                          tls.yaml());
+  auto cfg =
+    parse_config(std::string(kOnePool) +
+                 "cluster:\n  listen: 0.0.0.0:7400\n  peers: [node-b:7400]\n" + tls.yaml());
   EXPECT_TRUE(cfg.cluster.tls.enabled());
 }
 
 TEST(ClusterConfig, OffLoopbackTlsNeedsTheCaToo) {
   // Certificate and key alone would not check the peer's certificate: no CA, no mutual TLS.
   TlsFiles tls;
-  auto issues = issues_of(std::string(kOnePool) + "cluster:\n  listen: 0.0.0.0:7400\n  tls: {certificate: " +
-                          tls.cert + ", key: " + tls.key + "}\n");
+  auto issues = issues_of(std::string(kOnePool) +
+                          "cluster:\n  listen: 0.0.0.0:7400\n  tls: {certificate: " + tls.cert +
+                          ", key: " + tls.key + "}\n");
   EXPECT_TRUE(has_issue(issues, "cluster.tls.ca", {"required"})) << listing(issues);
 }

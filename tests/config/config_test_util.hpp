@@ -24,21 +24,26 @@ inline std::vector<ConfigIssue> issues_of(const std::string& yaml, const Env& en
 
 inline std::string listing(const std::vector<ConfigIssue>& issues) {
   std::string out;
-  for (const auto& i : issues) out += "\n  " + i.to_string();
+  for (const auto& i : issues)
+    out += "\n  " + i.to_string();
   return issues.empty() ? "\n  (no issues)" : out;
 }
 
 /// Passes when some issue has exactly `path` and a message containing every phrase.
-inline ::testing::AssertionResult has_issue(const std::vector<ConfigIssue>& issues, const std::string& path,
+inline ::testing::AssertionResult has_issue(const std::vector<ConfigIssue>& issues,
+                                            const std::string& path,
                                             std::initializer_list<std::string> phrases) {
   for (const auto& i : issues) {
-    if (i.path != path) continue;
+    if (i.path != path)
+      continue;
     bool all = true;
-    for (const auto& p : phrases) all = all && i.message.find(p) != std::string::npos;
-    if (all) return ::testing::AssertionSuccess();
+    for (const auto& p : phrases)
+      all = all && i.message.find(p) != std::string::npos;
+    if (all)
+      return ::testing::AssertionSuccess();
   }
-  return ::testing::AssertionFailure() << "no issue at " << path << " with the expected phrases; got:"
-                                       << listing(issues);
+  return ::testing::AssertionFailure()
+         << "no issue at " << path << " with the expected phrases; got:" << listing(issues);
 }
 
 /// The smallest valid config, for tests that add one thing to it.

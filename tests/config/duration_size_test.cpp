@@ -28,12 +28,11 @@ TEST(ParseDuration, AcceptsCompoundAndSurroundingSpace) {
   EXPECT_EQ(parse_duration(" 10s "), duration{10000});
 }
 
-TEST(ParseDuration, RejectsNegative) {
-  EXPECT_THROW(parse_duration("-5s"), std::invalid_argument);
-}
+TEST(ParseDuration, RejectsNegative) { EXPECT_THROW(parse_duration("-5s"), std::invalid_argument); }
 
 TEST(ParseDuration, RejectsGarbage) {
-  for (const char* bad : {"", "s", "5 minutes", "5x", "1h30", "1.2.3s", "abc", "5s5", "+5s", "1e3s"})
+  for (const char* bad :
+       {"", "s", "5 minutes", "5x", "1h30", "1.2.3s", "abc", "5s5", "+5s", "1e3s"})
     EXPECT_THROW(parse_duration(bad), std::invalid_argument) << bad;
 }
 

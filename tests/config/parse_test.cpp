@@ -112,8 +112,10 @@ pools:
 }
 
 TEST(ConfigParse, HealthCheckCommandListIsArgv) {
-  EngineConfig cfg = parse_config("pools:\n  - name: a\n    health_check: {command: [python3, -c, 'print(1)']}\n");
-  EXPECT_EQ(cfg.pools[0].health_check.argv, (std::vector<std::string>{"python3", "-c", "print(1)"}));
+  EngineConfig cfg =
+    parse_config("pools:\n  - name: a\n    health_check: {command: [python3, -c, 'print(1)']}\n");
+  EXPECT_EQ(cfg.pools[0].health_check.argv,
+            (std::vector<std::string>{"python3", "-c", "print(1)"}));
   EXPECT_TRUE(cfg.pools[0].health_check.shell.empty());
 }
 
@@ -134,8 +136,8 @@ TEST(ConfigErrors, MaxSizeBelowMinIdle) {
 }
 
 TEST(ConfigErrors, MaxSizeZero) {
-  EXPECT_TRUE(has_issue(issues_of("pools:\n  - {name: a, min_idle: 0, max_size: 0}\n"), "pools[0].max_size",
-                        {"must be >= 1", "got 0"}));
+  EXPECT_TRUE(has_issue(issues_of("pools:\n  - {name: a, min_idle: 0, max_size: 0}\n"),
+                        "pools[0].max_size", {"must be >= 1", "got 0"}));
 }
 
 TEST(ConfigErrors, InvalidDurationNamesValueAndExamples) {
@@ -151,25 +153,28 @@ TEST(ConfigErrors, NegativeDuration) {
 }
 
 TEST(ConfigErrors, InvalidSize) {
-  EXPECT_TRUE(has_issue(issues_of("pools:\n  - {name: a, limits: {memory: 12q}}\n"), "pools[0].limits.memory",
-                        {"invalid size \"12q\"", "512m"}));
+  EXPECT_TRUE(has_issue(issues_of("pools:\n  - {name: a, limits: {memory: 12q}}\n"),
+                        "pools[0].limits.memory", {"invalid size \"12q\"", "512m"}));
 }
 
 TEST(ConfigErrors, OnExhaustedNotAChoice) {
   auto issues = issues_of("pools:\n  - {name: a, on_exhausted: retry}\n");
   ASSERT_EQ(issues.size(), 1u) << listing(issues);
-  EXPECT_EQ(issues[0].to_string(), "pools[0].on_exhausted: must be one of wait, fresh, fail (got \"retry\")");
+  EXPECT_EQ(issues[0].to_string(),
+            "pools[0].on_exhausted: must be one of wait, fresh, fail (got \"retry\")");
 }
 
 TEST(ConfigErrors, ResetModeNotAChoice) {
-  EXPECT_TRUE(has_issue(issues_of("pools:\n  - {name: a, reset: {mode: reboot}}\n"), "pools[0].reset.mode",
+  EXPECT_TRUE(has_issue(issues_of("pools:\n  - {name: a, reset: {mode: reboot}}\n"),
+                        "pools[0].reset.mode",
                         {"must be one of agent, restart, recycle", "\"reboot\""}));
 }
 
 TEST(ConfigErrors, UnknownBackend) {
   auto issues = issues_of("pools:\n  - {name: a, backend: k8s}\n");
   ASSERT_EQ(issues.size(), 1u) << listing(issues);
-  EXPECT_EQ(issues[0].to_string(), "pools[0].backend: must be one of local, docker, sim (got \"k8s\")");
+  EXPECT_EQ(issues[0].to_string(),
+            "pools[0].backend: must be one of local, docker, sim (got \"k8s\")");
 }
 
 TEST(ConfigErrors, DuplicatePoolName) {
@@ -203,7 +208,8 @@ TEST(ConfigErrors, LocalNetworkMustBeNoneOrHost) {
 TEST(ConfigErrors, LogLevelNotAChoice) {
   auto issues = issues_of(std::string("log: {level: loud}\n") + kOnePool);
   ASSERT_EQ(issues.size(), 1u) << listing(issues);
-  EXPECT_EQ(issues[0].to_string(), "log.level: must be one of trace, debug, info, warn, error, off (got \"loud\")");
+  EXPECT_EQ(issues[0].to_string(),
+            "log.level: must be one of trace, debug, info, warn, error, off (got \"loud\")");
 }
 
 TEST(ConfigErrors, LogFormatNotAChoice) {
@@ -234,7 +240,8 @@ TEST(ConfigErrors, UnknownKeyFarFromAnyKeyGetsNoSuggestion) {
 }
 
 TEST(ConfigErrors, UnknownKeyInSmallSectionListsTheKeys) {
-  EXPECT_TRUE(has_issue(issues_of("pools:\n  - {name: a, reset: {strategy: x}}\n"), "pools[0].reset.strategy",
+  EXPECT_TRUE(has_issue(issues_of("pools:\n  - {name: a, reset: {strategy: x}}\n"),
+                        "pools[0].reset.strategy",
                         {"unknown key", "expected one of: mode, timeout"}));
 }
 
@@ -255,7 +262,8 @@ TEST(ConfigErrors, ListWhereMapExpected) {
 }
 
 TEST(ConfigErrors, PoolsMustBeAList) {
-  EXPECT_TRUE(has_issue(issues_of("pools:\n  a: {max_size: 2}\n"), "pools", {"expected a list of pools", "got a map"}));
+  EXPECT_TRUE(has_issue(issues_of("pools:\n  a: {max_size: 2}\n"), "pools",
+                        {"expected a list of pools", "got a map"}));
 }
 
 TEST(ConfigErrors, NegativeInteger) {
@@ -264,8 +272,8 @@ TEST(ConfigErrors, NegativeInteger) {
 }
 
 TEST(ConfigErrors, IntegerTooLarge) {
-  EXPECT_TRUE(has_issue(issues_of("pools:\n  - {name: a, max_uses: 5000000000}\n"), "pools[0].max_uses",
-                        {"must be at most 4294967295"}));
+  EXPECT_TRUE(has_issue(issues_of("pools:\n  - {name: a, max_uses: 5000000000}\n"),
+                        "pools[0].max_uses", {"must be at most 4294967295"}));
 }
 
 TEST(ConfigErrors, NotABoolean) {
@@ -280,7 +288,8 @@ TEST(ConfigErrors, MissingValue) {
 
 TEST(ConfigErrors, HealthCheckCommandOfWrongType) {
   EXPECT_TRUE(has_issue(issues_of("pools:\n  - {name: a, health_check: {command: {sh: x}}}\n"),
-                        "pools[0].health_check.command", {"shell command string or an argv list", "got a map"}));
+                        "pools[0].health_check.command",
+                        {"shell command string or an argv list", "got a map"}));
 }
 
 TEST(ConfigErrors, HealthCheckFailuresZero) {
@@ -294,25 +303,26 @@ TEST(ConfigErrors, HealthCheckExpectNeedsCommand) {
 }
 
 TEST(ConfigErrors, ZeroTimeoutRejected) {
-  auto issues = issues_of("pools:\n  - {name: a, acquire_timeout: 0, exec_timeout: 0ms, reset: {timeout: 0}}\n");
+  auto issues = issues_of(
+    "pools:\n  - {name: a, acquire_timeout: 0, exec_timeout: 0ms, reset: {timeout: 0}}\n");
   EXPECT_TRUE(has_issue(issues, "pools[0].acquire_timeout", {"must be > 0"}));
   EXPECT_TRUE(has_issue(issues, "pools[0].exec_timeout", {"must be > 0"}));
   EXPECT_TRUE(has_issue(issues, "pools[0].reset.timeout", {"must be > 0"}));
 }
 
 TEST(ConfigErrors, FailureRateOutOfRange) {
-  EXPECT_TRUE(has_issue(issues_of("pools:\n  - {name: a, sim: {failure_rate: 1.5}}\n"), "pools[0].sim.failure_rate",
-                        {"between 0 and 1", "1.5"}));
+  EXPECT_TRUE(has_issue(issues_of("pools:\n  - {name: a, sim: {failure_rate: 1.5}}\n"),
+                        "pools[0].sim.failure_rate", {"between 0 and 1", "1.5"}));
 }
 
 TEST(ConfigErrors, CpusMustBePositive) {
-  EXPECT_TRUE(has_issue(issues_of("pools:\n  - {name: a, limits: {cpus: 0}}\n"), "pools[0].limits.cpus",
-                        {"must be > 0"}));
+  EXPECT_TRUE(has_issue(issues_of("pools:\n  - {name: a, limits: {cpus: 0}}\n"),
+                        "pools[0].limits.cpus", {"must be > 0"}));
 }
 
 TEST(ConfigErrors, CpusNotANumber) {
-  EXPECT_TRUE(has_issue(issues_of("pools:\n  - {name: a, limits: {cpus: two}}\n"), "pools[0].limits.cpus",
-                        {"expected a number", "\"two\""}));
+  EXPECT_TRUE(has_issue(issues_of("pools:\n  - {name: a, limits: {cpus: two}}\n"),
+                        "pools[0].limits.cpus", {"expected a number", "\"two\""}));
 }
 
 TEST(ConfigDefaults, OneOffSandboxesAreBoundedByDefault) {
@@ -320,22 +330,24 @@ TEST(ConfigDefaults, OneOffSandboxesAreBoundedByDefault) {
 }
 
 TEST(ConfigErrors, MaxFreshZero) {
-  EXPECT_TRUE(has_issue(issues_of("pools:\n  - {name: a, enabled: false, max_fresh: 0}\n"), "pools[0].max_fresh",
-                        {"must be >= 1"}));
+  EXPECT_TRUE(has_issue(issues_of("pools:\n  - {name: a, enabled: false, max_fresh: 0}\n"),
+                        "pools[0].max_fresh", {"must be >= 1"}));
 }
 
 TEST(ConfigErrors, ExecutorThreadsZero) {
-  EXPECT_TRUE(has_issue(issues_of(std::string("executor_threads: 0\n") + kOnePool), "executor_threads",
-                        {"must be >= 1"}));
+  EXPECT_TRUE(has_issue(issues_of(std::string("executor_threads: 0\n") + kOnePool),
+                        "executor_threads", {"must be >= 1"}));
 }
 
 TEST(ConfigErrors, BackoffMaxBelowInitial) {
-  EXPECT_TRUE(has_issue(issues_of("pools:\n  - {name: a, restart: {backoff_initial: 2s, backoff_max: 1s}}\n"),
-                        "pools[0].restart.backoff_max", {"must be >= backoff_initial"}));
+  EXPECT_TRUE(
+    has_issue(issues_of("pools:\n  - {name: a, restart: {backoff_initial: 2s, backoff_max: 1s}}\n"),
+              "pools[0].restart.backoff_max", {"must be >= backoff_initial"}));
 }
 
 TEST(ConfigErrors, NodeNameWithBadCharacters) {
-  EXPECT_TRUE(has_issue(issues_of(std::string("node: a/b\n") + kOnePool), "node", {"letters, digits", "\"a/b\""}));
+  EXPECT_TRUE(has_issue(issues_of(std::string("node: a/b\n") + kOnePool), "node",
+                        {"letters, digits", "\"a/b\""}));
 }
 
 TEST(ConfigErrors, NoPools) {
@@ -353,12 +365,14 @@ TEST(ConfigErrors, SyntaxErrorIsOneIssueWithLineAndColumn) {
   auto issues = issues_of("pools:\n  - name: a\n    max_size: [1, 2\n");
   ASSERT_EQ(issues.size(), 1u) << listing(issues);
   EXPECT_EQ(issues[0].path, "yaml");
-  EXPECT_NE(issues[0].message.find("syntax error at line "), std::string::npos) << issues[0].message;
+  EXPECT_NE(issues[0].message.find("syntax error at line "), std::string::npos)
+    << issues[0].message;
   EXPECT_NE(issues[0].message.find("column "), std::string::npos) << issues[0].message;
 }
 
 TEST(ConfigErrors, TopLevelMustBeAMap) {
-  EXPECT_TRUE(has_issue(issues_of("- a\n- b\n"), "yaml", {"expected a map of settings, got a list"}));
+  EXPECT_TRUE(
+    has_issue(issues_of("- a\n- b\n"), "yaml", {"expected a map of settings, got a list"}));
 }
 
 TEST(ConfigErrors, AllIssuesReportedAtOnce) {
@@ -487,10 +501,13 @@ TEST(ExampleConfig, FirstPoolShowsTheDefaults) {
 }
 
 TEST(ConfigParse, LimitsEnforceChoosesCgroupOrRlimit) {
-  EXPECT_EQ(parse_config("pools:\n  - name: a\n").pools[0].limits.enforce, LimitEnforcement::cgroup);
-  EXPECT_EQ(parse_config("pools:\n  - {name: a, limits: {enforce: rlimit}}\n").pools[0].limits.enforce,
-            LimitEnforcement::rlimit);
+  EXPECT_EQ(parse_config("pools:\n  - name: a\n").pools[0].limits.enforce,
+            LimitEnforcement::cgroup);
+  EXPECT_EQ(
+    parse_config("pools:\n  - {name: a, limits: {enforce: rlimit}}\n").pools[0].limits.enforce,
+    LimitEnforcement::rlimit);
   auto issues = issues_of("pools:\n  - {name: a, limits: {enforce: none}}\n");
   ASSERT_EQ(issues.size(), 1u) << listing(issues);
-  EXPECT_EQ(issues[0].to_string(), "pools[0].limits.enforce: must be one of cgroup, rlimit (got \"none\")");
+  EXPECT_EQ(issues[0].to_string(),
+            "pools[0].limits.enforce: must be one of cgroup, rlimit (got \"none\")");
 }

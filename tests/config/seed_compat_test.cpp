@@ -46,7 +46,8 @@ TEST(ContainerPool, DisabledBlockStillDefinesThePool) {
 }
 
 TEST(ContainerPool, AddsDefaultPoolNextToPools) {
-  EngineConfig cfg = parse_config(std::string(kSeed001Block) + "pools:\n  - name: other\n    backend: sim\n");
+  EngineConfig cfg =
+    parse_config(std::string(kSeed001Block) + "pools:\n  - name: other\n    backend: sim\n");
   ASSERT_EQ(cfg.pools.size(), 2u);
   EXPECT_EQ(cfg.pools[0].name, "other");
   EXPECT_EQ(cfg.pools[1].name, "default");
@@ -74,8 +75,8 @@ TEST(ContainerPool, ValidationNamesTheSeedKey) {
 }
 
 TEST(ContainerPool, BadValueNamesTheSeedKey) {
-  EXPECT_TRUE(has_issue(issues_of("container_pool: {idle_timeout: soon}\n"), "container_pool.idle_timeout",
-                        {"invalid duration \"soon\""}));
+  EXPECT_TRUE(has_issue(issues_of("container_pool: {idle_timeout: soon}\n"),
+                        "container_pool.idle_timeout", {"invalid duration \"soon\""}));
 }
 
 TEST(EnvOverrides, WarmpoolNode) {
@@ -83,7 +84,8 @@ TEST(EnvOverrides, WarmpoolNode) {
 }
 
 TEST(EnvOverrides, WarmpoolNodeInvalid) {
-  EXPECT_TRUE(has_issue(issues_of(kOnePool, {{"WARMPOOL_NODE", "a b"}}), "env WARMPOOL_NODE", {"\"a b\""}));
+  EXPECT_TRUE(
+    has_issue(issues_of(kOnePool, {{"WARMPOOL_NODE", "a b"}}), "env WARMPOOL_NODE", {"\"a b\""}));
 }
 
 TEST(EnvOverrides, WarmpoolLogLevel) {
@@ -98,13 +100,15 @@ TEST(EnvOverrides, WarmpoolLogLevelInvalid) {
 
 TEST(EnvOverrides, EnableContainerPool) {
   EXPECT_FALSE(parse_config(kOnePool, {{"ENABLE_CONTAINER_POOL", "false"}}).pools[0].enabled);
-  EXPECT_TRUE(parse_config("pools:\n  - {name: a, enabled: false}\n", {{"ENABLE_CONTAINER_POOL", "true"}})
-                  .pools[0].enabled);
+  EXPECT_TRUE(
+    parse_config("pools:\n  - {name: a, enabled: false}\n", {{"ENABLE_CONTAINER_POOL", "true"}})
+      .pools[0]
+      .enabled);
 }
 
 TEST(EnvOverrides, EnableContainerPoolInvalid) {
-  EXPECT_TRUE(has_issue(issues_of(kOnePool, {{"ENABLE_CONTAINER_POOL", "sometimes"}}), "env ENABLE_CONTAINER_POOL",
-                        {"expected true or false", "\"sometimes\""}));
+  EXPECT_TRUE(has_issue(issues_of(kOnePool, {{"ENABLE_CONTAINER_POOL", "sometimes"}}),
+                        "env ENABLE_CONTAINER_POOL", {"expected true or false", "\"sometimes\""}));
 }
 
 TEST(EnvOverrides, PoolMinSize) {
@@ -118,7 +122,8 @@ TEST(EnvOverrides, PoolMaxSize) {
 TEST(EnvOverrides, PoolMaxSizeInvalid) {
   auto issues = issues_of(kOnePool, {{"POOL_MAX_SIZE", "lots"}});
   ASSERT_EQ(issues.size(), 1u) << listing(issues);
-  EXPECT_EQ(issues[0].to_string(), "env POOL_MAX_SIZE: expected a non-negative integer, got \"lots\"");
+  EXPECT_EQ(issues[0].to_string(),
+            "env POOL_MAX_SIZE: expected a non-negative integer, got \"lots\"");
 }
 
 TEST(EnvOverrides, ConflictingSizesNameTheVariable) {
@@ -133,12 +138,13 @@ TEST(EnvOverrides, PoolMaxContainerAgeMs) {
 }
 
 TEST(EnvOverrides, PoolMaxContainerAgeAcceptsUnits) {
-  EXPECT_EQ(parse_config(kOnePool, {{"POOL_MAX_CONTAINER_AGE_MS", "15m"}}).pools[0].max_age, duration{900000});
+  EXPECT_EQ(parse_config(kOnePool, {{"POOL_MAX_CONTAINER_AGE_MS", "15m"}}).pools[0].max_age,
+            duration{900000});
 }
 
 TEST(EnvOverrides, PoolMaxContainerAgeInvalid) {
-  EXPECT_TRUE(has_issue(issues_of(kOnePool, {{"POOL_MAX_CONTAINER_AGE_MS", "-1"}}), "env POOL_MAX_CONTAINER_AGE_MS",
-                        {"expected milliseconds", "\"-1\""}));
+  EXPECT_TRUE(has_issue(issues_of(kOnePool, {{"POOL_MAX_CONTAINER_AGE_MS", "-1"}}),
+                        "env POOL_MAX_CONTAINER_AGE_MS", {"expected milliseconds", "\"-1\""}));
 }
 
 TEST(EnvOverrides, SandboxImageKeepsBackend) {
@@ -148,13 +154,15 @@ TEST(EnvOverrides, SandboxImageKeepsBackend) {
 }
 
 TEST(EnvOverrides, PooledRuntimeClassSetsBackendAndEnables) {
-  EngineConfig cfg = parse_config("pools:\n  - {name: a, enabled: false}\n", {{"POOLED_RUNTIME_CLASS", "sim"}});
+  EngineConfig cfg =
+    parse_config("pools:\n  - {name: a, enabled: false}\n", {{"POOLED_RUNTIME_CLASS", "sim"}});
   EXPECT_EQ(cfg.pools[0].backend, "sim");
   EXPECT_TRUE(cfg.pools[0].enabled);
 }
 
 TEST(EnvOverrides, PooledRuntimeClassDockerWithSandboxImage) {
-  EngineConfig cfg = parse_config(kOnePool, {{"POOLED_RUNTIME_CLASS", "docker"}, {"SANDBOX_IMAGE", "py:3"}});
+  EngineConfig cfg =
+    parse_config(kOnePool, {{"POOLED_RUNTIME_CLASS", "docker"}, {"SANDBOX_IMAGE", "py:3"}});
   EXPECT_EQ(cfg.pools[0].backend, "docker");
   EXPECT_EQ(cfg.pools[0].image, "py:3");
 }
@@ -167,11 +175,13 @@ TEST(EnvOverrides, PooledRuntimeClassDockerWithoutImageNeedsAnImage) {
 TEST(EnvOverrides, PooledRuntimeClassInvalid) {
   auto issues = issues_of(kOnePool, {{"POOLED_RUNTIME_CLASS", "remote"}});
   ASSERT_EQ(issues.size(), 1u) << listing(issues);
-  EXPECT_EQ(issues[0].to_string(), "env POOLED_RUNTIME_CLASS: must be one of local, docker, sim (got \"remote\")");
+  EXPECT_EQ(issues[0].to_string(),
+            "env POOLED_RUNTIME_CLASS: must be one of local, docker, sim (got \"remote\")");
 }
 
 TEST(EnvOverrides, ExplicitDisableWinsOverPooledRuntimeClass) {
-  EngineConfig cfg = parse_config(kOnePool, {{"POOLED_RUNTIME_CLASS", "local"}, {"ENABLE_CONTAINER_POOL", "false"}});
+  EngineConfig cfg =
+    parse_config(kOnePool, {{"POOLED_RUNTIME_CLASS", "local"}, {"ENABLE_CONTAINER_POOL", "false"}});
   EXPECT_FALSE(cfg.pools[0].enabled);
 }
 
@@ -184,7 +194,8 @@ TEST(EnvOverrides, TargetNumWarmServers) {
 }
 
 TEST(EnvOverrides, TargetNumWarmServersInvalid) {
-  EXPECT_TRUE(has_issue(issues_of(kOnePool, {{"TARGET_NUM_WARM_SERVERS", "4.5"}}), "env TARGET_NUM_WARM_SERVERS",
+  EXPECT_TRUE(has_issue(issues_of(kOnePool, {{"TARGET_NUM_WARM_SERVERS", "4.5"}}),
+                        "env TARGET_NUM_WARM_SERVERS",
                         {"expected a non-negative integer", "\"4.5\""}));
 }
 
@@ -217,7 +228,8 @@ TEST(EnvOverrides, EmptyValueCountsAsUnset) {
 }
 
 TEST(EnvOverrides, UnrelatedVariablesCreateNoPool) {
-  EXPECT_TRUE(has_issue(issues_of("", {{"HOME", "/root"}, {"PATH", "/bin"}}), "pools", {"at least one pool"}));
+  EXPECT_TRUE(has_issue(issues_of("", {{"HOME", "/root"}, {"PATH", "/bin"}}), "pools",
+                        {"at least one pool"}));
 }
 
 TEST(ProcessEnvironment, SeesVariablesOfThisProcess) {
@@ -238,7 +250,10 @@ EngineConfig load_text(const std::string& text) {
   EXPECT_GE(fd, 0);
   EXPECT_EQ(::write(fd, text.data(), text.size()), ssize_t(text.size()));
   ::close(fd);
-  struct Remove { const char* p; ~Remove() { std::remove(p); } } remove{path};
+  struct Remove {
+    const char* p;
+    ~Remove() { std::remove(p); }
+  } remove{path};
   return load_config_file(path);
 }
 
@@ -253,7 +268,8 @@ struct ScopedEnv {
     }
   }
   ~ScopedEnv() {
-    for (const auto& [k, v] : saved) v ? ::setenv(k.c_str(), v->c_str(), 1) : ::unsetenv(k.c_str());
+    for (const auto& [k, v] : saved)
+      v ? ::setenv(k.c_str(), v->c_str(), 1) : ::unsetenv(k.c_str());
   }
 };
 
@@ -312,14 +328,18 @@ TEST(SeedFiles, Seed001TroubleshootingEditsOfAFullBlock) {
   // The seed's fixes are edits of the same block: "size: 10  # Increase from 5 to 10".
   EngineConfig cfg = load_text(std::string(kSeed001Block) + "server: {listen: \"127.0.0.1:0\"}\n");
   EXPECT_EQ(cfg.pools[0].max_size, 5u);
-  EngineConfig bigger = load_text("container_pool:\n  enabled: true\n  size: 10  # Increase from 5 to 10\n");
+  EngineConfig bigger =
+    load_text("container_pool:\n  enabled: true\n  size: 10  # Increase from 5 to 10\n");
   EXPECT_EQ(bigger.pools[0].max_size, 10u);
 }
 
 // Seed 003's .env.local, as exported variables next to an empty config file.
 TEST(SeedEnv, Seed003VariableSet) {
-  ScopedEnv env({{"ENABLE_CONTAINER_POOL", "true"}, {"POOL_MIN_SIZE", "2"}, {"POOL_MAX_SIZE", "5"},
-                 {"POOL_MAX_CONTAINER_AGE_MS", "1800000"}, {"SANDBOX_IMAGE", "python-code-runner"}});
+  ScopedEnv env({{"ENABLE_CONTAINER_POOL", "true"},
+                 {"POOL_MIN_SIZE", "2"},
+                 {"POOL_MAX_SIZE", "5"},
+                 {"POOL_MAX_CONTAINER_AGE_MS", "1800000"},
+                 {"SANDBOX_IMAGE", "python-code-runner"}});
   EngineConfig cfg = load_text("# .env.local carries the settings\n");
   ASSERT_EQ(cfg.pools.size(), 1u);
   const PoolConfig& p = cfg.pools[0];
@@ -329,12 +349,15 @@ TEST(SeedEnv, Seed003VariableSet) {
   EXPECT_EQ(p.max_size, 5u);
   EXPECT_EQ(p.max_age, duration{1800000});
   EXPECT_EQ(p.image, "python-code-runner");
-  EXPECT_EQ(p.backend, "local");  // SANDBOX_IMAGE alone does not switch to docker
+  EXPECT_EQ(p.backend, "local"); // SANDBOX_IMAGE alone does not switch to docker
 }
 
 TEST(SeedEnv, Seed003WithDockerRuntime) {
-  ScopedEnv env({{"ENABLE_CONTAINER_POOL", "true"}, {"POOL_MIN_SIZE", "2"}, {"POOL_MAX_SIZE", "5"},
-                 {"SANDBOX_IMAGE", "python-code-runner"}, {"POOLED_RUNTIME_CLASS", "docker"}});
+  ScopedEnv env({{"ENABLE_CONTAINER_POOL", "true"},
+                 {"POOL_MIN_SIZE", "2"},
+                 {"POOL_MAX_SIZE", "5"},
+                 {"SANDBOX_IMAGE", "python-code-runner"},
+                 {"POOLED_RUNTIME_CLASS", "docker"}});
   EngineConfig cfg = load_text("");
   ASSERT_EQ(cfg.pools.size(), 1u);
   EXPECT_EQ(cfg.pools[0].backend, "docker");
@@ -342,7 +365,8 @@ TEST(SeedEnv, Seed003WithDockerRuntime) {
 }
 
 TEST(SeedEnv, Seed000VariableSet) {
-  ScopedEnv env({{"POOLED_RUNTIME_CLASS", "local"}, {"INITIAL_NUM_WARM_SERVERS", "2"},
+  ScopedEnv env({{"POOLED_RUNTIME_CLASS", "local"},
+                 {"INITIAL_NUM_WARM_SERVERS", "2"},
                  {"TARGET_NUM_WARM_SERVERS", "4"}});
   EngineConfig cfg = load_text("");
   ASSERT_EQ(cfg.pools.size(), 1u);
@@ -360,7 +384,7 @@ TEST(SeedEnv, Seed000VariablesOverrideASeed001File) {
   ASSERT_EQ(cfg.pools.size(), 1u);
   EXPECT_EQ(cfg.pools[0].backend, "sim");
   EXPECT_EQ(cfg.pools[0].max_size, 8u);
-  EXPECT_EQ(cfg.pools[0].min_idle, 2u);  // from the file
+  EXPECT_EQ(cfg.pools[0].min_idle, 2u); // from the file
 }
 
 TEST(SeedEnv, BadSeedVariableNamesTheVariableEndToEnd) {
@@ -370,6 +394,7 @@ TEST(SeedEnv, BadSeedVariableNamesTheVariableEndToEnd) {
     FAIL() << "no error";
   } catch (const ConfigError& e) {
     ASSERT_EQ(e.issues().size(), 1u);
-    EXPECT_EQ(e.issues()[0].to_string(), "env POOL_MAX_SIZE: expected a non-negative integer, got \"five\"");
+    EXPECT_EQ(e.issues()[0].to_string(),
+              "env POOL_MAX_SIZE: expected a non-negative integer, got \"five\"");
   }
 }

@@ -15,9 +15,12 @@ using namespace warmpool::testing_config;
 namespace fs = std::filesystem;
 
 namespace {
-const std::string kTwoPools = "pools:\n  - {name: py, backend: sim}\n  - {name: js, backend: sim}\n";
+const std::string kTwoPools =
+  "pools:\n  - {name: py, backend: sim}\n  - {name: js, backend: sim}\n";
 
-std::vector<ConfigIssue> routing_issues(const std::string& routing) { return issues_of(kTwoPools + routing); }
+std::vector<ConfigIssue> routing_issues(const std::string& routing) {
+  return issues_of(kTwoPools + routing);
+}
 
 // A pool with one mount; `extra` goes into the mount's map.
 std::string mount_yaml(const std::string& fields) {
@@ -62,17 +65,22 @@ server:
 
 TEST(ServerConfig, ListenForms) {
   for (const char* ok : {"127.0.0.1:8080", "localhost:1", "[::1]:8080", "127.0.0.1:0"})
-    EXPECT_EQ(parse_config(std::string(kOnePool) + "server: {listen: \"" + ok + "\"}\n").server.listen, ok);
-  for (const char* bad : {"8080", ":8080", "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:http", "a b:80", "[::1:80"})
-    EXPECT_TRUE(has_issue(issues_of(std::string(kOnePool) + "server: {listen: \"" + bad + "\"}\n"), "server.listen",
-                          {"must be HOST:PORT", std::string("\"") + bad + "\""}))
-        << bad;
+    EXPECT_EQ(
+      parse_config(std::string(kOnePool) + "server: {listen: \"" + ok + "\"}\n").server.listen, ok);
+  for (const char* bad :
+       {"8080", ":8080", "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:http", "a b:80", "[::1:80"})
+    EXPECT_TRUE(has_issue(issues_of(std::string(kOnePool) + "server: {listen: \"" + bad + "\"}\n"),
+                          "server.listen", {"must be HOST:PORT", std::string("\"") + bad + "\""}))
+      << bad;
 }
 
 TEST(ServerConfig, TokenRequiredOffLoopback) {
-  EXPECT_TRUE(has_issue(issues_of(std::string(kOnePool) + "server: {listen: \"0.0.0.0:8080\"}\n"), "server.token",
-                        {"required when server.listen is not a loopback address", "WARMPOOL_TOKEN"}));
-  EXPECT_NO_THROW(parse_config(std::string(kOnePool) + "server: {listen: \"0.0.0.0:8080\", token: t}\n"));
+  EXPECT_TRUE(
+    has_issue(issues_of(std::string(kOnePool) + "server: {listen: \"0.0.0.0:8080\"}\n"),
+              "server.token",
+              {"required when server.listen is not a loopback address", "WARMPOOL_TOKEN"}));
+  EXPECT_NO_THROW(
+    parse_config(std::string(kOnePool) + "server: {listen: \"0.0.0.0:8080\", token: t}\n"));
   EXPECT_NO_THROW(parse_config(std::string(kOnePool) + "server: {listen: \"localhost:8080\"}\n"));
 }
 
@@ -91,20 +99,24 @@ server:
   EXPECT_TRUE(has_issue(issues, "server.threads", {"must be >= 1"}));
   EXPECT_TRUE(has_issue(issues, "server.audit.max_size", {"must be >= 1"}));
   EXPECT_TRUE(has_issue(issues, "server.audit.max_files", {"must be >= 1"}));
-  EXPECT_TRUE(has_issue(issues, "server.audit.file", {"directory \"/no/such/dir\" does not exist"}));
+  EXPECT_TRUE(
+    has_issue(issues, "server.audit.file", {"directory \"/no/such/dir\" does not exist"}));
   EXPECT_EQ(issues.size(), 7u) << listing(issues);
 }
 
 TEST(ServerConfig, UnknownKeysAreRejectedWithSuggestions) {
-  auto issues = issues_of(std::string(kOnePool) + "server: {listn: \"127.0.0.1:1\", audit: {max_file: 2}}\n");
+  auto issues =
+    issues_of(std::string(kOnePool) + "server: {listn: \"127.0.0.1:1\", audit: {max_file: 2}}\n");
   EXPECT_TRUE(has_issue(issues, "server.listn", {"did you mean listen?"}));
   EXPECT_TRUE(has_issue(issues, "server.audit.max_file", {"did you mean max_files?"}));
-  EXPECT_TRUE(has_issue(issues_of(std::string(kOnePool) + "server: 8080\n"), "server", {"expected a map"}));
+  EXPECT_TRUE(
+    has_issue(issues_of(std::string(kOnePool) + "server: 8080\n"), "server", {"expected a map"}));
 }
 
 TEST(ServerEnv, TokenAndListen) {
-  EngineConfig cfg = parse_config(std::string(kOnePool) + "server: {token: fromfile}\n",
-                                  {{"WARMPOOL_TOKEN", "fromenv"}, {"WARMPOOL_LISTEN", "0.0.0.0:7000"}});
+  EngineConfig cfg =
+    parse_config(std::string(kOnePool) + "server: {token: fromfile}\n",
+                 {{"WARMPOOL_TOKEN", "fromenv"}, {"WARMPOOL_LISTEN", "0.0.0.0:7000"}});
   EXPECT_EQ(cfg.server.token, "fromenv");
   EXPECT_EQ(cfg.server.listen, "0.0.0.0:7000");
 }
@@ -132,7 +144,8 @@ routing:
 )");
   ASSERT_EQ(cfg.routing.rules.size(), 2u);
   EXPECT_EQ(cfg.routing.default_pool, "js");
-  EXPECT_EQ(cfg.routing.rules[0].labels, (std::map<std::string, std::string>{{"lang", "python"}, {"tier", "free"}}));
+  EXPECT_EQ(cfg.routing.rules[0].labels,
+            (std::map<std::string, std::string>{{"lang", "python"}, {"tier", "free"}}));
   EXPECT_EQ(cfg.routing.rules[0].pool, "py");
   EXPECT_EQ(cfg.routing.rules[1].session, "legal|case");
   EXPECT_TRUE(cfg.routing.rules[1].labels.empty());
@@ -144,21 +157,25 @@ TEST(RoutingConfig, DefaultPoolMustExist) {
 }
 
 TEST(RoutingConfig, RulePoolMustExistAndIsRequired) {
-  auto issues = routing_issues("routing:\n  rules:\n    - {session: x, pool: go}\n    - {session: y}\n");
+  auto issues =
+    routing_issues("routing:\n  rules:\n    - {session: x, pool: go}\n    - {session: y}\n");
   EXPECT_TRUE(has_issue(issues, "routing.rules[0].pool", {"no pool named \"go\""}));
   EXPECT_TRUE(has_issue(issues, "routing.rules[1].pool", {"required"}));
   EXPECT_EQ(issues.size(), 2u) << listing(issues);
 }
 
 TEST(RoutingConfig, RuleNeedsLabelsOrSession) {
-  auto issues = routing_issues("routing:\n  rules:\n    - {pool: py}\n    - {labels: {}, session: \"\", pool: py}\n");
+  auto issues = routing_issues(
+    "routing:\n  rules:\n    - {pool: py}\n    - {labels: {}, session: \"\", pool: py}\n");
   EXPECT_TRUE(has_issue(issues, "routing.rules[0]", {"needs labels or a session pattern"}));
   EXPECT_TRUE(has_issue(issues, "routing.rules[1]", {"needs labels or a session pattern"}));
 }
 
 TEST(RoutingConfig, InvalidRegex) {
-  EXPECT_TRUE(has_issue(routing_issues("routing:\n  rules:\n    - {session: x, pool: py}\n    - {session: \"(legal\", pool: py}\n"),
-                        "routing.rules[1].session", {"invalid regex \"(legal\""}));
+  EXPECT_TRUE(has_issue(
+    routing_issues(
+      "routing:\n  rules:\n    - {session: x, pool: py}\n    - {session: \"(legal\", pool: py}\n"),
+    "routing.rules[1].session", {"invalid regex \"(legal\""}));
 }
 
 TEST(RoutingConfig, ShapeErrors) {
@@ -170,15 +187,19 @@ routing:
     - {sesion: x, pool: py}
     - just-a-string
 )");
-  EXPECT_TRUE(has_issue(issues, "routing.rules[0].labels", {"expected a map of label: value, got a list"}));
-  EXPECT_TRUE(has_issue(issues, "routing.rules[1].labels.lang", {"expected a label value, got a list"}));
+  EXPECT_TRUE(
+    has_issue(issues, "routing.rules[0].labels", {"expected a map of label: value, got a list"}));
+  EXPECT_TRUE(
+    has_issue(issues, "routing.rules[1].labels.lang", {"expected a label value, got a list"}));
   EXPECT_TRUE(has_issue(issues, "routing.rules[2].sesion", {"did you mean session?"}));
   EXPECT_TRUE(has_issue(issues, "routing.rules[3]", {"expected a map of settings"}));
-  EXPECT_TRUE(has_issue(routing_issues("routing: {rules: {pool: py}}\n"), "routing.rules", {"expected a list of rules"}));
+  EXPECT_TRUE(has_issue(routing_issues("routing: {rules: {pool: py}}\n"), "routing.rules",
+                        {"expected a list of rules"}));
 }
 
 TEST(RoutingConfig, ContainerPoolDefinesTheDefaultPoolForRules) {
-  EngineConfig cfg = parse_config("container_pool: {size: 2}\nrouting: {rules: [{session: \"^s-\", pool: default}]}\n");
+  EngineConfig cfg = parse_config(
+    "container_pool: {size: 2}\nrouting: {rules: [{session: \"^s-\", pool: default}]}\n");
   EXPECT_EQ(cfg.routing.rules[0].pool, "default");
 }
 
@@ -187,11 +208,12 @@ TEST(RoutingConfig, ContainerPoolDefinesTheDefaultPoolForRules) {
 TEST(MountConfig, ReadsMounts) {
   auto dir = fs::temp_directory_path().string();
   EngineConfig cfg = parse_config("pools:\n  - name: a\n    mounts:\n      - {source: " + dir +
-                                  ", target: /repo}\n      - {source: " + dir + ", target: /data/, read_only: false}\n");
+                                  ", target: /repo}\n      - {source: " + dir +
+                                  ", target: /data/, read_only: false}\n");
   ASSERT_EQ(cfg.pools[0].mounts.size(), 2u);
   EXPECT_EQ(cfg.pools[0].mounts[0].source, dir);
   EXPECT_EQ(cfg.pools[0].mounts[0].target, "/repo");
-  EXPECT_TRUE(cfg.pools[0].mounts[0].read_only);  // the default
+  EXPECT_TRUE(cfg.pools[0].mounts[0].read_only); // the default
   EXPECT_FALSE(cfg.pools[0].mounts[1].read_only);
 }
 
@@ -200,32 +222,41 @@ TEST(MountConfig, SourceMustBeAnExistingAbsoluteDirectory) {
   int fd = mkstemp(file);
   ASSERT_GE(fd, 0);
   ::close(fd);
-  EXPECT_TRUE(has_issue(issues_of(mount_yaml("source: src, target: /repo")), "pools[0].mounts[0].source",
-                        {"must be an absolute path (got \"src\")"}));
-  EXPECT_TRUE(has_issue(issues_of(mount_yaml("source: /no/such/dir, target: /repo")), "pools[0].mounts[0].source",
+  EXPECT_TRUE(has_issue(issues_of(mount_yaml("source: src, target: /repo")),
+                        "pools[0].mounts[0].source", {"must be an absolute path (got \"src\")"}));
+  EXPECT_TRUE(has_issue(issues_of(mount_yaml("source: /no/such/dir, target: /repo")),
+                        "pools[0].mounts[0].source",
                         {"\"/no/such/dir\": No such file or directory"}));
   EXPECT_TRUE(has_issue(issues_of(mount_yaml(std::string("source: ") + file + ", target: /repo")),
                         "pools[0].mounts[0].source", {"is not a directory"}));
-  EXPECT_TRUE(has_issue(issues_of(mount_yaml("target: /repo")), "pools[0].mounts[0].source", {"required"}));
+  EXPECT_TRUE(
+    has_issue(issues_of(mount_yaml("target: /repo")), "pools[0].mounts[0].source", {"required"}));
   std::remove(file);
 }
 
 TEST(MountConfig, TargetMustBeAbsoluteAndOutsideTheSandboxOwnDirs) {
-  auto at = [](const std::string& target) { return issues_of(mount_yaml("source: /tmp, target: " + target)); };
+  auto at = [](const std::string& target) {
+    return issues_of(mount_yaml("source: /tmp, target: " + target));
+  };
   EXPECT_TRUE(has_issue(at("repo"), "pools[0].mounts[0].target", {"must be an absolute path"}));
   EXPECT_TRUE(has_issue(at("/repo/../etc"), "pools[0].mounts[0].target", {"without . or .."}));
   EXPECT_TRUE(has_issue(at("/"), "pools[0].mounts[0].target", {"must not be /"}));
-  EXPECT_TRUE(has_issue(at("/workspace/repo"), "pools[0].mounts[0].target", {"below /workspace", "use e.g. /repo"}));
+  EXPECT_TRUE(has_issue(at("/workspace/repo"), "pools[0].mounts[0].target",
+                        {"below /workspace", "use e.g. /repo"}));
   EXPECT_TRUE(has_issue(at("/tmp"), "pools[0].mounts[0].target", {"at or below /tmp"}));
   EXPECT_TRUE(has_issue(at("/proc/x"), "pools[0].mounts[0].target", {"/proc"}));
-  EXPECT_TRUE(has_issue(issues_of(mount_yaml("source: /tmp")), "pools[0].mounts[0].target", {"required"}));
-  EXPECT_NO_THROW(parse_config(mount_yaml("source: /tmp, target: /workspaces")));  // only a prefix, not below
+  EXPECT_TRUE(
+    has_issue(issues_of(mount_yaml("source: /tmp")), "pools[0].mounts[0].target", {"required"}));
+  EXPECT_NO_THROW(
+    parse_config(mount_yaml("source: /tmp, target: /workspaces"))); // only a prefix, not below
 }
 
 TEST(MountConfig, DuplicateTargets) {
-  auto issues = issues_of("pools:\n  - name: a\n    mounts:\n      - {source: /tmp, target: /repo}\n"
-                          "      - {source: /usr, target: /repo/}\n");
-  EXPECT_TRUE(has_issue(issues, "pools[0].mounts[1].target", {"\"/repo\" is already the target of mounts[0]"}));
+  auto issues =
+    issues_of("pools:\n  - name: a\n    mounts:\n      - {source: /tmp, target: /repo}\n"
+              "      - {source: /usr, target: /repo/}\n");
+  EXPECT_TRUE(has_issue(issues, "pools[0].mounts[1].target",
+                        {"\"/repo\" is already the target of mounts[0]"}));
 }
 
 TEST(MountConfig, ShapeErrors) {
@@ -264,7 +295,9 @@ TEST(ServerConfig, ExampleFileShowsTheDefaults) {
 }
 
 TEST(MountConfig, DockerPathsMustNotContainColons) {
-  auto issues = issues_of("pools:\n  - {name: a, backend: docker, image: i, mounts: [{source: /tmp, target: \"/a:b\"}]}\n");
+  auto issues = issues_of("pools:\n  - {name: a, backend: docker, image: i, mounts: [{source: "
+                          "/tmp, target: \"/a:b\"}]}\n");
   EXPECT_TRUE(has_issue(issues, "pools[0].mounts[0].target", {"must not contain ':'"}));
-  EXPECT_NO_THROW(parse_config("pools:\n  - {name: a, mounts: [{source: /tmp, target: \"/a:b\"}]}\n"));
+  EXPECT_NO_THROW(
+    parse_config("pools:\n  - {name: a, mounts: [{source: /tmp, target: \"/a:b\"}]}\n"));
 }

@@ -14,7 +14,8 @@ std::vector<ConfigIssue> tenant_issues(const std::string& server, const Env& env
 
 bool mentions(const std::vector<ConfigIssue>& issues, const std::string& text) {
   for (const auto& i : issues)
-    if (i.to_string().find(text) != std::string::npos) return true;
+    if (i.to_string().find(text) != std::string::npos)
+      return true;
   return false;
 }
 } // namespace
@@ -39,25 +40,29 @@ server:
 }
 
 TEST(TenantsConfig, TenantsAloneMayListenOffLoopback) {
-  EXPECT_NO_THROW(parse_config(std::string(kOnePool) +
-                               "server: {listen: \"0.0.0.0:8080\", tenants: [{name: a, token: t}]}\n"));
+  EXPECT_NO_THROW(
+    parse_config(std::string(kOnePool) +
+                 "server: {listen: \"0.0.0.0:8080\", tenants: [{name: a, token: t}]}\n"));
 }
 
 TEST(TenantsConfig, DuplicateNamesAreRefused) {
   auto issues = tenant_issues("  tenants: [{name: alice, token: t1}, {name: alice, token: t2}]\n");
-  EXPECT_TRUE(has_issue(issues, "server.tenants[1].name", {"\"alice\" is already the name of tenants[0]"}));
+  EXPECT_TRUE(
+    has_issue(issues, "server.tenants[1].name", {"\"alice\" is already the name of tenants[0]"}));
   EXPECT_EQ(issues.size(), 1u) << listing(issues);
 }
 
 TEST(TenantsConfig, MissingOrEmptyTokensAreRefused) {
-  auto issues = tenant_issues("  tenants: [{name: a}, {name: b, token: \"\"}, {name: c, token_env: NOPE}]\n");
+  auto issues =
+    tenant_issues("  tenants: [{name: a}, {name: b, token: \"\"}, {name: c, token_env: NOPE}]\n");
   EXPECT_TRUE(has_issue(issues, "server.tenants[0].token", {"required"}));
   EXPECT_TRUE(has_issue(issues, "server.tenants[1].token", {"required"}));
   EXPECT_TRUE(has_issue(issues, "server.tenants[2].token_env", {"NOPE is not set or empty"}));
   EXPECT_EQ(issues.size(), 3u) << listing(issues);
   // An exported but empty variable is no token either.
-  EXPECT_TRUE(has_issue(tenant_issues("  tenants: [{name: c, token_env: EMPTY}]\n", {{"EMPTY", ""}}),
-                        "server.tenants[0].token_env", {"not set or empty"}));
+  EXPECT_TRUE(
+    has_issue(tenant_issues("  tenants: [{name: c, token_env: EMPTY}]\n", {{"EMPTY", ""}}),
+              "server.tenants[0].token_env", {"not set or empty"}));
 }
 
 TEST(TenantsConfig, SharedTokensAreRefusedWithoutQuotingThem) {
@@ -75,7 +80,8 @@ TEST(TenantsConfig, SharedTokensAreRefusedWithoutQuotingThem) {
 }
 
 TEST(TenantsConfig, AdminTokenFromTheEnvironmentMustDifferFromTenantTokens) {
-  auto issues = tenant_issues("  tenants: [{name: a, token: same}]\n", {{"WARMPOOL_TOKEN", "same"}});
+  auto issues =
+    tenant_issues("  tenants: [{name: a, token: same}]\n", {{"WARMPOOL_TOKEN", "same"}});
   EXPECT_TRUE(has_issue(issues, "server.tenants[0].token", {"same as server.token"}));
 }
 
@@ -86,9 +92,12 @@ TEST(TenantsConfig, TokenAndTokenEnvTogetherAreRefused) {
 }
 
 TEST(TenantsConfig, BadNamesAndShapesNameTheirKeys) {
-  auto issues = tenant_issues("  tenants: [{token: t1}, {name: \"al ice\", token: t2}, {name: b, tokn: t3}]\n");
+  auto issues =
+    tenant_issues("  tenants: [{token: t1}, {name: \"al ice\", token: t2}, {name: b, tokn: t3}]\n");
   EXPECT_TRUE(has_issue(issues, "server.tenants[0].name", {"required"}));
-  EXPECT_TRUE(has_issue(issues, "server.tenants[1].name", {"must contain only letters", "\"al ice\""}));
+  EXPECT_TRUE(
+    has_issue(issues, "server.tenants[1].name", {"must contain only letters", "\"al ice\""}));
   EXPECT_TRUE(has_issue(issues, "server.tenants[2].tokn", {"unknown key", "did you mean token?"}));
-  EXPECT_TRUE(has_issue(tenant_issues("  tenants: alice\n"), "server.tenants", {"expected a list of tenants"}));
+  EXPECT_TRUE(has_issue(tenant_issues("  tenants: alice\n"), "server.tenants",
+                        {"expected a list of tenants"}));
 }

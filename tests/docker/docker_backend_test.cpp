@@ -68,8 +68,9 @@ TEST_F(DockerBackendTest, HardenedSettingsAndLimitsAreApplied) {
   EXPECT_EQ(host["MemorySwap"].get<uint64_t>(), pool.limits.memory);
   EXPECT_EQ(host["PidsLimit"].get<uint32_t>(), pool.limits.pids);
   EXPECT_EQ(host["NanoCpus"].get<int64_t>(), 500000000);
-  EXPECT_NE(host["Tmpfs"].value("/workspace", "").find("size=" + std::to_string(pool.limits.workspace)),
-            std::string::npos);
+  EXPECT_NE(
+    host["Tmpfs"].value("/workspace", "").find("size=" + std::to_string(pool.limits.workspace)),
+    std::string::npos);
 }
 
 TEST_F(DockerBackendTest, TenantCannotReachTheAgentSocket) {
@@ -85,8 +86,10 @@ TEST_F(DockerBackendTest, PidsLimitStopsAForkBomb) {
   auto box = create();
   // The bomb runs in a subshell (ash exits at the first failed fork); the count uses
   // builtins only, since no fork is possible while the limit is reached.
-  auto r = sh(*box, "(i=0; while [ $i -lt 200 ]; do sleep 30 & i=$((i+1)); done) 2>/dev/null; "
-                    "n=0; for d in /proc/[0-9]*; do n=$((n+1)); done; echo $n", duration(10000));
+  auto r = sh(*box,
+              "(i=0; while [ $i -lt 200 ]; do sleep 30 & i=$((i+1)); done) 2>/dev/null; "
+              "n=0; for d in /proc/[0-9]*; do n=$((n+1)); done; echo $n",
+              duration(10000));
   ASSERT_FALSE(r.stdout_data.empty()) << r.stderr_data;
   EXPECT_GE(std::stoi(r.stdout_data), 50) << "the bomb did not run";
   EXPECT_LE(std::stoi(r.stdout_data), 64) << "more processes than PidsLimit 64";
@@ -123,7 +126,7 @@ TEST_F(DockerBackendTest, ResetByRestartWipesStateAndIsNotADeath) {
   ASSERT_EQ(count_procs(*box, "sleep 1000"), 0);
   EXPECT_EQ(sh(*box, "find /workspace /tmp -mindepth 1").stdout_data, "");
   EXPECT_EQ(sh(*box, "echo y > /workspace/g && echo y > /tmp/g && id -u").stdout_data, "1000\n")
-      << "tmpfs ownership lost across restart";
+    << "tmpfs ownership lost across restart";
   // The restart's own die event must not be reported: the only death is the kill below.
   auto killed_at = std::chrono::steady_clock::now();
   ASSERT_TRUE(DockerClient().kill(box->id()));
@@ -141,8 +144,8 @@ TEST_F(DockerBackendTest, KilledContainerFiresOnDeath) {
   auto t0 = std::chrono::steady_clock::now();
   ASSERT_TRUE(DockerClient().kill(box->id()));
   ASSERT_TRUE(log.wait_for(1, std::chrono::seconds(10))) << "no death reported within 10 s";
-  auto latency = std::chrono::duration_cast<std::chrono::milliseconds>(
-      std::chrono::steady_clock::now() - t0);
+  auto latency =
+    std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0);
   std::lock_guard lk(log.mtx);
   EXPECT_EQ(log.deaths[0].first, box->id());
   RecordProperty("death_latency_ms", static_cast<int>(latency.count()));
@@ -232,7 +235,7 @@ TEST_F(DockerBackendTest, AgentThatCannotStartFailsCreatePromptlyWithItsLogs) {
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), Errc::container_failed);
     EXPECT_NE(std::string(e.what()).find("exited before its agent answered"), std::string::npos)
-        << e.what();
+      << e.what();
     EXPECT_NE(std::string(e.what()).find("applet not found"), std::string::npos) << e.what();
   }
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
@@ -249,7 +252,8 @@ TEST_F(DockerBackendTest, MissingAgentBinaryGivesClearErrorAndNoContainer) {
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), Errc::backend_unavailable);
     EXPECT_NE(std::string(e.what()).find("warmpool-agent not found at /nonexistent/warmpool-agent"),
-              std::string::npos) << e.what();
+              std::string::npos)
+      << e.what();
   }
   EXPECT_TRUE(DockerClient().list({"warmpool.instance=" + instance}).empty());
   // exec_mode docker needs no agent
@@ -267,11 +271,11 @@ TEST_F(DockerBackendTest, CheckAvailableSucceedsWithTheDaemonUp) {
 TEST_F(DockerBackendTest, DockerModeResetRemovesSharedMemoryQueuesAndIpcObjects) {
   pool = make_pool(warmpool::testing::kPython, "docker");
   auto box = create();
-  auto made = sh(*box,
-                 "echo secret > /dev/shm/tenant-a && : > /dev/mqueue/tenant-a && "
-                 "ipcmk -M 4096 >/dev/null && ipcmk -S 1 >/dev/null && ipcmk -Q >/dev/null && "
-                 "ls -A /dev/shm /dev/mqueue && tail -q -n +2 /proc/sysvipc/shm /proc/sysvipc/sem "
-                 "/proc/sysvipc/msg | wc -l");
+  auto made =
+    sh(*box, "echo secret > /dev/shm/tenant-a && : > /dev/mqueue/tenant-a && "
+             "ipcmk -M 4096 >/dev/null && ipcmk -S 1 >/dev/null && ipcmk -Q >/dev/null && "
+             "ls -A /dev/shm /dev/mqueue && tail -q -n +2 /proc/sysvipc/shm /proc/sysvipc/sem "
+             "/proc/sysvipc/msg | wc -l");
   ASSERT_EQ(made.exit_code, 0) << made.stderr_data;
   ASSERT_EQ(made.stdout_data, "/dev/mqueue:\ntenant-a\n\n/dev/shm:\ntenant-a\n3\n");
   ResetReport rep = backend->reset(*box, duration(20000));

@@ -22,7 +22,8 @@ std::string frame(int stream, const std::string& payload) {
   std::string f(8, '\0');
   f[0] = static_cast<char>(stream);
   uint32_t n = static_cast<uint32_t>(payload.size());
-  for (int i = 0; i < 4; ++i) f[4 + i] = static_cast<char>((n >> (24 - 8 * i)) & 0xff);
+  for (int i = 0; i < 4; ++i)
+    f[4 + i] = static_cast<char>((n >> (24 - 8 * i)) & 0xff);
   return f + payload;
 }
 
@@ -31,12 +32,15 @@ struct ScopedEnv {
   std::string name;
   std::optional<std::string> old;
   ScopedEnv(std::string n, const std::string& value) : name(std::move(n)) {
-    if (const char* v = getenv(name.c_str())) old = v;
+    if (const char* v = getenv(name.c_str()))
+      old = v;
     setenv(name.c_str(), value.c_str(), 1);
   }
   ~ScopedEnv() {
-    if (old) setenv(name.c_str(), old->c_str(), 1);
-    else unsetenv(name.c_str());
+    if (old)
+      setenv(name.c_str(), old->c_str(), 1);
+    else
+      unsetenv(name.c_str());
   }
 };
 
@@ -86,8 +90,8 @@ TEST(DockerClient, NegotiatesTheLowerOfDaemonAndClientApiVersion) {
   std::string server = c.version().value("ApiVersion", "");
   ASSERT_FALSE(server.empty());
   auto num = [](const std::string& v) { return std::stod(v); };
-  std::string expected = num(server) < num(DockerClient::kMaxApiVersion) ? server
-                                                                          : DockerClient::kMaxApiVersion;
+  std::string expected =
+    num(server) < num(DockerClient::kMaxApiVersion) ? server : DockerClient::kMaxApiVersion;
   EXPECT_EQ(c.api_version(), expected);
 }
 
@@ -101,8 +105,10 @@ TEST(DockerClient, DaemonNotRunningGivesClearError) {
     std::string msg = e.what();
     EXPECT_EQ(e.code(), Errc::backend_unavailable);
     EXPECT_NE(msg.find("cannot reach the Docker daemon at /nonexistent/warmpool-test/docker.sock"),
-              std::string::npos) << msg;
-    EXPECT_NE(msg.find("is dockerd running? (start it or set DOCKER_HOST)"), std::string::npos) << msg;
+              std::string::npos)
+      << msg;
+    EXPECT_NE(msg.find("is dockerd running? (start it or set DOCKER_HOST)"), std::string::npos)
+      << msg;
   }
 }
 
@@ -149,7 +155,8 @@ TEST(DockerClient, SocketWithoutPermissionGivesClearError) {
   if (pid == 0) {
     close(pipefd[0]);
     std::string msg = "no error";
-    if (geteuid() == 0 && (setgroups(0, nullptr) != 0 || setgid(65534) != 0 || setuid(65534) != 0)) {
+    if (geteuid() == 0 &&
+        (setgroups(0, nullptr) != 0 || setgid(65534) != 0 || setuid(65534) != 0)) {
       msg = "setuid failed";
     } else {
       try {
@@ -166,7 +173,8 @@ TEST(DockerClient, SocketWithoutPermissionGivesClearError) {
   std::string msg;
   char buf[512];
   ssize_t n;
-  while ((n = read(pipefd[0], buf, sizeof buf)) > 0) msg.append(buf, size_t(n));
+  while ((n = read(pipefd[0], buf, sizeof buf)) > 0)
+    msg.append(buf, size_t(n));
   close(pipefd[0]);
   int status = 0;
   waitpid(pid, &status, 0);

@@ -54,12 +54,14 @@ private:
   void serve() {
     for (int n = 1; !done_; ++n) {
       int c = accept(fd_, nullptr, nullptr);
-      if (c < 0) return;
+      if (c < 0)
+        return;
       std::string head;
       char buf[4096];
       while (head.find("\r\n\r\n") == std::string::npos) {
         ssize_t got = read(c, buf, sizeof buf);
-        if (got <= 0) break;
+        if (got <= 0)
+          break;
         head.append(buf, size_t(got));
       }
       {
@@ -71,13 +73,16 @@ private:
       (void)!write(c, resp.data(), resp.size());
       std::string id = n == 1 ? "c0ffee01" : "c0ffee02";
       long long t = n == 1 ? 1700000000123456789LL : 1700000001000000000LL;
-      send_chunk(c, R"({"status":"die","id":")" + id + R"(","Type":"container","Action":"die",)"
-                    R"("timeNano":)" + std::to_string(t) + "}\n");
+      send_chunk(c, R"({"status":"die","id":")" + id +
+                      R"(","Type":"container","Action":"die",)"
+                      R"("timeNano":)" +
+                      std::to_string(t) + "}\n");
       if (n == 1) {
         close(c); // the daemon went away
         continue;
       }
-      while (!done_) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      while (!done_)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
       close(c);
     }
   }
@@ -97,16 +102,16 @@ TEST(DockerEventWatcher, ReconnectsAndResumesFromTheLastEvent) {
   std::vector<bool> connects;
   {
     docker::EventWatcher w(
-        fake.socket(), {{"type", {"container"}}},
-        [&](const nlohmann::json& ev) {
-          std::lock_guard lk(mtx);
-          ids.push_back(ev.value("id", ""));
-          cv.notify_all();
-        },
-        [&](bool reconnect) {
-          std::lock_guard lk(mtx);
-          connects.push_back(reconnect);
-        });
+      fake.socket(), {{"type", {"container"}}},
+      [&](const nlohmann::json& ev) {
+        std::lock_guard lk(mtx);
+        ids.push_back(ev.value("id", ""));
+        cv.notify_all();
+      },
+      [&](bool reconnect) {
+        std::lock_guard lk(mtx);
+        connects.push_back(reconnect);
+      });
     std::unique_lock lk(mtx);
     ASSERT_TRUE(cv.wait_for(lk, std::chrono::seconds(10), [&] { return ids.size() >= 2; }));
   }

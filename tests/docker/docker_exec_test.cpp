@@ -9,7 +9,8 @@ class DockerExecTest : public DockerTest, public ::testing::WithParamInterface<s
 protected:
   void SetUp() override {
     DockerTest::SetUp();
-    if (IsSkipped() || HasFatalFailure()) return;
+    if (IsSkipped() || HasFatalFailure())
+      return;
     pool = make_pool(kBusybox, GetParam());
     box = create();
   }
@@ -66,7 +67,8 @@ TEST_P(DockerExecTest, ExecAppliesEnvAndCwd) {
 
 TEST_P(DockerExecTest, FilesRoundTripBinarySafe) {
   std::string data;
-  for (int i = 0; i < 70000; ++i) data += static_cast<char>(i * 7);
+  for (int i = 0; i < 70000; ++i)
+    data += static_cast<char>(i * 7);
   backend->write_file(*box, "/workspace/bin.dat", data);
   EXPECT_EQ(backend->read_file(*box, "bin.dat"), data);
   auto r = sh(*box, "stat -c %u /workspace/bin.dat");
@@ -109,8 +111,8 @@ TEST_P(DockerExecTest, RootFilesystemIsReadOnly) {
 
 TEST_P(DockerExecTest, ResetRemovesFilesAndBackgroundProcesses) {
   auto r = sh(*box, "echo secret > /workspace/f; mkdir /workspace/d; echo y > /workspace/d/g; "
-                    "chmod 000 /workspace/d; echo z > /tmp/t; " + std::string(kSpawnBackground) +
-                    "; echo started");
+                    "chmod 000 /workspace/d; echo z > /tmp/t; " +
+                      std::string(kSpawnBackground) + "; echo started");
   ASSERT_EQ(r.stdout_data, "started\n") << r.stderr_data;
   ASSERT_EQ(count_procs(*box, "sleep 1000"), 1) << "background process did not survive the exec";
 

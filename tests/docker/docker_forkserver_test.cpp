@@ -14,10 +14,12 @@ class DockerForkServerTest : public DockerTest {
 protected:
   void SetUp() override {
     DockerTest::SetUp();
-    if (IsSkipped() || HasFatalFailure()) return;
+    if (IsSkipped() || HasFatalFailure())
+      return;
     docker::DockerClient c;
     if (!c.image_exists(kNumpyImage)) {
-      if (in_ci()) FAIL() << "image " << kNumpyImage << " missing: run tools/setup-docker";
+      if (in_ci())
+        FAIL() << "image " << kNumpyImage << " missing: run tools/setup-docker";
       GTEST_SKIP() << "image " << kNumpyImage << " missing: run tools/setup-docker";
     }
     pool = make_pool(kNumpyImage);
@@ -53,7 +55,8 @@ TEST_F(DockerForkServerTest, AKilledServerIsReplaced) {
 }
 
 TEST_F(DockerForkServerTest, ResetKillsChildrenAndKeepsTheServer) {
-  check_reset_kills_children_keeps_server(run(), [&] { return backend->reset(*box, duration(10000)); });
+  check_reset_kills_children_keeps_server(run(),
+                                          [&] { return backend->reset(*box, duration(10000)); });
 }
 
 TEST_F(DockerForkServerTest, ChildrenRunAsTheContainerUser) {

@@ -49,20 +49,22 @@ TEST_F(DockerLatency, DISABLED_Report) {
     cat.argv = {"cat"};
     cat.stdin_data = "stdin data\n";
     report("exec cat with stdin", measure(30, [&] { backend->exec(box, cat); }));
-    report("write_file 10 KiB", measure(20, [&] { backend->write_file(box, "f", std::string(10240, 'x')); }));
+    report("write_file 10 KiB",
+           measure(20, [&] { backend->write_file(box, "f", std::string(10240, 'x')); }));
     report("read_file 10 KiB", measure(20, [&] { backend->read_file(box, "f"); }));
     report("reset (clean sandbox)", measure(20, [&] { backend->reset(box, duration(10000)); }));
     report("ping", measure(30, [&] { backend->ping(box, duration(2000)); }));
     report("destroy", measure(static_cast<int>(boxes.size()), [&] {
-      backend->destroy(*boxes.back());
-      boxes.pop_back();
-    }));
+             backend->destroy(*boxes.back());
+             boxes.pop_back();
+           }));
   }
   PoolConfig restart = make_pool(kBusybox);
   restart.reset.mode = ResetMode::restart;
   auto box = create(restart);
   printf("reset.mode restart (agent):\n");
-  report("reset by restart + agent answer", measure(8, [&] { backend->reset(*box, duration(10000)); }));
+  report("reset by restart + agent answer",
+         measure(8, [&] { backend->reset(*box, duration(10000)); }));
 }
 
 } // namespace

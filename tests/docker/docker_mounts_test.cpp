@@ -23,7 +23,8 @@ class DockerMountsTest : public DockerTest {
 protected:
   void SetUp() override {
     DockerTest::SetUp();
-    if (IsSkipped() || HasFatalFailure()) return;
+    if (IsSkipped() || HasFatalFailure())
+      return;
     char tmpl[] = "/tmp/warmpool-dmounts-XXXXXX";
     root = mkdtemp(tmpl);
     fs::create_directories(root / "ro");
@@ -31,11 +32,13 @@ protected:
     std::ofstream(root / "ro" / "hello.txt") << "read me";
     // The tenant runs as pool.user (1000:1000): the rw directory must be theirs.
     ASSERT_EQ(chown((root / "rw").c_str(), 1000, 1000), 0) << "needs root";
-    pool.mounts = {{(root / "ro").string(), "/data", true}, {(root / "rw").string(), "/repo", false}};
+    pool.mounts = {{(root / "ro").string(), "/data", true},
+                   {(root / "rw").string(), "/repo", false}};
   }
   void TearDown() override {
     DockerTest::TearDown();
-    if (!root.empty()) fs::remove_all(root);
+    if (!root.empty())
+      fs::remove_all(root);
   }
   fs::path root;
 };

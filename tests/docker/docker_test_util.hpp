@@ -23,8 +23,8 @@ inline const char* kPython = "warmpool-test-python";
 /// Shell snippet that leaves a `sleep 1000` running in its own session (so it outlives the
 /// exec) and returns only once it has detached: no race with the exec's cleanup.
 inline const char* kSpawnBackground =
-    "setsid sh -c 'touch /tmp/.bg-ready; exec sleep 1000' </dev/null >/dev/null 2>&1 & "
-    "while [ ! -e /tmp/.bg-ready ]; do :; done";
+  "setsid sh -c 'touch /tmp/.bg-ready; exec sleep 1000' </dev/null >/dev/null 2>&1 & "
+  "while [ ! -e /tmp/.bg-ready ]; do :; done";
 
 inline bool in_ci() {
   const char* ci = std::getenv("CI");
@@ -45,13 +45,14 @@ inline std::string docker_problem() {
   }
 }
 
-#define WP_REQUIRE_DOCKER()                                                         \
-  do {                                                                              \
-    static const std::string why_ = ::warmpool::testing::docker_problem();          \
-    if (!why_.empty()) {                                                            \
-      if (::warmpool::testing::in_ci()) FAIL() << "CI=true but docker is unusable: " << why_; \
-      GTEST_SKIP() << why_;                                                         \
-    }                                                                               \
+#define WP_REQUIRE_DOCKER()                                                                        \
+  do {                                                                                             \
+    static const std::string why_ = ::warmpool::testing::docker_problem();                         \
+    if (!why_.empty()) {                                                                           \
+      if (::warmpool::testing::in_ci())                                                            \
+        FAIL() << "CI=true but docker is unusable: " << why_;                                      \
+      GTEST_SKIP() << why_;                                                                        \
+    }                                                                                              \
   } while (0)
 
 inline std::string random_suffix() {
@@ -74,8 +75,10 @@ protected:
 
   void TearDown() override {
     backend.reset();
-    if (instance.empty()) return;
-    for (const auto& inst : extra_instances) DockerBackend::remove_instance(inst);
+    if (instance.empty())
+      return;
+    for (const auto& inst : extra_instances)
+      DockerBackend::remove_instance(inst);
     auto failed = DockerBackend::remove_instance(instance);
     EXPECT_TRUE(failed.empty()) << "containers left behind: " << failed.size();
     if (docker_problem().empty()) {
@@ -103,7 +106,8 @@ protected:
     return p;
   }
 
-  SandboxPtr create(const PoolConfig& cfg, const std::string& inst = "", const std::string& node = "") {
+  SandboxPtr create(const PoolConfig& cfg, const std::string& inst = "",
+                    const std::string& node = "") {
     SandboxSpec s;
     s.pool = cfg.name;
     s.node = node.empty() ? "test-node" : node;
@@ -129,7 +133,8 @@ protected:
     auto res = backend->exec(box, r);
     EXPECT_EQ(res.exit_code, 0) << "ps failed: " << res.stderr_data;
     int n = 0;
-    for (size_t pos = 0; (pos = res.stdout_data.find(needle, pos)) != std::string::npos; ++pos) ++n;
+    for (size_t pos = 0; (pos = res.stdout_data.find(needle, pos)) != std::string::npos; ++pos)
+      ++n;
     return n;
   }
 

@@ -61,7 +61,8 @@ struct ActorTest : ::testing::Test {
   }
 
   void start_checker() {
-    checker = sys.spawn(health_checker, std::map<std::string, HealthCheckConfig>{{pc->name, pc->health_check}});
+    checker = sys.spawn(health_checker,
+                        std::map<std::string, HealthCheckConfig>{{pc->name, pc->health_check}});
     self->send(checker, pools_atom::value, pool_ref{pc->name, pool});
     run();
   }

@@ -25,7 +25,8 @@ struct AuditLogTest : ::testing::Test {
   std::vector<nlohmann::json> lines(const fs::path& file) {
     std::vector<nlohmann::json> out;
     std::ifstream in(file);
-    for (std::string line; std::getline(in, line);) out.push_back(nlohmann::json::parse(line));
+    for (std::string line; std::getline(in, line);)
+      out.push_back(nlohmann::json::parse(line));
     return out;
   }
 };
@@ -36,7 +37,7 @@ AuditRecord sample(int i = 0) {
   r.pool = "py";
   r.container = "c-1";
   r.tenant = "acme";
-  r.session = "s\"1\n";  // escaped, still one line
+  r.session = "s\"1\n"; // escaped, still one line
   r.operation = "exec";
   r.exit_code = 3;
   r.duration_ms = 12.5;
@@ -70,7 +71,7 @@ TEST_F(AuditLogTest, WritesOneJsonObjectPerLineWithEveryField) {
   EXPECT_EQ(j["error"], "boom");
   EXPECT_TRUE(std::regex_match(j["time"].get<std::string>(),
                                std::regex(R"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)")))
-      << j["time"];
+    << j["time"];
   EXPECT_EQ(j.size(), 12u);
 }
 
@@ -96,10 +97,11 @@ TEST_F(AuditLogTest, RotatesBySizeAndKeepsMaxFiles) {
   AuditConfig cfg;
   cfg.file = (dir / "audit.log").string();
   const size_t line = AuditLog::format(sample(10)).size() + 1;
-  cfg.max_size = 3 * line;  // three records per file
+  cfg.max_size = 3 * line; // three records per file
   cfg.max_files = 2;
   AuditLog log(cfg);
-  for (int i = 10; i < 21; ++i) log.record(sample(i));  // 11 records: 3 + 3 + 3 + 2
+  for (int i = 10; i < 21; ++i)
+    log.record(sample(i)); // 11 records: 3 + 3 + 3 + 2
   EXPECT_FALSE(fs::exists(cfg.file + ".3"));
   auto current = lines(cfg.file), first = lines(cfg.file + ".1"), second = lines(cfg.file + ".2");
   ASSERT_EQ(current.size(), 2u);
@@ -107,7 +109,7 @@ TEST_F(AuditLogTest, RotatesBySizeAndKeepsMaxFiles) {
   ASSERT_EQ(second.size(), 3u);
   EXPECT_EQ(current[1]["lease"], "l-20");
   EXPECT_EQ(first[0]["lease"], "l-16");
-  EXPECT_EQ(second[0]["lease"], "l-13");  // l-10..l-12 were dropped with the oldest file
+  EXPECT_EQ(second[0]["lease"], "l-13"); // l-10..l-12 were dropped with the oldest file
   EXPECT_LE(fs::file_size(cfg.file), cfg.max_size);
   EXPECT_LE(fs::file_size(cfg.file + ".1"), cfg.max_size);
 }
@@ -121,11 +123,14 @@ TEST_F(AuditLogTest, ConcurrentRecordsStayWholeLines) {
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t)
     threads.emplace_back([&, t] {
-      for (int i = 0; i < 500; ++i) log.record(sample(t * 1000 + i));
+      for (int i = 0; i < 500; ++i)
+        log.record(sample(t * 1000 + i));
     });
-  for (auto& t : threads) t.join();
+  for (auto& t : threads)
+    t.join();
   size_t total = 0;
-  for (const auto& e : fs::directory_iterator(dir)) total += lines(e.path()).size();  // parse() throws on a torn line
+  for (const auto& e : fs::directory_iterator(dir))
+    total += lines(e.path()).size(); // parse() throws on a torn line
   EXPECT_EQ(total, 2000u);
 }
 
@@ -143,6 +148,7 @@ TEST_F(AuditLogTest, UnopenableFileIsAConfigError) {
     FAIL() << "no error";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), Errc::config_invalid);
-    EXPECT_NE(std::string(e.what()).find("server.audit.file: cannot open"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("server.audit.file: cannot open"), std::string::npos)
+      << e.what();
   }
 }

@@ -33,8 +33,6 @@ namespace {
 using warmpool::testing::free_port;
 using warmpool::testing::wait_until;
 
-
-
 std::string unique(const std::string& what) {
   static int n = 0;
   return what + "-" + std::to_string(getpid()) + "-" + std::to_string(++n);
@@ -78,14 +76,15 @@ struct HolderNode {
   explicit HolderNode(uint16_t owner_port) {
     char tmpl[] = "/tmp/wp-holder-XXXXXX";
     dir = mkdtemp(tmpl);
-    std::ofstream(dir + "/a.yaml") << "node: " << name << "\n"
-                                   << "log: {level: info}\nstats_interval: 0\nshutdown_grace: 1s\n"
-                                   << "cluster: {heartbeat: 200ms, timeout: 1s, peers: [\"127.0.0.1:"
-                                   << owner_port << "\"]}\n"
-                                   << "server: {listen: \"127.0.0.1:" << http_port << "\"}\n"
-                                   // The HTTP API takes only pool names this node has. No
-                                   // warm sandbox here: placement prefers B's idle one.
-                                   << "pools:\n  - {name: rem, backend: sim, enabled: false, max_size: 1}\n";
+    std::ofstream(dir + "/a.yaml")
+      << "node: " << name << "\n"
+      << "log: {level: info}\nstats_interval: 0\nshutdown_grace: 1s\n"
+      << "cluster: {heartbeat: 200ms, timeout: 1s, peers: [\"127.0.0.1:" << owner_port << "\"]}\n"
+      << "server: {listen: \"127.0.0.1:" << http_port
+      << "\"}\n"
+      // The HTTP API takes only pool names this node has. No
+      // warm sandbox here: placement prefers B's idle one.
+      << "pools:\n  - {name: rem, backend: sim, enabled: false, max_size: 1}\n";
     pid = fork();
     if (pid == 0) {
       auto log = dir + "/a.log";
@@ -201,10 +200,12 @@ TEST(ClusterHolderLoss, LeaseOfAKilledNodeReturnsToTheOwnersPoolReset) {
   EXPECT_EQ(b.stats("rem").leased, 1u);
 
   a.kill_now();
-  EXPECT_TRUE(back_in_pool(b)) << "B's sandbox is still booked for the killed node: leased " << b.stats("rem").leased;
+  EXPECT_TRUE(back_in_pool(b)) << "B's sandbox is still booked for the killed node: leased "
+                               << b.stats("rem").leased;
   // Back in service, and reset: what the dead holder left is gone.
   auto mine = b.acquire("rem", duration{5000});
-  EXPECT_EQ(mine.exec(sh("test -e left-behind.txt && echo present || echo gone")).stdout_data, "gone\n");
+  EXPECT_EQ(mine.exec(sh("test -e left-behind.txt && echo present || echo gone")).stdout_data,
+            "gone\n");
   mine.release();
   b.stop();
 }
@@ -272,11 +273,13 @@ TEST(ClusterHolderLoss, ASandboxServedToTheWaiterOfANodeThatLeftComesBack) {
   a.stop();
   EXPECT_THROW(waiting.get(), Error); // A's caller hears that its engine stopped
   mine.release(); // B's sandbox goes to the first waiter: A's, whose node is gone
-  EXPECT_TRUE(wait_until(30s, [&] {
-    auto s = b.stats("rem");
-    return s.leased == 0 && s.idle == 1 && s.waiting == 0;
-  })) << "B's sandbox went to the departed node's waiter and stayed booked: leased "
-      << b.stats("rem").leased;
+  EXPECT_TRUE(wait_until(30s,
+                         [&] {
+                           auto s = b.stats("rem");
+                           return s.leased == 0 && s.idle == 1 && s.waiting == 0;
+                         }))
+    << "B's sandbox went to the departed node's waiter and stayed booked: leased "
+    << b.stats("rem").leased;
   b.stop();
 }
 

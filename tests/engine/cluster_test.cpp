@@ -41,7 +41,7 @@ TEST(ClusterPlacement, MostIdleThenMostRoomThenShortestQueueLocalFirst) {
   EXPECT_EQ(choose_node(views, "a", "py"), "a"); // equal with this node: this node
   for (auto& kv : views)
     kv.second = view_of(0, 4, 4, kv.first == "a" ? 3 : 1);
-  EXPECT_EQ(choose_node(views, "a", "py"), "b"); // all full: shortest queue
+  EXPECT_EQ(choose_node(views, "a", "py"), "b");   // all full: shortest queue
   EXPECT_EQ(choose_node(views, "a", "other"), ""); // nobody has that pool
 }
 
@@ -56,7 +56,8 @@ TEST(ClusterPlacement, PlacementsSinceTheLastSummaryCount) {
   EXPECT_EQ(choose_node(views, "a", "py"), "a"); // both full, a's queue is shorter
 }
 
-EngineConfig node(const std::string& name, const std::string& pool, std::vector<std::string> peers) {
+EngineConfig node(const std::string& name, const std::string& pool,
+                  std::vector<std::string> peers) {
   EngineConfig cfg;
   cfg.node = name;
   cfg.log.level = "warn";
@@ -72,7 +73,6 @@ EngineConfig node(const std::string& name, const std::string& pool, std::vector<
   return cfg;
 }
 
-
 TEST(ClusterEngines, APoolOnlyThePeerHasIsServedThereAndRunsRemotely) {
   auto port = std::to_string(free_port());
   auto bcfg = node("b", "rem", {});
@@ -84,8 +84,9 @@ TEST(ClusterEngines, APoolOnlyThePeerHasIsServedThereAndRunsRemotely) {
   std::vector<PoolStats> all;
   for (;;) {
     all = a.stats();
-    bool b_warm = std::any_of(all.begin(), all.end(),
-                              [](auto& s) { return s.node == "b" && s.name == "rem" && s.idle >= 1; });
+    bool b_warm = std::any_of(all.begin(), all.end(), [](auto& s) {
+      return s.node == "b" && s.name == "rem" && s.idle >= 1;
+    });
     if (b_warm || std::chrono::steady_clock::now() > deadline)
       break;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -157,7 +158,7 @@ TEST(ClusterEngines, StopsWhileAPeerAcceptsButNeverAnswers) {
   {
     auto stopped = std::async(std::launch::async, [&] {
       Engine a{node("a", "loc", {silent})};
-      a.acquire("loc", duration{5000}).release(); // the engine serves meanwhile
+      a.acquire("loc", duration{5000}).release();                  // the engine serves meanwhile
       std::this_thread::sleep_for(std::chrono::milliseconds(300)); // the connect is stuck
       a.stop();
     });

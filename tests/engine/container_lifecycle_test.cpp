@@ -24,7 +24,8 @@ TEST_F(ContainerLifecycle, LeaseThenReleaseResetsAndReturnsToIdle) {
   start();
   auto li = acquire_ok();
   EXPECT_EQ(stats().leased, 1u);
-  auto w = ask<ok_atom>(li.handle, write_atom::value, li.id, std::string{"a.txt"}, std::string{"x"});
+  auto w =
+    ask<ok_atom>(li.handle, write_atom::value, li.id, std::string{"a.txt"}, std::string{"x"});
   ASSERT_TRUE(w && *w);
   release(li);
   auto s = stats();
@@ -185,7 +186,7 @@ TEST_F(ContainerLifecycle, ProbeFailureLeadsToReplacement) {
   auto s = stats();
   EXPECT_EQ(s.probe_failures, 1u);
   EXPECT_EQ(count(s, "suspect"), 1u); // out of rotation after one failure
-  advance(1s); // quick re-probe fails again: replaced
+  advance(1s);                        // quick re-probe fails again: replaced
   s = stats();
   EXPECT_EQ(retired(s, "unhealthy"), 1u);
   EXPECT_EQ(s.idle, 1u);
@@ -221,7 +222,7 @@ TEST_F(ContainerLifecycle, SuspectSandboxIsNeverLeased) {
   EXPECT_EQ(count(stats(), "suspect"), 1u);
   auto r = acquire_async(5s);
   EXPECT_FALSE(r->has_value()); // waits instead of getting the suspect sandbox
-  advance(1s); // the re-probe passes: back in rotation, serves the waiter
+  advance(1s);                  // the re-probe passes: back in rotation, serves the waiter
   ASSERT_TRUE(*r && **r);
 }
 

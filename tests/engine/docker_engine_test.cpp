@@ -36,8 +36,10 @@ namespace {
 bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
-    if (pred()) return true;
-    if (std::chrono::steady_clock::now() >= deadline) return false;
+    if (pred())
+      return true;
+    if (std::chrono::steady_clock::now() >= deadline)
+      return false;
     std::this_thread::sleep_for(50ms);
   }
 }
@@ -63,13 +65,16 @@ struct DockerEngine : ::testing::Test {
   }
 
   void TearDown() override {
-    if (!client) return; // skipped
-    engine.reset();       // stop(): the engine sweeps its own instance
+    if (!client)
+      return;       // skipped
+    engine.reset(); // stop(): the engine sweeps its own instance
     auto left = containers({"warmpool.node=" + node});
     EXPECT_TRUE(left.empty()) << left.size() << " containers of node " << node << " left behind";
     std::set<std::string> instances;
-    for (const auto& ct : left) instances.insert(ct["Labels"].value("warmpool.instance", ""));
-    for (const auto& inst : instances) DockerBackend::remove_instance(inst);
+    for (const auto& ct : left)
+      instances.insert(ct["Labels"].value("warmpool.instance", ""));
+    for (const auto& inst : instances)
+      DockerBackend::remove_instance(inst);
   }
 
   /// A docker pool with small limits and no periodic probes.
@@ -178,10 +183,13 @@ TEST_F(DockerEngine, AgeAndIdleExpiryWithRealContainers) {
 
   // Grow the pool to 3, then give all back: two are surplus above min_idle.
   std::vector<Lease> leases;
-  for (int i = 0; i < 3; ++i) leases.push_back(e.acquire("bb"));
+  for (int i = 0; i < 3; ++i)
+    leases.push_back(e.acquire("bb"));
   std::set<std::string> initial;
-  for (auto& l : leases) initial.insert(l.container_id());
-  for (auto& l : leases) l.release();
+  for (auto& l : leases)
+    initial.insert(l.container_id());
+  for (auto& l : leases)
+    l.release();
 
   ASSERT_TRUE(eventually([&] { return stats().retired["idle_timeout"] >= 2; }, 30s))
     << "surplus idle containers were not retired";
@@ -271,7 +279,8 @@ struct WarmpoolProcess {
     posix_spawn_file_actions_adddup2(&fa, 1, 2);
     std::vector<std::string> args{bin, "run", "--config", yaml};
     std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
+    for (auto& a : args)
+      argv.push_back(a.data());
     argv.push_back(nullptr);
     ASSERT_EQ(posix_spawn(&pid, bin.c_str(), &fa, nullptr, argv.data(), environ), 0) << bin;
     posix_spawn_file_actions_destroy(&fa);
@@ -280,7 +289,8 @@ struct WarmpoolProcess {
   bool exited() { return pid > 0 && waitpid(pid, nullptr, WNOHANG) == pid; }
 
   void kill_hard() {
-    if (pid <= 0) return;
+    if (pid <= 0)
+      return;
     kill(pid, SIGKILL);
     waitpid(pid, nullptr, 0);
     pid = 0;
@@ -293,7 +303,8 @@ struct WarmpoolProcess {
 
   ~WarmpoolProcess() {
     kill_hard();
-    if (dir.empty()) return;
+    if (dir.empty())
+      return;
     std::remove(yaml.c_str());
     std::remove(log.c_str());
     rmdir(dir.c_str());
@@ -322,7 +333,8 @@ TEST_F(DockerEngine, EngineKilledWithSigkillIsReapedAtNextStart) {
   engine = std::make_unique<Engine>(cfg);
   for (const auto& ct : containers({"warmpool.node=" + node})) {
     auto inst = ct["Labels"].value("warmpool.instance", "");
-    EXPECT_FALSE(dead.count(inst)) << "container " << name_of(ct) << " of the dead instance survived";
+    EXPECT_FALSE(dead.count(inst))
+      << "container " << name_of(ct) << " of the dead instance survived";
     EXPECT_EQ(inst, engine->instance());
   }
   EXPECT_TRUE(engine->wait_ready(60s));
@@ -336,12 +348,14 @@ TEST_F(DockerEngine, StartingBesideARunningWarmpoolLeavesItsSandboxesAlone) {
   auto theirs = [&] {
     std::set<std::string> ids;
     for (const auto& ct : containers({"warmpool.node=" + node}))
-      if (ct.value("State", "") == "running") ids.insert(ct.value("Id", ""));
+      if (ct.value("State", "") == "running")
+        ids.insert(ct.value("Id", ""));
     return ids;
   };
   ASSERT_TRUE(eventually([&] { return theirs().size() >= 2 || other.exited(); }, 60s) &&
               theirs().size() >= 2)
-      << "warmpool run did not start 2 containers; its output:\n" << other.output();
+    << "warmpool run did not start 2 containers; its output:\n"
+    << other.output();
   auto before = theirs();
 
   add_pool(kBusybox, 1, 1);
@@ -361,7 +375,7 @@ TEST_F(DockerEngine, StartingBesideARunningWarmpoolLeavesItsSandboxesAlone) {
   start();
   for (const auto& ct : containers({"warmpool.node=" + node}))
     EXPECT_EQ(ct["Labels"].value("warmpool.instance", ""), engine->instance())
-        << "container " << name_of(ct) << " of the killed warmpool survived the next start";
+      << "container " << name_of(ct) << " of the killed warmpool survived the next start";
 }
 
 TEST_F(DockerEngine, WarmupCreatesContainersInParallel) {
@@ -383,12 +397,15 @@ TEST_F(DockerEngine, WarmupCreatesContainersInParallel) {
   EXPECT_EQ(s.total, 6u);
   std::set<std::string> ids;
   for (const auto& ct : containers({"warmpool.instance=" + engine->instance()}))
-    if (ct.value("State", "") == "running") ids.insert(ct.value("Id", ""));
+    if (ct.value("State", "") == "running")
+      ids.insert(ct.value("Id", ""));
   EXPECT_EQ(ids.size(), 6u);
   // Every one of them is a working sandbox.
   std::vector<Lease> leases;
-  for (int i = 0; i < 6; ++i) leases.push_back(engine->acquire("bb", duration{5000}));
-  for (auto& l : leases) EXPECT_EQ(l.exec(sh("echo up")).stdout_data, "up\n");
+  for (int i = 0; i < 6; ++i)
+    leases.push_back(engine->acquire("bb", duration{5000}));
+  for (auto& l : leases)
+    EXPECT_EQ(l.exec(sh("echo up")).stdout_data, "up\n");
 }
 
 } // namespace

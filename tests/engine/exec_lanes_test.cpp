@@ -31,8 +31,10 @@ constexpr auto kBound = 60s; // a step that takes longer failed (instead of hang
 bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout = kBound) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
-    if (pred()) return true;
-    if (std::chrono::steady_clock::now() >= deadline) return false;
+    if (pred())
+      return true;
+    if (std::chrono::steady_clock::now() >= deadline)
+      return false;
     std::this_thread::sleep_for(20ms);
   }
 }
@@ -63,19 +65,22 @@ public:
 
   /// Whether command `i` is reading its FIFO now (and, from now on, held until release).
   bool reader_present(int i) {
-    if (writers_[i] >= 0) return true;
+    if (writers_[i] >= 0)
+      return true;
     writers_[i] = ::open(path(i).c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC); // ENXIO: no reader
     return writers_[i] >= 0;
   }
   int readers() {
     int n = 0;
-    for (size_t i = 0; i < writers_.size(); ++i) n += reader_present(static_cast<int>(i));
+    for (size_t i = 0; i < writers_.size(); ++i)
+      n += reader_present(static_cast<int>(i));
     return n;
   }
   /// Lets every held command finish (its `cat` reads end of file).
   void release() {
     for (auto& fd : writers_)
-      if (fd >= 0) ::close(fd), fd = -1;
+      if (fd >= 0)
+        ::close(fd), fd = -1;
   }
 
 private:
@@ -149,7 +154,8 @@ struct ExecLanes : ::testing::Test {
     ASSERT_TRUE(engine->wait_ready(kBound)) << "pools did not warm up";
 
     std::vector<Lease> a_leases;
-    for (int i = 0; i < blocked; ++i) a_leases.push_back(engine->acquire("a", 30s));
+    for (int i = 0; i < blocked; ++i)
+      a_leases.push_back(engine->acquire("a", 30s));
     std::vector<std::future<ExecResult>> a_runs;
     for (int i = 0; i < blocked; ++i)
       a_runs.push_back(a_leases[i].exec_future(sh("cat /latch/go-" + std::to_string(i), 300s)));
@@ -166,12 +172,14 @@ struct ExecLanes : ::testing::Test {
     EXPECT_TRUE(eventually([&] {
       auto s = engine->stats("b");
       return entered(s, "creating") > entered(before, "creating") && s.idle >= b.min_idle;
-    })) << "pool B did not create and warm a replacement";
+    }))
+      << "pool B did not create and warm a replacement";
     // Entered probing after the snapshot and idle again: a periodic probe ran to its end.
     EXPECT_TRUE(eventually([&] {
       auto s = engine->stats("b");
       return entered(s, "probing") > entered(before, "probing") && s.idle >= 1;
-    })) << "pool B's idle sandbox was never probed";
+    }))
+      << "pool B's idle sandbox was never probed";
 
     for (int i = 0; i < blocked; ++i)
       EXPECT_EQ(a_runs[i].wait_for(0s), std::future_status::timeout)

@@ -71,18 +71,19 @@ struct ExecutePath : ::testing::Test {
     ExecRequest req;
     req.argv = std::move(argv);
     std::promise<Outcome> done;
-    engine->execute_async("sim", req, {},
-                          [&done](ExecResult r, ExecuteInfo info, std::exception_ptr err) {
-                            Outcome o{std::move(r), std::move(info), Errc::none};
-                            try {
-                              if (err)
-                                std::rethrow_exception(err);
-                            } catch (const Error& e) {
-                              o.code = e.code();
-                            }
-                            done.set_value(std::move(o));
-                          },
-                          std::move(wanted));
+    engine->execute_async(
+      "sim", req, {},
+      [&done](ExecResult r, ExecuteInfo info, std::exception_ptr err) {
+        Outcome o{std::move(r), std::move(info), Errc::none};
+        try {
+          if (err)
+            std::rethrow_exception(err);
+        } catch (const Error& e) {
+          o.code = e.code();
+        }
+        done.set_value(std::move(o));
+      },
+      std::move(wanted));
     auto fut = done.get_future();
     EXPECT_EQ(fut.wait_for(10s), std::future_status::ready);
     return fut.get();
@@ -231,36 +232,44 @@ TEST_F(ExecutePath, EngineAndHttpAnswerTheSameFailuresWithTheSameCodes) {
   serve();
   // A pool nobody has.
   EXPECT_EQ(engine_code("nope", {"true"}), "unknown_pool");
-  EXPECT_EQ(http_code({{"pool", "nope"}, {"command", {"true"}}}), std::make_pair(404, std::string{"unknown_pool"}));
+  EXPECT_EQ(http_code({{"pool", "nope"}, {"command", {"true"}}}),
+            std::make_pair(404, std::string{"unknown_pool"}));
   // No command.
   EXPECT_EQ(engine_code("sim", {}), "invalid_request");
-  EXPECT_EQ(http_code({{"pool", "sim"}, {"command", json::array()}}), std::make_pair(400, std::string{"invalid_request"}));
+  EXPECT_EQ(http_code({{"pool", "sim"}, {"command", json::array()}}),
+            std::make_pair(400, std::string{"invalid_request"}));
   // The sandbox dies under the command.
   EXPECT_EQ(engine_code("sim", {"crash"}), "container_failed");
   ASSERT_TRUE(engine->wait_ready(10s));
-  EXPECT_EQ(http_code({{"pool", "sim"}, {"command", {"crash"}}}), std::make_pair(502, std::string{"container_failed"}));
+  EXPECT_EQ(http_code({{"pool", "sim"}, {"command", {"crash"}}}),
+            std::make_pair(502, std::string{"container_failed"}));
   ASSERT_TRUE(engine->wait_ready(10s));
   EXPECT_EQ(retired().count("dirty"), 0u); // it failed by itself; the dirty release found it gone
   // A command's failure and its timeout are results for both, and leave the sandbox alone.
   auto created = sim->created();
   EXPECT_EQ(engine_code("sim", {"exit", "3"}), "none");
-  EXPECT_EQ(http_code({{"pool", "sim"}, {"command", {"exit", "3"}}}), std::make_pair(200, std::string{"none"}));
+  EXPECT_EQ(http_code({{"pool", "sim"}, {"command", {"exit", "3"}}}),
+            std::make_pair(200, std::string{"none"}));
   EXPECT_EQ(engine_code("sim", {"hang"}), "none");
-  EXPECT_EQ(http_code({{"pool", "sim"}, {"command", {"hang"}}}), std::make_pair(504, std::string{"exec_timeout"}));
+  EXPECT_EQ(http_code({{"pool", "sim"}, {"command", {"hang"}}}),
+            std::make_pair(504, std::string{"exec_timeout"}));
   EXPECT_EQ(sim->created(), created);
   // Every sandbox is taken: both wait the pool's acquire_timeout, then the same code.
   {
     auto held = engine->acquire("sim");
     EXPECT_EQ(engine_code("sim", {"true"}), "pool_exhausted");
-    EXPECT_EQ(http_code({{"pool", "sim"}, {"command", {"true"}}}), std::make_pair(503, std::string{"pool_exhausted"}));
+    EXPECT_EQ(http_code({{"pool", "sim"}, {"command", {"true"}}}),
+              std::make_pair(503, std::string{"pool_exhausted"}));
   }
   // Counted as before, from the operation's info: every acquired sandbox (crash, exit 3,
   // hang), every command that answered (exit 3, hang).
   RawHttpClient c(port, 10s);
   auto m = c.request("GET", "/metrics").body;
   const std::string labels = "{node=\"test-node\",pool=\"sim\"} ";
-  EXPECT_NE(m.find("warmpool_acquire_duration_seconds_count" + labels + "3\n"), std::string::npos) << m;
-  EXPECT_NE(m.find("warmpool_exec_duration_seconds_count" + labels + "2\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("warmpool_acquire_duration_seconds_count" + labels + "3\n"), std::string::npos)
+    << m;
+  EXPECT_NE(m.find("warmpool_exec_duration_seconds_count" + labels + "2\n"), std::string::npos)
+    << m;
 }
 
 } // namespace

@@ -45,10 +45,14 @@ TEST(HttpBody, EmptyBodyMeansNoFields) {
 TEST(HttpBody, BadBodiesNameTheField) {
   EXPECT_NE(error_of("execute", "[1]").find("body: expected a JSON object"), std::string::npos);
   EXPECT_NE(error_of("execute", "{").find("body: invalid JSON"), std::string::npos);
-  EXPECT_NE(error_of("exec", R"({"comand":"ls"})").find("comand: unknown field"), std::string::npos);
-  EXPECT_NE(error_of("exec", R"({"command":[]})").find("command: must not be empty"), std::string::npos);
-  EXPECT_NE(error_of("lease", R"({"timeout":"25h"})").find("timeout: expected a duration"), std::string::npos);
-  EXPECT_NE(error_of("release", R"({"dirty":1})").find("dirty: expected true or false (got 1)"), std::string::npos);
+  EXPECT_NE(error_of("exec", R"({"comand":"ls"})").find("comand: unknown field"),
+            std::string::npos);
+  EXPECT_NE(error_of("exec", R"({"command":[]})").find("command: must not be empty"),
+            std::string::npos);
+  EXPECT_NE(error_of("lease", R"({"timeout":"25h"})").find("timeout: expected a duration"),
+            std::string::npos);
+  EXPECT_NE(error_of("release", R"({"dirty":1})").find("dirty: expected true or false (got 1)"),
+            std::string::npos);
 }
 
 // Regression: error messages dumped the offending value, and dump() recurses once per
@@ -71,7 +75,9 @@ TEST(HttpBody, NumberOverflowIsABadBodyNotACrash) {
 
 // Issue 16: code + language wherever a command is accepted.
 TEST(HttpBody, CodeWithLanguage) {
-  auto p = parse_request_body("execute", R"J({"pool":"py","language":"python","code":"print(6*7)","stdin":"x"})J");
+  auto p =
+    parse_request_body("execute",
+                       R"J({"pool":"py","language":"python","code":"print(6*7)","stdin":"x"})J");
   EXPECT_EQ(p.exec.language, "python");
   EXPECT_EQ(p.exec.code, "print(6*7)");
   EXPECT_TRUE(p.exec.argv.empty());
@@ -85,13 +91,17 @@ TEST(HttpBody, CodeWithLanguage) {
 TEST(HttpBody, CodeAndLanguageErrorsNameTheField) {
   EXPECT_EQ(error_of("execute", R"J({"language":"ruby","code":"puts 1"})J"),
             "language: unknown language \"ruby\" (known: \"python\")");
-  EXPECT_EQ(error_of("exec", R"J({"code":"print(1)"})J"), "language: required with code (\"python\")");
+  EXPECT_EQ(error_of("exec", R"J({"code":"print(1)"})J"),
+            "language: required with code (\"python\")");
   EXPECT_EQ(error_of("exec", R"J({"language":"python"})J"),
             "code: required with language (a string of source code)");
   EXPECT_EQ(error_of("exec", R"J({"language":"python","code":"1","command":"ls"})J"),
             "command: set either command, or code with language, not both");
-  EXPECT_EQ(error_of("exec", R"J({"language":"python","code":42})J"), "code: expected a string (got 42)");
-  EXPECT_EQ(error_of("exec", R"J({"language":["python"],"code":"1"})J"), "language: expected a string (got an array)");
-  EXPECT_EQ(error_of("exec", R"J({"language":"python","code":"a\u0000b"})J"), "code: must not contain a NUL character");
+  EXPECT_EQ(error_of("exec", R"J({"language":"python","code":42})J"),
+            "code: expected a string (got 42)");
+  EXPECT_EQ(error_of("exec", R"J({"language":["python"],"code":"1"})J"),
+            "language: expected a string (got an array)");
+  EXPECT_EQ(error_of("exec", R"J({"language":"python","code":"a\u0000b"})J"),
+            "code: must not contain a NUL character");
   EXPECT_NE(error_of("exec", "{}").find("or code with language"), std::string::npos);
 }

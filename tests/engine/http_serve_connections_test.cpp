@@ -189,8 +189,8 @@ TEST_F(HttpServeConnections, ClientThatHangsUpWaitingForASessionLeaseLeavesTheSe
   ASSERT_FALSE(a.empty());
 
   RawHttpClient quitter(port);
-  ASSERT_TRUE(quitter.send_only("POST", "/v1/leases",
-                                R"({"pool":"w","session":"s","timeout":"20s"})"));
+  ASSERT_TRUE(
+    quitter.send_only("POST", "/v1/leases", R"({"pool":"w","session":"s","timeout":"20s"})"));
   ASSERT_TRUE(pool_reaches([](const json& s) { return s.value("waiting", 0) == 1; }, 20s))
     << pool_stats().dump();
   quitter.close();
@@ -210,8 +210,8 @@ TEST_F(HttpServeConnections, ClientThatHangsUpWaitingForASessionLeaseLeavesTheSe
       break;
     std::this_thread::sleep_for(50ms);
   } while (std::chrono::steady_clock::now() < deadline);
-  EXPECT_EQ(r.status, 200) << "the session stayed held by the hung-up client's lease: "
-                           << r.failure << r.body;
+  EXPECT_EQ(r.status, 200) << "the session stayed held by the hung-up client's lease: " << r.failure
+                           << r.body;
   EXPECT_EQ(json::parse(r.body, nullptr, false).value("stdout", ""), "ok\n");
 }
 

@@ -79,7 +79,8 @@ struct LifecycleTable : ActorTest {
   /// Spawns the container; it starts creating when it first runs.
   void spawn(bool fresh = false) {
     fake = sys.spawn(stand_in_pool, rec);
-    container_params cp{"p-1", pc, backend, executor_, registry, fake, "node-1", "inst0001", fresh, nullptr};
+    container_params cp{"p-1", pc,       backend,    executor_, registry,
+                        fake,  "node-1", "inst0001", fresh,     nullptr};
     box = sys.spawn(container, cp);
     self->monitor(box);
   }

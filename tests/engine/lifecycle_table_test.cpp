@@ -292,8 +292,8 @@ TEST_F(LifecycleTable, SuspectOnMaxAgeRetires) {
 // -- the table itself -----------------------------------------------------------
 
 TEST_F(LifecycleTable, StatesKeepTheirStatsNames) {
-  const char* names[] = {"creating", "warming", "idle", "probing", "suspect", "leased",
-                         "resetting", "failed", "restarting", "retiring", "destroying", "gone"};
+  const char* names[] = {"creating",  "warming", "idle",       "probing",  "suspect",    "leased",
+                         "resetting", "failed",  "restarting", "retiring", "destroying", "gone"};
   for (size_t i = 0; i < cstate_count; ++i)
     EXPECT_STREQ(to_string(static_cast<cstate>(i)), names[i]);
 }

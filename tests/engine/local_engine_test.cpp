@@ -96,7 +96,8 @@ TEST_F(LocalEngine, TenantFilesAndProcessesAreGoneForTheNextLease) {
   auto ls = lease.exec(sh("ls -A /workspace"));
   EXPECT_EQ(ls.stdout_data, "");
   EXPECT_THROW(lease.read_file("secret.txt"), Error);
-  auto procs = lease.exec(sh("for p in /proc/[0-9]*; do cat $p/comm; done | grep -c sleep || true"));
+  auto procs =
+    lease.exec(sh("for p in /proc/[0-9]*; do cat $p/comm; done | grep -c sleep || true"));
   EXPECT_EQ(procs.stdout_data, "0\n");
 }
 
@@ -154,8 +155,10 @@ TEST_F(LocalEngine, SandboxThatHitItsMemoryLimitIsRetiredWithTheReasonInStats) {
   {
     auto lease = engine->acquire("sh");
     first = lease.container_id();
-    ExecRequest hog;  // 200 MiB, touched page by page
-    hog.argv = {"python3", "-c", "b = bytearray(200 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\nprint('kept')"};
+    ExecRequest hog; // 200 MiB, touched page by page
+    hog.argv = {
+      "python3", "-c",
+      "b = bytearray(200 << 20)\nfor i in range(0, len(b), 4096): b[i] = 1\nprint('kept')"};
     hog.timeout = 60s;
     auto r = lease.exec(hog);
     EXPECT_EQ(r.signal, SIGKILL) << r.stdout_data << r.stderr_data;

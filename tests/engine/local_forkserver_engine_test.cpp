@@ -32,7 +32,8 @@ struct LocalForkServerEngine : ::testing::Test {
   std::string bin_dir;
 
   void SetUp() override {
-    if (std::system("/usr/bin/python3 -c 'import json' >/dev/null 2>&1") != 0) GTEST_SKIP() << "no python3";
+    if (std::system("/usr/bin/python3 -c 'import json' >/dev/null 2>&1") != 0)
+      GTEST_SKIP() << "no python3";
     char tmpl[] = "/tmp/wp-fs-engine-XXXXXX";
     bin_dir = mkdtemp(tmpl);
     chmod(bin_dir.c_str(), 0755);
@@ -52,7 +53,8 @@ struct LocalForkServerEngine : ::testing::Test {
     cfg.pools.push_back(pc);
   }
   void TearDown() override {
-    if (!bin_dir.empty()) std::system(("rm -rf '" + bin_dir + "'").c_str());
+    if (!bin_dir.empty())
+      std::system(("rm -rf '" + bin_dir + "'").c_str());
   }
 };
 
@@ -66,7 +68,7 @@ TEST_F(LocalForkServerEngine, CodeRunsThroughExecuteAndLeases) {
   EXPECT_EQ(r.exit_code, 2);
   auto lease = engine.acquire("py", 10s);
   lease.write_file("mod.py", "X = 'from the workspace'\n");
-  r = lease.exec(py("import mod; print(mod.X)"));  // the cwd is first on sys.path, as for -c
+  r = lease.exec(py("import mod; print(mod.X)")); // the cwd is first on sys.path, as for -c
   EXPECT_EQ(r.stdout_data, "from the workspace\n") << r.stderr_data;
   lease.release();
   engine.stop();
@@ -77,30 +79,36 @@ TEST_F(LocalForkServerEngine, AServerThatCannotRestartFailsProbesAndIsRetired) {
   cfg.pools[0].health_check.failures = 1;
   Engine engine{cfg};
   ASSERT_TRUE(engine.wait_ready(60s));
-  ASSERT_EQ(unlink((bin_dir + "/python").c_str()), 0);  // no interpreter for a restart
+  ASSERT_EQ(unlink((bin_dir + "/python").c_str()), 0); // no interpreter for a restart
   // The idle sandbox's fork server dies (killed from the host, as the OOM killer might).
   int killed = 0;
   for (int i = 0; i < 100 && killed == 0; ++i) {
     DIR* d = opendir("/proc");
     while (dirent* e = d ? readdir(d) : nullptr) {
       std::string pid = e->d_name;
-      if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+      if (pid.find_first_not_of("0123456789") != std::string::npos)
+        continue;
       std::ifstream cmd("/proc/" + pid + "/cmdline");
       std::string argv0;
       std::getline(cmd, argv0, '\0');
-      if (argv0 == "/wpbin/python" && kill(std::stoi(pid), SIGKILL) == 0) ++killed;
+      if (argv0 == "/wpbin/python" && kill(std::stoi(pid), SIGKILL) == 0)
+        ++killed;
     }
-    if (d) closedir(d);
-    if (!killed) std::this_thread::sleep_for(50ms);
+    if (d)
+      closedir(d);
+    if (!killed)
+      std::this_thread::sleep_for(50ms);
   }
   ASSERT_EQ(killed, 1);
   auto retired = [&] {
     uint64_t n = 0;
     for (const auto& [reason, count] : engine.stats("py").retired)
-      if (reason.rfind("unhealthy", 0) == 0) n += count;
+      if (reason.rfind("unhealthy", 0) == 0)
+        n += count;
     return n;
   };
-  for (int i = 0; i < 300 && retired() == 0; ++i) std::this_thread::sleep_for(100ms);
+  for (int i = 0; i < 300 && retired() == 0; ++i)
+    std::this_thread::sleep_for(100ms);
   PoolStats s = engine.stats("py");
   EXPECT_GE(retired(), 1u);
   EXPECT_GE(s.probe_failures, 1u);

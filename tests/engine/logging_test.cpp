@@ -19,8 +19,8 @@ EngineConfig sim_engine(const std::string& level) {
 }
 
 std::shared_ptr<spdlog::logger> logger_into(std::ostringstream& out, const std::string& name) {
-  auto l = std::make_shared<spdlog::logger>(
-    name, std::make_shared<spdlog::sinks::ostream_sink_mt>(out));
+  auto l =
+    std::make_shared<spdlog::logger>(name, std::make_shared<spdlog::sinks::ostream_sink_mt>(out));
   l->set_level(spdlog::level::info);
   return l;
 }

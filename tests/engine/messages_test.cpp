@@ -163,7 +163,8 @@ TEST_F(Messages, ErrorsKeepCodeAndContextAcrossTheWire) {
 }
 
 TEST_F(Messages, ClusterCapacityRoundTrips) {
-  node_capacity x{"node-b", {pool_capacity{"py", 2, 3, 8, 1, 4, 99}, pool_capacity{"sh", 0, 0, 1, 0, 0, 0}}};
+  node_capacity x{"node-b",
+                  {pool_capacity{"py", 2, 3, 8, 1, 4, 99}, pool_capacity{"sh", 0, 0, 1, 0, 0, 0}}};
   auto y = round_trip(x);
   EXPECT_EQ(y, x);
   EXPECT_EQ(y.pools.at(0).served, 99u);
@@ -193,9 +194,8 @@ TEST_F(Messages, ActorHandlesRoundTripToTheSameActor) {
   // the very same actor; across nodes it becomes a proxy of it.
   // It must stay alive (an empty behavior would end it at once, and a dead actor's
   // handle deserializes as null): any non-empty behavior, under the handle type.
-  auto dummy = caf::actor_cast<cluster_actor>(sys.spawn([]() -> caf::behavior {
-    return {[](int) {}};
-  }));
+  auto dummy =
+    caf::actor_cast<cluster_actor>(sys.spawn([]() -> caf::behavior { return {[](int) {}}; }));
   cluster_hello h{cluster_protocol_version, "a", "", {}, dummy};
   auto y = round_trip(h);
   EXPECT_EQ(y.handle, dummy);
@@ -205,15 +205,15 @@ TEST_F(Messages, ActorHandlesRoundTripToTheSameActor) {
 // The wire names every node must agree on. Adding a type to register_types means adding
 // it here and giving it a round-trip test above.
 const std::set<std::string> kWireTypes = {
-  "warmpool.exec_request",   "warmpool.exec_result",        "warmpool.reset_report",
-  "warmpool.container_stats", "warmpool.pool_stats",        "warmpool.pool_stats_list",
-  "warmpool.acquire_request", "warmpool.lease_info",        "warmpool.probe_result",
-  "warmpool.lease_offer",
-  "warmpool.op_result",      "warmpool.container_report",   "warmpool.container_ref",
-  "warmpool.container_ref_list", "warmpool.pool_ref",       "warmpool.pool_ref_list",
-  "warmpool.duration",       "warmpool.container_actor",    "warmpool.pool_actor",
-  "warmpool.pool_capacity",  "warmpool.node_capacity",      "warmpool.cluster_hello",
-  "warmpool.connect_result", "warmpool.cluster_actor",     "warmpool.sandbox_lease_actor",
+  "warmpool.exec_request",        "warmpool.exec_result",        "warmpool.reset_report",
+  "warmpool.container_stats",     "warmpool.pool_stats",         "warmpool.pool_stats_list",
+  "warmpool.acquire_request",     "warmpool.lease_info",         "warmpool.probe_result",
+  "warmpool.lease_offer",         "warmpool.op_result",          "warmpool.container_report",
+  "warmpool.container_ref",       "warmpool.container_ref_list", "warmpool.pool_ref",
+  "warmpool.pool_ref_list",       "warmpool.duration",           "warmpool.container_actor",
+  "warmpool.pool_actor",          "warmpool.pool_capacity",      "warmpool.node_capacity",
+  "warmpool.cluster_hello",       "warmpool.connect_result",     "warmpool.cluster_actor",
+  "warmpool.sandbox_lease_actor",
 };
 
 TEST_F(Messages, EveryRegisteredTypeIsListedAndSerializable) {
@@ -240,7 +240,8 @@ TEST_F(Messages, EveryErrcHasANameAndAnExplanation) {
     auto code = static_cast<Errc>(i);
     EXPECT_STRNE(to_string(code), "unknown");
     EXPECT_GE(std::string{describe(code)}.size(), 8u);
-    EXPECT_EQ(to_exception(make_error(code, "ctx")).code(), code == Errc::none ? Errc::internal : code);
+    EXPECT_EQ(to_exception(make_error(code, "ctx")).code(),
+              code == Errc::none ? Errc::internal : code);
   }
 }
 

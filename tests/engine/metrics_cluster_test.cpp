@@ -32,8 +32,6 @@ namespace {
 using warmpool::testing::free_port;
 using warmpool::testing::wait_until;
 
-
-
 EngineConfig py_node(const std::string& name) {
   EngineConfig cfg;
   cfg.node = name + "-" + std::to_string(getpid());
@@ -53,7 +51,9 @@ struct Sample {
   std::string name;
   std::map<std::string, std::string> labels;
   double value = 0;
-  bool operator<(const Sample& o) const { return std::tie(name, labels) < std::tie(o.name, o.labels); }
+  bool operator<(const Sample& o) const {
+    return std::tie(name, labels) < std::tie(o.name, o.labels);
+  }
 };
 
 std::vector<Sample> parse_exposition(const std::string& text) {
@@ -96,10 +96,12 @@ TEST(ClusterMetrics, EverySeriesCarriesItsNodeAndNoneIsDuplicated) {
   client.set_read_timeout(30, 0);
   const auto& na = a.config().node;
   const auto& nb = b.config().node;
-  ASSERT_TRUE(wait_until(30s, [&] {
-    auto all = a.stats();
-    return all.size() == 2 && all[0].idle == 1 && all[1].idle == 1;
-  })) << "the two nodes did not both show a warm pool py";
+  ASSERT_TRUE(wait_until(30s,
+                         [&] {
+                           auto all = a.stats();
+                           return all.size() == 2 && all[0].idle == 1 && all[1].idle == 1;
+                         }))
+    << "the two nodes did not both show a warm pool py";
 
   // One lease on each node's sandbox, so the latency histograms have a series per node:
   // A's own first (this node first when equal), then B's once A's is taken.
@@ -133,7 +135,8 @@ TEST(ClusterMetrics, EverySeriesCarriesItsNodeAndNoneIsDuplicated) {
   ASSERT_FALSE(samples.empty());
   std::set<Sample> seen;
   for (auto& s : samples) {
-    EXPECT_TRUE(seen.insert(s).second) << "duplicate series " << s.name << " (Prometheus rejects the scrape)";
+    EXPECT_TRUE(seen.insert(s).second)
+      << "duplicate series " << s.name << " (Prometheus rejects the scrape)";
     EXPECT_EQ(s.labels.count("node"), 1u) << s.name << " has no node label";
   }
   auto value = [&](const std::string& name, std::map<std::string, std::string> labels) {

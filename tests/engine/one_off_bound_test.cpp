@@ -59,7 +59,8 @@ TEST_F(OneOffBound, AcquireBeyondMaxFreshFailsAtItsDeadlineWithPoolExhausted) {
   ASSERT_TRUE(late->has_value());
   ASSERT_FALSE(**late);
   EXPECT_EQ(errc((*late)->error()), Errc::pool_exhausted);
-  EXPECT_NE(render((*late)->error()).find("max_fresh"), std::string::npos) << render((*late)->error());
+  EXPECT_NE(render((*late)->error()).find("max_fresh"), std::string::npos)
+    << render((*late)->error());
   EXPECT_EQ(stats().exhausted, 1u);
   EXPECT_EQ(backend->live(), 2u);
 }

@@ -61,7 +61,8 @@ struct DockerOneOffs : ::testing::Test {
     std::vector<std::future<Lease>> pending;
     AcquireOptions opts;
     opts.timeout = timeout;
-    for (int i = 0; i < n; ++i) pending.push_back(engine->acquire_future("burst", opts));
+    for (int i = 0; i < n; ++i)
+      pending.push_back(engine->acquire_future("burst", opts));
     burst_result out;
     std::atomic<bool> done{false};
     std::thread sampler([&] {
@@ -98,7 +99,8 @@ TEST_F(DockerOneOffs, FreshBurstCreatesAtMostMaxFreshOneOffContainers) {
   EXPECT_LE(r.most_containers, p.max_size + p.max_fresh);
   EXPECT_EQ(r.leases.size(), p.max_size + p.max_fresh);
   EXPECT_EQ(r.failures.size(), 12 - r.leases.size());
-  for (auto code : r.failures) EXPECT_EQ(code, Errc::pool_exhausted) << to_string(code);
+  for (auto code : r.failures)
+    EXPECT_EQ(code, Errc::pool_exhausted) << to_string(code);
   EXPECT_EQ(engine->stats("burst").fresh, p.max_fresh);
 }
 
@@ -111,7 +113,8 @@ TEST_F(DockerOneOffs, DisabledPoolBurstCreatesAtMostMaxFreshContainers) {
   EXPECT_LE(r.most_containers, p.max_fresh);
   EXPECT_EQ(r.leases.size(), p.max_fresh);
   EXPECT_EQ(r.failures.size(), 8 - r.leases.size());
-  for (auto code : r.failures) EXPECT_EQ(code, Errc::pool_exhausted) << to_string(code);
+  for (auto code : r.failures)
+    EXPECT_EQ(code, Errc::pool_exhausted) << to_string(code);
 }
 
 } // namespace

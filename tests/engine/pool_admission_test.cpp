@@ -173,10 +173,16 @@ caf::expected<lease_info> lease_reply(caf::scoped_actor& self) {
   caf::expected<lease_info> out{make_error(Errc::internal, "no reply")};
   bool done = false;
   while (!done)
-    self->receive([&](lease_info& li) { out = std::move(li); done = true; },
-                  [&](caf::error& e) { out = std::move(e); done = true; },
-                  [&](probe_result&) {},
-                  caf::after(std::chrono::seconds(0)) >> [&] { done = true; });
+    self->receive(
+      [&](lease_info& li) {
+        out = std::move(li);
+        done = true;
+      },
+      [&](caf::error& e) {
+        out = std::move(e);
+        done = true;
+      },
+      [&](probe_result&) {}, caf::after(std::chrono::seconds(0)) >> [&] { done = true; });
   return out;
 }
 

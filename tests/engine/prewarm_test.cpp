@@ -82,8 +82,8 @@ double hit_rate_after_step(PrewarmMode mode) {
     }
     return engine.stats("p").hits - hits0;
   };
-  run(40);              // the step: adaptation happens here
-  auto hits = run(60);  // adapted
+  run(40);             // the step: adaptation happens here
+  auto hits = run(60); // adapted
   return hits / 60.0;
 }
 

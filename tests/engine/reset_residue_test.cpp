@@ -37,8 +37,10 @@ std::string maker_binary() {
 bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
-    if (pred()) return true;
-    if (std::chrono::steady_clock::now() >= deadline) return false;
+    if (pred())
+      return true;
+    if (std::chrono::steady_clock::now() >= deadline)
+      return false;
     std::this_thread::sleep_for(50ms);
   }
 }
@@ -52,11 +54,10 @@ ExecRequest sh(const std::string& cmd) {
 
 // Creates a file, a hidden file and a nested directory the tenant then locks (chmod 000)
 // in each directory of $DIRS that exists and is writable.
-const char* kFillPlaces =
-    "for d in $DIRS; do [ -w $d ] || continue; "
-    "echo secret > $d/tenant-a-file && echo secret > $d/.tenant-a-hidden && "
-    "mkdir -p $d/tenant-a-dir/sub && echo secret > $d/tenant-a-dir/sub/f && "
-    "chmod 000 $d/tenant-a-dir/sub $d/tenant-a-dir || exit 1; done";
+const char* kFillPlaces = "for d in $DIRS; do [ -w $d ] || continue; "
+                          "echo secret > $d/tenant-a-file && echo secret > $d/.tenant-a-hidden && "
+                          "mkdir -p $d/tenant-a-dir/sub && echo secret > $d/tenant-a-dir/sub/f && "
+                          "chmod 000 $d/tenant-a-dir/sub $d/tenant-a-dir || exit 1; done";
 
 /// One pool of one sandbox on a real backend; the subclasses say which.
 class ResetResidue : public ::testing::Test {
@@ -95,31 +96,37 @@ protected:
   }
 
   /// The same, with `check_a` judging what tenant A's attempt did.
-  void expect_next_tenant_finds_nothing(const std::string& leave,
-                                        const std::function<void(Lease&, const ExecResult&)>& check_a) {
+  void
+  expect_next_tenant_finds_nothing(const std::string& leave,
+                                   const std::function<void(Lease&, const ExecResult&)>& check_a) {
     start();
-    if (HasFatalFailure()) return;
+    if (HasFatalFailure())
+      return;
     std::string first;
     {
       auto a = engine->acquire(pool().name);
       first = a.container_id();
       put_maker(a);
-      if (HasFatalFailure()) return;
+      if (HasFatalFailure())
+        return;
       check_a(a, a.exec(sh(leave)));
-      if (HasFatalFailure()) return;
+      if (HasFatalFailure())
+        return;
       a.release();
     }
     auto b = engine->acquire(pool().name);
-    ASSERT_EQ(b.container_id(), first) << "the reset retired the sandbox ("
-                                       << retirements() << ") instead of cleaning it";
+    ASSERT_EQ(b.container_id(), first)
+      << "the reset retired the sandbox (" << retirements() << ") instead of cleaning it";
     put_maker(b);
-    if (HasFatalFailure()) return;
+    if (HasFatalFailure())
+      return;
     EXPECT_EQ(probe(b), "") << "tenant B found tenant A's traces";
   }
 
   std::string retirements() {
     std::string out;
-    for (const auto& [why, n] : engine->stats(pool().name).retired) out += why + "=" + std::to_string(n) + " ";
+    for (const auto& [why, n] : engine->stats(pool().name).retired)
+      out += why + "=" + std::to_string(n) + " ";
     return out;
   }
 
@@ -131,13 +138,15 @@ protected:
     pool().min_idle = 2;
     pool().max_size = 2;
     start();
-    if (HasFatalFailure()) return;
+    if (HasFatalFailure())
+      return;
     auto a = engine->acquire(pool().name);
     auto b = engine->acquire(pool().name);
     ASSERT_NE(a.container_id(), b.container_id());
     put_maker(a);
     put_maker(b);
-    if (HasFatalFailure()) return;
+    if (HasFatalFailure())
+      return;
     for (const char* kind : {"posix-shm", "posix-mq", "sysv-shm", "sysv-sem", "sysv-msg"}) {
       auto r = a.exec(sh(make(kind)));
       ASSERT_EQ(r.exit_code, 0) << kind << ": " << r.stderr_data;
@@ -166,8 +175,12 @@ protected:
   }
 };
 
-TEST_F(LocalReset, RemovesPosixSharedMemory) { expect_next_tenant_finds_nothing(make("posix-shm")); }
-TEST_F(LocalReset, RemovesPosixMessageQueues) { expect_next_tenant_finds_nothing(make("posix-mq")); }
+TEST_F(LocalReset, RemovesPosixSharedMemory) {
+  expect_next_tenant_finds_nothing(make("posix-shm"));
+}
+TEST_F(LocalReset, RemovesPosixMessageQueues) {
+  expect_next_tenant_finds_nothing(make("posix-mq"));
+}
 TEST_F(LocalReset, RemovesSysVSharedMemory) { expect_next_tenant_finds_nothing(make("sysv-shm")); }
 TEST_F(LocalReset, RemovesSysVSemaphores) { expect_next_tenant_finds_nothing(make("sysv-sem")); }
 TEST_F(LocalReset, RemovesSysVMessageQueues) { expect_next_tenant_finds_nothing(make("sysv-msg")); }
@@ -180,9 +193,15 @@ TEST_F(LocalReset, TenantCannotStoreAKeyInTheKernelKeyringForTheNextTenant) {
     EXPECT_NE(r.stderr_data.find("Operation not permitted"), std::string::npos) << r.stderr_data;
   });
 }
-TEST_F(LocalReset, KillsAProcessThatCalledSetsid) { expect_next_tenant_finds_nothing(make("setsid")); }
-TEST_F(LocalReset, KillsADoubleForkedDaemon) { expect_next_tenant_finds_nothing(make("double-fork")); }
-TEST_F(LocalReset, ConcurrentSandboxesShareNoIpcObjects) { expect_concurrent_sandboxes_share_no_ipc(); }
+TEST_F(LocalReset, KillsAProcessThatCalledSetsid) {
+  expect_next_tenant_finds_nothing(make("setsid"));
+}
+TEST_F(LocalReset, KillsADoubleForkedDaemon) {
+  expect_next_tenant_finds_nothing(make("double-fork"));
+}
+TEST_F(LocalReset, ConcurrentSandboxesShareNoIpcObjects) {
+  expect_concurrent_sandboxes_share_no_ipc();
+}
 TEST_F(LocalReset, RemovesFilesFromEveryWritablePlace) {
   expect_next_tenant_finds_nothing(std::string("DIRS='/tmp /workspace /dev/shm'; ") + kFillPlaces);
 }
@@ -192,11 +211,11 @@ TEST_F(LocalReset, RemovesFilesFromEveryWritablePlace) {
 class DockerReset : public ResetResidue {
 protected:
   std::string node;
-  std::vector<std::string> images;  // made by the test, removed at the end
+  std::vector<std::string> images; // made by the test, removed at the end
 
   void SetUp() override {
     std::string why = warmpool::testing::docker_problem();
-    ASSERT_TRUE(why.empty()) << "these tests need dockerd: " << why;  // never a silent skip
+    ASSERT_TRUE(why.empty()) << "these tests need dockerd: " << why; // never a silent skip
     node = "residue-dk-" + warmpool::testing::random_suffix();
     cfg.node = node;
     cfg.agent_path = WARMPOOL_AGENT_BIN;
@@ -218,10 +237,13 @@ protected:
 
   void TearDown() override {
     engine.reset();
-    if (node.empty()) return;
+    if (node.empty())
+      return;
     docker::DockerClient c;
-    for (const auto& ct : c.list({"warmpool.node=" + node})) c.remove(ct.value("Id", ""), true);
-    for (const auto& image : images) c.request("DELETE", "/images/" + image + "?force=1");
+    for (const auto& ct : c.list({"warmpool.node=" + node}))
+      c.remove(ct.value("Id", ""), true);
+    for (const auto& image : images)
+      c.request("DELETE", "/images/" + image + "?force=1");
   }
 
   /// The python image plus a file the tenant owns, as real images have (a dotfile in the
@@ -230,8 +252,10 @@ protected:
     docker::DockerClient c;
     std::string name = "warmpool-test-residue-" + warmpool::testing::random_suffix();
     json config = {{"Image", warmpool::testing::kPython},
-                   {"Cmd", {"sh", "-c", "echo 'export PS1=original' > /home/sandbox/.profile && "
-                                        "chown 1000:1000 /home/sandbox/.profile"}},
+                   {"Cmd",
+                    {"sh", "-c",
+                     "echo 'export PS1=original' > /home/sandbox/.profile && "
+                     "chown 1000:1000 /home/sandbox/.profile"}},
                    {"Labels", {{"warmpool.node", node}}}};
     std::string id = c.create_container(name + "-build", config);
     c.start(id);
@@ -244,26 +268,38 @@ protected:
   }
 };
 
-TEST_F(DockerReset, RemovesPosixSharedMemory) { expect_next_tenant_finds_nothing(make("posix-shm")); }
-TEST_F(DockerReset, RemovesPosixMessageQueues) { expect_next_tenant_finds_nothing(make("posix-mq")); }
+TEST_F(DockerReset, RemovesPosixSharedMemory) {
+  expect_next_tenant_finds_nothing(make("posix-shm"));
+}
+TEST_F(DockerReset, RemovesPosixMessageQueues) {
+  expect_next_tenant_finds_nothing(make("posix-mq"));
+}
 TEST_F(DockerReset, RemovesSysVSharedMemory) { expect_next_tenant_finds_nothing(make("sysv-shm")); }
 TEST_F(DockerReset, RemovesSysVSemaphores) { expect_next_tenant_finds_nothing(make("sysv-sem")); }
-TEST_F(DockerReset, RemovesSysVMessageQueues) { expect_next_tenant_finds_nothing(make("sysv-msg")); }
-TEST_F(DockerReset, KillsAProcessThatCalledSetsid) { expect_next_tenant_finds_nothing(make("setsid")); }
-TEST_F(DockerReset, KillsADoubleForkedDaemon) { expect_next_tenant_finds_nothing(make("double-fork")); }
-TEST_F(DockerReset, ConcurrentSandboxesShareNoIpcObjects) { expect_concurrent_sandboxes_share_no_ipc(); }
+TEST_F(DockerReset, RemovesSysVMessageQueues) {
+  expect_next_tenant_finds_nothing(make("sysv-msg"));
+}
+TEST_F(DockerReset, KillsAProcessThatCalledSetsid) {
+  expect_next_tenant_finds_nothing(make("setsid"));
+}
+TEST_F(DockerReset, KillsADoubleForkedDaemon) {
+  expect_next_tenant_finds_nothing(make("double-fork"));
+}
+TEST_F(DockerReset, ConcurrentSandboxesShareNoIpcObjects) {
+  expect_concurrent_sandboxes_share_no_ipc();
+}
 TEST_F(DockerReset, RemovesFilesFromEveryWritablePlace) {
   expect_next_tenant_finds_nothing(std::string("DIRS='/tmp /workspace /dev/shm'; ") + kFillPlaces);
 }
 TEST_F(DockerReset, PutsAWritableRootBackForTheNextTenant) {
-  pool().read_only_root = false;  // /var/tmp, /run/lock and the tenant's home are writable
+  pool().read_only_root = false; // /var/tmp, /run/lock and the tenant's home are writable
   expect_next_tenant_finds_nothing(
-      std::string("DIRS='/tmp /workspace /dev/shm /var/tmp /run/lock /home/sandbox'; ") + kFillPlaces +
-      "; chmod 000 /home/sandbox");
+    std::string("DIRS='/tmp /workspace /dev/shm /var/tmp /run/lock /home/sandbox'; ") +
+    kFillPlaces + "; chmod 000 /home/sandbox");
 }
 
 TEST_F(DockerReset, RemovesExtendedAttributesFromTheTenantsHome) {
-  pool().read_only_root = false;  // the tenant owns /home/sandbox, so it may set user.* there
+  pool().read_only_root = false; // the tenant owns /home/sandbox, so it may set user.* there
   expect_next_tenant_finds_nothing(make("xattr /home/sandbox"));
 }
 
@@ -271,7 +307,8 @@ TEST_F(DockerReset, ResidueItCannotCleanRetiresTheSandbox) {
   pool().image = image_with_tenant_owned_file();
   pool().read_only_root = false;
   start();
-  if (HasFatalFailure()) return;
+  if (HasFatalFailure())
+    return;
   std::string first;
   {
     auto a = engine->acquire(pool().name);
@@ -280,8 +317,9 @@ TEST_F(DockerReset, ResidueItCannotCleanRetiresTheSandbox) {
     ASSERT_EQ(r.exit_code, 0) << r.stderr_data;
     a.release();
   }
-  ASSERT_TRUE(eventually([&] { return engine->stats(pool().name).retired["reset_residue"] == 1; }, 60s))
-      << "retirements: " << retirements();
+  ASSERT_TRUE(
+    eventually([&] { return engine->stats(pool().name).retired["reset_residue"] == 1; }, 60s))
+    << "retirements: " << retirements();
   auto b = engine->acquire(pool().name);
   EXPECT_NE(b.container_id(), first) << "a sandbox with residue was reused";
   auto r = b.exec(sh("cat /home/sandbox/.profile"));

@@ -15,8 +15,8 @@ const std::vector<std::string> kPools = {"general", "python", "legal", "gpu"};
 RoutingConfig rules() {
   RoutingConfig rc;
   rc.rules.push_back({{{"lang", "python"}}, "", "python"});
-  rc.rules.push_back({{}, "legal|case", "legal"});                       // seed 002's session patterns
-  rc.rules.push_back({{{"lang", "python"}, {"accel", "gpu"}}, "", "gpu"});  // shadowed by rule 0
+  rc.rules.push_back({{}, "legal|case", "legal"}); // seed 002's session patterns
+  rc.rules.push_back({{{"lang", "python"}, {"accel", "gpu"}}, "", "gpu"}); // shadowed by rule 0
   rc.rules.push_back({{{"tier", "paid"}}, "^vip-", "gpu"});                // labels and session
   return rc;
 }
@@ -50,19 +50,21 @@ TEST(Router, UnknownExplicitPool) {
 
 TEST(Router, FirstRuleWhoseLabelsAllMatch) {
   Router r(rules(), kPools);
-  EXPECT_EQ(r.route("", {{"lang", "python"}, {"accel", "gpu"}}, ""), "python");  // rule 0 comes first
-  EXPECT_EQ(r.route("", {{"lang", "python3"}}, ""), "general");                  // values match exactly
-  EXPECT_EQ(r.route("", {{"tier", "paid"}}, ""), "general");                     // rule 3 also needs a session
+  EXPECT_EQ(r.route("", {{"lang", "python"}, {"accel", "gpu"}}, ""),
+            "python");                                          // rule 0 comes first
+  EXPECT_EQ(r.route("", {{"lang", "python3"}}, ""), "general"); // values match exactly
+  EXPECT_EQ(r.route("", {{"tier", "paid"}}, ""), "general");    // rule 3 also needs a session
 }
 
 TEST(Router, SessionPatternIsSearched) {
   Router r(rules(), kPools);
   EXPECT_EQ(r.route("", {}, "legal"), "legal");
-  EXPECT_EQ(r.route("", {}, "acme-case-17"), "legal");  // anywhere in the id (regex_search)
-  EXPECT_EQ(r.route("", {}, "Legal"), "general");       // case-sensitive
-  EXPECT_EQ(r.route("", {}, ""), "general");            // no session: session rules never match
+  EXPECT_EQ(r.route("", {}, "acme-case-17"), "legal"); // anywhere in the id (regex_search)
+  EXPECT_EQ(r.route("", {}, "Legal"), "general");      // case-sensitive
+  EXPECT_EQ(r.route("", {}, ""), "general");           // no session: session rules never match
   EXPECT_EQ(r.route("", {{"tier", "paid"}}, "vip-1"), "gpu");
-  EXPECT_EQ(r.route("", {{"tier", "paid"}}, "x-vip-1"), "general");  // anchored by the pattern itself
+  EXPECT_EQ(r.route("", {{"tier", "paid"}}, "x-vip-1"),
+            "general"); // anchored by the pattern itself
 }
 
 // Regression: regex_search recursed once per character of a client's session id, so a
@@ -71,13 +73,14 @@ TEST(Router, LongSessionIdIsRejectedNotMatched) {
   RoutingConfig rc;
   rc.rules.push_back({{}, "^case-.*$", "legal"});
   Router r(rc, kPools);
-  EXPECT_EQ(r.route("", {}, "case-" + std::string(1019, 'a')), "legal");  // 1024 bytes: fine
+  EXPECT_EQ(r.route("", {}, "case-" + std::string(1019, 'a')), "legal"); // 1024 bytes: fine
   try {
     r.route("", {}, "case-" + std::string(200000, 'a'));
     FAIL() << "a 200 kB session id was routed";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), Errc::invalid_request);
-    EXPECT_NE(std::string(e.what()).find("session: at most 1024 bytes"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("session: at most 1024 bytes"), std::string::npos)
+      << e.what();
   }
 }
 
@@ -92,11 +95,12 @@ TEST(Router, RejectsInvalidConfig) {
   RoutingConfig bad_regex = rules();
   bad_regex.rules[1].session = "(legal";
   EXPECT_EQ(error_of(bad_regex).rfind("routing.rules[1].session: invalid regex \"(legal\"", 0), 0u)
-      << error_of(bad_regex);
+    << error_of(bad_regex);
 
   RoutingConfig bad_default;
   bad_default.default_pool = "nope";
-  EXPECT_EQ(error_of(bad_default), "routing.default_pool: no pool named \"nope\" (pools: general, python, legal, gpu)");
+  EXPECT_EQ(error_of(bad_default),
+            "routing.default_pool: no pool named \"nope\" (pools: general, python, legal, gpu)");
 
   RoutingConfig bad_pool = rules();
   bad_pool.rules[2].pool = "tpu";
@@ -116,9 +120,11 @@ TEST(Router, ConcurrentRoutesAgree) {
   for (int t = 0; t < 4; ++t)
     threads.emplace_back([&] {
       for (int i = 0; i < 2000; ++i)
-        if (r.route("", {}, "case-" + std::to_string(i)) != "legal") ++wrong;
+        if (r.route("", {}, "case-" + std::to_string(i)) != "legal")
+          ++wrong;
     });
-  for (auto& t : threads) t.join();
+  for (auto& t : threads)
+    t.join();
   EXPECT_EQ(wrong.load(), 0);
 }
 
@@ -135,7 +141,8 @@ routing:
     - {session: "legal|case", pool: local}
 )");
   std::vector<std::string> names;
-  for (const auto& p : cfg.pools) names.push_back(p.name);
+  for (const auto& p : cfg.pools)
+    names.push_back(p.name);
   Router r(cfg.routing, names);
   EXPECT_EQ(r.route("", {}, "legal-2024-17"), "local");
   EXPECT_EQ(r.route("", {}, "smith-case-3"), "local");

@@ -40,7 +40,8 @@ struct SessionTableTest : ::testing::Test {
   bool all_returned(duration limit = 5s) {
     auto deadline = std::chrono::steady_clock::now() + limit;
     while (std::chrono::steady_clock::now() < deadline) {
-      if (engine.stats("sim").leased == 0) return true;
+      if (engine.stats("sim").leased == 0)
+        return true;
       std::this_thread::sleep_for(10ms);
     }
     return false;
@@ -63,7 +64,7 @@ TEST_F(SessionTableTest, SameSessionKeepsItsSandboxAndFiles) {
     EXPECT_EQ(h.lease->read_file("notes.txt"), "kept");
   }
   EXPECT_EQ(table.size(), 1u);
-  EXPECT_EQ(engine.stats("sim").leased, 1u);  // held between requests
+  EXPECT_EQ(engine.stats("sim").leased, 1u); // held between requests
 }
 
 TEST_F(SessionTableTest, DifferentSessionsGetDifferentSandboxes) {
@@ -71,7 +72,7 @@ TEST_F(SessionTableTest, DifferentSessionsGetDifferentSandboxes) {
   auto a = table.acquire("a", "sim", {});
   a.lease->write_file("secret", "a's");
   std::string ca = a.lease->container_id();
-  a = {};  // done with the request; the session keeps the sandbox
+  a = {}; // done with the request; the session keeps the sandbox
   auto b = table.acquire("b", "sim", {});
   EXPECT_NE(b.lease->container_id(), ca);
   EXPECT_THROW(b.lease->read_file("secret"), Error);
@@ -83,12 +84,12 @@ TEST_F(SessionTableTest, IdleSessionsGoBackToThePoolAfterTheTtl) {
   SessionTable table(engine, 200ms);
   { auto h = table.acquire("s1", "sim", {}); }
   { auto h = table.acquire("s2", "sim", {}); }
-  table.sweep();  // not idle long enough yet
+  table.sweep(); // not idle long enough yet
   EXPECT_EQ(table.size(), 2u);
   EXPECT_EQ(engine.stats("sim").leased, 2u);
 
   std::this_thread::sleep_for(250ms);
-  auto busy = table.acquire("s2", "sim", {});  // in use now: a sweep must not take it
+  auto busy = table.acquire("s2", "sim", {}); // in use now: a sweep must not take it
   table.sweep();
   EXPECT_EQ(table.size(), 1u);
   busy = {};
@@ -103,7 +104,7 @@ TEST_F(SessionTableTest, TtlCountsFromTheEndOfTheLastRequest) {
   SessionTable table(engine, 200ms);
   {
     auto h = table.acquire("s", "sim", {});
-    std::this_thread::sleep_for(300ms);  // a request longer than the TTL
+    std::this_thread::sleep_for(300ms); // a request longer than the TTL
   }
   table.sweep();
   EXPECT_EQ(table.size(), 1u);
@@ -174,7 +175,8 @@ TEST_F(SessionTableTest, FailedAcquireKeepsNoSession) {
 
 TEST_F(SessionTableTest, ClearReleasesEverything) {
   SessionTable table(engine, 10min);
-  for (const char* s : {"a", "b", "c"}) table.acquire(s, "sim", {});
+  for (const char* s : {"a", "b", "c"})
+    table.acquire(s, "sim", {});
   EXPECT_EQ(engine.stats("sim").leased, 3u);
   table.clear();
   EXPECT_EQ(table.size(), 0u);
@@ -190,11 +192,14 @@ TEST_F(SessionTableTest, ConcurrentSessions) {
       std::string session = "s" + std::to_string(t % 2), mine;
       for (int i = 0; i < 20; ++i) {
         auto h = table.acquire(session, "sim", {});
-        h.lease->write_file("owner", std::to_string(t));  // under the session lock: nobody else writes
-        if (h.lease->read_file("owner") != std::to_string(t)) ++wrong;
+        h.lease->write_file("owner",
+                            std::to_string(t)); // under the session lock: nobody else writes
+        if (h.lease->read_file("owner") != std::to_string(t))
+          ++wrong;
       }
     });
-  for (auto& th : threads) th.join();
+  for (auto& th : threads)
+    th.join();
   EXPECT_EQ(wrong.load(), 0);
   EXPECT_EQ(table.size(), 2u);
 }
@@ -237,12 +242,13 @@ TEST_F(SessionTableTest, CheckedOutSandboxIsTheSessionsAndComesBackOnCheckIn) {
   EXPECT_EQ(held.container_id(), container);
   EXPECT_EQ(held.read_file("notes.txt"), "kept");
   held.write_file("more.txt", "from the lease");
-  try {  // refused, not queued behind a lease that may be held for minutes
+  try { // refused, not queued behind a lease that may be held for minutes
     table.acquire("s", "sim", of_tenant("t"));
     FAIL() << "no error";
   } catch (const Error& e) {
     EXPECT_EQ(e.code(), Errc::invalid_request);
-    EXPECT_NE(std::string(e.what()).find("held as lease \"" + held.id() + "\""), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("held as lease \"" + held.id() + "\""), std::string::npos)
+      << e.what();
   }
   EXPECT_THROW(table.check_out("s", "sim", of_tenant("t")), Error);
 
@@ -273,7 +279,7 @@ TEST_F(SessionTableTest, CheckedOutSessionDoesNotExpireAndItsTtlRestartsAtCheckI
   EXPECT_EQ(table.size(), 1u);
   table.check_in("", "s", std::move(held), false);
   table.sweep();
-  EXPECT_EQ(table.size(), 1u);  // idle from the check-in, not from the check-out
+  EXPECT_EQ(table.size(), 1u); // idle from the check-in, not from the check-out
   std::this_thread::sleep_for(600ms);
   table.sweep();
   EXPECT_EQ(table.size(), 0u);
@@ -284,7 +290,7 @@ TEST_F(SessionTableTest, CheckInAfterTheSessionEndedReturnsTheSandboxToItsPool) 
   SessionTable table(engine, 10min);
   Lease held = table.check_out("s", "sim", {});
   table.clear();
-  EXPECT_EQ(engine.stats("sim").leased, 1u);  // still held by the lease
+  EXPECT_EQ(engine.stats("sim").leased, 1u); // still held by the lease
   table.check_in("", "s", std::move(held), false);
   EXPECT_TRUE(all_returned());
   EXPECT_EQ(table.size(), 0u);

@@ -20,8 +20,12 @@ struct Supervisor : ActorTest {
     supervisor_params sp;
     sp.cfg = ecfg;
     sp.directory = directory;
-    pool_params pp{std::shared_ptr<const PoolConfig>(ecfg, &ecfg->pools[0]), backend, executor_, registry,
-                   "node-1", "inst0001"};
+    pool_params pp{std::shared_ptr<const PoolConfig>(ecfg, &ecfg->pools[0]),
+                   backend,
+                   executor_,
+                   registry,
+                   "node-1",
+                   "inst0001"};
     sp.pools.emplace(pc->name, pp);
     sup = sys.spawn(supervisor, sp);
     run();
@@ -79,7 +83,8 @@ TEST_F(Supervisor, ShutdownDestroysEverySandboxAndRefusesAcquires) {
   ASSERT_TRUE(held && *held);
   auto done = ask_async<ok_atom>(sup, shutdown_atom::value);
   run();
-  auto refused = ask<lease_info>(sup, acquire_atom::value, acquire_request{"p", duration{-1}, "", ""});
+  auto refused =
+    ask<lease_info>(sup, acquire_atom::value, acquire_request{"p", duration{-1}, "", ""});
   ASSERT_TRUE(refused);
   ASSERT_FALSE(*refused);
   EXPECT_EQ(errc(refused->error()), Errc::shutting_down);

@@ -47,8 +47,9 @@ TEST(Tenants, EachTokenIdentifiesItsTenantAndTheAdminTokenTheAdmin) {
 
 TEST(Tenants, WrongMissingAndMalformedTokensIdentifyNobody) {
   Tenants t(two_tenants());
-  for (const char* header : {"", "Bearer", "Bearer ", "Bearer alice", "Bearer alice-t2", "Bearer alice-t ",
-                             "bearer alice-t", "Basic alice-t", "alice-t", "Bearer ALICE-T", "Bearer admin-"})
+  for (const char* header :
+       {"", "Bearer", "Bearer ", "Bearer alice", "Bearer alice-t2", "Bearer alice-t ",
+        "bearer alice-t", "Basic alice-t", "alice-t", "Bearer ALICE-T", "Bearer admin-"})
     EXPECT_FALSE(t.authenticate(header)) << "\"" << header << "\"";
 }
 
@@ -118,7 +119,7 @@ TEST(Tenants, OwnershipFollowsTheTenantAndTheAdminOwnsAll) {
   Principal alice{"alice", false}, admin{"", true};
   EXPECT_TRUE(alice.may_use("alice"));
   EXPECT_FALSE(alice.may_use("bob"));
-  EXPECT_FALSE(alice.may_use(""));  // the admin's own leases
+  EXPECT_FALSE(alice.may_use("")); // the admin's own leases
   EXPECT_TRUE(admin.may_use("bob"));
   EXPECT_TRUE(admin.may_use(""));
 }
@@ -133,7 +134,7 @@ TEST(Tenants, PoolStatsShowATenantOnlyItsOwnLeaseIds) {
   Tenants::redact(for_alice, Principal{"alice", false}, {"l-alice"});
   EXPECT_EQ(for_alice.containers[0].lease_id, "l-alice");
   EXPECT_EQ(for_alice.containers[1].lease_id, "");
-  EXPECT_EQ(for_alice.leased, 2u);  // counts are aggregates
+  EXPECT_EQ(for_alice.leased, 2u); // counts are aggregates
   PoolStats for_admin = s;
   Tenants::redact(for_admin, Principal{"", true}, {});
   EXPECT_EQ(for_admin.containers[1].lease_id, "l-bob");
@@ -144,5 +145,5 @@ TEST(Tenants, ConstantTimeComparisonMatchesOnlyTheWholeToken) {
   EXPECT_FALSE(equal_constant_time("secre", "secret"));
   EXPECT_FALSE(equal_constant_time("secretsecret", "secret"));
   EXPECT_FALSE(equal_constant_time("", "secret"));
-  EXPECT_FALSE(equal_constant_time("", ""));  // an unset token matches nothing
+  EXPECT_FALSE(equal_constant_time("", "")); // an unset token matches nothing
 }

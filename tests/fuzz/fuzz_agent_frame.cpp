@@ -34,21 +34,26 @@ namespace {
 
 // The agent's resolve_path() checks (agent/agent_main.cpp).
 void check_path(const std::string& path) {
-  if (path.empty()) throw BadRequest("field 'path' must not be empty");
-  if (path.find('\0') != std::string::npos) throw BadRequest("field 'path' contains a NUL byte");
+  if (path.empty())
+    throw BadRequest("field 'path' must not be empty");
+  if (path.find('\0') != std::string::npos)
+    throw BadRequest("field 'path' contains a NUL byte");
 }
 
 void check_timeout(const json& msg) {
   uint64_t t = proto::opt_uint(msg, "timeout_ms", 1000);
-  if (t == 0 || t > uint64_t(INT32_MAX)) throw BadRequest("field 'timeout_ms' out of range");
+  if (t == 0 || t > uint64_t(INT32_MAX))
+    throw BadRequest("field 'timeout_ms' out of range");
 }
 
 void agent_request(const std::string& payload) {
   try {
     json msg = json::parse(payload);
-    if (!msg.is_object()) return;
+    if (!msg.is_object())
+      return;
     auto id = msg.find("id");
-    if (id == msg.end() || id->is_structured()) return;  // the agent refuses these ids
+    if (id == msg.end() || id->is_structured())
+      return; // the agent refuses these ids
     std::string op = proto::req_string(msg, "op");
     if (op == "exec") {
       ExecRequest req = proto::exec_request_from_json(msg);
@@ -56,32 +61,41 @@ void agent_request(const std::string& payload) {
         bug("exec accepted", "not exactly one of argv/shell/language");
       if (!req.language.empty() && !proto::is_known_language(req.language))
         bug("exec accepted", "unknown language " + req.language);
-      if (req.code.find('\0') != std::string::npos) bug("exec accepted", "NUL byte in code");
-      if (req.language.empty() && !req.code.empty()) bug("exec accepted", "code without a language");
-      if (req.timeout.count() <= 0) bug("exec accepted", "non-positive timeout");
+      if (req.code.find('\0') != std::string::npos)
+        bug("exec accepted", "NUL byte in code");
+      if (req.language.empty() && !req.code.empty())
+        bug("exec accepted", "code without a language");
+      if (req.timeout.count() <= 0)
+        bug("exec accepted", "non-positive timeout");
       for (const auto& [k, v] : req.env)
-        if (k.empty() || k.find('=') != std::string::npos) bug("exec accepted", "bad env name " + k);
+        if (k.empty() || k.find('=') != std::string::npos)
+          bug("exec accepted", "bad env name " + k);
       // What the host sends must come back unchanged through the agent's parser.
       json again;
       proto::exec_request_to_json(req, again);
       ExecRequest back = proto::exec_request_from_json(again);
       if (back.argv != req.argv || back.shell != req.shell || back.stdin_data != req.stdin_data ||
           back.env != req.env || back.cwd != req.cwd || back.timeout != req.timeout ||
-          back.output_limit != req.output_limit || back.code != req.code || back.language != req.language)
+          back.output_limit != req.output_limit || back.code != req.code ||
+          back.language != req.language)
         bug("exec", "request does not survive a JSON round trip");
     } else if (op == "interpreter") {
       proto::InterpreterRequest req = proto::interpreter_request_from_json(msg);
-      if (req.command.empty()) bug("interpreter accepted", "empty command");
+      if (req.command.empty())
+        bug("interpreter accepted", "empty command");
       for (const auto& m : req.preload)
-        if (!proto::is_module_name(m)) bug("interpreter accepted", "bad module name " + m);
+        if (!proto::is_module_name(m))
+          bug("interpreter accepted", "bad module name " + m);
       for (const auto& a : req.command)
-        if (a.empty() || a.find('\0') != std::string::npos) bug("interpreter accepted", "bad command word");
-      if (req.timeout.count() <= 0) bug("interpreter accepted", "non-positive timeout");
+        if (a.empty() || a.find('\0') != std::string::npos)
+          bug("interpreter accepted", "bad command word");
+      if (req.timeout.count() <= 0)
+        bug("interpreter accepted", "non-positive timeout");
       json again;
       proto::interpreter_request_to_json(req, again);
       auto back = proto::interpreter_request_from_json(again);
-      if (back.language != req.language || back.command != req.command || back.preload != req.preload ||
-          back.timeout != req.timeout)
+      if (back.language != req.language || back.command != req.command ||
+          back.preload != req.preload || back.timeout != req.timeout)
         bug("interpreter", "request does not survive a JSON round trip");
     } else if (op == "read_file") {
       check_path(proto::req_string(msg, "path"));
@@ -92,10 +106,12 @@ void agent_request(const std::string& payload) {
       try {
         data = proto::base64_decode(proto::req_string(msg, "data"));
       } catch (const std::invalid_argument& e) {
-        if (dynamic_cast<const BadRequest*>(&e)) throw;
-        return;  // the agent answers invalid_request
+        if (dynamic_cast<const BadRequest*>(&e))
+          throw;
+        return; // the agent answers invalid_request
       }
-      if (proto::base64_decode(proto::base64_encode(data)) != data) bug("base64", "round trip");
+      if (proto::base64_decode(proto::base64_encode(data)) != data)
+        bug("base64", "round trip");
       proto::opt_uint(msg, "mode", 0644);
       check_timeout(msg);
     } else if (op == "reset") {
@@ -110,10 +126,13 @@ void agent_request(const std::string& payload) {
 
 // One AgentClient call answered by `reply` (a complete frame, written in advance).
 void host_reply(const std::string& frame, uint8_t which) {
-  if (frame.size() > 60000) return;  // must fit in the socket buffer: we write before reading
+  if (frame.size() > 60000)
+    return; // must fit in the socket buffer: we write before reading
   int sv[2];
-  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) bug("socketpair", "failed");
-  if (write(sv[1], frame.data(), frame.size()) != ssize_t(frame.size())) bug("write", "short");
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+    bug("socketpair", "failed");
+  if (write(sv[1], frame.data(), frame.size()) != ssize_t(frame.size()))
+    bug("write", "short");
   shutdown(sv[1], SHUT_WR);
   {
     AgentClient client(sv[0], sv[0]);
@@ -144,7 +163,7 @@ void host_reply(const std::string& frame, uint8_t which) {
     } catch (const std::exception& e) {
       bug("AgentClient let a non-Error exception escape", e.what());
     }
-  }  // closes sv[0]
+  } // closes sv[0]
   close(sv[1]);
 }
 
@@ -163,17 +182,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     size_t before = buf.size();
     auto st = proto::decode_frame(buf, payload);
     if (st != proto::DecodeStatus::ok) {
-      if (buf.size() != before) bug("decode_frame", "consumed input without a frame");
+      if (buf.size() != before)
+        bug("decode_frame", "consumed input without a frame");
       break;
     }
-    if (before - buf.size() != payload.size() + 4) bug("decode_frame", "consumed the wrong length");
+    if (before - buf.size() != payload.size() + 4)
+      bug("decode_frame", "consumed the wrong length");
     std::string again = proto::encode_frame_text(payload), back;
-    if (proto::decode_frame(again, back) != proto::DecodeStatus::ok || back != payload || !again.empty())
+    if (proto::decode_frame(again, back) != proto::DecodeStatus::ok || back != payload ||
+        !again.empty())
       bug("decode_frame", "frame round trip");
     agent_request(payload);
   }
 
   // The same bytes as an agent's reply to the host; the last byte picks the operation.
-  if (size > 0) host_reply(whole, data[size - 1]);
+  if (size > 0)
+    host_reply(whole, data[size - 1]);
   return 0;
 }

@@ -17,9 +17,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::map<std::string, std::string> env;
   for (size_t pos = 0; text.compare(pos, 5, "#env ") == 0;) {
     size_t end = text.find('\n', pos);
-    std::string line = text.substr(pos + 5, end == std::string::npos ? std::string::npos : end - pos - 5);
-    if (auto eq = line.find('='); eq != std::string::npos) env[line.substr(0, eq)] = line.substr(eq + 1);
-    if (end == std::string::npos) break;
+    std::string line =
+      text.substr(pos + 5, end == std::string::npos ? std::string::npos : end - pos - 5);
+    if (auto eq = line.find('='); eq != std::string::npos)
+      env[line.substr(0, eq)] = line.substr(eq + 1);
+    if (end == std::string::npos)
+      break;
     pos = end + 1;
   }
   try {

@@ -23,7 +23,8 @@ inline ExecRequest py_req(const std::string& code, duration timeout = duration(2
   return r;
 }
 
-inline ExecResult py(const PyRun& run, const std::string& code, duration timeout = duration(20000)) {
+inline ExecResult py(const PyRun& run, const std::string& code,
+                     duration timeout = duration(20000)) {
   return run(py_req(code, timeout));
 }
 
@@ -54,31 +55,37 @@ inline void check_semantics_match_python_c(const PyRun& run) {
   same("import sys; sys.exit('bye')");
   same("raise SystemExit");
   same("x = (");
-  same("def f():\n    raise ValueError('bad')\ntry:\n    f()\nexcept ValueError as e:\n    raise KeyError('k') from e\n");
+  same("def f():\n    raise ValueError('bad')\ntry:\n    f()\nexcept ValueError as e:\n    raise "
+       "KeyError('k') from e\n");
   same("import sys; print(sys.argv)");
-  same("print(input())");  // stdin closed: EOFError, as with python3 -c </dev/null
+  same("print(input())"); // stdin closed: EOFError, as with python3 -c </dev/null
   same("import sys, atexit; atexit.register(lambda: print('bye')); print('hi', file=sys.stderr)");
   same("import threading, time\n"
        "def late(): time.sleep(0.2); print('thread done')\n"
        "threading.Thread(target=late).start()\nprint('main done')");
   // A child that forks and one that spawns a subprocess.
-  same("import os\npid = os.fork()\nif pid == 0:\n    os._exit(7)\nprint(os.waitpid(pid, 0)[1] >> 8)");
-  same("import subprocess; print(subprocess.run(['echo', 'sub'], capture_output=True, text=True).stdout, end='')");
+  same(
+    "import os\npid = os.fork()\nif pid == 0:\n    os._exit(7)\nprint(os.waitpid(pid, 0)[1] >> 8)");
+  same("import subprocess; print(subprocess.run(['echo', 'sub'], capture_output=True, "
+       "text=True).stdout, end='')");
   same("import random, numpy; print(type(random.random()).__name__, numpy.arange(10).sum())");
 
-  ExecRequest in = py_req("import sys; data = sys.stdin.read(); print(len(data), data[:5]); print(input.__name__)");
+  ExecRequest in = py_req(
+    "import sys; data = sys.stdin.read(); print(len(data), data[:5]); print(input.__name__)");
   in.stdin_data = std::string("hello") + std::string(100000, 'x');
   expect_same_as_python_c(run, in, "stdin read");
   ExecRequest line = py_req("print(input().upper())");
   line.stdin_data = "abc\n";
   expect_same_as_python_c(run, line, "input()");
 
-  ExecRequest env = py_req("import os; print(os.environ['GREETING'], os.getcwd(), os.environ['HOME'])");
+  ExecRequest env =
+    py_req("import os; print(os.environ['GREETING'], os.getcwd(), os.environ['HOME'])");
   env.env = {{"GREETING", "hi"}};
   env.cwd = "/tmp";
   expect_same_as_python_c(run, env, "env and cwd");
 
-  ExecRequest cap = py_req("import sys; sys.stdout.write('o' * 5000); sys.stderr.write('e' * 5000)");
+  ExecRequest cap =
+    py_req("import sys; sys.stdout.write('o' * 5000); sys.stderr.write('e' * 5000)");
   cap.output_limit = 1000;
   expect_same_as_python_c(run, cap, "output cap");
   ExecResult capped = run(cap);
@@ -94,18 +101,19 @@ inline void check_semantics_match_python_c(const PyRun& run) {
 
 /// A run's globals, monkeypatches, threads and random state never reach the next run.
 inline void check_isolation_between_runs(const PyRun& run) {
-  ExecResult a = py(run,
-      "import json, numpy, threading, time, os, random\n"
-      "leaked = 1\n"
-      "json.dumps = lambda *a, **k: 'patched'\n"
-      "numpy.arange = None\n"
-      "threading.Thread(target=time.sleep, args=(300,), daemon=True).start()\n"
-      "print(os.getpid(), os.getppid(), random.random(), numpy.random.rand())\n");
+  ExecResult a =
+    py(run, "import json, numpy, threading, time, os, random\n"
+            "leaked = 1\n"
+            "json.dumps = lambda *a, **k: 'patched'\n"
+            "numpy.arange = None\n"
+            "threading.Thread(target=time.sleep, args=(300,), daemon=True).start()\n"
+            "print(os.getpid(), os.getppid(), random.random(), numpy.random.rand())\n");
   ASSERT_EQ(a.exit_code, 0) << a.stderr_data;
-  ExecResult b = py(run,
-      "import json, numpy, threading, os, random\n"
-      "print('leaked' in globals(), json.dumps([1]), numpy.arange(3).sum(), threading.active_count())\n"
-      "print(os.getpid(), os.getppid(), random.random(), numpy.random.rand())\n");
+  ExecResult b =
+    py(run, "import json, numpy, threading, os, random\n"
+            "print('leaked' in globals(), json.dumps([1]), numpy.arange(3).sum(), "
+            "threading.active_count())\n"
+            "print(os.getpid(), os.getppid(), random.random(), numpy.random.rand())\n");
   ASSERT_EQ(b.exit_code, 0) << b.stderr_data;
   auto nl = b.stdout_data.find('\n');
   EXPECT_EQ(b.stdout_data.substr(0, nl), "False [1] 3 1");
@@ -127,16 +135,18 @@ inline std::string server_pid(const PyRun& run) {
 
 /// Live (non-zombie) processes whose command line starts with `prefix`, seen from a run.
 inline int count_processes(const PyRun& run, const std::string& prefix) {
-  ExecResult r = py(run,
-      "import os\nn = 0\n"
-      "for p in os.listdir('/proc'):\n"
-      "    if not p.isdigit() or int(p) == os.getpid(): continue\n"
-      "    try:\n"
-      "        st = open('/proc/%s/stat' % p).read().rsplit(')', 1)[1].split()[0]\n"
-      "        cmd = open('/proc/%s/cmdline' % p, 'rb').read().replace(b'\\0', b' ')\n"
-      "    except OSError: continue\n"
-      "    if st != 'Z' and cmd.startswith(b'" + prefix + "'): n += 1\n"
-      "print(n)\n");
+  ExecResult r =
+    py(run, "import os\nn = 0\n"
+            "for p in os.listdir('/proc'):\n"
+            "    if not p.isdigit() or int(p) == os.getpid(): continue\n"
+            "    try:\n"
+            "        st = open('/proc/%s/stat' % p).read().rsplit(')', 1)[1].split()[0]\n"
+            "        cmd = open('/proc/%s/cmdline' % p, 'rb').read().replace(b'\\0', b' ')\n"
+            "    except OSError: continue\n"
+            "    if st != 'Z' and cmd.startswith(b'" +
+              prefix +
+              "'): n += 1\n"
+              "print(n)\n");
   EXPECT_EQ(r.exit_code, 0) << r.stderr_data;
   return std::atoi(r.stdout_data.c_str());
 }
@@ -145,10 +155,11 @@ inline int count_processes(const PyRun& run, const std::string& prefix) {
 inline void check_timeout_kills_child_tree(const PyRun& run) {
   std::string server = server_pid(run);
   ExecResult r = py(run,
-      "import subprocess, time\n"
-      "subprocess.Popen(['sleep', '301'])\n"
-      "print('started', flush=True)\n"
-      "time.sleep(300)\n", duration(1500));
+                    "import subprocess, time\n"
+                    "subprocess.Popen(['sleep', '301'])\n"
+                    "print('started', flush=True)\n"
+                    "time.sleep(300)\n",
+                    duration(1500));
   EXPECT_TRUE(r.timed_out);
   EXPECT_EQ(r.signal, 9);
   EXPECT_EQ(r.stdout_data, "started\n");
@@ -159,12 +170,13 @@ inline void check_timeout_kills_child_tree(const PyRun& run) {
 /// A fork bomb stays inside the sandbox's process limit; afterwards runs work again.
 inline void check_fork_bomb_contained(const PyRun& run) {
   ExecResult r = py(run,
-      "import os\n"
-      "while True:\n"
-      "    try:\n"
-      "        os.fork()\n"
-      "    except OSError:\n"
-      "        pass\n", duration(2000));
+                    "import os\n"
+                    "while True:\n"
+                    "    try:\n"
+                    "        os.fork()\n"
+                    "    except OSError:\n"
+                    "        pass\n",
+                    duration(2000));
   EXPECT_TRUE(r.timed_out);
   ExecResult after = py(run, "print('alive')");
   EXPECT_EQ(after.exit_code, 0) << after.stderr_data;
@@ -174,7 +186,8 @@ inline void check_fork_bomb_contained(const PyRun& run) {
 /// A tenant that kills the server gets a clear note; the next run has a new server.
 inline void check_killed_server_is_replaced(const PyRun& run) {
   std::string before = server_pid(run);
-  ExecResult r = py(run, "import os, signal, time; os.kill(os.getppid(), signal.SIGKILL); time.sleep(0.5)");
+  ExecResult r =
+    py(run, "import os, signal, time; os.kill(os.getppid(), signal.SIGKILL); time.sleep(0.5)");
   EXPECT_NE(r.stderr_data.find("fork server died"), std::string::npos) << r.stderr_data;
   std::string after = server_pid(run);
   EXPECT_FALSE(after.empty());
@@ -182,15 +195,17 @@ inline void check_killed_server_is_replaced(const PyRun& run) {
 }
 
 /// Reset kills every child (even one in its own session) and keeps the untouched server.
-inline void check_reset_kills_children_keeps_server(const PyRun& run, const std::function<ResetReport()>& reset) {
+inline void check_reset_kills_children_keeps_server(const PyRun& run,
+                                                    const std::function<ResetReport()>& reset) {
   std::string before = server_pid(run);
-  ExecResult r = py(run,
-      "import subprocess\n"
-      "subprocess.Popen(['sleep', '302'], start_new_session=True)\n"
-      "import time\n"
-      "while True:\n"
-      "    if any(open('/proc/%s/cmdline' % p, 'rb').read().startswith(b'sleep') for p in __import__('os').listdir('/proc') if p.isdigit()): break\n"
-      "    time.sleep(0.01)\n");
+  ExecResult r =
+    py(run, "import subprocess\n"
+            "subprocess.Popen(['sleep', '302'], start_new_session=True)\n"
+            "import time\n"
+            "while True:\n"
+            "    if any(open('/proc/%s/cmdline' % p, 'rb').read().startswith(b'sleep') for p in "
+            "__import__('os').listdir('/proc') if p.isdigit()): break\n"
+            "    time.sleep(0.01)\n");
   ASSERT_EQ(r.exit_code, 0) << r.stderr_data;
   EXPECT_EQ(count_processes(run, "sleep 302"), 1);
   ResetReport rep = reset();

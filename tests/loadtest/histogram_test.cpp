@@ -19,7 +19,8 @@ double exact(std::vector<double> v, double p) {
 }
 
 void expect_close(double got, double want, double p) {
-  EXPECT_LE(std::abs(got - want), 0.01 * want + 1e-9) << "p" << p << ": got " << got << " want " << want;
+  EXPECT_LE(std::abs(got - want), 0.01 * want + 1e-9)
+    << "p" << p << ": got " << got << " want " << want;
 }
 
 std::vector<double> lognormal(size_t n, uint64_t seed, double mu, double sigma) {
@@ -93,8 +94,8 @@ TEST(Histogram, EdgeCases) {
     EXPECT_DOUBLE_EQ(one.percentile(p), 1234.5); // clamped to what was recorded
 
   Histogram extremes;
-  extremes.record(0.2);        // below 1 µs: bucket 0
-  extremes.record(7200e6);     // 2 h: beyond the range, max stays exact
+  extremes.record(0.2);    // below 1 µs: bucket 0
+  extremes.record(7200e6); // 2 h: beyond the range, max stays exact
   EXPECT_DOUBLE_EQ(extremes.max(), 7200e6);
   EXPECT_DOUBLE_EQ(extremes.percentile(100), 7200e6);
   EXPECT_LT(extremes.percentile(50), 1.0);

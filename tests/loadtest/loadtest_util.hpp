@@ -34,7 +34,8 @@ inline std::string sim_engine_config(const std::string& exec_latency = "2ms",
          "    max_size: 6\n"
          "    acquire_timeout: 2s\n"
          "    health_check: {interval: 300ms, timeout: 200ms}\n"
-         "    sim: {create_latency: 20ms, exec_latency: " + exec_latency + "}\n" + extra;
+         "    sim: {create_latency: 20ms, exec_latency: " +
+         exec_latency + "}\n" + extra;
 }
 
 } // namespace loadtest_test

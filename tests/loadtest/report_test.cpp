@@ -28,7 +28,8 @@ std::string check_balanced(const std::string& html) {
   static const std::set<std::string> void_tags = {"meta", "br", "hr", "img", "input", "link"};
   std::vector<std::string> stack;
   std::regex tag{R"(<(/?)([a-zA-Z][a-zA-Z0-9]*)([^>]*)>)"};
-  for (auto it = std::sregex_iterator(html.begin(), html.end(), tag); it != std::sregex_iterator(); ++it) {
+  for (auto it = std::sregex_iterator(html.begin(), html.end(), tag); it != std::sregex_iterator();
+       ++it) {
     auto& m = *it;
     std::string name = m[2];
     bool closing = m[1] == "/";
@@ -98,7 +99,8 @@ faults: [{at: 200ms, kill: 1}]
 TEST(LoadReport, RendersAnEmptyRunWithoutData) {
   // A run where nothing started (every request was an overload) still renders.
   RunResult r;
-  r.scenario = parse_scenario("target: {http: \"http://127.0.0.1:1\"}\nphases: [{type: burst, count: 3}]\n");
+  r.scenario =
+    parse_scenario("target: {http: \"http://127.0.0.1:1\"}\nphases: [{type: burst, count: 3}]\n");
   r.phases.push_back({r.scenario.phases[0], 0, 0, {}, std::nullopt, 0, 0});
   for (int i = 0; i < 3; ++i)
     r.phases[0].tally.add("overload", std::nullopt);
@@ -114,9 +116,13 @@ TEST(LoadReport, RendersAnEmptyRunWithoutData) {
 
 TEST(LoadReport, InvalidScenarioExitsTwo) {
   TempDir dir;
-  auto path = dir.write("bad.yaml", "target: {http: \"http://x:1\"}\nphases: [{type: rate, rate: fast, duration: 1s}]\n");
+  auto path =
+    dir.write("bad.yaml",
+              "target: {http: \"http://x:1\"}\nphases: [{type: rate, rate: fast, duration: 1s}]\n");
   testing::internal::CaptureStderr();
   EXPECT_EQ(load_command(path, "", "", true), 2);
   auto err = testing::internal::GetCapturedStderr();
-  EXPECT_NE(err.find("phases[0].rate: expected a number per second, got \"fast\""), std::string::npos) << err;
+  EXPECT_NE(err.find("phases[0].rate: expected a number per second, got \"fast\""),
+            std::string::npos)
+    << err;
 }

@@ -17,8 +17,8 @@ using nlohmann::json;
 
 namespace {
 
-Scenario scenario(const TempDir& dir, const std::string& body, const std::string& engine_cfg =
-                                                                   loadtest_test::sim_engine_config()) {
+Scenario scenario(const TempDir& dir, const std::string& body,
+                  const std::string& engine_cfg = loadtest_test::sim_engine_config()) {
   dir.write("engine.yaml", engine_cfg);
   return load_scenario(dir.write("s.yaml", "target: {engine: engine.yaml}\npool: sim\n" + body));
 }
@@ -35,7 +35,8 @@ uint64_t error_sum(const json& t) {
 void expect_consistent(const json& j) {
   uint64_t requests = 0;
   for (auto& p : j["phases"]) {
-    EXPECT_EQ(p["requests"].get<uint64_t>(), p["successes"].get<uint64_t>() + error_sum(p)) << p["name"];
+    EXPECT_EQ(p["requests"].get<uint64_t>(), p["successes"].get<uint64_t>() + error_sum(p))
+      << p["name"];
     EXPECT_EQ(p["error_count"].get<uint64_t>(), error_sum(p));
     requests += p["requests"].get<uint64_t>();
   }
@@ -123,7 +124,8 @@ mix: {execute: 1}
             seq["start_s"].get<double>() + seq["span_s"].get<double>() - 1e-6);
   // The engine started and warmed 3 sandboxes of 20 ms each before the first phase.
   EXPECT_GE(j["startup_s"].get<double>(), 0.02);
-  EXPECT_NEAR(j["wall_s"].get<double>(), j["startup_s"].get<double>() + j["elapsed_s"].get<double>(), 1e-9);
+  EXPECT_NEAR(j["wall_s"].get<double>(),
+              j["startup_s"].get<double>() + j["elapsed_s"].get<double>(), 1e-9);
   EXPECT_GT(j["shutdown_s"].get<double>(), 0.0);
 }
 
@@ -142,7 +144,8 @@ faults: [{at: 400ms, pause_backend: 600ms}]
   EXPECT_EQ(j["total"]["requests"], 150);
   EXPECT_EQ(j["faults"][0]["status"], "applied");
   EXPECT_GE(j["total"]["latency_ms"]["max"].get<double>(), 400.0);
-  EXPECT_GE(j["total"]["latency_ms"]["p90"].get<double>(), 100.0); // >= 40% of requests were due in the stall
+  EXPECT_GE(j["total"]["latency_ms"]["p90"].get<double>(),
+            100.0); // >= 40% of requests were due in the stall
 }
 
 TEST(LoadRunner, RequestsBeyondMaxInFlightAreOverloadErrors) {
@@ -150,7 +153,8 @@ TEST(LoadRunner, RequestsBeyondMaxInFlightAreOverloadErrors) {
   auto sc = scenario(dir, R"(
 phases: [{type: burst, count: 10, duration: 100ms}]
 max_in_flight: 2
-)", loadtest_test::sim_engine_config("300ms"));
+)",
+                     loadtest_test::sim_engine_config("300ms"));
   auto j = to_json(run_scenario(sc, RunOptions{true}));
   expect_consistent(j);
   // Two start; each takes >= 300 ms, so the other eight find no free slot.
@@ -167,8 +171,10 @@ TEST(LoadRunner, ErrorsAreClassifiedByType) {
 phases: [{type: burst, count: 6, duration: 100ms}]
 mix: {lease: {weight: 1, execs: 1}}
 payload: {command: [exit, "3"]}
-)", "log: {level: off}\npools:\n  - {name: sim, backend: sim, min_idle: 1, max_size: 1, on_exhausted: fail,\n"
-    "     sim: {exec_latency: 200ms}}\n");
+)",
+                     "log: {level: off}\npools:\n  - {name: sim, backend: sim, min_idle: 1, "
+                     "max_size: 1, on_exhausted: fail,\n"
+                     "     sim: {exec_latency: 200ms}}\n");
   auto j = to_json(run_scenario(sc, RunOptions{true}));
   expect_consistent(j);
   auto& e = j["total"]["errors"];
@@ -196,8 +202,9 @@ TEST(LoadRunner, HttpTargetRunsEveryOperationAndReportsFaultsUnsupported) {
   warmpool::HttpServer http{engine, server, cfg.routing};
   int port = http.start();
 
-  auto sc = load_scenario(dir.write("s.yaml", "target: {http: \"http://127.0.0.1:" + std::to_string(port) +
-                                                "\"}\npool: sim\n" + R"(
+  auto sc =
+    load_scenario(dir.write("s.yaml", "target: {http: \"http://127.0.0.1:" + std::to_string(port) +
+                                        "\"}\npool: sim\n" + R"(
 phases:
   - {type: rate, rate: 40, duration: 500ms}
   - {type: concurrency, workers: 2, duration: 300ms}
@@ -218,7 +225,8 @@ faults: [{at: 100ms, kill: 1}]
 
 TEST(LoadRunner, BadEngineConfigAndUnknownPoolAreScenarioErrors) {
   TempDir dir;
-  auto sc = scenario(dir, "phases: [{type: burst, count: 1}]\n", "pools: [{name: sim, backend: sim, max_size: -1}]\n");
+  auto sc = scenario(dir, "phases: [{type: burst, count: 1}]\n",
+                     "pools: [{name: sim, backend: sim, max_size: -1}]\n");
   EXPECT_THROW(run_scenario(sc, RunOptions{true}), ScenarioError);
   sc = scenario(dir, "phases: [{type: burst, count: 1}]\n");
   sc.pool = "nope";

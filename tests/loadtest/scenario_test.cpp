@@ -169,7 +169,8 @@ TEST(Scenario, ValueErrorsNameThePathAndTheValue) {
                "sessions.reuse: must be <= 1 (a fraction of the executes)");
   expect_issue(kHead + "phases: [{type: burst, count: 1}]\nmax_in_flight: lots\n",
                "max_in_flight: expected a number of requests, got \"lots\"");
-  expect_issue(kHead + "phases: [{type: burst, count: 1}]\nbucket: 10ms\n", "bucket: must be >= 50ms");
+  expect_issue(kHead + "phases: [{type: burst, count: 1}]\nbucket: 10ms\n",
+               "bucket: must be >= 50ms");
 }
 
 TEST(Scenario, UnknownKeysAreRejected) {
@@ -191,23 +192,29 @@ TEST(Scenario, UnknownKeysAreRejected) {
 TEST(Scenario, PhaseShapeErrors) {
   expect_issue(kHead + "phases: [{rate: 1, duration: 1s}]\n",
                "phases[0].type: required (ramp, rate, concurrency, burst or sequence)");
-  expect_issue(kHead + "phases: [{type: spike, duration: 1s}]\n",
-               "phases[0].type: expected ramp, rate, concurrency, burst or sequence, got \"spike\"");
-  expect_issue(kHead + "phases: [{type: rate, duration: 1s}]\n", "phases[0].rate: required by a rate phase");
+  expect_issue(
+    kHead + "phases: [{type: spike, duration: 1s}]\n",
+    "phases[0].type: expected ramp, rate, concurrency, burst or sequence, got \"spike\"");
+  expect_issue(kHead + "phases: [{type: rate, duration: 1s}]\n",
+               "phases[0].rate: required by a rate phase");
   expect_issue(kHead + "phases: [{type: ramp, from_rate: 1, duration: 1s}]\n",
                "phases[0].to_rate: required by a ramp phase");
   expect_issue(kHead + "phases: [{type: concurrency, duration: 1s}]\n",
                "phases[0].workers: required by a concurrency phase");
   expect_issue(kHead + "phases: [{type: burst}]\n", "phases[0].count: required by a burst phase");
-  expect_issue(kHead + "phases: [{type: rate, rate: 1}]\n", "phases[0].duration: required by a rate phase");
+  expect_issue(kHead + "phases: [{type: rate, rate: 1}]\n",
+               "phases[0].duration: required by a rate phase");
   expect_issue(kHead + "phases: [{type: concurrency, workers: 2, rate: 5, duration: 1s}]\n",
                "phases[0].rate: not used by a concurrency phase");
   expect_issue(kHead + "phases: [{type: rate, rate: 5, duration: 1s, think_time: 1s}]\n",
                "phases[0].think_time: not used by a rate phase");
   expect_issue(kHead + "phases: []\n", "phases: expected a non-empty list of phases, got a list");
-  expect_issue(kHead + "phases: {type: rate}\n", "phases: expected a non-empty list of phases, got a map");
-  expect_issue(kHead, "phases: required (a list of ramp, rate, concurrency, burst or sequence phases)");
-  expect_issue(kHead + "phases: [{type: sequence}]\n", "phases[0].count: required by a sequence phase");
+  expect_issue(kHead + "phases: {type: rate}\n",
+               "phases: expected a non-empty list of phases, got a map");
+  expect_issue(kHead,
+               "phases: required (a list of ramp, rate, concurrency, burst or sequence phases)");
+  expect_issue(kHead + "phases: [{type: sequence}]\n",
+               "phases[0].count: required by a sequence phase");
   expect_issue(kHead + "phases: [{type: sequence, count: 3, duration: 1s}]\n",
                "phases[0].duration: not used by a sequence phase (it lasts until its count "
                "requests have finished)");
@@ -216,7 +223,9 @@ TEST(Scenario, PhaseShapeErrors) {
 }
 
 TEST(Scenario, SequencePhaseHasACountAndNoPlannedLength) {
-  auto s = parse_scenario(kHead + "phases:\n  - {type: sequence, count: 50}\n  - {type: rate, rate: 2, duration: 1s}\n", ".");
+  auto s = parse_scenario(
+    kHead + "phases:\n  - {type: sequence, count: 50}\n  - {type: rate, rate: 2, duration: 1s}\n",
+    ".");
   ASSERT_EQ(s.phases.size(), 2u);
   EXPECT_EQ(s.phases[0].type, Phase::Type::sequence);
   EXPECT_EQ(s.phases[0].count, 50u);
@@ -228,7 +237,8 @@ TEST(Scenario, SequencePhaseHasACountAndNoPlannedLength) {
 TEST(Scenario, TargetErrors) {
   const std::string phases = "phases: [{type: burst, count: 1}]\n";
   expect_issue(phases, "target: required ({engine: CONFIG.yaml} or {http: URL})");
-  expect_issue("target: {}\n" + phases, "target: expected exactly one of engine: CONFIG.yaml or http: URL");
+  expect_issue("target: {}\n" + phases,
+               "target: expected exactly one of engine: CONFIG.yaml or http: URL");
   expect_issue("target: {engine: a.yaml, http: \"http://x:1\"}\n" + phases,
                "target: expected exactly one of engine: CONFIG.yaml or http: URL");
   expect_issue("target: {http: \"ftp://example.com\"}\n" + phases,
@@ -242,7 +252,8 @@ TEST(Scenario, TargetErrors) {
 
 TEST(Scenario, FaultErrors) {
   const std::string base = kHead + "phases: [{type: rate, rate: 1, duration: 10s}]\nfaults:\n";
-  expect_issue(base + "  - {kill: 1}\n", "faults[0].at: required (when to inject the fault, e.g. 5s)");
+  expect_issue(base + "  - {kill: 1}\n",
+               "faults[0].at: required (when to inject the fault, e.g. 5s)");
   expect_issue(base + "  - {at: 1s}\n",
                "faults[0]: expected exactly one of action: kill_sandbox|pause_backend, kill: N, "
                "pause_backend: DURATION");
@@ -253,18 +264,24 @@ TEST(Scenario, FaultErrors) {
                "faults[0].action: expected kill_sandbox or pause_backend, got \"explode\"");
   expect_issue(base + "  - {at: 1s, action: pause_backend}\n",
                "faults[0].duration: required by action pause_backend");
-  expect_issue(base + "  - {at: 1s, pause_backend: 1s, count: 2}\n", "faults[0].count: only used by kill_sandbox");
-  expect_issue(base + "  - {at: 1s, kill: zero}\n", "faults[0].kill: expected a number of sandboxes, got \"zero\"");
+  expect_issue(base + "  - {at: 1s, pause_backend: 1s, count: 2}\n",
+               "faults[0].count: only used by kill_sandbox");
+  expect_issue(base + "  - {at: 1s, kill: zero}\n",
+               "faults[0].kill: expected a number of sandboxes, got \"zero\"");
   expect_issue(base + "  - {at: 1s, pause_backend: 0s}\n", "faults[0].pause_backend: must be > 0");
-  expect_issue(base + "  - {at: 12s, kill: 1}\n", "faults[0].at: 12000ms is after the last phase ends (10000ms)");
+  expect_issue(base + "  - {at: 12s, kill: 1}\n",
+               "faults[0].at: 12000ms is after the last phase ends (10000ms)");
   expect_issue(base + "  - {at: 1s, kill: 1, when: now}\n",
-               "faults[0].when: unknown key (expected one of at, action, count, duration, kill, pause_backend)");
+               "faults[0].when: unknown key (expected one of at, action, count, duration, kill, "
+               "pause_backend)");
 }
 
 TEST(Scenario, EveryIssueIsReportedAtOnce) {
-  auto issues = issues_of("target: {http: ftp}\nphases: [{type: rate, rate: x, duration: y}]\nmix: {files: -1}\n");
+  auto issues = issues_of(
+    "target: {http: ftp}\nphases: [{type: rate, rate: x, duration: y}]\nmix: {files: -1}\n");
   for (auto path : {"target.http:", "phases[0].rate:", "phases[0].duration:", "mix.files:", "mix:"})
-    EXPECT_TRUE(std::any_of(issues.begin(), issues.end(), [&](auto& i) { return i.rfind(path, 0) == 0; }))
+    EXPECT_TRUE(
+      std::any_of(issues.begin(), issues.end(), [&](auto& i) { return i.rfind(path, 0) == 0; }))
       << path;
   try {
     parse_scenario("target: {http: ftp}\nphases: [{type: rate, rate: x, duration: y}]\n");

@@ -31,9 +31,10 @@ ChosenConfig choose_config(const std::string& explicit_path) {
   chosen.config = built_in_config();
   const auto& pool = chosen.config.pools.front();
   chosen.notice = "no configuration file (no --config, ./warmpool.yaml or "
-                  "/etc/warmpool/warmpool.yaml): using the built-in one, pool \"" + pool.name +
-                  "\" on the " + pool.backend + " backend with " + std::to_string(pool.min_idle) +
-                  " warm of at most " + std::to_string(pool.max_size) +
+                  "/etc/warmpool/warmpool.yaml): using the built-in one, pool \"" +
+                  pool.name + "\" on the " + pool.backend + " backend with " +
+                  std::to_string(pool.min_idle) + " warm of at most " +
+                  std::to_string(pool.max_size) +
                   " sandboxes; `warmpool init` writes it to a file to edit";
   return chosen;
 }

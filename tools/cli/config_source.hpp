@@ -19,8 +19,8 @@ std::string find_config_file(const std::string& explicit_path);
 
 struct ChosenConfig {
   EngineConfig config;
-  std::string file;    // empty: the built-in configuration
-  std::string notice;  // one line saying which configuration this is
+  std::string file;   // empty: the built-in configuration
+  std::string notice; // one line saying which configuration this is
 };
 
 /// Loads the config find_config_file picks, or the built-in one. Throws ConfigError.

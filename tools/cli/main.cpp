@@ -35,11 +35,11 @@ constexpr int exit_runtime = 1;
 constexpr int exit_usage = 2;
 
 struct Common {
-  std::string config;              // empty: found or built in (config_source.hpp)
+  std::string config; // empty: found or built in (config_source.hpp)
   std::string log_format;
   std::string log_level;
-  std::string cluster_listen;      // run --listen / serve --cluster-listen
-  std::vector<std::string> peers;  // --peer (repeatable)
+  std::string cluster_listen;     // run --listen / serve --cluster-listen
+  std::vector<std::string> peers; // --peer (repeatable)
 };
 
 /// The command's configuration with the command line's overrides. `quiet`: log at warn
@@ -275,8 +275,10 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   Common common;
   auto add_common = [&](CLI::App* sub) {
-    sub->add_option("--config,-c", common.config, "YAML configuration file (default: ./warmpool.yaml, "
-                    "else /etc/warmpool/warmpool.yaml, else one built-in local pool)")
+    sub
+      ->add_option("--config,-c", common.config,
+                   "YAML configuration file (default: ./warmpool.yaml, "
+                   "else /etc/warmpool/warmpool.yaml, else one built-in local pool)")
       ->check(CLI::ExistingFile);
     sub->add_option("--log-format", common.log_format, "text or json")
       ->check(CLI::IsMember({"text", "json"}));
@@ -287,18 +289,22 @@ int main(int argc, char** argv) {
   add_common(run);
   run->add_option("--listen,-l", common.cluster_listen,
                   "HOST:PORT to accept cluster peers on (overrides cluster.listen; port 0 = any)");
-  run->add_option("--peer", common.peers, "HOST:PORT of a cluster peer (repeatable; overrides cluster.peers)");
+  run->add_option("--peer", common.peers,
+                  "HOST:PORT of a cluster peer (repeatable; overrides cluster.peers)");
 
   auto* serve_cmd = app.add_subcommand("serve", "Serve the HTTP/JSON API until SIGINT/SIGTERM");
   add_common(serve_cmd);
   std::string listen;
-  serve_cmd->add_option("--listen,-l", listen, "HOST:PORT to listen on (overrides server.listen; "
-                                               "port 0 = any free port)");
+  serve_cmd->add_option("--listen,-l", listen,
+                        "HOST:PORT to listen on (overrides server.listen; "
+                        "port 0 = any free port)");
   serve_cmd->add_option("--cluster-listen", common.cluster_listen,
                         "HOST:PORT to accept cluster peers on (overrides cluster.listen)");
-  serve_cmd->add_option("--peer", common.peers, "HOST:PORT of a cluster peer (repeatable; overrides cluster.peers)");
+  serve_cmd->add_option("--peer", common.peers,
+                        "HOST:PORT of a cluster peer (repeatable; overrides cluster.peers)");
 
-  auto* exec = app.add_subcommand("exec", "Run one command in a pooled sandbox; exits with its code");
+  auto* exec =
+    app.add_subcommand("exec", "Run one command in a pooled sandbox; exits with its code");
   add_common(exec);
   std::string pool, timeout, python_code;
   std::vector<std::string> command;
@@ -307,37 +313,48 @@ int main(int argc, char** argv) {
                   "command's output shows)");
   exec->add_option("--pool,-p", pool, "Pool to use (default: the first)");
   exec->add_option("--timeout,-t", timeout, "Command timeout, e.g. 500ms, 30s");
-  auto* python_opt = exec->add_option(
-      "--python", python_code,
-      "Python code to run (as python3 -c CODE would) in the pool's warm interpreter "
-      "(interpreters.python); - reads it from stdin");
+  auto* python_opt =
+    exec->add_option("--python", python_code,
+                     "Python code to run (as python3 -c CODE would) in the pool's warm interpreter "
+                     "(interpreters.python); - reads it from stdin");
   exec->add_option("command", command, "The command and its arguments (after --)");
 
-  auto* stats = app.add_subcommand("stats", "Start the pools, wait until warm, print stats as JSON");
+  auto* stats =
+    app.add_subcommand("stats", "Start the pools, wait until warm, print stats as JSON");
   add_common(stats);
   std::string wait = "30s";
   stats->add_option("--wait", wait, "How long to wait for min_idle sandboxes");
 
-  auto* tool_cmd = app.add_subcommand("tool", "llm-runtime's tool mode: run the <open PATH>, <write PATH>..."
-                                           "</write> and <exec CMD> commands read from stdin against a "
-                                           "repository mounted at /repo; exits 0 when all succeed, else 1");
+  auto* tool_cmd =
+    app.add_subcommand("tool", "llm-runtime's tool mode: run the <open PATH>, <write PATH>..."
+                               "</write> and <exec CMD> commands read from stdin against a "
+                               "repository mounted at /repo; exits 0 when all succeed, else 1");
   tool::Options tool_opts;
-  tool_cmd->add_option("--repo,-r", tool_opts.repo, "Repository directory")->required()->check(CLI::ExistingDirectory);
-  tool_cmd->add_option("--config,-c", tool_opts.config, "YAML config whose first pool (or `default`) is the "
-                                                    "template of the two repo pools (default: ./warmpool.yaml, "
-                                                    "else /etc/warmpool/warmpool.yaml, else a local pool)")
+  tool_cmd->add_option("--repo,-r", tool_opts.repo, "Repository directory")
+    ->required()
+    ->check(CLI::ExistingDirectory);
+  tool_cmd
+    ->add_option("--config,-c", tool_opts.config,
+                 "YAML config whose first pool (or `default`) is the "
+                 "template of the two repo pools (default: ./warmpool.yaml, "
+                 "else /etc/warmpool/warmpool.yaml, else a local pool)")
     ->check(CLI::ExistingFile);
-  tool_cmd->add_option("--backend", tool_opts.backend, "local or docker (default: the config's, else local)")
+  tool_cmd
+    ->add_option("--backend", tool_opts.backend,
+                 "local or docker (default: the config's, else local)")
     ->check(CLI::IsMember({"local", "docker"}));
   tool_cmd->add_option("--image", tool_opts.image, "Docker image (with --backend docker)");
-  tool_cmd->add_option("--timeout,-t", tool_opts.timeout, "Timeout of each <exec>, e.g. 5m (default: the pool's)");
-  tool_cmd->add_option("--log-level", tool_opts.log_level, "trace, debug, info, warn (default), error, off");
+  tool_cmd->add_option("--timeout,-t", tool_opts.timeout,
+                       "Timeout of each <exec>, e.g. 5m (default: the pool's)");
+  tool_cmd->add_option("--log-level", tool_opts.log_level,
+                       "trace, debug, info, warn (default), error, off");
 
   auto* load_cmd = app.add_subcommand("load", "Run a load-test scenario against an embedded engine "
                                               "or an HTTP server (see docs/LOADTEST.md)");
   std::string load_scenario, load_json, load_html;
   bool load_quiet = false;
-  load_cmd->add_option("scenario", load_scenario, "Scenario YAML file")->required()
+  load_cmd->add_option("scenario", load_scenario, "Scenario YAML file")
+    ->required()
     ->check(CLI::ExistingFile);
   load_cmd->add_option("--json", load_json, "Write the result as JSON to this file");
   load_cmd->add_option("--html", load_html, "Write a self-contained HTML report to this file");
@@ -345,17 +362,20 @@ int main(int argc, char** argv) {
 
   auto* check = app.add_subcommand("check-config", "Validate a configuration file");
   std::string check_path;
-  check->add_option("file", check_path, "YAML configuration file (default: the one commands would use)");
+  check->add_option("file", check_path,
+                    "YAML configuration file (default: the one commands would use)");
 
-  auto* init = app.add_subcommand("init", "Write a commented starting configuration (pool \"default\", "
-                                          "sized to this machine) to edit");
+  auto* init =
+    app.add_subcommand("init", "Write a commented starting configuration (pool \"default\", "
+                               "sized to this machine) to edit");
   StarterOptions starter;
   std::string init_output = "warmpool.yaml";
   bool init_force = false;
   init->add_option("--backend", starter.backend, "local (bubblewrap, default) or docker")
     ->check(CLI::IsMember({"local", "docker"}));
   init->add_option("--image", starter.image, "Docker image of the pool (with --backend docker)");
-  init->add_option("--output,-o", init_output, "File to write (default: ./warmpool.yaml; - = stdout)");
+  init->add_option("--output,-o", init_output,
+                   "File to write (default: ./warmpool.yaml; - = stdout)");
   init->add_flag("--force", init_force, "Replace an existing file");
 
   try {
@@ -377,7 +397,8 @@ int main(int argc, char** argv) {
     if (*serve_cmd)
       return serve(common, listen);
     if (*exec)
-      return exec_command(common, pool, timeout, command, python_opt->count() ? &python_code : nullptr);
+      return exec_command(common, pool, timeout, command,
+                          python_opt->count() ? &python_code : nullptr);
     if (*stats)
       return stats_command(common, wait);
     if (*tool_cmd) {

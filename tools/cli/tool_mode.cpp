@@ -16,7 +16,7 @@ namespace warmpool::tool {
 
 namespace {
 
-constexpr const char* kRepo = "/repo";  // outside /workspace: resets never touch it
+constexpr const char* kRepo = "/repo"; // outside /workspace: resets never touch it
 constexpr const char* kReadPool = "repo-ro";
 constexpr const char* kWritePool = "repo-rw";
 
@@ -25,7 +25,9 @@ std::string trim(const std::string& s) {
   return b == std::string::npos ? "" : s.substr(b, e - b + 1);
 }
 
-const char* name(Command::Kind k) { return k == Command::open ? "open" : k == Command::write ? "write" : "exec"; }
+const char* name(Command::Kind k) {
+  return k == Command::open ? "open" : k == Command::write ? "write" : "exec";
+}
 
 // Two pools over one template: the first pool of --config (llm-runtime's `container_pool:`
 // block makes it "default"), or min_idle 1 / max_size 2 on the local backend.
@@ -38,13 +40,17 @@ EngineConfig make_config(const Options& o, const std::string& repo) {
     cfg = load_config_file(o.config);
     base = cfg.pools.front();
     for (const auto& p : cfg.pools)
-      if (p.name == "default") base = p;
+      if (p.name == "default")
+        base = p;
   }
-  if (!o.backend.empty()) base.backend = o.backend;
-  if (!o.image.empty()) base.image = o.image;
-  struct stat st{};
+  if (!o.backend.empty())
+    base.backend = o.backend;
+  if (!o.image.empty())
+    base.image = o.image;
+  struct stat st {};
   if (base.backend == "docker" && stat(repo.c_str(), &st) == 0 && st.st_uid != 0)
-    base.user = std::to_string(st.st_uid) + ":" + std::to_string(st.st_gid);  // writes belong to the repo's owner
+    base.user = std::to_string(st.st_uid) + ":" +
+                std::to_string(st.st_gid); // writes belong to the repo's owner
   PoolConfig ro = base, rw = base;
   ro.name = kReadPool;
   ro.mounts.push_back({repo, kRepo, true});
@@ -57,15 +63,17 @@ EngineConfig make_config(const Options& o, const std::string& repo) {
 }
 
 struct Outcome {
-  std::string header;  // after the command, e.g. "(exit 0)"
+  std::string header; // after the command, e.g. "(exit 0)"
   std::string body;
   bool ok = true;
 };
 
 Outcome perform(Engine& engine, const Command& c, duration timeout) {
-  if (!c.error.empty()) return {"(error)", c.error, false};
+  if (!c.error.empty())
+    return {"(error)", c.error, false};
   if (c.kind != Command::exec)
-    if (auto why = path_problem(c.arg); !why.empty()) return {"(error)", why, false};
+    if (auto why = path_problem(c.arg); !why.empty())
+      return {"(error)", why, false};
   const std::string path = std::string(kRepo) + "/" + c.arg;
   Lease lease = engine.acquire(c.kind == Command::open ? kReadPool : kWritePool);
   Outcome out;
@@ -82,8 +90,9 @@ Outcome perform(Engine& engine, const Command& c, duration timeout) {
     auto r = lease.exec(req);
     out.body = r.stdout_data + r.stderr_data;
     out.ok = r.exit_code == 0 && !r.timed_out;
-    out.header = r.timed_out ? "(timed out)" : r.signal ? "(killed by signal " + std::to_string(r.signal) + ")"
-                                                       : "(exit " + std::to_string(r.exit_code) + ")";
+    out.header = r.timed_out ? "(timed out)"
+                 : r.signal  ? "(killed by signal " + std::to_string(r.signal) + ")"
+                             : "(exit " + std::to_string(r.exit_code) + ")";
   }
   lease.release();
   return out;
@@ -92,18 +101,22 @@ Outcome perform(Engine& engine, const Command& c, duration timeout) {
 } // namespace
 
 std::vector<Command> parse(const std::string& t) {
-  static const std::pair<const char*, Command::Kind> kTags[] = {
-      {"<open ", Command::open}, {"<write ", Command::write}, {"<exec ", Command::exec}};
+  static const std::pair<const char*, Command::Kind> kTags[] = {{"<open ", Command::open},
+                                                                {"<write ", Command::write},
+                                                                {"<exec ", Command::exec}};
   auto next_tag = [&](size_t from) {
-    std::pair<size_t, const std::pair<const char*, Command::Kind>*> best{std::string::npos, nullptr};
+    std::pair<size_t, const std::pair<const char*, Command::Kind>*> best{std::string::npos,
+                                                                         nullptr};
     for (const auto& tag : kTags)
-      if (size_t at = t.find(tag.first, from); at < best.first) best = {at, &tag};
+      if (size_t at = t.find(tag.first, from); at < best.first)
+        best = {at, &tag};
     return best;
   };
   std::vector<Command> out;
   for (size_t pos = 0;;) {
     auto [at, tag] = next_tag(pos);
-    if (!tag) return out;
+    if (!tag)
+      return out;
     Command c{tag->second, "", "", ""};
     const size_t start = at + std::strlen(tag->first);
     const size_t line_end = std::min(t.find('\n', start), t.size());
@@ -144,12 +157,16 @@ std::vector<Command> parse(const std::string& t) {
 }
 
 std::string path_problem(const std::string& path) {
-  if (path.empty()) return "the path is empty";
-  if (path.find('\0') != std::string::npos) return "the path contains a NUL byte";
-  if (path[0] == '/') return "path \"" + path + "\" is absolute; paths are relative to the repository";
+  if (path.empty())
+    return "the path is empty";
+  if (path.find('\0') != std::string::npos)
+    return "the path contains a NUL byte";
+  if (path[0] == '/')
+    return "path \"" + path + "\" is absolute; paths are relative to the repository";
   std::stringstream parts(path);
   for (std::string part; std::getline(parts, part, '/');)
-    if (part == "..") return "path \"" + path + "\" leaves the repository (\"..\" is not allowed)";
+    if (part == "..")
+      return "path \"" + path + "\" leaves the repository (\"..\" is not allowed)";
   return "";
 }
 
@@ -163,14 +180,17 @@ int run(const Options& o) {
   const std::string input((std::istreambuf_iterator<char>(std::cin)), {});
   const auto commands = parse(input);
   if (commands.empty()) {
-    std::cerr << "warmpool tool: no <open PATH>, <write PATH>...</write> or <exec CMD> in the input\n";
+    std::cerr
+      << "warmpool tool: no <open PATH>, <write PATH>...</write> or <exec CMD> in the input\n";
     return 0;
   }
-  duration timeout{0};  // 0: the pool's exec_timeout
+  duration timeout{0}; // 0: the pool's exec_timeout
   try {
-    if (!o.timeout.empty()) timeout = parse_duration(o.timeout);
+    if (!o.timeout.empty())
+      timeout = parse_duration(o.timeout);
   } catch (const std::invalid_argument&) {
-    std::cerr << "warmpool tool: --timeout: invalid duration \"" << o.timeout << "\" (use e.g. 30s, 5m)\n";
+    std::cerr << "warmpool tool: --timeout: invalid duration \"" << o.timeout
+              << "\" (use e.g. 30s, 5m)\n";
     return 2;
   }
   Engine engine{make_config(o, repo)};
@@ -183,9 +203,10 @@ int run(const Options& o) {
       r = {"(error)", e.what(), false};
     }
     all_ok = all_ok && r.ok;
-    std::string block = "=== " + std::string(name(c.kind)) + " " + c.arg + (r.header.empty() ? "" : " " + r.header) +
-                        " ===\n" + r.body;
-    if (!r.body.empty() && r.body.back() != '\n') block += "\n";
+    std::string block = "=== " + std::string(name(c.kind)) + " " + c.arg +
+                        (r.header.empty() ? "" : " " + r.header) + " ===\n" + r.body;
+    if (!r.body.empty() && r.body.back() != '\n')
+      block += "\n";
     std::fwrite(block.data(), 1, block.size(), stdout);
     std::fflush(stdout);
   }

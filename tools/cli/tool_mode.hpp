@@ -10,9 +10,9 @@ namespace warmpool::tool {
 
 struct Command {
   enum Kind { open, write, exec } kind;
-  std::string arg;      // the path, or the shell command
-  std::string content;  // <write> only
-  std::string error;    // set when the command itself is malformed (e.g. no </write>)
+  std::string arg;     // the path, or the shell command
+  std::string content; // <write> only
+  std::string error;   // set when the command itself is malformed (e.g. no </write>)
 };
 
 /// Finds the commands in `text`, in order; text around them is ignored. A path ends at the
@@ -26,10 +26,10 @@ std::string path_problem(const std::string& path);
 
 struct Options {
   std::string repo;
-  std::string config;            // empty: two pools built in code
-  std::string backend;           // empty: the config's (or local)
+  std::string config;  // empty: two pools built in code
+  std::string backend; // empty: the config's (or local)
   std::string image;
-  std::string timeout;           // exec timeout; empty: the pool's exec_timeout
+  std::string timeout; // exec timeout; empty: the pool's exec_timeout
   std::string log_level = "warn";
 };
 
