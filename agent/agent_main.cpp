@@ -23,6 +23,7 @@
 #include <set>
 
 #include "agent/children.hpp"
+#include "agent/file_ops.hpp"
 #include "agent/forkserver_client.hpp"
 #include "agent/keyrings.hpp"
 #include "agent/protocol.hpp"
@@ -219,81 +220,10 @@ json op_interpreter(const json& msg) {
      std::chrono::duration_cast<std::chrono::microseconds>(clock_t_::now() - start).count()}};
 }
 
-// File operations run in a child that became the tenant, so the agent cannot be used to
-// read or write anything the tenant could not. Errors come back on the child's stderr.
-ChildResult file_child(const std::string& what, const std::function<const char*()>& io,
-                       const std::string& input, duration timeout) {
-  ChildResult cr = run_child(
-    [&] {
-      signal(SIGXFSZ, SIG_IGN); // over the size limit: EFBIG instead of a silent death
-      become_tenant();
-      if (const char* failed = io())
-        child_fail(failed, 1);
-      _exit(0);
-    },
-    input, proto::kMaxFileBytes, timeout);
-  if (cr.timed_out)
-    throw OpError("exec_timeout", what + ": timed out");
-  if (!cr.exited || !WIFEXITED(cr.status) || WEXITSTATUS(cr.status) != 0) {
-    std::string msg = cr.err;
-    if (msg.rfind("warmpool-agent: ", 0) == 0)
-      msg.erase(0, 16);
-    while (!msg.empty() && msg.back() == '\n')
-      msg.pop_back();
-    throw OpError("invalid_request", what + ": " + (msg.empty() ? "failed" : msg));
-  }
-  return cr;
-}
-
-bool write_fd_all(int fd, const char* p, size_t n) {
-  while (n) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0 && errno == EINTR)
-      continue;
-    if (w <= 0)
-      return false;
-    p += w;
-    n -= size_t(w);
-  }
-  return true;
-}
-
 json op_read_file(const json& msg) {
   std::string path = resolve_path(proto::req_string(msg, "path"));
-  ChildResult cr = file_child(
-    "read_file '" + path + "'",
-    [&]() -> const char* {
-      int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-      if (fd < 0)
-        return "open";
-      struct stat st;
-      if (fstat(fd, &st) != 0)
-        return "stat";
-      if (!S_ISREG(st.st_mode)) {
-        errno = EINVAL;
-        return "not a regular file";
-      }
-      if (uint64_t(st.st_size) > proto::kMaxFileBytes) {
-        errno = EFBIG;
-        return "file too large";
-      }
-      char buf[65536];
-      for (;;) {
-        ssize_t n = read(fd, buf, sizeof buf);
-        if (n < 0 && errno == EINTR)
-          continue;
-        if (n < 0)
-          return "read";
-        if (n == 0)
-          return nullptr;
-        if (!write_fd_all(1, buf, size_t(n)))
-          return "write";
-      }
-    },
-    {}, op_timeout(msg, 30000));
-  if (cr.truncated)
-    throw OpError("invalid_request", "file grew beyond the transfer limit");
-  return json{{"data", proto::base64_encode(cr.out)}};
+  return json{{"data", proto::base64_encode(
+                         agent::read_file_as_tenant(path, op_timeout(msg, 30000), become_tenant))}};
 }
 
 json op_write_file(const json& msg) {
@@ -309,37 +239,7 @@ json op_write_file(const json& msg) {
   uint64_t mode = proto::opt_uint(msg, "mode", 0644);
   if (mode > 07777)
     throw BadRequest("field 'mode' must be at most 07777");
-  file_child(
-    "write_file '" + path + "'",
-    [&]() -> const char* {
-      // Create missing parents, as the tenant.
-      for (size_t pos = 1; (pos = path.find('/', pos)) != std::string::npos; ++pos) {
-        std::string dir = path.substr(0, pos);
-        if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
-          return "mkdir";
-      }
-      int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode_t(mode));
-      if (fd < 0)
-        return "open";
-      if (fchmod(fd, mode_t(mode)) != 0)
-        return "chmod"; // umask must not change the mode
-      char buf[65536];
-      for (;;) {
-        ssize_t n = read(0, buf, sizeof buf);
-        if (n < 0 && errno == EINTR)
-          continue;
-        if (n < 0)
-          return "read";
-        if (n == 0)
-          break;
-        if (!write_fd_all(fd, buf, size_t(n)))
-          return "write";
-      }
-      if (close(fd) != 0)
-        return "close";
-      return nullptr;
-    },
-    data, op_timeout(msg, 30000));
+  agent::write_file_as_tenant(path, data, mode_t(mode), op_timeout(msg, 30000), become_tenant);
   return json{{"bytes", data.size()}};
 }
 

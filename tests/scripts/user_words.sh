@@ -27,7 +27,7 @@ cd "$src"
 files=(README.md docs/*.md config/warmpool.example.yaml packaging/* include/warmpool/*.hpp
        loadtest/scenarios/*.yaml examples/python_client.py clients/*/README.md
        clients/python/pyproject.toml clients/python/warmpool/*.py clients/typescript/src/*.ts)
-random_seed='(^|[^a-z])seed: |random seed|seeded with|seed corpus|seeds the |`seed`|uint64_t seed = '
+random_seed='(^|[^a-z])seed: |random seed|re-seed|hash seed|seeded with|seed corpus|seeds the |`seed`|uint64_t seed = '
 found=$( { grep -sHni seed "${files[@]}" || true; grep -Hni seed "$tmp/help.txt" || true; } |
         grep -Eiv "$random_seed" || true)
 if [ -n "$found" ]; then
