@@ -62,33 +62,9 @@ command -v mypy >/dev/null || fail "mypy is missing (tools/install-deps installs
   >"$tmp/mypy.log" 2>&1 </dev/null || { cat "$tmp/mypy.log" >&2; fail "mypy finds errors in clients/python"; }
 
 # -- a real server -----------------------------------------------------------------
-token="py-client-$RANDOM$RANDOM"
-cat >"$tmp/serve.yaml" <<YAML
-node: py-client-$$
-log: {level: info}
-shutdown_grace: 2s
-server: {listen: "127.0.0.1:0", token: "$token", max_body: 64k}
-pools:
-  - name: shell
-    backend: local
-    min_idle: 1
-    max_size: 2
-  - name: single
-    backend: local
-    min_idle: 1
-    max_size: 1
-YAML
-"$bin" serve --config "$tmp/serve.yaml" >"$tmp/serve.log" 2>&1 &
-server=$!
-port=""
-for _ in $(seq 600); do
-  port=$(sed -n 's/.*serving HTTP on [^ ]*:\([0-9][0-9]*\) .*/\1/p' "$tmp/serve.log" | head -n 1)
-  [ -z "$port" ] || break
-  kill -0 "$server" 2>/dev/null || fail "warmpool serve exited before listening"
-  sleep 0.1
-done
-[ -n "$port" ] || fail "warmpool serve did not report its port within 60s"
-url="http://127.0.0.1:$port"
+# shellcheck source=tests/scripts/lib/client_server.sh
+. "$WARMPOOL_SOURCE_DIR/tests/scripts/lib/client_server.sh"
+start_client_server py-client
 # Readiness through the package itself (wait_ready polls /readyz).
 WARMPOOL_URL="$url" WARMPOOL_TOKEN="$token" "$vpy" -c 'import warmpool; warmpool.Client().wait_ready(60)' \
   </dev/null || fail "the pools did not warm within 60s"

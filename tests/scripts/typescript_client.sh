@@ -40,33 +40,9 @@ npx --no-install tsc -p test/tsconfig.json || fail "the client's tests do not co
 [ -f dist/index.js ] && [ -f dist/index.d.ts ] || fail "tsc wrote no dist/index.js and dist/index.d.ts"
 
 # -- a real server -----------------------------------------------------------------
-token="ts-client-$RANDOM$RANDOM"
-cat >"$tmp/serve.yaml" <<YAML
-node: ts-client-$$
-log: {level: info}
-shutdown_grace: 2s
-server: {listen: "127.0.0.1:0", token: "$token", max_body: 64k}
-pools:
-  - name: shell
-    backend: local
-    min_idle: 1
-    max_size: 2
-  - name: single
-    backend: local
-    min_idle: 1
-    max_size: 1
-YAML
-"$bin" serve --config "$tmp/serve.yaml" >"$tmp/serve.log" 2>&1 &
-server=$!
-port=""
-for _ in $(seq 600); do
-  port=$(sed -n 's/.*serving HTTP on [^ ]*:\([0-9][0-9]*\) .*/\1/p' "$tmp/serve.log" | head -n 1)
-  [ -z "$port" ] || break
-  kill -0 "$server" 2>/dev/null || fail "warmpool serve exited before listening"
-  sleep 0.1
-done
-[ -n "$port" ] || fail "warmpool serve did not report its port within 60s"
-url="http://127.0.0.1:$port"
+# shellcheck source=tests/scripts/lib/client_server.sh
+. "$WARMPOOL_SOURCE_DIR/tests/scripts/lib/client_server.sh"
+start_client_server ts-client
 for _ in $(seq 600); do
   [ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "$url/readyz")" = 200 ] && break
   sleep 0.1

@@ -1,0 +1,34 @@
+# Sourced by the client tests (python_client.sh, typescript_client.sh): starts a real
+# `warmpool serve` with two bubblewrap pools ("shell": 2 sandboxes, "single": 1) on a free
+# loopback port, with a bearer token and a 64 KiB body limit. Needs $bin, $tmp, fail() and a
+# cleanup trap that kills $server; sets token, server, port and url.
+# start_client_server NAME
+start_client_server() {
+  token="$1-$RANDOM$RANDOM"
+  cat >"$tmp/serve.yaml" <<YAML
+node: $1-$$
+log: {level: info}
+shutdown_grace: 2s
+server: {listen: "127.0.0.1:0", token: "$token", max_body: 64k}
+pools:
+  - name: shell
+    backend: local
+    min_idle: 1
+    max_size: 2
+  - name: single
+    backend: local
+    min_idle: 1
+    max_size: 1
+YAML
+  "$bin" serve --config "$tmp/serve.yaml" >"$tmp/serve.log" 2>&1 &
+  server=$!
+  port=""
+  for _ in $(seq 600); do
+    port=$(sed -n 's/.*serving HTTP on [^ ]*:\([0-9][0-9]*\) .*/\1/p' "$tmp/serve.log" | head -n 1)
+    [ -z "$port" ] || break
+    kill -0 "$server" 2>/dev/null || fail "warmpool serve exited before listening"
+    sleep 0.1
+  done
+  [ -n "$port" ] || fail "warmpool serve did not report its port within 60s"
+  url="http://127.0.0.1:$port"
+}
