@@ -184,6 +184,52 @@ ExecRequest parse_exec(const json& body) {
   return r;
 }
 
+/// A shell's name as the caller chooses it: letters, digits, '_', '-', '.'; 1-64 of them.
+std::string get_shell_name(const json& body, const char* name) {
+  auto s = get_string(body, name);
+  if (s.empty())
+    return s;
+  bool ok = s.size() <= 64;
+  for (char c : s)
+    ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.');
+  if (!ok)
+    throw bad(name, "a shell name is 1-64 letters, digits, '_', '-' or '.'");
+  return s;
+}
+
+uint16_t get_size(const json& body, const char* name, uint16_t fallback) {
+  auto v = field(body, name);
+  if (!v)
+    return fallback;
+  if (!v->is_number_unsigned() || v->get<uint64_t>() < 1 || v->get<uint64_t>() > 1000)
+    throw bad(name, "expected a number of character cells between 1 and 1000 (got " + shown(*v) +
+                      ")");
+  return static_cast<uint16_t>(v->get<uint64_t>());
+}
+
+/// "TERM", "SIGTERM" or 15.
+int get_signal(const json& body) {
+  static const std::pair<const char*, int> names[] = {
+    {"HUP", SIGHUP},   {"INT", SIGINT},   {"QUIT", SIGQUIT}, {"KILL", SIGKILL},
+    {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"TERM", SIGTERM}, {"CONT", SIGCONT},
+    {"STOP", SIGSTOP}, {"TSTP", SIGTSTP}, {"ALRM", SIGALRM}, {"WINCH", SIGWINCH}};
+  auto v = field(body, "signal");
+  if (!v)
+    throw bad("signal", "required (a name like \"TERM\" or a number)");
+  if (v->is_number_unsigned() && v->get<uint64_t>() >= 1 && v->get<uint64_t>() <= 64)
+    return static_cast<int>(v->get<uint64_t>());
+  if (v->is_string()) {
+    auto n = v->get<std::string>();
+    if (n.rfind("SIG", 0) == 0)
+      n = n.substr(3);
+    for (auto& [name, sig] : names)
+      if (n == name)
+        return sig;
+  }
+  throw bad("signal", "expected a signal name like \"TERM\" or a number 1-64 (got " + shown(*v) +
+                        ")");
+}
+
 } // namespace
 
 ParsedBody parse_request_body(const std::string& endpoint, const std::string& text) {
