@@ -104,6 +104,9 @@ json Shells::open(const json& msg, const std::map<std::string, std::string>& env
       path = bash;
       break;
     }
+  if (!forced_path_.empty())
+    path = forced_path_.c_str();
+  // argv[0] "sh" also makes a busybox binary its ash.
   sh->program = strstr(path, "bash") ? "bash" : "sh";
   std::vector<std::string> args = {sh->program};
   if (sh->program == "bash")
@@ -149,9 +152,9 @@ json Shells::open(const json& msg, const std::map<std::string, std::string>& env
   });
   for (Fd* f : {&sh->in, &sh->out, &sh->err, &sh->status})
     set_nonblock(f->fd);
-  // Each on its own line: dash stops a line at its first failing special builtin.
-  send(*sh, "set +H 2>/dev/null\n");
-  send(*sh, "unset HISTFILE PROMPT_COMMAND 2>/dev/null\n");
+  if (sh->program == "bash")
+    send(*sh, "set +H\n"); // no history expansion of `!`
+  send(*sh, "unset HISTFILE PROMPT_COMMAND\n");
   send(*sh, "\\printf 'S 0\\n' >&3\n");
   Shell* s = sh.get();
   shells_[name] = std::move(sh);
@@ -178,7 +181,9 @@ json Shells::run(const json& msg) {
   sh.seq++;
   sh.deadline = steady::now() + std::chrono::milliseconds(req.timeout_ms);
   sh.next = steady::time_point::max();
-  send(sh, "\\eval " + single_quoted(req.command) + " </dev/null 3>&-; \\printf 'D " +
+  // `command` keeps a failing special builtin or a syntax error from aborting the line (dash
+  // and ash would drop the status report and the input they had read).
+  send(sh, "\\command eval " + single_quoted(req.command) + " </dev/null 3>&-; \\printf 'D " +
              std::to_string(sh.seq) + " %s\\n' \"$?\" >&3\n");
   jobs_.pump(-1, steady::now() + std::chrono::milliseconds(req.output.wait_ms), [&] {
     Job* j = jobs_.find(num);

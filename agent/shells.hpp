@@ -5,7 +5,7 @@
 // Mechanism: the shell is interactive (SIGINT aborts the running command and the shell
 // survives) without job control (+m: commands stay in the shell's process group, `&` jobs
 // ignore SIGINT) and without prompts. Its stdin is a pipe from the agent; each command is one
-// line `\eval '<command, single-quoted>' </dev/null 3>&-; \printf 'D <seq> %s\n' "$?" >&3`,
+// line `\command eval '<command, single-quoted>' </dev/null 3>&-; \printf 'D <seq> %s\n' "$?" >&3`,
 // so any text (several lines, heredocs) arrives as one unit, reads EOF from stdin, and its
 // status comes back on fd 3, never in its output. After an interrupt the rest of that line is
 // dropped by the shell, so the agent sends `\printf 'S <seq>\n' >&3` to learn it is ready.
@@ -24,6 +24,9 @@ public:
   Shells(LiveJobs& jobs, std::function<void()> become_tenant)
       : jobs_(jobs), become_tenant_(std::move(become_tenant)) {}
 
+  /// The program every shell runs instead of the sandbox's bash or /bin/sh (--shell; tests
+  /// run the same commands through bash, dash and busybox ash).
+  void set_program(std::string path) { forced_path_ = std::move(path); }
   /// shell_open with the (already resolved) environment and working directory.
   json open(const json& msg, const std::map<std::string, std::string>& env, const std::string& cwd);
   json run(const json& msg);
@@ -62,6 +65,7 @@ private:
 
   LiveJobs& jobs_;
   std::function<void()> become_tenant_;
+  std::string forced_path_;
   std::map<std::string, std::unique_ptr<Shell>> shells_;
   std::vector<Shell*> polled_; // owner of each pollfd add_fds appended, with the fd's role
   std::vector<int> roles_;
