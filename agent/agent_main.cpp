@@ -522,6 +522,7 @@ int serve_socket(const std::string& path) {
     return 1;
   }
   for (;;) {
+    g_jobs.pump(ls, proto::kNoDeadline); // jobs keep being drained while no host is connected
     int c = accept4(ls, nullptr, nullptr, SOCK_CLOEXEC);
     if (c < 0) {
       if (errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE) {

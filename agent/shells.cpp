@@ -23,6 +23,9 @@ constexpr auto kStartTimeout = std::chrono::seconds(10);
 // Between the steps of a timeout: SIGINT, then SIGKILL to the command's processes, then
 // SIGKILL to the shell.
 constexpr auto kGrace = std::chrono::seconds(1);
+// An interrupt that lands while the shell is still reading makes dash/ash discard the input
+// they had buffered, a sync line included: it is sent again this often until answered.
+constexpr auto kResync = std::chrono::milliseconds(100);
 
 std::string single_quoted(const std::string& s) {
   std::string q = "'";
@@ -183,8 +186,9 @@ json Shells::run(const json& msg) {
   sh.next = steady::time_point::max();
   // `command` keeps a failing special builtin or a syntax error from aborting the line (dash
   // and ash would drop the status report and the input they had read).
-  send(sh, "\\command eval " + single_quoted(req.command) + " </dev/null 3>&-; \\printf 'D " +
-             std::to_string(sh.seq) + " %s\\n' \"$?\" >&3\n");
+  std::string seq = std::to_string(sh.seq);
+  send(sh, "\\printf 'R " + seq + "\\n' >&3; \\command eval " + single_quoted(req.command) +
+             " </dev/null 3>&-; \\printf 'D " + seq + " %s\\n' \"$?\" >&3\n");
   jobs_.pump(-1, steady::now() + std::chrono::milliseconds(req.output.wait_ms), [&] {
     Job* j = jobs_.find(num);
     return !j || !j->running;
@@ -281,7 +285,30 @@ void Shells::end_command(Shell& sh, int exit_code, int signal, bool timed_out) {
     jobs_.finish(*job, exit_code, signal, timed_out);
   sh.job = 0;
   sh.stage = 0;
-  sh.deadline = sh.next = steady::time_point::max();
+  sh.signalled = sh.pending = 0;
+  sh.started = false;
+  sh.deadline = sh.next = sh.resync = steady::time_point::max();
+}
+
+void Shells::interrupt(Shell& sh, int sig) {
+  if (!sh.started) {
+    sh.pending = sig;
+    return;
+  }
+  if (Job* j = jobs_.find(sh.job))
+    sh.err_at_interrupt = j->streams[1].end();
+  kill(-sh.pid, sig); // the foreground: the command and the shell, which survives SIGINT
+  // A SIGINT makes the shell drop the rest of the command's line, status report included.
+  send(sh, "\\printf 'S " + std::to_string(sh.seq) + "\\n' >&3\n");
+  sh.resync = steady::now() + kResync;
+}
+
+void Shells::signalled(uint64_t job, int sig) {
+  for (auto& [name, sh] : shells_)
+    if (sh->alive && sh->job == job) {
+      sh->signalled = sig;
+      interrupt(*sh, sig);
+    }
 }
 
 void Shells::on_status(Shell& sh) {
@@ -300,15 +327,19 @@ void Shells::on_status(Shell& sh) {
     int fields = sscanf(line.c_str(), "%c %llu %d", &kind, &seq, &code);
     if (kind == 'S' && fields >= 2 && seq == 0) {
       sh.ready = true;
+    } else if (kind == 'R' && seq == sh.seq && sh.job && !sh.started) {
+      sh.started = true;
+      if (sh.pending)
+        interrupt(sh, sh.pending);
     } else if (seq == sh.seq && sh.job) {
       if (kind == 'D' && fields == 3)
         end_command(sh, code, 0, sh.stage > 0);
-      else if (kind == 'S' && sh.stage > 0) {
+      else if (kind == 'S' && (sh.stage > 0 || sh.signalled)) {
         // Interrupted: the shell dropped the status line, and printed a newline of its own.
         feed(sh, 1);
         if (Job* job = jobs_.find(sh.job))
           job->streams[1].drop_suffix("\n", sh.err_at_interrupt);
-        end_command(sh, 130, 0, true);
+        end_command(sh, sh.stage > 0 ? 130 : 128 + sh.signalled, 0, sh.stage > 0);
       }
     }
   }
@@ -378,13 +409,14 @@ void Shells::on_tick(steady::time_point now) {
     if (!sh.job)
       continue;
     std::string sync = "\\printf 'S " + std::to_string(sh.seq) + "\\n' >&3\n";
-    if (sh.stage == 0 && now >= sh.deadline) {
-      if (Job* job = jobs_.find(sh.job))
-        sh.err_at_interrupt = job->streams[1].end();
-      kill(-sh.pid, SIGINT); // the foreground: the command and the shell, which survives it
+    if (now >= sh.resync) {
       send(sh, sync);
+      sh.resync = now + kResync;
+    }
+    if (sh.stage == 0 && now >= sh.deadline) {
       sh.stage = 1;
       sh.next = now + kGrace;
+      interrupt(sh, SIGINT);
     } else if (sh.stage == 1 && now >= sh.next) {
       for (pid_t p : descendants(sh.pid))
         kill(p, SIGKILL);
@@ -404,7 +436,7 @@ steady::time_point Shells::next_timer() const {
   auto t = steady::time_point::max();
   for (const auto& [name, sh] : shells_)
     if (sh->alive && sh->job)
-      t = std::min(t, sh->stage == 0 ? sh->deadline : sh->next);
+      t = std::min({t, sh->stage == 0 ? sh->deadline : sh->next, sh->resync});
   return t;
 }
 

@@ -219,6 +219,17 @@ TEST_P(LiveShellTest, ShellCommandTimeoutInterruptsItAndTheSameShellAnswersNext)
   EXPECT_EQ(run_out("s", "echo ok $KEPT"), "ok yes\n");
 }
 
+TEST_P(LiveShellTest, SigintToAShellCommandEndsItAndTheShellAnswersNext) {
+  open_shell("s");
+  json r = run("s", "sleep 100", {{"wait_ms", 0}});
+  EXPECT_EQ(r["running"], true);
+  EXPECT_EQ(call({{"op", "proc_signal"}, {"process", r["process"]}, {"signal", 2}})["ok"], true);
+  json end = finish(r["process"]);
+  EXPECT_EQ(end["timed_out"], false);
+  EXPECT_EQ(end["exit_code"], 130);
+  EXPECT_EQ(run_out("s", "echo ok"), "ok\n");
+}
+
 TEST_P(LiveShellTest, ShellCommandIgnoringSigintIsStillStopped) {
   open_shell("s");
   json r = run("s", "trap '' INT; while :; do :; done", {{"timeout_ms", 200}});
