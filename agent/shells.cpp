@@ -26,6 +26,7 @@ constexpr auto kGrace = std::chrono::seconds(1);
 // An interrupt that lands while the shell is still reading makes dash/ash discard the input
 // they had buffered, a sync line included: it is sent again this often until answered.
 constexpr auto kResync = std::chrono::milliseconds(100);
+constexpr auto kResignal = std::chrono::milliseconds(500);
 
 std::string single_quoted(const std::string& s) {
   std::string q = "'";
@@ -287,7 +288,7 @@ void Shells::end_command(Shell& sh, int exit_code, int signal, bool timed_out) {
   sh.stage = 0;
   sh.signalled = sh.pending = 0;
   sh.started = false;
-  sh.deadline = sh.next = sh.resync = steady::time_point::max();
+  sh.deadline = sh.next = sh.resync = sh.resignal = steady::time_point::max();
 }
 
 void Shells::interrupt(Shell& sh, int sig) {
@@ -308,6 +309,7 @@ void Shells::signalled(uint64_t job, int sig) {
     if (sh->alive && sh->job == job) {
       sh->signalled = sig;
       interrupt(*sh, sig);
+      sh->resignal = steady::now() + kResignal;
     }
 }
 
@@ -409,6 +411,12 @@ void Shells::on_tick(steady::time_point now) {
     if (!sh.job)
       continue;
     std::string sync = "\\printf 'S " + std::to_string(sh.seq) + "\\n' >&3\n";
+    if (now >= sh.resignal) {
+      if (sh.started)
+        for (pid_t p : descendants(sh.pid))
+          kill(p, sh.signalled);
+      sh.resignal = sh.started ? steady::time_point::max() : now + kResignal;
+    }
     if (now >= sh.resync) {
       send(sh, sync);
       sh.resync = now + kResync;
@@ -436,7 +444,7 @@ steady::time_point Shells::next_timer() const {
   auto t = steady::time_point::max();
   for (const auto& [name, sh] : shells_)
     if (sh->alive && sh->job)
-      t = std::min({t, sh->stage == 0 ? sh->deadline : sh->next, sh->resync});
+      t = std::min({t, sh->stage == 0 ? sh->deadline : sh->next, sh->resync, sh->resignal});
   return t;
 }
 

@@ -61,6 +61,9 @@ private:
                                    // leave the shell inside an open quote)
     steady::time_point deadline = steady::time_point::max(), next = steady::time_point::max();
     steady::time_point resync = steady::time_point::max(); // next sync line while interrupted
+    // proc_signal's signal once more, to the command's processes only: one that was forking
+    // when the first came may have missed it.
+    steady::time_point resignal = steady::time_point::max();
   };
   Shell& get(const json& msg);
   void send(Shell& sh, const std::string& line);
