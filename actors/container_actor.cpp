@@ -64,6 +64,8 @@ void arm_state_timer(self_ptr self) {
     case timer_kind::idle:
       if (st.p.cfg->idle_timeout.count() > 0 && !st.p.fresh)
         arm_timer(self, timer_kind::idle, st.p.cfg->idle_timeout, st.seq);
+      if (st.p.cfg->pause_idle_after.count() > 0 && !st.p.fresh)
+        arm_timer(self, timer_kind::pause, st.p.cfg->pause_idle_after, st.seq);
       break;
     case timer_kind::restart: arm_timer(self, timer_kind::restart, backoff(st), st.seq); break;
     default: break;
@@ -109,6 +111,7 @@ void adopt(self_ptr self, SandboxPtr box) {
     return;
   auto& st = self->state;
   st.sandbox = std::move(box);
+  st.paused = false;
   st.created_at = self->clock().now();
   st.p.registry->add(st.sandbox->id(), me(self));
 }
@@ -162,6 +165,7 @@ bool holds(self_ptr self, guard g) {
     case guard::failures_left: return st.probe_failures < st.p.cfg->health_check.failures;
     case guard::offer_current: return st.offer_seen == st.seq;
     case guard::pool_gone: return st.pool_gone;
+    case guard::awake: return !st.paused;
   }
   return false;
 }
@@ -220,6 +224,8 @@ void start_probe(self_ptr self);
 void start_reset(self_ptr self);
 void start_destroy(self_ptr self);
 void ask_pool_to_expire(self_ptr self);
+void start_pause(self_ptr self);
+void start_wake(self_ptr self);
 
 /// Applies row `r` for event `e`: the steps an action takes before the state changes
 /// (answering queued calls) run first, so callers hear before the pool does.
@@ -256,6 +262,8 @@ void apply(self_ptr self, const row& r, const std::string& why) {
     case action::ask_pool: ask_pool_to_expire(self); break;
     case action::rearm: arm_state_timer(self); break;
     case action::quit: self->quit(); break;
+    case action::pause: start_pause(self); break;
+    case action::wake: start_wake(self); break;
   }
 }
 
@@ -371,7 +379,48 @@ void start_reset(self_ptr self) {
                    {}});
 }
 
+void start_pause(self_ptr self) {
+  self->state.paused = true;
+  enqueue(self, op{[self]() -> work_fn {
+                     return [backend = self->state.p.backend, box = self->state.sandbox] {
+                       op_result r;
+                       backend->pause(*box);
+                       return r;
+                     };
+                   },
+                   [self](op_result& r) {
+                     if (r.err) {
+                       // Still running, so still fit to lease: it just costs its idle CPU.
+                       logger().warn("container {}: could not pause: {}", self->state.p.id,
+                                     render(r.err));
+                       self->state.paused = false;
+                     }
+                   },
+                   {}});
+}
+
+/// Queued before any call of the new lease, so those run thawed.
+void start_wake(self_ptr self) {
+  if (!self->state.paused)
+    return;
+  self->state.paused = false;
+  enqueue(self, op{[self]() -> work_fn {
+                     return [backend = self->state.p.backend, box = self->state.sandbox] {
+                       op_result r;
+                       backend->unpause(*box);
+                       return r;
+                     };
+                   },
+                   [self](op_result& r) {
+                     // A lease call finds out the same way; so does the death watch.
+                     if (r.err)
+                       fire(self, cevent::died, "could not unpause: " + render(r.err));
+                   },
+                   {}});
+}
+
 void start_destroy(self_ptr self) {
+  start_wake(self); // a paused container is thawed first so that it can be stopped
   enqueue(self, op{[self]() -> work_fn {
                      fire(self, cevent::destroy_started);
                      return release_sandbox(self);
@@ -598,6 +647,11 @@ container_internal_actor::behavior_type container(self_ptr self, container_param
       if (k == timer_kind::age) {
         if (stamp == st.restarts)
           fire(self, cevent::max_age, "max_age");
+        return;
+      }
+      if (k == timer_kind::pause) { // armed beside the idle state's own timer
+        if (stamp == st.seq && st.state == cstate::idle)
+          fire(self, cevent::pause_due);
         return;
       }
       // A per-state timer counts only in the stay it was armed in.

@@ -75,6 +75,9 @@ struct container_state {
   clock::time_point created_at{};
   clock::time_point last_probe_at{};
   bool probed = false;
+  // Paused, or a pause is queued (pause_idle_after): what is queued after it runs paused
+  // unless a wake is queued in between.
+  bool paused = false;
   bool last_probe_ok = true;
   caf::typed_response_promise<probe_result> probe_rp; // the probe in flight
   // Exactly one backend call in flight per sandbox; the rest wait here.

@@ -49,8 +49,9 @@ const std::vector<row>& lifecycle_table() {
     {in(S::warming), E::warmed, G::retire_due, S::retiring, A::destroy},
     {in(S::warming), E::warmed, G::always, S::idle, A::none},
     {in(S::warming), E::warm_failed, G::always, S::failed, A::settle},
-    {in(S::idle), E::lease, G::offer_current, S::leased, A::none},
-    {in(S::idle, S::suspect), E::probe, G::always, S::probing, A::probe},
+    {in(S::idle), E::lease, G::offer_current, S::leased, A::wake},
+    {in(S::idle, S::suspect), E::probe, G::awake, S::probing, A::probe},
+    {in(S::idle), E::pause_due, G::awake, stay, A::pause},
     {in(S::probing), E::probe_ok, G::retire_due, S::retiring, A::destroy},
     {in(S::probing), E::probe_ok, G::always, S::idle, A::none},
     {in(S::probing), E::probe_failed, G::failures_left, S::suspect, A::none},
@@ -107,23 +108,25 @@ const char* to_string(cevent e) {
     "probe_failed", "reset_ok",        "reset_failed",   "died",
     "settle",       "retire",          "shutdown",       "pool_lost",
     "idle_timeout", "expire_granted",  "expire_refused", "max_age",
-    "restart_due",  "destroy_started", "destroyed"};
+    "restart_due",  "destroy_started", "destroyed",      "pause_due"};
   auto i = static_cast<size_t>(e);
   return i < names.size() ? names[i] : "?";
 }
 
 const char* to_string(guard g) {
-  static constexpr std::array<const char*, 6> names{"always",        "retire_due",    "may_restart",
-                                                    "failures_left", "offer_current", "pool_gone"};
+  static constexpr std::array<const char*, 7> names{"always",        "retire_due",    "may_restart",
+                                                    "failures_left", "offer_current", "pool_gone",
+                                                    "awake"};
   auto i = static_cast<size_t>(g);
   return i < names.size() ? names[i] : "?";
 }
 
 const char* to_string(action a) {
-  static constexpr std::array<const char*, 12> names{"none",     "create", "warm",
+  static constexpr std::array<const char*, 14> names{"none",     "create", "warm",
                                                      "probe",    "reset",  "destroy",
                                                      "restart",  "settle", "defer_retire",
-                                                     "ask_pool", "rearm",  "quit"};
+                                                     "ask_pool", "rearm",  "quit",
+                                                     "pause",    "wake"};
   auto i = static_cast<size_t>(a);
   return i < names.size() ? names[i] : "?";
 }

@@ -52,9 +52,10 @@ enum class cevent : uint8_t {
   restart_due,     // the restart back-off ended
   destroy_started, // the destroy call left the queue
   destroyed,       // the destroy call finished
+  pause_due,       // the pause timer fired (pause_idle_after)
 };
 
-constexpr size_t cevent_count = static_cast<size_t>(cevent::destroyed) + 1;
+constexpr size_t cevent_count = static_cast<size_t>(cevent::pause_due) + 1;
 
 /// Conditions a row can require, evaluated by the container when an event comes.
 enum class guard : uint8_t {
@@ -64,6 +65,7 @@ enum class guard : uint8_t {
   failures_left, // consecutive probe failures below health_check.failures
   offer_current, // the pool's offer names the last reported transition
   pool_gone,     // no pool to see this one go: end the actor at once
+  awake,         // not paused: a paused idle sandbox is not woken for a probe
 };
 
 enum class action : uint8_t {
@@ -79,10 +81,13 @@ enum class action : uint8_t {
   ask_pool,     // request the pool's consent to expire
   rearm,        // re-arm this state's timer
   quit,         // end the actor
+  pause,        // queue a pause of the idle sandbox (it stays idle: leasable, paused)
+  wake,         // queue an unpause before anything else the lease queues, if paused
 };
 
 /// The per-state timer: entering the state arms it, leaving it cancels it.
-enum class timer_kind : uint8_t { none, idle, restart, age };
+/// `pause` runs beside the idle state's own timer: entering idle arms both.
+enum class timer_kind : uint8_t { none, idle, restart, age, pause };
 
 struct state_attrs {
   bool leasable;       // the pool may hand it out

@@ -68,6 +68,15 @@ public:
   /// cannot verify a clean state (the caller then retires the sandbox).
   virtual ResetReport reset(Sandbox& box, duration timeout) = 0;
 
+  /// Freezes every process of the sandbox (an idle sandbox then costs no CPU), and thaws
+  /// it. Only backends that can (docker) are asked: the config refuses pause_idle_after
+  /// for the others.
+  virtual void pause(Sandbox& box) {
+    (void)box;
+    throw Error(Errc::invalid_request, "this backend cannot pause sandboxes");
+  }
+  virtual void unpause(Sandbox& box) { (void)box; }
+
   /// Cheap liveness check of the agent.
   virtual void ping(Sandbox& box, duration timeout) = 0;
 

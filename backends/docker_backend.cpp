@@ -303,6 +303,16 @@ void DockerBackend::connect_agent(Box& b, clk::time_point deadline) {
 
 // ---- destroy, orphans ----------------------------------------------------------------
 
+void DockerBackend::pause(Sandbox& box) {
+  Box& b = cast(box);
+  b.client->pause(b.cid);
+}
+
+void DockerBackend::unpause(Sandbox& box) {
+  Box& b = cast(box);
+  b.client->unpause(b.cid); // not paused (docker restarted it meanwhile): nothing to thaw
+}
+
 void DockerBackend::destroy(Sandbox& box) {
   Box& b = cast(box);
   {

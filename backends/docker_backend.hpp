@@ -50,6 +50,8 @@ public:
   std::string read_file(Sandbox& box, const std::string& path) override;
   void write_file(Sandbox& box, const std::string& path, const std::string& data) override;
   std::string agent_call(Sandbox& box, const std::string& request, duration timeout) override;
+  void pause(Sandbox& box) override;
+  void unpause(Sandbox& box) override;
   ResetReport reset(Sandbox& box, duration timeout) override;
   void ping(Sandbox& box, duration timeout) override;
   void destroy(Sandbox& box) override;

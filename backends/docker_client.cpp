@@ -302,6 +302,21 @@ bool DockerClient::kill(const std::string& id, const std::string& signal) {
   return true;
 }
 
+void DockerClient::pause(const std::string& id) {
+  auto r = request("POST", url("/containers/" + id + "/pause"));
+  if (r.status != 204)
+    fail("pausing container " + id, r);
+}
+
+bool DockerClient::unpause(const std::string& id) {
+  auto r = request("POST", url("/containers/" + id + "/unpause"));
+  if (r.status == 409)
+    return false;
+  if (r.status != 204)
+    fail("unpausing container " + id, r);
+  return true;
+}
+
 void DockerClient::restart(const std::string& id, int timeout_s) {
   auto r = request("POST", url("/containers/" + id + "/restart?t=" + std::to_string(timeout_s)));
   if (r.status != 204)

@@ -94,6 +94,10 @@ public:
   /// Sends a signal; false when the container is not running (409) or gone (404).
   bool kill(const std::string& id, const std::string& signal = "KILL");
   void restart(const std::string& id, int timeout_s = 0);
+  /// Freezes / thaws every process of the container (the cgroup freezer).
+  void pause(const std::string& id);
+  /// False when it was not paused.
+  bool unpause(const std::string& id);
   /// DELETE ?force=1; false when it did not exist (404), true when removed.
   bool remove(const std::string& id, bool force = true);
   /// GET /containers/{id}/json; a null json when the container does not exist.

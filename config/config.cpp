@@ -119,6 +119,7 @@ void read_pool(Reader& r, const YAML::Node& n, const std::string& path, PoolConf
       r.bind("max_uses", p.max_uses),
       r.bind("max_age", p.max_age),
       r.bind("idle_timeout", p.idle_timeout),
+      r.bind("pause_idle_after", p.pause_idle_after),
       r.bind("acquire_timeout", p.acquire_timeout),
       r.choice("on_exhausted", p.on_exhausted, kOnExhausted),
       r.bind("max_fresh", p.max_fresh),

@@ -320,6 +320,10 @@ void validate_pool(const PoolConfig& p, const std::string& at, Issues& out) {
                       std::to_string(p.min_idle) + ")");
   non_negative("max_age", p.max_age);
   non_negative("idle_timeout", p.idle_timeout);
+  non_negative("pause_idle_after", p.pause_idle_after);
+  if (p.pause_idle_after.count() > 0 && p.backend != "docker")
+    bad("pause_idle_after", "only docker sandboxes can be paused (this pool's backend is " +
+                              quote(p.backend) + ")");
   positive("acquire_timeout", p.acquire_timeout);
   at_least_one("create_parallelism", p.create_parallelism);
   at_least_one("max_fresh", p.max_fresh);

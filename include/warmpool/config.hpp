@@ -82,6 +82,7 @@ struct PoolConfig {
   uint32_t max_uses = 0;           // recycle after this many leases; 0 = unlimited
   duration max_age{0};             // retire after this age; 0 = never
   duration idle_timeout{0};        // retire idle ones above min_idle after this; 0 = never
+  duration pause_idle_after{0};    // docker: pause (freeze) a sandbox idle this long; 0 = never
   duration acquire_timeout{30000}; // default acquire deadline
   OnExhausted on_exhausted = OnExhausted::wait;
   uint32_t max_fresh = 4;          // one-off sandboxes (on_exhausted: fresh, enabled: false)
