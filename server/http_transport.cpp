@@ -649,7 +649,7 @@ void Reply::send(HttpResponse res, std::function<void(bool)> delivered) {
 bool Reply::start_stream(int status, std::string content_type,
                          std::vector<std::pair<std::string, std::string>> headers) {
   if (state_ != State::fresh) {
-    logger().error("http: a stream started after the answer was dropped (status {})", status);
+    logger().error("http: start_stream after the request was answered was ignored (status {})", status);
     return false;
   }
   state_ = State::streaming;
