@@ -504,6 +504,29 @@ TEST_F(HttpStream, StopWaitsForStreamsInFlight) {
   EXPECT_EQ(c.read_to_eof(), std::optional<std::string>("")); // then the connection closed
 }
 
+// stop() closes a kept-alive connection that waits for its next request within kDrainIdle
+// (1 s), even when its header read started (with the 120 s idle timeout) before the stop:
+// a client that stays connected must not hold stop() for the idle timeout.
+TEST_F(HttpStream, StopClosesAKeptAliveConnectionThatStaysConnected) {
+  start();
+  StreamClient c(port);
+  ASSERT_TRUE(c.send_request("/a"));
+  auto reply = take();
+  ASSERT_TRUE(reply);
+  ASSERT_TRUE(reply->start_stream(200));
+  Outcome done;
+  reply->end_stream(done.callback());
+  ASSERT_EQ(c.read_head().status, 200);
+  ASSERT_EQ(c.read_chunk(), std::optional<std::string>(""));
+  ASSERT_EQ(done.get(), std::optional<bool>(true)); // now waiting for the next request
+  reply.reset();
+
+  std::thread stopper([&] { transport->stop(); });
+  EXPECT_EQ(c.read_to_eof(), std::optional<std::string>("")) // bounded: 10 s, not 120
+    << "the idle connection was not closed by stop(): " << c.failure();
+  stopper.join();
+}
+
 // A producer that loses its Reply mid-stream: the connection closes without the last
 // chunk (a truncated answer must not look complete to the client), nothing stays in
 // flight. A Reply dropped before any answer still answers 500.
