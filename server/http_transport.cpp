@@ -200,11 +200,20 @@ public:
     });
   }
 
-  /// Any thread: the server stops; an idle connection closes soon.
+  /// Any thread: the server stops; an idle connection closes soon. A header read already
+  /// pending keeps the timeout it started with (Beast's expires_after applies only to the
+  /// next operation), so a timer of its own ends it: without it a kept-alive client that
+  /// stays connected held stop() for the whole idle_timeout. Reads started from now on see
+  /// `stopping` and get kDrainIdle themselves.
   void drain() {
     net::post(stream_.get_executor(), [self = shared_from_this()] {
-      if (self->reading_header_)
-        self->stream_.expires_after(kDrainIdle);
+      if (!self->reading_header_)
+        return;
+      auto timer = std::make_shared<net::steady_timer>(self->stream_.get_executor(), kDrainIdle);
+      timer->async_wait([self, timer, gen = self->read_gen_](error_code ec) {
+        if (!ec && self->reading_header_ && self->read_gen_ == gen)
+          self->close_now(); // still waiting for the same next request: idle
+      });
     });
   }
 
@@ -221,6 +230,7 @@ private:
     too_big_ = false;
     dropped_ = 0;
     reading_header_ = true;
+    ++read_gen_;
     stream_.expires_after(st_->stopping ? std::chrono::milliseconds(kDrainIdle)
                                         : opts().idle_timeout);
     http::async_read_header(stream_, buf_, *parser_,
@@ -505,10 +515,7 @@ private:
       // A dropped stream closes without its last chunk: the client must not take a
       // truncated answer for a complete one. HTTP/1.0: closing is the end.
       bool ok = clean && !stream_failed_;
-      complete_stream(done, ok);
-      if (ok)
-        return linger();
-      return close_now();
+      return complete_stream(done, ok, ok ? &Connection::linger : &Connection::close_now);
     }
     writing_ = true;
     stream_.expires_after(opts().stream_write_timeout);
@@ -516,27 +523,33 @@ private:
                      [self = shared_from_this(), done = std::move(done)](error_code ec,
                                                                          size_t) mutable {
                        self->writing_ = false;
-                       if (ec)
+                       if (ec) {
                          self->stream_fail(ec);
-                       self->complete_stream(done, !ec);
-                       if (ec)
-                         return self->close_now();
-                       if (!self->stream_keep_)
-                         return self->linger();
-                       self->method_.clear();
-                       self->path_.clear();
-                       self->read_header();
+                         return self->complete_stream(done, false, &Connection::close_now);
+                       }
+                       self->complete_stream(done, true,
+                                             self->stream_keep_ ? &Connection::next_request
+                                                                : &Connection::linger);
                      });
   }
 
-  /// The stream's answer is complete (or abandoned): the request is no longer in flight.
-  void complete_stream(std::function<void(bool)>& done, bool ok) {
+  /// The stream's answer is complete (or abandoned): the connection takes its `next` step,
+  /// then `done` runs and the request stops counting as in flight. In that order, so that a
+  /// producer told done(true) finds the connection already waiting for the next request.
+  void complete_stream(std::function<void(bool)>& done, bool ok, void (Connection::*next)()) {
     streaming_ = false;
     serving_ = false;
     on_gone_ = nullptr;
     error_code ignored;
     stream_.socket().cancel(ignored); // ends the watch (no write is in flight)
+    (this->*next)();
     finish(done, ok, true);
+  }
+
+  void next_request() {
+    method_.clear();
+    path_.clear();
+    read_header();
   }
 
   /// The stream cannot reach its client: every later chunk gets false, and the socket
@@ -623,6 +636,7 @@ private:
   std::string method_, path_; // of the request being served
   bool keep_alive_ = true, too_big_ = false, reading_header_ = false, serving_ = false;
   unsigned version_ = 11;
+  uint64_t read_gen_ = 0; // header reads started (drain() ends only the one it saw)
   // The streamed answer: writing_ while one write is in flight; outq_ what waits for it.
   bool streaming_ = false, stream_failed_ = false, chunked_ = true, stream_keep_ = false,
        writing_ = false;
@@ -649,7 +663,7 @@ void Reply::send(HttpResponse res, std::function<void(bool)> delivered) {
 bool Reply::start_stream(int status, std::string content_type,
                          std::vector<std::pair<std::string, std::string>> headers) {
   if (state_ != State::fresh) {
-    logger().error("http: a stream started after the answer was dropped (status {})", status);
+    logger().error("http: start_stream after the request was answered was ignored (status {})", status);
     return false;
   }
   state_ = State::streaming;

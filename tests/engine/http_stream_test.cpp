@@ -417,6 +417,59 @@ TEST_F(HttpStream, ClientThatDisconnectsMidStreamIsNoticed) {
   EXPECT_TRUE(pending_drops_to_zero());
 }
 
+// on_gone serves a handler that answers once, too: it learns of the hang-up while it waits.
+TEST_F(HttpStream, OnGoneTellsAWaitingHandlerWithoutAStream) {
+  start();
+  auto c = std::make_unique<StreamClient>(port);
+  ASSERT_TRUE(c->send_request("/wait"));
+  auto reply = take();
+  ASSERT_TRUE(reply);
+  Outcome gone;
+  reply->on_gone([cb = gone.callback()] { cb(true); });
+  c->close();
+  EXPECT_EQ(gone.get(), std::optional<bool>(true));
+  Outcome delivered;
+  reply->send(HttpResponse{}, delivered.callback());
+  EXPECT_EQ(delivered.get(), std::optional<bool>(false));
+  EXPECT_TRUE(pending_drops_to_zero());
+}
+
+// Calls out of order are refused with false, never written: a chunk before the stream, a
+// stream after an answer, a second end.
+TEST_F(HttpStream, StreamCallsOutOfOrderAreRefused) {
+  start();
+  StreamClient c(port);
+  ASSERT_TRUE(c.send_request("/a"));
+  auto reply = take();
+  ASSERT_TRUE(reply);
+  Outcome early;
+  reply->write_chunk("too early\n", early.callback());
+  EXPECT_EQ(early.get(), std::optional<bool>(false));
+  ASSERT_TRUE(reply->start_stream(200));
+  EXPECT_FALSE(reply->start_stream(200));
+  Outcome second_answer;
+  reply->send(HttpResponse{}, second_answer.callback());
+  EXPECT_EQ(second_answer.get(), std::optional<bool>(false));
+  Outcome done, again, late;
+  reply->end_stream(done.callback());
+  reply->end_stream(again.callback());
+  reply->write_chunk("too late\n", late.callback());
+  EXPECT_EQ(done.get(), std::optional<bool>(true));
+  EXPECT_EQ(again.get(), std::optional<bool>(false));
+  EXPECT_EQ(late.get(), std::optional<bool>(false));
+  EXPECT_EQ(c.read_head().status, 200);
+  EXPECT_EQ(c.read_chunk(), std::optional<std::string>("")); // nothing else was written
+  EXPECT_EQ(c.buffered(), 0u);
+
+  StreamClient c2(port);
+  ASSERT_TRUE(c2.send_request("/b"));
+  auto answered = take();
+  ASSERT_TRUE(answered);
+  answered->send(HttpResponse{});
+  EXPECT_FALSE(answered->start_stream(200));
+  EXPECT_EQ(c2.read_head().status, 200);
+}
+
 // stop() returns only after the streams in flight ended; a stream goes on meanwhile.
 TEST_F(HttpStream, StopWaitsForStreamsInFlight) {
   start();
@@ -449,6 +502,29 @@ TEST_F(HttpStream, StopWaitsForStreamsInFlight) {
   EXPECT_TRUE(stopped.load());
   EXPECT_EQ(transport->pending(), 0u);
   EXPECT_EQ(c.read_to_eof(), std::optional<std::string>("")); // then the connection closed
+}
+
+// stop() closes a kept-alive connection that waits for its next request within kDrainIdle
+// (1 s), even when its header read started (with the 120 s idle timeout) before the stop:
+// a client that stays connected must not hold stop() for the idle timeout.
+TEST_F(HttpStream, StopClosesAKeptAliveConnectionThatStaysConnected) {
+  start();
+  StreamClient c(port);
+  ASSERT_TRUE(c.send_request("/a"));
+  auto reply = take();
+  ASSERT_TRUE(reply);
+  ASSERT_TRUE(reply->start_stream(200));
+  Outcome done;
+  reply->end_stream(done.callback());
+  ASSERT_EQ(c.read_head().status, 200);
+  ASSERT_EQ(c.read_chunk(), std::optional<std::string>(""));
+  ASSERT_EQ(done.get(), std::optional<bool>(true)); // now waiting for the next request
+  reply.reset();
+
+  std::thread stopper([&] { transport->stop(); });
+  EXPECT_EQ(c.read_to_eof(), std::optional<std::string>("")) // bounded: 10 s, not 120
+    << "the idle connection was not closed by stop(): " << c.failure();
+  stopper.join();
 }
 
 // A producer that loses its Reply mid-stream: the connection closes without the last
