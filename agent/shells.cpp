@@ -27,6 +27,8 @@ constexpr auto kGrace = std::chrono::seconds(1);
 // they had buffered, a sync line included: it is sent again this often until answered.
 constexpr auto kResync = std::chrono::milliseconds(100);
 constexpr auto kResignal = std::chrono::milliseconds(500);
+// Most read from one of a shell's pipes per wake-up.
+constexpr size_t kFeedBudget = 1 << 20;
 
 std::string single_quoted(const std::string& s) {
   std::string q = "'";
@@ -272,10 +274,14 @@ void Shells::feed(Shell& sh, int stream) {
   if (job && !job->running)
     job = nullptr;
   // With no command running (start-up banner, a background job's late lines) it goes nowhere.
-  if (!read_available(fd.fd, [&](const char* p, size_t n) {
-        if (job)
-          job->streams[stream].append(p, n);
-      }))
+  // Bounded: a background `yes` would otherwise keep the pipe from ever being empty.
+  if (!read_available(
+        fd.fd,
+        [&](const char* p, size_t n) {
+          if (job)
+            job->streams[stream].append(p, n);
+        },
+        kFeedBudget))
     fd.reset();
 }
 

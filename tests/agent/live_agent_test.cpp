@@ -255,6 +255,16 @@ TEST_P(LiveShellTest, BackgroundServerStartedInAShellIsReachedByALaterCommandAnd
   EXPECT_EQ(run_out("s", probe), "200\n"); // `&` jobs ignore the SIGINT of the timeout
 }
 
+TEST_P(LiveShellTest, ChattyBackgroundJobOfAShellDoesNotStallTheAgent) {
+  open_shell("s");
+  EXPECT_EQ(run("s", "yes &")["exit_code"], 0);
+  EXPECT_EQ(call({{"op", "ping"}})["ok"], true);
+  json r = run("s", "kill $!; echo killed", {{"timeout_ms", 5000}});
+  EXPECT_EQ(r["running"], false);
+  EXPECT_EQ(r["exit_code"], 0);
+  EXPECT_EQ(r["timed_out"], false);
+}
+
 TEST_P(LiveShellTest, ShellBusyWithACommandIsConflictUntilItEnds) {
   open_shell("s");
   std::string f = fifo("gate");
