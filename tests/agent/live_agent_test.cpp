@@ -315,8 +315,10 @@ TEST_F(LiveAgentTest, OutputOffsetsAdvanceAndAnOldOffsetReturnsTheSameBytes) {
 TEST_F(LiveAgentTest, LongPollAnswersAsSoonAsALineIsPrintedWhileTheProcessRuns) {
   std::string f = fifo("gate");
   json p = start({{"shell", "echo first; read x < " + f + "; echo second"}});
+  auto asked = clock::now();
   json r = output(p["process"], 0, 0, 10000);
   EXPECT_EQ(r["running"], true); // answered before the test let it go on
+  EXPECT_LT(clock::now() - asked, 5s) << "the answer waited for the wait_ms deadline";
   EXPECT_EQ(unb64(r["stdout"]), "first\n");
   release(f);
   json end = finish(p["process"]);
