@@ -322,8 +322,8 @@ void Shells::signalled(uint64_t job, int sig) {
 void Shells::on_status(Shell& sh) {
   if (sh.status.fd < 0)
     return;
-  if (!read_available(sh.status.fd,
-                      [&](const char* p, size_t n) { sh.status_buf.append(p, n); }, 1 << 16))
+  if (!read_available(
+        sh.status.fd, [&](const char* p, size_t n) { sh.status_buf.append(p, n); }, 1 << 16))
     sh.status.reset(); // only the shell holds it: it is exiting
   size_t nl;
   while ((nl = sh.status_buf.find('\n')) != std::string::npos) {

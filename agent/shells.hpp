@@ -51,9 +51,9 @@ private:
     std::string in_queue;   // lines the shell did not read yet
     std::string status_buf; // a partial line from fd 3
     bool alive = true, ready = false;
-    uint64_t seq = 0; // of the last command sent
-    uint64_t job = 0; // the running command's job, 0: idle
-    int stage = 0;    // of a timeout: 1 SIGINT sent, 2 its children killed
+    uint64_t seq = 0;              // of the last command sent
+    uint64_t job = 0;              // the running command's job, 0: idle
+    int stage = 0;                 // of a timeout: 1 SIGINT sent, 2 its children killed
     uint64_t err_at_interrupt = 0; // the job's stderr end when SIGINT was sent
     int signalled = 0;             // proc_signal sent this to the running command
     bool started = false;          // the shell read the command's whole line ("R")

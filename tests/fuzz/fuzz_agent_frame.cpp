@@ -125,7 +125,8 @@ void agent_request(const std::string& payload) {
       if (req.cols < 1 || req.rows < 1)
         bug("proc_start accepted", "an empty window");
       if (int(!req.exec.argv.empty()) + int(!req.exec.shell.empty()) +
-            int(!req.exec.language.empty()) != 1)
+            int(!req.exec.language.empty()) !=
+          1)
         bug("proc_start accepted", "not exactly one of argv/shell/language");
     } else if (op == "proc_output") {
       auto req = proto::proc_output_from_json(msg);
