@@ -166,6 +166,12 @@ TEST_P(LiveShellTest, ShellOutputIsTheCommandsOnlyAndComesBackWholeWithoutAFinal
   EXPECT_EQ(unb64(r["stdout"]), "it's here\n");
 }
 
+TEST_P(LiveShellTest, LongCommandTextArrivesWhole) {
+  open_shell("s");
+  std::string word(200000, 'w');
+  EXPECT_EQ(run_out("s", "printf %s '" + word + "' | wc -c | tr -d ' '"), "200000\n");
+}
+
 TEST_P(LiveShellTest, ShellRunReportsTheCommandsExitCode) {
   open_shell("s");
   EXPECT_EQ(run("s", "false")["exit_code"], 1);
@@ -497,6 +503,33 @@ TEST_F(LiveAgentTest, ChattyProcessKeepsItsTailWithinTheLimitAndMemoryStaysFlat)
   json h = finish(head["process"]);
   EXPECT_EQ(h["offset"], 1000);
   EXPECT_EQ(h["truncated"], true);
+}
+
+TEST(LiveAgentTenant, ProcessesTerminalsAndShellsRunAsTheTenant) {
+  if (geteuid() != 0)
+    GTEST_SKIP() << "switching to the tenant's uid needs root";
+  TempDir ws;
+  AgentProc agent(ws.path(), {"--uid", "65534", "--gid", "65534"});
+  json p = agent.call({{"op", "proc_start"}, {"shell", "id -u; id -g"}});
+  json t =
+    agent.call({{"op", "proc_start"}, {"shell", "id -u; test -t 0 && echo tty"}, {"tty", true}});
+  for (json* j : {&p, &t}) {
+    std::string out;
+    for (int i = 0; i < 100; ++i) {
+      json r = agent.call({{"op", "proc_output"},
+                           {"process", (*j)["process"]},
+                           {"offset", out.size()},
+                           {"wait_ms", 10000}});
+      out += unb64(r["stdout"]);
+      if (r["running"] == false)
+        break;
+    }
+    EXPECT_EQ(out, j == &p ? "65534\n65534\n" : "65534\r\ntty\r\n");
+  }
+  EXPECT_EQ(agent.call({{"op", "shell_open"}, {"shell", "s"}})["ok"], true);
+  json r =
+    agent.call({{"op", "shell_run"}, {"shell", "s"}, {"command", "id -u"}, {"wait_ms", 10000}});
+  EXPECT_EQ(unb64(r["stdout"]), "65534\n");
 }
 
 // ---------------------------------------------------------------- setup and reset
