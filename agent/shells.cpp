@@ -304,7 +304,15 @@ void Shells::interrupt(Shell& sh, int sig) {
   }
   if (Job* j = jobs_.find(sh.job))
     sh.err_at_interrupt = j->streams[1].end();
-  kill(-sh.pid, sig); // the foreground: the command and the shell, which survives SIGINT
+  if (sh.signalled) {
+    std::set<pid_t> procs = descendants(sh.pid);
+    if (procs.empty())
+      kill(sh.pid, sig);
+    for (pid_t p : procs)
+      kill(p, sig);
+  } else {
+    kill(-sh.pid, sig); // the foreground: the command and the shell, which survives SIGINT
+  }
   // A SIGINT makes the shell drop the rest of the command's line, status report included.
   send(sh, "\\printf 'S " + std::to_string(sh.seq) + "\\n' >&3\n");
   sh.resync = steady::now() + kResync;

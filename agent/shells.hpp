@@ -73,7 +73,10 @@ private:
   void end_command(Shell& sh, int exit_code, int signal, bool timed_out);
   void died(Shell& sh, int status);
   void kill_shell(Shell& sh);
-  void interrupt(Shell& sh, int sig); // now if started, else once started
+  /// Now if started, else once started. The timeout's SIGINT goes to the process group;
+  /// proc_signal's to the command's processes (or the shell running a builtin): a bash child
+  /// hit between fork and exec can otherwise take over reading the shell's input.
+  void interrupt(Shell& sh, int sig);
 
   LiveJobs& jobs_;
   std::function<void()> become_tenant_;
