@@ -20,7 +20,11 @@ Errc agent_errc(const std::string& code) {
   static const std::pair<const char*, Errc> table[] = {{"invalid_request", Errc::invalid_request},
                                                        {"exec_timeout", Errc::exec_timeout},
                                                        {"container_failed", Errc::container_failed},
-                                                       {"internal", Errc::internal}};
+                                                       {"internal", Errc::internal},
+                                                       {"not_found", Errc::not_found},
+                                                       {"conflict", Errc::conflict},
+                                                       {"too_large", Errc::too_large},
+                                                       {"shell_exited", Errc::shell_exited}};
   for (const auto& [name, errc] : table)
     if (code == name)
       return errc;
@@ -143,6 +147,27 @@ json AgentClient::call(json request, duration timeout) {
     throw Error(agent_errc(code), op + ": " + (message.empty() ? code : message));
   }
   return resp;
+}
+
+std::string AgentClient::call_text(const std::string& request, duration timeout) {
+  json req = json::parse(request, nullptr, false);
+  if (!req.is_object() || !req.contains("op"))
+    throw Error(Errc::invalid_request, "an agent request must be a JSON object with an op");
+  req.erase("id"); // call() numbers its own requests
+  std::string op = req["op"].is_string() ? req["op"].get<std::string>() : std::string{};
+  json resp;
+  try {
+    resp = call(std::move(req), timeout);
+  } catch (const Error& e) {
+    // The caller knows what it asked; the agent's op name would only be jargon to it.
+    std::string msg = e.what(), prefix = op + ": ";
+    if (e.code() != Errc::container_failed && msg.rfind(prefix, 0) == 0)
+      throw Error(e.code(), msg.substr(prefix.size()));
+    throw;
+  }
+  resp.erase("id");
+  resp.erase("ok");
+  return resp.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 // A response field that is missing or garbled means the agent misbehaves.
