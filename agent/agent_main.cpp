@@ -269,30 +269,16 @@ agent::Shells g_shells{g_jobs, become_tenant};
 
 json op_proc_start(const json& msg) {
   proto::ProcStartRequest req = proto::proc_start_from_json(msg);
-  agent::JobSpawn spawn;
-  const ExecRequest& ex = req.exec;
-  if (!ex.language.empty()) {
-    // A job outlives the request, so it runs as a plain interpreter, not in the fork server.
-    spawn.argv = g_py.configured ? g_py.command : std::vector<std::string>{"python3"};
-    spawn.argv.insert(spawn.argv.end(), {"-c", ex.code});
-    spawn.command = ex.language;
-  } else if (!ex.argv.empty()) {
-    spawn.argv = ex.argv;
-    for (const auto& a : ex.argv)
-      spawn.command += (spawn.command.empty() ? "" : " ") + a;
-  } else {
-    spawn.argv = {"/bin/sh", "-c", ex.shell};
-    spawn.command = ex.shell;
-  }
-  spawn.env = exec_env(ex.env);
-  spawn.cwd = default_cwd(ex.cwd);
+  agent::JobSpawn spawn =
+    agent::job_spawn(req.exec,
+                     g_py.configured ? g_py.command : std::vector<std::string>{"python3"});
+  spawn.env = exec_env(req.exec.env);
+  spawn.cwd = default_cwd(req.exec.cwd);
   agent::Job& job = g_jobs.start(spawn, req);
   return json{{"process", job.id}, {"pid", job.pid}};
 }
 
-json op_shell_open(const json& msg) {
-  return g_shells.open(msg, exec_env({}), default_cwd({}));
-}
+json op_shell_open(const json& msg) { return g_shells.open(msg, exec_env({}), default_cwd({})); }
 
 json op_setup(const json& msg) {
   proto::SetupRequest req = proto::setup_from_json(msg);

@@ -77,8 +77,8 @@ pid_t fork_job(const std::function<void()>& in_child) {
     }
   if (!slot) {
     sigprocmask(SIG_SETMASK, &old, nullptr);
-    throw OpError("too_large", "too many live processes (at most " +
-                                 std::to_string(kMaxJobPids) + ")");
+    throw OpError("too_large",
+                  "too many live processes (at most " + std::to_string(kMaxJobPids) + ")");
   }
   pid_t pid = fork();
   if (pid == 0) {

@@ -96,13 +96,32 @@ uint64_t LiveJobs::make_room() {
   if (jobs_.size() >= kMaxJobs) {
     auto victim = jobs_.end();
     for (auto it = jobs_.begin(); it != jobs_.end(); ++it)
-      if (!it->second->running && (victim == jobs_.end() || (it->second->ephemeral && !victim->second->ephemeral)))
+      if (!it->second->running &&
+          (victim == jobs_.end() || (it->second->ephemeral && !victim->second->ephemeral)))
         victim = it;
     if (victim == jobs_.end())
-      throw OpError("too_large", "too many running jobs (at most " + std::to_string(kMaxJobs) + ")");
+      throw OpError("too_large",
+                    "too many running jobs (at most " + std::to_string(kMaxJobs) + ")");
     jobs_.erase(victim);
   }
   return next_++;
+}
+
+JobSpawn job_spawn(const ExecRequest& ex, const std::vector<std::string>& python) {
+  JobSpawn spawn;
+  if (!ex.language.empty()) {
+    spawn.argv = python;
+    spawn.argv.insert(spawn.argv.end(), {"-c", ex.code});
+    spawn.command = ex.language;
+  } else if (!ex.argv.empty()) {
+    spawn.argv = ex.argv;
+    for (const auto& a : ex.argv)
+      spawn.command += (spawn.command.empty() ? "" : " ") + a;
+  } else {
+    spawn.argv = {"/bin/sh", "-c", ex.shell};
+    spawn.command = ex.shell;
+  }
+  return spawn;
 }
 
 Job& LiveJobs::start(const JobSpawn& spawn, const proto::ProcStartRequest& req) {
@@ -276,7 +295,8 @@ void LiveJobs::drain(Job& job, int s) {
   if (fd.fd < 0)
     return;
   OutputStream& os = job.streams[s];
-  if (!read_available(fd.fd, [&](const char* p, size_t n) { os.append(p, n); }, kDrainAfterExit))
+  if (!read_available(
+        fd.fd, [&](const char* p, size_t n) { os.append(p, n); }, kDrainAfterExit))
     fd.reset();
 }
 
@@ -361,10 +381,11 @@ void LiveJobs::pump(int conn_fd, steady::time_point deadline, const std::functio
     if (part_)
       part_->add_fds(fds);
     now = steady::now();
-    int ms = until <= now ? 0
-                          : int(std::min<int64_t>(
-                              INT32_MAX,
-                              std::chrono::ceil<std::chrono::milliseconds>(until - now).count()));
+    int ms =
+      until <= now
+        ? 0
+        : int(std::min<int64_t>(INT32_MAX,
+                                std::chrono::ceil<std::chrono::milliseconds>(until - now).count()));
     int r = poll(fds.data(), nfds_t(fds.size()), ms);
     if (r < 0)
       continue; // EINTR (SIGCHLD): everything is re-checked

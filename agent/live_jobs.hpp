@@ -53,15 +53,15 @@ struct Job {
   uint64_t num = 0;
   std::string id; // "p<num>"
   std::string command;
-  pid_t pid = -1;              // the leader; for a shell command the shell
-  bool tty = false;            // `out` is the terminal's master side (stdin too)
-  bool listed = false;         // a background process (proc_list)
-  bool ephemeral = false;      // forgotten once ended and read to the end
-  bool shell_command = false;  // fed by a shell: no pid or fds of its own
+  pid_t pid = -1;             // the leader; for a shell command the shell
+  bool tty = false;           // `out` is the terminal's master side (stdin too)
+  bool listed = false;        // a background process (proc_list)
+  bool ephemeral = false;     // forgotten once ended and read to the end
+  bool shell_command = false; // fed by a shell: no pid or fds of its own
   Fd in, out, err;
-  std::string in_queue;        // stdin bytes the pipe did not take yet
+  std::string in_queue; // stdin bytes the pipe did not take yet
   bool close_when_drained = false;
-  bool stdin_closed = false;   // as the host sees it
+  bool stdin_closed = false; // as the host sees it
   OutputStream streams[2];
   bool running = true;
   int exit_code = 0, signal = 0;
@@ -92,9 +92,14 @@ struct JobSpawn {
   std::string command; // shown by proc_list
 };
 
+/// The argv and proc_list command of `ex` (argv | shell | language+code). Code runs as
+/// `python -c`: a job outlives the request, so not in the fork server.
+JobSpawn job_spawn(const ExecRequest& ex, const std::vector<std::string>& python);
+
 class LiveJobs {
 public:
-  explicit LiveJobs(std::function<void()> become_tenant) : become_tenant_(std::move(become_tenant)) {}
+  explicit LiveJobs(std::function<void()> become_tenant)
+      : become_tenant_(std::move(become_tenant)) {}
   void set_part(LoopPart* part) { part_ = part; }
 
   /// proc_start; throws OpError.

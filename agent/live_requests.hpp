@@ -17,7 +17,7 @@ constexpr uint64_t kMaxStdinWrite = 1u << 20;
 constexpr uint64_t kMaxWaitMs = 10000;
 
 struct ProcStartRequest {
-  ExecRequest exec;      // exec.timeout unused: see timeout_ms
+  ExecRequest exec;        // exec.timeout unused: see timeout_ms
   uint64_t timeout_ms = 0; // 0: none
   bool tty = false;
   uint16_t cols = 80, rows = 24;
@@ -64,8 +64,8 @@ ShellRunRequest shell_run_from_json(const json& msg);
 
 struct SetupRequest {
   std::map<std::string, std::string> env;
-  std::string cwd;                           // empty: unchanged default (the workspace)
-  std::map<std::string, std::string> files;  // path -> bytes
+  std::string cwd;                          // empty: unchanged default (the workspace)
+  std::map<std::string, std::string> files; // path -> bytes
 };
 SetupRequest setup_from_json(const json& msg);
 

@@ -27,6 +27,8 @@ constexpr auto kGrace = std::chrono::seconds(1);
 // they had buffered, a sync line included: it is sent again this often until answered.
 constexpr auto kResync = std::chrono::milliseconds(100);
 constexpr auto kResignal = std::chrono::milliseconds(500);
+// Most read from one of a shell's pipes per wake-up.
+constexpr size_t kFeedBudget = 1 << 20;
 
 std::string single_quoted(const std::string& s) {
   std::string q = "'";
@@ -272,10 +274,14 @@ void Shells::feed(Shell& sh, int stream) {
   if (job && !job->running)
     job = nullptr;
   // With no command running (start-up banner, a background job's late lines) it goes nowhere.
-  if (!read_available(fd.fd, [&](const char* p, size_t n) {
-        if (job)
-          job->streams[stream].append(p, n);
-      }))
+  // Bounded: a background `yes` would otherwise keep the pipe from ever being empty.
+  if (!read_available(
+        fd.fd,
+        [&](const char* p, size_t n) {
+          if (job)
+            job->streams[stream].append(p, n);
+        },
+        kFeedBudget))
     fd.reset();
 }
 
@@ -298,7 +304,15 @@ void Shells::interrupt(Shell& sh, int sig) {
   }
   if (Job* j = jobs_.find(sh.job))
     sh.err_at_interrupt = j->streams[1].end();
-  kill(-sh.pid, sig); // the foreground: the command and the shell, which survives SIGINT
+  if (sh.signalled) {
+    std::set<pid_t> procs = descendants(sh.pid);
+    if (procs.empty())
+      kill(sh.pid, sig);
+    for (pid_t p : procs)
+      kill(p, sig);
+  } else {
+    kill(-sh.pid, sig); // the foreground: the command and the shell, which survives SIGINT
+  }
   // A SIGINT makes the shell drop the rest of the command's line, status report included.
   send(sh, "\\printf 'S " + std::to_string(sh.seq) + "\\n' >&3\n");
   sh.resync = steady::now() + kResync;
@@ -316,8 +330,8 @@ void Shells::signalled(uint64_t job, int sig) {
 void Shells::on_status(Shell& sh) {
   if (sh.status.fd < 0)
     return;
-  if (!read_available(sh.status.fd,
-                      [&](const char* p, size_t n) { sh.status_buf.append(p, n); }, 1 << 16))
+  if (!read_available(
+        sh.status.fd, [&](const char* p, size_t n) { sh.status_buf.append(p, n); }, 1 << 16))
     sh.status.reset(); // only the shell holds it: it is exiting
   size_t nl;
   while ((nl = sh.status_buf.find('\n')) != std::string::npos) {

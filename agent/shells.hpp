@@ -51,9 +51,9 @@ private:
     std::string in_queue;   // lines the shell did not read yet
     std::string status_buf; // a partial line from fd 3
     bool alive = true, ready = false;
-    uint64_t seq = 0; // of the last command sent
-    uint64_t job = 0; // the running command's job, 0: idle
-    int stage = 0;    // of a timeout: 1 SIGINT sent, 2 its children killed
+    uint64_t seq = 0;              // of the last command sent
+    uint64_t job = 0;              // the running command's job, 0: idle
+    int stage = 0;                 // of a timeout: 1 SIGINT sent, 2 its children killed
     uint64_t err_at_interrupt = 0; // the job's stderr end when SIGINT was sent
     int signalled = 0;             // proc_signal sent this to the running command
     bool started = false;          // the shell read the command's whole line ("R")
@@ -73,7 +73,10 @@ private:
   void end_command(Shell& sh, int exit_code, int signal, bool timed_out);
   void died(Shell& sh, int status);
   void kill_shell(Shell& sh);
-  void interrupt(Shell& sh, int sig); // now if started, else once started
+  /// Now if started, else once started. The timeout's SIGINT goes to the process group;
+  /// proc_signal's to the command's processes (or the shell running a builtin): a bash child
+  /// hit between fork and exec can otherwise take over reading the shell's input.
+  void interrupt(Shell& sh, int sig);
 
   LiveJobs& jobs_;
   std::function<void()> become_tenant_;

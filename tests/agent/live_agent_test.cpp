@@ -21,7 +21,8 @@ namespace {
 
 class LiveAgentBase {
 protected:
-  explicit LiveAgentBase(std::vector<std::string> extra = {}) : agent(ws.path(), std::move(extra)) {}
+  explicit LiveAgentBase(std::vector<std::string> extra = {})
+      : agent(ws.path(), std::move(extra)) {}
   TempDir ws;
   AgentProc agent;
 
@@ -32,7 +33,8 @@ protected:
     EXPECT_EQ(r["ok"], true) << r.dump();
     return r;
   }
-  json output(const json& id, uint64_t offset = 0, uint64_t stderr_offset = 0, int wait_ms = 10000) {
+  json output(const json& id, uint64_t offset = 0, uint64_t stderr_offset = 0,
+              int wait_ms = 10000) {
     return call({{"op", "proc_output"},
                  {"process", id},
                  {"offset", offset},
@@ -107,8 +109,9 @@ class LiveAgentTest : public LiveAgentBase, public ::testing::Test {};
 // dash (Debian) or busybox ash (the busybox image).
 class LiveShellTest : public LiveAgentBase, public ::testing::TestWithParam<std::string> {
 protected:
-  LiveShellTest() : LiveAgentBase(GetParam() == "bash" ? std::vector<std::string>{}
-                                                        : std::vector<std::string>{"--shell", GetParam()}) {}
+  LiveShellTest()
+      : LiveAgentBase(GetParam() == "bash" ? std::vector<std::string>{}
+                                           : std::vector<std::string>{"--shell", GetParam()}) {}
   void SetUp() override {
     if (GetParam() != "bash" && access(GetParam().c_str(), X_OK) != 0)
       GTEST_SKIP() << GetParam() << " is not installed";
@@ -161,6 +164,12 @@ TEST_P(LiveShellTest, ShellOutputIsTheCommandsOnlyAndComesBackWholeWithoutAFinal
   // Several lines, quotes and a heredoc arrive as one unit.
   r = run("s", "x='it'\"'\"'s'\ncat <<EOF\n$x here\nEOF");
   EXPECT_EQ(unb64(r["stdout"]), "it's here\n");
+}
+
+TEST_P(LiveShellTest, LongCommandTextArrivesWhole) {
+  open_shell("s");
+  std::string word(200000, 'w');
+  EXPECT_EQ(run_out("s", "printf %s '" + word + "' | wc -c | tr -d ' '"), "200000\n");
 }
 
 TEST_P(LiveShellTest, ShellRunReportsTheCommandsExitCode) {
@@ -246,13 +255,22 @@ TEST_P(LiveShellTest, BackgroundServerStartedInAShellIsReachedByALaterCommandAnd
   open_shell("s");
   std::string port = std::to_string(free_port());
   run_out("s", "python3 -m http.server " + port + " --bind 127.0.0.1 >/dev/null 2>&1 &");
-  std::string probe =
-    "for i in $(seq 100); do python3 -c 'import urllib.request,sys; "
-    "print(urllib.request.urlopen(\"http://127.0.0.1:" +
-    port + "/\").status)' 2>/dev/null && break; sleep 0.1; done";
+  std::string probe = "for i in $(seq 100); do python3 -c 'import urllib.request,sys; "
+                      "print(urllib.request.urlopen(\"http://127.0.0.1:" +
+                      port + "/\").status)' 2>/dev/null && break; sleep 0.1; done";
   EXPECT_EQ(run_out("s", probe), "200\n");
   EXPECT_EQ(run("s", "sleep 100", {{"timeout_ms", 200}})["timed_out"], true);
   EXPECT_EQ(run_out("s", probe), "200\n"); // `&` jobs ignore the SIGINT of the timeout
+}
+
+TEST_P(LiveShellTest, ChattyBackgroundJobOfAShellDoesNotStallTheAgent) {
+  open_shell("s");
+  EXPECT_EQ(run("s", "yes &")["exit_code"], 0);
+  EXPECT_EQ(call({{"op", "ping"}})["ok"], true);
+  json r = run("s", "kill $!; echo killed", {{"timeout_ms", 5000}});
+  EXPECT_EQ(r["running"], false);
+  EXPECT_EQ(r["exit_code"], 0);
+  EXPECT_EQ(r["timed_out"], false);
 }
 
 TEST_P(LiveShellTest, ShellBusyWithACommandIsConflictUntilItEnds) {
@@ -271,7 +289,8 @@ TEST_P(LiveShellTest, ShellBusyWithACommandIsConflictUntilItEnds) {
 TEST_F(LiveAgentTest, ShellNamesAndCommandsAreChecked) {
   open_shell("a");
   EXPECT_EQ(call({{"op", "shell_open"}, {"shell", "a"}})["error"]["code"], "conflict");
-  EXPECT_EQ(call({{"op", "shell_open"}, {"shell", "no/slash"}})["error"]["code"], "invalid_request");
+  EXPECT_EQ(call({{"op", "shell_open"}, {"shell", "no/slash"}})["error"]["code"],
+            "invalid_request");
   EXPECT_EQ(call({{"op", "shell_open"}, {"shell", std::string(65, 'x')}})["error"]["code"],
             "invalid_request");
   EXPECT_EQ(run("a", std::string("echo a\0b", 8))["error"]["code"], "invalid_request");
@@ -282,7 +301,8 @@ TEST_F(LiveAgentTest, ShellNamesAndCommandsAreChecked) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Shells, LiveShellTest,
-                         ::testing::Values("bash", "/usr/bin/dash", "/usr/bin/busybox"), shell_label);
+                         ::testing::Values("bash", "/usr/bin/dash", "/usr/bin/busybox"),
+                         shell_label);
 
 // ---------------------------------------------------------------- processes
 
@@ -305,8 +325,10 @@ TEST_F(LiveAgentTest, OutputOffsetsAdvanceAndAnOldOffsetReturnsTheSameBytes) {
 TEST_F(LiveAgentTest, LongPollAnswersAsSoonAsALineIsPrintedWhileTheProcessRuns) {
   std::string f = fifo("gate");
   json p = start({{"shell", "echo first; read x < " + f + "; echo second"}});
+  auto asked = clock::now();
   json r = output(p["process"], 0, 0, 10000);
   EXPECT_EQ(r["running"], true); // answered before the test let it go on
+  EXPECT_LT(clock::now() - asked, 5s) << "the answer waited for the wait_ms deadline";
   EXPECT_EQ(unb64(r["stdout"]), "first\n");
   release(f);
   json end = finish(p["process"]);
@@ -315,7 +337,8 @@ TEST_F(LiveAgentTest, LongPollAnswersAsSoonAsALineIsPrintedWhileTheProcessRuns) 
 }
 
 TEST_F(LiveAgentTest, StdoutAndStderrKeepTheirOrderPerStream) {
-  json p = start({{"shell", "i=0; while [ $i -lt 300 ]; do echo o$i; echo e$i >&2; i=$((i+1)); done"}});
+  json p =
+    start({{"shell", "i=0; while [ $i -lt 300 ]; do echo o$i; echo e$i >&2; i=$((i+1)); done"}});
   json end = finish(p["process"]);
   std::string want_out, want_err;
   for (int i = 0; i < 300; ++i) {
@@ -336,24 +359,29 @@ TEST_F(LiveAgentTest, StdinWrittenToCatComesBackAndCloseEndsIt) {
   EXPECT_EQ(call({{"op", "proc_stdin"}, {"process", p["process"]}, {"close", true}})["ok"], true);
   json end = finish(p["process"]);
   EXPECT_EQ(end["exit_code"], 0);
-  EXPECT_EQ(call({{"op", "proc_stdin"}, {"process", p["process"]}, {"data", b64("x")}})["error"]["code"],
-            "conflict");
+  EXPECT_EQ(
+    call({{"op", "proc_stdin"}, {"process", p["process"]}, {"data", b64("x")}})["error"]["code"],
+    "conflict");
 }
 
 TEST_F(LiveAgentTest, StdinAfterCloseIsConflictAndOversizedStdinIsTooLarge) {
   std::string f = fifo("gate");
   json p = start({{"shell", "read x < " + f}});
   std::string big(kMaxStdinWrite + 1, 'x');
-  EXPECT_EQ(call({{"op", "proc_stdin"}, {"process", p["process"]}, {"data", b64(big)}})["error"]["code"],
-            "too_large");
+  EXPECT_EQ(
+    call({{"op", "proc_stdin"}, {"process", p["process"]}, {"data", b64(big)}})["error"]["code"],
+    "too_large");
   // Queued up to the limit beyond what the pipe holds (nobody reads it), then refused.
   std::string most(kMaxStdinWrite, 'y');
-  EXPECT_EQ(call({{"op", "proc_stdin"}, {"process", p["process"]}, {"data", b64(most)}})["ok"], true);
-  EXPECT_EQ(call({{"op", "proc_stdin"}, {"process", p["process"]}, {"data", b64(most)}})["error"]["code"],
-            "too_large");
+  EXPECT_EQ(call({{"op", "proc_stdin"}, {"process", p["process"]}, {"data", b64(most)}})["ok"],
+            true);
+  EXPECT_EQ(
+    call({{"op", "proc_stdin"}, {"process", p["process"]}, {"data", b64(most)}})["error"]["code"],
+    "too_large");
   EXPECT_EQ(call({{"op", "proc_stdin"}, {"process", p["process"]}, {"close", true}})["ok"], true);
-  EXPECT_EQ(call({{"op", "proc_stdin"}, {"process", p["process"]}, {"data", b64("z")}})["error"]["code"],
-            "conflict");
+  EXPECT_EQ(
+    call({{"op", "proc_stdin"}, {"process", p["process"]}, {"data", b64("z")}})["error"]["code"],
+    "conflict");
   release(f);
   EXPECT_EQ(finish(p["process"])["exit_code"], 0);
 }
@@ -364,7 +392,8 @@ TEST_F(LiveAgentTest, SignalTermEndsAProcessWithSignal15) {
   json end = finish(p["process"]);
   EXPECT_EQ(end["signal"], 15);
   EXPECT_EQ(end["exit_code"], -1);
-  EXPECT_EQ(call({{"op", "proc_signal"}, {"process", p["process"]}, {"signal", 0}})["error"]["code"],
+  EXPECT_EQ(call(
+              {{"op", "proc_signal"}, {"process", p["process"]}, {"signal", 0}})["error"]["code"],
             "invalid_request");
 }
 
@@ -384,15 +413,18 @@ TEST_F(LiveAgentTest, TtyProcessSeesATerminalOfTheRequestedSizeAndResizeChangesI
   for (int i = 0; i < 50 && seen.find("30 100\r\n") == std::string::npos; ++i)
     seen += unb64(output(p["process"], seen.size())["stdout"]);
   EXPECT_NE(seen.find("tty\r\n30 100\r\n"), std::string::npos) << seen;
-  EXPECT_EQ(call({{"op", "proc_resize"}, {"process", p["process"]}, {"cols", 120}, {"rows", 40}})["ok"],
-            true);
+  EXPECT_EQ(
+    call({{"op", "proc_resize"}, {"process", p["process"]}, {"cols", 120}, {"rows", 40}})["ok"],
+    true);
   call({{"op", "proc_stdin"}, {"process", p["process"]}, {"data", b64("\n")}});
   json end = finish(p["process"]);
   EXPECT_NE(unb64(end["stdout"]).find("40 120"), std::string::npos) << unb64(end["stdout"]);
   json plain = start({{"argv", {"true"}}});
-  EXPECT_EQ(
-    call({{"op", "proc_resize"}, {"process", plain["process"]}, {"cols", 1}, {"rows", 1}})["error"]["code"],
-    "conflict");
+  EXPECT_EQ(call({{"op", "proc_resize"},
+                  {"process", plain["process"]},
+                  {"cols", 1},
+                  {"rows", 1}})["error"]["code"],
+            "conflict");
 }
 
 TEST_F(LiveAgentTest, UnknownIdsAreNotFound) {
@@ -400,22 +432,22 @@ TEST_F(LiveAgentTest, UnknownIdsAreNotFound) {
     EXPECT_EQ(call({{"op", op}, {"process", "p999"}})["error"]["code"], "not_found") << op;
   EXPECT_EQ(call({{"op", "proc_signal"}, {"process", "nope"}, {"signal", 9}})["error"]["code"],
             "not_found");
-  EXPECT_EQ(call({{"op", "proc_resize"}, {"process", "p1x"}, {"cols", 9}, {"rows", 9}})["error"]["code"],
-            "not_found");
+  EXPECT_EQ(
+    call({{"op", "proc_resize"}, {"process", "p1x"}, {"cols", 9}, {"rows", 9}})["error"]["code"],
+    "not_found");
   EXPECT_EQ(run("ghost", "echo")["error"]["code"], "not_found");
   EXPECT_EQ(call({{"op", "shell_close"}, {"shell", "ghost"}})["error"]["code"], "not_found");
 }
 
 TEST_F(LiveAgentTest, BadFieldsAreInvalidRequestsAndTheAgentKeepsServing) {
-  for (json bad : {json{{"op", "proc_start"}, {"shell", "true"}, {"retain", "middle"}},
-                   json{{"op", "proc_start"}, {"shell", "true"}, {"cols", 0}},
-                   json{{"op", "proc_start"}, {"shell", "true"}, {"tty", "yes"}},
-                   json{{"op", "proc_start"}},
-                   json{{"op", "proc_output"}, {"process", 7}},
-                   json{{"op", "proc_stdin"}, {"process", "p1"}, {"data", "!!"}},
-                   json{{"op", "shell_run"}, {"shell", "s"}},
-                   json{{"op", "setup"}, {"env", {{"A=B", "x"}}}},
-                   json{{"op", "setup"}, {"files", {{"f", 3}}}}})
+  for (json bad :
+       {json{{"op", "proc_start"}, {"shell", "true"}, {"retain", "middle"}},
+        json{{"op", "proc_start"}, {"shell", "true"}, {"cols", 0}},
+        json{{"op", "proc_start"}, {"shell", "true"}, {"tty", "yes"}}, json{{"op", "proc_start"}},
+        json{{"op", "proc_output"}, {"process", 7}},
+        json{{"op", "proc_stdin"}, {"process", "p1"}, {"data", "!!"}},
+        json{{"op", "shell_run"}, {"shell", "s"}}, json{{"op", "setup"}, {"env", {{"A=B", "x"}}}},
+        json{{"op", "setup"}, {"files", {{"f", 3}}}}})
     EXPECT_EQ(call(bad)["error"]["code"], "invalid_request") << bad.dump();
   EXPECT_EQ(call({{"op", "ping"}})["ok"], true);
 }
@@ -466,10 +498,38 @@ TEST_F(LiveAgentTest, ChattyProcessKeepsItsTailWithinTheLimitAndMemoryStaysFlat)
     EXPECT_EQ(e["truncated"], true);
   }
   EXPECT_LT(agent_rss_kib(), before + 32 * 1024) << "before " << before << " KiB";
-  json head = start({{"shell", "head -c 100000 /dev/zero"}, {"output_limit", 1000}, {"retain", "head"}});
+  json head =
+    start({{"shell", "head -c 100000 /dev/zero"}, {"output_limit", 1000}, {"retain", "head"}});
   json h = finish(head["process"]);
   EXPECT_EQ(h["offset"], 1000);
   EXPECT_EQ(h["truncated"], true);
+}
+
+TEST(LiveAgentTenant, ProcessesTerminalsAndShellsRunAsTheTenant) {
+  if (geteuid() != 0)
+    GTEST_SKIP() << "switching to the tenant's uid needs root";
+  TempDir ws;
+  AgentProc agent(ws.path(), {"--uid", "65534", "--gid", "65534"});
+  json p = agent.call({{"op", "proc_start"}, {"shell", "id -u; id -g"}});
+  json t =
+    agent.call({{"op", "proc_start"}, {"shell", "id -u; test -t 0 && echo tty"}, {"tty", true}});
+  for (json* j : {&p, &t}) {
+    std::string out;
+    for (int i = 0; i < 100; ++i) {
+      json r = agent.call({{"op", "proc_output"},
+                           {"process", (*j)["process"]},
+                           {"offset", out.size()},
+                           {"wait_ms", 10000}});
+      out += unb64(r["stdout"]);
+      if (r["running"] == false)
+        break;
+    }
+    EXPECT_EQ(out, j == &p ? "65534\n65534\n" : "65534\r\ntty\r\n");
+  }
+  EXPECT_EQ(agent.call({{"op", "shell_open"}, {"shell", "s"}})["ok"], true);
+  json r =
+    agent.call({{"op", "shell_run"}, {"shell", "s"}, {"command", "id -u"}, {"wait_ms", 10000}});
+  EXPECT_EQ(unb64(r["stdout"]), "65534\n");
 }
 
 // ---------------------------------------------------------------- setup and reset
@@ -488,7 +548,9 @@ TEST_F(LiveAgentTest, SetupDefaultsAreSeenByExecProcessesAndShellsAndResetClears
   open_shell("s");
   EXPECT_EQ(run_out("s", cmd), want);
   // The request's own env wins over the lease's.
-  EXPECT_EQ(unb64(call({{"op", "exec"}, {"shell", "echo $GREETING"}, {"env", {{"GREETING", "own"}}}})["stdout"]),
+  EXPECT_EQ(unb64(call({{"op", "exec"},
+                        {"shell", "echo $GREETING"},
+                        {"env", {{"GREETING", "own"}}}})["stdout"]),
             "own\n");
   ASSERT_EQ(call({{"op", "reset"}})["residue"], json::array());
   EXPECT_EQ(unb64(call({{"op", "exec"}, {"shell", "echo \"[$GREETING]\"; pwd"}})["stdout"]),

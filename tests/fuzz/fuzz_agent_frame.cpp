@@ -4,7 +4,8 @@
 // cut into frames with decode_frame; each payload goes through what warmpool-agent's
 // handle() does before it touches the system: JSON parse, "id"/"op", and the op's field
 // extraction (exec_request_from_json, also with language+code; interpreter_request_from_json;
-// path/data/mode/timeout_ms for the file ops and reset).
+// path/data/mode/timeout_ms for the file ops and reset; the live ops' parsers of
+// agent/live_requests.hpp: proc_*, shell_*, setup).
 // A malformed request may only end in json::exception or BadRequest.
 //
 // Host side (a hostile sandbox that replaced the agent): the input's first frame is the
@@ -18,6 +19,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "agent/live_requests.hpp"
 #include "agent/protocol.hpp"
 #include "backends/agent_client.hpp"
 
@@ -116,6 +118,52 @@ void agent_request(const std::string& payload) {
       check_timeout(msg);
     } else if (op == "reset") {
       check_timeout(msg);
+    } else if (op == "proc_start") {
+      proto::ProcStartRequest req = proto::proc_start_from_json(msg);
+      if (req.timeout_ms > uint64_t(INT32_MAX))
+        bug("proc_start accepted", "timeout beyond 2^31-1");
+      if (req.cols < 1 || req.rows < 1)
+        bug("proc_start accepted", "an empty window");
+      if (int(!req.exec.argv.empty()) + int(!req.exec.shell.empty()) +
+            int(!req.exec.language.empty()) !=
+          1)
+        bug("proc_start accepted", "not exactly one of argv/shell/language");
+    } else if (op == "proc_output") {
+      auto req = proto::proc_output_from_json(msg);
+      if (req.wait_ms > proto::kMaxWaitMs)
+        bug("proc_output accepted", "wait_ms beyond the maximum");
+    } else if (op == "proc_stdin") {
+      bool too_large = false;
+      auto req = proto::proc_stdin_from_json(msg, too_large);
+      if (req.data.size() > proto::kMaxStdinWrite || (too_large && !req.data.empty()))
+        bug("proc_stdin accepted", "more than kMaxStdinWrite bytes");
+    } else if (op == "proc_signal") {
+      proto::req_string(msg, "process");
+      int sig = proto::signal_from_json(msg);
+      if (sig < 1 || sig > 64)
+        bug("proc_signal accepted", "signal " + std::to_string(sig));
+    } else if (op == "proc_resize") {
+      uint16_t cols = 0, rows = 0;
+      proto::window_from_json(msg, true, cols, rows);
+      if (cols < 1 || rows < 1)
+        bug("proc_resize accepted", "an empty window");
+    } else if (op == "shell_open" || op == "shell_close") {
+      if (!proto::is_shell_name(proto::shell_name_from_json(msg)))
+        bug(op.c_str(), "accepted a bad shell name");
+    } else if (op == "shell_run") {
+      auto req = proto::shell_run_from_json(msg);
+      if (req.command.find('\0') != std::string::npos)
+        bug("shell_run accepted", "NUL byte in command");
+      if (!proto::is_shell_name(req.shell) || req.timeout_ms == 0)
+        bug("shell_run accepted", "bad shell name or timeout");
+    } else if (op == "setup") {
+      auto req = proto::setup_from_json(msg);
+      for (const auto& [k, v] : req.env)
+        if (k.empty() || k.find('=') != std::string::npos || v.find('\0') != std::string::npos)
+          bug("setup accepted", "bad env name " + k);
+      for (const auto& [path, data] : req.files)
+        if (path.empty() || path.find('\0') != std::string::npos)
+          bug("setup accepted", "bad file path");
     }
     // The reply frame must always encode, whatever bytes the request carried.
     proto::encode_frame(proto::error_frame(msg["id"], "invalid_request", payload));
