@@ -122,7 +122,7 @@ test("DirtyReleaseRetiresTheSandbox", async () => {
 
 test("BodyOverTheServersLimitIsPayloadTooLarge", async () => {
   await client.withLease({ pool: "shell" }, async (lease) => {
-    const e = await rejection(lease.putFile("big.bin", new Uint8Array(200 * 1024)), PayloadTooLargeError);
+    const e = await rejection(lease.putFile("big.bin", new Uint8Array(4 << 20)), PayloadTooLargeError);
     assert.equal(e.status, 413);
     assert.equal(e.code, "payload_too_large");
   });
