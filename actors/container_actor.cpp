@@ -544,6 +544,22 @@ container_internal_actor::behavior_type container(self_ptr self, container_param
         },
         [](self_ptr, op_result&) { return ok_atom::value; });
     },
+    [self](live_atom, std::string& lease_id, std::string& request,
+           int64_t timeout_ms) -> caf::result<std::string> {
+      if (auto err = check_lease(self, lease_id))
+        return err;
+      auto timeout = duration{std::clamp<int64_t>(timeout_ms, 1, int64_t{24} * 3600 * 1000)};
+      return lease_op<std::string>(
+        self,
+        [request = std::move(request), timeout](self_ptr self) {
+          return live_work(self->state.p.backend, self->state.sandbox, request, timeout);
+        },
+        [](self_ptr self, op_result& r) {
+          if (!r.unfit.empty() && self->state.retire_after.empty())
+            fire(self, cevent::retire, r.unfit);
+          return std::move(r.data);
+        });
+    },
     [self](release_atom, std::string& lease_id, bool dirty) -> caf::result<ok_atom> {
       auto& st = self->state;
       if (!lease_id.empty() && lease_id == st.broken_lease) {

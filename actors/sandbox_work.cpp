@@ -117,6 +117,15 @@ work_fn write_work(BackendPtr backend, SandboxPtr box, std::string path, std::st
   };
 }
 
+work_fn live_work(BackendPtr backend, SandboxPtr box, std::string request, duration timeout) {
+  return [backend, box, request, timeout]() -> op_result {
+    op_result r;
+    r.data = backend->agent_call(*box, request, timeout);
+    r.unfit = backend->unfit_reason(*box);
+    return r;
+  };
+}
+
 std::string reset_verdict(const op_result& r) {
   if (r.err)
     return "reset_failed: " + render(r.err);

@@ -37,6 +37,8 @@ work_fn destroy_work(BackendPtr backend, SandboxPtr box);
 work_fn exec_work(BackendPtr backend, SandboxPtr box, ExecRequest req);
 work_fn read_work(BackendPtr backend, SandboxPtr box, std::string path);
 work_fn write_work(BackendPtr backend, SandboxPtr box, std::string path, std::string data);
+/// A live-sandbox call (Backend::agent_call); the reply lands in op_result::data.
+work_fn live_work(BackendPtr backend, SandboxPtr box, std::string request, duration timeout);
 
 /// Why a reset leaves the sandbox unfit for another tenant ("" when it is fit).
 std::string reset_verdict(const op_result& r);

@@ -26,8 +26,11 @@
 #include "agent/file_ops.hpp"
 #include "agent/forkserver_client.hpp"
 #include "agent/keyrings.hpp"
+#include "agent/live_jobs.hpp"
+#include "agent/live_requests.hpp"
 #include "agent/protocol.hpp"
 #include "agent/sandbox_processes.hpp"
+#include "agent/shells.hpp"
 #include "agent/sysv_ipc.hpp"
 #include "agent/writable_places.hpp"
 
@@ -128,12 +131,28 @@ duration op_timeout(const json& msg, int64_t fallback_ms) {
   return duration(int64_t(t));
 }
 
+// The lease's defaults (setup op) under every later command's own env and cwd; reset
+// clears them.
+struct LeaseSetup {
+  std::map<std::string, std::string> env;
+  std::string cwd; // resolved; empty: the workspace
+};
+LeaseSetup g_setup;
+
+std::string default_cwd(const std::string& requested) {
+  if (!requested.empty())
+    return resolve_path(requested);
+  return g_setup.cwd.empty() ? g_opt.workspace : g_setup.cwd;
+}
+
 // A minimal clean environment plus the caller's variables; nothing leaks from the agent.
 std::map<std::string, std::string> exec_env(const std::map<std::string, std::string>& extra) {
   std::map<std::string, std::string> env = {
     {"PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"},
     {"HOME", g_opt.workspace},
     {"LANG", "C.UTF-8"}};
+  for (const auto& [k, v] : g_setup.env)
+    env[k] = v;
   for (const auto& [k, v] : extra)
     env[k] = v;
   return env;
@@ -159,7 +178,7 @@ json run_python(const ExecRequest& req) {
   if (!g_py.configured)
     throw BadRequest(
       "no python interpreter is configured in this sandbox (pool option interpreters.python)");
-  std::string cwd = req.cwd.empty() ? g_opt.workspace : resolve_path(req.cwd);
+  std::string cwd = default_cwd(req.cwd);
   ChildResult cr = agent::forkserver_run(req, cwd, exec_env(req.env));
   json out;
   proto::exec_result_to_json(to_exec_result(cr), out);
@@ -184,7 +203,7 @@ json op_exec(const json& msg) {
   for (auto& e : env_strs)
     envp.push_back(e.data());
   envp.push_back(nullptr);
-  std::string cwd = req.cwd.empty() ? g_opt.workspace : resolve_path(req.cwd);
+  std::string cwd = default_cwd(req.cwd);
 
   ChildResult cr = run_child(
     [&] {
@@ -243,6 +262,49 @@ json op_write_file(const json& msg) {
   return json{{"bytes", data.size()}};
 }
 
+// ---- live sandbox: jobs, shells, lease setup
+
+agent::LiveJobs g_jobs{become_tenant};
+agent::Shells g_shells{g_jobs, become_tenant};
+
+json op_proc_start(const json& msg) {
+  proto::ProcStartRequest req = proto::proc_start_from_json(msg);
+  agent::JobSpawn spawn;
+  const ExecRequest& ex = req.exec;
+  if (!ex.language.empty()) {
+    // A job outlives the request, so it runs as a plain interpreter, not in the fork server.
+    spawn.argv = g_py.configured ? g_py.command : std::vector<std::string>{"python3"};
+    spawn.argv.insert(spawn.argv.end(), {"-c", ex.code});
+    spawn.command = ex.language;
+  } else if (!ex.argv.empty()) {
+    spawn.argv = ex.argv;
+    for (const auto& a : ex.argv)
+      spawn.command += (spawn.command.empty() ? "" : " ") + a;
+  } else {
+    spawn.argv = {"/bin/sh", "-c", ex.shell};
+    spawn.command = ex.shell;
+  }
+  spawn.env = exec_env(ex.env);
+  spawn.cwd = default_cwd(ex.cwd);
+  agent::Job& job = g_jobs.start(spawn, req);
+  return json{{"process", job.id}, {"pid", job.pid}};
+}
+
+json op_shell_open(const json& msg) {
+  return g_shells.open(msg, exec_env({}), default_cwd({}));
+}
+
+json op_setup(const json& msg) {
+  proto::SetupRequest req = proto::setup_from_json(msg);
+  std::string cwd = req.cwd.empty() ? std::string() : resolve_path(req.cwd);
+  for (const auto& [path, data] : req.files)
+    agent::write_file_as_tenant(resolve_path(path), data, 0644, std::chrono::seconds(30),
+                                become_tenant);
+  g_setup.env = std::move(req.env);
+  g_setup.cwd = cwd;
+  return json{{"files", req.files.size()}};
+}
+
 // ---- reset
 
 // Empties the tenant's user keyrings, as the tenant (only a keyring's owner may). False when
@@ -259,6 +321,10 @@ bool clear_tenant_keyrings() {
 
 json op_reset(const json& msg) {
   auto deadline = clock_t_::now() + op_timeout(msg, 10000);
+  // Every job and shell goes: their processes die in the loop below, their fds here.
+  g_shells.clear();
+  g_jobs.clear();
+  g_setup = LeaseSetup{};
   std::set<pid_t> killed;
   // The fork server survives (it never ran tenant code) unless the kill takes too long.
   auto spare_until = clock_t_::now() + (deadline - clock_t_::now()) / 2;
@@ -366,6 +432,30 @@ json handle(const std::string& payload) {
       out = op_write_file(msg);
     else if (op == "reset")
       out = op_reset(msg);
+    else if (op == "proc_start")
+      out = op_proc_start(msg);
+    else if (op == "proc_output")
+      out = g_jobs.op_output(msg);
+    else if (op == "proc_stdin")
+      out = g_jobs.op_stdin(msg);
+    else if (op == "proc_signal")
+      out = g_jobs.op_signal(msg);
+    else if (op == "proc_resize")
+      out = g_jobs.op_resize(msg);
+    else if (op == "proc_list")
+      out = g_jobs.op_list();
+    else if (op == "proc_forget")
+      out = g_jobs.op_forget(msg);
+    else if (op == "shell_open")
+      out = op_shell_open(msg);
+    else if (op == "shell_run")
+      out = g_shells.run(msg);
+    else if (op == "shell_close")
+      out = g_shells.close(msg);
+    else if (op == "shell_list")
+      out = g_shells.list();
+    else if (op == "setup")
+      out = op_setup(msg);
     else
       throw BadRequest("field 'op': unknown operation '" + op + "'");
     out["id"] = id;
@@ -389,6 +479,8 @@ json handle(const std::string& payload) {
 // EOF), 2 when the stream cannot continue (oversized prefix, I/O error).
 int serve(int in_fd, int out_fd) {
   for (;;) {
+    // Between requests the jobs' pipes keep being drained (and their timers kept).
+    g_jobs.pump(in_fd, proto::kNoDeadline);
     std::string payload;
     auto r = proto::read_frame(in_fd, payload);
     if (r.status == proto::IoStatus::eof || r.status == proto::IoStatus::truncated)
@@ -522,6 +614,7 @@ int main(int argc, char** argv) {
     perror("warmpool-agent: pipe");
     return 1;
   }
+  g_jobs.set_part(&g_shells);
 
   mkdir(g_opt.workspace.c_str(), 0755);
   if (g_switch_uid && chown(g_opt.workspace.c_str(), g_opt.uid, g_opt.gid) != 0)

@@ -23,6 +23,15 @@ volatile sig_atomic_t g_tracked_done = 0;
 volatile sig_atomic_t g_tracked_status = 0;
 int g_wake[2] = {-1, -1};
 
+// Live jobs (processes and shells) outlive any one request, so their statuses are kept in
+// slots the handler fills: a fixed array, because the handler may not allocate.
+struct JobSlot {
+  volatile sig_atomic_t pid;
+  volatile sig_atomic_t done;
+  volatile sig_atomic_t status;
+};
+JobSlot g_jobs[kMaxJobPids];
+
 void on_sigchld(int) {
   int saved = errno;
   int st;
@@ -32,6 +41,12 @@ void on_sigchld(int) {
       g_tracked_status = st;
       g_tracked_done = 1;
     }
+    for (auto& slot : g_jobs)
+      if (slot.pid == p && !slot.done) {
+        slot.status = st;
+        slot.done = 1;
+        break;
+      }
   }
   char c = 0;
   ssize_t ignored = write(g_wake[1], &c, 1); // full pipe: a wake-up is pending anyway
@@ -39,13 +54,70 @@ void on_sigchld(int) {
   errno = saved;
 }
 
+} // namespace
+
 void drain_wake() {
   char buf[256];
   while (read(g_wake[0], buf, sizeof buf) > 0) {
   }
 }
 
-} // namespace
+int reaper_wake_fd() { return g_wake[0]; }
+
+pid_t fork_job(const std::function<void()>& in_child) {
+  sigset_t chld, old;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &chld, &old); // the handler cannot reap it before its slot names it
+  JobSlot* slot = nullptr;
+  for (auto& s : g_jobs)
+    if (s.pid == 0) {
+      slot = &s;
+      break;
+    }
+  if (!slot) {
+    sigprocmask(SIG_SETMASK, &old, nullptr);
+    throw OpError("too_large", "too many live processes (at most " +
+                                 std::to_string(kMaxJobPids) + ")");
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    signal(SIGCHLD, SIG_DFL);
+    signal(SIGPIPE, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    setsid(); // own session and process group: kill(-pid) reaches the job's descendants
+    in_child();
+    _exit(126);
+  }
+  int fork_errno = errno;
+  if (pid > 0) {
+    slot->done = 0;
+    slot->status = 0;
+    slot->pid = pid;
+  }
+  sigprocmask(SIG_SETMASK, &old, nullptr);
+  if (pid < 0)
+    throw OpError("internal", std::string("fork: ") + strerror(fork_errno));
+  return pid;
+}
+
+bool job_exited(pid_t pid, int& status) {
+  for (auto& s : g_jobs)
+    if (s.pid == pid && s.done) {
+      status = s.status;
+      s.pid = 0;
+      return true;
+    }
+  return false;
+}
+
+void job_release(pid_t pid) {
+  for (auto& s : g_jobs)
+    if (s.pid == pid)
+      s.pid = 0; // the handler still reaps it; nobody wants its status any more
+}
 
 bool install_reaper() {
   if (pipe2(g_wake, O_CLOEXEC | O_NONBLOCK) != 0)

@@ -28,6 +28,21 @@ struct OpError : std::runtime_error {
 /// set) when the handler's self-pipe cannot be made.
 bool install_reaper();
 
+/// Live jobs whose exit status the reaper keeps at once (processes plus shells).
+constexpr int kMaxJobPids = 512;
+
+/// Forks `in_child` (which must exec or _exit; it starts in a new session with default
+/// signals) and registers its pid, so the reaper records its status for job_exited().
+/// Throws OpError("too_large") when kMaxJobPids jobs are registered.
+pid_t fork_job(const std::function<void()>& in_child);
+/// True once (then the slot is free) when the registered `pid` ended; `status` from waitpid.
+bool job_exited(pid_t pid, int& status);
+/// Unregisters `pid` without waiting for it (the reaper still reaps it).
+void job_release(pid_t pid);
+/// The reaper's self-pipe, readable after any SIGCHLD (for poll loops), and its drain.
+int reaper_wake_fd();
+void drain_wake();
+
 /// Sleeps until a child changed state or `ms` passed.
 void wait_for_sigchld(int ms);
 

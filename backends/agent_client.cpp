@@ -20,7 +20,11 @@ Errc agent_errc(const std::string& code) {
   static const std::pair<const char*, Errc> table[] = {{"invalid_request", Errc::invalid_request},
                                                        {"exec_timeout", Errc::exec_timeout},
                                                        {"container_failed", Errc::container_failed},
-                                                       {"internal", Errc::internal}};
+                                                       {"internal", Errc::internal},
+                                                       {"not_found", Errc::not_found},
+                                                       {"conflict", Errc::conflict},
+                                                       {"too_large", Errc::too_large},
+                                                       {"shell_exited", Errc::shell_exited}};
   for (const auto& [name, errc] : table)
     if (code == name)
       return errc;
@@ -143,6 +147,17 @@ json AgentClient::call(json request, duration timeout) {
     throw Error(agent_errc(code), op + ": " + (message.empty() ? code : message));
   }
   return resp;
+}
+
+std::string AgentClient::call_text(const std::string& request, duration timeout) {
+  json req = json::parse(request, nullptr, false);
+  if (!req.is_object() || !req.contains("op"))
+    throw Error(Errc::invalid_request, "an agent request must be a JSON object with an op");
+  req.erase("id"); // call() numbers its own requests
+  json resp = call(std::move(req), timeout);
+  resp.erase("id");
+  resp.erase("ok");
+  return resp.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 // A response field that is missing or garbled means the agent misbehaves.

@@ -55,6 +55,10 @@ public:
   /// Sends one raw request object (an "id" is added) and returns the successful response.
   nlohmann::json call(nlohmann::json request, duration timeout);
 
+  /// call() for a request given as JSON text (a live-sandbox op); returns the reply as
+  /// JSON text. Throws Error(invalid_request) when `request` is not a JSON object.
+  std::string call_text(const std::string& request, duration timeout);
+
   /// Closes the connection; later calls throw container_failed. Idempotent.
   void close();
   /// True once a transport failure or close() happened.

@@ -52,6 +52,18 @@ public:
   virtual std::string read_file(Sandbox& box, const std::string& path) = 0;
   virtual void write_file(Sandbox& box, const std::string& path, const std::string& data) = 0;
 
+  /// One request of the agent's live-sandbox protocol (shells, processes, per-lease setup:
+  /// the JSON frames of agent/protocol.hpp, without "id"); returns the agent's reply.
+  /// Backends without an in-sandbox agent refuse with Error(invalid_request).
+  virtual std::string agent_call(Sandbox& box, const std::string& request, duration timeout) {
+    (void)box;
+    (void)request;
+    (void)timeout;
+    throw Error(Errc::invalid_request,
+                "shells, processes and streaming need a sandbox with an agent (the local or "
+                "docker backend)");
+  }
+
   /// Wipes the workspace and kills every process of the previous tenant; throws if it
   /// cannot verify a clean state (the caller then retires the sandbox).
   virtual ResetReport reset(Sandbox& box, duration timeout) = 0;

@@ -49,6 +49,7 @@ public:
   ExecResult exec(Sandbox& box, const ExecRequest& req) override;
   std::string read_file(Sandbox& box, const std::string& path) override;
   void write_file(Sandbox& box, const std::string& path, const std::string& data) override;
+  std::string agent_call(Sandbox& box, const std::string& request, duration timeout) override;
   ResetReport reset(Sandbox& box, duration timeout) override;
   void ping(Sandbox& box, duration timeout) override;
   void destroy(Sandbox& box) override;

@@ -111,6 +111,17 @@ std::string DockerBackend::read_file(Sandbox& box, const std::string& path) {
   return out.stdout_data;
 }
 
+std::string DockerBackend::agent_call(Sandbox& box, const std::string& request,
+                                      duration timeout) {
+  Box& b = cast(box);
+  if (!b.agent)
+    throw Error(Errc::invalid_request,
+                "pool " + b.cfg->name +
+                  " runs commands with docker exec (exec_mode: docker): shells, processes "
+                  "and streaming need the in-sandbox agent (exec_mode: agent)");
+  return agent_of(b.agent_conn, b.socket_path()).call_text(request, timeout);
+}
+
 void DockerBackend::write_file(Sandbox& box, const std::string& path, const std::string& data) {
   Box& b = cast(box);
   if (b.agent)

@@ -404,6 +404,11 @@ void LocalBackend::write_file(Sandbox& box, const std::string& path, const std::
   client_of(box)->write_file(path, data);
 }
 
+std::string LocalBackend::agent_call(Sandbox& box, const std::string& request,
+                                     duration timeout) {
+  return client_of(box)->call_text(request, timeout);
+}
+
 ResetReport LocalBackend::reset(Sandbox& box, duration timeout) {
   return client_of(box)->reset(timeout);
 }

@@ -16,6 +16,10 @@ const char* to_string(Errc code) {
     case Errc::unknown_lease: return "unknown_lease";
     case Errc::config_invalid: return "config_invalid";
     case Errc::internal: return "internal";
+    case Errc::not_found: return "not_found";
+    case Errc::conflict: return "conflict";
+    case Errc::too_large: return "too_large";
+    case Errc::shell_exited: return "shell_exited";
   }
   return "unknown";
 }
@@ -37,6 +41,10 @@ const char* describe(Errc code) {
     case Errc::unknown_lease: return "this lease is unknown or was already released";
     case Errc::config_invalid: return "the configuration is invalid";
     case Errc::internal: return "internal error in warmpool (a bug; please report it)";
+    case Errc::not_found: return "the lease has no shell or process with this id";
+    case Errc::conflict: return "the shell or process is not in a state that allows this";
+    case Errc::too_large: return "the request carries more data than allowed";
+    case Errc::shell_exited: return "the shell's process ended; open the shell again";
   }
   return "unknown error";
 }

@@ -170,6 +170,16 @@ Engine::~Engine() {
   }
 }
 
+std::string setup_request(const LeaseSetup& setup); // engine/live.cpp
+
+/// How long giving a sandbox its lease's setup (env, files, cwd) may take.
+constexpr duration kSetupTimeout{30000};
+
+/// A lease whose setup failed goes back: replaced when the failure broke the sandbox.
+static void give_back(const lease_info& li, const caf::error& why) {
+  caf::anon_send(li.handle, release_atom::value, li.id, breaks_sandbox(errc_of(why)));
+}
+
 Lease Engine::acquire(const std::string& pool, const AcquireOptions& opts) {
   duration timeout;
   auto req = impl_->make_acquire(pool, opts, timeout);
@@ -181,6 +191,16 @@ Lease Engine::acquire(const std::string& pool, const AcquireOptions& opts) {
                  std::chrono::duration_cast<std::chrono::microseconds>(
                    std::chrono::steady_clock::now() - started)
                    .count());
+  if (!opts.setup.empty()) {
+    try {
+      impl_->call_on<std::string>(li.node, li.handle, kSetupTimeout + request_margin,
+                                  live_atom::value, li.id, setup_request(opts.setup),
+                                  int64_t(kSetupTimeout.count()));
+    } catch (const Error& e) {
+      give_back(li, make_error(e.code()));
+      throw;
+    }
+  }
   return Lease{std::make_unique<Lease::Impl>(impl_, std::move(li))};
 }
 
@@ -197,6 +217,28 @@ static void acquire_with_callback(const std::shared_ptr<Engine::Impl>& eng, cons
                                   std::function<void(caf::expected<lease_info>)> cb) {
   duration timeout;
   auto req = eng->make_acquire(pool, opts, timeout);
+  if (!opts.setup.empty()) {
+    // The sandbox gets its setup before the caller gets the lease.
+    cb = [eng, waited, setup = setup_request(opts.setup),
+          cb = std::move(cb)](caf::expected<lease_info> x) mutable {
+      if (!x)
+        return cb(std::move(x));
+      auto li = std::move(*x);
+      auto node = li.node;
+      auto handle = li.handle;
+      auto id = li.id;
+      eng->ask_on<std::string>(
+        std::move(node), handle, waited,
+        [li = std::move(li), cb = std::move(cb)](caf::expected<std::string> r) mutable {
+          if (!r) {
+            give_back(li, r.error());
+            return cb(std::move(r.error()));
+          }
+          cb(std::move(li));
+        },
+        live_atom::value, std::move(id), std::move(setup), int64_t(kSetupTimeout.count()));
+    };
+  }
   eng->with_acquire_dest(pool, [&](const auto& dest) {
     eng->ask_on<lease_info>(std::string{}, dest, waited, std::move(cb), acquire_atom::value,
                             std::move(req));

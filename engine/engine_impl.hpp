@@ -323,7 +323,9 @@ struct Lease::Impl {
 
   std::shared_ptr<Engine::Impl> engine;
   lease_info info;
-  bool released = false;
+  // Atomic: a server may release while other calls on the lease are in flight.
+  std::atomic<bool> released{false};
+  std::atomic<uint32_t> shells_opened{0}; // names shells opened without one
 };
 
 /// Releases a lease still held without waiting: a destructor or an assignment must not

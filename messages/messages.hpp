@@ -45,6 +45,7 @@ using place_atom = caf::atom_constant<caf::atom("place")>;
 using node_atom = caf::atom_constant<caf::atom("node")>;
 using listen_atom = caf::atom_constant<caf::atom("listen")>;
 using connect_atom = caf::atom_constant<caf::atom("connect")>;
+using live_atom = caf::atom_constant<caf::atom("live")>;
 using caf::ok_atom;
 
 // -- plain messages ----------------------------------------------------------
@@ -66,6 +67,10 @@ using sandbox_lease_actor = caf::typed_actor<
   caf::replies_to<exec_atom, std::string, ExecRequest>::with<ExecResult>,
   caf::replies_to<read_atom, std::string, std::string>::with<std::string>,
   caf::replies_to<write_atom, std::string, std::string, std::string>::with<ok_atom>,
+  // Lease holder -> container: one request of the agent's live-sandbox protocol (shells,
+  // processes, per-lease setup; agent/protocol.hpp) as JSON text, answered with the
+  // agent's JSON reply; the last argument bounds the call in milliseconds.
+  caf::replies_to<live_atom, std::string, std::string, int64_t>::with<std::string>,
   // Lease holder -> container: end the lease (dirty: replace instead of reset).
   caf::replies_to<release_atom, std::string, bool>::with<ok_atom>>;
 
@@ -200,7 +205,8 @@ using supervisor_actor =
 
 /// Version of the node-to-node protocol below; nodes with different versions refuse
 /// to link. Bump it whenever a cluster message or its meaning changes.
-constexpr uint32_t cluster_protocol_version = 2; // 2: ExecRequest.code, .language
+// 2: ExecRequest.code, .language; 3: live-sandbox calls, Errc not_found .. shell_exited
+constexpr uint32_t cluster_protocol_version = 3;
 
 /// Warm capacity of one pool on one node, as placement sees it.
 struct pool_capacity {

@@ -6,6 +6,7 @@
 #include "base/logging.hpp"
 #include "engine/json.hpp"
 #include "server/http_server_impl.hpp"
+#include "server/job_stream.hpp"
 
 namespace warmpool {
 
@@ -53,6 +54,8 @@ void HttpServer::Impl::execute(Request& req, const ReplyPtr& reply) {
   opts.tenant = tenants.acting_tenant(principal(req), opts.tenant); // sessions are per tenant
   auto pool = router.route(parsed.pool, parsed.labels, opts.session);
   auto op = start_op("execute", pool, opts.tenant, opts.session);
+  if (wants_ndjson(req) && opts.session.empty())
+    return execute_stream(parsed, pool, op, reply);
   if (!opts.session.empty())
     return session_work.post([this, parsed = std::move(parsed), pool, op, reply] {
       execute_in_session(parsed, pool, op, reply);
@@ -93,7 +96,19 @@ void HttpServer::Impl::execute_in_session(const ParsedBody& parsed, const std::s
     ExecResult r;
     try {
       auto t1 = steady::now();
-      r = h.lease->exec(parsed.exec);
+      if (!parsed.shell.empty()) {
+        // The session's named shell, opened on first use; it lives as long as the session.
+        try {
+          r = h.lease->shell_exec(parsed.shell, parsed.exec.shell, parsed.exec.timeout);
+        } catch (const Error& e) {
+          if (e.code() != Errc::not_found && e.code() != Errc::shell_exited)
+            throw;
+          h.lease->open_shell(parsed.shell); // first use, or reopened after it exited
+          r = h.lease->shell_exec(parsed.shell, parsed.exec.shell, parsed.exec.timeout);
+        }
+      } else {
+        r = h.lease->exec(parsed.exec);
+      }
       note_exec(op->rec, at, parsed.exec.stdin_data.size(), r,
                 std::chrono::duration_cast<std::chrono::microseconds>(steady::now() - t1));
     } catch (const Error& e) {
@@ -227,6 +242,8 @@ void HttpServer::Impl::get_lease(Request& req, const ReplyPtr& reply) {
 }
 
 void HttpServer::Impl::lease_exec(Request& req, const ReplyPtr& reply) {
+  if (wants_ndjson(req))
+    return lease_exec_stream(req, reply);
   auto ereq = parse_request_body("exec", req.body).exec;
   with_lease(req, "exec", reply,
              [this, ereq](LeaseRegistry::Entry& e, AuditRecord& rec, Finish finish) {

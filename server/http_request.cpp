@@ -1,5 +1,7 @@
 // The HTTP API's request bodies: what each endpoint accepts, checked field by field before
 // anything touches the engine (parse_request_body is declared in http_server.hpp).
+#include <signal.h>
+
 #include <cmath>
 
 #include <nlohmann/json.hpp>
@@ -182,6 +184,52 @@ ExecRequest parse_exec(const json& body) {
   return r;
 }
 
+/// A shell's name as the caller chooses it: letters, digits, '_', '-', '.'; 1-64 of them.
+std::string get_shell_name(const json& body, const char* name) {
+  auto s = get_string(body, name);
+  if (s.empty())
+    return s;
+  bool ok = s.size() <= 64;
+  for (char c : s)
+    ok = ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.');
+  if (!ok)
+    throw bad(name, "a shell name is 1-64 letters, digits, '_', '-' or '.'");
+  return s;
+}
+
+uint16_t get_size(const json& body, const char* name, uint16_t fallback) {
+  auto v = field(body, name);
+  if (!v)
+    return fallback;
+  if (!v->is_number_unsigned() || v->get<uint64_t>() < 1 || v->get<uint64_t>() > 1000)
+    throw bad(name, "expected a number of character cells between 1 and 1000 (got " + shown(*v) +
+                      ")");
+  return static_cast<uint16_t>(v->get<uint64_t>());
+}
+
+/// "TERM", "SIGTERM" or 15.
+int get_signal(const json& body) {
+  static const std::pair<const char*, int> names[] = {
+    {"HUP", SIGHUP},   {"INT", SIGINT},   {"QUIT", SIGQUIT}, {"KILL", SIGKILL},
+    {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"TERM", SIGTERM}, {"CONT", SIGCONT},
+    {"STOP", SIGSTOP}, {"TSTP", SIGTSTP}, {"ALRM", SIGALRM}, {"WINCH", SIGWINCH}};
+  auto v = field(body, "signal");
+  if (!v)
+    throw bad("signal", "required (a name like \"TERM\" or a number)");
+  if (v->is_number_unsigned() && v->get<uint64_t>() >= 1 && v->get<uint64_t>() <= 64)
+    return static_cast<int>(v->get<uint64_t>());
+  if (v->is_string()) {
+    auto n = v->get<std::string>();
+    if (n.rfind("SIG", 0) == 0)
+      n = n.substr(3);
+    for (auto& [name, sig] : names)
+      if (n == name)
+        return sig;
+  }
+  throw bad("signal", "expected a signal name like \"TERM\" or a number 1-64 (got " + shown(*v) +
+                        ")");
+}
+
 } // namespace
 
 ParsedBody parse_request_body(const std::string& endpoint, const std::string& text) {
@@ -189,14 +237,64 @@ ParsedBody parse_request_body(const std::string& endpoint, const std::string& te
   ParsedBody out;
   if (endpoint == "execute") {
     allow_fields(body, {"pool", "labels", "session", "tenant", "command", "code", "language",
-                        "stdin", "env", "cwd", "timeout", "output_limit"});
+                        "stdin", "env", "cwd", "timeout", "output_limit", "shell"});
+    out.shell = get_shell_name(body, "shell");
+    if (!out.shell.empty()) {
+      if (get_string(body, "session").empty())
+        throw bad("shell", "needs a session (the session keeps its shells between requests)");
+      auto cmd = field(body, "command");
+      if (!cmd || !cmd->is_string())
+        throw bad("command", "with shell: a string the shell runs");
+    }
     out.exec = parse_exec(body);
   } else if (endpoint == "lease") {
-    allow_fields(body, {"pool", "labels", "session", "tenant", "timeout"});
+    allow_fields(body, {"pool", "labels", "session", "tenant", "timeout", "env", "files", "cwd"});
     out.acquire.timeout = get_duration(body, "timeout", duration{-1});
+    out.acquire.setup.env = get_string_map(body, "env");
+    out.acquire.setup.files = get_string_map(body, "files");
+    out.acquire.setup.cwd = get_string(body, "cwd");
+    for (auto& [path, content] : out.acquire.setup.files)
+      if (path.empty() || path.find('\0') != std::string::npos)
+        throw bad("files", "a file path must be non-empty and without NUL bytes");
   } else if (endpoint == "exec") {
     allow_fields(body, exec_fields);
     out.exec = parse_exec(body);
+    return out;
+  } else if (endpoint == "process") {
+    allow_fields(body, {"command", "code", "language", "stdin", "env", "cwd", "timeout",
+                        "output_limit", "tty", "cols", "rows"});
+    out.exec = parse_exec(body);
+    out.process.tty = get_bool(body, "tty", false);
+    out.process.cols = get_size(body, "cols", 80);
+    out.process.rows = get_size(body, "rows", 24);
+    return out;
+  } else if (endpoint == "shell") {
+    allow_fields(body, {"name"});
+    out.shell = get_shell_name(body, "name");
+    return out;
+  } else if (endpoint == "shell_exec") {
+    allow_fields(body, {"command", "timeout"});
+    out.exec.shell = get_string(body, "command");
+    if (!field(body, "command"))
+      throw bad("command", "required (a string the shell runs)");
+    if (out.exec.shell.find('\0') != std::string::npos)
+      throw bad("command", "must not contain a NUL character");
+    out.exec.timeout = get_duration(body, "timeout", duration{0});
+    return out;
+  } else if (endpoint == "signal") {
+    allow_fields(body, {"signal"});
+    out.signal = get_signal(body);
+    return out;
+  } else if (endpoint == "resize") {
+    allow_fields(body, {"cols", "rows"});
+    if (!field(body, "cols") || !field(body, "rows"))
+      throw bad(field(body, "cols") ? "rows" : "cols", "required");
+    out.process.cols = get_size(body, "cols", 80);
+    out.process.rows = get_size(body, "rows", 24);
+    return out;
+  } else if (endpoint == "wait") {
+    allow_fields(body, {"timeout"});
+    out.timeout = get_duration(body, "timeout", duration{30000});
     return out;
   } else if (endpoint == "release") {
     allow_fields(body, {"dirty"});

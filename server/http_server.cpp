@@ -49,8 +49,15 @@ std::string route_of(const std::string& path) {
     if (slash == std::string::npos)
       return "/v1/leases/{id}";
     auto rest = path.substr(slash);
-    if (rest == "/exec" || rest == "/files")
+    if (rest == "/exec" || rest == "/files" || rest == "/shells" || rest == "/processes")
       return "/v1/leases/{id}" + rest;
+    auto kind = rest.rfind("/shells/", 0) == 0 ? std::string{"/shells/{shell}"}
+                : rest.rfind("/processes/", 0) == 0 ? std::string{"/processes/{pid}"}
+                                                     : std::string{};
+    if (!kind.empty()) {
+      auto op = rest.find('/', kind[1] == 's' ? 8 : 11);
+      return "/v1/leases/{id}" + kind + (op == std::string::npos ? "" : rest.substr(op));
+    }
   }
   return "other";
 }
@@ -221,6 +228,54 @@ Principal HttpServer::Impl::principal(const Request& req) {
   throw Error{Errc::internal, "a request without a valid token reached a handler"};
 }
 
+/// /v1/leases/{id}/shells[/{shell}[/exec]] and /v1/leases/{id}/processes[/{pid}[/op]];
+/// req.matches becomes {path, id, shell or pid}.
+HttpServer::Impl::Handler HttpServer::Impl::live_route(Request& req) {
+  const std::string prefix = "/v1/leases/";
+  if (req.path.compare(0, prefix.size(), prefix) != 0)
+    return nullptr;
+  std::vector<std::string> parts;
+  size_t at = prefix.size();
+  for (;;) {
+    auto slash = req.path.find('/', at);
+    parts.push_back(req.path.substr(at, slash == std::string::npos ? slash : slash - at));
+    if (parts.back().empty())
+      return nullptr;
+    if (slash == std::string::npos)
+      break;
+    at = slash + 1;
+  }
+  if (parts.size() < 2 || parts.size() > 4 || (parts[1] != "shells" && parts[1] != "processes"))
+    return nullptr;
+  req.matches = {req.path, parts[0], parts.size() > 2 ? parts[2] : std::string{}};
+  const auto& m = req.method;
+  if (parts[1] == "shells") {
+    if (parts.size() == 2)
+      return m == "POST" ? &Impl::shell_create : nullptr;
+    if (parts.size() == 3)
+      return m == "DELETE" ? &Impl::shell_delete : nullptr;
+    return parts[3] == "exec" && m == "POST" ? &Impl::shell_exec : nullptr;
+  }
+  if (parts.size() == 2)
+    return m == "POST" ? &Impl::process_create : m == "GET" ? &Impl::process_list : nullptr;
+  if (parts.size() == 3)
+    return m == "DELETE" ? &Impl::process_delete : nullptr;
+  const auto& op = parts[3];
+  if (op == "output")
+    return m == "GET" ? &Impl::process_output : nullptr;
+  if (m != "POST")
+    return nullptr;
+  if (op == "stdin")
+    return &Impl::process_stdin;
+  if (op == "signal")
+    return &Impl::process_signal;
+  if (op == "resize")
+    return &Impl::process_resize;
+  if (op == "wait")
+    return &Impl::process_wait;
+  return nullptr;
+}
+
 HttpServer::Impl::Handler HttpServer::Impl::route(Request& req) {
   const auto& m = req.method;
   const auto& p = req.path;
@@ -249,6 +304,8 @@ HttpServer::Impl::Handler HttpServer::Impl::route(Request& req) {
     return m == "GET" ? &Impl::metrics_text : nullptr;
   if (segment("/v1/pools/", ""))
     return m == "GET" ? &Impl::pool : nullptr;
+  if (auto h = live_route(req))
+    return h;
   if (segment("/v1/leases/", "/exec"))
     return m == "POST" ? &Impl::lease_exec : nullptr;
   if (segment("/v1/leases/", "/files"))

@@ -15,14 +15,20 @@ namespace warmpool {
 /// What the API makes of a JSON request body, without a server (for tests and fuzzing):
 /// the same field checks the endpoint runs before it touches the engine. `endpoint` is
 /// "execute" (POST /v1/execute), "lease" (POST /v1/leases), "exec" (POST
-/// /v1/leases/{id}/exec) or "release" (DELETE /v1/leases/{id}). Throws
+/// /v1/leases/{id}/exec), "release" (DELETE /v1/leases/{id}), "shell" (POST
+/// /v1/leases/{id}/shells), "shell_exec" (POST .../shells/{shell}/exec), "process" (POST
+/// .../processes), "signal", "resize" and "wait" (POST .../processes/{pid}/...). Throws
 /// Error(invalid_request) naming the field, which the endpoint answers with 400.
 struct ParsedBody {
-  ExecRequest exec;                          // execute, exec
-  AcquireOptions acquire;                    // execute (tenant, session), lease (+ timeout)
+  ExecRequest exec;                          // execute, exec, process, shell_exec
+  AcquireOptions acquire;                    // execute (tenant, session), lease (+ timeout, setup)
   std::string pool;                          // execute, lease: as requested, before routing
   std::map<std::string, std::string> labels; // execute, lease
   bool dirty = false;                        // release
+  std::string shell;                         // execute (a session's shell), shell (its name)
+  ProcessOptions process;                    // process (tty), resize (cols, rows)
+  int signal = 0;                            // signal
+  duration timeout{0};                       // wait
 };
 ParsedBody parse_request_body(const std::string& endpoint, const std::string& body);
 

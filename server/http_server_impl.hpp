@@ -63,6 +63,10 @@ inline int status_of(Errc code) {
     case Errc::container_failed:
     case Errc::node_lost: return 502;
     case Errc::exec_timeout: return 504;
+    case Errc::not_found: return 404;
+    case Errc::conflict:
+    case Errc::shell_exited: return 409;
+    case Errc::too_large: return 413;
     default: return 500;
   }
 }
@@ -214,6 +218,38 @@ struct HttpServer::Impl {
 
   void delete_lease(Request& req, const ReplyPtr& reply);
 
+  // -- live sandboxes (server/http_live_endpoints.cpp) ------------------------------------
+
+  /// Runs `fn` on a registered lease at once (no turn in its queue: see the file's comment),
+  /// with an audit record; `fn` calls `finish` once.
+  void with_live(const Request& req, const char* operation, const ReplyPtr& reply,
+                 std::function<void(const LeaseRegistry::EntryPtr&, Finish)> fn);
+  /// Streams job `first.id` of a held lease to the client (NDJSON), auditing at the end.
+  void stream_to(const LeaseRegistry::EntryPtr& e, const OpPtr& op, const ReplyPtr& reply,
+                 ProcessOutput first);
+  /// POST /v1/leases/{id}/exec with Accept: application/x-ndjson.
+  void lease_exec_stream(Request& req, const ReplyPtr& reply);
+  /// POST /v1/execute with Accept: application/x-ndjson: acquire, stream, release.
+  void execute_stream(const ParsedBody& parsed, const std::string& pool, const OpPtr& op,
+                      const ReplyPtr& reply);
+  void shell_create(Request& req, const ReplyPtr& reply);
+  void shell_exec(Request& req, const ReplyPtr& reply);
+  /// Runs a command in a shell and answers with its whole result once it ended.
+  void follow_shell(const LeaseRegistry::EntryPtr& e, const std::string& shell,
+                    const ExecRequest& ereq, Finish finish);
+  void shell_delete(Request& req, const ReplyPtr& reply);
+  void process_create(Request& req, const ReplyPtr& reply);
+  void process_list(Request& req, const ReplyPtr& reply);
+  void process_output(Request& req, const ReplyPtr& reply);
+  void process_stdin(Request& req, const ReplyPtr& reply);
+  void process_signal(Request& req, const ReplyPtr& reply);
+  void process_resize(Request& req, const ReplyPtr& reply);
+  void process_wait(Request& req, const ReplyPtr& reply);
+  void wait_process(const LeaseRegistry::EntryPtr& e, const std::string& pid,
+                    steady::time_point deadline, std::shared_ptr<ExecResult> acc, uint64_t off,
+                    uint64_t eoff, Finish finish);
+  void process_delete(Request& req, const ReplyPtr& reply);
+
   void pools(Request&, const ReplyPtr& reply);
 
   /// This node's row of the pool (a peer's when only peers have it); `?node=` picks a
@@ -239,6 +275,7 @@ struct HttpServer::Impl {
 
   /// The handler for a method and path; fills req.matches with the path's captures.
   Handler route(Request& req);
+  Handler live_route(Request& req);
 
   /// Every request goes through here: nothing a client sends may take the server down,
   /// and every failure becomes the JSON error envelope with the status its code maps to.

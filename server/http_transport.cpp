@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cerrno>
 #include <condition_variable>
+#include <deque>
 #include <limits>
 #include <mutex>
 #include <thread>
@@ -156,6 +157,49 @@ public:
 
   bool gone() const { return gone_; }
 
+  // The streamed answer (Reply's stream calls), from any thread: each posts to the strand.
+  void stream_start(HttpResponse head) {
+    net::post(stream_.get_executor(), [self = shared_from_this(), head = std::move(head)]() mutable {
+      self->begin_stream(std::move(head));
+    });
+  }
+
+  void stream_chunk(std::string data, std::function<void(bool)> written) {
+    net::post(stream_.get_executor(), [self = shared_from_this(), data = std::move(data),
+                                       written = std::move(written)]() mutable {
+      self->outq_.push_back(Out{false, true, std::move(data), std::move(written)});
+      self->pump();
+    });
+  }
+
+  /// `clean`: the producer ended it (last chunk); else its Reply was dropped (close).
+  void stream_end(bool clean, std::function<void(bool)> done) {
+    net::post(stream_.get_executor(),
+              [self = shared_from_this(), clean, done = std::move(done)]() mutable {
+                self->outq_.push_back(Out{true, clean, {}, std::move(done)});
+                self->pump();
+              });
+  }
+
+  void set_on_gone(std::function<void()> fn) {
+    net::post(stream_.get_executor(), [self = shared_from_this(), fn = std::move(fn)]() mutable {
+      if (!self->serving_)
+        return; // answered already: the client's fate no longer matters
+      self->on_gone_ = std::move(fn);
+      if (self->gone_)
+        self->notify_gone();
+    });
+  }
+
+  /// Any thread: runs `fn(ok)` on the strand (a callback refused without any write).
+  void later(std::function<void(bool)> fn, bool ok) {
+    if (!fn)
+      return;
+    net::post(stream_.get_executor(), [self = shared_from_this(), fn = std::move(fn), ok]() mutable {
+      self->call(fn, ok);
+    });
+  }
+
   /// Any thread: the server stops; an idle connection closes soon.
   void drain() {
     net::post(stream_.get_executor(), [self = shared_from_this()] {
@@ -201,6 +245,7 @@ private:
     for (auto& f : h)
       req_.headers[lower(f.name_string())] = std::string(f.value());
     keep_alive_ = h.keep_alive();
+    version_ = h.version();
     if (opts().screen) {
       if (auto refused = opts().screen(req_)) {
         refused->close = true; // the body stays unread: the connection cannot go on
@@ -301,6 +346,9 @@ private:
         logger().debug("http {} {}: the client hung up while "
                        "waiting for its answer",
                        self->method_, self->path_);
+        if (self->streaming_)
+          self->stream_fail(); // aborts a write in flight; later chunks get false at once
+        self->notify_gone();
       } else if (n < 0) {
         self->watch(); // spurious wake-up
       }
@@ -321,6 +369,7 @@ private:
   void write(HttpResponse res, std::function<void(bool)> delivered) {
     bool was_serving = serving_;
     serving_ = false;
+    on_gone_ = nullptr;
     if (was_serving) {
       error_code ignored;
       stream_.socket().cancel(ignored); // ends the watch
@@ -358,6 +407,171 @@ private:
                         self->path_.clear();
                         self->read_header();
                       });
+  }
+
+  // -- streamed answers (all on the strand) --
+
+  /// A write queued by the producer: a chunk, or the end of the stream.
+  struct Out {
+    bool last = false;
+    bool clean = true; // last: the producer ended it (else its Reply was dropped)
+    std::string data;
+    std::function<void(bool)> done;
+  };
+
+  void begin_stream(HttpResponse head) {
+    if (!serving_ || streaming_)
+      return; // cannot happen: Reply allows one answer
+    streaming_ = true;
+    stream_failed_ = false;
+    if (!gone_ && buf_.size() == 0 && peek() == 0)
+      gone_ = true;
+    if (opts().answered)
+      opts().answered(method_, path_, head.status);
+    if (gone_) {
+      stream_fail();
+      notify_gone();
+      return;
+    }
+    // HTTP/1.0 has no chunks: the body is the raw bytes, ended by closing.
+    chunked_ = version_ >= 11;
+    auto res = std::make_shared<http::response<http::empty_body>>();
+    res->version(11);
+    res->result(static_cast<unsigned>(head.status));
+    if (!head.content_type.empty())
+      res->set(http::field::content_type, head.content_type);
+    for (auto& [name, value] : head.headers)
+      res->set(name, value);
+    stream_keep_ = keep_alive_ && !head.close && chunked_ && !st_->stopping;
+    res->keep_alive(stream_keep_);
+    if (chunked_)
+      res->chunked(true);
+    auto sr = std::make_shared<http::response_serializer<http::empty_body>>(*res);
+    writing_ = true;
+    stream_.expires_after(opts().stream_write_timeout);
+    // The watch (started by dispatch) keeps running: it notices a hang-up between writes.
+    http::async_write_header(stream_, *sr, [self = shared_from_this(), res, sr](error_code ec, size_t) {
+      self->writing_ = false;
+      self->stream_.expires_never(); // the producer may be quiet for minutes
+      if (ec)
+        self->stream_fail(ec);
+      self->pump();
+    });
+  }
+
+  /// Writes the next queued item unless a write is in flight (one at a time).
+  void pump() {
+    while (!writing_ && !outq_.empty()) {
+      Out item = std::move(outq_.front());
+      outq_.pop_front();
+      if (item.last)
+        return end_stream_now(item.clean, std::move(item.done));
+      if (!streaming_ || stream_failed_) {
+        call(item.done, false);
+        continue;
+      }
+      if (item.data.empty()) { // a zero-length chunk would end the stream
+        call(item.done, true);
+        continue;
+      }
+      auto data = std::make_shared<std::string>(std::move(item.data));
+      auto after = [self = shared_from_this(), data,
+                    done = std::move(item.done)](error_code ec, size_t) mutable {
+        self->writing_ = false;
+        self->stream_.expires_never();
+        if (ec)
+          self->stream_fail(ec);
+        self->call(done, !ec);
+        self->pump();
+      };
+      writing_ = true;
+      stream_.expires_after(opts().stream_write_timeout);
+      if (chunked_)
+        net::async_write(stream_, http::make_chunk(net::buffer(*data)), std::move(after));
+      else
+        net::async_write(stream_, net::buffer(*data), std::move(after));
+    }
+  }
+
+  void end_stream_now(bool clean, std::function<void(bool)> done) {
+    if (!streaming_) { // cannot happen: Reply ends only a stream it started
+      call(done, false);
+      return;
+    }
+    if (!clean && !stream_failed_) // (after a failure, dropping the Reply is how producers stop)
+      logger().error("http {} {}: the server lost the stream of this request (closing it)",
+                     method_, path_);
+    if (!clean || stream_failed_ || !chunked_) {
+      // A dropped stream closes without its last chunk: the client must not take a
+      // truncated answer for a complete one. HTTP/1.0: closing is the end.
+      bool ok = clean && !stream_failed_;
+      complete_stream(done, ok);
+      if (ok)
+        return linger();
+      return close_now();
+    }
+    writing_ = true;
+    stream_.expires_after(opts().stream_write_timeout);
+    net::async_write(stream_, http::make_chunk_last(),
+                     [self = shared_from_this(), done = std::move(done)](error_code ec,
+                                                                         size_t) mutable {
+                       self->writing_ = false;
+                       if (ec)
+                         self->stream_fail(ec);
+                       self->complete_stream(done, !ec);
+                       if (ec)
+                         return self->close_now();
+                       if (!self->stream_keep_)
+                         return self->linger();
+                       self->method_.clear();
+                       self->path_.clear();
+                       self->read_header();
+                     });
+  }
+
+  /// The stream's answer is complete (or abandoned): the request is no longer in flight.
+  void complete_stream(std::function<void(bool)>& done, bool ok) {
+    streaming_ = false;
+    serving_ = false;
+    on_gone_ = nullptr;
+    error_code ignored;
+    stream_.socket().cancel(ignored); // ends the watch (no write is in flight)
+    finish(done, ok, true);
+  }
+
+  /// The stream cannot reach its client: every later chunk gets false, and the socket
+  /// closes now (a write in flight ends with an error) rather than when the producer ends.
+  void stream_fail(error_code ec = {}) {
+    if (stream_failed_)
+      return;
+    stream_failed_ = true;
+    gone_ = true;
+    if (ec && ec != net::error::operation_aborted)
+      logger().debug("http {} {}: stream write failed: {}", method_, path_, ec.message());
+    close_now();
+    notify_gone();
+  }
+
+  void notify_gone() {
+    if (!on_gone_)
+      return;
+    auto fn = std::move(on_gone_);
+    on_gone_ = nullptr;
+    try {
+      fn();
+    } catch (const std::exception& e) {
+      logger().error("http {} {}: on_gone: {}", method_, path_, e.what());
+    }
+  }
+
+  void call(std::function<void(bool)>& fn, bool ok) {
+    if (!fn)
+      return;
+    try {
+      fn(ok);
+    } catch (const std::exception& e) {
+      logger().error("http {} {}: {}", method_, path_, e.what());
+    }
   }
 
   void finish(std::function<void(bool)>& delivered, bool ok, bool was_serving) {
@@ -408,6 +622,12 @@ private:
   HttpRequest req_;
   std::string method_, path_; // of the request being served
   bool keep_alive_ = true, too_big_ = false, reading_header_ = false, serving_ = false;
+  unsigned version_ = 11;
+  // The streamed answer: writing_ while one write is in flight; outq_ what waits for it.
+  bool streaming_ = false, stream_failed_ = false, chunked_ = true, stream_keep_ = false,
+       writing_ = false;
+  std::deque<Out> outq_;
+  std::function<void()> on_gone_;
   uint64_t dropped_ = 0;
   std::atomic<bool> gone_{false};
 
@@ -417,18 +637,61 @@ private:
 // -- Reply ----------------------------------------------------------------------
 
 void Reply::send(HttpResponse res, std::function<void(bool)> delivered) {
-  if (sent_) {
+  if (state_ != State::fresh) {
     logger().error("http: a second answer to one request was dropped (status {})", res.status);
+    conn_->later(std::move(delivered), false);
     return;
   }
-  sent_ = true;
+  state_ = State::sent;
   conn_->answer(std::move(res), std::move(delivered));
+}
+
+bool Reply::start_stream(int status, std::string content_type,
+                         std::vector<std::pair<std::string, std::string>> headers) {
+  if (state_ != State::fresh) {
+    logger().error("http: a stream started after the answer was dropped (status {})", status);
+    return false;
+  }
+  state_ = State::streaming;
+  HttpResponse head;
+  head.status = status;
+  head.content_type = std::move(content_type);
+  head.headers = std::move(headers);
+  conn_->stream_start(std::move(head));
+  return true;
+}
+
+void Reply::write_chunk(std::string data, std::function<void(bool)> written) {
+  if (state_ != State::streaming) {
+    logger().error("http: a chunk written outside a stream was dropped");
+    return conn_->later(std::move(written), false);
+  }
+  conn_->stream_chunk(std::move(data), std::move(written));
+}
+
+void Reply::end_stream(std::function<void(bool)> done) {
+  if (state_ != State::streaming) {
+    logger().error("http: end_stream without a stream open was ignored");
+    return conn_->later(std::move(done), false);
+  }
+  state_ = State::ended;
+  conn_->stream_end(true, std::move(done));
+}
+
+void Reply::on_gone(std::function<void()> fn) {
+  if (fn)
+    conn_->set_on_gone(std::move(fn));
 }
 
 bool Reply::client_gone() const { return conn_->gone(); }
 
 Reply::~Reply() {
-  if (sent_)
+  if (state_ == State::streaming) {
+    // Never a hang: a stream its producer lost ends (the connection closes; see stream_end).
+    conn_->stream_end(false, {});
+    return;
+  }
+  if (state_ != State::fresh)
     return;
   // Never a hang: a request whose handler lost its answer gets a typed 500.
   conn_->answer(conn_->opts().refuse(500, "the server lost the answer to this request"), {});

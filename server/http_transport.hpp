@@ -46,9 +46,12 @@ struct HttpResponse {
 
 class Connection;
 
-/// The one answer a request gets. send() may be called from any thread, once; the
-/// transport writes on the connection's own strand. A Reply dropped without an answer
-/// answers 500 itself, so a handler bug cannot leave a client hanging.
+/// The one answer a request gets: either send() once, or a stream (start_stream, then
+/// write_chunk as output arrives, then end_stream). Every call may come from any thread,
+/// one at a time; the transport writes on the connection's own strand, and every callback
+/// (`delivered`, `written`, `done`, on_gone) runs on an io thread, so it must not block.
+/// A Reply dropped without an answer answers 500 itself, so a handler bug cannot leave a
+/// client hanging; one dropped mid-stream closes the connection (see ~Reply).
 class Reply {
 public:
   explicit Reply(std::shared_ptr<Connection> conn) : conn_(std::move(conn)) {}
@@ -60,12 +63,41 @@ public:
   /// before the answer could be written: a handler that handed the client something (a
   /// lease) takes it back then.
   void send(HttpResponse res, std::function<void(bool delivered)> delivered = {});
+
+  /// Starts a streamed answer instead of send(): the status line and headers go out at
+  /// once, then the body as HTTP/1.1 chunks (Transfer-Encoding: chunked; an HTTP/1.0 client
+  /// gets the raw bytes, delimited by closing the connection). False (and nothing sent)
+  /// when this request was already answered or streamed. While the stream lasts the
+  /// connection has no idle timeout: it waits for the producer as long as the producer
+  /// holds the Reply; only each write is bounded (TransportOptions::stream_write_timeout).
+  bool start_stream(int status, std::string content_type = "application/x-ndjson",
+                    std::vector<std::pair<std::string, std::string>> headers = {});
+  /// Writes `data` as one chunk, flushed at once. `written(ok)` runs once it is in the
+  /// socket (ok) or could not be (false: the client is gone, the write failed or timed
+  /// out, or no stream is open); after one false every later chunk gets false too. Call
+  /// the next write_chunk after `written` ran: that is the back-pressure (calls made
+  /// earlier are queued, in order). An empty `data` writes nothing (written(true)).
+  void write_chunk(std::string data, std::function<void(bool ok)> written = {});
+  /// Ends the stream after the chunks queued before it: writes the last (empty) chunk, then
+  /// the connection serves the client's next request (keep-alive) or closes. `done(ok)`
+  /// runs after that write (false when the client was gone or the stream had failed, and
+  /// the connection was closed instead). The request counts as in flight
+  /// (HttpTransport::pending) until then.
+  void end_stream(std::function<void(bool ok)> done = {});
+  /// `fn` runs once (on an io thread) as soon as the client is known gone while its
+  /// request is served or streamed: it hung up (noticed at once, without writing), or a
+  /// chunk could not be written. At once if it is already known gone. Dropped unrun when
+  /// the answer is complete. A producer stops its work from here even when it has nothing
+  /// to write; it may capture this Reply (the cycle ends when fn ran or the answer ended).
+  void on_gone(std::function<void()> fn);
+
   /// Whether the client hung up while its request was being served.
   bool client_gone() const;
 
 private:
+  enum class State { fresh, sent, streaming, ended };
   std::shared_ptr<Connection> conn_;
-  bool sent_ = false;
+  State state_ = State::fresh;
 };
 using ReplyPtr = std::shared_ptr<Reply>;
 
@@ -77,6 +109,11 @@ struct TransportOptions {
   /// How long a keep-alive connection may sit between requests. Long: an idle connection
   /// costs a socket, not a thread, and a short timeout races the client's next request.
   std::chrono::milliseconds idle_timeout{120000};
+  /// How long one write of a streamed answer (its headers, a chunk, the last chunk) may
+  /// take: a client that stops reading cannot hold its connection (and stop()) forever.
+  /// When it expires the write's callback gets false and the connection closes. Between
+  /// writes a stream has no timeout (the producer may be quiet for minutes).
+  std::chrono::milliseconds stream_write_timeout{60000};
   /// Runs on the headers, before the body is read (auth): an answer here is final and
   /// closes the connection, since the body stays unread. It may set the request's caller.
   std::function<std::optional<HttpResponse>(HttpRequest&)> screen;
@@ -97,11 +134,13 @@ public:
 
   /// Binds and starts the io threads; returns the bound port. Throws std::runtime_error.
   int start();
-  /// Stops accepting; requests in flight get their answers; connections close once idle
+  /// Stops accepting; requests in flight get their answers (streams in flight run to their
+  /// end_stream, or their Reply's end); connections close once idle
   /// (a request arriving meanwhile is still served, which lets handlers answer
   /// 503 shutting_down). Returns when every connection is closed and the io threads ended.
   void stop();
-  /// Answers in flight (requests handed to `handle` and not yet answered).
+  /// Answers in flight: requests handed to `handle` and not yet answered, and streams not
+  /// yet ended (stop() waits for both).
   size_t pending() const;
 
   struct State;

@@ -5,10 +5,12 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "warmpool/config.hpp"
+#include "warmpool/live.hpp"
 #include "warmpool/types.hpp"
 
 namespace warmpool {
@@ -51,6 +53,60 @@ public:
   void write_file_async(const std::string& path, std::string data,
                         std::function<void(std::exception_ptr)> done);
 
+  // -- live sandbox: shells, background processes, streamed output ----------------------
+  // Every shell and process ends when the lease is released. Errors: not_found (no such
+  // shell or process), conflict, too_large, shell_exited, plus those of exec.
+
+  /// Runs a command and hands its output to `on_output` as it is produced (on the calling
+  /// thread); returns the result (whose stdout/stderr hold the output again).
+  ExecResult exec(const ExecRequest& req, const OutputCallback& on_output);
+
+  /// Opens a persistent shell (bash where the sandbox has it, else sh): later commands in
+  /// it see the working directory, variables, functions and aliases earlier ones left.
+  /// `name` empty: one is chosen. Returns the shell's name.
+  std::string open_shell(const std::string& name = {});
+  /// Runs `command` in the shell; its result is the command's own (exit code, output).
+  /// A timeout (0: the pool's exec_timeout) interrupts the command (SIGINT, then SIGKILL)
+  /// and leaves the shell usable. NUL bytes are refused (invalid_request).
+  ExecResult shell_exec(const std::string& shell, const std::string& command,
+                        duration timeout = duration{0}, const OutputCallback& on_output = {});
+  void close_shell(const std::string& shell);
+
+  /// Starts a process that outlives the call; returns its id. `req.timeout` 0: none.
+  std::string start_process(const ExecRequest& req, const ProcessOptions& opts = {});
+  std::vector<ProcessInfo> processes();
+  /// Output from the given offsets; waits up to `wait` for some when there is none yet.
+  ProcessOutput read_output(const std::string& id, uint64_t offset = 0,
+                            uint64_t stderr_offset = 0, duration wait = duration{0});
+  void write_stdin(const std::string& id, const std::string& data, bool close = false);
+  /// Sends `signal` (e.g. SIGTERM) to the process and everything it started.
+  void signal(const std::string& id, int signal);
+  void resize(const std::string& id, uint16_t cols, uint16_t rows);
+  /// Waits up to `timeout` for the process to end: its result with the output it kept,
+  /// or nothing when it still runs.
+  std::optional<ExecResult> wait(const std::string& id, duration timeout);
+  /// Kills the process if it runs and forgets it.
+  void forget_process(const std::string& id);
+
+  /// Asynchronous forms for servers (same rules as exec_async).
+  void open_shell_async(std::string name, std::function<void(std::string, std::exception_ptr)> done);
+  void close_shell_async(std::string shell, std::function<void(std::exception_ptr)> done);
+  /// Starts `command` in the shell and answers with its output so far, waiting up to
+  /// `wait` for it to end; read_output_async with the answer's id and offsets follows it.
+  void shell_start_async(std::string shell, std::string command, duration timeout,
+                         duration wait, std::function<void(ProcessOutput, std::exception_ptr)> done);
+  void start_process_async(ExecRequest req, ProcessOptions opts,
+                           std::function<void(std::string, std::exception_ptr)> done);
+  void processes_async(std::function<void(std::vector<ProcessInfo>, std::exception_ptr)> done);
+  void read_output_async(std::string id, uint64_t offset, uint64_t stderr_offset, duration wait,
+                         std::function<void(ProcessOutput, std::exception_ptr)> done);
+  void write_stdin_async(std::string id, std::string data, bool close,
+                         std::function<void(std::exception_ptr)> done);
+  void signal_async(std::string id, int signal, std::function<void(std::exception_ptr)> done);
+  void resize_async(std::string id, uint16_t cols, uint16_t rows,
+                    std::function<void(std::exception_ptr)> done);
+  void forget_process_async(std::string id, std::function<void(std::exception_ptr)> done);
+
   bool valid() const noexcept { return impl_ != nullptr; }
   explicit operator bool() const noexcept { return valid(); }
   const std::string& id() const;
@@ -70,6 +126,9 @@ struct AcquireOptions {
   duration timeout{-1}; // negative: the pool's acquire_timeout
   std::string tenant;
   std::string session;
+  /// Given to the warm sandbox before the lease is handed over (still a warm hit). Its
+  /// values never appear in logs, stats or the audit log.
+  LeaseSetup setup;
 };
 
 /// Where a one-shot execute ran and how its steps went, beside its result (for logs,

@@ -28,6 +28,11 @@ enum class Errc : uint8_t {
   unknown_lease,       // the lease id is not (or no longer) valid
   config_invalid,      // the configuration failed validation
   internal,            // a bug: please report it
+  // Live sandboxes (shells and processes of a lease):
+  not_found,    // no shell or process with that id in the lease
+  conflict,     // the shell or process is not in a state that allows it (stdin closed, busy)
+  too_large,    // the request carries more data than allowed (a stdin write)
+  shell_exited, // the shell's process ended (`exit`, killed); open it again to go on
 };
 
 /// Short stable name ("pool_exhausted") used in logs, JSON and metrics.

@@ -236,7 +236,7 @@ TEST_F(Messages, EveryRegisteredTypeIsListedAndSerializable) {
 }
 
 TEST_F(Messages, EveryErrcHasANameAndAnExplanation) {
-  for (int i = 0; i <= static_cast<int>(Errc::internal); ++i) {
+  for (int i = 0; i <= static_cast<int>(Errc::shell_exited); ++i) {
     auto code = static_cast<Errc>(i);
     EXPECT_STRNE(to_string(code), "unknown");
     EXPECT_GE(std::string{describe(code)}.size(), 8u);

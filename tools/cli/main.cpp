@@ -188,14 +188,40 @@ int exec_command(const Common& c, const std::string& pool, const std::string& ti
       return exit_usage;
     }
   }
+  const PoolConfig* pc = nullptr;
+  for (auto& p : cfg.pools)
+    if (p.name == pool_name)
+      pc = &p;
+  // Output is printed as it arrives where the sandbox has an agent to stream it from.
+  bool stream = pc && pc->backend != "sim" && !python_code &&
+                !(pc->backend == "docker" && pc->exec_mode == "docker");
   Engine engine{std::move(cfg)};
   ExecResult r;
-  {
-    cli::WarmupProgress progress{engine}; // erased before the command's output is written
-    r = engine.execute(pool_name, req);
+  if (stream) {
+    Lease lease;
+    {
+      cli::WarmupProgress progress{engine}; // erased before the command's output is written
+      lease = engine.acquire(pool_name);
+    }
+    try {
+      r = lease.exec(req, [](bool is_stderr, std::string_view data) {
+        auto* to = is_stderr ? stderr : stdout;
+        std::fwrite(data.data(), 1, data.size(), to);
+        std::fflush(to);
+      });
+    } catch (const Error& e) {
+      lease.release(breaks_sandbox(e.code()));
+      throw;
+    }
+    lease.release();
+  } else {
+    {
+      cli::WarmupProgress progress{engine};
+      r = engine.execute(pool_name, req);
+    }
+    std::fwrite(r.stdout_data.data(), 1, r.stdout_data.size(), stdout);
+    std::fwrite(r.stderr_data.data(), 1, r.stderr_data.size(), stderr);
   }
-  std::fwrite(r.stdout_data.data(), 1, r.stdout_data.size(), stdout);
-  std::fwrite(r.stderr_data.data(), 1, r.stderr_data.size(), stderr);
   std::fflush(stdout);
   if (r.truncated)
     std::cerr << "warmpool: output was truncated at the pool's output_limit\n";

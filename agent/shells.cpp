@@ -1,0 +1,406 @@
+#include "agent/shells.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <set>
+
+extern char** environ;
+
+namespace warmpool::agent {
+
+namespace {
+
+// A shell prints its banner and job-control complaints before it reads its first line; it
+// must have answered the start-up line by then, or it is not a usable shell.
+constexpr auto kStartTimeout = std::chrono::seconds(10);
+// Between the steps of a timeout: SIGINT, then SIGKILL to the command's processes, then
+// SIGKILL to the shell.
+constexpr auto kGrace = std::chrono::seconds(1);
+
+std::string single_quoted(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) {
+    if (c == '\'')
+      q += "'\\''";
+    else
+      q += c;
+  }
+  return q + "'";
+}
+
+// Every process below `root` (the shell's children and theirs): what a command started.
+std::set<pid_t> descendants(pid_t root) {
+  std::map<pid_t, std::vector<pid_t>> kids;
+  DIR* d = opendir("/proc");
+  if (!d)
+    return {};
+  while (dirent* e = readdir(d)) {
+    char* end;
+    long pid = strtol(e->d_name, &end, 10);
+    if (*end || pid <= 0)
+      continue;
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+      continue;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+      continue;
+    buf[n] = 0;
+    const char* rp = strrchr(buf, ')');
+    char state;
+    int ppid;
+    if (rp && sscanf(rp + 1, " %c %d", &state, &ppid) == 2)
+      kids[ppid].push_back(pid_t(pid));
+  }
+  closedir(d);
+  std::set<pid_t> found;
+  std::vector<pid_t> todo = {root};
+  while (!todo.empty() && found.size() < 100000) {
+    pid_t p = todo.back();
+    todo.pop_back();
+    for (pid_t k : kids[p])
+      if (found.insert(k).second)
+        todo.push_back(k);
+  }
+  return found;
+}
+
+void set_nonblock(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
+
+} // namespace
+
+Shells::Shell& Shells::get(const json& msg) {
+  std::string name = proto::shell_name_from_json(msg);
+  auto it = shells_.find(name);
+  if (it == shells_.end())
+    throw OpError("not_found", "no shell '" + name + "'");
+  return *it->second;
+}
+
+json Shells::open(const json& msg, const std::map<std::string, std::string>& env_in,
+                  const std::string& cwd) {
+  std::string name = proto::shell_name_from_json(msg);
+  auto it = shells_.find(name);
+  if (it != shells_.end()) {
+    if (it->second->alive)
+      throw OpError("conflict", "shell '" + name + "' is already open");
+    shells_.erase(it); // exited: the name is free again
+  }
+  auto sh = std::make_unique<Shell>();
+  sh->name = name;
+  const char* path = "/bin/sh";
+  for (const char* bash : {"/bin/bash", "/usr/bin/bash"})
+    if (access(bash, X_OK) == 0) {
+      path = bash;
+      break;
+    }
+  sh->program = strstr(path, "bash") ? "bash" : "sh";
+  std::vector<std::string> args = {sh->program};
+  if (sh->program == "bash")
+    args.insert(args.end(), {"--norc", "--noprofile", "--noediting"});
+  args.insert(args.end(), {"+m", "-i"});
+  std::map<std::string, std::string> env = env_in;
+  env["PS1"] = env["PS2"] = ""; // prompts would land in stderr
+  env.erase("ENV");             // an interactive sh would source it
+  std::vector<std::string> env_strs;
+  for (const auto& [k, v] : env)
+    env_strs.push_back(k + "=" + v);
+  std::vector<char*> argv, envp;
+  for (auto& a : args)
+    argv.push_back(a.data());
+  argv.push_back(nullptr);
+  for (auto& e : env_strs)
+    envp.push_back(e.data());
+  envp.push_back(nullptr);
+
+  Fd in_r, out_w, err_w, st_w;
+  make_pipe(in_r, sh->in);
+  make_pipe(sh->out, out_w);
+  make_pipe(sh->err, err_w);
+  make_pipe(sh->status, st_w);
+  int fds[4] = {in_r.fd, out_w.fd, err_w.fd, st_w.fd};
+  auto become = become_tenant_;
+  sh->pid = fork_job([&] {
+    // Moved above 3 first so that dup2 onto 0..3 cannot clobber one still needed.
+    int hi[4];
+    for (int i = 0; i < 4; ++i)
+      if ((hi[i] = fcntl(fds[i], F_DUPFD, 10)) < 0)
+        _exit(126);
+    for (int i = 0; i < 4; ++i)
+      if (dup2(hi[i], i) < 0)
+        _exit(126);
+    close_from(4);
+    become();
+    if (chdir(cwd.c_str()) != 0)
+      child_fail(("chdir " + cwd).c_str(), 126);
+    environ = envp.data();
+    execv(path, argv.data());
+    child_fail(path, 127);
+  });
+  for (Fd* f : {&sh->in, &sh->out, &sh->err, &sh->status})
+    set_nonblock(f->fd);
+  // Each on its own line: dash stops a line at its first failing special builtin.
+  send(*sh, "set +H 2>/dev/null\n");
+  send(*sh, "unset HISTFILE PROMPT_COMMAND 2>/dev/null\n");
+  send(*sh, "\\printf 'S 0\\n' >&3\n");
+  Shell* s = sh.get();
+  shells_[name] = std::move(sh);
+  jobs_.pump(-1, steady::now() + kStartTimeout, [&] { return s->ready || !s->alive; });
+  if (!s->ready) {
+    kill_shell(*s);
+    shells_.erase(name);
+    throw OpError("shell_exited", "the shell " + std::string(path) + " did not start");
+  }
+  return json{{"shell", name}, {"pid", s->pid}, {"program", s->program}};
+}
+
+json Shells::run(const json& msg) {
+  auto req = proto::shell_run_from_json(msg);
+  Shell& sh = get(msg);
+  if (!sh.alive)
+    throw OpError("shell_exited", "shell '" + sh.name + "' exited; open it again");
+  if (sh.job && jobs_.find(sh.job) && jobs_.find(sh.job)->running)
+    throw OpError("conflict", "shell '" + sh.name + "' is still running a command");
+  Job& job = jobs_.add_shell_command(sh.pid, req.command, req.output_limit);
+  uint64_t num = job.num;
+  sh.job = num;
+  sh.stage = 0;
+  sh.seq++;
+  sh.deadline = steady::now() + std::chrono::milliseconds(req.timeout_ms);
+  sh.next = steady::time_point::max();
+  send(sh, "\\eval " + single_quoted(req.command) + " </dev/null 3>&-; \\printf 'D " +
+             std::to_string(sh.seq) + " %s\\n' \"$?\" >&3\n");
+  jobs_.pump(-1, steady::now() + std::chrono::milliseconds(req.output.wait_ms), [&] {
+    Job* j = jobs_.find(num);
+    return !j || !j->running;
+  });
+  if (!jobs_.find(num))
+    throw OpError("not_found", "the command's job was forgotten");
+  return jobs_.output(num, req.output);
+}
+
+json Shells::close(const json& msg) {
+  Shell& sh = get(msg);
+  kill_shell(sh);
+  std::string name = sh.name;
+  shells_.erase(name);
+  return json::object();
+}
+
+json Shells::list() const {
+  json list = json::array();
+  for (const auto& [name, sh] : shells_) {
+    Job* job = sh->job ? jobs_.find(sh->job) : nullptr;
+    list.push_back({{"shell", name},
+                    {"pid", sh->pid},
+                    {"program", sh->program},
+                    {"running", sh->alive},
+                    {"busy", job && job->running}});
+  }
+  return json{{"shells", list}};
+}
+
+void Shells::clear() {
+  for (auto& [name, sh] : shells_)
+    kill_shell(*sh);
+  shells_.clear();
+}
+
+void Shells::kill_shell(Shell& sh) {
+  if (sh.alive) {
+    kill(-sh.pid, SIGKILL);
+    kill(sh.pid, SIGKILL);
+    job_release(sh.pid);
+    sh.alive = false;
+  }
+  if (Job* job = sh.job ? jobs_.find(sh.job) : nullptr)
+    jobs_.finish(*job, -1, SIGKILL, false);
+  sh.job = 0;
+  for (Fd* f : {&sh.in, &sh.out, &sh.err, &sh.status})
+    f->reset();
+}
+
+// ---------------------------------------------------------------- shell I/O
+
+void Shells::send(Shell& sh, const std::string& line) {
+  sh.in_queue += line;
+  flush(sh);
+}
+
+void Shells::flush(Shell& sh) {
+  while (sh.in.fd >= 0 && !sh.in_queue.empty()) {
+    ssize_t put = write(sh.in.fd, sh.in_queue.data(), sh.in_queue.size());
+    if (put > 0) {
+      sh.in_queue.erase(0, size_t(put));
+    } else if (put < 0 && errno == EINTR) {
+      continue;
+    } else {
+      if (put < 0 && errno != EAGAIN) { // EPIPE: it is dying; the reaper will tell
+        sh.in_queue.clear();
+        sh.in.reset();
+      }
+      return;
+    }
+  }
+}
+
+void Shells::feed(Shell& sh, int stream) {
+  Fd& fd = stream == 0 ? sh.out : sh.err;
+  if (fd.fd < 0)
+    return;
+  Job* job = sh.job ? jobs_.find(sh.job) : nullptr;
+  if (job && !job->running)
+    job = nullptr;
+  // With no command running (start-up banner, a background job's late lines) it goes nowhere.
+  if (!read_available(fd.fd, [&](const char* p, size_t n) {
+        if (job)
+          job->streams[stream].append(p, n);
+      }))
+    fd.reset();
+}
+
+void Shells::end_command(Shell& sh, int exit_code, int signal, bool timed_out) {
+  feed(sh, 0); // the command wrote all it printed before the shell reported
+  feed(sh, 1);
+  if (Job* job = sh.job ? jobs_.find(sh.job) : nullptr)
+    jobs_.finish(*job, exit_code, signal, timed_out);
+  sh.job = 0;
+  sh.stage = 0;
+  sh.deadline = sh.next = steady::time_point::max();
+}
+
+void Shells::on_status(Shell& sh) {
+  if (sh.status.fd < 0)
+    return;
+  if (!read_available(sh.status.fd,
+                      [&](const char* p, size_t n) { sh.status_buf.append(p, n); }, 1 << 16))
+    sh.status.reset(); // only the shell holds it: it is exiting
+  size_t nl;
+  while ((nl = sh.status_buf.find('\n')) != std::string::npos) {
+    std::string line = sh.status_buf.substr(0, nl);
+    sh.status_buf.erase(0, nl + 1);
+    char kind = 0;
+    unsigned long long seq = 0;
+    int code = 0;
+    int fields = sscanf(line.c_str(), "%c %llu %d", &kind, &seq, &code);
+    if (kind == 'S' && fields >= 2 && seq == 0) {
+      sh.ready = true;
+    } else if (seq == sh.seq && sh.job) {
+      if (kind == 'D' && fields == 3)
+        end_command(sh, code, 0, sh.stage > 0);
+      else if (kind == 'S' && sh.stage > 0) {
+        // Interrupted: the shell dropped the status line, and printed a newline of its own.
+        feed(sh, 1);
+        if (Job* job = jobs_.find(sh.job))
+          job->streams[1].drop_suffix("\n", sh.err_at_interrupt);
+        end_command(sh, 130, 0, true);
+      }
+    }
+  }
+}
+
+void Shells::died(Shell& sh, int status) {
+  sh.alive = false;
+  on_status(sh);
+  int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  int sig = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+  feed(sh, 0);
+  feed(sh, 1);
+  Job* job = sh.job ? jobs_.find(sh.job) : nullptr;
+  if (job && WIFEXITED(status) && sh.program == "bash")
+    job->streams[1].drop_suffix("exit\n", 0); // interactive bash announces its `exit`
+  if (sh.job)
+    end_command(sh, sh.stage > 0 ? 130 : code, sh.stage > 0 ? 0 : sig, sh.stage > 0);
+  for (Fd* f : {&sh.in, &sh.out, &sh.err, &sh.status})
+    f->reset();
+  sh.in_queue.clear();
+}
+
+// ---------------------------------------------------------------- LoopPart
+
+void Shells::add_fds(std::vector<pollfd>& fds) {
+  polled_.clear();
+  roles_.clear();
+  for (auto& [name, sh] : shells_) {
+    if (!sh->alive)
+      continue;
+    Fd* all[4] = {&sh->out, &sh->err, &sh->status, &sh->in};
+    for (int role = 0; role < 4; ++role) {
+      if (all[role]->fd < 0 || (role == 3 && sh->in_queue.empty()))
+        continue;
+      fds.push_back({all[role]->fd, short(role == 3 ? POLLOUT : POLLIN), 0});
+      polled_.push_back(sh.get());
+      roles_.push_back(role);
+    }
+  }
+}
+
+void Shells::on_events(const pollfd* fds, size_t n) {
+  for (size_t i = 0; i < n && i < polled_.size(); ++i) {
+    if (!fds[i].revents || !polled_[i]->alive)
+      continue;
+    Shell& sh = *polled_[i];
+    switch (roles_[i]) {
+      case 0: feed(sh, 0); break;
+      case 1: feed(sh, 1); break;
+      case 2: on_status(sh); break;
+      case 3: flush(sh); break;
+    }
+  }
+  polled_.clear();
+}
+
+void Shells::on_tick(steady::time_point now) {
+  for (auto& [name, shp] : shells_) {
+    Shell& sh = *shp;
+    if (!sh.alive)
+      continue;
+    int st = 0;
+    if (job_exited(sh.pid, st)) {
+      died(sh, st);
+      continue;
+    }
+    if (!sh.job)
+      continue;
+    std::string sync = "\\printf 'S " + std::to_string(sh.seq) + "\\n' >&3\n";
+    if (sh.stage == 0 && now >= sh.deadline) {
+      if (Job* job = jobs_.find(sh.job))
+        sh.err_at_interrupt = job->streams[1].end();
+      kill(-sh.pid, SIGINT); // the foreground: the command and the shell, which survives it
+      send(sh, sync);
+      sh.stage = 1;
+      sh.next = now + kGrace;
+    } else if (sh.stage == 1 && now >= sh.next) {
+      for (pid_t p : descendants(sh.pid))
+        kill(p, SIGKILL);
+      send(sh, sync); // again: a shell may drop input it read before the interrupt
+      sh.stage = 2;
+      sh.next = now + kGrace;
+    } else if (sh.stage == 2 && now >= sh.next) {
+      // Still no answer: the shell itself runs the command (a builtin loop ignoring SIGINT).
+      kill(-sh.pid, SIGKILL);
+      kill(sh.pid, SIGKILL);
+      sh.next = steady::time_point::max(); // the reaper reports it; died() ends the job
+    }
+  }
+}
+
+steady::time_point Shells::next_timer() const {
+  auto t = steady::time_point::max();
+  for (const auto& [name, sh] : shells_)
+    if (sh->alive && sh->job)
+      t = std::min(t, sh->stage == 0 ? sh->deadline : sh->next);
+  return t;
+}
+
+} // namespace warmpool::agent

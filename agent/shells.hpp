@@ -1,0 +1,70 @@
+// Named persistent shells (shell_* ops). One shell process per name keeps its state (cwd,
+// exports, functions, aliases, options) between commands; each command is a job of
+// agent/live_jobs.hpp whose output is the shell's stdout/stderr while it runs.
+//
+// Mechanism: the shell is interactive (SIGINT aborts the running command and the shell
+// survives) without job control (+m: commands stay in the shell's process group, `&` jobs
+// ignore SIGINT) and without prompts. Its stdin is a pipe from the agent; each command is one
+// line `\eval '<command, single-quoted>' </dev/null 3>&-; \printf 'D <seq> %s\n' "$?" >&3`,
+// so any text (several lines, heredocs) arrives as one unit, reads EOF from stdin, and its
+// status comes back on fd 3, never in its output. After an interrupt the rest of that line is
+// dropped by the shell, so the agent sends `\printf 'S <seq>\n' >&3` to learn it is ready.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "agent/live_jobs.hpp"
+
+namespace warmpool::agent {
+
+class Shells : public LoopPart {
+public:
+  Shells(LiveJobs& jobs, std::function<void()> become_tenant)
+      : jobs_(jobs), become_tenant_(std::move(become_tenant)) {}
+
+  /// shell_open with the (already resolved) environment and working directory.
+  json open(const json& msg, const std::map<std::string, std::string>& env, const std::string& cwd);
+  json run(const json& msg);
+  json close(const json& msg);
+  json list() const;
+  /// reset: kills every shell and forgets them.
+  void clear();
+
+  void add_fds(std::vector<pollfd>& fds) override;
+  void on_events(const pollfd* fds, size_t n) override;
+  void on_tick(steady::time_point now) override;
+  steady::time_point next_timer() const override;
+
+private:
+  struct Shell {
+    std::string name, program;
+    pid_t pid = -1;
+    Fd in, out, err, status;
+    std::string in_queue;   // lines the shell did not read yet
+    std::string status_buf; // a partial line from fd 3
+    bool alive = true, ready = false;
+    uint64_t seq = 0; // of the last command sent
+    uint64_t job = 0; // the running command's job, 0: idle
+    int stage = 0;    // of a timeout: 1 SIGINT sent, 2 its children killed
+    uint64_t err_at_interrupt = 0; // the job's stderr end when SIGINT was sent
+    steady::time_point deadline = steady::time_point::max(), next = steady::time_point::max();
+  };
+  Shell& get(const json& msg);
+  void send(Shell& sh, const std::string& line);
+  void flush(Shell& sh);
+  void feed(Shell& sh, int stream); // its stdout/stderr into the running job (or nowhere)
+  void on_status(Shell& sh);
+  void end_command(Shell& sh, int exit_code, int signal, bool timed_out);
+  void died(Shell& sh, int status);
+  void kill_shell(Shell& sh);
+
+  LiveJobs& jobs_;
+  std::function<void()> become_tenant_;
+  std::map<std::string, std::unique_ptr<Shell>> shells_;
+  std::vector<Shell*> polled_; // owner of each pollfd add_fds appended, with the fd's role
+  std::vector<int> roles_;
+};
+
+} // namespace warmpool::agent
