@@ -76,6 +76,9 @@ class SessionShellTest(unittest.TestCase):
         again = self.c.execute("echo reopened", pool="shell", session=SESSION, shell="quits")
         self.assertEqual(again.stdout, "reopened\n")
         self.assertEqual(self.c.execute("echo $A", pool="shell", session=SESSION, shell="main").stdout, "1\n")
+        # Streamed (or answered whole: the events are the same).
+        streamed = self.c.execute_stream("echo $A; pwd", pool="shell", session=SESSION, shell="main")
+        self.assertEqual(streamed.result().stdout, "1\n/tmp\n")
 
 
 if __name__ == "__main__":

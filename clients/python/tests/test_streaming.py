@@ -13,12 +13,15 @@ from support import client, require_server, wait_for
 
 from warmpool import (
     Client,
+    Conflict,
     ContainerFailed,
     Event,
     ExecStream,
     ExitEvent,
     Lease,
     OutputEvent,
+    Shell,
+    ShellExited,
     Unreachable,
 )
 
@@ -126,7 +129,7 @@ class StreamTest(unittest.TestCase):
         with self.c.lease("shell", timeout="20s") as lease:
             p = lease.start_process("for i in 1 2 3; do echo n$i; sleep 0.2; done; echo e >&2")
             self.assertEqual(p.follow().result().stdout, "n1\nn2\nn3\n")
-            with p.follow(offset=3, stderr_offset=1) as events:
+            with p.follow(offset=3, stderr_offset=2) as events:
                 r = events.result()
             self.assertEqual((r.stdout, r.stderr, r.exit_code), ("n2\nn3\n", "", 0))
 
@@ -142,16 +145,27 @@ class StreamTest(unittest.TestCase):
             self.assertEqual([p for p in lease.processes() if marker in p.command], [])
             self.assertEqual(lease.exec("echo usable").stdout, "usable\n")
 
-    def test_a_client_gone_mid_shell_stream_interrupts_only_the_command(self) -> None:
+    def test_a_client_gone_mid_shell_stream_stops_the_command(self) -> None:
+        """The command stops. This server ends the shell with it (the agent kills a running
+        shell command's job with its shell): the next command says ShellExited and the
+        shell opens again. Were the shell kept, it must answer with its state."""
         marker = "stream-marker-shell"
-        with self.c.lease("shell", timeout="20s") as lease, lease.shell() as sh:
+        with self.c.lease("shell", timeout="20s") as lease:
+            sh = lease.open_shell("streamed")
             sh.run("export KEPT=1")
             events = sh.stream(f"sh -c '{TICKER}' {marker}")
             next(events)
+            self.assertEqual(running_with(lease, marker), 1)
             events.close()
             wait_for("the shell's command stopped", lambda: running_with(lease, marker) == 0)
-            wait_for("the shell answers again", lambda: _answers(sh))
-            self.assertEqual(sh.run("echo $KEPT").stdout, "1\n")
+            try:
+                wait_for("the shell answers again", lambda: _answers(sh))
+                self.assertEqual(sh.run("echo $KEPT").stdout, "1\n")
+            except ShellExited:
+                sh.close()
+                with lease.open_shell("streamed") as again:
+                    self.assertEqual(again.run("echo ${KEPT:-new shell}").stdout, "new shell\n")
+            self.assertEqual(lease.exec("echo usable").stdout, "usable\n")
 
     def test_a_client_gone_mid_execute_gives_the_sandbox_back(self) -> None:
         marker = "stream-marker-execute"
@@ -173,12 +187,12 @@ class StreamTest(unittest.TestCase):
                 self.assertTrue({q.id: q for q in lease.processes()}[p.id].running)
 
 
-def _answers(sh: object) -> bool:
-    from warmpool import Conflict, Shell
-
-    assert isinstance(sh, Shell)
+def _answers(sh: Shell) -> bool:
+    """The shell runs a command (False while it is still busy with the last one)."""
     try:
         return sh.run("true").ok
+    except ShellExited:
+        raise
     except Conflict:
         return False
 

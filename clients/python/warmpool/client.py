@@ -144,12 +144,14 @@ class Client:
         *,
         pool: Optional[str] = None,
         labels: Optional[Mapping[str, str]] = None,
+        session: Optional[str] = None,
         tenant: Optional[str] = None,
         stdin: Optional[Union[str, bytes]] = None,
         env: Optional[Mapping[str, str]] = None,
         cwd: Optional[str] = None,
         timeout: Optional[Duration] = None,
         output_limit: Optional[Size] = None,
+        shell: Optional[str] = None,
     ) -> ExecStream:
         """:meth:`execute` with the output as it comes: an :class:`~warmpool.ExecStream` of
         :class:`~warmpool.OutputEvent` s and a last :class:`~warmpool.ExitEvent` (a timed-out
@@ -161,9 +163,13 @@ class Client:
                     if isinstance(ev, warmpool.OutputEvent):
                         print(ev.data, end="")
 
-        Closing the stream early stops the command and gives the sandbox back."""
+        Closing the stream early stops the command and gives the sandbox back. With a
+        ``session`` (and ``shell``) the server may answer the whole result at once instead of
+        streaming it; the stream then yields the same events when it arrives."""
         body = _exec_body(command, stdin, env, cwd, timeout, output_limit)
-        body.update(_routing(pool, labels, None, tenant))
+        body.update(_routing(pool, labels, session, tenant))
+        if shell is not None:
+            body["shell"] = shell
         return self._stream("/v1/execute", body, timeout)
 
     # -- leases ----------------------------------------------------------------------------
