@@ -300,6 +300,10 @@ json op_setup(const json& msg) {
   for (const auto& [path, data] : req.files)
     agent::write_file_as_tenant(resolve_path(path), data, 0644, std::chrono::seconds(30),
                                 become_tenant);
+  // Checked after the files, which may create it; every later command would fail without it.
+  struct stat st {};
+  if (!cwd.empty() && (stat(cwd.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)))
+    throw BadRequest("field 'cwd': " + cwd + " is not a directory in the sandbox");
   g_setup.env = std::move(req.env);
   g_setup.cwd = cwd;
   return json{{"files", req.files.size()}};

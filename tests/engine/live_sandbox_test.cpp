@@ -156,22 +156,58 @@ TEST_P(LiveSandbox, ShellThatExitedReportsItAndCanBeOpenedAgain) {
   EXPECT_EQ(out(l.shell_exec("s", "echo again")), "again\n");
 }
 
+/// A tiny HTTP server and client on sockets alone: the docker python image has
+/// python3-minimal, without http.server or urllib.
+const char* kSocketServer = R"(import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 8765))
+s.listen(5)
+while True:
+    c, _ = s.accept()
+    path = c.recv(4096).decode().split()[1]
+    sys.stderr.write("GET " + path + "\n")
+    sys.stderr.flush()
+    body = open("/workspace" + path, "rb").read()
+    c.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    c.close()
+)";
+const char* kSocketClient = R"(import socket, sys
+c = socket.create_connection(("127.0.0.1", 8765))
+c.sendall(b"GET /hello.txt HTTP/1.0\r\n\r\n")
+data = b""
+while True:
+    b = c.recv(4096)
+    if not b:
+        break
+    data += b
+sys.stdout.write(data.split(b"\r\n\r\n", 1)[1].decode())
+)";
+
 TEST_P(LiveSandbox, BackgroundServerIsReachedFromALaterCommandAndItsOutputReadByOffset) {
   auto l = lease();
   ExecRequest server;
-  if (has_python())
+  std::string fetch;
+  auto retry = [](const std::string& cmd) {
+    return "for i in $(seq 100); do " + cmd + " 2>/dev/null && break; sleep 0.1; done";
+  };
+  if (GetParam().backend == "local") { // the host's full Python
     server.argv = {"python3", "-m", "http.server", "8765", "--bind", "127.0.0.1"};
-  else
-    server.argv = {"httpd", "-f", "-v", "-p", "127.0.0.1:8765", "-h", "/workspace"};
+    fetch = retry("python3 -c 'import urllib.request as u; "
+                  "print(u.urlopen(\"http://127.0.0.1:8765/hello.txt\").read().decode(), "
+                  "end=\"\")'");
+  } else if (has_python()) {
+    l.write_file("server.py", kSocketServer);
+    l.write_file("client.py", kSocketClient);
+    server.argv = {"python3", "/workspace/server.py"};
+    fetch = retry("python3 /workspace/client.py");
+  } else {
+    server.argv = {"httpd", "-f", "-vv", "-p", "127.0.0.1:8765", "-h", "/workspace"};
+    fetch = retry("wget -qO- http://127.0.0.1:8765/hello.txt");
+  }
   server.timeout = duration{0};
   auto id = l.start_process(server);
   l.write_file("hello.txt", "served\n");
-  auto fetch = has_python()
-                 ? "for i in $(seq 100); do python3 -c 'import urllib.request as u; "
-                   "print(u.urlopen(\"http://127.0.0.1:8765/hello.txt\").read().decode(), "
-                   "end=\"\")' 2>/dev/null && break; sleep 0.1; done"
-                 : "for i in $(seq 100); do wget -qO- http://127.0.0.1:8765/hello.txt "
-                   "2>/dev/null && break; sleep 0.1; done";
   auto shell = l.open_shell();
   EXPECT_EQ(out(l.shell_exec(shell, fetch, 20s)), "served\n");
   auto procs = l.processes();
