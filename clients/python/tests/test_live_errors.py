@@ -110,8 +110,11 @@ class LiveErrorsTest(unittest.TestCase):
             self.c.execute("echo a\0b", pool="shell", session=SESSION, shell="main")
 
     def test_a_second_command_while_the_shell_is_busy_is_a_conflict(self) -> None:
+        # The command runs well past the server's 2 s long poll of the stream: this server
+        # holds the sandbox's other calls behind that poll, so a shorter command may have
+        # ended by the time the second one is looked at.
         with self.lease.shell() as sh:
-            with sh.stream("echo started; sleep 2; echo finished") as events:
+            with sh.stream("echo started; sleep 6; echo finished") as events:
                 next(events)
                 with self.assertRaises(Conflict) as cm:
                     sh.run("echo meanwhile")
