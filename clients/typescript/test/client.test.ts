@@ -102,7 +102,7 @@ test("LeaseRunsCommandsAndMovesFilesUntilReleased", async () => {
 });
 
 test("SessionKeepsItsSandboxAndFilesBetweenExecutes", async () => {
-  const session = `ts-session-${process.pid}`;
+  const session = process.env.WARMPOOL_SESSION ?? `ts-session-${process.pid}`; // one for the suite
   const first = await client.execute("echo kept > session.txt", { pool: "shell", session });
   const second = await client.execute(["cat", "session.txt"], { pool: "shell", session });
   assert.equal(second.container, first.container);
