@@ -526,6 +526,7 @@ int serve_socket(const std::string& path) {
     return 1;
   }
   for (;;) {
+    g_jobs.pump(ls, proto::kNoDeadline); // jobs keep being drained while no host is connected
     int c = accept4(ls, nullptr, nullptr, SOCK_CLOEXEC);
     if (c < 0) {
       if (errno == EINTR || errno == ECONNABORTED || errno == EMFILE || errno == ENFILE) {
@@ -557,7 +558,7 @@ bool parse_u64(const char* s, uint64_t& out) {
   fprintf(stderr,
           "warmpool-agent: %s\nusage: warmpool-agent [--socket PATH] [--workspace DIR] "
           "[--uid N --gid N] [--nproc N] [--fsize BYTES] [--as BYTES] [--scratch DIR]... "
-          "[--sandboxed [--keep DIR]...] [--own-uid]\n",
+          "[--sandboxed [--keep DIR]...] [--own-uid] [--shell PROGRAM]\n",
           msg);
   exit(64);
 }
@@ -590,6 +591,8 @@ int main(int argc, char** argv) {
       g_opt.sandboxed = true;
     else if (a == "--own-uid")
       g_opt.own_uid = true;
+    else if (a == "--shell")
+      g_shells.set_program(value());
     else if (a == "--uid")
       g_opt.uid = uid_t(number());
     else if (a == "--gid")

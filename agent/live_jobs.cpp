@@ -466,7 +466,9 @@ json LiveJobs::op_stdin(const json& msg) {
 json LiveJobs::op_signal(const json& msg) {
   int sig = proto::signal_from_json(msg);
   Job& job = get(msg);
-  if (job.running)
+  if (job.running && job.shell_command && part_)
+    part_->signalled(job.num, sig);
+  else if (job.running)
     kill_group(job.pid, sig);
   return json::object();
 }

@@ -80,6 +80,8 @@ public:
   /// After every wake-up: reaped children, timers.
   virtual void on_tick(steady::time_point now) = 0;
   virtual steady::time_point next_timer() const = 0;
+  /// proc_signal sent `sig` to the shell command `job` (its shell must learn it is ready).
+  virtual void signalled(uint64_t job, int sig) = 0;
 };
 
 /// How to start a process job (argv, environment and cwd already resolved by the caller).

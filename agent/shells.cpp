@@ -23,6 +23,10 @@ constexpr auto kStartTimeout = std::chrono::seconds(10);
 // Between the steps of a timeout: SIGINT, then SIGKILL to the command's processes, then
 // SIGKILL to the shell.
 constexpr auto kGrace = std::chrono::seconds(1);
+// An interrupt that lands while the shell is still reading makes dash/ash discard the input
+// they had buffered, a sync line included: it is sent again this often until answered.
+constexpr auto kResync = std::chrono::milliseconds(100);
+constexpr auto kResignal = std::chrono::milliseconds(500);
 
 std::string single_quoted(const std::string& s) {
   std::string q = "'";
@@ -104,6 +108,9 @@ json Shells::open(const json& msg, const std::map<std::string, std::string>& env
       path = bash;
       break;
     }
+  if (!forced_path_.empty())
+    path = forced_path_.c_str();
+  // argv[0] "sh" also makes a busybox binary its ash.
   sh->program = strstr(path, "bash") ? "bash" : "sh";
   std::vector<std::string> args = {sh->program};
   if (sh->program == "bash")
@@ -149,9 +156,9 @@ json Shells::open(const json& msg, const std::map<std::string, std::string>& env
   });
   for (Fd* f : {&sh->in, &sh->out, &sh->err, &sh->status})
     set_nonblock(f->fd);
-  // Each on its own line: dash stops a line at its first failing special builtin.
-  send(*sh, "set +H 2>/dev/null\n");
-  send(*sh, "unset HISTFILE PROMPT_COMMAND 2>/dev/null\n");
+  if (sh->program == "bash")
+    send(*sh, "set +H\n"); // no history expansion of `!`
+  send(*sh, "unset HISTFILE PROMPT_COMMAND\n");
   send(*sh, "\\printf 'S 0\\n' >&3\n");
   Shell* s = sh.get();
   shells_[name] = std::move(sh);
@@ -178,8 +185,11 @@ json Shells::run(const json& msg) {
   sh.seq++;
   sh.deadline = steady::now() + std::chrono::milliseconds(req.timeout_ms);
   sh.next = steady::time_point::max();
-  send(sh, "\\eval " + single_quoted(req.command) + " </dev/null 3>&-; \\printf 'D " +
-             std::to_string(sh.seq) + " %s\\n' \"$?\" >&3\n");
+  // `command` keeps a failing special builtin or a syntax error from aborting the line (dash
+  // and ash would drop the status report and the input they had read).
+  std::string seq = std::to_string(sh.seq);
+  send(sh, "\\printf 'R " + seq + "\\n' >&3; \\command eval " + single_quoted(req.command) +
+             " </dev/null 3>&-; \\printf 'D " + seq + " %s\\n' \"$?\" >&3\n");
   jobs_.pump(-1, steady::now() + std::chrono::milliseconds(req.output.wait_ms), [&] {
     Job* j = jobs_.find(num);
     return !j || !j->running;
@@ -276,7 +286,31 @@ void Shells::end_command(Shell& sh, int exit_code, int signal, bool timed_out) {
     jobs_.finish(*job, exit_code, signal, timed_out);
   sh.job = 0;
   sh.stage = 0;
-  sh.deadline = sh.next = steady::time_point::max();
+  sh.signalled = sh.pending = 0;
+  sh.started = false;
+  sh.deadline = sh.next = sh.resync = sh.resignal = steady::time_point::max();
+}
+
+void Shells::interrupt(Shell& sh, int sig) {
+  if (!sh.started) {
+    sh.pending = sig;
+    return;
+  }
+  if (Job* j = jobs_.find(sh.job))
+    sh.err_at_interrupt = j->streams[1].end();
+  kill(-sh.pid, sig); // the foreground: the command and the shell, which survives SIGINT
+  // A SIGINT makes the shell drop the rest of the command's line, status report included.
+  send(sh, "\\printf 'S " + std::to_string(sh.seq) + "\\n' >&3\n");
+  sh.resync = steady::now() + kResync;
+}
+
+void Shells::signalled(uint64_t job, int sig) {
+  for (auto& [name, sh] : shells_)
+    if (sh->alive && sh->job == job) {
+      sh->signalled = sig;
+      interrupt(*sh, sig);
+      sh->resignal = steady::now() + kResignal;
+    }
 }
 
 void Shells::on_status(Shell& sh) {
@@ -295,15 +329,19 @@ void Shells::on_status(Shell& sh) {
     int fields = sscanf(line.c_str(), "%c %llu %d", &kind, &seq, &code);
     if (kind == 'S' && fields >= 2 && seq == 0) {
       sh.ready = true;
+    } else if (kind == 'R' && seq == sh.seq && sh.job && !sh.started) {
+      sh.started = true;
+      if (sh.pending)
+        interrupt(sh, sh.pending);
     } else if (seq == sh.seq && sh.job) {
       if (kind == 'D' && fields == 3)
         end_command(sh, code, 0, sh.stage > 0);
-      else if (kind == 'S' && sh.stage > 0) {
+      else if (kind == 'S' && (sh.stage > 0 || sh.signalled)) {
         // Interrupted: the shell dropped the status line, and printed a newline of its own.
         feed(sh, 1);
         if (Job* job = jobs_.find(sh.job))
           job->streams[1].drop_suffix("\n", sh.err_at_interrupt);
-        end_command(sh, 130, 0, true);
+        end_command(sh, sh.stage > 0 ? 130 : 128 + sh.signalled, 0, sh.stage > 0);
       }
     }
   }
@@ -373,13 +411,20 @@ void Shells::on_tick(steady::time_point now) {
     if (!sh.job)
       continue;
     std::string sync = "\\printf 'S " + std::to_string(sh.seq) + "\\n' >&3\n";
-    if (sh.stage == 0 && now >= sh.deadline) {
-      if (Job* job = jobs_.find(sh.job))
-        sh.err_at_interrupt = job->streams[1].end();
-      kill(-sh.pid, SIGINT); // the foreground: the command and the shell, which survives it
+    if (now >= sh.resignal) {
+      if (sh.started)
+        for (pid_t p : descendants(sh.pid))
+          kill(p, sh.signalled);
+      sh.resignal = sh.started ? steady::time_point::max() : now + kResignal;
+    }
+    if (now >= sh.resync) {
       send(sh, sync);
+      sh.resync = now + kResync;
+    }
+    if (sh.stage == 0 && now >= sh.deadline) {
       sh.stage = 1;
       sh.next = now + kGrace;
+      interrupt(sh, SIGINT);
     } else if (sh.stage == 1 && now >= sh.next) {
       for (pid_t p : descendants(sh.pid))
         kill(p, SIGKILL);
@@ -399,7 +444,7 @@ steady::time_point Shells::next_timer() const {
   auto t = steady::time_point::max();
   for (const auto& [name, sh] : shells_)
     if (sh->alive && sh->job)
-      t = std::min(t, sh->stage == 0 ? sh->deadline : sh->next);
+      t = std::min({t, sh->stage == 0 ? sh->deadline : sh->next, sh->resync, sh->resignal});
   return t;
 }
 

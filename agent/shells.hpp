@@ -5,10 +5,12 @@
 // Mechanism: the shell is interactive (SIGINT aborts the running command and the shell
 // survives) without job control (+m: commands stay in the shell's process group, `&` jobs
 // ignore SIGINT) and without prompts. Its stdin is a pipe from the agent; each command is one
-// line `\eval '<command, single-quoted>' </dev/null 3>&-; \printf 'D <seq> %s\n' "$?" >&3`,
+// line `\command eval '<command, single-quoted>' </dev/null 3>&-; \printf 'D <seq> %s\n' "$?" >&3`,
 // so any text (several lines, heredocs) arrives as one unit, reads EOF from stdin, and its
 // status comes back on fd 3, never in its output. After an interrupt the rest of that line is
 // dropped by the shell, so the agent sends `\printf 'S <seq>\n' >&3` to learn it is ready.
+// The line starts with `\printf 'R <seq>\n' >&3`: signals wait for it, because an interrupt
+// while the shell still reads the line would leave it parsing half a line.
 #pragma once
 
 #include <map>
@@ -24,6 +26,9 @@ public:
   Shells(LiveJobs& jobs, std::function<void()> become_tenant)
       : jobs_(jobs), become_tenant_(std::move(become_tenant)) {}
 
+  /// The program every shell runs instead of the sandbox's bash or /bin/sh (--shell; tests
+  /// run the same commands through bash, dash and busybox ash).
+  void set_program(std::string path) { forced_path_ = std::move(path); }
   /// shell_open with the (already resolved) environment and working directory.
   json open(const json& msg, const std::map<std::string, std::string>& env, const std::string& cwd);
   json run(const json& msg);
@@ -36,6 +41,7 @@ public:
   void on_events(const pollfd* fds, size_t n) override;
   void on_tick(steady::time_point now) override;
   steady::time_point next_timer() const override;
+  void signalled(uint64_t job, int sig) override;
 
 private:
   struct Shell {
@@ -49,7 +55,15 @@ private:
     uint64_t job = 0; // the running command's job, 0: idle
     int stage = 0;    // of a timeout: 1 SIGINT sent, 2 its children killed
     uint64_t err_at_interrupt = 0; // the job's stderr end when SIGINT was sent
+    int signalled = 0;             // proc_signal sent this to the running command
+    bool started = false;          // the shell read the command's whole line ("R")
+    int pending = 0;               // a signal held until then (a partly read line would
+                                   // leave the shell inside an open quote)
     steady::time_point deadline = steady::time_point::max(), next = steady::time_point::max();
+    steady::time_point resync = steady::time_point::max(); // next sync line while interrupted
+    // proc_signal's signal once more, to the command's processes only: one that was forking
+    // when the first came may have missed it.
+    steady::time_point resignal = steady::time_point::max();
   };
   Shell& get(const json& msg);
   void send(Shell& sh, const std::string& line);
@@ -59,9 +73,11 @@ private:
   void end_command(Shell& sh, int exit_code, int signal, bool timed_out);
   void died(Shell& sh, int status);
   void kill_shell(Shell& sh);
+  void interrupt(Shell& sh, int sig); // now if started, else once started
 
   LiveJobs& jobs_;
   std::function<void()> become_tenant_;
+  std::string forced_path_;
   std::map<std::string, std::unique_ptr<Shell>> shells_;
   std::vector<Shell*> polled_; // owner of each pollfd add_fds appended, with the fd's role
   std::vector<int> roles_;

@@ -154,7 +154,17 @@ std::string AgentClient::call_text(const std::string& request, duration timeout)
   if (!req.is_object() || !req.contains("op"))
     throw Error(Errc::invalid_request, "an agent request must be a JSON object with an op");
   req.erase("id"); // call() numbers its own requests
-  json resp = call(std::move(req), timeout);
+  std::string op = req["op"].is_string() ? req["op"].get<std::string>() : std::string{};
+  json resp;
+  try {
+    resp = call(std::move(req), timeout);
+  } catch (const Error& e) {
+    // The caller knows what it asked; the agent's op name would only be jargon to it.
+    std::string msg = e.what(), prefix = op + ": ";
+    if (e.code() != Errc::container_failed && msg.rfind(prefix, 0) == 0)
+      throw Error(e.code(), msg.substr(prefix.size()));
+    throw;
+  }
   resp.erase("id");
   resp.erase("ok");
   return resp.dump(-1, ' ', false, json::error_handler_t::replace);

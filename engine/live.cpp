@@ -173,14 +173,29 @@ json shell_request(const Lease::Impl& l, const std::string& shell, const std::st
 
 /// Follows a streamed job from its first answer until it ends; returns its result with
 /// the whole output.
-ExecResult follow(Lease::Impl& l, ProcessOutput first, const OutputCallback& on_output) {
+/// A reader that throws from `on_output` (e.g. its client went away) stops the command: a
+/// shell's command is interrupted (SIGINT, as a timeout would), any other is killed.
+ExecResult follow(Lease::Impl& l, ProcessOutput first, const OutputCallback& on_output,
+                  bool in_shell) {
   ExecResult total;
   ProcessOutput cur = std::move(first);
   for (;;) {
-    if (on_output && !cur.stdout_data.empty())
-      on_output(false, cur.stdout_data);
-    if (on_output && !cur.stderr_data.empty())
-      on_output(true, cur.stderr_data);
+    try {
+      if (on_output && !cur.stdout_data.empty())
+        on_output(false, cur.stdout_data);
+      if (on_output && !cur.stderr_data.empty())
+        on_output(true, cur.stderr_data);
+    } catch (...) {
+      if (cur.running) {
+        try {
+          json stop = in_shell ? json{{"op", "proc_signal"}, {"process", cur.id}, {"signal", SIGINT}}
+                               : json{{"op", "proc_forget"}, {"process", cur.id}};
+          call(l, stop, duration{0});
+        } catch (const Error&) {
+        }
+      }
+      throw;
+    }
     total.stdout_data += cur.stdout_data;
     total.stderr_data += cur.stderr_data;
     if (!cur.running)
@@ -208,7 +223,7 @@ ExecResult Lease::exec(const ExecRequest& req, const OutputCallback& on_output) 
                    [](const json& j) { return field_string(j, "process"); });
   ProcessOutput first;
   first.id = id;
-  return follow(l, std::move(first), on_output);
+  return follow(l, std::move(first), on_output, false);
 }
 
 std::string Lease::open_shell(const std::string& name) {
@@ -225,7 +240,7 @@ ExecResult Lease::shell_exec(const std::string& shell, const std::string& comman
   duration wait = on_output ? duration{0} : kPollWait;
   auto first = parsed(call(l, shell_request(l, shell, command, timeout, wait), wait),
                       [](const json& j) { return output_from(j, {}); });
-  return follow(l, std::move(first), on_output);
+  return follow(l, std::move(first), on_output, true);
 }
 
 void Lease::close_shell(const std::string& shell) {

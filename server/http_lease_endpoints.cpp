@@ -54,11 +54,12 @@ void HttpServer::Impl::execute(Request& req, const ReplyPtr& reply) {
   opts.tenant = tenants.acting_tenant(principal(req), opts.tenant); // sessions are per tenant
   auto pool = router.route(parsed.pool, parsed.labels, opts.session);
   auto op = start_op("execute", pool, opts.tenant, opts.session);
-  if (wants_ndjson(req) && opts.session.empty())
+  bool stream = wants_ndjson(req);
+  if (stream && opts.session.empty())
     return execute_stream(parsed, pool, op, reply);
   if (!opts.session.empty())
-    return session_work.post([this, parsed = std::move(parsed), pool, op, reply] {
-      execute_in_session(parsed, pool, op, reply);
+    return session_work.post([this, parsed = std::move(parsed), pool, op, reply, stream] {
+      execute_in_session(parsed, pool, op, reply, stream);
     });
   // The engine's one execute operation, which also releases the lease by its rule.
   uint64_t bytes_in = parsed.exec.stdin_data.size();
@@ -84,9 +85,15 @@ void HttpServer::Impl::execute(Request& req, const ReplyPtr& reply) {
 }
 
 void HttpServer::Impl::execute_in_session(const ParsedBody& parsed, const std::string& pool,
-                                          const OpPtr& op, const ReplyPtr& reply) {
+                                          const OpPtr& op, const ReplyPtr& reply, bool stream) {
   Response res;
   std::exception_ptr err;
+  std::optional<BlockingNdjson> ndjson;
+  if (stream)
+    ndjson.emplace(reply);
+  OutputCallback on_output;
+  if (stream)
+    on_output = [&](bool is_stderr, std::string_view data) { ndjson->output(is_stderr, data); };
   try {
     auto& opts = parsed.acquire;
     auto h = sessions.acquire(opts.session, pool, opts);
@@ -99,13 +106,15 @@ void HttpServer::Impl::execute_in_session(const ParsedBody& parsed, const std::s
       if (!parsed.shell.empty()) {
         // The session's named shell, opened on first use; it lives as long as the session.
         try {
-          r = h.lease->shell_exec(parsed.shell, parsed.exec.shell, parsed.exec.timeout);
+          r = h.lease->shell_exec(parsed.shell, parsed.exec.shell, parsed.exec.timeout, on_output);
         } catch (const Error& e) {
           if (e.code() != Errc::not_found && e.code() != Errc::shell_exited)
             throw;
           h.lease->open_shell(parsed.shell); // first use, or reopened after it exited
-          r = h.lease->shell_exec(parsed.shell, parsed.exec.shell, parsed.exec.timeout);
+          r = h.lease->shell_exec(parsed.shell, parsed.exec.shell, parsed.exec.timeout, on_output);
         }
+      } else if (stream) {
+        r = h.lease->exec(parsed.exec, on_output);
       } else {
         r = h.lease->exec(parsed.exec);
       }
@@ -119,9 +128,20 @@ void HttpServer::Impl::execute_in_session(const ParsedBody& parsed, const std::s
         h.fail();
       throw;
     }
+    if (stream) {
+      ndjson->exit(r);
+      return record(op->rec, op->t0, nullptr);
+    }
     res = result_response(r, at, {{"lease", h.lease->id()}, {"session", opts.session}});
+  } catch (const BlockingNdjson::ClientGone&) {
+    op->rec.error = "the client hung up during the stream; its command was stopped";
+    return record(op->rec, op->t0, nullptr);
   } catch (...) {
     err = std::current_exception();
+  }
+  if (ndjson && ndjson->started()) {
+    ndjson->error(err);
+    return record(op->rec, op->t0, err);
   }
   answer(op, reply, err, std::move(res));
 }

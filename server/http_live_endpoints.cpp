@@ -96,8 +96,9 @@ static std::shared_ptr<Lease> lease_of(const LeaseRegistry::EntryPtr& e) {
 }
 
 void HttpServer::Impl::stream_to(const LeaseRegistry::EntryPtr& e, const OpPtr& op,
-                                 const ReplyPtr& reply, ProcessOutput first) {
+                                 const ReplyPtr& reply, ProcessOutput first, int stop_signal) {
   JobStreamOptions o;
+  o.stop_signal = stop_signal;
   o.on_end = [this, e, op](const ExecResult& r, std::exception_ptr err, bool delivered) {
     e->touch();
     if (!err && !delivered)
@@ -206,7 +207,7 @@ void HttpServer::Impl::shell_exec(Request& req, const ReplyPtr& reply) {
                                [this, e, op, reply](ProcessOutput first, std::exception_ptr err) {
                                  if (err)
                                    return answer(op, reply, err, {});
-                                 stream_to(e, op, reply, std::move(first));
+                                 stream_to(e, op, reply, std::move(first), SIGINT);
                                });
     return;
   }

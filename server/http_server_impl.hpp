@@ -177,8 +177,9 @@ struct HttpServer::Impl {
 
   /// Sticky: the session keeps its sandbox (and its files) between requests. Blocks while
   /// another request of the session runs, hence on session_work.
+  /// `stream`: answer as NDJSON (see BlockingNdjson).
   void execute_in_session(const ParsedBody& parsed, const std::string& pool, const OpPtr& op,
-                          const ReplyPtr& reply);
+                          const ReplyPtr& reply, bool stream);
 
   json lease_json(const Lease& lease, const LeaseRegistry::Entry& e) const;
 
@@ -225,8 +226,9 @@ struct HttpServer::Impl {
   void with_live(const Request& req, const char* operation, const ReplyPtr& reply,
                  std::function<void(const LeaseRegistry::EntryPtr&, Finish)> fn);
   /// Streams job `first.id` of a held lease to the client (NDJSON), auditing at the end.
+  /// `stop_signal`: see JobStreamOptions.
   void stream_to(const LeaseRegistry::EntryPtr& e, const OpPtr& op, const ReplyPtr& reply,
-                 ProcessOutput first);
+                 ProcessOutput first, int stop_signal = 0);
   /// POST /v1/leases/{id}/exec with Accept: application/x-ndjson.
   void lease_exec_stream(Request& req, const ReplyPtr& reply);
   /// POST /v1/execute with Accept: application/x-ndjson: acquire, stream, release.

@@ -2,6 +2,8 @@
 
 #include <signal.h>
 
+#include <future>
+
 #include <nlohmann/json.hpp>
 
 #include "engine/json.hpp"
@@ -20,6 +22,26 @@ std::string line(const json& j) {
   return j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
 }
 
+json error_line(std::exception_ptr err) {
+  json body{{"type", "error"}};
+  try {
+    std::rethrow_exception(err);
+  } catch (const Error& e) {
+    body["error"] = {{"code", to_string(e.code())}, {"message", e.what()}};
+  } catch (const std::exception& e) {
+    body["error"] = {{"code", "internal"}, {"message", e.what()}};
+  }
+  return body;
+}
+
+json exit_line(const ExecResult& r) {
+  auto exit = to_json(r);
+  exit.erase("stdout");
+  exit.erase("stderr");
+  exit["type"] = "exit";
+  return exit;
+}
+
 struct JobStream : std::enable_shared_from_this<JobStream> {
   std::shared_ptr<Lease> lease;
   ReplyPtr reply;
@@ -33,13 +55,8 @@ struct JobStream : std::enable_shared_from_this<JobStream> {
       lines += line({{"type", "stdout"}, {"data", out.stdout_data}});
     if (!out.stderr_data.empty())
       lines += line({{"type", "stderr"}, {"data", out.stderr_data}});
-    if (!out.running) {
-      auto exit = to_json(out.result);
-      exit.erase("stdout");
-      exit.erase("stderr");
-      exit["type"] = "exit";
-      lines += line(exit);
-    }
+    if (!out.running)
+      lines += line(exit_line(out.result));
     if (lines.empty())
       return poll(out);
     reply->write_chunk(std::move(lines), [self = shared_from_this(), out](bool ok) mutable {
@@ -64,21 +81,15 @@ struct JobStream : std::enable_shared_from_this<JobStream> {
   }
 
   void fail(std::exception_ptr err) {
-    json body{{"type", "error"}};
-    try {
-      std::rethrow_exception(err);
-    } catch (const Error& e) {
-      body["error"] = {{"code", to_string(e.code())}, {"message", e.what()}};
-    } catch (const std::exception& e) {
-      body["error"] = {{"code", "internal"}, {"message", e.what()}};
-    }
-    reply->write_chunk(line(body), [self = shared_from_this(), err](bool) {
+    reply->write_chunk(line(error_line(err)), [self = shared_from_this(), err](bool) {
       self->finish({}, err);
     });
   }
 
   void client_gone() {
-    if (opts.stop_job_if_gone)
+    if (opts.stop_job_if_gone && opts.stop_signal)
+      lease->signal_async(id, opts.stop_signal, [](std::exception_ptr) {});
+    else if (opts.stop_job_if_gone)
       lease->forget_process_async(id, [](std::exception_ptr) {});
     end(ExecResult{}, nullptr, false);
   }
@@ -97,6 +108,32 @@ struct JobStream : std::enable_shared_from_this<JobStream> {
 };
 
 } // namespace
+
+bool BlockingNdjson::write(std::string lines) {
+  if (!started_) {
+    started_ = true;
+    reply_->start_stream(200, kNdjson);
+  }
+  auto done = std::make_shared<std::promise<bool>>();
+  auto written = done->get_future();
+  reply_->write_chunk(std::move(lines), [done](bool ok) { done->set_value(ok); });
+  return written.get();
+}
+
+void BlockingNdjson::output(bool is_stderr, std::string_view data) {
+  if (!write(line({{"type", is_stderr ? "stderr" : "stdout"}, {"data", std::string(data)}})))
+    throw ClientGone{};
+}
+
+void BlockingNdjson::exit(const ExecResult& r) {
+  write(line(exit_line(r)));
+  reply_->end_stream();
+}
+
+void BlockingNdjson::error(std::exception_ptr err) {
+  write(line(error_line(err)));
+  reply_->end_stream();
+}
 
 bool wants_ndjson(const HttpRequest& req) {
   return req.header("accept").find(kNdjson) != std::string::npos;

@@ -24,6 +24,9 @@ struct JobStreamOptions {
   /// The client went away before the end: stop the job (a command run for this client)
   /// rather than leave it running (a background process someone else may follow).
   bool stop_job_if_gone = true;
+  /// How to stop it: 0 kills it; a signal is sent instead (SIGINT for a shell's command,
+  /// which interrupts it as a timeout would and leaves the shell usable).
+  int stop_signal = 0;
   /// Runs once at the end, with the result (stdout/stderr empty) or the error, and whether
   /// the client got all of it. Not on an io thread's critical path: it may start async work.
   std::function<void(const ExecResult&, std::exception_ptr, bool delivered)> on_end;
@@ -33,5 +36,27 @@ struct JobStreamOptions {
 /// `reply`, which must not have answered yet: this starts its 200 stream.
 void stream_job(std::shared_ptr<Lease> lease, ReplyPtr reply, ProcessOutput first,
                 JobStreamOptions opts);
+
+/// The same NDJSON lines for a producer that blocks (a sticky session's command runs on a
+/// work pool thread): the stream starts with the first output, so an error before any
+/// output is still an ordinary JSON answer. Each write waits until the client took it.
+class BlockingNdjson {
+public:
+  explicit BlockingNdjson(ReplyPtr reply) : reply_(std::move(reply)) {}
+  /// Throws ClientGone when the client is gone (the command's reader then stops it).
+  void output(bool is_stderr, std::string_view data);
+  void exit(const ExecResult& r);
+  void error(std::exception_ptr err);
+  bool started() const { return started_; }
+
+  struct ClientGone : std::runtime_error {
+    ClientGone() : std::runtime_error("the client went away during the stream") {}
+  };
+
+private:
+  bool write(std::string lines);
+  ReplyPtr reply_;
+  bool started_ = false;
+};
 
 } // namespace warmpool

@@ -19,10 +19,11 @@ using namespace warmpool::test;
 
 namespace {
 
-class LiveAgentTest : public ::testing::Test {
+class LiveAgentBase {
 protected:
+  explicit LiveAgentBase(std::vector<std::string> extra = {}) : agent(ws.path(), std::move(extra)) {}
   TempDir ws;
-  AgentProc agent{ws.path()};
+  AgentProc agent;
 
   json call(json msg) { return agent.call(std::move(msg)); }
   json start(json msg) {
@@ -42,7 +43,8 @@ protected:
   json finish(const json& id) {
     std::string out, err;
     uint64_t off = 0, eoff = 0;
-    for (int i = 0; i < 100; ++i) {
+    // Each answer may carry as little as one write of the job's: bounded by time, not count.
+    for (auto end = clock::now() + 60s; clock::now() < end;) {
       json r = output(id, off, eoff);
       if (r["ok"] != true)
         return r;
@@ -99,6 +101,26 @@ protected:
   }
 };
 
+class LiveAgentTest : public LiveAgentBase, public ::testing::Test {};
+
+// The shell tests run through each shell a sandbox may have: its bash, or a /bin/sh that is
+// dash (Debian) or busybox ash (the busybox image).
+class LiveShellTest : public LiveAgentBase, public ::testing::TestWithParam<std::string> {
+protected:
+  LiveShellTest() : LiveAgentBase(GetParam() == "bash" ? std::vector<std::string>{}
+                                                        : std::vector<std::string>{"--shell", GetParam()}) {}
+  void SetUp() override {
+    if (GetParam() != "bash" && access(GetParam().c_str(), X_OK) != 0)
+      GTEST_SKIP() << GetParam() << " is not installed";
+  }
+};
+
+std::string shell_label(const ::testing::TestParamInfo<std::string>& info) {
+  if (info.param == "bash")
+    return "bash";
+  return info.param.find("busybox") != std::string::npos ? "busybox_ash" : "dash";
+}
+
 int free_port() {
   int s = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
@@ -115,7 +137,7 @@ int free_port() {
 
 // ---------------------------------------------------------------- shells
 
-TEST_F(LiveAgentTest, ShellKeepsCwdExportsFunctionsAndAliasesBetweenCommands) {
+TEST_P(LiveShellTest, ShellKeepsCwdExportsFunctionsAndAliasesBetweenCommands) {
   json o = open_shell("dev");
   EXPECT_TRUE(o["program"] == "bash" || o["program"] == "sh");
   EXPECT_EQ(run_out("dev", "cd " + ws.path() + " && mkdir p && cd p"), "");
@@ -128,7 +150,7 @@ TEST_F(LiveAgentTest, ShellKeepsCwdExportsFunctionsAndAliasesBetweenCommands) {
   EXPECT_EQ(run_out("dev", "ll"), "aliased\n");
 }
 
-TEST_F(LiveAgentTest, ShellOutputIsTheCommandsOnlyAndComesBackWholeWithoutAFinalNewline) {
+TEST_P(LiveShellTest, ShellOutputIsTheCommandsOnlyAndComesBackWholeWithoutAFinalNewline) {
   open_shell("s");
   json r = run("s", "printf 'no newline'");
   EXPECT_EQ(unb64(r["stdout"]), "no newline");
@@ -141,7 +163,7 @@ TEST_F(LiveAgentTest, ShellOutputIsTheCommandsOnlyAndComesBackWholeWithoutAFinal
   EXPECT_EQ(unb64(r["stdout"]), "it's here\n");
 }
 
-TEST_F(LiveAgentTest, ShellRunReportsTheCommandsExitCode) {
+TEST_P(LiveShellTest, ShellRunReportsTheCommandsExitCode) {
   open_shell("s");
   EXPECT_EQ(run("s", "false")["exit_code"], 1);
   EXPECT_EQ(run("s", "(exit 7)")["exit_code"], 7);
@@ -150,7 +172,19 @@ TEST_F(LiveAgentTest, ShellRunReportsTheCommandsExitCode) {
   EXPECT_EQ(r["timed_out"], false);
 }
 
-TEST_F(LiveAgentTest, ShellCommandReadingStdinGetsEofAtOnce) {
+TEST_P(LiveShellTest, SyntaxErrorOrFailingSpecialBuiltinStillReportsItsStatus) {
+  // dash and ash abort the whole input line on these unless run under `command`.
+  open_shell("s");
+  for (const char* bad : {"if", "set -Q", "echo 'unterminated"}) {
+    json r = run("s", bad, {{"timeout_ms", 5000}});
+    EXPECT_EQ(r["running"], false) << bad;
+    EXPECT_EQ(r["timed_out"], false) << bad;
+    EXPECT_NE(r["exit_code"], 0) << bad;
+  }
+  EXPECT_EQ(run_out("s", "echo 'hi!' \"$((1+1))\""), "hi! 2\n");
+}
+
+TEST_P(LiveShellTest, ShellCommandReadingStdinGetsEofAtOnce) {
   open_shell("s");
   json r = run("s", "cat; read line; echo read=$?", {{"timeout_ms", 5000}});
   EXPECT_EQ(r["running"], false);
@@ -158,7 +192,7 @@ TEST_F(LiveAgentTest, ShellCommandReadingStdinGetsEofAtOnce) {
   EXPECT_EQ(unb64(r["stdout"]), "read=1\n");
 }
 
-TEST_F(LiveAgentTest, ExitInAShellEndsTheCommandThenTheShellReportsExitedAndReopens) {
+TEST_P(LiveShellTest, ExitInAShellEndsTheCommandThenTheShellReportsExitedAndReopens) {
   open_shell("s");
   json r = run("s", "echo bye; exit 3");
   EXPECT_EQ(r["running"], false);
@@ -174,7 +208,7 @@ TEST_F(LiveAgentTest, ExitInAShellEndsTheCommandThenTheShellReportsExitedAndReop
   EXPECT_EQ(run_out("s", "echo again"), "again\n");
 }
 
-TEST_F(LiveAgentTest, ShellCommandTimeoutInterruptsItAndTheSameShellAnswersNext) {
+TEST_P(LiveShellTest, ShellCommandTimeoutInterruptsItAndTheSameShellAnswersNext) {
   open_shell("s");
   run_out("s", "export KEPT=yes");
   json r = run("s", "echo before; sleep 100", {{"timeout_ms", 300}});
@@ -186,7 +220,18 @@ TEST_F(LiveAgentTest, ShellCommandTimeoutInterruptsItAndTheSameShellAnswersNext)
   EXPECT_EQ(run_out("s", "echo ok $KEPT"), "ok yes\n");
 }
 
-TEST_F(LiveAgentTest, ShellCommandIgnoringSigintIsStillStopped) {
+TEST_P(LiveShellTest, SigintToAShellCommandEndsItAndTheShellAnswersNext) {
+  open_shell("s");
+  json r = run("s", "sleep 100", {{"wait_ms", 0}});
+  EXPECT_EQ(r["running"], true);
+  EXPECT_EQ(call({{"op", "proc_signal"}, {"process", r["process"]}, {"signal", 2}})["ok"], true);
+  json end = finish(r["process"]);
+  EXPECT_EQ(end["timed_out"], false);
+  EXPECT_EQ(end["exit_code"], 130);
+  EXPECT_EQ(run_out("s", "echo ok"), "ok\n");
+}
+
+TEST_P(LiveShellTest, ShellCommandIgnoringSigintIsStillStopped) {
   open_shell("s");
   json r = run("s", "trap '' INT; while :; do :; done", {{"timeout_ms", 200}});
   EXPECT_EQ(r["running"], false);
@@ -197,7 +242,7 @@ TEST_F(LiveAgentTest, ShellCommandIgnoringSigintIsStillStopped) {
   EXPECT_EQ(run_out("s", "echo ok"), "ok\n");
 }
 
-TEST_F(LiveAgentTest, BackgroundServerStartedInAShellIsReachedByALaterCommandAndSurvivesATimeout) {
+TEST_P(LiveShellTest, BackgroundServerStartedInAShellIsReachedByALaterCommandAndSurvivesATimeout) {
   open_shell("s");
   std::string port = std::to_string(free_port());
   run_out("s", "python3 -m http.server " + port + " --bind 127.0.0.1 >/dev/null 2>&1 &");
@@ -210,7 +255,7 @@ TEST_F(LiveAgentTest, BackgroundServerStartedInAShellIsReachedByALaterCommandAnd
   EXPECT_EQ(run_out("s", probe), "200\n"); // `&` jobs ignore the SIGINT of the timeout
 }
 
-TEST_F(LiveAgentTest, ShellBusyWithACommandIsConflictUntilItEnds) {
+TEST_P(LiveShellTest, ShellBusyWithACommandIsConflictUntilItEnds) {
   open_shell("s");
   std::string f = fifo("gate");
   json r = run("s", "read x < " + f + "; echo done $x", {{"wait_ms", 0}});
@@ -235,6 +280,9 @@ TEST_F(LiveAgentTest, ShellNamesAndCommandsAreChecked) {
   EXPECT_EQ(run("a", "echo")["error"]["code"], "not_found");
   open_shell("a"); // a closed name is free again
 }
+
+INSTANTIATE_TEST_SUITE_P(Shells, LiveShellTest,
+                         ::testing::Values("bash", "/usr/bin/dash", "/usr/bin/busybox"), shell_label);
 
 // ---------------------------------------------------------------- processes
 
