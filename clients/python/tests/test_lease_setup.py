@@ -7,7 +7,7 @@ import unittest
 
 from support import SESSION, client, require_server, wait_for
 
-from warmpool import ShellExited
+from warmpool import OutputEvent, ShellExited
 
 
 def setUpModule() -> None:
@@ -76,9 +76,15 @@ class SessionShellTest(unittest.TestCase):
         again = self.c.execute("echo reopened", pool="shell", session=SESSION, shell="quits")
         self.assertEqual(again.stdout, "reopened\n")
         self.assertEqual(self.c.execute("echo $A", pool="shell", session=SESSION, shell="main").stdout, "1\n")
-        # Streamed (or answered whole: the events are the same).
-        streamed = self.c.execute_stream("echo $A; pwd", pool="shell", session=SESSION, shell="main")
-        self.assertEqual(streamed.result().stdout, "1\n/tmp\n")
+        # Streamed, in the session's shell: the first line comes on its own.
+        with self.c.execute_stream("echo $A; sleep 1; pwd", pool="shell", session=SESSION,
+                                   shell="main") as events:
+            self.assertTrue(events.streamed)
+            self.assertEqual(next(events), OutputEvent("stdout", "1\n"))
+            self.assertEqual(events.result().stdout, "1\n/tmp\n")
+        streamed = self.c.execute_stream("echo ${A:-unset}", pool="shell", session=SESSION)
+        self.assertTrue(streamed.streamed)
+        self.assertEqual(streamed.result().stdout, "unset\n")
 
 
 if __name__ == "__main__":

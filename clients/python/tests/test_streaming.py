@@ -71,6 +71,7 @@ class StreamTest(unittest.TestCase):
             script = "i=0; while [ ! -f go ]; do echo tick $i; i=$((i+1)); sleep 0.1; done; echo done"
             with lease.exec_stream(script, timeout="30s") as events:
                 self.assertIsInstance(events, ExecStream)
+                self.assertTrue(events.streamed)
                 first = next(events)
                 assert isinstance(first, OutputEvent)
                 self.assertEqual(first.stream, "stdout")
@@ -101,6 +102,7 @@ class StreamTest(unittest.TestCase):
 
     def test_execute_stream_sends_the_first_line_on_its_own(self) -> None:
         with self.c.execute_stream(["sh", "-c", "echo first; sleep 1; echo last"], pool="shell") as events:
+            self.assertTrue(events.streamed)
             first = next(events)
             self.assertEqual(first, OutputEvent("stdout", "first\n"))
             r = events.result()
@@ -145,27 +147,17 @@ class StreamTest(unittest.TestCase):
             self.assertEqual([p for p in lease.processes() if marker in p.command], [])
             self.assertEqual(lease.exec("echo usable").stdout, "usable\n")
 
-    def test_a_client_gone_mid_shell_stream_stops_the_command(self) -> None:
-        """The command stops. This server ends the shell with it (the agent kills a running
-        shell command's job with its shell): the next command says ShellExited and the
-        shell opens again. Were the shell kept, it must answer with its state."""
+    def test_a_client_gone_mid_shell_stream_interrupts_only_the_command(self) -> None:
         marker = "stream-marker-shell"
-        with self.c.lease("shell", timeout="20s") as lease:
-            sh = lease.open_shell("streamed")
-            sh.run("export KEPT=1")
+        with self.c.lease("shell", timeout="20s") as lease, lease.shell() as sh:
+            sh.run("export KEPT=1; cd /tmp")
             events = sh.stream(f"sh -c '{TICKER}' {marker}")
             next(events)
-            self.assertEqual(running_with(lease, marker), 1)
+            self.assertEqual(running_with(lease, marker), 1)  # the check sees it while it runs
             events.close()
             wait_for("the shell's command stopped", lambda: running_with(lease, marker) == 0)
-            try:
-                wait_for("the shell answers again", lambda: _answers(sh))
-                self.assertEqual(sh.run("echo $KEPT").stdout, "1\n")
-            except ShellExited:
-                sh.close()
-                with lease.open_shell("streamed") as again:
-                    self.assertEqual(again.run("echo ${KEPT:-new shell}").stdout, "new shell\n")
-            self.assertEqual(lease.exec("echo usable").stdout, "usable\n")
+            wait_for("the shell answers again", lambda: _answers(sh))
+            self.assertEqual(sh.run("echo $KEPT; pwd").stdout, "1\n/tmp\n")
 
     def test_a_client_gone_mid_execute_gives_the_sandbox_back(self) -> None:
         marker = "stream-marker-execute"
@@ -188,7 +180,8 @@ class StreamTest(unittest.TestCase):
 
 
 def _answers(sh: Shell) -> bool:
-    """The shell runs a command (False while it is still busy with the last one)."""
+    """The shell runs a command (False while it is still busy with the last one; a shell
+    that ended raises ShellExited)."""
     try:
         return sh.run("true").ok
     except ShellExited:
@@ -253,7 +246,9 @@ class FakeStreamTest(unittest.TestCase):
     def test_a_whole_json_answer_becomes_the_same_events(self) -> None:
         c = self.serve(b'{"stdout":"o","stderr":"e","exit_code":0,"signal":0,"duration_ms":2,'
                        b'"timed_out":false,"truncated":false}', "application/json")
-        r = c.execute_stream("x").result()
+        events = c.execute_stream("x")
+        self.assertFalse(events.streamed)
+        r = events.result()
         self.assertEqual((r.stdout, r.stderr, r.exit_code, r.duration_ms), ("o", "e", 0, 2.0))
 
 

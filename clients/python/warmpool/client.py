@@ -163,9 +163,9 @@ class Client:
                     if isinstance(ev, warmpool.OutputEvent):
                         print(ev.data, end="")
 
-        Closing the stream early stops the command and gives the sandbox back. With a
-        ``session`` (and ``shell``) the server may answer the whole result at once instead of
-        streaming it; the stream then yields the same events when it arrives."""
+        Closing the stream early stops the command and gives the sandbox back (a session's
+        shell stays, its command interrupted). A server that answers the whole result at
+        once instead yields the same events (:attr:`~warmpool.ExecStream.streamed` is False)."""
         body = _exec_body(command, stdin, env, cwd, timeout, output_limit)
         body.update(_routing(pool, labels, session, tenant))
         if shell is not None:

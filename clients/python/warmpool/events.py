@@ -90,7 +90,10 @@ class ExecStream(Iterator[Event]):
         self._stderr: List[str] = []
         self.exit: Optional[ExitEvent] = None
         """The :class:`ExitEvent` once it arrived, else None."""
-        if answer.content_type != "application/x-ndjson":
+        self.streamed = answer.content_type == "application/x-ndjson"
+        """Whether the server streamed the answer (False: it answered the whole result at
+        once, turned into the same events)."""
+        if not self.streamed:
             # A server that answered the whole result at once (not streamed): same events.
             self._pending = _events_of_result(answer.read_all(), answer.where)
 

@@ -192,9 +192,30 @@ test("ShellStreamsAndSessionShells", async () => {
   await sh.run("export X=streamed");
   const r = await (await sh.stream("for i in 1 2; do echo $X $i; sleep 0.1; done")).result();
   assert.equal(r.stdout, "streamed 1\nstreamed 2\n");
+  // Leaving a shell's stream early interrupts its command; the shell and its state stay.
+  for await (const ev of await sh.stream("while :; do echo tick; sleep 0.1; done")) {
+    assert.equal(ev.type, "stdout");
+    break;
+  }
+  let after: string | undefined;
+  await waitFor("the shell answers again", async () => {
+    try {
+      after = (await sh.run("echo $X")).stdout;
+      return true;
+    } catch (e) {
+      if (e instanceof ConflictError && !(e instanceof ShellExitedError)) return false; // still busy
+      throw e;
+    }
+  });
+  assert.equal(after, "streamed\n");
+
   await client.execute("export A=1; cd /tmp", { pool: "shell", session, shell: "main" });
   const again = await client.execute("echo $A; pwd", { pool: "shell", session, shell: "main" });
   assert.equal(again.stdout, "1\n/tmp\n");
+  const streamed = await client.executeStream("echo $A; sleep 1; pwd", { pool: "shell", session, shell: "main" });
+  const first = await streamed.next();
+  assert.deepEqual(first.value, { type: "stdout", data: "1\n" });
+  assert.equal((await streamed.result()).stdout, "1\n/tmp\n");
 });
 
 test("PerLeaseEnvFilesAndCwd", async () => {
