@@ -176,4 +176,12 @@ def run(port, token, call, want, spec):
         expect(res.status == 404 and json.loads(res.body)["error"]["code"] == "not_found", res.body)
     finally:
         want(call(port, "DELETE", f"/v1/leases/{lid}", token=token), 204)
-    return 2  # the /v1/execute requests that are audited: the two streamed commands
+
+    # A sticky session's shell, streamed (the session the sessions test uses later: the
+    # local pool has one sandbox).
+    shelled = {"pool": "local", "session": "s-local", "shell": "nd", "command": "export Y=1; cd /tmp"}
+    check_stream(request(port, token, "POST", "/v1/execute", shelled), spec, "session shell")
+    res = request(port, token, "POST", "/v1/execute", dict(shelled, command="echo $Y; pwd"))
+    out, _, _ = check_stream(res, spec, "session shell, next request")
+    expect(out == "1\n/tmp\n", f"session shell: {out!r}")
+    return 4  # the audited /v1/execute requests: two one-shot streams, two of the session
