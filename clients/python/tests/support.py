@@ -7,7 +7,7 @@ import os
 import time
 from typing import Any, Callable
 
-from warmpool import Client
+from warmpool import Client, Lease
 
 URL = os.environ.get("WARMPOOL_URL", "")
 TOKEN = os.environ.get("WARMPOOL_TOKEN", "")
@@ -33,3 +33,25 @@ def wait_for(what: str, cond: Callable[[], bool], seconds: float = 20.0) -> None
         if time.monotonic() > deadline:
             raise AssertionError(f"{what}: not within {seconds:g} s")
         time.sleep(0.05)
+
+
+# Counts the sandbox's processes whose command line holds a marker (not itself).
+_COUNT = """
+import os, sys
+me = str(os.getpid())
+n = 0
+for pid in os.listdir("/proc"):
+    if not pid.isdigit() or pid == me:
+        continue
+    try:
+        with open("/proc/%s/cmdline" % pid, "rb") as f:
+            n += sys.argv[1].encode() in f.read()
+    except OSError:
+        pass
+print(n)
+"""
+
+
+def running_with(lease: Lease, marker: str) -> int:
+    """How many processes of the lease's sandbox have ``marker`` in their command line."""
+    return int(lease.exec(["python3", "-c", _COUNT, marker]).stdout)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import unittest
 
-from support import SESSION, client, require_server, wait_for
+from support import SESSION, client, require_server, running_with, wait_for
 
-from warmpool import OutputEvent, ShellExited
+from warmpool import NotFound, OutputEvent, ShellExited
 
 
 def setUpModule() -> None:
@@ -50,6 +50,30 @@ class LeaseSetupTest(unittest.TestCase):
     def test_files_must_be_text(self) -> None:
         with self.assertRaises(ValueError):
             self.c.acquire("single", files={"bin": b"\xff\xfe"})
+
+
+class ReleaseTest(unittest.TestCase):
+    def setUp(self) -> None:
+        self.c = client()
+        self.addCleanup(self.c.close)
+
+    def test_release_ends_every_shell_and_process(self) -> None:
+        marker = "release-marker"
+        with self.c.lease("single", timeout="20s") as lease:
+            container = lease.container
+            sh = lease.open_shell("left-open")
+            sh.run(f"sh -c 'sleep 300' {marker}-shell-bg &")  # a shell's own background job
+            lease.start_process(["sh", "-c", "sleep 300", f"{marker}-process"])
+            tty = lease.start_process(["sh", "-c", "sleep 300", f"{marker}-tty"], tty=True)
+            wait_for("all three run", lambda: running_with(lease, marker) == 3)
+            self.assertEqual(len(lease.processes()), 2)
+            self.assertTrue(tty.id)
+        with self.c.lease("single", timeout="20s") as after:
+            self.assertEqual(after.container, container)  # the same sandbox, reset
+            self.assertEqual(running_with(after, marker), 0)
+            self.assertEqual(after.processes(), [])
+            with self.assertRaises(NotFound):
+                after.attach_shell("left-open").run("true")
 
 
 class SessionShellTest(unittest.TestCase):

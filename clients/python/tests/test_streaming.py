@@ -9,7 +9,7 @@ import threading
 import unittest
 from typing import List, Tuple, cast
 
-from support import client, require_server, wait_for
+from support import client, require_server, running_with, wait_for
 
 from warmpool import (
     Client,
@@ -30,27 +30,7 @@ def setUpModule() -> None:
     require_server()
 
 
-# Counts the sandbox's processes whose command line holds a marker (not itself).
-COUNT = """
-import os, sys
-me = str(os.getpid())
-n = 0
-for pid in os.listdir("/proc"):
-    if not pid.isdigit() or pid == me:
-        continue
-    try:
-        with open("/proc/%s/cmdline" % pid, "rb") as f:
-            n += sys.argv[1].encode() in f.read()
-    except OSError:
-        pass
-print(n)
-"""
-
 TICKER = "while :; do echo tick; sleep 0.1; done"
-
-
-def running_with(lease: Lease, marker: str) -> int:
-    return int(lease.exec(["python3", "-c", COUNT, marker]).stdout)
 
 
 def split(events: List[Event]) -> Tuple[str, str, List[ExitEvent]]:
