@@ -561,6 +561,18 @@ def test_concurrency(port):
     expect(not errors, "; ".join(errors))
 
 
+def test_live(port):
+    """Shells, processes and streamed answers (tests/scripts/http_live.py, http_ndjson.py),
+    on the `local` pool before the sessions test holds its sandbox."""
+    global AUDITED_EXECUTES
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import http_live
+    import http_ndjson
+
+    http_live.run(port, call, want, wait_until)
+    AUDITED_EXECUTES += http_ndjson.run(port, None, call, want, SPEC)
+
+
 def test_audit():
     with open(os.path.join(TMP, "audit.jsonl")) as f:
         records = [json.loads(line) for line in f]
@@ -600,6 +612,7 @@ def run_main_server():
     test_pools_and_health(port)
     test_execute(port)
     test_leases(port)
+    test_live(port)
     test_errors(port)
     test_sessions(port)
     test_concurrency(port)

@@ -51,8 +51,12 @@ done
   fail "the pools did not warm within 60s"
 
 # -- the client's tests -------------------------------------------------------------
-WARMPOOL_URL="$url" WARMPOOL_TOKEN="$token" node --test --test-reporter=spec dist-test/*.test.js ||
-  fail "the TypeScript client's tests failed"
+# One file at a time (node may run files in parallel, and they share two small pools), with
+# one sticky session for the suite (each session holds a `shell` sandbox).
+for t in dist-test/*.test.js; do
+  WARMPOOL_URL="$url" WARMPOOL_TOKEN="$token" WARMPOOL_SESSION="ts-session-$$" \
+    node --test --test-reporter=spec "$t" || fail "the TypeScript client's tests failed ($t)"
+done
 
 # Everything the tests leased went back (withLease and `await using` included); `shell` may
 # still hold the sticky session's sandbox (held for server.session_ttl).

@@ -3,7 +3,7 @@
 
 Pools: ``shell`` (local, max_size 2) and ``single`` (local, max_size 1: a held lease
 exhausts it, so acquiring it again proves the previous lease went back). The server's
-max_body is 64k.
+max_body is 3m.
 
     WARMPOOL_URL=http://127.0.0.1:PORT WARMPOOL_TOKEN=T python3 -m unittest discover -s tests -v
 """
@@ -343,7 +343,7 @@ class LeaseTest(unittest.TestCase):
     def test_a_body_over_the_servers_limit_is_payload_too_large(self) -> None:
         with self.c.lease("shell") as lease:
             with self.assertRaises(PayloadTooLarge) as cm:
-                lease.write_file("big.bin", b"\0" * (200 * 1024))
+                lease.write_file("big.bin", b"\0" * (4 << 20))
             self.assertEqual((cm.exception.status, cm.exception.code), (413, "payload_too_large"))
 
     def test_the_with_block_releases_the_lease_on_exit(self) -> None:

@@ -1,7 +1,8 @@
 """warmpool: a client for the warmpool HTTP API (``warmpool serve``).
 
 Warm sandboxes for agents and code runners: one-shot commands, held leases with commands and
-files, sticky sessions, pool stats. Standard library only.
+files, persistent shells, background processes, streamed output, sticky sessions, pool
+stats. Standard library only.
 
     import warmpool
 
@@ -10,6 +11,9 @@ files, sticky sessions, pool stats. Standard library only.
     with client.lease("python") as lease:          # released when the block ends
         lease.write_file("main.py", "print('hi')\\n")
         print(lease.exec("python3 main.py").stdout)
+        with lease.shell() as sh:                  # state carries over between commands
+            sh.run("cd /tmp && export X=1")
+            print(sh.run("echo $X in $(pwd)").stdout)
 
 Errors are typed by the API's error code: see :mod:`warmpool.errors`.
 """
@@ -19,6 +23,7 @@ from .errors import (
     BackendUnavailable,
     BadRequest,
     ConfigInvalid,
+    Conflict,
     ContainerFailed,
     ExecTimeout,
     InternalError,
@@ -28,7 +33,10 @@ from .errors import (
     NotReady,
     PayloadTooLarge,
     PoolExhausted,
+    ShellExited,
     ShuttingDown,
+    StillRunning,
+    TooLarge,
     Unauthorized,
     Unavailable,
     UnknownLease,
@@ -36,7 +44,10 @@ from .errors import (
     Unreachable,
     WarmpoolError,
 )
+from .events import Event, ExecStream, ExitEvent, OutputEvent
 from .lease import Lease
+from .process import Process, ProcessInfo, ProcessOutput
+from .shell import Shell
 from .types import Command, ContainerStats, Duration, ExecResult, Health, LeaseInfo, PoolStats, Size
 
 __version__ = "0.1.0"
@@ -45,12 +56,21 @@ __all__ = [
     "Client",
     "DEFAULT_URL",
     "Lease",
+    "Shell",
+    "Process",
     # results
     "ExecResult",
     "LeaseInfo",
     "PoolStats",
     "ContainerStats",
     "Health",
+    "ProcessInfo",
+    "ProcessOutput",
+    # streamed output
+    "ExecStream",
+    "Event",
+    "OutputEvent",
+    "ExitEvent",
     # request value types
     "Command",
     "Duration",
@@ -64,6 +84,9 @@ __all__ = [
     "UnknownPool",
     "UnknownLease",
     "PayloadTooLarge",
+    "TooLarge",
+    "Conflict",
+    "ShellExited",
     "Unavailable",
     "PoolExhausted",
     "BackendUnavailable",
@@ -72,6 +95,7 @@ __all__ = [
     "ContainerFailed",
     "NodeLost",
     "ExecTimeout",
+    "StillRunning",
     "ConfigInvalid",
     "InternalError",
     "Unreachable",

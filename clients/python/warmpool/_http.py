@@ -99,16 +99,13 @@ class Transport:
 
     # -- requests --------------------------------------------------------------------------
 
-    def request(self, method: str, path: str, *, body: Any = None, raw: Optional[bytes] = None,
-                query: Optional[Mapping[str, str]] = None, extra_wait: float = 0.0) -> Answer:
-        """Sends one request and reads the whole answer. ``extra_wait``: seconds the server
-        may legitimately take on top of the client's timeout (an exec's or acquire's own
-        time limit). Raises the typed error of an error answer, Unreachable without one."""
+    def _prepare(self, method: str, path: str, body: Any, raw: Optional[bytes],
+                 query: Optional[Mapping[str, str]], accept: str) -> Tuple[str, Dict[str, str], Optional[bytes]]:
         target = self._base + path
         if query:
             target += "?" + urllib.parse.urlencode(query)
         headers = dict(self._headers)
-        headers["Accept"] = "application/json"
+        headers["Accept"] = accept
         payload: Optional[bytes] = None
         if raw is not None:
             payload = raw
@@ -120,6 +117,14 @@ class Transport:
             headers["Content-Length"] = str(len(payload or b""))
         if self._token:
             headers["Authorization"] = "Bearer " + self._token
+        return target, headers, payload
+
+    def request(self, method: str, path: str, *, body: Any = None, raw: Optional[bytes] = None,
+                query: Optional[Mapping[str, str]] = None, extra_wait: float = 0.0) -> Answer:
+        """Sends one request and reads the whole answer. ``extra_wait``: seconds the server
+        may legitimately take on top of the client's timeout (an exec's or acquire's own
+        time limit). Raises the typed error of an error answer, Unreachable without one."""
+        target, headers, payload = self._prepare(method, path, body, raw, query, "application/json")
         timeout = self.timeout + max(extra_wait, 0.0)
         where = f"{method} {self.url}{path}"
 
@@ -154,6 +159,91 @@ class Transport:
                 return answer
             raise to_error(answer)
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+    def stream(self, method: str, path: str, *, body: Any = None,
+               query: Optional[Mapping[str, str]] = None,
+               read_timeout: Optional[float] = None) -> "StreamAnswer":
+        """Sends one request asking for NDJSON (``Accept: application/x-ndjson``) on a
+        connection of its own, and returns once the answer's status and headers came: the
+        body is read line by line from the :class:`StreamAnswer`. ``read_timeout``: seconds
+        any one read may wait (None: no limit). Raises the typed error of an error answer
+        (one that came before the stream started), Unreachable without an answer."""
+        target, headers, payload = self._prepare(method, path, body, None, query, NDJSON)
+        where = f"{method} {self.url}{path}"
+        conn = self._connect(self.timeout)
+        try:
+            conn.request(method, target, body=payload, headers=headers)
+            if conn.sock is not None:
+                conn.sock.settimeout(read_timeout)
+            res = conn.getresponse()
+        except socket.timeout as e:
+            conn.close()
+            raise Unreachable(0, "unreachable", f"{where}: no answer within the client's timeout") from e
+        except (OSError, http.client.HTTPException) as e:
+            conn.close()
+            raise Unreachable(0, "unreachable", f"{where}: {_describe(e)}") from e
+        if res.status >= 300:
+            try:
+                data = res.read()
+            except (OSError, http.client.HTTPException) as e:
+                raise Unreachable(0, "unreachable", f"{where}: {_describe(e)}") from e
+            finally:
+                conn.close()
+            raise to_error(Answer(res.status, res.headers, data))
+        return StreamAnswer(conn, res, where)
+
+
+NDJSON = "application/x-ndjson"
+
+
+class StreamAnswer:
+    """An answer whose body is read as it comes, on a connection no one else uses.
+    :meth:`close` drops the connection: the server sees the client gone."""
+
+    def __init__(self, conn: http.client.HTTPConnection, res: http.client.HTTPResponse,
+                 where: str) -> None:
+        self._conn = conn
+        self._res = res
+        self.where = where
+        self.status = res.status
+        self.content_type = (res.getheader("Content-Type") or "").split(";")[0].strip().lower()
+        self.closed = False
+
+    def readline(self) -> bytes:
+        """The next line of the body (with its newline), b"" at its end. Unreachable when
+        the connection fails or a read waits longer than the read timeout."""
+        try:
+            return self._res.readline()
+        except socket.timeout as e:
+            self.close()
+            raise Unreachable(0, "unreachable", f"{self.where}: no output within the "
+                              "read timeout") from e
+        except (OSError, http.client.HTTPException, ValueError) as e:
+            self.close()
+            raise Unreachable(0, "unreachable", f"{self.where}: {_describe(e)}") from e
+
+    def read_all(self) -> bytes:
+        try:
+            return self._res.read()
+        except (OSError, http.client.HTTPException, ValueError) as e:
+            raise Unreachable(0, "unreachable", f"{self.where}: {_describe(e)}") from e
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Drops the connection (shut down at once, even with unread output)."""
+        if self.closed:
+            return
+        self.closed = True
+        sock = self._conn.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self._res.close()
+        self._conn.close()
 
 
 def _describe(e: BaseException) -> str:

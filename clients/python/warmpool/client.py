@@ -8,7 +8,13 @@ import time
 from typing import Any, Dict, List, Mapping, Optional, Union
 
 from ._http import Transport
+from ._wire import exec_body as _exec_body
+from ._wire import lease_path as _lease_path
+from ._wire import seg as _seg
+from ._wire import text as _text
+from ._wire import wait_s as _wait_s
 from .errors import ExecTimeout, NotReady
+from .events import ExecStream
 from .lease import Lease
 from .types import (
     Command,
@@ -26,30 +32,6 @@ from .types import (
 __all__ = ["Client", "DEFAULT_URL"]
 
 DEFAULT_URL = "http://127.0.0.1:8080"
-_QUOTE_SAFE = ""
-
-
-def _seg(value: str) -> str:
-    """One path segment (lease ids and pool names are the server's, but never trust them)."""
-    from urllib.parse import quote
-
-    return quote(value, safe=_QUOTE_SAFE)
-
-
-def _lease_path(lease_id: str, suffix: str = "") -> str:
-    if not isinstance(lease_id, str) or not lease_id:
-        raise ValueError(f"lease_id: expected a non-empty string (got {lease_id!r})")
-    return f"/v1/leases/{_seg(lease_id)}{suffix}"
-
-
-def _wait_s(timeout: Optional[Duration]) -> float:
-    """Seconds the server may take on purpose for a request with this ``timeout``."""
-    if timeout is None:
-        return 0.0
-    try:
-        return duration_ms(timeout) / 1000.0
-    except (TypeError, ValueError):
-        return 0.0  # the server says what is wrong with it
 
 
 class Client:
@@ -121,6 +103,7 @@ class Client:
         timeout: Optional[Duration] = None,
         output_limit: Optional[Size] = None,
         raise_on_timeout: bool = True,
+        shell: Optional[str] = None,
     ) -> ExecResult:
         """Runs one command in a pooled sandbox: acquire, exec, release.
 
@@ -142,13 +125,52 @@ class Client:
             raise_on_timeout: when the command exceeds ``timeout`` its process group is
                 killed and :class:`~warmpool.ExecTimeout` is raised with the partial output
                 in ``.result``; False returns that result (``timed_out`` set) instead.
+            shell: with ``session``: run ``command`` (a string) in the session's shell of
+                this name, opened on first use and kept with the session, so a ``cd`` or an
+                ``export`` holds for the session's next commands in that shell.
 
         Returns:
             the :class:`~warmpool.ExecResult`, whatever the exit code.
         """
         body = _exec_body(command, stdin, env, cwd, timeout, output_limit)
         body.update(_routing(pool, labels, session, tenant))
+        if shell is not None:
+            body["shell"] = shell
         return self._exec("/v1/execute", body, timeout, raise_on_timeout)
+
+    def execute_stream(
+        self,
+        command: Command,
+        *,
+        pool: Optional[str] = None,
+        labels: Optional[Mapping[str, str]] = None,
+        session: Optional[str] = None,
+        tenant: Optional[str] = None,
+        stdin: Optional[Union[str, bytes]] = None,
+        env: Optional[Mapping[str, str]] = None,
+        cwd: Optional[str] = None,
+        timeout: Optional[Duration] = None,
+        output_limit: Optional[Size] = None,
+        shell: Optional[str] = None,
+    ) -> ExecStream:
+        """:meth:`execute` with the output as it comes: an :class:`~warmpool.ExecStream` of
+        :class:`~warmpool.OutputEvent` s and a last :class:`~warmpool.ExitEvent` (a timed-out
+        command ends with ``timed_out`` set, nothing is raised). Errors before the command
+        starts (an unknown pool, an exhausted one) are raised here.
+
+            with client.execute_stream("make test", pool="py") as events:
+                for ev in events:
+                    if isinstance(ev, warmpool.OutputEvent):
+                        print(ev.data, end="")
+
+        Closing the stream early stops the command and gives the sandbox back (a session's
+        shell stays, its command interrupted). A server that answers the whole result at
+        once instead yields the same events (:attr:`~warmpool.ExecStream.streamed` is False)."""
+        body = _exec_body(command, stdin, env, cwd, timeout, output_limit)
+        body.update(_routing(pool, labels, session, tenant))
+        if shell is not None:
+            body["shell"] = shell
+        return self._stream("/v1/execute", body, timeout)
 
     # -- leases ----------------------------------------------------------------------------
 
@@ -161,6 +183,9 @@ class Client:
         tenant: Optional[str] = None,
         timeout: Optional[Duration] = None,
         dirty_on_error: bool = False,
+        env: Optional[Mapping[str, str]] = None,
+        files: Optional[Mapping[str, Union[str, bytes]]] = None,
+        cwd: Optional[str] = None,
     ) -> Lease:
         """Acquires a sandbox and holds it until :meth:`Lease.release` (or the end of a
         ``with`` block: ``with client.acquire("py") as lease: ...``).
@@ -175,10 +200,24 @@ class Client:
             dirty_on_error: when a ``with`` block raises any exception, release the sandbox
                 dirty (replaced, not reset). Without it only errors that say the sandbox is
                 broken do.
+            env: variables every command, shell and process of the lease sees (under
+                their own). Never logged by the server.
+            files: path -> content (text; bytes must be UTF-8) written into the sandbox
+                before it is handed over; relative paths are under the workspace.
+            cwd: the working directory of the lease's commands, shells and processes
+                (default: the workspace).
+
+        The setup is the lease's alone: the sandbox goes back reset, without it.
         """
         body: Dict[str, Any] = _routing(pool, labels, session, tenant)
         if timeout is not None:
             body["timeout"] = wire_duration(timeout)
+        if env is not None:
+            body["env"] = dict(env)
+        if files is not None:
+            body["files"] = {path: _text(data, f"files[{path!r}]") for path, data in files.items()}
+        if cwd is not None:
+            body["cwd"] = cwd
         answer = self._http.request("POST", "/v1/leases", body=body, extra_wait=_wait_s(timeout))
         return Lease(self, LeaseInfo.from_json(answer.json()), dirty_on_error=dirty_on_error)
 
@@ -191,10 +230,14 @@ class Client:
         tenant: Optional[str] = None,
         timeout: Optional[Duration] = None,
         dirty_on_error: bool = False,
+        env: Optional[Mapping[str, str]] = None,
+        files: Optional[Mapping[str, Union[str, bytes]]] = None,
+        cwd: Optional[str] = None,
     ) -> Lease:
         """:meth:`acquire`, named to read well in ``with client.lease("py") as lease:``."""
         return self.acquire(pool, labels=labels, session=session, tenant=tenant,
-                            timeout=timeout, dirty_on_error=dirty_on_error)
+                            timeout=timeout, dirty_on_error=dirty_on_error, env=env,
+                            files=files, cwd=cwd)
 
     def attach(self, lease_id: str, *, dirty_on_error: bool = False) -> Lease:
         """A :class:`Lease` for an id acquired elsewhere (another process, a stored id);
@@ -220,6 +263,21 @@ class Client:
         """Runs a command under a held lease (see :meth:`Lease.exec`)."""
         body = _exec_body(command, stdin, env, cwd, timeout, output_limit)
         return self._exec(_lease_path(lease_id, "/exec"), body, timeout, raise_on_timeout)
+
+    def exec_stream(
+        self,
+        lease_id: str,
+        command: Command,
+        *,
+        stdin: Optional[Union[str, bytes]] = None,
+        env: Optional[Mapping[str, str]] = None,
+        cwd: Optional[str] = None,
+        timeout: Optional[Duration] = None,
+        output_limit: Optional[Size] = None,
+    ) -> ExecStream:
+        """Runs a command under a held lease, streaming (see :meth:`Lease.exec_stream`)."""
+        body = _exec_body(command, stdin, env, cwd, timeout, output_limit)
+        return self._stream(_lease_path(lease_id, "/exec"), body, timeout)
 
     def write_file(self, lease_id: str, path: str,
                    data: Union[bytes, bytearray, memoryview, str]) -> None:
@@ -297,34 +355,17 @@ class Client:
             return e.result
         return ExecResult.from_json(answer.json())
 
+    def _stream(self, path: str, body: Dict[str, Any], timeout: Optional[Duration]) -> ExecStream:
+        # A read may wait as long as the command may stay silent: its timeout (the pool's
+        # exec_timeout without one, which the client's own timeout should exceed), plus ours.
+        return ExecStream(self._http.stream("POST", path, body=body,
+                                            read_timeout=self._http.timeout + _wait_s(timeout)))
+
 
 def _path(path: str) -> str:
     if not isinstance(path, str) or not path:
         raise ValueError(f"path: expected a non-empty string (got {path!r})")
     return path
-
-
-def _exec_body(command: Command, stdin: Optional[Union[str, bytes]],
-               env: Optional[Mapping[str, str]], cwd: Optional[str],
-               timeout: Optional[Duration], output_limit: Optional[Size]) -> Dict[str, Any]:
-    body: Dict[str, Any] = {"command": wire_command(command)}
-    if stdin is not None:
-        if isinstance(stdin, (bytes, bytearray)):
-            try:
-                stdin = bytes(stdin).decode("utf-8")
-            except UnicodeDecodeError:
-                raise ValueError("stdin: the API carries stdin as text; these bytes are not "
-                                 "UTF-8 (write them to a file and redirect it instead)") from None
-        body["stdin"] = stdin
-    if env is not None:
-        body["env"] = dict(env)
-    if cwd is not None:
-        body["cwd"] = cwd
-    if timeout is not None:
-        body["timeout"] = wire_duration(timeout)
-    if output_limit is not None:
-        body["output_limit"] = output_limit
-    return body
 
 
 def _routing(pool: Optional[str], labels: Optional[Mapping[str, str]], session: Optional[str],

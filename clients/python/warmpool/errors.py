@@ -5,7 +5,9 @@ raises the subclass of :class:`WarmpoolError` that matches ``code``, so callers 
 ``except PoolExhausted:`` instead of comparing strings. The hierarchy groups codes that are
 handled alike: :class:`UnknownPool` and :class:`UnknownLease` are :class:`NotFound`,
 :class:`PoolExhausted`, :class:`BackendUnavailable`, :class:`ShuttingDown` and
-:class:`NotReady` are :class:`Unavailable` (retry after :attr:`WarmpoolError.retry_after`).
+:class:`NotReady` are :class:`Unavailable` (retry after :attr:`WarmpoolError.retry_after`),
+:class:`ShellExited` is a :class:`Conflict`, :class:`TooLarge` a :class:`PayloadTooLarge` and
+:class:`StillRunning` an :class:`ExecTimeout`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ __all__ = [
     "UnknownPool",
     "UnknownLease",
     "PayloadTooLarge",
+    "TooLarge",
+    "Conflict",
+    "ShellExited",
     "Unavailable",
     "PoolExhausted",
     "BackendUnavailable",
@@ -31,10 +36,12 @@ __all__ = [
     "ContainerFailed",
     "NodeLost",
     "ExecTimeout",
+    "StillRunning",
     "ConfigInvalid",
     "InternalError",
     "Unreachable",
     "error_class",
+    "status_of",
 ]
 
 
@@ -99,7 +106,8 @@ class Unauthorized(WarmpoolError):
 
 
 class NotFound(WarmpoolError):
-    """404 ``not_found``: no route at that path (also the base of the two below)."""
+    """404 ``not_found``: no shell or process with that id in the lease, or no route at that
+    path (also the base of the two below)."""
 
 
 class UnknownPool(NotFound):
@@ -113,6 +121,22 @@ class UnknownLease(NotFound):
 
 class PayloadTooLarge(WarmpoolError):
     """413 ``payload_too_large``: the request body exceeds the server's ``max_body``."""
+
+
+class TooLarge(PayloadTooLarge):
+    """413 ``too_large``: the request carries more data than that operation takes (a stdin
+    write over 1 MiB), though the body is within ``max_body``. Split the data."""
+
+
+class Conflict(WarmpoolError):
+    """409 ``conflict``: the shell or process is not in a state that allows the call: stdin
+    written after it was closed or after the process ended, a shell still running another
+    command."""
+
+
+class ShellExited(Conflict):
+    """409 ``shell_exited``: the shell's own process ended (``exit``, killed); the shell is
+    gone, open a new one (:meth:`warmpool.Lease.open_shell`) to go on."""
 
 
 class Unavailable(WarmpoolError):
@@ -161,6 +185,12 @@ class ExecTimeout(WarmpoolError):
         self.result = result
 
 
+class StillRunning(ExecTimeout):
+    """504 ``exec_timeout`` from :meth:`warmpool.Process.wait`: the process is still running
+    when the wait's timeout passed. Unlike a command's timeout nothing was killed: wait
+    again, signal it, or :meth:`~warmpool.Process.kill` it. :attr:`result` is empty."""
+
+
 class ConfigInvalid(WarmpoolError):
     """500 ``config_invalid``: the server's configuration is invalid."""
 
@@ -181,6 +211,9 @@ _BY_CODE: Dict[str, Type[WarmpoolError]] = {
     "unknown_pool": UnknownPool,
     "unknown_lease": UnknownLease,
     "payload_too_large": PayloadTooLarge,
+    "too_large": TooLarge,
+    "conflict": Conflict,
+    "shell_exited": ShellExited,
     "pool_exhausted": PoolExhausted,
     "backend_unavailable": BackendUnavailable,
     "shutting_down": ShuttingDown,
@@ -201,3 +234,32 @@ def error_class(code: str, status: int = 0) -> Type[WarmpoolError]:
     if cls is not None:
         return cls
     return Unavailable if status == 503 else WarmpoolError
+
+
+_STATUS: Dict[str, int] = {
+    "invalid_request": 400,
+    "unauthorized": 401,
+    "not_found": 404,
+    "unknown_pool": 404,
+    "unknown_lease": 404,
+    "conflict": 409,
+    "shell_exited": 409,
+    "payload_too_large": 413,
+    "too_large": 413,
+    "container_failed": 502,
+    "node_lost": 502,
+    "pool_exhausted": 503,
+    "backend_unavailable": 503,
+    "shutting_down": 503,
+    "not_ready": 503,
+    "exec_timeout": 504,
+}
+
+
+def status_of(code: str) -> int:
+    """The HTTP status the server answers with for an error code (500 for one it does not
+    list; 0 for ``unreachable``). Used for errors that arrive inside a stream, after its
+    200 went out."""
+    if code == "unreachable":
+        return 0
+    return _STATUS.get(code, 500)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import TYPE_CHECKING, Mapping, Optional, Type, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Type, Union
 
-from .errors import ContainerFailed, ExecTimeout, UnknownLease
+from ._wire import exec_body, lease_path
+from .errors import ContainerFailed, ExecTimeout, StillRunning, UnknownLease
+from .events import ExecStream
+from .process import Process, ProcessInfo
+from .shell import Shell
 from .types import Command, Duration, ExecResult, LeaseInfo, Size
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -19,8 +23,11 @@ class Lease:
 
     Made by :meth:`Client.lease` / :meth:`Client.acquire` (or :meth:`Client.attach` for a
     lease id from elsewhere). Everything done through it runs in the same sandbox: files a
-    command writes are there for the next one. Each command starts in the workspace with a
-    fresh environment (state lives in files, not in a shell).
+    command writes are there for the next one. Each :meth:`exec` starts in the workspace (or
+    the lease's ``cwd``) with a fresh environment; for state that carries over (``cd``,
+    ``export``, functions) run commands in a :meth:`shell`. :meth:`start_process` starts
+    background processes (a dev server) that later commands can reach. Release ends every
+    shell and process of the lease.
 
     Leaving a ``with`` block releases the lease. When the block raised, the sandbox is
     released *dirty* (replaced instead of reset for the next caller) if the error says it is
@@ -34,6 +41,7 @@ class Lease:
 
     def __init__(self, client: "Client", info: LeaseInfo, *, dirty_on_error: bool = False) -> None:
         self._client = client
+        self._http = client._http
         self._info = info
         self._released = False
         self.dirty_on_error = dirty_on_error
@@ -100,6 +108,86 @@ class Lease:
         return self._client.exec(self.id, command, stdin=stdin, env=env, cwd=cwd, timeout=timeout,
                                  output_limit=output_limit, raise_on_timeout=raise_on_timeout)
 
+    def exec_stream(
+        self,
+        command: Command,
+        *,
+        stdin: Optional[Union[str, bytes]] = None,
+        env: Optional[Mapping[str, str]] = None,
+        cwd: Optional[str] = None,
+        timeout: Optional[Duration] = None,
+        output_limit: Optional[Size] = None,
+    ) -> ExecStream:
+        """:meth:`exec` with the output as it comes: an :class:`ExecStream` of
+        :class:`OutputEvent` s, then an :class:`ExitEvent`. Closing it early stops the
+        command (the lease stays)."""
+        return self._client.exec_stream(self.id, command, stdin=stdin, env=env, cwd=cwd,
+                                        timeout=timeout, output_limit=output_limit)
+
+    # -- shells and processes ------------------------------------------------------------
+
+    def open_shell(self, name: Optional[str] = None) -> Shell:
+        """Opens a persistent shell in the sandbox (see :class:`Shell`); ``name`` names it
+        (the server picks an id without one). Close it with :meth:`Shell.close`, a ``with``
+        block, or by releasing the lease."""
+        body: Optional[Dict[str, Any]] = {"name": name} if name is not None else None
+        answer = self._http.request("POST", lease_path(self.id, "/shells"), body=body)
+        return Shell(self._http, self.id, str(answer.json().get("id", name or "")))
+
+    def shell(self, name: Optional[str] = None) -> Shell:
+        """:meth:`open_shell`, named to read well in ``with lease.shell() as sh:``."""
+        return self.open_shell(name)
+
+    def attach_shell(self, shell_id: str) -> Shell:
+        """A :class:`Shell` for the id of a shell opened elsewhere (no request is made: its
+        commands raise :class:`NotFound` if there is no such shell)."""
+        return Shell(self._http, self.id, shell_id)
+
+    def start_process(
+        self,
+        command: Command,
+        *,
+        tty: bool = False,
+        cols: int = 80,
+        rows: int = 24,
+        env: Optional[Mapping[str, str]] = None,
+        cwd: Optional[str] = None,
+        stdin: Optional[Union[str, bytes]] = None,
+        timeout: Optional[Duration] = None,
+        output_limit: Optional[Size] = None,
+    ) -> Process:
+        """Starts ``command`` in the background and returns at once with its
+        :class:`Process` (``with`` kills it at the block's end).
+
+        Args:
+            command: a shell string or an argv list, as for :meth:`exec`.
+            tty: run it on a pseudo-terminal of ``cols`` x ``rows`` (its stdout and stderr
+                are then one stream, reported as stdout).
+            env, cwd: as for :meth:`exec`.
+            stdin: written to its stdin first; stdin stays open for
+                :meth:`Process.write_stdin` until :meth:`Process.close_stdin`.
+            timeout: kill it after this long (default: never, until the release).
+            output_limit: bytes of each stream the server keeps (the last ones).
+        """
+        body = exec_body(command, stdin, env, cwd, timeout, output_limit)
+        if tty:
+            body.update({"tty": True, "cols": cols, "rows": rows})
+        answer = self._http.request("POST", lease_path(self.id, "/processes"), body=body)
+        shown = command if isinstance(command, str) else " ".join(command)
+        return Process(self._http, self.id, str(answer.json().get("id", "")), shown)
+
+    def attach_process(self, process_id: str) -> Process:
+        """A :class:`Process` for an id from :meth:`processes` or from elsewhere (no request
+        is made: its calls raise :class:`NotFound` if there is no such process)."""
+        return Process(self._http, self.id, process_id)
+
+    def processes(self) -> List[ProcessInfo]:
+        """The lease's background processes, running or ended (until killed/forgotten)."""
+        rows = self._http.request("GET", lease_path(self.id, "/processes")).json().get("processes")
+        return [ProcessInfo.from_json(p) for p in rows if isinstance(p, dict)] if isinstance(rows, list) else []
+
+    # -- files ---------------------------------------------------------------------------
+
     def write_file(self, path: str, data: Union[bytes, bytearray, memoryview, str]) -> None:
         """Writes ``data`` (bytes as they are; a str as UTF-8) to ``path``; a relative path is
         under the workspace. Parent directories are created."""
@@ -141,7 +229,7 @@ class Lease:
         if exc is None:
             self.release()
             return
-        broken = isinstance(exc, (ContainerFailed, ExecTimeout)) or (
+        broken = (isinstance(exc, (ContainerFailed, ExecTimeout)) and not isinstance(exc, StillRunning)) or (
             self.dirty_on_error and isinstance(exc, Exception))
         try:
             self.release(dirty=broken)

@@ -1,21 +1,28 @@
 // The warmpool HTTP API over Node's built-in fetch: one-shot execute, held leases (exec,
 // files, release), pool stats, health. Every error answer becomes a typed WarmpoolError.
-import { ExecTimeoutError, UnreachableError, WarmpoolError, errorFor } from "./errors.js";
+import { ExecTimeoutError, StillRunningError, UnreachableError, WarmpoolError, errorFor } from "./errors.js";
 import { Lease } from "./lease.js";
+import { ExecStream, eventsOfResult } from "./stream.js";
 import {
   type AcquireOptions,
   type Command,
+  type Duration,
   type ExecOptions,
   type ExecResult,
   type ExecuteOptions,
   type Health,
   type LeaseInfo,
   type PoolStats,
+  type ProcessInfo,
+  type ProcessOptions,
+  type ProcessOutput,
   execBody,
   routingBody,
   toExecResult,
   toLeaseInfo,
   toPoolStats,
+  toProcessInfo,
+  toProcessOutput,
 } from "./types.js";
 
 export interface ClientOptions {
@@ -57,7 +64,19 @@ export class Client {
    */
   async execute(command: Command, options: ExecuteOptions = {}): Promise<ExecResult> {
     const body = { ...execBody(command, options), ...routingBody(options) };
+    if (options.shell !== undefined) body.shell = options.shell;
     return toExecResult(await this.#json("POST", "/v1/execute", { body }));
+  }
+
+  /**
+   * execute() with the output as it comes: an ExecStream (async iterator) of output events
+   * and a last exit event; a timed-out command ends with `timedOut` set. Errors before the
+   * command starts reject here. Leaving the stream early stops the command.
+   */
+  async executeStream(command: Command, options: ExecuteOptions = {}): Promise<ExecStream> {
+    const body = { ...execBody(command, options), ...routingBody(options) };
+    if (options.shell !== undefined) body.shell = options.shell;
+    return this.#stream("POST", "/v1/execute", { body });
   }
 
   // -- leases --------------------------------------------------------------
@@ -66,6 +85,9 @@ export class Client {
   async acquire(options: AcquireOptions = {}): Promise<Lease> {
     const body = routingBody(options);
     if (options.timeout !== undefined) body.timeout = options.timeout;
+    if (options.env !== undefined) body.env = options.env;
+    if (options.files !== undefined) body.files = options.files;
+    if (options.cwd !== undefined) body.cwd = options.cwd;
     return new Lease(this, toLeaseInfo(await this.#json("POST", "/v1/leases", { body })));
   }
 
@@ -87,6 +109,91 @@ export class Client {
   async exec(leaseId: string, command: Command, options: ExecOptions = {}): Promise<ExecResult> {
     const body = execBody(command, options);
     return toExecResult(await this.#json("POST", leasePath(leaseId, "/exec"), { body }));
+  }
+
+  async execStream(leaseId: string, command: Command, options: ExecOptions = {}): Promise<ExecStream> {
+    return this.#stream("POST", leasePath(leaseId, "/exec"), { body: execBody(command, options) });
+  }
+
+  // -- shells and processes of a lease (Lease, Shell and Process call these) ----
+
+  /** Opens a persistent shell in the lease; resolves to its id (`name`, or the server's). */
+  async openShell(leaseId: string, name?: string): Promise<string> {
+    const body = name === undefined ? undefined : { name };
+    return String((await this.#json("POST", leasePath(leaseId, "/shells"), { body })).id ?? "");
+  }
+
+  async shellRun(leaseId: string, shell: string, command: string, timeout?: Duration): Promise<ExecResult> {
+    return toExecResult(await this.#json("POST", shellPath(leaseId, shell, "/exec"), { body: shellBody(command, timeout) }));
+  }
+
+  async shellStream(leaseId: string, shell: string, command: string, timeout?: Duration): Promise<ExecStream> {
+    return this.#stream("POST", shellPath(leaseId, shell, "/exec"), { body: shellBody(command, timeout) });
+  }
+
+  async closeShell(leaseId: string, shell: string): Promise<void> {
+    await this.#request("DELETE", shellPath(leaseId, shell));
+  }
+
+  /** Starts a background process in the lease; resolves to its id. */
+  async startProcess(leaseId: string, command: Command, options: ProcessOptions = {}): Promise<string> {
+    const body = execBody(command, options);
+    if (options.tty) Object.assign(body, { tty: true, cols: options.cols ?? 80, rows: options.rows ?? 24 });
+    return String((await this.#json("POST", leasePath(leaseId, "/processes"), { body })).id ?? "");
+  }
+
+  async processes(leaseId: string): Promise<ProcessInfo[]> {
+    const answer = (await this.#json("GET", leasePath(leaseId, "/processes"))) as { processes?: unknown[] };
+    return (answer.processes ?? []).map((p) => toProcessInfo(p as Record<string, unknown>));
+  }
+
+  /** Output after byte `offset` (stdout) / `stderrOffset`; `waitMs`: wait that long for some. */
+  async processOutput(
+    leaseId: string,
+    pid: string,
+    o: { offset?: number; stderrOffset?: number; waitMs?: number } = {},
+  ): Promise<ProcessOutput> {
+    const query: Query = { offset: String(o.offset ?? 0), stderr_offset: String(o.stderrOffset ?? 0) };
+    if (o.waitMs !== undefined) query.wait = String(o.waitMs);
+    return toProcessOutput(await this.#json("GET", processPath(leaseId, pid, "/output"), { query }));
+  }
+
+  async followProcess(leaseId: string, pid: string, o: { offset?: number; stderrOffset?: number } = {}): Promise<ExecStream> {
+    const query: Query = { follow: "true", offset: String(o.offset ?? 0), stderr_offset: String(o.stderrOffset ?? 0) };
+    return this.#stream("GET", processPath(leaseId, pid, "/output"), { query });
+  }
+
+  /** Writes to the process's stdin (at most 1 MiB a call); `close` closes it after. */
+  async writeStdin(leaseId: string, pid: string, data: string | Uint8Array, close = false): Promise<number> {
+    const raw = typeof data === "string" ? new TextEncoder().encode(data) : data;
+    const query = close ? { close: "true" } : undefined;
+    const answer = await this.#request("POST", processPath(leaseId, pid, "/stdin"), { raw, query });
+    const n = (JSON.parse(new TextDecoder().decode(answer.body) || "{}") as { bytes?: unknown }).bytes;
+    return typeof n === "number" ? n : raw.length;
+  }
+
+  async signalProcess(leaseId: string, pid: string, signal: string | number = "TERM"): Promise<void> {
+    await this.#request("POST", processPath(leaseId, pid, "/signal"), { body: { signal } });
+  }
+
+  async resizeProcess(leaseId: string, pid: string, cols: number, rows: number): Promise<void> {
+    await this.#request("POST", processPath(leaseId, pid, "/resize"), { body: { cols, rows } });
+  }
+
+  /** Waits for the exit; StillRunningError when it still runs after `timeout` (nothing killed). */
+  async waitProcess(leaseId: string, pid: string, timeout: Duration = 30_000): Promise<ExecResult> {
+    try {
+      return toExecResult(await this.#json("POST", processPath(leaseId, pid, "/wait"), { body: { timeout } }));
+    } catch (e) {
+      if (e instanceof ExecTimeoutError && !(e instanceof StillRunningError))
+        throw new StillRunningError({ status: e.status, code: e.code, message: e.message, body: e.body, result: toExecResult({}) });
+      throw e;
+    }
+  }
+
+  /** Kills the process if it runs and forgets it. */
+  async forgetProcess(leaseId: string, pid: string): Promise<void> {
+    await this.#request("DELETE", processPath(leaseId, pid));
   }
 
   async putFile(leaseId: string, path: string, data: string | Uint8Array): Promise<void> {
@@ -132,6 +239,39 @@ export class Client {
   }
 
   // -- transport -----------------------------------------------------------
+
+  /** A request answered as a stream: resolves once the status came (errors reject here). */
+  async #stream(method: string, path: string, opts: { body?: unknown; query?: Query | undefined }): Promise<ExecStream> {
+    let url = this.url + path;
+    if (opts.query) url += "?" + new URLSearchParams(opts.query).toString();
+    const headers: Record<string, string> = { Accept: "application/x-ndjson" };
+    if (opts.body !== undefined) headers["Content-Type"] = "application/json";
+    if (this.#token) headers["Authorization"] = `Bearer ${this.#token}`;
+    const abort = new AbortController();
+    const where = `${method} ${url}`;
+    // The client's timeout bounds the wait for the answer's start, not the stream.
+    const timer = setTimeout(() => abort.abort(new DOMException("timeout", "TimeoutError")), this.#timeoutMs);
+    let res: Response;
+    try {
+      res = await fetch(url, {
+        method,
+        headers,
+        body: opts.body === undefined ? null : JSON.stringify(opts.body),
+        signal: abort.signal,
+      });
+    } catch (e) {
+      const why = abort.signal.aborted ? `no answer within ${this.#timeoutMs} ms` : describeFailure(e);
+      throw new UnreachableError({ status: 0, code: "unreachable", message: `${where}: ${why}`, cause: e });
+    } finally {
+      clearTimeout(timer);
+    }
+    if (!res.ok) throw toError(res, new Uint8Array(await res.arrayBuffer()));
+    if ((res.headers.get("Content-Type") ?? "").startsWith("application/json")) {
+      const whole = JSON.parse(await res.text()) as Record<string, unknown>;
+      return new ExecStream(res, abort, where, eventsOfResult(whole));
+    }
+    return new ExecStream(res, abort, where);
+  }
 
   async #json(
     method: string,
@@ -184,6 +324,18 @@ export class Client {
 
 function leasePath(leaseId: string, suffix = ""): string {
   return `/v1/leases/${encodeURIComponent(leaseId)}${suffix}`;
+}
+
+function shellPath(leaseId: string, shell: string, suffix = ""): string {
+  return leasePath(leaseId, `/shells/${encodeURIComponent(shell)}${suffix}`);
+}
+
+function processPath(leaseId: string, pid: string, suffix = ""): string {
+  return leasePath(leaseId, `/processes/${encodeURIComponent(pid)}${suffix}`);
+}
+
+function shellBody(command: string, timeout?: Duration): Record<string, unknown> {
+  return timeout === undefined ? { command } : { command, timeout };
 }
 
 /** fetch's "fetch failed" hides the reason in `cause` (ECONNREFUSED, ...). */

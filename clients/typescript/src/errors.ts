@@ -10,6 +10,9 @@ export type ErrorCode =
   | "not_found"
   | "unauthorized"
   | "payload_too_large"
+  | "too_large"
+  | "conflict"
+  | "shell_exited"
   | "pool_exhausted"
   | "backend_unavailable"
   | "shutting_down"
@@ -58,7 +61,7 @@ export class WarmpoolError extends Error {
 export class InvalidRequestError extends WarmpoolError {}
 /** 401: missing or wrong bearer token. */
 export class UnauthorizedError extends WarmpoolError {}
-/** 404: no route at that path. */
+/** 404 `not_found`: no shell or process with that id in the lease, or no route at that path. */
 export class NotFoundError extends WarmpoolError {}
 /** 404: no pool of that name (on that node). */
 export class UnknownPoolError extends NotFoundError {}
@@ -66,6 +69,12 @@ export class UnknownPoolError extends NotFoundError {}
 export class UnknownLeaseError extends NotFoundError {}
 /** 413: the request body exceeds the server's max_body. */
 export class PayloadTooLargeError extends WarmpoolError {}
+/** 413 `too_large`: more data than the operation takes (a stdin write over 1 MiB). */
+export class TooLargeError extends PayloadTooLargeError {}
+/** 409 `conflict`: stdin written after close or after the process ended; a shell still busy. */
+export class ConflictError extends WarmpoolError {}
+/** 409 `shell_exited`: the shell's own process ended (`exit`, killed): open a new shell. */
+export class ShellExitedError extends ConflictError {}
 /** 503 family: the server asks to retry later (`retryAfter` seconds). */
 export class UnavailableError extends WarmpoolError {}
 /** 503: no sandbox became free before the acquire deadline. */
@@ -99,6 +108,12 @@ export class ExecTimeoutError extends WarmpoolError {
   }
 }
 
+/**
+ * 504 from Process.wait: the process still runs after the wait's timeout (nothing was
+ * killed). `result` is empty.
+ */
+export class StillRunningError extends ExecTimeoutError {}
+
 type ErrorClass = new (init: WarmpoolErrorInit) => WarmpoolError;
 
 const byCode: Record<string, ErrorClass> = {
@@ -108,6 +123,9 @@ const byCode: Record<string, ErrorClass> = {
   unknown_pool: UnknownPoolError,
   unknown_lease: UnknownLeaseError,
   payload_too_large: PayloadTooLargeError,
+  too_large: TooLargeError,
+  conflict: ConflictError,
+  shell_exited: ShellExitedError,
 
   pool_exhausted: PoolExhaustedError,
   backend_unavailable: BackendUnavailableError,
@@ -123,4 +141,28 @@ const byCode: Record<string, ErrorClass> = {
 export function errorFor(init: WarmpoolErrorInit): WarmpoolError {
   const cls = byCode[init.code] ?? (init.status === 503 ? UnavailableError : WarmpoolError);
   return new cls(init);
+}
+
+const statusByCode: Record<string, number> = {
+  invalid_request: 400,
+  unauthorized: 401,
+  not_found: 404,
+  unknown_pool: 404,
+  unknown_lease: 404,
+  conflict: 409,
+  shell_exited: 409,
+  payload_too_large: 413,
+  too_large: 413,
+  container_failed: 502,
+  node_lost: 502,
+  pool_exhausted: 503,
+  backend_unavailable: 503,
+  shutting_down: 503,
+  not_ready: 503,
+  exec_timeout: 504,
+};
+
+/** The HTTP status the server answers an error code with (for errors inside a stream). */
+export function statusOf(code: string): number {
+  return statusByCode[code] ?? 500;
 }

@@ -1,6 +1,8 @@
 // warmpool: a client for the warmpool HTTP API (`warmpool serve`).
 export { Client, type ClientOptions } from "./client.js";
 export { Lease } from "./lease.js";
+export { Process, Shell } from "./live.js";
+export { ExecStream, type ExitEvent, type OutputEvent, type StreamEvent } from "./stream.js";
 export * from "./errors.js";
 export type {
   AcquireOptions,
@@ -13,6 +15,9 @@ export type {
   Health,
   LeaseInfo,
   PoolStats,
+  ProcessInfo,
+  ProcessOptions,
+  ProcessOutput,
   RoutingOptions,
   Size,
 } from "./types.js";

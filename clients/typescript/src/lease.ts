@@ -1,7 +1,9 @@
 // A held sandbox: exec and files on it until released. `await using` releases it at the end
 // of the scope (TypeScript 5.2+), as does Client.withLease for callers without it.
 import type { Client } from "./client.js";
-import type { Command, ExecOptions, ExecResult, LeaseInfo } from "./types.js";
+import { Process, Shell } from "./live.js";
+import type { ExecStream } from "./stream.js";
+import type { Command, ExecOptions, ExecResult, LeaseInfo, ProcessInfo, ProcessOptions } from "./types.js";
 
 export class Lease implements LeaseInfo {
   readonly id: string;
@@ -34,6 +36,36 @@ export class Lease implements LeaseInfo {
   /** Runs a command in this sandbox; a non-zero exit is a result, a timeout an ExecTimeoutError. */
   exec(command: Command, options?: ExecOptions): Promise<ExecResult> {
     return this.client.exec(this.id, command, options);
+  }
+
+  /** exec() with the output as it comes (leaving the stream early stops the command). */
+  execStream(command: Command, options?: ExecOptions): Promise<ExecStream> {
+    return this.client.execStream(this.id, command, options);
+  }
+
+  /** Opens a persistent shell (`await using sh = await lease.openShell()` closes it). */
+  async openShell(name?: string): Promise<Shell> {
+    return new Shell(this.client, this.id, await this.client.openShell(this.id, name));
+  }
+
+  /** A Shell for the id of one opened elsewhere (no request is made). */
+  attachShell(id: string): Shell {
+    return new Shell(this.client, this.id, id);
+  }
+
+  /** Starts a background process (`await using p = await lease.startProcess(...)` kills it). */
+  async startProcess(command: Command, options?: ProcessOptions): Promise<Process> {
+    return new Process(this.client, this.id, await this.client.startProcess(this.id, command, options));
+  }
+
+  /** A Process for an id from processes() (no request is made). */
+  attachProcess(id: string): Process {
+    return new Process(this.client, this.id, id);
+  }
+
+  /** The lease's background processes, running or ended (until forgotten). */
+  processes(): Promise<ProcessInfo[]> {
+    return this.client.processes(this.id);
   }
 
   putFile(path: string, data: string | Uint8Array): Promise<void> {

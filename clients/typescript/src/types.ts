@@ -27,11 +27,52 @@ export interface RoutingOptions {
   tenant?: string;
 }
 
-export interface ExecuteOptions extends ExecOptions, RoutingOptions {}
+export interface ExecuteOptions extends ExecOptions, RoutingOptions {
+  /** With `session`: run the command (a string) in the session's shell of this name. */
+  shell?: string;
+}
 
 export interface AcquireOptions extends RoutingOptions {
   /** How long to wait for a sandbox (default: the pool's acquire_timeout). */
   timeout?: Duration;
+  /** Variables every command, shell and process of the lease sees (never logged). */
+  env?: Record<string, string>;
+  /** path -> text written into the sandbox before it is handed over (relative: the workspace). */
+  files?: Record<string, string>;
+  /** Working directory of the lease's commands, shells and processes. */
+  cwd?: string;
+}
+
+export interface ProcessOptions extends ExecOptions {
+  /** Run it on a pseudo-terminal of cols x rows (stdout and stderr are then one stream). */
+  tty?: boolean;
+  cols?: number;
+  rows?: number;
+}
+
+/** A background process as Lease.processes() lists it. */
+export interface ProcessInfo {
+  id: string;
+  command: string;
+  running: boolean;
+  /** Once it ended (-1 when a signal ended it); null while it runs. */
+  exitCode: number | null;
+  signal: number;
+  tty: boolean;
+}
+
+/** One read of a process's output from byte offsets (pass `offset`s to the next read). */
+export interface ProcessOutput {
+  stdout: string;
+  stderr: string;
+  offset: number;
+  stderrOffset: number;
+  running: boolean;
+  exitCode: number | null;
+  signal: number;
+  timedOut: boolean;
+  truncated: boolean;
+  durationMs: number;
 }
 
 export interface ExecResult {
@@ -205,4 +246,32 @@ export function toPoolStats(w: Wire): PoolStats {
   };
   if (w.transitions && typeof w.transitions === "object") p.transitions = counts(w.transitions);
   return p;
+}
+
+const exitCodeOrNull = (v: unknown): number | null => (typeof v === "number" ? v : null);
+
+export function toProcessInfo(w: Wire): ProcessInfo {
+  return {
+    id: str(w.id),
+    command: str(w.command),
+    running: w.running === true,
+    exitCode: exitCodeOrNull(w.exit_code),
+    signal: num(w.signal),
+    tty: w.tty === true,
+  };
+}
+
+export function toProcessOutput(w: Wire): ProcessOutput {
+  return {
+    stdout: str(w.stdout),
+    stderr: str(w.stderr),
+    offset: num(w.offset),
+    stderrOffset: num(w.stderr_offset),
+    running: w.running === true,
+    exitCode: exitCodeOrNull(w.exit_code),
+    signal: num(w.signal),
+    timedOut: w.timed_out === true,
+    truncated: w.truncated === true,
+    durationMs: num(w.duration_ms),
+  };
 }

@@ -102,7 +102,7 @@ test("LeaseRunsCommandsAndMovesFilesUntilReleased", async () => {
 });
 
 test("SessionKeepsItsSandboxAndFilesBetweenExecutes", async () => {
-  const session = `ts-session-${process.pid}`;
+  const session = process.env.WARMPOOL_SESSION ?? `ts-session-${process.pid}`; // one for the suite
   const first = await client.execute("echo kept > session.txt", { pool: "shell", session });
   const second = await client.execute(["cat", "session.txt"], { pool: "shell", session });
   assert.equal(second.container, first.container);
@@ -122,7 +122,7 @@ test("DirtyReleaseRetiresTheSandbox", async () => {
 
 test("BodyOverTheServersLimitIsPayloadTooLarge", async () => {
   await client.withLease({ pool: "shell" }, async (lease) => {
-    const e = await rejection(lease.putFile("big.bin", new Uint8Array(200 * 1024)), PayloadTooLargeError);
+    const e = await rejection(lease.putFile("big.bin", new Uint8Array(4 << 20)), PayloadTooLargeError);
     assert.equal(e.status, 413);
     assert.equal(e.code, "payload_too_large");
   });

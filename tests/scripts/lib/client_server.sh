@@ -1,7 +1,9 @@
 # Sourced by the client tests (python_client.sh, typescript_client.sh): starts a real
 # `warmpool serve` with two bubblewrap pools ("shell": 2 sandboxes, "single": 1) on a free
-# loopback port, with a bearer token and a 64 KiB body limit. Needs $bin, $tmp, fail() and a
-# cleanup trap that kills $server; sets token, server, port and url.
+# loopback port, with a bearer token and a 3 MiB body limit (so a 2 MiB stdin write reaches
+# its endpoint, which refuses it with 413 too_large, and a 4 MiB body gets the transport's
+# 413 payload_too_large). Needs $bin, $tmp, fail() and a cleanup trap that kills $server;
+# sets token, server, port and url.
 # start_client_server NAME
 start_client_server() {
   token="$1-$RANDOM$RANDOM"
@@ -9,7 +11,7 @@ start_client_server() {
 node: $1-$$
 log: {level: info}
 shutdown_grace: 2s
-server: {listen: "127.0.0.1:0", token: "$token", max_body: 64k}
+server: {listen: "127.0.0.1:0", token: "$token", max_body: 3m}
 pools:
   - name: shell
     backend: local

@@ -1,0 +1,113 @@
+"""A persistent shell in a leased sandbox: state carries over between its commands."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any, Dict, Optional, Type
+
+from ._http import Transport
+from ._wire import lease_path, seg, wait_s
+from .errors import ExecTimeout, NotFound, UnknownLease
+from .events import ExecStream
+from .types import Duration, ExecResult, wire_duration
+
+__all__ = ["Shell"]
+
+
+class Shell:
+    """A shell (bash where the sandbox has it, else sh) open in a lease until :meth:`close`
+    (``with`` closes it on exit) or the lease's release.
+
+    Each command sees what earlier ones left: the working directory, variables, functions,
+    aliases. It returns its own output and exit code. A command over its ``timeout`` is
+    interrupted (SIGINT to its process group, then SIGKILL) and the shell stays usable. When
+    the shell's own process ends (``exit``), its next command raises
+    :class:`~warmpool.ShellExited`: open another one.
+
+    Made by :meth:`warmpool.Lease.open_shell` (or :meth:`warmpool.Lease.shell`). One command
+    at a time: a second one while the first runs raises :class:`~warmpool.Conflict`.
+    """
+
+    def __init__(self, http: Transport, lease_id: str, shell_id: str) -> None:
+        self._http = http
+        self._lease_id = lease_id
+        self._id = shell_id
+        self._closed = False
+
+    @property
+    def id(self) -> str:
+        """The shell's id (the name it was opened with, or one the server chose)."""
+        return self._id
+
+    @property
+    def lease_id(self) -> str:
+        return self._lease_id
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __repr__(self) -> str:
+        return f"<warmpool.Shell {self._id} lease={self._lease_id} {'closed' if self._closed else 'open'}>"
+
+    def _path(self, suffix: str = "") -> str:
+        return lease_path(self._lease_id, f"/shells/{seg(self._id, 'shell')}{suffix}")
+
+    def _body(self, command: str, timeout: Optional[Duration]) -> Dict[str, Any]:
+        if not isinstance(command, str):
+            raise TypeError(f"command: a shell runs a string (got {type(command).__name__})")
+        body: Dict[str, Any] = {"command": command}
+        if timeout is not None:
+            body["timeout"] = wire_duration(timeout)
+        return body
+
+    def run(self, command: str, timeout: Optional[Duration] = None, *,
+            raise_on_timeout: bool = True) -> ExecResult:
+        """Runs ``command`` in the shell and returns its result once it ended (a non-zero
+        exit is a result).
+
+        Args:
+            command: shell text, as typed at a prompt (several lines are fine; no NUL).
+            timeout: the command's time limit (default: the pool's ``exec_timeout``).
+            raise_on_timeout: a command over ``timeout`` is interrupted and
+                :class:`~warmpool.ExecTimeout` raised with the partial output in ``.result``
+                (the shell itself goes on); False returns that result instead.
+        """
+        try:
+            answer = self._http.request("POST", self._path("/exec"), body=self._body(command, timeout),
+                                        extra_wait=wait_s(timeout))
+        except ExecTimeout as e:
+            if raise_on_timeout:
+                raise
+            return e.result
+        return ExecResult.from_json(answer.json())
+
+    def stream(self, command: str, timeout: Optional[Duration] = None) -> ExecStream:
+        """Runs ``command`` in the shell and returns its output as it comes (an
+        :class:`~warmpool.ExecStream` of events). Closing the stream before the exit
+        interrupts the command; the shell stays."""
+        return ExecStream(self._http.stream(
+            "POST", self._path("/exec"), body=self._body(command, timeout),
+            read_timeout=self._http.timeout + wait_s(timeout)))
+
+    def close(self) -> None:
+        """Ends the shell and whatever it runs. A second call, or a shell or lease already
+        gone, does nothing."""
+        if self._closed:
+            return
+        try:
+            self._http.request("DELETE", self._path())
+        except (NotFound, UnknownLease):
+            pass
+        self._closed = True
+
+    def __enter__(self) -> "Shell":
+        return self
+
+    def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
+                 tb: Optional[TracebackType]) -> None:
+        try:
+            self.close()
+        except Exception:
+            if exc is None:
+                raise

@@ -1,0 +1,87 @@
+"""The non-streamed endpoints of live sandboxes, for http_api.py: a held lease's shells and
+background processes (list, output from offsets, stdin and its close, signals, a PTY and its
+resize, wait, forget), every answer validated against docs/openapi.yaml by `call`, and the
+typed errors: 404 not_found, 409 conflict, 413, 400, 504 exec_timeout."""
+
+
+def expect(cond, msg):
+    if not cond:
+        raise AssertionError(msg)
+
+
+def run(port, call, want, wait_until):
+    lid = want(call(port, "POST", "/v1/leases", {"pool": "local"}), 201).json()["id"]
+    base = f"/v1/leases/{lid}"
+    try:
+        _shells(port, call, want, base)
+        _stdin_and_output(port, call, want, wait_until, base)
+        _signals_and_wait(port, call, want, base)
+        _pty(port, call, want, wait_until, base)
+    finally:
+        want(call(port, "DELETE", base), 204)
+    # Release ended them all (and the lease with them).
+    want(call(port, "GET", base + "/processes"), 404, "unknown_lease")
+
+
+def _shells(port, call, want, base):
+    sid = want(call(port, "POST", base + "/shells"), 201).json()["id"]
+    r = want(call(port, "POST", f"{base}/shells/{sid}/exec", {"command": "cd /tmp; f() { echo in $PWD; }"}), 200)
+    r = want(call(port, "POST", f"{base}/shells/{sid}/exec", {"command": "f", "timeout": "5s"}), 200).json()
+    expect((r["stdout"], r["exit_code"], r["lease"]) == ("in /tmp\n", 0, base.split("/")[-1]), r)
+    r = want(call(port, "POST", f"{base}/shells/{sid}/exec", {"command": "echo x; sleep 30", "timeout": 300}),
+             504, "exec_timeout").json()
+    expect(r["stdout"] == "x\n" and r["timed_out"] is True, r)
+    want(call(port, "POST", f"{base}/shells/{sid}/exec", {"command": "a\u0000b"}), 400, "invalid_request")
+    want(call(port, "POST", f"{base}/shells/{sid}/exec", {"cmd": "true"}), 400, "invalid_request")
+    want(call(port, "DELETE", f"{base}/shells/{sid}"), 204)
+    want(call(port, "DELETE", f"{base}/shells/{sid}"), 404, "not_found")
+    want(call(port, "POST", f"{base}/shells/{sid}/exec", {"command": "true"}), 404, "not_found")
+
+
+def _stdin_and_output(port, call, want, wait_until, base):
+    pid = want(call(port, "POST", base + "/processes", {"command": ["cat"]}), 201).json()["id"]
+    listed = want(call(port, "GET", base + "/processes"), 200).json()["processes"]
+    expect([(p["id"], p["running"], p["exit_code"]) for p in listed] == [(pid, True, None)], listed)
+    r = want(call(port, "POST", f"{base}/processes/{pid}/stdin", raw=b"hello\n"), 200).json()
+    expect(r == {"bytes": 6}, r)
+    out = wait_until("cat's echo", lambda: (lambda o: o if o["stdout"] == "hello\n" else None)(
+        want(call(port, "GET", f"{base}/processes/{pid}/output", query={"wait": 1000}), 200).json()), 10)
+    expect((out["offset"], out["stderr_offset"], out["running"], out["exit_code"]) == (6, 0, True, None), out)
+    more = want(call(port, "GET", f"{base}/processes/{pid}/output", query={"offset": 6}), 200).json()
+    expect(more["stdout"] == "" and more["offset"] == 6, more)
+    want(call(port, "GET", f"{base}/processes/{pid}/output", query={"offset": "x"}), 400, "invalid_request")
+    want(call(port, "POST", f"{base}/processes/{pid}/stdin", raw=b"x" * (2 << 20)), 413)
+    want(call(port, "POST", f"{base}/processes/{pid}/stdin", raw=b"bye\n", query={"close": "true"}), 200)
+    want(call(port, "POST", f"{base}/processes/{pid}/stdin", raw=b"late\n"), 409, "conflict")
+    r = want(call(port, "POST", f"{base}/processes/{pid}/wait", {"timeout": "10s"}), 200).json()
+    expect((r["stdout"], r["exit_code"]) == ("hello\nbye\n", 0), r)
+    done = want(call(port, "GET", f"{base}/processes/{pid}/output"), 200).json()
+    expect(done["running"] is False and done["exit_code"] == 0 and "duration_ms" in done, done)
+    want(call(port, "DELETE", f"{base}/processes/{pid}"), 204)
+    want(call(port, "DELETE", f"{base}/processes/{pid}"), 404, "not_found")
+    want(call(port, "GET", f"{base}/processes/{pid}/output"), 404, "not_found")
+
+
+def _signals_and_wait(port, call, want, base):
+    pid = want(call(port, "POST", base + "/processes", {"command": "exec sleep 30"}), 201).json()["id"]
+    want(call(port, "POST", f"{base}/processes/{pid}/wait", {"timeout": 200}), 504, "exec_timeout")
+    want(call(port, "POST", f"{base}/processes/{pid}/signal", {"signal": "NOPE"}), 400, "invalid_request")
+    want(call(port, "POST", f"{base}/processes/{pid}/signal", {"signal": "TERM"}), 204)
+    r = want(call(port, "POST", f"{base}/processes/{pid}/wait", {"timeout": "10s"}), 200).json()
+    expect((r["signal"], r["exit_code"]) == (15, -1), r)
+    listed = want(call(port, "GET", base + "/processes"), 200).json()["processes"]
+    expect([(p["id"], p["running"], p.get("signal")) for p in listed] == [(pid, False, 15)], listed)
+    want(call(port, "DELETE", f"{base}/processes/{pid}"), 204)
+
+
+def _pty(port, call, want, wait_until, base):
+    body = {"command": "test -t 0 && echo tty; stty size; read x; stty size", "tty": True, "cols": 100, "rows": 40}
+    pid = want(call(port, "POST", base + "/processes", body), 201).json()["id"]
+    wait_until("the first size", lambda: "40 100" in want(call(
+        port, "GET", f"{base}/processes/{pid}/output", query={"wait": 1000}), 200).json()["stdout"], 10)
+    want(call(port, "POST", f"{base}/processes/{pid}/resize", {"cols": 120}), 400, "invalid_request")
+    want(call(port, "POST", f"{base}/processes/{pid}/resize", {"cols": 120, "rows": 50}), 204)
+    want(call(port, "POST", f"{base}/processes/{pid}/stdin", raw=b"\n"), 200)
+    r = want(call(port, "POST", f"{base}/processes/{pid}/wait", {"timeout": "10s"}), 200).json()
+    expect("tty" in r["stdout"] and "50 120" in r["stdout"] and r["exit_code"] == 0, r)
+    want(call(port, "DELETE", f"{base}/processes/{pid}"), 204)
