@@ -64,8 +64,11 @@ void arm_state_timer(self_ptr self) {
     case timer_kind::idle:
       if (st.p.cfg->idle_timeout.count() > 0 && !st.p.fresh)
         arm_timer(self, timer_kind::idle, st.p.cfg->idle_timeout, st.seq);
-      if (st.p.cfg->pause_idle_after.count() > 0 && !st.p.fresh)
-        arm_timer(self, timer_kind::pause, st.p.cfg->pause_idle_after, st.seq);
+      if (st.p.cfg->pause_idle_after.count() > 0 && !st.p.fresh &&
+          st.pause_armed != st.pause_epoch) {
+        st.pause_armed = st.pause_epoch;
+        arm_timer(self, timer_kind::pause, st.p.cfg->pause_idle_after, st.pause_epoch);
+      }
       break;
     case timer_kind::restart: arm_timer(self, timer_kind::restart, backoff(st), st.seq); break;
     default: break;
@@ -112,6 +115,7 @@ void adopt(self_ptr self, SandboxPtr box) {
   auto& st = self->state;
   st.sandbox = std::move(box);
   st.paused = false;
+  ++st.pause_epoch;
   st.created_at = self->clock().now();
   st.p.registry->add(st.sandbox->id(), me(self));
 }
@@ -548,6 +552,7 @@ container_internal_actor::behavior_type container(self_ptr self, container_param
       st.lease_id = offer.lease.id;
       st.broken_lease.clear();
       ++st.uses;
+      ++st.pause_epoch;
       watch_holder(self);
       apply(self, *r, {});
       return std::move(offer.lease);
@@ -650,8 +655,12 @@ container_internal_actor::behavior_type container(self_ptr self, container_param
         return;
       }
       if (k == timer_kind::pause) { // armed beside the idle state's own timer
-        if (stamp == st.seq && st.state == cstate::idle)
+        if (stamp != st.pause_epoch)
+          return; // leased (or replaced) since
+        if (st.state == cstate::idle)
           fire(self, cevent::pause_due);
+        else if (st.state == cstate::probing || st.state == cstate::suspect)
+          arm_timer(self, timer_kind::pause, st.p.cfg->pause_idle_after, stamp); // try again
         return;
       }
       // A per-state timer counts only in the stay it was armed in.

@@ -78,6 +78,10 @@ struct container_state {
   // Paused, or a pause is queued (pause_idle_after): what is queued after it runs paused
   // unless a wake is queued in between.
   bool paused = false;
+  // The pause timer counts one stay in service between leases: probes come and go without
+  // restarting it. A lease or a new sandbox starts a new epoch.
+  uint64_t pause_epoch = 0;
+  uint64_t pause_armed = ~uint64_t{0}; // the epoch whose timer is running
   bool last_probe_ok = true;
   caf::typed_response_promise<probe_result> probe_rp; // the probe in flight
   // Exactly one backend call in flight per sandbox; the rest wait here.

@@ -7,6 +7,7 @@ namespace warmpool {
 struct SimBackend::SimSandbox : Sandbox {
   std::string sid;
   std::atomic<bool> alive{true};
+  std::atomic<bool> frozen{false}; // paused (pause_idle_after): every other call fails
   std::map<std::string, std::string> files;
   int background = 0; // processes left running by the tenant ("cmd &")
   std::string id() const override { return sid; }
@@ -45,6 +46,22 @@ void SimBackend::check_alive(SimSandbox& box) {
   wait_while_paused(); // every call on a sandbox checks it is alive first
   if (!box.alive)
     throw Error{Errc::container_failed, "sim sandbox " + box.sid + " is dead"};
+  // A frozen sandbox would not answer: calling it before unpause() is a bug to catch.
+  if (box.frozen)
+    throw Error{Errc::container_failed, "sim sandbox " + box.sid + " is paused"};
+}
+
+void SimBackend::pause(Sandbox& sandbox) {
+  auto& box = cast(sandbox);
+  check_alive(box);
+  box.frozen = true;
+  ++pauses_;
+}
+
+void SimBackend::unpause(Sandbox& sandbox) {
+  auto& box = cast(sandbox);
+  if (box.frozen.exchange(false))
+    ++unpauses_;
 }
 
 SandboxPtr SimBackend::create(const SandboxSpec& spec) {

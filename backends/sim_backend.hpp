@@ -26,6 +26,8 @@ public:
   ResetReport reset(Sandbox& box, duration timeout) override;
   void ping(Sandbox& box, duration timeout) override;
   void destroy(Sandbox& box) override;
+  void pause(Sandbox& box) override;
+  void unpause(Sandbox& box) override;
   void on_death(DeathCallback cb) override;
 
   // -- controls for tests (thread-safe) -------------------------------------
@@ -39,6 +41,8 @@ public:
   /// Most create() calls that were ever running at the same time.
   size_t max_parallel_creates() const { return max_parallel_; }
   size_t destroyed() const { return destroyed_; }
+  size_t pauses() const { return pauses_; }
+  size_t unpauses() const { return unpauses_; }
   std::set<std::string> live_ids() const;
   /// Stalls the backend as a hung daemon would: every call (create, exec, files, reset,
   /// ping) starting in the next `d` blocks until then. Used by load-test faults.
@@ -65,6 +69,7 @@ private:
   std::atomic<size_t> creating_{0};
   std::atomic<size_t> max_parallel_{0};
   std::atomic<size_t> destroyed_{0};
+  std::atomic<size_t> pauses_{0}, unpauses_{0};
   std::atomic<uint64_t> next_id_{0};
   std::atomic<int64_t> paused_until_ns_{0}; // steady_clock; 0: not paused
 };

@@ -321,9 +321,8 @@ void validate_pool(const PoolConfig& p, const std::string& at, Issues& out) {
   non_negative("max_age", p.max_age);
   non_negative("idle_timeout", p.idle_timeout);
   non_negative("pause_idle_after", p.pause_idle_after);
-  if (p.pause_idle_after.count() > 0 && p.backend != "docker")
-    bad("pause_idle_after", "only docker sandboxes can be paused (this pool's backend is " +
-                              quote(p.backend) + ")");
+  if (p.pause_idle_after.count() > 0 && p.backend == "local")
+    bad("pause_idle_after", "only docker (and sim) sandboxes can be paused, not local ones");
   positive("acquire_timeout", p.acquire_timeout);
   at_least_one("create_parallelism", p.create_parallelism);
   at_least_one("max_fresh", p.max_fresh);

@@ -15,8 +15,7 @@ using json = nlohmann::json;
 
 namespace {
 
-/// How long one poll may wait in the sandbox for output before answering empty.
-constexpr duration kPollWait{2000};
+constexpr duration kPollWait = live_poll_wait;
 /// The agent's extra time on top of a call's own wait (the transfer, a busy sandbox).
 constexpr duration kCallMargin{30000};
 

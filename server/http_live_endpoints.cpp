@@ -234,7 +234,7 @@ void HttpServer::Impl::follow_shell(const LeaseRegistry::EntryPtr& e, const std:
     g->total.stderr_data += o.stderr_data;
     if (o.running) {
       auto next = *step;
-      return e->lease.read_output_async(o.id, o.offset, o.stderr_offset, duration{2000}, next);
+      return e->lease.read_output_async(o.id, o.offset, o.stderr_offset, live_poll_wait, next);
     }
     *step = nullptr;
     auto r = o.result;
@@ -243,7 +243,7 @@ void HttpServer::Impl::follow_shell(const LeaseRegistry::EntryPtr& e, const std:
     auto at = where(e->lease);
     finish(result_response(r, at, {{"lease", e->lease.id()}}), nullptr);
   };
-  e->lease.shell_start_async(shell, ereq.shell, ereq.timeout, duration{2000}, *step);
+  e->lease.shell_start_async(shell, ereq.shell, ereq.timeout, live_poll_wait, *step);
 }
 
 void HttpServer::Impl::shell_delete(Request& req, const ReplyPtr& reply) {
@@ -378,7 +378,7 @@ void HttpServer::Impl::wait_process(const LeaseRegistry::EntryPtr& e, const std:
                                     steady::time_point deadline, std::shared_ptr<ExecResult> acc,
                                     uint64_t off, uint64_t eoff, Finish finish) {
   auto left = std::chrono::duration_cast<duration>(deadline - steady::now());
-  auto wait = std::clamp(left, duration{0}, duration{2000});
+  auto wait = std::clamp(left, duration{0}, live_poll_wait);
   e->lease.read_output_async(
     pid, off, eoff, wait,
     [this, e, pid, deadline, acc, finish](ProcessOutput o, std::exception_ptr err) {

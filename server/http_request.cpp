@@ -167,6 +167,19 @@ ExecRequest parse_exec(const json& body) {
   r.stdin_data = get_string(body, "stdin");
   r.env = get_string_map(body, "env");
   r.cwd = get_string(body, "cwd");
+  // Refused here, before a sandbox is taken for them: no process can receive a NUL byte in
+  // its arguments, environment or working directory.
+  auto has_nul = [](const std::string& s) { return s.find('\0') != std::string::npos; };
+  if (has_nul(r.shell))
+    throw bad("command", "must not contain a NUL character");
+  for (const auto& a : r.argv)
+    if (has_nul(a))
+      throw bad("command", "an argument must not contain a NUL character");
+  for (const auto& [k, v] : r.env)
+    if (has_nul(k) || has_nul(v) || k.empty() || k.find('=') != std::string::npos)
+      throw bad("env", "names must be non-empty without '=' and nothing may contain a NUL character");
+  if (has_nul(r.cwd))
+    throw bad("cwd", "must not contain a NUL character");
   r.timeout = get_duration(body, "timeout", duration{0}); // 0: the pool's exec_timeout
   r.output_limit = 0;                                     // 0: the pool's output_limit
   if (auto v = field(body, "output_limit")) {
@@ -253,6 +266,10 @@ ParsedBody parse_request_body(const std::string& endpoint, const std::string& te
     out.acquire.setup.env = get_string_map(body, "env");
     out.acquire.setup.files = get_string_map(body, "files");
     out.acquire.setup.cwd = get_string(body, "cwd");
+    for (const auto& [k, v] : out.acquire.setup.env)
+      if (k.empty() || k.find_first_of(std::string("=\0", 2)) != std::string::npos ||
+          v.find('\0') != std::string::npos)
+        throw bad("env", "names must be non-empty without '=' and nothing may contain a NUL character");
     for (auto& [path, content] : out.acquire.setup.files)
       if (path.empty() || path.find('\0') != std::string::npos)
         throw bad("files", "a file path must be non-empty and without NUL bytes");

@@ -14,8 +14,7 @@ using json = nlohmann::json;
 
 namespace {
 
-/// How long one poll of the sandbox waits for output before asking again.
-constexpr duration kPoll{2000};
+constexpr duration kPoll = live_poll_wait;
 
 std::string line(const json& j) {
   // Output that is not UTF-8 is replaced, not refused: a JSON line carries text.

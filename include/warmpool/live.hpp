@@ -60,6 +60,11 @@ struct LeaseSetup {
   bool empty() const { return env.empty() && files.empty() && cwd.empty(); }
 };
 
+/// How long one read of a running command's output may wait in the sandbox for more. A
+/// sandbox serves one call at a time, so this bounds how long a follower holds up other
+/// calls on its lease; output that arrives sooner is answered at once.
+constexpr duration live_poll_wait{100};
+
 /// Receives output as it is produced: `is_stderr` tells the stream. A tty process has
 /// one stream, reported as stdout.
 using OutputCallback = std::function<void(bool is_stderr, std::string_view data)>;

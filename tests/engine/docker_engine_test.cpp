@@ -110,7 +110,8 @@ struct DockerEngine : ::testing::Test {
   std::string docker_id(const std::string& engine_id) {
     std::string prefix = "/wp-" + engine->instance().substr(0, 8) + "-" + engine_id + "-";
     for (const auto& ct : containers({"warmpool.instance=" + engine->instance()}))
-      if (name_of(ct).rfind(prefix, 0) == 0 && ct.value("State", "") == "running")
+      if (name_of(ct).rfind(prefix, 0) == 0 &&
+          (ct.value("State", "") == "running" || ct.value("State", "") == "paused"))
         return ct.value("Id", "");
     return "";
   }
@@ -254,6 +255,55 @@ TEST_F(DockerEngine, KilledLeasedContainerFailsTheLeaseNextCall) {
   { Lease dropped = std::move(lease); } // (`Lease{}` does not compile outside engine.cpp)
   auto next = e.acquire("bb");
   EXPECT_EQ(next.exec(sh("echo back")).stdout_data, "back\n");
+}
+
+bool paused(docker::DockerClient& client, const std::string& cid) {
+  if (cid.empty())
+    return false;
+  auto st = client.inspect(cid).value("State", json::object());
+  return st.value("Paused", false) && st.value("Running", false);
+}
+
+TEST_F(DockerEngine, IdleContainerIsPausedAndALeaseThawsIt) {
+  auto& p = add_pool(kBusybox, 1, 1);
+  p.pause_idle_after = 200ms;
+  p.health_check.interval = 100ms; // probes must not wake it
+  auto& e = start();
+  auto id = stats().containers.at(0).id;
+  ASSERT_TRUE(eventually([&] { return paused(*client, docker_id(id)); }, 20s))
+    << "the idle container was never paused";
+  auto cid = docker_id(id);
+  std::this_thread::sleep_for(500ms); // a few probe rounds pass
+  EXPECT_TRUE(paused(*client, cid)) << "a probe woke the paused container";
+  {
+    auto lease = e.acquire("bb"); // the thaw is queued before the lease's first call
+    EXPECT_EQ(lease.exec(sh("echo thawed")).stdout_data, "thawed\n");
+    EXPECT_FALSE(paused(*client, cid));
+    lease.release();
+  }
+  // Reset, idle again: paused again.
+  ASSERT_TRUE(eventually([&] { return paused(*client, docker_id(id)); }, 20s));
+  EXPECT_EQ(stats().failed, 0u);
+}
+
+TEST_F(DockerEngine, ContainerKilledWhilePausedIsReplaced) {
+  auto& p = add_pool(kBusybox, 1, 1);
+  p.pause_idle_after = 200ms;
+  p.health_check.interval = 1h; // only the event stream can notice the death
+  auto& e = start();
+  auto id = stats().containers.at(0).id;
+  ASSERT_TRUE(eventually([&] { return paused(*client, docker_id(id)); }, 20s));
+  auto cid = docker_id(id);
+  ASSERT_TRUE(client->remove(cid, /*force=*/true)); // `docker kill` refuses a paused one
+  ASSERT_TRUE(eventually(
+    [&] {
+      auto now = docker_id(id);
+      return stats().failed >= 1 && stats().idle == 1 && !now.empty() && now != cid;
+    },
+    30s))
+    << "no replacement after the paused container was killed";
+  auto lease = e.acquire("bb");
+  EXPECT_EQ(lease.exec(sh("echo replaced")).stdout_data, "replaced\n");
 }
 
 /// `warmpool run` of a busybox pool of two on this test's node, as a process of its own:

@@ -26,6 +26,7 @@ TEST(LeaseHandle, LeaseHolderCannotSendInternalMessages) {
   static_assert(std::is_same<decltype(container_ref::handle), container_actor>::value);
   static_assert(accepts<sandbox_lease_actor, exec_atom, std::string, ExecRequest>);
   static_assert(accepts<sandbox_lease_actor, release_atom, std::string, bool>);
+  static_assert(accepts<sandbox_lease_actor, live_atom, std::string, std::string, int64_t>);
   static_assert(!accepts<sandbox_lease_actor, retire_atom, std::string>);
   static_assert(!accepts<sandbox_lease_actor, shutdown_atom>);
   static_assert(!accepts<sandbox_lease_actor, probe_atom>);
@@ -151,6 +152,87 @@ TEST_F(LifecycleTable, IdleOnExpireRefusedRearmsItsTimer) {
   advance(30s);
   EXPECT_EQ(rec->expire_asks, 2u);
   EXPECT_EQ(now(), cstate::idle);
+}
+
+// -- idle, paused (pause_idle_after) -------------------------------------------------
+
+TEST_F(LifecycleTable, IdleOnPauseDuePausesAndStaysIdle) {
+  pc->pause_idle_after = 5s;
+  spawn_idle();
+  auto at = mark();
+  advance(4s);
+  drive();
+  EXPECT_EQ(backend->pauses(), 0u);
+  advance(1s);
+  drive();
+  EXPECT_EQ(backend->pauses(), 1u);
+  EXPECT_EQ(now(), cstate::idle);
+  EXPECT_EQ(since(at), states{}); // still leasable: the pool sees no change
+}
+
+TEST_F(LifecycleTable, PausedIdleOnProbeIsSkippedWithoutWakingIt) {
+  pc->pause_idle_after = 5s;
+  spawn_idle();
+  advance(5s);
+  drive();
+  auto at = mark();
+  auto r = probe();
+  drive();
+  ASSERT_TRUE(r->has_value());
+  EXPECT_EQ(since(at), states{});
+  EXPECT_EQ(backend->unpauses(), 0u);
+}
+
+TEST_F(LifecycleTable, PausedIdleOnLeaseThawsBeforeTheLeasesCalls) {
+  pc->pause_idle_after = 5s;
+  spawn_idle();
+  advance(5s);
+  drive();
+  auto li = lease();
+  auto r = exec_async(li); // the sim refuses calls on a paused sandbox
+  drive();
+  ASSERT_TRUE(*r && **r) << "the lease's exec ran on a paused sandbox";
+  EXPECT_EQ(backend->unpauses(), 1u);
+}
+
+TEST_F(LifecycleTable, LeaseWhileThePauseIsStillQueuedRunsThawed) {
+  pc->pause_idle_after = 5s;
+  spawn_idle();
+  advance(5s);
+  run(); // the pause is queued, not yet run
+  EXPECT_EQ(backend->pauses(), 0u);
+  auto li = lease();
+  auto r = exec_async(li);
+  drive(); // pause, then unpause, then exec
+  EXPECT_EQ(backend->pauses(), 1u);
+  EXPECT_EQ(backend->unpauses(), 1u);
+  ASSERT_TRUE(*r && **r);
+}
+
+TEST_F(LifecycleTable, PausedIdleOnRetireThawsThenDestroys) {
+  pc->pause_idle_after = 5s;
+  spawn_idle();
+  advance(5s);
+  drive();
+  auto at = mark();
+  retire();
+  drive();
+  EXPECT_EQ(since(at), to_gone);
+  EXPECT_EQ(backend->unpauses(), 1u);
+}
+
+TEST_F(LifecycleTable, IdleAfterAResetPausesAgain) {
+  pc->pause_idle_after = 5s;
+  spawn_idle();
+  advance(5s);
+  drive();
+  auto li = lease();
+  release_async(li);
+  drive();
+  EXPECT_EQ(now(), cstate::idle);
+  advance(5s);
+  drive();
+  EXPECT_EQ(backend->pauses(), 2u);
 }
 
 TEST_F(LifecycleTable, IdleOnMaxAgeRetires) {
