@@ -398,7 +398,7 @@ void stream_section(Engine& e, int port, const std::vector<std::string>& backend
                  });
       const std::string stdin_path = base + "/" + pid + "/stdin";
       // Capped: each write waits for the follower's pending poll (see docs/PERFORMANCE.md).
-      const int n = std::min(lines, 40);
+      const int n = std::min(lines, 20);
       for (int i = 0; i < n + 2; ++i) {
         std::string msg = "ping " + std::to_string(i) + "\n";
         auto t0 = clk::now();

@@ -99,6 +99,11 @@ TEST(LoadLiveOps, EngineTargetOnALocalPool) {
   auto j = run(dir, "engine: engine.yaml", "{agent: {weight: 1, commands: 4}, stream: 1}", 8);
   expect_live_ops_succeed(j);
   EXPECT_EQ(j["scenario"]["mix"]["agent_commands"], 4);
+  // The HTML report shows the operations with the stream's TTFB beside its latency.
+  auto html = render_html(j);
+  EXPECT_NE(html.find("<h2>By operation</h2>"), std::string::npos);
+  EXPECT_NE(html.find("<tr><td>stream</td>"), std::string::npos);
+  EXPECT_NE(html.find("<th>TTFB p50 ms</th>"), std::string::npos);
 
   expect_broken_state_caught(run(dir, "engine: engine.yaml", kSubshellStep, 3), 3);
   expect_broken_state_caught(run(dir, "engine: engine.yaml", kWrongStep, 2), 2);
