@@ -94,8 +94,8 @@ void emit(json row, const Stats& s) {
 
 void line(const std::string& a, const std::string& b, const std::string& c, const Stats& s,
           const std::string& extra = "") {
-  std::fprintf(stderr, "%-8s %-16s %-9s %6zu | %9.0f %9.0f %9.0f %9.0f  %s\n", a.c_str(),
-               b.c_str(), c.c_str(), s.n, s.p50, s.p90, s.p99, s.max, extra.c_str());
+  std::fprintf(stderr, "%-8s %-16s %-9s %6zu | %9.0f %9.0f %9.0f %9.0f  %s\n", a.c_str(), b.c_str(),
+               c.c_str(), s.n, s.p50, s.p90, s.p99, s.max, extra.c_str());
 }
 
 void check(bool ok, const std::string& what) {
@@ -117,7 +117,7 @@ struct Http {
   }
   json call(const char* method, const std::string& path, const std::string& body, int want,
             const std::string& type = "application/json") {
-    httplib::Result r = std::string(method) == "POST" ? c.Post(path, body, type)
+    httplib::Result r = std::string(method) == "POST"  ? c.Post(path, body, type)
                         : std::string(method) == "GET" ? c.Get(path)
                                                        : c.Delete(path);
     if (!r || r->status != want)
@@ -142,18 +142,18 @@ public:
           c.set_tcp_nodelay(true);
           c.set_read_timeout(120, 0);
           std::string pending;
-          auto res = c.Get(path, {{"Accept", "application/x-ndjson"}},
-                           [&](const char* data, size_t n) {
-                             auto now = clk::now();
-                             pending.append(data, n);
-                             for (size_t nl; (nl = pending.find('\n')) != std::string::npos;) {
-                               auto j = json::parse(pending.substr(0, nl), nullptr, false);
-                               pending.erase(0, nl + 1);
-                               if (j.is_object() && j.value("type", "") == "stdout")
-                                 on_stdout(j.value("data", ""), now);
-                             }
-                             return true;
-                           });
+          auto res =
+            c.Get(path, {{"Accept", "application/x-ndjson"}}, [&](const char* data, size_t n) {
+              auto now = clk::now();
+              pending.append(data, n);
+              for (size_t nl; (nl = pending.find('\n')) != std::string::npos;) {
+                auto j = json::parse(pending.substr(0, nl), nullptr, false);
+                pending.erase(0, nl + 1);
+                if (j.is_object() && j.value("type", "") == "stdout")
+                  on_stdout(j.value("data", ""), now);
+              }
+              return true;
+            });
           ok_ = res && res->status == 200;
         }) {}
   ~Follower() { join(); }
@@ -258,8 +258,9 @@ void shell_section(Engine& e, int port, const std::vector<std::string>& backends
       }
     }
 
-  std::fprintf(stderr, "\n== shell command round trip, microseconds ==\n%-8s %-16s %-9s %6s | %9s "
-                       "%9s %9s %9s  docker_exec_api p50 / p50\n",
+  std::fprintf(stderr,
+               "\n== shell command round trip, microseconds ==\n%-8s %-16s %-9s %6s | %9s "
+               "%9s %9s %9s  docker_exec_api p50 / p50\n",
                "backend", "path", "cmd", "iters", "p50", "p90", "p99", "max");
   for (auto& r : rows) {
     auto s = stats(r.us);
@@ -307,8 +308,9 @@ struct DateLines {
 };
 
 void stream_section(Engine& e, int port, const std::vector<std::string>& backends, int lines) {
-  std::fprintf(stderr, "\n== process output to the client, microseconds ==\n"
-                       "%-8s %-16s %-9s %6s | %9s %9s %9s %9s\n",
+  std::fprintf(stderr,
+               "\n== process output to the client, microseconds ==\n"
+               "%-8s %-16s %-9s %6s | %9s %9s %9s %9s\n",
                "backend", "path", "", "lines", "p50", "p90", "p99", "max");
   Http http(port);
   // The first lines go out before the stream is followed: skipped.
@@ -432,8 +434,9 @@ void stream_section(Engine& e, int port, const std::vector<std::string>& backend
 // -- acquire with setup -----------------------------------------------------------------
 
 void acquire_section(Engine& e, const std::vector<std::string>& backends, int iters) {
-  std::fprintf(stderr, "\n== warm acquire, plain vs. with setup, microseconds ==\n"
-                       "%-8s %-16s %-9s %6s | %9s %9s %9s %9s\n",
+  std::fprintf(stderr,
+               "\n== warm acquire, plain vs. with setup, microseconds ==\n"
+               "%-8s %-16s %-9s %6s | %9s %9s %9s %9s\n",
                "backend", "acquire", "", "iters", "p50", "p90", "p99", "max");
   AcquireOptions plain, env_only, setup;
   setup.setup.env = {{"API_KEY", "sk-bench-0123456789abcdef"}, {"MODE", "bench"}};
@@ -497,8 +500,9 @@ int main(int argc, char** argv) {
   std::vector<std::string> sections = {"shell", "stream", "acquire"};
   CLI::App app{"live sandboxes: shell round trip, streamed output, acquire with setup"};
   app.add_option("--rounds", rounds, "shell section: rounds over all rows");
-  app.add_option("--per-round", per_round, "shell section: timed commands per row and round "
-                                           "(docker_exec_api: 1)");
+  app.add_option("--per-round", per_round,
+                 "shell section: timed commands per row and round "
+                 "(docker_exec_api: 1)");
   app.add_option("--stream-lines", stream_lines, "stream section: timed lines per row");
   app.add_option("--acquire-iters", acquire_iters, "acquire section: acquires per kind");
   app.add_option("--backends", backends, "local,docker")->delimiter(',');
@@ -517,7 +521,7 @@ int main(int argc, char** argv) {
     PoolConfig p;
     p.name = b;
     p.backend = b;
-    p.min_idle = p.max_size = 2; // a C++ and an HTTP lease held at once
+    p.min_idle = p.max_size = 2;           // a C++ and an HTTP lease held at once
     p.health_check.interval = duration{0}; // no probes competing with the measurement
     p.acquire_timeout = std::chrono::seconds(120);
     if (b == "docker") {

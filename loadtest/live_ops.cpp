@@ -43,9 +43,7 @@ std::string AgentScript::expected(uint32_t i) {
   return s + "\n";
 }
 
-std::string AgentScript::background() {
-  return "for i in 1 2 3; do echo bg$i; sleep 0.02; done";
-}
+std::string AgentScript::background() { return "for i in 1 2 3; do echo bg$i; sleep 0.02; done"; }
 
 std::string AgentScript::background_expected() { return "bg1\nbg2\nbg3\n"; }
 

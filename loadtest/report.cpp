@@ -534,8 +534,8 @@ std::string op_row(const std::string& name, const json& t) {
   std::ostringstream o;
   o << "<tr><td>" << esc(name) << "</td><td>" << t["requests"] << "</td><td>" << t["successes"]
     << "</td><td>" << (errs.empty() ? "0" : errs) << "</td><td>" << l(lat, "p50") << "</td><td>"
-    << l(lat, "p99") << "</td><td>" << l(lat, "max") << "</td><td>" << l(ttfb, "p50")
-    << "</td><td>" << l(ttfb, "p99") << "</td><td>" << l(ttfb, "max") << "</td></tr>\n";
+    << l(lat, "p99") << "</td><td>" << l(lat, "max") << "</td><td>" << l(ttfb, "p50") << "</td><td>"
+    << l(ttfb, "p99") << "</td><td>" << l(ttfb, "max") << "</td></tr>\n";
   return o.str();
 }
 

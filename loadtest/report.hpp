@@ -62,8 +62,8 @@ struct FaultResult {
 
 /// One operation type's requests over the whole run.
 struct OpStats {
-  Tally tally;     // latency from the intended start, as for phases
-  Histogram ttfb;  // stream: from sending the exec request to the first output chunk
+  Tally tally;    // latency from the intended start, as for phases
+  Histogram ttfb; // stream: from sending the exec request to the first output chunk
 };
 
 struct RunResult {

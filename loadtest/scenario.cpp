@@ -278,16 +278,16 @@ void read_mix(Reader& r, const YAML::Node& n, Mix& m) {
              {"files", r.number(m.files, "a weight (a number >= 0)")},
              {"lease", op(m.lease, {{"execs", r.count(m.execs, "a number of commands", 1)}},
                           "{weight, execs}")},
-             {"agent",
-              op(m.agent,
-                 {{"commands", r.count(m.agent_commands, "a number of commands", 1)},
-                  {"step",
-                   [&](const YAML::Node& v, const std::string& at) {
-                     if (!v.IsScalar() || v.Scalar().empty())
-                       return r.bad(at, "expected a shell command, got " + Reader::shown(v));
-                     m.agent_step = v.Scalar();
-                   }}},
-                 "{weight, commands, step}")},
+             {"agent", op(m.agent,
+                          {{"commands", r.count(m.agent_commands, "a number of commands", 1)},
+                           {"step",
+                            [&](const YAML::Node& v, const std::string& at) {
+                              if (!v.IsScalar() || v.Scalar().empty())
+                                return r.bad(at,
+                                             "expected a shell command, got " + Reader::shown(v));
+                              m.agent_step = v.Scalar();
+                            }}},
+                          "{weight, commands, step}")},
              {"stream", op(m.stream,
                            {{"lines", r.count(m.stream_lines, "a number of lines", 1)},
                             {"interval", r.dur(m.stream_interval)}},

@@ -48,8 +48,8 @@ void print_summary(const nlohmann::json& j, std::ostream& o) {
     for (auto& [name, t] : j["ops"].items()) {
       std::string errs;
       for (auto& kv : t["errors"].items())
-        errs += (errs.empty() ? "" : ",") + kv.key() + "=" +
-                std::to_string(kv.value().get<uint64_t>());
+        errs +=
+          (errs.empty() ? "" : ",") + kv.key() + "=" + std::to_string(kv.value().get<uint64_t>());
       auto ttfb = [&](const char* k) {
         std::ostringstream s;
         if (t["ttfb_ms"].is_object())

@@ -346,7 +346,8 @@ TEST(Scenario, LiveOperationsInTheMix) {
                "mix.stream.lines: must be >= 1 (got 0)");
   expect_issue(kHead + ph + "mix: {stream: {weight: 1, interval: often}}\n",
                "mix.stream.interval: expected a duration like 5s or 500ms, got \"often\"");
-  expect_issue(kHead + ph + "mix: {stream: {weight: -1}}\n", "mix.stream.weight: must be >= 0 (got -1)");
+  expect_issue(kHead + ph + "mix: {stream: {weight: -1}}\n",
+               "mix.stream.weight: must be >= 0 (got -1)");
   expect_issue(kHead + ph + "mix: {agent: 0, stream: {weight: 0}}\n",
                "mix: at least one operation needs a weight > 0");
 }
