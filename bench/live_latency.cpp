@@ -10,6 +10,9 @@
 //                                comparison: always a new process)
 //               docker_exec_api  the same argv through the Docker Engine API (exec create,
 //                                start, inspect) on the docker sandbox's container
+//               agent_shell      (local only) the same shell command sent straight to the
+//                                agent of a sandbox made by a LocalBackend of the bench's own,
+//                                no engine: shell_exec - agent_shell is the engine's share
 //               spawn_true       posix_spawn + waitpid of /usr/bin/true on the host (the
 //                                host's process-creation floor)
 //             The rows are interleaved round-robin (each round runs every row, the first row
@@ -55,6 +58,7 @@
 #include <nlohmann/json.hpp>
 
 #include "backends/docker_client.hpp"
+#include "backends/local_backend.hpp"
 #include "bench/spawn.hpp"
 #include "server/http_server.hpp"
 #include "warmpool/engine.hpp"
@@ -243,6 +247,34 @@ void shell_section(Engine& e, int port, const std::vector<std::string>& backends
       }
     }
   }
+  // The agent alone: a sandbox of a LocalBackend of our own, its shell driven directly.
+  std::unique_ptr<LocalBackend> direct;
+  SandboxPtr box;
+  PoolConfig direct_pc;
+  if (std::find(backends.begin(), backends.end(), "local") != backends.end()) {
+    direct_pc.name = "direct";
+    direct_pc.backend = "local";
+    direct = std::make_unique<LocalBackend>();
+    direct->check_available();
+    SandboxSpec spec;
+    spec.pool = "bench-direct";
+    spec.pool_config = &direct_pc;
+    box = direct->create(spec);
+    direct->agent_call(*box, json{{"op", "shell_open"}, {"shell", "b"}}.dump(),
+                       std::chrono::seconds(10));
+    for (const auto& c : cmds) {
+      const std::string req = json{{"op", "shell_run"},       {"shell", "b"},
+                                   {"command", c.shell},      {"timeout_ms", 30000},
+                                   {"output_limit", 1 << 20}, {"wait_ms", 2000}}
+                                .dump();
+      rows.push_back({"local", "agent_shell", c.name, per_round, [&direct, &box, req, c] {
+                        auto r =
+                          json::parse(direct->agent_call(*box, req, std::chrono::seconds(30)));
+                        check(!r.value("running", true) && r.value("exit_code", -1) == 0,
+                              "agent shell_run: " + r.dump());
+                      }});
+    }
+  }
   rows.push_back({"host", "spawn_true", "true", per_round, [] { spawn_wait({"/usr/bin/true"}); }});
 
   for (auto& r : rows) // untimed warm-up of every path
@@ -280,6 +312,8 @@ void shell_section(Engine& e, int port, const std::vector<std::string>& backends
   }
   for (auto& id : http_leases)
     http.release(id);
+  if (box)
+    direct->destroy(*box);
 }
 
 // -- streaming ------------------------------------------------------------------------
