@@ -192,17 +192,8 @@ json op_exec(const json& msg) {
   std::vector<std::string> args = req.argv;
   if (args.empty())
     args = {"/bin/sh", "-c", req.shell};
-  std::map<std::string, std::string> env = exec_env(req.env);
-  std::vector<std::string> env_strs;
-  for (const auto& [k, v] : env)
-    env_strs.push_back(k + "=" + v);
-  std::vector<char*> argv, envp;
-  for (auto& a : args)
-    argv.push_back(a.data());
-  argv.push_back(nullptr);
-  for (auto& e : env_strs)
-    envp.push_back(e.data());
-  envp.push_back(nullptr);
+  auto envp = agent::CStrings::environment(exec_env(req.env));
+  agent::CStrings argv(args);
   std::string cwd = default_cwd(req.cwd);
 
   ChildResult cr = run_child(
@@ -211,7 +202,7 @@ json op_exec(const json& msg) {
       if (chdir(cwd.c_str()) != 0)
         child_fail(("chdir " + cwd).c_str(), 126);
       environ = envp.data(); // execvp searches the PATH of the new environment
-      execvp(argv[0], argv.data());
+      execvp(argv.data()[0], argv.data());
       int code = errno == ENOENT ? 127 : 126; // the shell's convention for "not found"
       child_fail(("cannot execute " + args[0]).c_str(), code);
     },

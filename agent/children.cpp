@@ -64,6 +64,16 @@ void drain_wake() {
 
 int reaper_wake_fd() { return g_wake[0]; }
 
+void reset_signals() {
+  // Dispositions survive exec, and a warmpool started from a script's background job has
+  // SIGINT and SIGQUIT ignored: a tenant's shell or Python could then not be interrupted.
+  for (int sig : {SIGCHLD, SIGPIPE, SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGUSR1, SIGUSR2})
+    signal(sig, SIG_DFL);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+}
+
 pid_t fork_job(const std::function<void()>& in_child) {
   sigset_t chld, old;
   sigemptyset(&chld);
@@ -82,11 +92,7 @@ pid_t fork_job(const std::function<void()>& in_child) {
   }
   pid_t pid = fork();
   if (pid == 0) {
-    signal(SIGCHLD, SIG_DFL);
-    signal(SIGPIPE, SIG_DFL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
+    reset_signals();
     setsid(); // own session and process group: kill(-pid) reaches the job's descendants
     in_child();
     _exit(126);
@@ -273,11 +279,7 @@ ChildResult run_child(const std::function<void()>& in_child, const std::string& 
   auto start = clock_t_::now();
   pid_t pid = fork();
   if (pid == 0) {
-    signal(SIGCHLD, SIG_DFL);
-    signal(SIGPIPE, SIG_DFL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
+    reset_signals();
     setsid(); // own session and process group: one kill(-pid) reaches every descendant
     if (dup2(in_r.fd, 0) < 0 || dup2(out_w.fd, 1) < 0 || dup2(err_w.fd, 2) < 0)
       _exit(126);
@@ -304,6 +306,19 @@ ChildResult run_child(const std::function<void()>& in_child, const std::string& 
   };
   w.abandon = [] { g_tracked_pid = 0; }; // the handler will reap it whenever it finally dies
   return collect_child(pid, in_w, out_r, err_r, input, limit, timeout, start, w);
+}
+
+CStrings::CStrings(std::vector<std::string> items) : items_(std::move(items)) {
+  for (auto& s : items_)
+    ptrs_.push_back(s.data());
+  ptrs_.push_back(nullptr);
+}
+
+CStrings CStrings::environment(const std::map<std::string, std::string>& env) {
+  std::vector<std::string> items;
+  for (const auto& [k, v] : env)
+    items.push_back(k + "=" + v);
+  return CStrings(std::move(items));
 }
 
 } // namespace warmpool::agent

@@ -11,8 +11,10 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "warmpool/types.hpp"
 
@@ -48,6 +50,10 @@ void wait_for_sigchld(int ms);
 
 void close_from(int first);
 
+/// In a child before exec: default dispositions and no blocked signal, whatever the agent
+/// inherited or set up for itself.
+void reset_signals();
+
 [[noreturn]] void child_fail(const char* what, int code);
 
 struct ChildResult {
@@ -73,6 +79,23 @@ struct Fd {
 };
 
 void make_pipe(Fd& r, Fd& w);
+
+/// A NULL-terminated array of C strings for exec (an argv or an environment), built before
+/// fork because a child may only exec or _exit. Owns its strings.
+class CStrings {
+public:
+  explicit CStrings(std::vector<std::string> items);
+  /// NAME=value for each variable.
+  static CStrings environment(const std::map<std::string, std::string>& env);
+  CStrings(CStrings&&) = default;
+  CStrings(const CStrings&) = delete;
+  CStrings& operator=(const CStrings&) = delete;
+  char** data() { return ptrs_.data(); }
+
+private:
+  std::vector<std::string> items_;
+  std::vector<char*> ptrs_;
+};
 
 // How the collect loop learns that the child ended: from the SIGCHLD handler for the
 // agent's own children, from the fork server's control socket for its children.

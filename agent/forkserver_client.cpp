@@ -130,24 +130,12 @@ std::string start_server(clock_t_::time_point deadline) {
   std::vector<std::string> args = g_py.command;
   args.insert(args.end(), {"-I", "-c", kPythonForkServer, "3"});
   args.insert(args.end(), g_py.preload.begin(), g_py.preload.end());
-  std::vector<std::string> env_strs;
-  for (const auto& [k, v] : g_py.env)
-    env_strs.push_back(k + "=" + v);
-  std::vector<char*> argv, envp;
-  for (auto& a : args)
-    argv.push_back(a.data());
-  argv.push_back(nullptr);
-  for (auto& e : env_strs)
-    envp.push_back(e.data());
-  envp.push_back(nullptr);
+  auto envp = CStrings::environment(g_py.env);
+  CStrings argv(std::move(args));
 
   pid_t pid = fork();
   if (pid == 0) {
-    signal(SIGCHLD, SIG_DFL);
-    signal(SIGPIPE, SIG_DFL);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
+    reset_signals();
     setsid(); // its own session: no kill of a tenant's process group reaches it
     int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(null_fd, 1) < 0 || dup2(err_w.fd, 2) < 0)
@@ -161,8 +149,8 @@ std::string start_server(clock_t_::time_point deadline) {
     if (chdir("/") != 0)
       child_fail("chdir /", 126); // nothing of the tenant's on its path
     environ = envp.data();
-    execvp(argv[0], argv.data());
-    child_fail(("cannot execute " + args[0]).c_str(), errno == ENOENT ? 127 : 126);
+    execvp(argv.data()[0], argv.data());
+    child_fail(("cannot execute " + g_py.command[0]).c_str(), errno == ENOENT ? 127 : 126);
   }
   if (pid < 0)
     return std::string("fork: ") + strerror(errno);

@@ -140,19 +140,11 @@ Job& LiveJobs::start(const JobSpawn& spawn, const proto::ProcStartRequest& req) 
     s.configure(limit, req.retain_head);
 
   // Everything the child needs is built before fork: it may only exec or _exit.
-  std::vector<std::string> env_strs;
-  for (const auto& [k, v] : spawn.env)
-    env_strs.push_back(k + "=" + v);
-  if (req.tty && !spawn.env.count("TERM"))
-    env_strs.push_back("TERM=xterm"); // what a terminal program looks for first
-  std::vector<std::string> args = spawn.argv;
-  std::vector<char*> argv, envp;
-  for (auto& a : args)
-    argv.push_back(a.data());
-  argv.push_back(nullptr);
-  for (auto& e : env_strs)
-    envp.push_back(e.data());
-  envp.push_back(nullptr);
+  std::map<std::string, std::string> env = spawn.env;
+  if (req.tty && !env.count("TERM"))
+    env["TERM"] = "xterm"; // what a terminal program looks for first
+  auto envp = CStrings::environment(env);
+  CStrings argv(spawn.argv);
   std::string cwd = spawn.cwd;
 
   Fd in_r, out_w, err_w;
@@ -195,8 +187,8 @@ Job& LiveJobs::start(const JobSpawn& spawn, const proto::ProcStartRequest& req) 
     if (chdir(cwd.c_str()) != 0)
       child_fail(("chdir " + cwd).c_str(), 126);
     environ = envp.data(); // execvp searches the PATH of the new environment
-    execvp(argv[0], argv.data());
-    child_fail(("cannot execute " + args[0]).c_str(), errno == ENOENT ? 127 : 126);
+    execvp(argv.data()[0], argv.data());
+    child_fail(("cannot execute " + spawn.argv[0]).c_str(), errno == ENOENT ? 127 : 126);
   });
   for (Fd* f : {&job->in, &job->out, &job->err})
     if (f->fd >= 0)

@@ -11,23 +11,16 @@
 
 namespace warmpool::agent {
 
-std::set<pid_t> sandbox_processes(bool whole_namespace) {
-  std::set<pid_t> found;
+std::map<pid_t, pid_t> process_parents() {
   std::map<pid_t, pid_t> parent;
-  pid_t self = getpid();
   DIR* d = opendir("/proc");
   if (!d)
-    return found;
+    return parent;
   while (dirent* e = readdir(d)) {
     char* end;
     long pid = strtol(e->d_name, &end, 10);
     if (*end || pid <= 0)
       continue;
-    if (self == 1) {
-      if (pid != self)
-        found.insert(pid_t(pid));
-      continue;
-    }
     char path[64], buf[512];
     snprintf(path, sizeof path, "/proc/%ld/stat", pid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -45,8 +38,27 @@ std::set<pid_t> sandbox_processes(bool whole_namespace) {
       parent[pid_t(pid)] = ppid;
   }
   closedir(d);
-  if (self == 1)
+  return parent;
+}
+
+std::set<pid_t> sandbox_processes(bool whole_namespace) {
+  std::set<pid_t> found;
+  pid_t self = getpid();
+  if (self == 1) {
+    DIR* d = opendir("/proc");
+    if (!d)
+      return found;
+    while (dirent* e = readdir(d)) {
+      char* end;
+      long pid = strtol(e->d_name, &end, 10);
+      if (!*end && pid > 1)
+        found.insert(pid_t(pid));
+    }
+    closedir(d);
     return found;
+  }
+  std::map<pid_t, pid_t> parent = process_parents();
+
   if (whole_namespace) {
     std::set<pid_t> ancestors = {self};
     for (auto it = parent.find(self);

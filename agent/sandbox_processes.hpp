@@ -3,6 +3,7 @@
 
 #include <sys/types.h>
 
+#include <map>
 #include <set>
 
 namespace warmpool::agent {
@@ -12,5 +13,8 @@ namespace warmpool::agent {
 /// our descendants (the agent is a subreaper, so no descendant can leave the tree, whatever
 /// setsid or double forks it does).
 std::set<pid_t> sandbox_processes(bool whole_namespace);
+
+/// Every process we can see, with its parent (from /proc/PID/stat).
+std::map<pid_t, pid_t> process_parents();
 
 } // namespace warmpool::agent

@@ -11,6 +11,8 @@
 #include <cstring>
 #include <set>
 
+#include "agent/sandbox_processes.hpp"
+
 extern char** environ;
 
 namespace warmpool::agent {
@@ -44,31 +46,8 @@ std::string single_quoted(const std::string& s) {
 // Every process below `root` (the shell's children and theirs): what a command started.
 std::set<pid_t> descendants(pid_t root) {
   std::map<pid_t, std::vector<pid_t>> kids;
-  DIR* d = opendir("/proc");
-  if (!d)
-    return {};
-  while (dirent* e = readdir(d)) {
-    char* end;
-    long pid = strtol(e->d_name, &end, 10);
-    if (*end || pid <= 0)
-      continue;
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%ld/stat", pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-      continue;
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0)
-      continue;
-    buf[n] = 0;
-    const char* rp = strrchr(buf, ')');
-    char state;
-    int ppid;
-    if (rp && sscanf(rp + 1, " %c %d", &state, &ppid) == 2)
-      kids[ppid].push_back(pid_t(pid));
-  }
-  closedir(d);
+  for (const auto& [pid, ppid] : process_parents())
+    kids[ppid].push_back(pid);
   std::set<pid_t> found;
   std::vector<pid_t> todo = {root};
   while (!todo.empty() && found.size() < 100000) {
@@ -121,16 +100,8 @@ json Shells::open(const json& msg, const std::map<std::string, std::string>& env
   std::map<std::string, std::string> env = env_in;
   env["PS1"] = env["PS2"] = ""; // prompts would land in stderr
   env.erase("ENV");             // an interactive sh would source it
-  std::vector<std::string> env_strs;
-  for (const auto& [k, v] : env)
-    env_strs.push_back(k + "=" + v);
-  std::vector<char*> argv, envp;
-  for (auto& a : args)
-    argv.push_back(a.data());
-  argv.push_back(nullptr);
-  for (auto& e : env_strs)
-    envp.push_back(e.data());
-  envp.push_back(nullptr);
+  auto envp = CStrings::environment(env);
+  CStrings argv(std::move(args));
 
   Fd in_r, out_w, err_w, st_w;
   make_pipe(in_r, sh->in);

@@ -193,7 +193,7 @@ test("ShellStreamsAndSessionShells", async () => {
   const r = await (await sh.stream("for i in 1 2; do echo $X $i; sleep 0.1; done")).result();
   assert.equal(r.stdout, "streamed 1\nstreamed 2\n");
   // Leaving a shell's stream early interrupts its command; the shell and its state stay.
-  for await (const ev of await sh.stream("while :; do echo tick; sleep 0.1; done")) {
+  for await (const ev of await sh.stream("sh -c 'while :; do echo tick; sleep 0.1; done'")) {
     assert.equal(ev.type, "stdout");
     break;
   }
