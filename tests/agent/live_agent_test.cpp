@@ -586,7 +586,8 @@ TEST_F(LiveAgentTest, ResetEndsEveryJobAndShellAndIdsAreNotReused) {
   json stubborn = start({{"shell", "trap '' TERM; while :; do sleep 1; done"}});
   json tty = start({{"argv", {"sleep", "300"}}, {"tty", true}});
   std::set<pid_t> pids;
-  for (auto& sh : call({{"op", "shell_list"}})["shells"])
+  json listed = call({{"op", "shell_list"}}); // held: a loop over a temporary's member dangles
+  for (auto& sh : listed["shells"])
     pids.insert(sh["pid"].get<pid_t>());
   for (auto* p : {&bg, &stubborn, &tty})
     pids.insert((*p)["pid"].get<pid_t>());
