@@ -1,0 +1,124 @@
+# The driver of a stateful Python code context (agent/contexts.hpp), embedded into the agent
+# and run with `python3 -c` (no file of it exists in the sandbox for a tenant to change).
+#
+# fd 3: the agent's requests, each `<decimal length>\n<utf-8 code>`.
+# fd 4: one JSON line per event: {"ready": ...} once the preload modules are imported, then
+#       {"seq", "result", "error"} after each run, written after stdout and stderr were
+#       flushed, so the agent, reading the status, finds the run's output already in its pipes.
+# stdout/stderr are the run's; stdin is /dev/null (a read gets EOF).
+#
+# A run's code shares one namespace with the runs before it (a module named __main__, so
+# pickle finds classes defined in it). The last statement, when it is an expression, is
+# evaluated apart and its repr() is the run's result, as in Jupyter. SIGINT raises
+# KeyboardInterrupt only while a run executes: an interrupt that arrives just after it ended
+# must not kill the driver. SystemExit is reported as an error; the context lives on.
+import sys
+import os
+
+
+def _main(preload):
+    import ast
+    import builtins
+    import json
+    import linecache
+    import signal
+    import traceback
+    import types
+
+    for name in preload:
+        __import__(name)
+    ctl = os.fdopen(3, "rb", buffering=0)
+    status_fd = 4
+    main = types.ModuleType("__main__")
+    main.__dict__["__builtins__"] = builtins
+    sys.modules["__main__"] = main
+    ns = main.__dict__
+    state = {"running": False}
+    result_cap = 1 << 20  # a repr larger than this is cut: it travels in one JSON answer
+
+    def on_sigint(signum, frame):
+        if state["running"]:
+            raise KeyboardInterrupt
+    signal.signal(signal.SIGINT, on_sigint)
+
+    def emit(obj):
+        data = (json.dumps(obj) + "\n").encode()
+        while data:
+            n = os.write(status_fd, data)
+            data = data[n:]
+
+    def read_exact(n):
+        buf = b""
+        while len(buf) < n:
+            chunk = ctl.read(n - len(buf))
+            if not chunk:
+                raise EOFError
+            buf += chunk
+        return buf
+
+    def read_request():
+        line = b""
+        while not line.endswith(b"\n"):
+            c = ctl.read(1)
+            if not c:
+                raise EOFError
+            line += c
+        return read_exact(int(line))
+
+    def structured(exc, filename):
+        # The frames of the tenant's code only: the driver's own are noise to them.
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_frame.f_code.co_filename != filename:
+            tb = tb.tb_next
+        if isinstance(exc, SyntaxError):
+            lines = traceback.format_exception_only(type(exc), exc)
+        else:
+            lines = traceback.format_exception(type(exc), exc, tb)
+        try:
+            value = str(exc)
+        except BaseException:
+            value = "<unprintable %s>" % type(exc).__name__
+        return {"name": type(exc).__name__, "value": value, "traceback": "".join(lines)}
+
+    def run(code, filename):
+        # The source goes into linecache so that tracebacks show the lines of the run.
+        linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+        tree = ast.parse(code, filename, "exec")
+        last = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last = ast.Expression(tree.body.pop().value)
+        exec(compile(tree, filename, "exec"), ns)
+        if last is not None:
+            value = eval(compile(last, filename, "eval"), ns)
+            if value is not None:
+                text = repr(value)
+                return text[:result_cap] if len(text) > result_cap else text
+        return None
+
+    emit({"ready": True, "version": sys.version.split()[0], "pid": os.getpid()})
+    seq = 0
+    while True:
+        try:
+            code = read_request().decode("utf-8", "replace")
+        except (EOFError, ValueError):
+            os._exit(0)  # the agent closed the context
+        seq += 1
+        filename = "<context-run-%d>" % seq
+        answer = {"seq": seq, "result": None, "error": None}
+        try:
+            state["running"] = True
+            try:
+                answer["result"] = run(code, filename)
+            finally:
+                state["running"] = False
+        except BaseException as exc:  # SystemExit and KeyboardInterrupt included
+            answer["error"] = structured(exc, filename)
+        for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+            try:
+                stream.flush()
+            except BaseException:
+                pass
+        emit(answer)
+
+
+_main(sys.argv[1:])
