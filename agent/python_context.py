@@ -5,7 +5,8 @@
 # fd 4: one JSON line per event: {"ready": ...} once the preload modules are imported, then
 #       {"seq", "result", "error"} after each run, written after stdout and stderr were
 #       flushed, so the agent, reading the status, finds the run's output already in its pipes.
-# stdout/stderr are the run's; stdin is /dev/null (a read gets EOF).
+# stdout/stderr are the run's; stdin is /dev/null (a read gets EOF). Only modules of
+# python3-minimal (Debian's smallest Python, no json) are used.
 #
 # A run's code shares one namespace with the runs before it (a module named __main__, so
 # pickle finds classes defined in it). The last statement, when it is an expression, is
@@ -19,7 +20,6 @@ import os
 def _main(preload):
     import ast
     import builtins
-    import json
     import linecache
     import signal
     import traceback
@@ -41,8 +41,27 @@ def _main(preload):
             raise KeyboardInterrupt
     signal.signal(signal.SIGINT, on_sigint)
 
+    # JSON by hand: python3-minimal (Debian's smallest Python) has no json module. Only
+    # what the answers hold: dicts of str, int, bool and None.
+    escapes = {i: "\\u%04x" % i for i in range(32)}
+    escapes[ord('"')] = '\\"'
+    escapes[ord("\\")] = "\\\\"
+
+    def enc(v):
+        if v is None:
+            return "null"
+        if v is True or v is False:
+            return "true" if v else "false"
+        if isinstance(v, int):
+            return str(v)
+        if isinstance(v, dict):
+            return "{" + ",".join(enc(str(k)) + ":" + enc(x) for k, x in v.items()) + "}"
+        return '"' + str(v).translate(escapes) + '"'
+
     def emit(obj):
-        data = (json.dumps(obj) + "\n").encode()
+        # UTF-8 with lone surrogates (a repr of undecodable bytes) replaced: a line the
+        # agent cannot parse would leave the run hanging until its timeout.
+        data = (enc(obj) + "\n").encode("utf-8", "replace")
         while data:
             n = os.write(status_fd, data)
             data = data[n:]

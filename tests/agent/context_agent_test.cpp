@@ -77,6 +77,7 @@ TEST_F(ContextAgentTest, ResultIsTheReprOfTheLastExpressionOnly) {
   EXPECT_EQ(r["result"], nullptr);
   EXPECT_EQ(r["out"], "3\n");
   EXPECT_EQ(r["exit_code"], 0);
+  EXPECT_EQ(result("c", "'\"quoted\"\\n\\t\u00e9\U0001F600'"), "'\"quoted\"\\n\\t\u00e9\U0001F600'");
   r = run("c", "import sys\nprint('e', file=sys.stderr)\ny + 1");
   EXPECT_EQ(r["err"], "e\n");
   EXPECT_EQ(r["result"], "6");
