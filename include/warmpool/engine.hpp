@@ -53,8 +53,8 @@ public:
   void write_file_async(const std::string& path, std::string data,
                         std::function<void(std::exception_ptr)> done);
 
-  // -- live sandbox: shells, background processes, streamed output ----------------------
-  // Every shell and process ends when the lease is released. Errors: not_found (no such
+  // -- live sandbox: shells, code contexts, background processes, streamed output -------
+  // Every shell, context and process ends when the lease is released. Errors: not_found (no such
   // shell or process), conflict, too_large, shell_exited, plus those of exec.
 
   /// Runs a command and hands its output to `on_output` as it is produced (on the calling

@@ -99,6 +99,12 @@ TEST_F(ContextAgentTest, ExceptionIsAStructuredErrorAndTheContextSurvives) {
   EXPECT_EQ(result("c", "kept"), "7");
 }
 
+TEST_F(ContextAgentTest, CodeLargerThanAPipeBufferArrivesWhole) {
+  open("c");
+  std::string big = "s = '" + std::string(1 << 20, 'a') + "'\nlen(s)";
+  EXPECT_EQ(result("c", big), std::to_string(1 << 20));
+}
+
 TEST_F(ContextAgentTest, SyntaxErrorIsAnErrorToo) {
   open("c");
   json r = run("c", "def (:\n");
@@ -170,6 +176,23 @@ TEST_F(ContextAgentTest, BusyContextIsConflictUntilTheRunEnds) {
   EXPECT_EQ(r["running"], true);
   EXPECT_EQ(run("c", "1")["error"]["code"], "conflict");
   EXPECT_TRUE(eventually([&] { return run("c", "1")["result"] == "1"; }));
+}
+
+TEST_F(ContextAgentTest, ContextRunsThePoolsInterpreterWithItsPreloadModulesImported) {
+  json r = call({{"op", "interpreter"},
+                 {"language", "python"},
+                 {"command", {"python3"}},
+                 {"preload", {"csv"}},
+                 {"timeout_ms", 30000}});
+  ASSERT_EQ(r["ok"], true) << r.dump();
+  open("c");
+  EXPECT_EQ(result("c", "import sys\n'csv' in sys.modules"), "True");
+}
+
+TEST_F(ContextAgentTest, ContextRunsAsTheTenantInTheWorkspaceWithTheCleanEnvironment) {
+  open("c");
+  EXPECT_EQ(result("c", "import os\nos.getcwd()"), "'" + ws.path() + "'");
+  EXPECT_EQ(result("c", "'AGENT_SECRET' in os.environ"), "False");
 }
 
 TEST_F(ContextAgentTest, ResetEndsEveryContext) {
