@@ -207,3 +207,23 @@ TEST_F(ContextAgentTest, ResetEndsEveryContext) {
 }
 
 } // namespace
+
+namespace {
+
+TEST(ContextAgentTenant, ContextRunsAsTheTenant) {
+  if (geteuid() != 0)
+    GTEST_SKIP() << "switching to the tenant's uid needs root";
+  if (std::system("command -v python3 >/dev/null 2>&1") != 0)
+    GTEST_SKIP() << "python3 is not installed";
+  TempDir ws;
+  AgentProc agent(ws.path(), {"--uid", "65534", "--gid", "65534"});
+  ASSERT_EQ(agent.call({{"op", "ctx_open"}, {"context", "c"}})["ok"], true);
+  json r = agent.call({{"op", "ctx_run"},
+                       {"context", "c"},
+                       {"code", "import os\nos.getuid(), os.getgid()"},
+                       {"wait_ms", 10000}});
+  EXPECT_EQ(r["running"], false) << r.dump();
+  EXPECT_EQ(r["result"], "(65534, 65534)") << r.dump();
+}
+
+} // namespace
