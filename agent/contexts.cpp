@@ -258,6 +258,8 @@ void Contexts::on_status(Context& c) {
 void Contexts::died(Context& c, int status) {
   c.alive = false;
   on_status(c); // a run that ended just before
+  feed(c, 0);   // the rest of its output: the run's, or why it did not start
+  feed(c, 1);
   if (c.job)
     end_run(c, json(), died_error(status, c.stage > 0), WIFEXITED(status) ? WEXITSTATUS(status) : -1,
             WIFSIGNALED(status) ? WTERMSIG(status) : 0);

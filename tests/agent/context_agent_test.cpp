@@ -189,6 +189,17 @@ TEST_F(ContextAgentTest, ContextRunsThePoolsInterpreterWithItsPreloadModulesImpo
   EXPECT_EQ(result("c", "import sys\n'csv' in sys.modules"), "True");
 }
 
+TEST_F(ContextAgentTest, AnInterpreterThatCannotStartIsShellExitedWithItsComplaint) {
+  call({{"op", "interpreter"},
+        {"language", "python"},
+        {"command", {"python3", "-c", "import sys; sys.exit('no python here')"}},
+        {"timeout_ms", 5000}});
+  json r = call({{"op", "ctx_open"}, {"context", "c"}});
+  EXPECT_EQ(r["error"]["code"], "shell_exited") << r.dump();
+  EXPECT_NE(r["error"]["message"].get<std::string>().find("no python here"), std::string::npos)
+    << r.dump();
+}
+
 TEST_F(ContextAgentTest, ContextRunsAsTheTenantInTheWorkspaceWithTheCleanEnvironment) {
   open("c");
   EXPECT_EQ(result("c", "import os\nos.getcwd()"), "'" + ws.path() + "'");

@@ -16,7 +16,7 @@ stats. Standard library only.
             print(sh.run("echo $X in $(pwd)").stdout)
         with lease.context() as ctx:               # a Python namespace kept between runs
             ctx.run("x = 6")
-            print(ctx.run("x * 7").result)         # '42'  
+            print(ctx.run("x * 7").result)         # 42 (its repr, a str)
 
 Errors are typed by the API's error code: see :mod:`warmpool.errors`.
 """
