@@ -25,8 +25,8 @@ constexpr auto kGrace = std::chrono::seconds(1);
 constexpr size_t kFeedBudget = 1 << 20;
 // Most kept of what a context printed before it was ready (quoted when it did not start).
 constexpr size_t kStartupKeep = 2000;
-// A status line longer than this is no driver's (its result is cut at 1 MiB).
-constexpr size_t kMaxStatusLine = 4u << 20;
+// A status line longer than this is no driver's (it cuts what it reports to at most 6 MiB).
+constexpr size_t kMaxStatusLine = 8u << 20;
 
 void set_nonblock(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
 

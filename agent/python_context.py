@@ -29,12 +29,19 @@ def _main(preload):
         __import__(name)
     ctl = os.fdopen(3, "rb", buffering=0)
     status_fd = 4
+    sys.argv = [""]  # as an interactive interpreter has it, not the driver's arguments
     main = types.ModuleType("__main__")
     main.__dict__["__builtins__"] = builtins
     sys.modules["__main__"] = main
     ns = main.__dict__
     state = {"running": False}
-    result_cap = 1 << 20  # a repr larger than this is cut: it travels in one JSON answer
+    # A repr, an exception's str() and a traceback longer than these are cut: they travel
+    # in one status line and one agent frame (at most 6 MiB of UTF-8 together).
+    result_cap = 1 << 20
+    error_cap = 1 << 18
+
+    def cut(text, cap):
+        return text if len(text) <= cap else text[:cap] + "... [%d characters cut]" % (len(text) - cap)
 
     def on_sigint(signum, frame):
         if state["running"]:
@@ -97,7 +104,8 @@ def _main(preload):
             value = str(exc)
         except BaseException:
             value = "<unprintable %s>" % type(exc).__name__
-        return {"name": type(exc).__name__, "value": value, "traceback": "".join(lines)}
+        return {"name": type(exc).__name__, "value": cut(value, error_cap),
+                "traceback": cut("".join(lines), error_cap)}
 
     def run(code, filename):
         # The source goes into linecache so that tracebacks show the lines of the run.
@@ -110,8 +118,7 @@ def _main(preload):
         if last is not None:
             value = eval(compile(last, filename, "eval"), ns)
             if value is not None:
-                text = repr(value)
-                return text[:result_cap] if len(text) > result_cap else text
+                return cut(repr(value), result_cap)
         return None
 
     emit({"ready": True, "version": sys.version.split()[0], "pid": os.getpid()})

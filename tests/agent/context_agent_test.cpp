@@ -105,6 +105,17 @@ TEST_F(ContextAgentTest, CodeLargerThanAPipeBufferArrivesWhole) {
   EXPECT_EQ(result("c", big), std::to_string(1 << 20));
 }
 
+TEST_F(ContextAgentTest, HugeResultsAndErrorsAreCutAndTheRunStillEnds) {
+  open("c");
+  json r = run("c", "'x' * (3 << 20)");
+  EXPECT_LT(r["result"].get<std::string>().size(), (1u << 20) + 100);
+  EXPECT_NE(r["result"].get<std::string>().find("characters cut"), std::string::npos);
+  r = run("c", "raise ValueError('v' * (8 << 20))");
+  EXPECT_EQ(r["error"]["name"], "ValueError");
+  EXPECT_LT(r["error"]["value"].get<std::string>().size(), (1u << 18) + 100);
+  EXPECT_EQ(result("c", "import sys\nsys.argv"), "['']");
+}
+
 TEST_F(ContextAgentTest, SyntaxErrorIsAnErrorToo) {
   open("c");
   json r = run("c", "def (:\n");
