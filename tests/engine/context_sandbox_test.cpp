@@ -1,7 +1,9 @@
 // Stateful Python code contexts through the public Lease API, on real sandboxes: local
-// (bubblewrap, the host's python3) and docker (the python test image, python3-minimal).
+// (bubblewrap, the host's python3), docker (the python test image, python3-minimal) and docker
+// with numpy preloaded (interpreters.python).
 // Globals persist, result and structured error, an interrupted loop leaves the context
 // usable, a run that will not stop takes its context with it, release ends every context.
+#include <cstdlib>
 #include <future>
 
 #include <gtest/gtest.h>
@@ -18,12 +20,14 @@ struct Backend {
   std::string name;
   std::string backend; // "local" | "docker"
   std::string image;   // docker only
+  std::vector<std::string> preload; // interpreters.python.preload (empty: none configured)
 };
 
 std::ostream& operator<<(std::ostream& os, const Backend& b) { return os << b.name; }
 
 const Backend kLocal{"local", "local", ""};
 const Backend kDockerPython{"docker", "docker", warmpool::testing::kPython};
+const Backend kDockerNumpy{"docker_numpy", "docker", "warmpool-test-python-numpy", {"numpy"}};
 
 struct ContextSandbox : ::testing::TestWithParam<Backend> {
   EngineConfig cfg;
@@ -33,6 +37,9 @@ struct ContextSandbox : ::testing::TestWithParam<Backend> {
     if (GetParam().backend == "docker") {
       WP_REQUIRE_DOCKER();
     }
+    if (!GetParam().preload.empty() &&
+        std::system(("docker image inspect " + GetParam().image + " >/dev/null 2>&1").c_str()) != 0)
+      GTEST_SKIP() << GetParam().image << " is missing (tools/setup-docker builds it)";
     cfg.node = "ctx-" + warmpool::testing::random_suffix();
     cfg.agent_path = WARMPOOL_AGENT_BIN;
     cfg.log.level = "warn";
@@ -45,6 +52,8 @@ struct ContextSandbox : ::testing::TestWithParam<Backend> {
     p.max_size = 1; // a lease after a release gets the same sandbox, reset
     p.health_check.interval = duration{0};
     p.acquire_timeout = 60s;
+    if (!GetParam().preload.empty())
+      p.interpreters["python"] = InterpreterConfig{{"python3"}, GetParam().preload};
     if (p.backend == "docker") {
       p.limits.memory = 256ull << 20;
       p.limits.pids = 128;
@@ -177,7 +186,17 @@ TEST_P(ContextSandbox, ReleaseEndsEveryContext) {
   EXPECT_EQ(r.error->name, "NameError");
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, ContextSandbox, ::testing::Values(kLocal, kDockerPython),
+TEST_P(ContextSandbox, PreloadedModulesAreImportedBeforeTheFirstRun) {
+  if (GetParam().preload.empty())
+    GTEST_SKIP() << "no interpreters.python.preload in this pool";
+  auto l = lease();
+  auto ctx = l.open_context();
+  EXPECT_EQ(result_of(l.run_code(ctx, "import sys\n'numpy' in sys.modules")), "True");
+  EXPECT_EQ(result_of(l.run_code(ctx, "import numpy\nint(numpy.arange(10).sum())")), "45");
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, ContextSandbox,
+                         ::testing::Values(kLocal, kDockerPython, kDockerNumpy),
                          [](const auto& info) { return info.param.name; });
 
 } // namespace
