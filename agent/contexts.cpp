@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <utility>
 
 #include "agent/python_context_py.hpp"
 
@@ -134,6 +135,8 @@ json Contexts::run(const json& msg) {
   uint64_t num = job.num;
   c.job = num;
   c.stage = 0;
+  c.started = false;
+  c.held = 0;
   c.seq++;
   c.deadline = steady::now() + std::chrono::milliseconds(req.timeout_ms);
   c.next = steady::time_point::max();
@@ -228,6 +231,8 @@ void Contexts::end_run(Context& c, const json& result, const json& error, int ex
   }
   c.job = 0;
   c.stage = 0;
+  c.started = false;
+  c.held = 0;
   c.deadline = c.next = steady::time_point::max();
 }
 
@@ -246,6 +251,10 @@ void Contexts::on_status(Context& c) {
       continue;
     if (j.value("ready", false)) {
       c.ready = true;
+    } else if (c.job && j.value("started", uint64_t{0}) == c.seq) {
+      c.started = true;
+      if (c.held)
+        interrupt(c, std::exchange(c.held, 0));
     } else if (c.job && j.value("seq", uint64_t{0}) == c.seq) {
       json error = j.contains("error") ? j["error"] : json();
       end_run(c, j.contains("result") ? j["result"] : json(), error, error.is_null() ? 0 : 1, 0);
@@ -315,8 +324,7 @@ void Contexts::on_tick(steady::time_point now) {
     if (!c.job)
       continue;
     if (c.stage == 0 && now >= c.deadline) {
-      // The process group: the run's own children (a subprocess it waits for) stop too.
-      kill(-c.pid, SIGINT);
+      interrupt(c, SIGINT);
       c.stage = 1;
       c.next = now + kGrace;
     } else if (c.stage == 1 && now >= c.next) {
@@ -335,10 +343,17 @@ steady::time_point Contexts::next_timer() const {
   return t;
 }
 
+void Contexts::interrupt(Context& c, int sig) {
+  if (c.started)
+    kill(-c.pid, sig); // the process group: the run's children (a subprocess it waits for) too
+  else
+    c.held = sig;
+}
+
 void Contexts::signalled(uint64_t job, int sig) {
   for (auto& [name, c] : contexts_)
     if (c->alive && c->job == job)
-      kill(-c->pid, sig);
+      interrupt(*c, sig);
 }
 
 } // namespace warmpool::agent

@@ -5,7 +5,8 @@
 //
 // Mechanism: the driver reads `<length>\n<code>` on fd 3 and answers one JSON line per run on
 // fd 4, after flushing stdout/stderr, so the run's output is in its pipes when the agent
-// reads the status. A timeout sends SIGINT (KeyboardInterrupt inside the run: the context
+// reads the status. Signals wait for the driver's "started" line: before it, the driver
+// could not tell an interrupt of this run from a late one of the last. A timeout sends SIGINT (KeyboardInterrupt inside the run: the context
 // survives, the run reports error KeyboardInterrupt and timed_out), then SIGKILL to the
 // context's process group after kGrace: the context is gone (shell_exited on the next run)
 // and may be opened again under the same name.
@@ -52,7 +53,9 @@ private:
     bool alive = true, ready = false;
     uint64_t seq = 0; // of the last run sent
     uint64_t job = 0; // the running run's job, 0: idle
-    int stage = 0;    // of a timeout: 1 SIGINT sent
+    int stage = 0;    // of a timeout: 1 SIGINT sent (or held)
+    bool started = false; // the driver reported the run began: a signal may go now
+    int held = 0;         // a signal for the run held until then
     steady::time_point deadline = steady::time_point::max(), next = steady::time_point::max();
   };
   Context& get(const json& msg);
@@ -62,6 +65,8 @@ private:
   void end_run(Context& c, const json& result, const json& error, int exit_code, int signal);
   void died(Context& c, int status);
   void kill_context(Context& c);
+  /// Now if the run started, else once it does.
+  void interrupt(Context& c, int sig);
 
   LiveJobs& jobs_;
   std::function<void()> become_tenant_;

@@ -3,7 +3,7 @@
 #
 # fd 3: the agent's requests, each `<decimal length>\n<utf-8 code>`.
 # fd 4: one JSON line per event: {"ready": ...} once the preload modules are imported, then
-#       {"seq", "result", "error"} after each run, written after stdout and stderr were
+#       per run {"started": seq} as it begins and {"seq", "result", "error"} after it, written after stdout and stderr were
 #       flushed, so the agent, reading the status, finds the run's output already in its pipes.
 # stdout/stderr are the run's; stdin is /dev/null (a read gets EOF). Only modules of
 # python3-minimal (Debian's smallest Python, no json) are used.
@@ -34,7 +34,11 @@ def _main(preload):
     main.__dict__["__builtins__"] = builtins
     sys.modules["__main__"] = main
     ns = main.__dict__
-    state = {"running": False}
+    # The agent interrupts a run only after it read the run's {"started"} line. started: that
+    # line is (being) written; an interrupt now is held in pending and raised as the code
+    # starts. running: the tenant's code executes, an interrupt raises in it. Neither: the
+    # agent sent it just before it read the run's answer; it is dropped.
+    state = {"running": False, "started": False, "pending": False}
     # A repr, an exception's str() and a traceback longer than these are cut: they travel
     # in one status line and one agent frame (at most 6 MiB of UTF-8 together).
     result_cap = 1 << 20
@@ -46,6 +50,8 @@ def _main(preload):
     def on_sigint(signum, frame):
         if state["running"]:
             raise KeyboardInterrupt
+        if state["started"]:
+            state["pending"] = True
     signal.signal(signal.SIGINT, on_sigint)
 
     # JSON by hand: python3-minimal (Debian's smallest Python) has no json module. Only
@@ -131,12 +137,17 @@ def _main(preload):
         seq += 1
         filename = "<context-run-%d>" % seq
         answer = {"seq": seq, "result": None, "error": None}
+        state["started"] = True
+        emit({"started": seq})
         try:
             state["running"] = True
             try:
+                if state["pending"]:
+                    raise KeyboardInterrupt
                 answer["result"] = run(code, filename)
             finally:
                 state["running"] = False
+                state["started"] = state["pending"] = False
         except BaseException as exc:  # SystemExit and KeyboardInterrupt included
             answer["error"] = structured(exc, filename)
         for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):

@@ -133,6 +133,19 @@ TEST_F(ContextAgentTest, TimeoutInterruptsTheRunWithKeyboardInterruptAndGlobalsR
   EXPECT_EQ(result("c", "kept"), "'yes'");
 }
 
+TEST_F(ContextAgentTest, TimeoutShorterThanReadingTheCodeStillInterruptsAndKeepsTheContext) {
+  open("c");
+  result("c", "kept = 1");
+  // 1 ms: the SIGINT may come while the driver still reads or compiles the code.
+  std::string padding(200000, '#');
+  for (int i = 0; i < 5; ++i) {
+    json r = run("c", padding + "\nwhile True: pass", {{"timeout_ms", 1}});
+    EXPECT_EQ(r["timed_out"], true);
+    EXPECT_EQ(r["error"]["name"], "KeyboardInterrupt") << r.dump();
+  }
+  EXPECT_EQ(result("c", "kept"), "1");
+}
+
 TEST_F(ContextAgentTest, RunIgnoringSigintIsKilledThenTheContextIsGoneAndReopens) {
   open("c");
   json r = run("c", "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: pass",
