@@ -291,9 +291,10 @@ json op_ctx_open(const json& msg) { return g_contexts.open(msg, exec_env({}), de
 json op_setup(const json& msg) {
   proto::SetupRequest req = proto::setup_from_json(msg);
   std::string cwd = req.cwd.empty() ? std::string() : resolve_path(req.cwd);
-  for (const auto& [path, data] : req.files)
-    agent::write_file_as_tenant(resolve_path(path), data, 0644, std::chrono::seconds(30),
-                                become_tenant);
+  std::vector<std::pair<std::string, std::string>> files;
+  for (auto& [path, data] : req.files)
+    files.emplace_back(resolve_path(path), std::move(data));
+  agent::write_files_as_tenant(files, 0644, std::chrono::seconds(30), become_tenant);
   // Checked after the files, which may create it; every later command would fail without it.
   struct stat st {};
   if (!cwd.empty() && (stat(cwd.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)))

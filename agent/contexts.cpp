@@ -350,6 +350,12 @@ void Contexts::interrupt(Context& c, int sig) {
     c.held = sig;
 }
 
+void Contexts::stop(uint64_t job) {
+  for (auto& [name, c] : contexts_)
+    if (c->alive && c->job == job && c->stage == 0)
+      c->deadline = steady::now(); // the next tick starts the timeout's steps
+}
+
 void Contexts::signalled(uint64_t job, int sig) {
   for (auto& [name, c] : contexts_)
     if (c->alive && c->job == job)

@@ -55,6 +55,14 @@ bool write_fd_all(int fd, const char* p, size_t n) {
   return true;
 }
 
+/// Creates the missing parent directories of `path` (as whoever runs it); false on failure.
+bool make_parents(const std::string& path) {
+  for (size_t pos = 1; (pos = path.find('/', pos)) != std::string::npos; ++pos)
+    if (mkdir(path.substr(0, pos).c_str(), 0755) != 0 && errno != EEXIST)
+      return false;
+  return true;
+}
+
 } // namespace
 
 std::string read_file_as_tenant(const std::string& path, duration timeout,
@@ -95,17 +103,49 @@ std::string read_file_as_tenant(const std::string& path, duration timeout,
   return cr.out;
 }
 
+void write_files_as_tenant(const std::vector<std::pair<std::string, std::string>>& files,
+                           mode_t mode, duration timeout,
+                           const std::function<void()>& become_tenant) {
+  if (files.empty())
+    return;
+  // One child for all of them: a fork costs more than writing a few small files. The child
+  // has its own copy of `files` and names the file it failed on.
+  static std::string what; // lives after the lambda returns: child_fail prints it
+  auto failed = [](const char* step, const std::string& path) {
+    int e = errno;
+    what = std::string(step) + " " + path;
+    errno = e;
+    return what.c_str();
+  };
+  file_child(
+    "setup files",
+    [&]() -> const char* {
+      for (const auto& [path, data] : files) {
+        if (!make_parents(path))
+          return failed("mkdir for", path);
+        int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+        if (fd < 0)
+          return failed("open", path);
+        if (fchmod(fd, mode) != 0 || !write_fd_all(fd, data.data(), data.size())) {
+          const char* m = failed("write", path);
+          close(fd);
+          return m;
+        }
+        if (close(fd) != 0)
+          return failed("close", path);
+      }
+      return nullptr;
+    },
+    {}, timeout, become_tenant);
+}
+
 void write_file_as_tenant(const std::string& path, const std::string& data, mode_t mode,
                           duration timeout, const std::function<void()>& become_tenant) {
   file_child(
     "write_file '" + path + "'",
     [&]() -> const char* {
-      // Create missing parents, as the tenant.
-      for (size_t pos = 1; (pos = path.find('/', pos)) != std::string::npos; ++pos) {
-        std::string dir = path.substr(0, pos);
-        if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST)
-          return "mkdir";
-      }
+      if (!make_parents(path)) // as the tenant
+        return "mkdir";
       int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
       if (fd < 0)
         return "open";

@@ -274,7 +274,12 @@ void LiveJobs::forget(uint64_t num) {
     kill_group(job->pid, SIGKILL);
     job_release(job->pid);
   } else if (job->running) {
-    kill_group(job->pid, SIGKILL); // the shell ran it; the shell goes with it
+    // Its shell stays: the command is stopped as a timeout would stop it, and the job is
+    // dropped once it ended (an ended ephemeral job goes first when the table is full).
+    job->ephemeral = true;
+    for (LoopPart* part : parts_)
+      part->stop(num);
+    return;
   }
   jobs_.erase(num);
 }

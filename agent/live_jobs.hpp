@@ -84,6 +84,9 @@ public:
   virtual steady::time_point next_timer() const = 0;
   /// proc_signal sent `sig` to the shell command `job` (its shell must learn it is ready).
   virtual void signalled(uint64_t job, int sig) = 0;
+  /// proc_forget of the running shell command or context run `job`: stop it as its timeout
+  /// would (SIGINT, then SIGKILL), keeping the shell or context if it can.
+  virtual void stop(uint64_t job) = 0;
 };
 
 /// How to start a process job (argv, environment and cwd already resolved by the caller).

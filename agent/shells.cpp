@@ -327,6 +327,12 @@ void Shells::signalled(uint64_t job, int sig) {
     }
 }
 
+void Shells::stop(uint64_t job) {
+  for (auto& [name, sh] : shells_)
+    if (sh->alive && sh->job == job && sh->stage == 0)
+      sh->deadline = steady::now(); // the next tick starts the timeout's steps
+}
+
 void Shells::on_status(Shell& sh) {
   if (sh.status.fd < 0)
     return;

@@ -42,6 +42,7 @@ public:
   void on_tick(steady::time_point now) override;
   steady::time_point next_timer() const override;
   void signalled(uint64_t job, int sig) override;
+  void stop(uint64_t job) override;
 
 private:
   struct Shell {

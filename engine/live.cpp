@@ -95,9 +95,8 @@ json shell_request(const Lease::Impl& l, const std::string& shell, const std::st
 /// Follows a streamed job from its first answer until it ends; returns its result with
 /// the whole output.
 /// A reader that throws from `on_output` (e.g. its client went away) stops the command: a
-/// shell's command is interrupted (SIGINT, as a timeout would), any other is killed.
-ExecResult follow(Lease::Impl& l, ProcessOutput first, const OutputCallback& on_output,
-                  bool in_shell) {
+/// shell's command as its timeout would (the shell stays), any other is killed.
+ExecResult follow(Lease::Impl& l, ProcessOutput first, const OutputCallback& on_output) {
   ExecResult total;
   ProcessOutput cur = std::move(first);
   for (;;) {
@@ -109,9 +108,7 @@ ExecResult follow(Lease::Impl& l, ProcessOutput first, const OutputCallback& on_
     } catch (...) {
       if (cur.running) {
         try {
-          json stop = in_shell ? json{{"op", "proc_signal"}, {"process", cur.id}, {"signal", SIGINT}}
-                               : json{{"op", "proc_forget"}, {"process", cur.id}};
-          call(l, stop, duration{0});
+          call(l, {{"op", "proc_forget"}, {"process", cur.id}}, duration{0});
         } catch (const Error&) {
         }
       }
@@ -144,7 +141,7 @@ ExecResult Lease::exec(const ExecRequest& req, const OutputCallback& on_output) 
                    [](const json& j) { return field_string(j, "process"); });
   ProcessOutput first;
   first.id = id;
-  return follow(l, std::move(first), on_output, false);
+  return follow(l, std::move(first), on_output);
 }
 
 std::string Lease::open_shell(const std::string& name) {
@@ -161,7 +158,7 @@ ExecResult Lease::shell_exec(const std::string& shell, const std::string& comman
   duration wait = on_output ? duration{0} : kPollWait;
   auto first = parsed(call(l, shell_request(l, shell, command, timeout, wait), wait),
                       [](const json& j) { return output_from(j, {}); });
-  return follow(l, std::move(first), on_output, true);
+  return follow(l, std::move(first), on_output);
 }
 
 void Lease::close_shell(const std::string& shell) {

@@ -111,7 +111,13 @@ json to_json(const RunResult& r) {
                       {{"execute", sc.mix.execute},
                        {"lease", sc.mix.lease},
                        {"files", sc.mix.files},
-                       {"lease_execs", sc.mix.execs}}},
+                       {"agent", sc.mix.agent},
+                       {"stream", sc.mix.stream},
+                       {"lease_execs", sc.mix.execs},
+                       {"agent_commands", sc.mix.agent_commands},
+                       {"agent_step", sc.mix.agent_step},
+                       {"stream_lines", sc.mix.stream_lines},
+                       {"stream_interval_ms", sc.mix.stream_interval.count()}}},
                      {"phases", phase_defs}};
   out["started_at"] = r.started_at;
   out["warm"] = r.warm;
@@ -156,6 +162,15 @@ json to_json(const RunResult& r) {
       {{"from_ms", b.lower_us / 1000.0}, {"to_ms", b.upper_us / 1000.0}, {"count", b.count}});
   t["latency_histogram"] = bins;
   out["total"] = t;
+
+  // By operation, over the whole run; ttfb_ms (stream only) beside the op's latency.
+  json ops = json::object();
+  for (auto& [name, os] : r.ops) {
+    auto j = tally_json(os.tally, total_span);
+    j["ttfb_ms"] = latency_json(os.ttfb);
+    ops[name] = j;
+  }
+  out["ops"] = ops;
 
   double bucket_s = sc.bucket.count() / 1000.0;
   json buckets = json::array();
@@ -505,6 +520,25 @@ std::string row(const json& t, const std::string& name, const std::string& type)
   return o.str();
 }
 
+/// A row of the per-operation table: its latency beside its time to first byte.
+std::string op_row(const std::string& name, const json& t) {
+  auto l = [](const json& h, const char* k) {
+    return h.is_object() ? num(as_num(h[k]), 4) : std::string("–");
+  };
+  std::string errs;
+  for (auto& kv : t["errors"].items())
+    errs +=
+      (errs.empty() ? "" : ", ") + esc(kv.key()) + " " + std::to_string(kv.value().get<uint64_t>());
+  const auto& lat = t["latency_ms"];
+  const json ttfb = t.value("ttfb_ms", json(nullptr));
+  std::ostringstream o;
+  o << "<tr><td>" << esc(name) << "</td><td>" << t["requests"] << "</td><td>" << t["successes"]
+    << "</td><td>" << (errs.empty() ? "0" : errs) << "</td><td>" << l(lat, "p50") << "</td><td>"
+    << l(lat, "p99") << "</td><td>" << l(lat, "max") << "</td><td>" << l(ttfb, "p50") << "</td><td>"
+    << l(ttfb, "p99") << "</td><td>" << l(ttfb, "max") << "</td></tr>\n";
+  return o.str();
+}
+
 } // namespace
 
 std::string render_html(const json& r) {
@@ -542,6 +576,17 @@ std::string render_html(const json& r) {
   for (auto& ph : r["phases"])
     o << row(ph, ph["name"], ph["type"]);
   o << row(r["total"], "total", "") << "</table>\n";
+
+  if (r.contains("ops") && !r["ops"].empty()) {
+    o << "<h2>By operation</h2>\n<table>\n<tr><th>operation</th><th>requests</th><th>ok</th>"
+         "<th>errors</th><th>p50 ms</th><th>p99 ms</th><th>max ms</th><th>TTFB p50 ms</th>"
+         "<th>TTFB p99 ms</th><th>TTFB max ms</th></tr>\n";
+    for (auto& [name, t] : r["ops"].items())
+      o << op_row(name, t);
+    o << "</table>\n<p class=\"note\">TTFB (stream): from sending the exec request to the "
+         "first output chunk; the latency beside it runs from the intended start through "
+         "acquire and release.</p>\n";
+  }
 
   if (!r["faults"].empty()) {
     o << "<h2>Faults</h2>\n<table>\n<tr><th>at "

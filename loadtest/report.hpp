@@ -60,6 +60,12 @@ struct FaultResult {
   std::string detail;
 };
 
+/// One operation type's requests over the whole run.
+struct OpStats {
+  Tally tally;    // latency from the intended start, as for phases
+  Histogram ttfb; // stream: from sending the exec request to the first output chunk
+};
+
 struct RunResult {
   Scenario scenario;
   std::string started_at; // ISO-8601 UTC
@@ -70,6 +76,7 @@ struct RunResult {
   std::vector<PhaseResult> phases;
   std::vector<Bucket> buckets;
   std::vector<FaultResult> faults;
+  std::map<std::string, OpStats> ops; // by operation name (execute, lease, files, agent, stream)
   PoolSample first, last; // before the first phase and after the drain
 };
 

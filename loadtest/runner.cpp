@@ -10,6 +10,7 @@
 #include <functional>
 #include <iomanip>
 #include <iostream>
+#include <iterator>
 #include <mutex>
 #include <random>
 #include <sstream>
@@ -17,6 +18,7 @@
 #include <tuple>
 #include <unistd.h>
 
+#include "loadtest/summary.hpp"
 #include "loadtest/targets.hpp"
 
 namespace warmpool::loadtest {
@@ -113,22 +115,30 @@ public:
     phases_[phase].def.length = std::chrono::duration_cast<duration>(end - start);
   }
 
-  void begin(size_t phase) {
+  void begin(size_t phase, Op op) {
     std::lock_guard<std::mutex> guard{mtx_};
     ++in_flight_[phase];
+    ++op_in_flight_[op];
   }
 
   /// A request that begin() announced ended. `started`: false for an overload rejection,
   /// which has no latency.
-  void record(size_t phase, Clock::time_point intended, const std::string& error, bool started) {
+  void record(size_t phase, Clock::time_point intended, Op op, const OpOutcome& outcome,
+              bool started) {
     auto end = Clock::now();
+    const auto& error = outcome.error;
     std::lock_guard<std::mutex> guard{mtx_};
     if (closed_) // it outlived the drain and was already counted as unfinished
       return;
     --in_flight_[phase];
+    --op_in_flight_[op];
     std::optional<double> latency;
     if (started)
       latency = std::chrono::duration<double, std::micro>(end - intended).count();
+    auto& os = ops_[to_string(op)];
+    os.tally.add(error, latency);
+    if (outcome.ttfb_us)
+      os.ttfb.record(*outcome.ttfb_us);
     auto& p = phases_[phase];
     p.tally.add(error, latency);
     p.last_end_s = std::max(p.last_end_s, seconds(end - t0_));
@@ -153,6 +163,9 @@ public:
     for (size_t i = 0; i < phases_.size(); ++i)
       for (; in_flight_[i] > 0; --in_flight_[i])
         phases_[i].tally.add("unfinished", std::nullopt);
+    for (auto& [op, n] : op_in_flight_)
+      for (; n > 0; --n)
+        ops_[to_string(op)].tally.add("unfinished", std::nullopt);
     closed_ = true;
   }
 
@@ -181,6 +194,10 @@ public:
     std::lock_guard<std::mutex> guard{mtx_};
     return buckets_;
   }
+  std::map<std::string, OpStats> ops() const {
+    std::lock_guard<std::mutex> guard{mtx_};
+    return ops_;
+  }
 
 private:
   void grow(size_t k) {
@@ -198,6 +215,8 @@ private:
   mutable std::mutex mtx_;
   std::vector<PhaseResult> phases_;
   std::vector<uint64_t> in_flight_;
+  std::map<Op, uint64_t> op_in_flight_;
+  std::map<std::string, OpStats> ops_;
   std::vector<Bucket> buckets_;
   uint64_t completed_ = 0;
   bool closed_ = false;
@@ -209,8 +228,17 @@ struct Chooser {
   std::mt19937_64 rng;
   std::pair<Op, int> next() {
     const auto& m = sc.mix;
-    double u = std::uniform_real_distribution<double>{0, m.execute + m.lease + m.files}(rng);
-    Op op = u < m.execute ? Op::execute : u < m.execute + m.lease ? Op::lease : Op::files;
+    double u = std::uniform_real_distribution<double>{0, m.total()}(rng);
+    const double weights[] = {m.execute, m.lease, m.files, m.agent, m.stream};
+    Op op = Op::execute;
+    for (size_t k = 0; k < std::size(kAllOps); ++k) {
+      if (weights[k] <= 0)
+        continue;
+      op = kAllOps[k]; // the last op with a weight also takes u == total (rounding)
+      if (u < weights[k])
+        break;
+      u -= weights[k];
+    }
     int session = -1;
     if (op == Op::execute && sc.session_reuse > 0 &&
         std::uniform_real_distribution<double>{0, 1}(rng) < sc.session_reuse)
@@ -232,7 +260,7 @@ double arrival(double from, double to, double length, uint64_t k) {
 }
 
 /// Target calls run on harness threads, where an escaping exception would end the process.
-std::string run_op(LoadTarget& target, Op op, int session) {
+OpOutcome run_op(LoadTarget& target, Op op, int session) {
   try {
     return target.run(op, session);
   } catch (const std::exception&) {
@@ -368,11 +396,11 @@ RunResult run_scenario(const Scenario& sc, const RunOptions& opts) {
     auto phase_end = phase_start + ph.length;
     auto dispatch = [&](Clock::time_point intended) {
       auto [op, session] = chooser.next();
-      col.begin(i); // before the submit: the worker may record before try_submit returns
+      col.begin(i, op); // before the submit: the worker may record before try_submit returns
       if (!workers.try_submit([&col, &target, i, intended, op = op, session = session] {
-            col.record(i, intended, run_op(*target, op, session), true);
+            col.record(i, intended, op, run_op(*target, op, session), true);
           })) {
-        col.record(i, intended, "overload", false);
+        col.record(i, intended, op, OpOutcome{"overload"}, false);
       }
     };
     // Closed loop (sequence, concurrency): the request starts when its caller is ready.
@@ -380,8 +408,8 @@ RunResult run_scenario(const Scenario& sc, const RunOptions& opts) {
     auto run_next = [&col, &target, i](Chooser& mine) {
       auto [op, session] = mine.next();
       auto intended = Clock::now();
-      col.begin(i);
-      col.record(i, intended, run_op(*target, op, session), true);
+      col.begin(i, op);
+      col.record(i, intended, op, run_op(*target, op, session), true);
     };
     switch (ph.type) {
       case Phase::Type::rate:
@@ -466,6 +494,7 @@ RunResult run_scenario(const Scenario& sc, const RunOptions& opts) {
 
   res.phases = col.phases();
   res.buckets = col.buckets();
+  res.ops = col.ops();
   res.faults = faults;
   // Pool hit rate per phase: stats deltas between the samples around the phase.
   double bucket_s = sc.bucket.count() / 1000.0;
@@ -493,49 +522,6 @@ void write_file(const std::string& path, const std::string& data) {
   f << data;
   if (!f.flush())
     throw std::runtime_error("cannot write " + path);
-}
-
-void print_summary(const nlohmann::json& j, std::ostream& o) {
-  auto lat = [](const nlohmann::json& t, const char* k) {
-    std::ostringstream s;
-    if (t["latency_ms"].is_object())
-      s << std::fixed << std::setprecision(2) << t["latency_ms"][k].get<double>();
-    else
-      s << "-";
-    return s.str();
-  };
-  auto line = [&](const std::string& name, const nlohmann::json& t) {
-    std::string errs;
-    for (auto& kv : t["errors"].items())
-      errs +=
-        (errs.empty() ? "" : ",") + kv.key() + "=" + std::to_string(kv.value().get<uint64_t>());
-    std::ostringstream hr;
-    if (t["pool_hit_rate"].is_number())
-      hr << std::fixed << std::setprecision(1) << 100 * t["pool_hit_rate"].get<double>() << "%";
-    else
-      hr << "-";
-    o << std::left << std::setw(14) << name << std::right << std::setw(9)
-      << t["requests"].get<uint64_t>() << std::setw(9) << t["successes"].get<uint64_t>()
-      << std::setw(9) << std::fixed << std::setprecision(1) << t["throughput_rps"].get<double>()
-      << std::setw(10) << lat(t, "p50") << std::setw(10) << lat(t, "p99") << std::setw(10)
-      << lat(t, "max") << std::setw(9) << hr.str() << "  " << (errs.empty() ? "-" : errs) << "\n";
-  };
-  o << std::left << std::setw(14) << "phase" << std::right << std::setw(9) << "requests"
-    << std::setw(9) << "ok" << std::setw(9) << "req/s" << std::setw(10) << "p50 ms" << std::setw(10)
-    << "p99 ms" << std::setw(10) << "max ms" << std::setw(9) << "hit rate"
-    << "  errors\n";
-  for (auto& p : j["phases"])
-    line(p["name"].get<std::string>(), p);
-  line("total", j["total"]);
-  for (auto& f : j["faults"])
-    o << "fault at " << std::fixed << std::setprecision(2) << f["at_s"].get<double>() << "s "
-      << f["action"].get<std::string>() << ": " << f["status"].get<std::string>() << " ("
-      << f["detail"].get<std::string>() << ")\n";
-  o << std::fixed << std::setprecision(3) << "start-up " << j["startup_s"].get<double>()
-    << " s (until warm), phases and drain " << j["elapsed_s"].get<double>() << " s, wall "
-    << j["wall_s"].get<double>() << " s\n";
-  if (!j["warm"].get<bool>())
-    o << "note: the pool was not warm when the first phase started\n";
 }
 
 } // namespace

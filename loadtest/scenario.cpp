@@ -258,22 +258,44 @@ void read_fault(Reader& r, const YAML::Node& n, const std::string& at, Fault& f)
 }
 
 void read_mix(Reader& r, const YAML::Node& n, Mix& m) {
-  m = Mix{0, 0, 0, 3};
+  m = Mix{};
+  m.execute = 0;
+  // An operation's key is its weight, or a map of its weight and its knobs.
+  auto op = [&](double& weight, std::vector<std::pair<std::string, Reader::Handler>> knobs,
+                const std::string& what) -> Reader::Handler {
+    return [&r, w = &weight, knobs, what](const YAML::Node& v, const std::string& at) mutable {
+      if (v.IsMap()) {
+        knobs.insert(knobs.begin(), {"weight", r.number(*w, "a weight (a number >= 0)")});
+        r.fields(v, at, knobs);
+      } else {
+        r.number(*w, "a weight (a number >= 0) or " + what)(v, at);
+      }
+    };
+  };
   r.fields(n, "mix",
            {
              {"execute", r.number(m.execute, "a weight (a number >= 0)")},
              {"files", r.number(m.files, "a weight (a number >= 0)")},
-             {"lease",
-              [&](const YAML::Node& v, const std::string& at) {
-                if (v.IsMap())
-                  r.fields(v, at,
-                           {{"weight", r.number(m.lease, "a weight (a number >= 0)")},
-                            {"execs", r.count(m.execs, "a number of commands", 1)}});
-                else
-                  r.number(m.lease, "a weight (a number >= 0) or {weight, execs}")(v, at);
-              }},
+             {"lease", op(m.lease, {{"execs", r.count(m.execs, "a number of commands", 1)}},
+                          "{weight, execs}")},
+             {"agent", op(m.agent,
+                          {{"commands", r.count(m.agent_commands, "a number of commands", 1)},
+                           {"step",
+                            [&](const YAML::Node& v, const std::string& at) {
+                              if (!v.IsScalar() || v.Scalar().empty())
+                                return r.bad(at,
+                                             "expected a shell command, got " + Reader::shown(v));
+                              m.agent_step = v.Scalar();
+                            }}},
+                          "{weight, commands, step}")},
+             {"stream", op(m.stream,
+                           {{"lines", r.count(m.stream_lines, "a number of lines", 1)},
+                            {"interval", r.dur(m.stream_interval)}},
+                           "{weight, lines, interval}")},
            });
-  if (n.IsMap() && m.execute + m.lease + m.files <= 0)
+  if (m.stream_interval.count() < 0)
+    r.bad("mix.stream.interval", "must be >= 0");
+  if (n.IsMap() && m.total() <= 0)
     r.bad("mix", "at least one operation needs a weight > 0");
 }
 

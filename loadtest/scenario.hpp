@@ -48,7 +48,17 @@ struct Mix {
   double execute = 1; // relative weights of the operations
   double lease = 0;
   double files = 0;
+  double agent = 0;   // an agent session: lease, shell, dependent commands, background process
+  double stream = 0;  // a command whose output is consumed as a stream (time to first byte)
   uint32_t execs = 3; // lease: commands run on each acquired lease
+  /// agent: shell commands that each depend on the state the previous ones left
+  uint32_t agent_commands = 5;
+  /// agent: what each of those commands runs to advance the session's counter $X by one
+  /// (the op checks $X and the cwd after each); changing it is for testing the check
+  std::string agent_step = "export X=$((X+1))";
+  uint32_t stream_lines = 3;    // stream: lines the command prints ...
+  duration stream_interval{20}; // ... with this pause before each but the first
+  double total() const { return execute + lease + files + agent + stream; }
 };
 
 struct Payload {

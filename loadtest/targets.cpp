@@ -10,9 +10,21 @@
 
 #include "backends/backend_factory.hpp"
 #include "backends/sim_backend.hpp"
+#include "loadtest/live_ops.hpp"
 #include "warmpool/engine.hpp"
 
 namespace warmpool::loadtest {
+
+const char* to_string(Op op) {
+  switch (op) {
+    case Op::execute: return "execute";
+    case Op::lease: return "lease";
+    case Op::files: return "files";
+    case Op::agent: return "agent";
+    case Op::stream: return "stream";
+  }
+  return "?";
+}
 
 namespace {
 
@@ -82,13 +94,15 @@ public:
 
   bool wait_ready(duration timeout) override { return engine_->wait_ready(timeout); }
 
-  std::string run(Op op, int session) override {
+  OpOutcome run(Op op, int session) override {
     try {
       switch (op) {
         case Op::execute:
           return session >= 0 ? in_session(session) : check(engine_->execute(pool_, req_, opts_));
-        case Op::lease: return with_lease(op);
-        case Op::files: return with_lease(op);
+        case Op::lease:
+        case Op::files:
+        case Op::agent:
+        case Op::stream: return with_lease(op);
       }
     } catch (const Error& e) {
       return to_string(e.code());
@@ -182,13 +196,18 @@ private:
     }
   }
 
-  std::string with_lease(Op op) {
+  OpOutcome with_lease(Op op) {
     auto lease = engine_->acquire(pool_, opts_);
-    std::string err;
+    OpOutcome out;
+    auto& err = out.error;
     try {
       if (op == Op::lease) {
         for (uint32_t i = 0; i < sc_.mix.execs && err.empty(); ++i)
           err = check(lease.exec(req_));
+      } else if (op == Op::agent) {
+        out = engine_agent_session(lease, sc_);
+      } else if (op == Op::stream) {
+        out = engine_stream(lease, sc_);
       } else {
         lease.write_file(kFilePath, file_);
         if (lease.read_file(kFilePath) != file_)
@@ -204,7 +223,7 @@ private:
       throw;
     }
     lease.release(false);
-    return err;
+    return out;
   }
 
   const Scenario& sc_;
@@ -219,25 +238,6 @@ private:
 };
 
 // -- HTTP ------------------------------------------------------------------------
-
-/// What an HTTP exchange ended with: "" or an error type.
-std::string http_error(const httplib::Result& res, std::initializer_list<int> ok) {
-  if (!res) {
-    auto e = res.error();
-    return e == httplib::Error::Connection || e == httplib::Error::ConnectionTimeout
-             ? "connection_failed"
-             : "transport_error";
-  }
-  for (int s : ok)
-    if (res->status == s)
-      return "";
-  // Our server answers {"error": {"code": ...}}; anything else is named by its status.
-  auto body = json::parse(res->body, nullptr, false);
-  if (body.is_object() && body.contains("error") && body["error"].is_object() &&
-      body["error"].contains("code") && body["error"]["code"].is_string())
-    return body["error"]["code"].get<std::string>();
-  return "http_" + std::to_string(res->status);
-}
 
 class HttpTarget : public LoadTarget {
 public:
@@ -271,7 +271,7 @@ public:
     }
   }
 
-  std::string run(Op op, int session) override {
+  OpOutcome run(Op op, int session) override {
     auto& c = client();
     if (op == Op::execute) {
       json body = exec_body_;
@@ -290,8 +290,13 @@ public:
     if (!lease.is_object() || !lease.contains("id") || !lease["id"].is_string())
       return "bad_response";
     std::string base = "/v1/leases/" + lease["id"].get<std::string>();
-    std::string err;
-    if (op == Op::lease) {
+    OpOutcome out;
+    auto& err = out.error;
+    if (op == Op::agent) {
+      out = http_agent_session(c, base, sc_);
+    } else if (op == Op::stream) {
+      out = http_stream(c, base, sc_);
+    } else if (op == Op::lease) {
       for (uint32_t i = 0; i < sc_.mix.execs && err.empty(); ++i) {
         auto r = c.Post(base + "/exec", exec_body_.dump(), "application/json");
         err = http_error(r, {200});
@@ -309,9 +314,12 @@ public:
       }
     }
     // Release even after a failure, as a client must; a failed sandbox is not reused.
-    bool dirty = !err.empty() && err != "exit_status" && err != "verify_failed";
+    bool dirty = !err.empty() && err != "exit_status" && err != "verify_failed" &&
+                 err != "state_mismatch" && err != "output_mismatch";
     auto rel = http_error(c.Delete(base + (dirty ? "?dirty=true" : "")), {204, 200});
-    return err.empty() ? rel : err;
+    if (err.empty())
+      err = rel;
+    return out;
   }
 
   PoolSample sample() override {

@@ -96,9 +96,8 @@ static std::shared_ptr<Lease> lease_of(const LeaseRegistry::EntryPtr& e) {
 }
 
 void HttpServer::Impl::stream_to(const LeaseRegistry::EntryPtr& e, const OpPtr& op,
-                                 const ReplyPtr& reply, ProcessOutput first, int stop_signal) {
+                                 const ReplyPtr& reply, ProcessOutput first) {
   JobStreamOptions o;
-  o.stop_signal = stop_signal;
   o.on_end = [this, e, op](const ExecResult& r, std::exception_ptr err, bool delivered) {
     e->touch();
     if (!err && !delivered)
@@ -207,7 +206,7 @@ void HttpServer::Impl::shell_exec(Request& req, const ReplyPtr& reply) {
                                [this, e, op, reply](ProcessOutput first, std::exception_ptr err) {
                                  if (err)
                                    return answer(op, reply, err, {});
-                                 stream_to(e, op, reply, std::move(first), SIGINT);
+                                 stream_to(e, op, reply, std::move(first));
                                });
     return;
   }

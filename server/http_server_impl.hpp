@@ -226,9 +226,8 @@ struct HttpServer::Impl {
   void with_live(const Request& req, const char* operation, const ReplyPtr& reply,
                  std::function<void(const LeaseRegistry::EntryPtr&, Finish)> fn);
   /// Streams job `first.id` of a held lease to the client (NDJSON), auditing at the end.
-  /// `stop_signal`: see JobStreamOptions.
   void stream_to(const LeaseRegistry::EntryPtr& e, const OpPtr& op, const ReplyPtr& reply,
-                 ProcessOutput first, int stop_signal = 0);
+                 ProcessOutput first);
   /// POST /v1/leases/{id}/exec with Accept: application/x-ndjson.
   void lease_exec_stream(Request& req, const ReplyPtr& reply);
   /// POST /v1/execute with Accept: application/x-ndjson: acquire, stream, release.

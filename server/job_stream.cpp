@@ -86,9 +86,7 @@ struct JobStream : std::enable_shared_from_this<JobStream> {
   }
 
   void client_gone() {
-    if (opts.stop_job_if_gone && opts.stop_signal)
-      lease->signal_async(id, opts.stop_signal, [](std::exception_ptr) {});
-    else if (opts.stop_job_if_gone)
+    if (opts.stop_job_if_gone)
       lease->forget_process_async(id, [](std::exception_ptr) {});
     end(ExecResult{}, nullptr, false);
   }

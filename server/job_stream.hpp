@@ -23,10 +23,8 @@ bool wants_ndjson(const HttpRequest& req);
 struct JobStreamOptions {
   /// The client went away before the end: stop the job (a command run for this client)
   /// rather than leave it running (a background process someone else may follow).
+  /// (A shell's command is stopped as its timeout would stop it: the shell stays.)
   bool stop_job_if_gone = true;
-  /// How to stop it: 0 kills it; a signal is sent instead (SIGINT for a shell's command,
-  /// which interrupts it as a timeout would and leaves the shell usable).
-  int stop_signal = 0;
   /// Runs once at the end, with the result (stdout/stderr empty) or the error, and whether
   /// the client got all of it. Not on an io thread's critical path: it may start async work.
   std::function<void(const ExecResult&, std::exception_ptr, bool delivered)> on_end;

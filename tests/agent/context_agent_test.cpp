@@ -230,6 +230,16 @@ TEST_F(ContextAgentTest, ContextRunsAsTheTenantInTheWorkspaceWithTheCleanEnviron
   EXPECT_EQ(result("c", "'AGENT_SECRET' in os.environ"), "False");
 }
 
+TEST_F(ContextAgentTest, ForgettingARunningRunInterruptsItAndKeepsTheContext) {
+  open("c");
+  result("c", "kept = 3");
+  json r = call({{"op", "ctx_run"}, {"context", "c"}, {"code", "while True: pass"}, {"wait_ms", 0}});
+  ASSERT_EQ(r["running"], true) << r.dump();
+  EXPECT_EQ(call({{"op", "proc_forget"}, {"process", r["process"]}})["ok"], true);
+  // Interrupted as by its timeout: the context answers the next run with its globals.
+  EXPECT_TRUE(eventually([&] { return run("c", "kept")["result"] == "3"; }));
+}
+
 TEST_F(ContextAgentTest, ResetEndsEveryContext) {
   open("c");
   pid_t pid = call({{"op", "ctx_open"}, {"context", "d"}})["pid"];

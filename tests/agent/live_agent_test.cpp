@@ -240,6 +240,25 @@ TEST_P(LiveShellTest, SigintToAShellCommandEndsItAndTheShellAnswersNext) {
   EXPECT_EQ(run_out("s", "echo ok"), "ok\n");
 }
 
+// A reader that goes away (an HTTP client leaving a stream) forgets the command's job: the
+// command stops as its timeout would stop it, and the shell and its state stay.
+TEST_P(LiveShellTest, ForgettingARunningShellCommandStopsItAndKeepsTheShell) {
+  open_shell("s");
+  run_out("s", "X=kept");
+  json r = run("s", "while :; do echo tick; sleep 0.1; done", {{"wait_ms", 0}});
+  EXPECT_EQ(r["running"], true);
+  EXPECT_EQ(call({{"op", "proc_forget"}, {"process", r["process"]}})["ok"], true);
+  json next;
+  for (int i = 0; i < 100; ++i) { // busy until the loop stopped: then the shell answers
+    next = run("s", "echo $X");
+    if (next.value("ok", false) || next["error"]["code"] != "conflict")
+      break;
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_EQ(next.value("ok", false), true) << next.dump();
+  EXPECT_EQ(proto::base64_decode(next.value("stdout", "")), "kept\n");
+}
+
 TEST_P(LiveShellTest, ShellCommandIgnoringSigintIsStillStopped) {
   open_shell("s");
   json r = run("s", "trap '' INT; while :; do :; done", {{"timeout_ms", 200}});

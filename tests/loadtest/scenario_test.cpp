@@ -135,7 +135,7 @@ TEST(Scenario, EngineTargetResolvesAgainstTheScenarioDirectory) {
 }
 
 TEST(Scenario, ShippedExamplesParse) {
-  for (auto name : {"quick-sim.yaml", "llm-runtime-tool-mode.yaml"}) {
+  for (auto name : {"quick-sim.yaml", "llm-runtime-tool-mode.yaml", "agent_session.yaml"}) {
     auto s = load_scenario(std::string(WARMPOOL_SOURCE_DIR) + "/loadtest/scenarios/" + name);
     EXPECT_FALSE(s.phases.empty()) << name;
     EXPECT_EQ(s.target.kind, Target::Kind::engine) << name;
@@ -182,7 +182,7 @@ TEST(Scenario, UnknownKeysAreRejected) {
                "phases[0].durration: unknown key (expected one of name, type, duration, rate, "
                "from_rate, to_rate, workers, think_time, count)");
   expect_issue(kHead + "phases: [{type: burst, count: 1}]\nmix: {exec: 1}\n",
-               "mix.exec: unknown key (expected one of execute, files, lease)");
+               "mix.exec: unknown key (expected one of execute, files, lease, agent, stream)");
   expect_issue(kHead + "phases: [{type: burst, count: 1}]\nmix: {lease: {weight: 1, exec: 2}}\n",
                "mix.lease.exec: unknown key (expected one of weight, execs)");
   expect_issue(kHead + "phases: [{type: burst, count: 1}]\nsessions: {reuse: 0.5, size: 2}\n",
@@ -299,4 +299,55 @@ TEST(Scenario, YamlSyntaxAndFileErrors) {
   EXPECT_EQ(issues[0].rfind("(yaml): ", 0), 0u) << issues[0];
   EXPECT_THROW(load_scenario("/nonexistent/scenario.yaml"), ScenarioError);
   expect_issue("- a\n- b\n", "(scenario): expected a map, got a list");
+}
+
+TEST(Scenario, LiveOperationsInTheMix) {
+  const std::string ph = "phases: [{type: burst, count: 1}]\n";
+  // Weights alone: the knobs keep their defaults.
+  auto s = parse_scenario(kHead + ph + "mix: {agent: 2, stream: 1}\n");
+  EXPECT_EQ(s.mix.execute, 0);
+  EXPECT_EQ(s.mix.agent, 2);
+  EXPECT_EQ(s.mix.stream, 1);
+  EXPECT_EQ(s.mix.total(), 3);
+  EXPECT_EQ(s.mix.agent_commands, 5u);
+  EXPECT_EQ(s.mix.agent_step, "export X=$((X+1))");
+  EXPECT_EQ(s.mix.stream_lines, 3u);
+  EXPECT_EQ(s.mix.stream_interval, 20ms);
+  // Maps: weight and knobs.
+  s = parse_scenario(kHead + ph +
+                     "mix:\n  execute: 1\n"
+                     "  agent: {weight: 0.5, commands: 12, step: 'X=$((X+1)); export X'}\n"
+                     "  stream: {weight: 3, lines: 7, interval: 5ms}\n");
+  EXPECT_EQ(s.mix.execute, 1);
+  EXPECT_EQ(s.mix.agent, 0.5);
+  EXPECT_EQ(s.mix.agent_commands, 12u);
+  EXPECT_EQ(s.mix.agent_step, "X=$((X+1)); export X");
+  EXPECT_EQ(s.mix.stream, 3);
+  EXPECT_EQ(s.mix.stream_lines, 7u);
+  EXPECT_EQ(s.mix.stream_interval, 5ms);
+  s = parse_scenario(kHead + ph + "mix: {stream: {weight: 1, interval: 0s}}\n");
+  EXPECT_EQ(s.mix.stream_interval, 0ms);
+  // Without a mix: executes only.
+  s = parse_scenario(kHead + ph);
+  EXPECT_EQ(s.mix.agent + s.mix.stream, 0);
+
+  expect_issue(kHead + ph + "mix: {agent: {weight: 1, commands: 0}}\n",
+               "mix.agent.commands: must be >= 1 (got 0)");
+  expect_issue(kHead + ph + "mix: {agent: {weight: 1, commands: few}}\n",
+               "mix.agent.commands: expected a number of commands, got \"few\"");
+  expect_issue(kHead + ph + "mix: {agent: {weight: 1, step: [a]}}\n",
+               "mix.agent.step: expected a shell command, got a list");
+  expect_issue(kHead + ph + "mix: {agent: {weight: 1, cmds: 3}}\n",
+               "mix.agent.cmds: unknown key (expected one of weight, commands, step)");
+  expect_issue(kHead + ph + "mix: {agent: many}\n",
+               "mix.agent: expected a weight (a number >= 0) or {weight, commands, step}, got "
+               "\"many\"");
+  expect_issue(kHead + ph + "mix: {stream: {weight: 1, lines: 0}}\n",
+               "mix.stream.lines: must be >= 1 (got 0)");
+  expect_issue(kHead + ph + "mix: {stream: {weight: 1, interval: often}}\n",
+               "mix.stream.interval: expected a duration like 5s or 500ms, got \"often\"");
+  expect_issue(kHead + ph + "mix: {stream: {weight: -1}}\n",
+               "mix.stream.weight: must be >= 0 (got -1)");
+  expect_issue(kHead + ph + "mix: {agent: 0, stream: {weight: 0}}\n",
+               "mix: at least one operation needs a weight > 0");
 }

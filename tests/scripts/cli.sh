@@ -34,6 +34,32 @@ set -e
 [ "$rc" -eq 124 ] || fail "timeout exit code $rc, want 124"
 grep -q "timed out" "$tmp/err" || fail "timeout message missing"
 
+# exec: output is printed as it arrives. The command cannot end before this script, having
+# read its first line, creates `go` in a directory the sandbox mounts.
+mkdir -p "$tmp/shared" && chmod 777 "$tmp/shared"
+cat >"$tmp/stream.yaml" <<YAML
+log: {level: warn}
+pools:
+  - name: main
+    backend: local
+    min_idle: 1
+    max_size: 1
+    mounts: [{source: $tmp/shared, target: /shared}]
+YAML
+mkfifo "$tmp/out"
+"$bin" exec --config "$tmp/stream.yaml" --timeout 30s -- \
+  sh -c 'echo first; while [ ! -e /shared/go ]; do sleep 0.02; done; echo second' >"$tmp/out" &
+execpid=$!
+exec 3<"$tmp/out"
+read -r -t 60 line <&3 || fail "exec streamed nothing"
+[ "$line" = "first" ] || fail "exec streamed '$line' first"
+[ ! -e "$tmp/shared/go" ] || fail "go existed too early"
+touch "$tmp/shared/go"
+read -r -t 60 line <&3 || fail "exec did not stream the second line"
+[ "$line" = "second" ] || fail "exec streamed '$line' second"
+exec 3<&-
+wait "$execpid" || fail "streamed exec exit code $?"
+
 # exec: unknown pool is a usage error naming the pools.
 set +e
 "$bin" exec --config "$tmp/ok.yaml" --pool nope -- true 2>"$tmp/err"

@@ -174,7 +174,7 @@ for g in "${got[@]}"; do release "${g% *}"; done
 
 # -- a peer speaking another protocol version is refused, clearly, on both sides -----
 WARMPOOL_CLUSTER_PROTOCOL=99 start d run --listen "127.0.0.1:$PD" --peer "127.0.0.1:$PA"
-msg='peer "d" speaks warmpool cluster protocol 99, this node ("a") speaks 2: run the same warmpool version on every node'
+msg='peer "d" speaks warmpool cluster protocol 99, this node ("a") speaks 3: run the same warmpool version on every node'
 wait_for 15 "a logs the refusal" grep -qF "$msg" "$tmp/a.log"
 wait_for 15 "d logs the refusal" grep -qF "$msg" "$tmp/d.log"
 [ -z "$(idle_on d)" ] || fail "refused d shows up in the cluster stats"

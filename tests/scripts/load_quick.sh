@@ -36,6 +36,12 @@ assert j["phases"][2]["requests"] == 60, j["phases"][2]["requests"]    # the bur
 assert j["total"]["successes"] > 0
 lat = j["total"]["latency_ms"]
 assert lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p99_9"] <= lat["max"], lat
+# Per operation: the mix's three operations, adding up to the total; no TTFB without streams.
+assert sorted(j["ops"]) == ["execute", "files", "lease"], sorted(j["ops"])
+assert sum(o["requests"] for o in j["ops"].values()) == j["total"]["requests"]
+for name, o in j["ops"].items():
+    check(dict(o, pool_hit_rate=None), name)
+    assert o["ttfb_ms"] is None, name
 assert [f["action"] for f in j["faults"]] == ["kill_sandbox", "pause_backend"], j["faults"]
 assert all(f["status"] == "applied" for f in j["faults"]), j["faults"]
 buckets = j["timeseries"]["buckets"]
