@@ -23,6 +23,7 @@
 #include <set>
 
 #include "agent/children.hpp"
+#include "agent/contexts.hpp"
 #include "agent/file_ops.hpp"
 #include "agent/forkserver_client.hpp"
 #include "agent/keyrings.hpp"
@@ -257,6 +258,12 @@ json op_write_file(const json& msg) {
 
 agent::LiveJobs g_jobs{become_tenant};
 agent::Shells g_shells{g_jobs, become_tenant};
+// A context runs the pool's interpreter with its preload modules, else python3.
+agent::Contexts g_contexts{g_jobs, become_tenant, [] {
+                             return std::make_pair(
+                               g_py.configured ? g_py.command : std::vector<std::string>{"python3"},
+                               g_py.configured ? g_py.preload : std::vector<std::string>{});
+                           }};
 
 json op_proc_start(const json& msg) {
   proto::ProcStartRequest req = proto::proc_start_from_json(msg);
@@ -270,6 +277,7 @@ json op_proc_start(const json& msg) {
 }
 
 json op_shell_open(const json& msg) { return g_shells.open(msg, exec_env({}), default_cwd({})); }
+json op_ctx_open(const json& msg) { return g_contexts.open(msg, exec_env({}), default_cwd({})); }
 
 json op_setup(const json& msg) {
   proto::SetupRequest req = proto::setup_from_json(msg);
@@ -303,8 +311,9 @@ bool clear_tenant_keyrings() {
 
 json op_reset(const json& msg) {
   auto deadline = clock_t_::now() + op_timeout(msg, 10000);
-  // Every job and shell goes: their processes die in the loop below, their fds here.
+  // Every job, shell and context goes: their processes die in the loop below, their fds here.
   g_shells.clear();
+  g_contexts.clear();
   g_jobs.clear();
   g_setup = LeaseSetup{};
   std::set<pid_t> killed;
@@ -436,6 +445,12 @@ json handle(const std::string& payload) {
       out = g_shells.close(msg);
     else if (op == "shell_list")
       out = g_shells.list();
+    else if (op == "ctx_open")
+      out = op_ctx_open(msg);
+    else if (op == "ctx_run")
+      out = g_contexts.run(msg);
+    else if (op == "ctx_close")
+      out = g_contexts.close(msg);
     else if (op == "setup")
       out = op_setup(msg);
     else
@@ -599,7 +614,8 @@ int main(int argc, char** argv) {
     perror("warmpool-agent: pipe");
     return 1;
   }
-  g_jobs.set_part(&g_shells);
+  g_jobs.add_part(&g_shells);
+  g_jobs.add_part(&g_contexts);
 
   mkdir(g_opt.workspace.c_str(), 0755);
   if (g_switch_uid && chown(g_opt.workspace.c_str(), g_opt.uid, g_opt.gid) != 0)

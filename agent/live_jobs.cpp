@@ -269,8 +269,8 @@ void LiveJobs::forget(uint64_t num) {
     // Its shell stays: the command is stopped as a timeout would stop it, and the job is
     // dropped once it ended (an ended ephemeral job goes first when the table is full).
     job->ephemeral = true;
-    if (part_)
-      part_->stop(num);
+    for (LoopPart* part : parts_)
+      part->stop(num);
     return;
   }
   jobs_.erase(num);
@@ -340,18 +340,19 @@ void LiveJobs::reap() {
 void LiveJobs::pump(int conn_fd, steady::time_point deadline, const std::function<bool()>& done) {
   std::vector<pollfd> fds;
   std::vector<std::pair<uint64_t, int>> owners; // job number, 0 stdout / 1 stderr / 2 stdin
+  std::vector<size_t> part_begin;
   for (;;) {
     reap();
     auto now = steady::now();
-    if (part_)
-      part_->on_tick(now);
+    for (LoopPart* part : parts_)
+      part->on_tick(now);
     if (done && done())
       return;
     if (now >= deadline)
       return;
     auto until = deadline;
-    if (part_)
-      until = std::min(until, part_->next_timer());
+    for (LoopPart* part : parts_)
+      until = std::min(until, part->next_timer());
     fds.clear();
     owners.clear();
     fds.push_back({reaper_wake_fd(), POLLIN, 0});
@@ -374,9 +375,14 @@ void LiveJobs::pump(int conn_fd, steady::time_point deadline, const std::functio
         owners.push_back({num, 2});
       }
     }
+    // Each part's pollfds, in order: part i owns [part_begin[i], part_begin[i + 1]).
     size_t first_part = fds.size();
-    if (part_)
-      part_->add_fds(fds);
+    part_begin.clear();
+    for (LoopPart* part : parts_) {
+      part_begin.push_back(fds.size());
+      part->add_fds(fds);
+    }
+    part_begin.push_back(fds.size());
     now = steady::now();
     int ms =
       until <= now
@@ -400,8 +406,8 @@ void LiveJobs::pump(int conn_fd, steady::time_point deadline, const std::functio
       else
         drain(*job, what);
     }
-    if (part_)
-      part_->on_events(fds.data() + first_part, fds.size() - first_part);
+    for (size_t i = 0; i < parts_.size(); ++i)
+      parts_[i]->on_events(fds.data() + part_begin[i], part_begin[i + 1] - part_begin[i]);
     if (conn_fd >= 0 && fds[1].revents)
       return;
   }
@@ -433,6 +439,8 @@ json LiveJobs::output(uint64_t num, const proto::ProcOutputRequest& req) {
     out["truncated"] = job.streams[0].truncated() || job.streams[1].truncated();
     out["duration_us"] =
       std::chrono::duration_cast<std::chrono::microseconds>(job.ended - job.started).count();
+    for (const auto& [k, v] : job.extra.items())
+      out[k] = v;
     if (job.ephemeral && all_read)
       jobs_.erase(num);
   }
@@ -484,8 +492,9 @@ json LiveJobs::op_stdin(const json& msg) {
 json LiveJobs::op_signal(const json& msg) {
   int sig = proto::signal_from_json(msg);
   Job& job = get(msg);
-  if (job.running && job.shell_command && part_)
-    part_->signalled(job.num, sig);
+  if (job.running && job.shell_command)
+    for (LoopPart* part : parts_)
+      part->signalled(job.num, sig);
   else if (job.running)
     kill_group(job.pid, sig);
   return json::object();

@@ -57,7 +57,7 @@ struct Job {
   bool tty = false;           // `out` is the terminal's master side (stdin too)
   bool listed = false;        // a background process (proc_list)
   bool ephemeral = false;     // forgotten once ended and read to the end
-  bool shell_command = false; // fed by a shell: no pid or fds of its own
+  bool shell_command = false; // fed by a shell or code context: no pid or fds of its own
   Fd in, out, err;
   std::string in_queue; // stdin bytes the pipe did not take yet
   bool close_when_drained = false;
@@ -68,9 +68,11 @@ struct Job {
   bool timed_out = false;
   steady::time_point started, ended;
   steady::time_point deadline = steady::time_point::max();
+  /// Fields added to the answer once it ended (a code context's result and error).
+  json extra = json::object();
 };
 
-/// What else the loop polls: the shells.
+/// What else the loop polls: the shells, the code contexts.
 class LoopPart {
 public:
   virtual ~LoopPart() = default;
@@ -82,8 +84,8 @@ public:
   virtual steady::time_point next_timer() const = 0;
   /// proc_signal sent `sig` to the shell command `job` (its shell must learn it is ready).
   virtual void signalled(uint64_t job, int sig) = 0;
-  /// proc_forget of the running shell command `job`: stop it as its timeout would
-  /// (SIGINT, then SIGKILL to what it started, then the shell), keeping the shell if it can.
+  /// proc_forget of the running shell command or context run `job`: stop it as its timeout
+  /// would (SIGINT, then SIGKILL), keeping the shell or context if it can.
   virtual void stop(uint64_t job) = 0;
 };
 
@@ -103,7 +105,7 @@ class LiveJobs {
 public:
   explicit LiveJobs(std::function<void()> become_tenant)
       : become_tenant_(std::move(become_tenant)) {}
-  void set_part(LoopPart* part) { part_ = part; }
+  void add_part(LoopPart* part) { parts_.push_back(part); }
 
   /// proc_start; throws OpError.
   Job& start(const JobSpawn& spawn, const proto::ProcStartRequest& req);
@@ -141,7 +143,7 @@ private:
   void forget(uint64_t num);
 
   std::function<void()> become_tenant_;
-  LoopPart* part_ = nullptr;
+  std::vector<LoopPart*> parts_;
   std::map<uint64_t, std::unique_ptr<Job>> jobs_;
   uint64_t next_ = 1; // ids are never reused, not even after reset
 };

@@ -130,6 +130,25 @@ ShellRunRequest shell_run_from_json(const json& msg) {
   return req;
 }
 
+std::string context_name_from_json(const json& msg) {
+  std::string name = req_string(msg, "context");
+  if (!is_shell_name(name))
+    throw BadRequest("field 'context' must be 1-64 characters of [A-Za-z0-9_.-]");
+  return name;
+}
+
+CtxRunRequest ctx_run_from_json(const json& msg) {
+  CtxRunRequest req;
+  req.context = context_name_from_json(msg);
+  req.code = req_string(msg, "code");
+  req.timeout_ms = opt_uint(msg, "timeout_ms", req.timeout_ms);
+  if (req.timeout_ms == 0 || req.timeout_ms > uint64_t(INT32_MAX))
+    throw BadRequest("field 'timeout_ms' must be between 1 and 2^31-1");
+  req.output_limit = opt_uint(msg, "output_limit", req.output_limit);
+  req.output = proc_output_from_json(msg, false);
+  return req;
+}
+
 SetupRequest setup_from_json(const json& msg) {
   SetupRequest req;
   if (const json* e = opt_field(msg, "env", json::value_t::object)) {

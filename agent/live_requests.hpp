@@ -62,6 +62,18 @@ struct ShellRunRequest {
 };
 ShellRunRequest shell_run_from_json(const json& msg);
 
+/// A code context's name (field 'context'): the rules of a shell's name.
+std::string context_name_from_json(const json& msg);
+
+struct CtxRunRequest {
+  std::string context;
+  std::string code; // Python source, UTF-8
+  uint64_t timeout_ms = 30000;
+  uint64_t output_limit = 1u << 20;
+  ProcOutputRequest output; // wait_ms, max_bytes of the answer
+};
+CtxRunRequest ctx_run_from_json(const json& msg);
+
 struct SetupRequest {
   std::map<std::string, std::string> env;
   std::string cwd;                          // empty: unchanged default (the workspace)

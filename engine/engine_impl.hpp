@@ -325,7 +325,8 @@ struct Lease::Impl {
   lease_info info;
   // Atomic: a server may release while other calls on the lease are in flight.
   std::atomic<bool> released{false};
-  std::atomic<uint32_t> shells_opened{0}; // names shells opened without one
+  std::atomic<uint32_t> shells_opened{0};   // names shells opened without one
+  std::atomic<uint32_t> contexts_opened{0}; // and code contexts
 };
 
 /// Releases a lease still held without waiting: a destructor or an assignment must not

@@ -8,29 +8,16 @@
 
 #include "agent/protocol.hpp"
 #include "engine/engine_impl.hpp"
+#include "engine/live_call.hpp"
 
 namespace warmpool {
 
 using json = nlohmann::json;
+using namespace live_detail;
 
 namespace {
 
 constexpr duration kPollWait = live_poll_wait;
-/// The agent's extra time on top of a call's own wait (the transfer, a busy sandbox).
-constexpr duration kCallMargin{30000};
-
-Lease::Impl& held(const std::unique_ptr<Lease::Impl>& impl) {
-  if (!impl)
-    throw Error{Errc::invalid_request, "this Lease is empty (moved from or default-constructed)"};
-  if (impl->released)
-    throw Error{Errc::unknown_lease, "lease " + impl->info.id + " was already released"};
-  return *impl;
-}
-
-std::string field_string(const json& j, const char* name) {
-  auto it = j.find(name);
-  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string{};
-}
 
 std::string decoded(const json& j, const char* name) {
   auto s = field_string(j, name);
@@ -65,71 +52,6 @@ ProcessInfo info_from(const json& j) {
   p.tty = j.value("tty", false);
   p.pid = j.value("pid", 0);
   return p;
-}
-
-/// A malformed reply means the agent misbehaves: the sandbox's failure, not the caller's.
-template <class F>
-auto parsed(const std::string& text, F&& f) {
-  try {
-    return f(json::parse(text));
-  } catch (const Error&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw Error{Errc::container_failed, std::string("malformed reply from the sandbox: ") + e.what()};
-  }
-}
-
-duration pool_exec_timeout(const Lease::Impl& l) {
-  auto pc = l.engine->pool_config(l.info.pool);
-  return pc ? pc->exec_timeout : duration{30000};
-}
-
-uint64_t pool_output_limit(const Lease::Impl& l) {
-  auto pc = l.engine->pool_config(l.info.pool);
-  return pc ? pc->output_limit : uint64_t{1} << 20;
-}
-
-std::string call(Lease::Impl& l, const json& req, duration wait) {
-  auto limit = wait + kCallMargin;
-  return l.engine->call_on<std::string>(l.info.node, l.info.handle, limit + request_margin,
-                                        live_atom::value, l.info.id, req.dump(),
-                                        int64_t(limit.count()));
-}
-
-void call_async(Lease::Impl& l, const json& req, duration wait,
-                std::function<void(std::string, std::exception_ptr)> done) {
-  auto limit = wait + kCallMargin;
-  l.engine->ask_on<std::string>(
-    l.info.node, l.info.handle, false,
-    [done = std::move(done)](caf::expected<std::string> x) {
-      if (x)
-        done(std::move(*x), nullptr);
-      else
-        done({}, std::make_exception_ptr(to_exception(x.error())));
-    },
-    live_atom::value, l.info.id, req.dump(), int64_t(limit.count()));
-}
-
-/// `done` with the parsed value, or with the error (a malformed reply included).
-template <class T, class Parse>
-std::function<void(std::string, std::exception_ptr)>
-parse_then(Parse parse, std::function<void(T, std::exception_ptr)> done) {
-  return [parse, done = std::move(done)](std::string text, std::exception_ptr err) {
-    if (err)
-      return done(T{}, err);
-    T value;
-    try {
-      value = parsed(text, parse);
-    } catch (...) {
-      return done(T{}, std::current_exception());
-    }
-    done(std::move(value), nullptr);
-  };
-}
-
-std::function<void(std::string, std::exception_ptr)> ignore_reply(
-  std::function<void(std::exception_ptr)> done) {
-  return [done = std::move(done)](std::string, std::exception_ptr err) { done(err); };
 }
 
 json start_request(const Lease::Impl& l, ExecRequest req, const ProcessOptions& opts) {

@@ -253,6 +253,51 @@ void HttpServer::Impl::shell_delete(Request& req, const ReplyPtr& reply) {
   });
 }
 
+// -- code contexts ----------------------------------------------------------------------
+
+void HttpServer::Impl::context_create(Request& req, const ReplyPtr& reply) {
+  auto name = parse_request_body("context", req.body).shell;
+  with_live(req, "context_open", reply, [name](const LeaseRegistry::EntryPtr& e, Finish finish) {
+    e->lease.open_context_async(name, [finish](std::string id, std::exception_ptr err) {
+      finish(json_response(201, {{"id", id}}), err);
+    });
+  });
+}
+
+void HttpServer::Impl::context_run(Request& req, const ReplyPtr& reply) {
+  auto ereq = parse_request_body("context_run", req.body).exec;
+  const std::string ctx = req.matches[2];
+  with_live(req, "context_run", reply,
+            [ctx, ereq](const LeaseRegistry::EntryPtr& e, Finish finish) {
+              e->lease.run_code_async(
+                ctx, ereq.code, ereq.timeout, [finish](CodeResult r, std::exception_ptr err) {
+                  if (err)
+                    return finish({}, err);
+                  json j{{"stdout", r.stdout_data},
+                         {"stderr", r.stderr_data},
+                         {"result", r.result ? json(*r.result) : json(nullptr)},
+                         {"error", nullptr},
+                         {"duration_ms", r.duration.count() / 1000.0},
+                         {"timed_out", r.timed_out}};
+                  if (r.error)
+                    j["error"] = {{"name", r.error->name},
+                                  {"value", r.error->value},
+                                  {"traceback", r.error->traceback}};
+                  // 200 even when it timed out or raised: the run happened, the context
+                  // answered, and what went wrong is in "error" (unlike exec's 504).
+                  finish(json_response(200, j), nullptr);
+                });
+            });
+}
+
+void HttpServer::Impl::context_delete(Request& req, const ReplyPtr& reply) {
+  const std::string ctx = req.matches[2];
+  with_live(req, "context_close", reply, [ctx](const LeaseRegistry::EntryPtr& e, Finish finish) {
+    e->lease.close_context_async(ctx,
+                                 [finish](std::exception_ptr err) { finish(no_content(), err); });
+  });
+}
+
 // -- processes --------------------------------------------------------------------------
 
 void HttpServer::Impl::process_create(Request& req, const ReplyPtr& reply) {

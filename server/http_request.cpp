@@ -298,6 +298,18 @@ ParsedBody parse_request_body(const std::string& endpoint, const std::string& te
       throw bad("command", "must not contain a NUL character");
     out.exec.timeout = get_duration(body, "timeout", duration{0});
     return out;
+  } else if (endpoint == "context") {
+    allow_fields(body, {"name"});
+    out.shell = get_shell_name(body, "name");
+    return out;
+  } else if (endpoint == "context_run") {
+    allow_fields(body, {"code", "timeout"});
+    auto code = field(body, "code");
+    if (!code || !code->is_string())
+      throw bad("code", "required (a string of Python source)");
+    out.exec.code = code->get<std::string>();
+    out.exec.timeout = get_duration(body, "timeout", duration{0});
+    return out;
   } else if (endpoint == "signal") {
     allow_fields(body, {"signal"});
     out.signal = get_signal(body);

@@ -228,8 +228,8 @@ Principal HttpServer::Impl::principal(const Request& req) {
   throw Error{Errc::internal, "a request without a valid token reached a handler"};
 }
 
-/// /v1/leases/{id}/shells[/{shell}[/exec]] and /v1/leases/{id}/processes[/{pid}[/op]];
-/// req.matches becomes {path, id, shell or pid}.
+/// /v1/leases/{id}/shells[/{shell}[/exec]], /v1/leases/{id}/contexts[/{ctx}[/run]] and
+/// /v1/leases/{id}/processes[/{pid}[/op]]; req.matches becomes {path, id, shell, ctx or pid}.
 HttpServer::Impl::Handler HttpServer::Impl::live_route(Request& req) {
   const std::string prefix = "/v1/leases/";
   if (req.path.compare(0, prefix.size(), prefix) != 0)
@@ -245,7 +245,8 @@ HttpServer::Impl::Handler HttpServer::Impl::live_route(Request& req) {
       break;
     at = slash + 1;
   }
-  if (parts.size() < 2 || parts.size() > 4 || (parts[1] != "shells" && parts[1] != "processes"))
+  if (parts.size() < 2 || parts.size() > 4 ||
+      (parts[1] != "shells" && parts[1] != "processes" && parts[1] != "contexts"))
     return nullptr;
   req.matches = {req.path, parts[0], parts.size() > 2 ? parts[2] : std::string{}};
   const auto& m = req.method;
@@ -255,6 +256,13 @@ HttpServer::Impl::Handler HttpServer::Impl::live_route(Request& req) {
     if (parts.size() == 3)
       return m == "DELETE" ? &Impl::shell_delete : nullptr;
     return parts[3] == "exec" && m == "POST" ? &Impl::shell_exec : nullptr;
+  }
+  if (parts[1] == "contexts") {
+    if (parts.size() == 2)
+      return m == "POST" ? &Impl::context_create : nullptr;
+    if (parts.size() == 3)
+      return m == "DELETE" ? &Impl::context_delete : nullptr;
+    return parts[3] == "run" && m == "POST" ? &Impl::context_run : nullptr;
   }
   if (parts.size() == 2)
     return m == "POST" ? &Impl::process_create : m == "GET" ? &Impl::process_list : nullptr;

@@ -20,12 +20,12 @@ namespace warmpool {
 /// .../processes), "signal", "resize" and "wait" (POST .../processes/{pid}/...). Throws
 /// Error(invalid_request) naming the field, which the endpoint answers with 400.
 struct ParsedBody {
-  ExecRequest exec;                          // execute, exec, process, shell_exec
+  ExecRequest exec;                          // execute, exec, process, shell_exec, context_run (code)
   AcquireOptions acquire;                    // execute (tenant, session), lease (+ timeout, setup)
   std::string pool;                          // execute, lease: as requested, before routing
   std::map<std::string, std::string> labels; // execute, lease
   bool dirty = false;                        // release
-  std::string shell;                         // execute (a session's shell), shell (its name)
+  std::string shell;                         // execute (a session's shell), shell, context (its name)
   ProcessOptions process;                    // process (tty), resize (cols, rows)
   int signal = 0;                            // signal
   duration timeout{0};                       // wait

@@ -239,6 +239,10 @@ struct HttpServer::Impl {
   void follow_shell(const LeaseRegistry::EntryPtr& e, const std::string& shell,
                     const ExecRequest& ereq, Finish finish);
   void shell_delete(Request& req, const ReplyPtr& reply);
+  void context_create(Request& req, const ReplyPtr& reply);
+  /// Runs code in a context and answers with its whole result once it ended.
+  void context_run(Request& req, const ReplyPtr& reply);
+  void context_delete(Request& req, const ReplyPtr& reply);
   void process_create(Request& req, const ReplyPtr& reply);
   void process_list(Request& req, const ReplyPtr& reply);
   void process_output(Request& req, const ReplyPtr& reply);

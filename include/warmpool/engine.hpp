@@ -53,8 +53,8 @@ public:
   void write_file_async(const std::string& path, std::string data,
                         std::function<void(std::exception_ptr)> done);
 
-  // -- live sandbox: shells, background processes, streamed output ----------------------
-  // Every shell and process ends when the lease is released. Errors: not_found (no such
+  // -- live sandbox: shells, code contexts, background processes, streamed output -------
+  // Every shell, context and process ends when the lease is released. Errors: not_found (no such
   // shell or process), conflict, too_large, shell_exited, plus those of exec.
 
   /// Runs a command and hands its output to `on_output` as it is produced (on the calling
@@ -88,7 +88,24 @@ public:
   /// Kills the process if it runs and forgets it.
   void forget_process(const std::string& id);
 
+  /// Opens a stateful Python code context: a Python process (the pool's
+  /// interpreters.python command with its preload modules, else python3) whose runs share
+  /// globals. `name` empty: one is chosen. Returns the context's name.
+  std::string open_context(const std::string& name = {});
+  /// Runs `code` in the context. A timeout (0: the pool's exec_timeout) raises
+  /// KeyboardInterrupt in the run and keeps the context; a run that does not stop within
+  /// 1 s of it is killed with its context. Errors: not_found, conflict (a run is going on),
+  /// shell_exited (the context's process ended: open it again).
+  CodeResult run_code(const std::string& context, const std::string& code,
+                      duration timeout = duration{0});
+  void close_context(const std::string& context);
+
   /// Asynchronous forms for servers (same rules as exec_async).
+  void open_context_async(std::string name,
+                          std::function<void(std::string, std::exception_ptr)> done);
+  void run_code_async(std::string context, std::string code, duration timeout,
+                      std::function<void(CodeResult, std::exception_ptr)> done);
+  void close_context_async(std::string context, std::function<void(std::exception_ptr)> done);
   void open_shell_async(std::string name, std::function<void(std::string, std::exception_ptr)> done);
   void close_shell_async(std::string shell, std::function<void(std::exception_ptr)> done);
   /// Starts `command` in the shell and answers with its output so far, waiting up to

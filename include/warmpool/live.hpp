@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -48,6 +49,29 @@ struct ProcessInfo {
   int signal = 0;
   bool tty = false;
   int pid = 0; // inside the sandbox
+};
+
+/// An exception a code context's run raised (and did not catch): its class name, str(),
+/// and the formatted traceback of the run's own frames. A context that died in the run
+/// reports name "ContextExited" (the next run fails with shell_exited).
+struct CodeError {
+  std::string name;
+  std::string value;
+  std::string traceback;
+};
+
+/// One run of code in a context (Lease::run_code).
+struct CodeResult {
+  std::string stdout_data;
+  std::string stderr_data;
+  /// repr() of the last statement's value when it is an expression (None gives nothing).
+  std::optional<std::string> result;
+  std::optional<CodeError> error;
+  std::chrono::microseconds duration{0};
+  /// The timeout interrupted it (error KeyboardInterrupt; ContextExited when the run did
+  /// not stop at SIGINT and the context was killed).
+  bool timed_out = false;
+  bool truncated = false; // output beyond the pool's output_limit was dropped
 };
 
 /// What a sandbox gets before it is handed over (AcquireOptions::setup): variables every

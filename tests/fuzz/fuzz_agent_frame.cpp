@@ -156,6 +156,16 @@ void agent_request(const std::string& payload) {
         bug("shell_run accepted", "NUL byte in command");
       if (!proto::is_shell_name(req.shell) || req.timeout_ms == 0)
         bug("shell_run accepted", "bad shell name or timeout");
+    } else if (op == "ctx_open" || op == "ctx_close") {
+      if (!proto::is_shell_name(proto::context_name_from_json(msg)))
+        bug(op.c_str(), "accepted a bad context name");
+    } else if (op == "ctx_run") {
+      auto req = proto::ctx_run_from_json(msg);
+      if (!proto::is_shell_name(req.context) || req.timeout_ms == 0 ||
+          req.timeout_ms > uint64_t(INT32_MAX))
+        bug("ctx_run accepted", "bad context name or timeout");
+      if (req.output.wait_ms > proto::kMaxWaitMs)
+        bug("ctx_run accepted", "wait_ms beyond the maximum");
     } else if (op == "setup") {
       auto req = proto::setup_from_json(msg);
       for (const auto& [k, v] : req.env)

@@ -24,7 +24,7 @@ namespace {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string body(reinterpret_cast<const char*>(data), size);
   for (const char* endpoint : {"execute", "lease", "exec", "release", "shell", "shell_exec",
-                               "process", "signal", "resize", "wait"}) {
+                               "process", "signal", "resize", "wait", "context", "context_run"}) {
     try {
       ParsedBody p = parse_request_body(endpoint, body);
       const std::string ep = endpoint;

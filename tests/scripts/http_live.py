@@ -1,5 +1,5 @@
-"""The non-streamed endpoints of live sandboxes, for http_api.py: a held lease's shells and
-background processes (list, output from offsets, stdin and its close, signals, a PTY and its
+"""The non-streamed endpoints of live sandboxes, for http_api.py: a held lease's shells, code
+contexts and background processes (list, output from offsets, stdin and its close, signals, a PTY and its
 resize, wait, forget), every answer validated against docs/openapi.yaml by `call`, and the
 typed errors: 404 not_found, 409 conflict, 413, 400, 504 exec_timeout."""
 
@@ -14,6 +14,7 @@ def run(port, call, want, wait_until):
     base = f"/v1/leases/{lid}"
     try:
         _shells(port, call, want, base)
+        _contexts(port, call, want, base)
         _stdin_and_output(port, call, want, wait_until, base)
         _signals_and_wait(port, call, want, base)
         _pty(port, call, want, wait_until, base)
@@ -36,6 +37,28 @@ def _shells(port, call, want, base):
     want(call(port, "DELETE", f"{base}/shells/{sid}"), 204)
     want(call(port, "DELETE", f"{base}/shells/{sid}"), 404, "not_found")
     want(call(port, "POST", f"{base}/shells/{sid}/exec", {"command": "true"}), 404, "not_found")
+
+
+def _contexts(port, call, want, base):
+    cid = want(call(port, "POST", base + "/contexts"), 201).json()["id"]
+    want(call(port, "POST", f"{base}/contexts/{cid}/run", {"code": "x = 0"}), 200)
+    want(call(port, "POST", f"{base}/contexts/{cid}/run", {"code": "x += 1\nx += 1"}), 200)
+    r = want(call(port, "POST", f"{base}/contexts/{cid}/run", {"code": "print('p')\nx"}), 200).json()
+    expect((r["result"], r["stdout"], r["error"], r["timed_out"]) == ("2", "p\n", None, False), r)
+    r = want(call(port, "POST", f"{base}/contexts/{cid}/run", {"code": "1/0"}), 200).json()
+    expect(r["error"]["name"] == "ZeroDivisionError" and "1/0" in r["error"]["traceback"], r)
+    r = want(call(port, "POST", f"{base}/contexts/{cid}/run", {"code": "while 1: pass", "timeout": "300ms"}),
+             200).json()
+    expect(r["timed_out"] and r["error"]["name"] == "KeyboardInterrupt" and r["result"] is None, r)
+    want(call(port, "POST", f"{base}/contexts/{cid}/run", {"command": "1"}), 400, "invalid_request")
+    r = want(call(port, "POST", f"{base}/contexts/{cid}/run", {"code": "import os\nos._exit(1)"}), 200).json()
+    expect(r["error"]["name"] == "ContextExited", r)
+    want(call(port, "POST", f"{base}/contexts/{cid}/run", {"code": "x"}), 409, "shell_exited")
+    named = want(call(port, "POST", base + "/contexts", {"name": "py"}), 201).json()["id"]
+    expect(named == "py", named)
+    want(call(port, "DELETE", f"{base}/contexts/py"), 204)
+    want(call(port, "DELETE", f"{base}/contexts/py"), 404, "not_found")
+    want(call(port, "POST", f"{base}/contexts/py/run", {"code": "1"}), 404, "not_found")
 
 
 def _stdin_and_output(port, call, want, wait_until, base):

@@ -14,6 +14,9 @@ stats. Standard library only.
         with lease.shell() as sh:                  # state carries over between commands
             sh.run("cd /tmp && export X=1")
             print(sh.run("echo $X in $(pwd)").stdout)
+        with lease.context() as ctx:               # a Python namespace kept between runs
+            ctx.run("x = 6")
+            print(ctx.run("x * 7").result)         # 42 (its repr, a str)
 
 Errors are typed by the API's error code: see :mod:`warmpool.errors`.
 """
@@ -44,6 +47,7 @@ from .errors import (
     Unreachable,
     WarmpoolError,
 )
+from .context import CodeError, CodeResult, Context
 from .events import Event, ExecStream, ExitEvent, OutputEvent
 from .lease import Lease
 from .process import Process, ProcessInfo, ProcessOutput
@@ -57,6 +61,9 @@ __all__ = [
     "DEFAULT_URL",
     "Lease",
     "Shell",
+    "Context",
+    "CodeResult",
+    "CodeError",
     "Process",
     # results
     "ExecResult",

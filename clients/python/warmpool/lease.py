@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Type, Unio
 from ._wire import exec_body, lease_path
 from .errors import ContainerFailed, ExecTimeout, StillRunning, UnknownLease
 from .events import ExecStream
+from .context import Context
 from .process import Process, ProcessInfo
 from .shell import Shell
 from .types import Command, Duration, ExecResult, LeaseInfo, Size
@@ -137,6 +138,22 @@ class Lease:
     def shell(self, name: Optional[str] = None) -> Shell:
         """:meth:`open_shell`, named to read well in ``with lease.shell() as sh:``."""
         return self.open_shell(name)
+
+    def open_context(self, name: Optional[str] = None) -> Context:
+        """Opens a stateful Python code context in the sandbox (see :class:`Context`);
+        ``name`` names it (the server picks an id without one)."""
+        body: Optional[Dict[str, Any]] = {"name": name} if name is not None else None
+        answer = self._http.request("POST", lease_path(self.id, "/contexts"), body=body)
+        return Context(self._http, self.id, str(answer.json().get("id", name or "")))
+
+    def context(self, name: Optional[str] = None) -> Context:
+        """:meth:`open_context`, named to read well in ``with lease.context() as ctx:``."""
+        return self.open_context(name)
+
+    def attach_context(self, context_id: str) -> Context:
+        """A :class:`Context` for the id of a context opened elsewhere (no request is made:
+        its runs raise :class:`NotFound` if there is no such context)."""
+        return Context(self._http, self.id, context_id)
 
     def attach_shell(self, shell_id: str) -> Shell:
         """A :class:`Shell` for the id of a shell opened elsewhere (no request is made: its
