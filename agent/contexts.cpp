@@ -281,34 +281,22 @@ void Contexts::died(Context& c, int status) {
 
 void Contexts::add_fds(std::vector<pollfd>& fds) {
   polled_.clear();
-  roles_.clear();
-  for (auto& [name, c] : contexts_) {
-    if (!c->alive)
-      continue;
-    Fd* all[4] = {&c->out, &c->err, &c->status, &c->ctl};
-    for (int role = 0; role < 4; ++role) {
-      if (all[role]->fd < 0 || (role == 3 && c->ctl_queue.empty()))
-        continue;
-      fds.push_back({all[role]->fd, short(role == 3 ? POLLOUT : POLLIN), 0});
-      polled_.push_back(c.get());
-      roles_.push_back(role);
-    }
-  }
+  for (auto& [name, c] : contexts_)
+    if (c->alive)
+      polled_.add(c.get(), fds, c->out, c->err, c->status, c->ctl, !c->ctl_queue.empty());
 }
 
 void Contexts::on_events(const pollfd* fds, size_t n) {
-  for (size_t i = 0; i < n && i < polled_.size(); ++i) {
-    if (!fds[i].revents || !polled_[i]->alive)
-      continue;
-    Context& c = *polled_[i];
-    switch (roles_[i]) {
-      case 0: feed(c, 0); break;
-      case 1: feed(c, 1); break;
-      case 2: on_status(c); break;
-      case 3: flush(c); break;
+  polled_.dispatch(fds, n, [this](Context& c, PipeRole role) {
+    if (!c.alive)
+      return;
+    switch (role) {
+      case PipeRole::out: feed(c, 0); break;
+      case PipeRole::err: feed(c, 1); break;
+      case PipeRole::status: on_status(c); break;
+      case PipeRole::control: flush(c); break;
     }
-  }
-  polled_.clear();
+  });
 }
 
 void Contexts::on_tick(steady::time_point now) {

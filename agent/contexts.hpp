@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "agent/live_jobs.hpp"
+#include "agent/pipe_roster.hpp"
 
 namespace warmpool::agent {
 
@@ -73,8 +74,7 @@ private:
   std::function<void()> become_tenant_;
   std::function<std::pair<std::vector<std::string>, std::vector<std::string>>()> python_;
   std::map<std::string, std::unique_ptr<Context>> contexts_;
-  std::vector<Context*> polled_; // owner of each pollfd add_fds appended, with the fd's role
-  std::vector<int> roles_;
+  PipeRoster<Context> polled_; // owner and role of each pollfd add_fds appended
 };
 
 } // namespace warmpool::agent

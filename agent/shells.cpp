@@ -359,34 +359,22 @@ void Shells::died(Shell& sh, int status) {
 
 void Shells::add_fds(std::vector<pollfd>& fds) {
   polled_.clear();
-  roles_.clear();
-  for (auto& [name, sh] : shells_) {
-    if (!sh->alive)
-      continue;
-    Fd* all[4] = {&sh->out, &sh->err, &sh->status, &sh->in};
-    for (int role = 0; role < 4; ++role) {
-      if (all[role]->fd < 0 || (role == 3 && sh->in_queue.empty()))
-        continue;
-      fds.push_back({all[role]->fd, short(role == 3 ? POLLOUT : POLLIN), 0});
-      polled_.push_back(sh.get());
-      roles_.push_back(role);
-    }
-  }
+  for (auto& [name, sh] : shells_)
+    if (sh->alive)
+      polled_.add(sh.get(), fds, sh->out, sh->err, sh->status, sh->in, !sh->in_queue.empty());
 }
 
 void Shells::on_events(const pollfd* fds, size_t n) {
-  for (size_t i = 0; i < n && i < polled_.size(); ++i) {
-    if (!fds[i].revents || !polled_[i]->alive)
-      continue;
-    Shell& sh = *polled_[i];
-    switch (roles_[i]) {
-      case 0: feed(sh, 0); break;
-      case 1: feed(sh, 1); break;
-      case 2: on_status(sh); break;
-      case 3: flush(sh); break;
+  polled_.dispatch(fds, n, [this](Shell& sh, PipeRole role) {
+    if (!sh.alive)
+      return;
+    switch (role) {
+      case PipeRole::out: feed(sh, 0); break;
+      case PipeRole::err: feed(sh, 1); break;
+      case PipeRole::status: on_status(sh); break;
+      case PipeRole::control: flush(sh); break;
     }
-  }
-  polled_.clear();
+  });
 }
 
 void Shells::on_tick(steady::time_point now) {

@@ -18,6 +18,7 @@
 #include <string>
 
 #include "agent/live_jobs.hpp"
+#include "agent/pipe_roster.hpp"
 
 namespace warmpool::agent {
 
@@ -83,8 +84,7 @@ private:
   std::function<void()> become_tenant_;
   std::string forced_path_;
   std::map<std::string, std::unique_ptr<Shell>> shells_;
-  std::vector<Shell*> polled_; // owner of each pollfd add_fds appended, with the fd's role
-  std::vector<int> roles_;
+  PipeRoster<Shell> polled_; // owner and role of each pollfd add_fds appended
 };
 
 } // namespace warmpool::agent
