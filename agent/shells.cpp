@@ -29,6 +29,10 @@ constexpr auto kGrace = std::chrono::seconds(1);
 // they had buffered, a sync line included: it is sent again this often until answered.
 constexpr auto kResync = std::chrono::milliseconds(100);
 constexpr auto kResignal = std::chrono::milliseconds(500);
+// A timeout's SIGINT is repeated this often until the shell answers: one that lands as bash
+// begins the command's line can be lost (measured: bash then keeps running a
+// `while :; do sleep 0.1; done` loop in 13 of 20 tries without a repeat, 0 of 100 with it).
+constexpr auto kReinterrupt = std::chrono::milliseconds(250);
 // Most read from one of a shell's pipes per wake-up.
 constexpr size_t kFeedBudget = 1 << 20;
 
@@ -265,7 +269,7 @@ void Shells::end_command(Shell& sh, int exit_code, int signal, bool timed_out) {
   sh.stage = 0;
   sh.signalled = sh.pending = 0;
   sh.started = false;
-  sh.deadline = sh.next = sh.resync = sh.resignal = steady::time_point::max();
+  sh.deadline = sh.next = sh.resync = sh.resignal = sh.reinterrupt = steady::time_point::max();
 }
 
 void Shells::interrupt(Shell& sh, int sig) {
@@ -403,13 +407,19 @@ void Shells::on_tick(steady::time_point now) {
     if (sh.stage == 0 && now >= sh.deadline) {
       sh.stage = 1;
       sh.next = now + kGrace;
+      sh.reinterrupt = now + kReinterrupt;
       interrupt(sh, SIGINT);
+    } else if (sh.stage == 1 && now >= sh.reinterrupt && now < sh.next) {
+      sh.reinterrupt = now + kReinterrupt;
+      if (sh.started)
+        interrupt(sh, SIGINT);
     } else if (sh.stage == 1 && now >= sh.next) {
       for (pid_t p : descendants(sh.pid))
         kill(p, SIGKILL);
       send(sh, sync); // again: a shell may drop input it read before the interrupt
       sh.stage = 2;
       sh.next = now + kGrace;
+      sh.reinterrupt = steady::time_point::max();
     } else if (sh.stage == 2 && now >= sh.next) {
       // Still no answer: the shell itself runs the command (a builtin loop ignoring SIGINT).
       kill(-sh.pid, SIGKILL);
@@ -423,7 +433,8 @@ steady::time_point Shells::next_timer() const {
   auto t = steady::time_point::max();
   for (const auto& [name, sh] : shells_)
     if (sh->alive && sh->job)
-      t = std::min({t, sh->stage == 0 ? sh->deadline : sh->next, sh->resync, sh->resignal});
+      t = std::min({t, sh->stage == 0 ? sh->deadline : sh->next, sh->resync, sh->resignal,
+                    sh->reinterrupt});
   return t;
 }
 

@@ -66,6 +66,7 @@ private:
     // proc_signal's signal once more, to the command's processes only: one that was forking
     // when the first came may have missed it.
     steady::time_point resignal = steady::time_point::max();
+    steady::time_point reinterrupt = steady::time_point::max(); // the timeout's next SIGINT
   };
   Shell& get(const json& msg);
   void send(Shell& sh, const std::string& line);
