@@ -317,14 +317,20 @@ json op_reset(const json& msg) {
   g_jobs.clear();
   g_setup = LeaseSetup{};
   std::set<pid_t> killed;
-  // The fork server survives (it never ran tenant code) unless the kill takes too long.
+  // The fork server survives (it never ran tenant code) unless the kill takes too long, and
+  // so does its standby child until it is checked below.
   auto spare_until = clock_t_::now() + (deadline - clock_t_::now()) / 2;
+  char server_state = g_py.pid > 0 ? agent::process_state(g_py.pid) : 0;
+  if (server_state == 'T' || server_state == 't')
+    stop_server(); // stopped by a tenant: it would answer nothing; started afresh below
+  pid_t standby = agent::query_standby(deadline);
   for (;;) {
     auto procs = agent::sandbox_processes(g_opt.sandboxed);
     bool spare = g_py.pid > 0 && clock_t_::now() < spare_until;
-    if (spare)
+    if (spare) {
       procs.erase(g_py.pid);
-    else if (g_py.pid > 0)
+      procs.erase(standby);
+    } else if (g_py.pid > 0)
       stop_server(); // started afresh below
     if (procs.empty() || clock_t_::now() >= deadline)
       break;
@@ -355,13 +361,28 @@ json op_reset(const json& msg) {
   std::vector<std::string> residue;
   if (g_py.configured) {
     // Children are gone; the server must answer, or be replaced by a fresh one.
-    std::string why = check_server(std::max(deadline, clock_t_::now() + std::chrono::seconds(2)));
+    auto server_deadline = std::max(deadline, clock_t_::now() + std::chrono::seconds(2));
+    std::string why = check_server(server_deadline);
+    // A standby a tenant's process stopped, reniced or limited goes; the server forks anew.
+    for (int i = 0; why.empty() && g_py.standby > 0 && !agent::standby_untouched(g_py.standby);
+         ++i) {
+      if (i == 3) {
+        why = "its standby child could not be replaced";
+        break;
+      }
+      kill(g_py.standby, SIGKILL);
+      killed.insert(g_py.standby);
+      agent::wait_until_dead(g_py.standby, std::chrono::milliseconds(500));
+      why = check_server(server_deadline);
+    }
     if (!why.empty())
       residue.push_back("the python fork server cannot start: " + why);
   }
   auto left = agent::sandbox_processes(g_opt.sandboxed);
   if (g_py.pid > 0)
     left.erase(g_py.pid);
+  if (g_py.standby > 0)
+    left.erase(g_py.standby); // forked by the server after the kill: it never met this tenant
   if (!left.empty())
     residue.push_back(std::to_string(left.size()) + " process(es) survived");
   if (!agent::dir_empty(g_opt.workspace))
@@ -412,6 +433,7 @@ json handle(const std::string& payload) {
         if (!why.empty())
           throw OpError("container_failed", "the python fork server cannot start: " + why);
         out["python_pid"] = g_py.pid;
+        out["python_standby"] = g_py.standby;
       }
     } else if (op == "interpreter")
       out = op_interpreter(msg);

@@ -4,13 +4,17 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <sstream>
 
 #include "agent/protocol.hpp"
+#include "agent/sandbox_processes.hpp"
 #include "agent/python_forkserver_py.hpp" // generated: kPythonForkServer
 
 extern char** environ;
@@ -106,6 +110,43 @@ std::string ctl_send(const json& msg, const int* fds = nullptr, size_t nfds = 0)
   return r ? std::string() : std::string("write: ") + proto::to_string(r.status);
 }
 
+std::string proc_file(pid_t pid, const char* name) {
+  std::string path = "/proc/" + std::to_string(pid) + "/" + name, text;
+  Fd f;
+  f.fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (f.fd < 0)
+    return "?";
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(f.fd, buf, sizeof buf)) > 0 && text.size() < 65536)
+    text.append(buf, size_t(n));
+  return text;
+}
+
+// The server runs as the tenant, so a tenant's process may renice it, lower its limits with
+// prlimit, pin it to one CPU, change its scheduling or I/O class or raise its OOM score. Its
+// children would inherit most of that: the next tenant's runs slowed or starved. These are the
+// values such a change moves; reset replaces a server whose values moved.
+std::string server_fingerprint(pid_t pid) {
+  std::string fp = proc_file(pid, "limits") + proc_file(pid, "oom_score_adj");
+  std::string stat = proc_file(pid, "stat");
+  size_t rp = stat.rfind(')'); // the command name may hold spaces and ')'
+  std::istringstream after(rp == std::string::npos ? std::string() : stat.substr(rp + 1));
+  std::vector<std::string> fields{"", "", ""}; // numbered as in proc(5): the state is 3
+  for (std::string f; after >> f;)
+    fields.push_back(f);
+  for (size_t field : {19u, 40u, 41u}) // nice, rt_priority, policy
+    fp += " " + (field < fields.size() ? fields[field] : std::string("?"));
+  std::string status = proc_file(pid, "status");
+  for (const char* key : {"Cpus_allowed_list:", "Mems_allowed_list:"}) {
+    size_t at = status.find(key);
+    fp += at == std::string::npos ? std::string("?") : status.substr(at, status.find('\n', at) - at);
+  }
+  constexpr int kIoprioWhoProcess = 1;
+  fp += " io " + std::to_string(syscall(SYS_ioprio_get, kIoprioWhoProcess, pid));
+  return fp;
+}
+
 } // namespace
 
 void stop_server() {
@@ -113,7 +154,7 @@ void stop_server() {
     kill(-g_py.pid, SIGKILL);
     kill(g_py.pid, SIGKILL); // the SIGCHLD handler reaps it
   }
-  g_py.pid = 0;
+  g_py.pid = g_py.standby = 0; // the standby is in the server's process group
   g_py.ctl.reset();
   g_py.rbuf.clear();
 }
@@ -189,6 +230,8 @@ std::string start_server(clock_t_::time_point deadline) {
     return said.empty() ? why : why + ": " + said;
   }
   g_py.version = ready.value("version", std::string());
+  g_py.standby = ready.value("standby", 0);
+  g_py.fingerprint = server_fingerprint(pid);
   return {};
 }
 
@@ -197,10 +240,25 @@ std::string check_server(clock_t_::time_point deadline) {
     json pong;
     auto ping_deadline = std::min(deadline, clock_t_::now() + std::chrono::seconds(1));
     if (ctl_send({{"op", "ping"}}).empty() && ctl_read(pong, ping_deadline).empty() &&
-        pong.value("pong", false))
+        pong.value("pong", false) && server_fingerprint(g_py.pid) == g_py.fingerprint) {
+      g_py.standby = pong.value("standby", 0);
       return {};
+    }
   }
   return start_server(deadline);
+}
+
+pid_t query_standby(clock_t_::time_point deadline) {
+  json answer;
+  if (g_py.pid <= 0 || !ctl_send({{"op", "standby"}}).empty() ||
+      !ctl_read(answer, std::min(deadline, clock_t_::now() + std::chrono::seconds(1))).empty())
+    return 0;
+  return answer.value("standby", 0);
+}
+
+bool standby_untouched(pid_t standby) {
+  char state = process_state(standby);
+  return (state == 'S' || state == 'R') && server_fingerprint(standby) == g_py.fingerprint;
 }
 
 ChildResult forkserver_run(const ExecRequest& req, const std::string& cwd,

@@ -28,9 +28,11 @@ struct ForkServer {
   std::function<void()> become_tenant;    // in the server's process, before exec
   std::map<std::string, std::string> env; // the server's environment
   pid_t pid = 0;                          // 0: not running
+  pid_t standby = 0;                      // its child forked ahead for the next run, 0: none
   Fd ctl;                                 // our end of the control socket
   std::string rbuf;                       // bytes read from ctl not yet decoded
   std::string version;
+  std::string fingerprint; // what a tenant could change in it, as it started
   uint64_t starts = 0;
 };
 extern ForkServer g_py;
@@ -40,8 +42,16 @@ void stop_server();
 /// Starts the server and waits until it imported its modules. "" or why it did not start.
 std::string start_server(std::chrono::steady_clock::time_point deadline);
 
-/// The server answers a ping, else it is restarted. "" or why it cannot run.
+/// The server answers a ping and is as it started, else it is restarted. "" or why it cannot
+/// run.
 std::string check_server(std::chrono::steady_clock::time_point deadline);
+
+/// The child the server forked ahead for the next run; 0 when there is none or no answer.
+pid_t query_standby(std::chrono::steady_clock::time_point deadline);
+
+/// Whether a tenant's process left `standby` as the server was when it started: not stopped,
+/// same priority, limits, CPUs and OOM score. A reset keeps only such a standby.
+bool standby_untouched(pid_t standby);
 
 /// Runs `req.code` in a child of the server, in `cwd` with `env`, starting the server first
 /// if it is not running. Throws OpError when the server cannot start or fork.

@@ -5,16 +5,23 @@
 # fresh process state and runs the code as `python3 -c` would. The server itself never
 # compiles or executes tenant code, so it may serve the next tenant after a reset.
 #
+# A fork can cost tens of milliseconds (page tables of a large interpreter, a slow
+# hypervisor), so one child is forked ahead: the standby waits, still holding nothing but the
+# server's state, and takes the next run; the server forks the next standby after reporting
+# that run's end. Reset keeps the standby only if no tenant process changed it (the agent
+# compares it with the server as it started, and kills it otherwise); the ping that follows
+# forks a fresh one when it is gone.
+#
 # Control protocol on fd argv[1] (a unix stream socket to the agent), frames of a 4-byte
 # big-endian length and JSON:
 #   agent -> server  {"op": "run", "code": base64, "env": {...}, "cwd": path}
 #                    with three fds (stdin, stdout, stderr of the run) passed as SCM_RIGHTS
-#                    {"op": "ping"}
-#   server -> agent  {"ready": true, "pid", "version"} once the modules are imported,
-#                    or {"ready": false, "error": text}
-#                    {"pid": child} after a fork, {"error": text} when it failed,
-#                    then {"exit": child, "status": raw wait status}
-#                    {"pong": true}
+#                    {"op": "ping"}, {"op": "standby"}
+#   server -> agent  {"ready": true, "pid", "version", "standby"} once the modules are
+#                    imported, or {"ready": false, "error": text}
+#                    {"pid": child} once a child has the run, {"error": text} when none
+#                    could, then {"exit": child, "status": raw wait status}
+#                    {"pong": true, "standby": pid or 0}, {"standby": pid or 0}
 import os
 import sys
 
@@ -79,12 +86,173 @@ def _recv():
         _rbuf.extend(data)
 
 
-def _reap():
+_standby = None  # (pid, our end of its socket) or None
+_reaped = {}  # pid -> wait status of children reaped before anyone waited for them
+
+
+def _reap(_sig=None, _frame=None):
+    """Reaps every child that ended. Also the SIGCHLD handler: a standby killed by a reset
+    must not stay a zombie, which the agent would count as a survivor. It may be forking or
+    not yet recorded then, so this reaps any child and keeps the status for the run's wait."""
+    global _standby
     try:
-        while os.waitpid(-1, os.WNOHANG)[0] > 0:
-            pass
+        while True:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid <= 0:
+                break
+            if _standby is not None and pid == _standby[0]:
+                _standby[1].close()
+                _standby = None
+            else:
+                _reaped[pid] = status
     except ChildProcessError:
         pass
+
+
+signal.signal(signal.SIGCHLD, _reap)
+
+
+def _wait(pid):
+    """The wait status of child `pid`, which the SIGCHLD handler may have taken already."""
+    while pid not in _reaped:
+        try:
+            got, status = os.waitpid(pid, 0)
+            if got == pid:
+                return status
+        except ChildProcessError:
+            return _reaped.pop(pid, 0)
+    return _reaped.pop(pid)
+
+
+def _restore_signals():
+    """The dispositions the interpreter started with, for the code of a run."""
+    for s, h in _orig_handlers.items():
+        try:
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+
+
+def _warm_up():
+    """A standby's first writes to the memory it shares with the server each copy a page, and
+    on a virtual machine a page fault can cost 10 us or more. Doing what every run does before
+    the run arrives (compile and exec, JSON, a collection) takes those copies off its path."""
+    main = {"__builtins__": __builtins__, "__name__": "__main__"}
+    exec(compile("x = [str(i) for i in range(64)]\n", "<string>", "exec"), main)
+    json.loads(json.dumps({"op": "run", "code": "", "env": dict(os.environ), "cwd": "/"}))
+    binascii.a2b_base64("cHJpbnQoNio3KQ==")
+    types.ModuleType("__main__")
+    if "random" in sys.modules:
+        sys.modules["random"].random()
+    gc.collect()
+
+
+def _await_run(sock):
+    """In the standby: wait for one run (its frame and three fds), then become it. Signals
+    get their usual dispositions now (a tenant that kills or stops a standby only makes the
+    server pass it over); dumpability waits for the run."""
+    _restore_signals()
+    _warm_up()
+    buf, fds = bytearray(), []
+    while len(buf) < 4 or len(buf) < 4 + int.from_bytes(buf[:4], "big"):
+        data, anc, _flags, _addr = sock.recvmsg(1 << 16, socket.CMSG_SPACE(16 * 4))
+        for level, kind, blob in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                for i in range(0, len(blob) - len(blob) % 4, 4):
+                    fds.append(int.from_bytes(blob[i:i + 4], sys.byteorder))
+        if not data:
+            os._exit(0)  # the server let us go
+        buf.extend(data)
+    sock.close()
+    if len(fds) != 3:
+        os._exit(126)
+    _child(json.loads(bytes(buf[4:])), fds)
+
+
+def _fork(then):
+    """Forks a child that runs then() and never returns. Its pid, or raises OSError."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            then()  # ends with os._exit
+        except BaseException as e:  # a failure of ours before the code ran
+            try:
+                os.write(2, ("warmpool fork server: %r\n" % (e,)).encode())
+            finally:
+                os._exit(126)
+        os._exit(126)
+    return pid
+
+
+def _fork_standby():
+    global _standby
+    _reap()
+    if _standby is not None:
+        return
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+
+    def wait_in_standby():
+        _ctl.close()
+        ours.close()
+        _await_run(theirs)
+    try:
+        pid = _fork(wait_in_standby)
+    except OSError:
+        ours.close()
+        theirs.close()
+        return  # the next run forks its own child
+    theirs.close()
+    if pid in _reaped:  # killed as soon as it was born
+        del _reaped[pid]
+        ours.close()
+        return
+    _standby = (pid, ours)
+    # The fork shared our memory too: take the page copies of the next hand-over now.
+    _standby_state(pid)
+    json.loads(json.dumps({"op": "run", "code": "", "env": {}, "cwd": "/"}))
+
+
+def _standby_state(pid):
+    """The state letter of /proc/<pid>/stat, b"" when it cannot be read."""
+    try:
+        with open("/proc/%d/stat" % pid, "rb") as f:
+            return f.read().rpartition(b")")[2].split()[0]
+    except (OSError, IndexError):
+        return b""
+
+
+def _hand_to_standby(msg, fds):
+    """Gives the run to the standby. Its pid, or None when there is no live one."""
+    global _standby
+    _reap()
+    if _standby is None:
+        return None
+    pid, sock = _standby
+    _standby = None
+    if _standby_state(pid) in (b"", b"T", b"t", b"Z", b"X"):  # stopped by a tenant, or gone
+        sock.close()
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        return None
+    data = json.dumps(msg).encode()
+    frame = len(data).to_bytes(4, "big") + data
+    try:
+        sent = sock.sendmsg([frame], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                       b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds))])
+        if sent < len(frame):
+            sock.sendall(frame[sent:])
+    except OSError:
+        sock.close()
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        return None
+    sock.close()
+    return pid
 
 
 def _child(msg, fds):
@@ -92,21 +260,20 @@ def _child(msg, fds):
     code = binascii.a2b_base64(msg.get("code", ""))
     _libc.prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0)
     os.setsid()  # own session and process group: a timeout kills every descendant
-    _ctl.close()
+    _ctl.close()  # (a no-op in a standby, which closed it at its fork)
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
     for fd in fds:
         if fd > 2:
             os.close(fd)
     os.closerange(3, 1 << 16)  # nothing of the server (its control socket least of all)
-    for s, h in _orig_handlers.items():
-        try:
-            signal.signal(s, h if h is not None else signal.SIG_DFL)
-        except (OSError, ValueError):
-            pass
+    _restore_signals()
     env = msg.get("env") or {}
-    os.environ.clear()
-    os.environ.update(env)
+    for k in [k for k in os.environ if k not in env]:
+        del os.environ[k]
+    for k, v in env.items():
+        if os.environ.get(k) != v:
+            os.environ[k] = v
     cwd = msg.get("cwd") or "/"
     try:
         os.chdir(cwd)
@@ -206,7 +373,11 @@ def _serve():
         _reap()
         op = msg.get("op")
         if op == "ping":
-            _send({"pong": True})
+            _fork_standby()  # after a reset killed the last one
+            _send({"pong": True, "standby": _standby[0] if _standby else 0})
+            continue
+        if op == "standby":  # which child a reset should leave alone (and then check)
+            _send({"standby": _standby[0] if _standby else 0})
             continue
         if op != "run":
             _send({"error": "unknown op %r" % (op,)})
@@ -217,33 +388,22 @@ def _serve():
                 os.close(fd)
             _send({"error": "a run needs three file descriptors"})
             continue
-        try:
-            pid = os.fork()
-        except OSError as e:
-            for fd in fds:
-                os.close(fd)
-            _send({"error": "fork: " + (e.strerror or str(e))})
-            continue
-        if pid == 0:
+        pid = _hand_to_standby(msg, fds)
+        if pid is None:
             try:
-                _child(msg, fds)  # ends with os._exit
-            except BaseException as e:  # a failure of ours before the code ran
-                try:
-                    os.write(2, ("warmpool fork server: %r\n" % (e,)).encode())
-                finally:
-                    os._exit(126)
-            os._exit(126)
+                pid = _fork(lambda: _child(msg, fds))
+            except OSError as e:
+                for fd in fds:
+                    os.close(fd)
+                _send({"error": "fork: " + (e.strerror or str(e))})
+                continue
         for fd in fds:
             os.close(fd)
         _send({"pid": pid})
-        while True:
-            try:
-                _, status = os.waitpid(pid, 0)
-                break
-            except ChildProcessError:
-                status = 0
-                break
+        status = _wait(pid)
+        _reaped.clear()  # of children nobody waits for any more
         _send({"exit": pid, "status": status})
+        _fork_standby()
 
 
 def _start():
@@ -260,7 +420,9 @@ def _start():
     devnull = os.open(os.devnull, os.O_RDWR)
     os.dup2(devnull, 2)  # the agent reads our stderr only while we start
     os.close(devnull)
-    _send({"ready": True, "pid": os.getpid(), "version": sys.version.split()[0]})
+    _fork_standby()
+    _send({"ready": True, "pid": os.getpid(), "version": sys.version.split()[0],
+           "standby": _standby[0] if _standby else 0})
 
 
 _start()

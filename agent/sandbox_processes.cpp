@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <map>
 
 namespace warmpool::agent {
@@ -41,7 +42,42 @@ std::map<pid_t, pid_t> process_parents() {
   return parent;
 }
 
+char process_state(pid_t pid) {
+  char path[64], buf[512];
+  snprintf(path, sizeof path, "/proc/%d/stat", int(pid));
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return 0;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0)
+    return 0;
+  buf[n] = 0;
+  const char* rp = strrchr(buf, ')'); // comm may contain spaces and ')'
+  return rp && rp[1] == ' ' ? rp[2] : 0;
+}
+
+void wait_until_dead(pid_t pid, std::chrono::milliseconds limit) {
+  auto until = std::chrono::steady_clock::now() + limit;
+  for (char st = process_state(pid); st != 0 && st != 'Z' && st != 'X';
+       st = process_state(pid)) {
+    if (std::chrono::steady_clock::now() >= until)
+      return;
+    usleep(1000);
+  }
+}
+
 std::set<pid_t> sandbox_processes(bool whole_namespace) {
+  std::set<pid_t> found = sandbox_process_ids(whole_namespace);
+  // A zombie is an exit status waiting for its parent: nothing runs, nothing can be killed.
+  for (auto it = found.begin(); it != found.end();) {
+    char st = process_state(*it);
+    it = st == 'Z' || st == 'X' ? found.erase(it) : std::next(it);
+  }
+  return found;
+}
+
+std::set<pid_t> sandbox_process_ids(bool whole_namespace) {
   std::set<pid_t> found;
   pid_t self = getpid();
   if (self == 1) {

@@ -5,6 +5,8 @@ Starts `warmpool serve` with one-sandbox pools (so every request of a pool lands
 warm sandbox) on the local and the docker backend and times, per backend:
 
   fork_server      {"language": "python", "code": "print(6*7)"}: a child of the warm interpreter
+  fork_server_again  the same, sent right after fork_server's answer to the same sandbox: the
+                   child forked ahead for it may not be ready yet (a run then waits for a fork)
   python3_c        {"command": ["python3", "-c", "print(6*7)"]} in the same warm sandbox
   numpy_preloaded  {"language": "python", "code": NUMPY} with numpy in interpreters.python.preload
   numpy_not_preloaded  the same code through a fork server that did not preload numpy
@@ -111,6 +113,7 @@ def main():
         for b in backends:
             rows += [
                 (b, "fork_server", "print(6*7)", {"pool": f"{b}-numpy", "language": "python", "code": "print(6*7)"}, "42\n"),
+                (b, "fork_server_again", "print(6*7)", {"pool": f"{b}-numpy", "language": "python", "code": "print(6*7)"}, "42\n"),
                 (b, "python3_c", "print(6*7)", {"pool": f"{b}-numpy", "command": ["python3", "-c", "print(6*7)"]}, "42\n"),
                 (b, "numpy_preloaded", NUMPY, {"pool": f"{b}-numpy", "language": "python", "code": NUMPY}, "45\n"),
                 (b, "numpy_not_preloaded", NUMPY, {"pool": f"{b}-plain", "language": "python", "code": NUMPY}, "45\n"),

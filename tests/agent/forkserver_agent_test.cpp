@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <fstream>
 #include <thread>
 
 #include "agent/protocol.hpp"
@@ -100,6 +101,15 @@ TEST(ForkServerProtocol, InterpreterRequestIsValidated) {
 
 // ---- the real agent
 
+/// The state letter of /proc/<pid>/stat, 0 when there is no such process.
+char process_state(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(in, line);
+  auto close = line.rfind(')');
+  return close == std::string::npos || close + 2 >= line.size() ? 0 : line[close + 2];
+}
+
 bool have_python() { return std::system("/usr/bin/python3 -c 'import json' >/dev/null 2>&1") == 0; }
 
 class ForkServerAgentTest : public ::testing::Test {
@@ -144,6 +154,12 @@ protected:
     return client->exec(r);
   }
   int server_pid() { return client->call({{"op", "ping"}}, 5s).value("python_pid", 0); }
+  int standby_pid() { return client->call({{"op", "ping"}}, 5s).value("python_standby", 0); }
+  int run_pid(const std::string& before = "") {
+    ExecResult r = py("import os\n" + before + "\nprint(os.getpid())");
+    EXPECT_EQ(r.exit_code, 0) << r.stderr_data;
+    return std::atoi(r.stdout_data.c_str());
+  }
 
   std::string ws;
   pid_t pid = -1;
@@ -206,6 +222,117 @@ TEST_F(ForkServerAgentTest, AStoppedServerIsReplacedAtReset) {
   int now = server_pid();
   EXPECT_NE(now, server);
   EXPECT_EQ(py("print('ok')").stdout_data, "ok\n");
+}
+
+// A fork can cost tens of milliseconds: the server forks the next run's child ahead.
+TEST_F(ForkServerAgentTest, ARunIsTakenByTheChildForkedAheadAndTheNextOneIsForked) {
+  start();
+  int first = standby_pid();
+  ASSERT_GT(first, 0);
+  EXPECT_EQ(run_pid(), first);
+  int second = standby_pid();
+  ASSERT_GT(second, 0);
+  EXPECT_NE(second, first);
+  EXPECT_EQ(run_pid(), second);
+}
+
+// The waiting child runs as the tenant, so a tenant's other processes can signal it. One that
+// is stopped or gone is not handed a run; reset kills it, and the next tenant's runs come from
+// a child forked after the kill.
+TEST_F(ForkServerAgentTest, AStoppedStandbyIsPassedOverAndReplacedAtReset) {
+  start();
+  int touched = standby_pid();
+  ASSERT_GT(touched, 0);
+  ExecResult r = client->exec(ExecRequest{{"kill", "-STOP", std::to_string(touched)}});
+  ASSERT_EQ(r.exit_code, 0) << r.stderr_data;
+  int runner = run_pid();
+  EXPECT_GT(runner, 0);
+  EXPECT_NE(runner, touched);
+  ResetReport rep = client->reset(10s);
+  EXPECT_TRUE(rep.residue.empty()) << rep.residue.front();
+  int fresh = standby_pid();
+  EXPECT_GT(fresh, 0);
+  EXPECT_NE(fresh, touched);
+  EXPECT_EQ(kill(touched, 0), -1) << "the stopped child outlived the reset";
+  EXPECT_EQ(run_pid(), fresh);
+}
+
+TEST_F(ForkServerAgentTest, AKilledStandbyCostsTheNextRunOnlyAFork) {
+  start();
+  int standby = standby_pid();
+  ASSERT_GT(standby, 0);
+  ExecResult r = client->exec(ExecRequest{{"kill", "-KILL", std::to_string(standby)}});
+  ASSERT_EQ(r.exit_code, 0) << r.stderr_data;
+  // SIGKILL lands when the kernel next runs it: wait until it is dead (a zombie or reaped).
+  for (int i = 0; i < 500 && process_state(standby) != 'Z' && process_state(standby) != 0; ++i)
+    std::this_thread::sleep_for(10ms);
+  int next = run_pid();
+  EXPECT_GT(next, 0);
+  EXPECT_NE(next, standby);
+  ResetReport rep = client->reset(10s);
+  EXPECT_TRUE(rep.residue.empty()) << rep.residue.front();
+  EXPECT_GT(standby_pid(), 0);
+}
+
+// The standby forked after a tenant's last run never ran code: reset keeps it, so a one-shot
+// run costs one fork, not two.
+TEST_F(ForkServerAgentTest, ResetKeepsAnUntouchedStandby) {
+  start();
+  run_pid();
+  int standby = standby_pid();
+  ASSERT_GT(standby, 0);
+  ResetReport rep = client->reset(10s);
+  EXPECT_TRUE(rep.residue.empty()) << rep.residue.front();
+  EXPECT_EQ(standby_pid(), standby);
+  EXPECT_EQ(run_pid(), standby);
+}
+
+// What a tenant's process may change in a standby (same uid) would reach the next tenant's
+// run: reset replaces a standby that was changed.
+TEST_F(ForkServerAgentTest, ResetReplacesAStandbyATenantChanged) {
+  start();
+  for (std::string change :
+       {"renice -n 7 -p PID", "prlimit --pid PID --nofile=99:99", "taskset -p 1 PID",
+        "chrt -i -p 0 PID", "ionice -c 3 -p PID", "kill -STOP PID"}) {
+    SCOPED_TRACE(change);
+    std::string standby = std::to_string(standby_pid());
+    ExecRequest tamper;
+    tamper.shell = change.replace(change.find("PID"), 3, standby);
+    ExecResult r = client->exec(tamper);
+    ASSERT_EQ(r.exit_code, 0) << r.stderr_data;
+    ResetReport rep = client->reset(10s);
+    EXPECT_TRUE(rep.residue.empty()) << rep.residue.front();
+    int fresh = standby_pid();
+    EXPECT_GT(fresh, 0);
+    EXPECT_NE(std::to_string(fresh), standby);
+    EXPECT_EQ(run_pid(), fresh);
+  }
+}
+
+// A tenant's process is of the server's uid: it may renice the server, lower its limits, pin
+// it to a CPU, make it SCHED_IDLE, lower its I/O class or raise its OOM score, and the next
+// tenant's runs would inherit most of it. Reset replaces a server that was changed.
+TEST_F(ForkServerAgentTest, AServerATenantChangedIsReplacedAtReset) {
+  start();
+  for (std::string change :
+       {"renice -n 7 -p PID", "prlimit --pid PID --nofile=99:99", "prlimit --pid PID --as=999999999",
+        "taskset -p 1 PID", "chrt -i -p 0 PID", "ionice -c 3 -p PID",
+        "echo 900 > /proc/PID/oom_score_adj"}) {
+    SCOPED_TRACE(change);
+    std::string server = std::to_string(server_pid());
+    ExecRequest tamper;
+    tamper.shell = change.replace(change.find("PID"), 3, server);
+    ExecResult r = client->exec(tamper);
+    ASSERT_EQ(r.exit_code, 0) << r.stderr_data;
+    ResetReport rep = client->reset(10s);
+    EXPECT_TRUE(rep.residue.empty()) << rep.residue.front();
+    EXPECT_NE(std::to_string(server_pid()), server);
+    EXPECT_EQ(py("print('ok')").stdout_data, "ok\n");
+  }
+  // Untouched, it stays.
+  int server = server_pid();
+  client->reset(10s);
+  EXPECT_EQ(server_pid(), server);
 }
 
 TEST_F(ForkServerAgentTest, StartFailuresSayWhy) {
