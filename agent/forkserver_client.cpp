@@ -153,6 +153,9 @@ void stop_server() {
   if (g_py.pid > 0) {
     kill(-g_py.pid, SIGKILL);
     kill(g_py.pid, SIGKILL); // the SIGCHLD handler reaps it
+    // Dying takes CPU time, which a server a tenant made SCHED_IDLE hardly gets: a reset
+    // must not find it still there.
+    wait_until_dead(g_py.pid, std::chrono::seconds(2));
   }
   g_py.pid = g_py.standby = 0; // the standby is in the server's process group
   g_py.ctl.reset();
@@ -258,7 +261,20 @@ pid_t query_standby(clock_t_::time_point deadline) {
 
 bool standby_untouched(pid_t standby) {
   char state = process_state(standby);
-  return (state == 'S' || state == 'R') && server_fingerprint(standby) == g_py.fingerprint;
+  if (state != 'S' && state != 'R')
+    return false;
+  // A SIGSTOP sent just before its sender was killed may not have landed yet.
+  std::string status = proc_file(standby, "status");
+  for (const char* key : {"\nSigPnd:", "\nShdPnd:"}) {
+    size_t at = status.find(key);
+    if (at == std::string::npos)
+      return false;
+    size_t end = status.find('\n', at + 1);
+    std::string mask = status.substr(at + strlen(key), end - at - strlen(key));
+    if (mask.find_first_not_of("0\t ") != std::string::npos)
+      return false;
+  }
+  return server_fingerprint(standby) == g_py.fingerprint;
 }
 
 ChildResult forkserver_run(const ExecRequest& req, const std::string& cwd,

@@ -67,6 +67,17 @@ def _send(obj):
     _ctl.sendall(len(data).to_bytes(4, "big") + data)
 
 
+def _recvmsg(sock, fds):
+    """One read of sock: its bytes (b"" at the end); descriptors that came with them are
+    appended to fds."""
+    data, anc, _flags, _addr = sock.recvmsg(1 << 16, socket.CMSG_SPACE(16 * 4))
+    for level, kind, blob in anc:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            for i in range(0, len(blob) - len(blob) % 4, 4):
+                fds.append(int.from_bytes(blob[i:i + 4], sys.byteorder))
+    return data
+
+
 def _recv():
     """One frame as a dict; None at the end of the stream."""
     while True:
@@ -76,11 +87,7 @@ def _recv():
                 payload = bytes(_rbuf[4:4 + n])
                 del _rbuf[:4 + n]
                 return json.loads(payload)
-        data, anc, _flags, _addr = _ctl.recvmsg(1 << 16, socket.CMSG_SPACE(16 * 4))
-        for level, kind, blob in anc:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                for i in range(0, len(blob) - len(blob) % 4, 4):
-                    _fds.append(int.from_bytes(blob[i:i + 4], sys.byteorder))
+        data = _recvmsg(_ctl, _fds)
         if not data:
             return None
         _rbuf.extend(data)
@@ -156,11 +163,7 @@ def _await_run(sock):
     _warm_up()
     buf, fds = bytearray(), []
     while len(buf) < 4 or len(buf) < 4 + int.from_bytes(buf[:4], "big"):
-        data, anc, _flags, _addr = sock.recvmsg(1 << 16, socket.CMSG_SPACE(16 * 4))
-        for level, kind, blob in anc:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                for i in range(0, len(blob) - len(blob) % 4, 4):
-                    fds.append(int.from_bytes(blob[i:i + 4], sys.byteorder))
+        data = _recvmsg(sock, fds)
         if not data:
             os._exit(0)  # the server let us go
         buf.extend(data)
@@ -209,17 +212,21 @@ def _fork_standby():
         return
     _standby = (pid, ours)
     # The fork shared our memory too: take the page copies of the next hand-over now.
-    _standby_state(pid)
+    _standby_ready(pid)
     json.loads(json.dumps({"op": "run", "code": "", "env": {}, "cwd": "/"}))
 
 
-def _standby_state(pid):
-    """The state letter of /proc/<pid>/stat, b"" when it cannot be read."""
+def _standby_ready(pid):
+    """Whether the standby can take a run: not stopped, traced or dead, and no signal on its
+    way (a SIGSTOP or SIGKILL just sent shows as pending before the state changes)."""
     try:
-        with open("/proc/%d/stat" % pid, "rb") as f:
-            return f.read().rpartition(b")")[2].split()[0]
-    except (OSError, IndexError):
-        return b""
+        with open("/proc/%d/status" % pid, "rb") as f:
+            fields = dict(line.split(b":", 1) for line in f.read().splitlines() if b":" in line)
+    except OSError:
+        return False
+    state = fields.get(b"State", b"").strip()[:1]
+    pending = int(fields.get(b"SigPnd", b"1"), 16) | int(fields.get(b"ShdPnd", b"1"), 16)
+    return state in (b"S", b"R", b"D") and pending == 0
 
 
 def _hand_to_standby(msg, fds):
@@ -230,7 +237,7 @@ def _hand_to_standby(msg, fds):
         return None
     pid, sock = _standby
     _standby = None
-    if _standby_state(pid) in (b"", b"T", b"t", b"Z", b"X"):  # stopped by a tenant, or gone
+    if not _standby_ready(pid):  # a tenant's process stopped or killed it
         sock.close()
         try:
             os.kill(pid, signal.SIGKILL)

@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include <cstdlib>
-#include <fstream>
 #include <thread>
 
 #include "agent/protocol.hpp"
@@ -101,15 +100,6 @@ TEST(ForkServerProtocol, InterpreterRequestIsValidated) {
 
 // ---- the real agent
 
-/// The state letter of /proc/<pid>/stat, 0 when there is no such process.
-char process_state(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
-  std::string line;
-  std::getline(in, line);
-  auto close = line.rfind(')');
-  return close == std::string::npos || close + 2 >= line.size() ? 0 : line[close + 2];
-}
-
 bool have_python() { return std::system("/usr/bin/python3 -c 'import json' >/dev/null 2>&1") == 0; }
 
 class ForkServerAgentTest : public ::testing::Test {
@@ -155,6 +145,13 @@ protected:
   }
   int server_pid() { return client->call({{"op", "ping"}}, 5s).value("python_pid", 0); }
   int standby_pid() { return client->call({{"op", "ping"}}, 5s).value("python_standby", 0); }
+  /// Runs `change` with PID replaced by `pid`, as a tenant's process would.
+  void tamper(std::string change, int pid) {
+    ExecRequest r;
+    r.shell = change.replace(change.find("PID"), 3, std::to_string(pid));
+    ExecResult res = client->exec(r);
+    ASSERT_EQ(res.exit_code, 0) << res.stderr_data;
+  }
   int run_pid(const std::string& before = "") {
     ExecResult r = py("import os\n" + before + "\nprint(os.getpid())");
     EXPECT_EQ(r.exit_code, 0) << r.stderr_data;
@@ -243,8 +240,7 @@ TEST_F(ForkServerAgentTest, AStoppedStandbyIsPassedOverAndReplacedAtReset) {
   start();
   int touched = standby_pid();
   ASSERT_GT(touched, 0);
-  ExecResult r = client->exec(ExecRequest{{"kill", "-STOP", std::to_string(touched)}});
-  ASSERT_EQ(r.exit_code, 0) << r.stderr_data;
+  tamper("kill -STOP PID", touched);
   int runner = run_pid();
   EXPECT_GT(runner, 0);
   EXPECT_NE(runner, touched);
@@ -261,11 +257,8 @@ TEST_F(ForkServerAgentTest, AKilledStandbyCostsTheNextRunOnlyAFork) {
   start();
   int standby = standby_pid();
   ASSERT_GT(standby, 0);
-  ExecResult r = client->exec(ExecRequest{{"kill", "-KILL", std::to_string(standby)}});
-  ASSERT_EQ(r.exit_code, 0) << r.stderr_data;
-  // SIGKILL lands when the kernel next runs it: wait until it is dead (a zombie or reaped).
-  for (int i = 0; i < 500 && process_state(standby) != 'Z' && process_state(standby) != 0; ++i)
-    std::this_thread::sleep_for(10ms);
+  tamper("kill -KILL PID", standby);
+  // Right away: a SIGKILL still on its way counts as a standby that cannot take the run.
   int next = run_pid();
   EXPECT_GT(next, 0);
   EXPECT_NE(next, standby);
@@ -295,16 +288,13 @@ TEST_F(ForkServerAgentTest, ResetReplacesAStandbyATenantChanged) {
        {"renice -n 7 -p PID", "prlimit --pid PID --nofile=99:99", "taskset -p 1 PID",
         "chrt -i -p 0 PID", "ionice -c 3 -p PID", "kill -STOP PID"}) {
     SCOPED_TRACE(change);
-    std::string standby = std::to_string(standby_pid());
-    ExecRequest tamper;
-    tamper.shell = change.replace(change.find("PID"), 3, standby);
-    ExecResult r = client->exec(tamper);
-    ASSERT_EQ(r.exit_code, 0) << r.stderr_data;
+    int standby = standby_pid();
+    tamper(change, standby);
     ResetReport rep = client->reset(10s);
     EXPECT_TRUE(rep.residue.empty()) << rep.residue.front();
     int fresh = standby_pid();
     EXPECT_GT(fresh, 0);
-    EXPECT_NE(std::to_string(fresh), standby);
+    EXPECT_NE(fresh, standby);
     EXPECT_EQ(run_pid(), fresh);
   }
 }
@@ -319,14 +309,11 @@ TEST_F(ForkServerAgentTest, AServerATenantChangedIsReplacedAtReset) {
         "taskset -p 1 PID", "chrt -i -p 0 PID", "ionice -c 3 -p PID",
         "echo 900 > /proc/PID/oom_score_adj"}) {
     SCOPED_TRACE(change);
-    std::string server = std::to_string(server_pid());
-    ExecRequest tamper;
-    tamper.shell = change.replace(change.find("PID"), 3, server);
-    ExecResult r = client->exec(tamper);
-    ASSERT_EQ(r.exit_code, 0) << r.stderr_data;
+    int server = server_pid();
+    tamper(change, server);
     ResetReport rep = client->reset(10s);
     EXPECT_TRUE(rep.residue.empty()) << rep.residue.front();
-    EXPECT_NE(std::to_string(server_pid()), server);
+    EXPECT_NE(server_pid(), server);
     EXPECT_EQ(py("print('ok')").stdout_data, "ok\n");
   }
   // Untouched, it stays.

@@ -82,6 +82,10 @@ TEST_F(LocalForkServerTest, ResetKillsChildrenAndKeepsTheServer) {
   check_reset_kills_children_keeps_server(run(), [&] { return backend.reset(*box, 10s); });
 }
 
+TEST_F(LocalForkServerTest, AServerATenantChangedIsReplacedAtReset) {
+  check_a_server_a_tenant_changed_is_replaced(run(), [&] { return backend.reset(*box, 10s); });
+}
+
 TEST_F(LocalForkServerTest, ChildrenRunAsTheSandboxUserUnderItsLimits) {
   ExecRequest id;
   id.shell =

@@ -59,6 +59,11 @@ TEST_F(DockerForkServerTest, ResetKillsChildrenAndKeepsTheServer) {
                                           [&] { return backend->reset(*box, duration(10000)); });
 }
 
+TEST_F(DockerForkServerTest, AServerATenantChangedIsReplacedAtReset) {
+  check_a_server_a_tenant_changed_is_replaced(
+    run(), [&] { return backend->reset(*box, duration(10000)); });
+}
+
 TEST_F(DockerForkServerTest, ChildrenRunAsTheContainerUser) {
   ExecResult p = py(run(), "import os; print(os.getuid(), os.getgid())");
   EXPECT_EQ(p.stdout_data, "1000 1000\n") << p.stderr_data;

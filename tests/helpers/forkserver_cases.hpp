@@ -215,4 +215,28 @@ inline void check_reset_kills_children_keeps_server(const PyRun& run,
   EXPECT_EQ(server_pid(run), before) << "a server that never ran tenant code survives reset";
 }
 
+/// A run is of the server's uid, so it can renice the server and lower its limits, which the
+/// next tenant's runs would inherit. Reset replaces a server that was changed, and its new
+/// children have the sandbox's own settings again.
+inline void check_a_server_a_tenant_changed_is_replaced(
+  const PyRun& run, const std::function<ResetReport()>& reset) {
+  std::string before = server_pid(run);
+  ExecResult r = py(run, "import os, resource\n"
+                         "server = os.getppid()\n"
+                         "os.setpriority(os.PRIO_PROCESS, server, 9)\n"
+                         "resource.prlimit(server, resource.RLIMIT_NOFILE, (64, 64))\n"
+                         "print(os.getpriority(os.PRIO_PROCESS, server))\n");
+  ASSERT_EQ(r.exit_code, 0) << r.stderr_data;
+  ASSERT_EQ(r.stdout_data, "9\n") << "the tenant could not change the server here";
+  EXPECT_EQ(py(run, "import os; print(os.getpriority(os.PRIO_PROCESS, 0))").stdout_data, "9\n")
+    << "before the reset, runs inherit the change";
+  ResetReport rep = reset();
+  EXPECT_TRUE(rep.residue.empty()) << rep.residue.front();
+  EXPECT_NE(server_pid(run), before);
+  r = py(run, "import os, resource\n"
+              "print(os.getpriority(os.PRIO_PROCESS, 0), "
+              "resource.getrlimit(resource.RLIMIT_NOFILE)[0] != 64)\n");
+  EXPECT_EQ(r.stdout_data, "0 True\n") << r.stderr_data;
+}
+
 } // namespace warmpool::testing
