@@ -382,7 +382,7 @@ json op_reset(const json& msg) {
   if (g_py.pid > 0)
     left.erase(g_py.pid);
   if (g_py.standby > 0)
-    left.erase(g_py.standby); // forked by the server after the kill: it never met this tenant
+    left.erase(g_py.standby); // checked above, or forked after the kill: untouched
   if (!left.empty())
     residue.push_back(std::to_string(left.size()) + " process(es) survived");
   if (!agent::dir_empty(g_opt.workspace))
