@@ -237,12 +237,16 @@ def _hand_to_standby(msg, fds):
         return None
     pid, sock = _standby
     _standby = None
-    if not _standby_ready(pid):  # a tenant's process stopped or killed it
+
+    def pass_over():
         sock.close()
         try:
             os.kill(pid, signal.SIGKILL)
         except OSError:
             pass
+
+    if not _standby_ready(pid):  # a tenant's process stopped or killed it
+        pass_over()
         return None
     data = json.dumps(msg).encode()
     frame = len(data).to_bytes(4, "big") + data
@@ -252,11 +256,7 @@ def _hand_to_standby(msg, fds):
         if sent < len(frame):
             sock.sendall(frame[sent:])
     except OSError:
-        sock.close()
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
+        pass_over()
         return None
     sock.close()
     return pid
