@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Dict, Mapping, Optional, Type
+from typing import Any, Dict, Mapping, Optional
 
-from ._http import Transport
-from ._wire import lease_path, seg, wait_s
-from .errors import NotFound, UnknownLease
+from ._part import ClosablePart
+from ._wire import wait_s
 from .types import Duration, wire_duration
 
 __all__ = ["Context", "CodeResult", "CodeError"]
@@ -84,7 +82,7 @@ class CodeResult:
         )
 
 
-class Context:
+class Context(ClosablePart):
     """A Python process in a lease whose runs share one namespace, until :meth:`close`
     (``with`` closes it on exit) or the lease's release.
 
@@ -97,29 +95,8 @@ class Context:
     runs raises :class:`~warmpool.Conflict`.
     """
 
-    def __init__(self, http: Transport, lease_id: str, context_id: str) -> None:
-        self._http = http
-        self._lease_id = lease_id
-        self._id = context_id
-        self._closed = False
-
-    @property
-    def id(self) -> str:
-        return self._id
-
-    @property
-    def lease_id(self) -> str:
-        return self._lease_id
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def __repr__(self) -> str:
-        return f"<warmpool.Context {self._id} lease={self._lease_id} {'closed' if self._closed else 'open'}>"
-
-    def _path(self, suffix: str = "") -> str:
-        return lease_path(self._lease_id, f"/contexts/{seg(self._id, 'context')}{suffix}")
+    _collection = "contexts"
+    _kind = "context"
 
     def run(self, code: str, timeout: Optional[Duration] = None) -> CodeResult:
         """Runs ``code`` (Python source) in the context and returns what it did. An
@@ -137,25 +114,3 @@ class Context:
         answer = self._http.request("POST", self._path("/run"), body=body,
                                     extra_wait=wait_s(timeout))
         return CodeResult.from_json(answer.json())
-
-    def close(self) -> None:
-        """Ends the context. A second call, or a context or lease already gone, does
-        nothing."""
-        if self._closed:
-            return
-        try:
-            self._http.request("DELETE", self._path())
-        except (NotFound, UnknownLease):
-            pass
-        self._closed = True
-
-    def __enter__(self) -> "Context":
-        return self
-
-    def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
-                 tb: Optional[TracebackType]) -> None:
-        try:
-            self.close()
-        except Exception:
-            if exc is None:
-                raise

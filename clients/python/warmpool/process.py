@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Dict, Optional, Type, Union
+from typing import Any, Dict, Optional, Union
 
 from ._http import Transport
-from ._wire import lease_path, seg, wait_s
+from ._part import LeasePart
+from ._wire import wait_s
 from .errors import ExecTimeout, NotFound, StillRunning
 from .events import ExecStream
 from .types import Duration, ExecResult, _float, _int, _str, duration_ms, wire_duration
@@ -86,7 +86,7 @@ class ProcessOutput:
                    duration_ms=_float(w, "duration_ms"), raw=dict(w))
 
 
-class Process:
+class Process(LeasePart):
     """A process started in a lease by :meth:`warmpool.Lease.start_process`; it runs until it
     ends, is killed (:meth:`kill`), or the lease is released.
 
@@ -95,27 +95,17 @@ class Process:
     follow it as it comes (:meth:`follow`). ``with`` kills it on exit.
     """
 
+    _collection = "processes"
+    _kind = "process"
+
     def __init__(self, http: Transport, lease_id: str, process_id: str, command: str = "") -> None:
-        self._http = http
-        self._lease_id = lease_id
-        self._id = process_id
+        super().__init__(http, lease_id, process_id)
         self.command = command
         self._offset = 0
         self._stderr_offset = 0
 
-    @property
-    def id(self) -> str:
-        return self._id
-
-    @property
-    def lease_id(self) -> str:
-        return self._lease_id
-
     def __repr__(self) -> str:
         return f"<warmpool.Process {self._id} lease={self._lease_id} {self.command!r}>"
-
-    def _path(self, suffix: str = "") -> str:
-        return lease_path(self._lease_id, f"/processes/{seg(self._id, 'process')}{suffix}")
 
     def output(self, offset: int = 0, stderr_offset: int = 0,
                wait: Optional[Duration] = None) -> ProcessOutput:
@@ -204,15 +194,5 @@ class Process:
 
     forget = kill
 
-    def __enter__(self) -> "Process":
-        return self
-
-    def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
-                 tb: Optional[TracebackType]) -> None:
-        try:
-            self.kill()
-        except Exception:
-            if exc is None:
-                raise
-
-
+    def _end(self) -> None:
+        self.kill()

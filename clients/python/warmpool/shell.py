@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-from types import TracebackType
-from typing import Any, Dict, Optional, Type
+from typing import Any, Dict, Optional
 
-from ._http import Transport
-from ._wire import lease_path, seg, wait_s
-from .errors import ExecTimeout, NotFound, UnknownLease
+from ._part import ClosablePart
+from ._wire import wait_s
+from .errors import ExecTimeout
 from .events import ExecStream
 from .types import Duration, ExecResult, wire_duration
 
 __all__ = ["Shell"]
 
 
-class Shell:
+class Shell(ClosablePart):
     """A shell (bash where the sandbox has it, else sh) open in a lease until :meth:`close`
     (``with`` closes it on exit) or the lease's release.
 
@@ -28,30 +27,8 @@ class Shell:
     at a time: a second one while the first runs raises :class:`~warmpool.Conflict`.
     """
 
-    def __init__(self, http: Transport, lease_id: str, shell_id: str) -> None:
-        self._http = http
-        self._lease_id = lease_id
-        self._id = shell_id
-        self._closed = False
-
-    @property
-    def id(self) -> str:
-        """The shell's id (the name it was opened with, or one the server chose)."""
-        return self._id
-
-    @property
-    def lease_id(self) -> str:
-        return self._lease_id
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    def __repr__(self) -> str:
-        return f"<warmpool.Shell {self._id} lease={self._lease_id} {'closed' if self._closed else 'open'}>"
-
-    def _path(self, suffix: str = "") -> str:
-        return lease_path(self._lease_id, f"/shells/{seg(self._id, 'shell')}{suffix}")
+    _collection = "shells"
+    _kind = "shell"
 
     def _body(self, command: str, timeout: Optional[Duration]) -> Dict[str, Any]:
         if not isinstance(command, str):
@@ -89,25 +66,3 @@ class Shell:
         return ExecStream(self._http.stream(
             "POST", self._path("/exec"), body=self._body(command, timeout),
             read_timeout=self._http.timeout + wait_s(timeout)))
-
-    def close(self) -> None:
-        """Ends the shell and whatever it runs. A second call, or a shell or lease already
-        gone, does nothing."""
-        if self._closed:
-            return
-        try:
-            self._http.request("DELETE", self._path())
-        except (NotFound, UnknownLease):
-            pass
-        self._closed = True
-
-    def __enter__(self) -> "Shell":
-        return self
-
-    def __exit__(self, exc_type: Optional[Type[BaseException]], exc: Optional[BaseException],
-                 tb: Optional[TracebackType]) -> None:
-        try:
-            self.close()
-        except Exception:
-            if exc is None:
-                raise
