@@ -16,23 +16,14 @@ number of augment runs.
                           [--docker-image warmpool-test-python] [--json]
 """
 import argparse
-import http.client
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serve_helper import pct, serving  # noqa: E402
 
 
 def main():
@@ -53,33 +44,7 @@ def main():
         if b == "docker":
             lines.append(f"    image: {args.docker_image}")
         pools.append("\n".join(lines))
-    port = free_port()
-    cfg = f"server:\n  listen: 127.0.0.1:{port}\nlog: {{level: warn}}\npools:\n" + "\n".join(pools) + "\n"
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-        f.write(cfg)
-        cfg_path = f.name
-    server = subprocess.Popen([args.warmpool, "serve", "--config", cfg_path],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        conn = None
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            if server.poll() is not None:
-                sys.exit("warmpool serve exited: " + server.stderr.read().decode(errors="replace"))
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-                c.request("GET", "/readyz")
-                r = c.getresponse()
-                r.read()
-                if r.status == 200:
-                    conn = c
-                    break
-                c.close()
-            except OSError:
-                pass
-            time.sleep(0.2)
-        if conn is None:
-            sys.exit("warmpool serve did not become ready in 180 s")
+    with serving(args.warmpool, pools) as conn:
 
         def call(method, path, body=None, want=200):
             data = json.dumps(body) if body is not None else None
@@ -120,10 +85,6 @@ def main():
             if out["result"] != str(args.warmup + args.iters):
                 raise SystemExit(f"x is {out['result']} on {b}, expected {args.warmup + args.iters}")
 
-        def pct(xs, p):
-            xs = sorted(xs)
-            return xs[max(0, min(len(xs) - 1, int(round(p / 100 * len(xs) + 0.5)) - 1))]
-
         print(f"{'backend':8} {'case':8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'mean ms':>8} "
               f"{'in-sandbox p50':>15}  code", file=sys.stderr)
         for i, (b, case, code) in enumerate(rows):
@@ -137,14 +98,6 @@ def main():
                 print(json.dumps(row), flush=True)
         for lid in leases:
             call("DELETE", f"/v1/leases/{lid}", None, 204)
-        conn.close()
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        os.unlink(cfg_path)
 
 
 if __name__ == "__main__":

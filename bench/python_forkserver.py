@@ -22,25 +22,16 @@ Latency is the client's: request sent to response read, over one keep-alive conn
 --json prints one JSON object per row on stdout; the table always goes to stderr.
 """
 import argparse
-import http.client
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from serve_helper import pct, serving  # noqa: E402
+
 NUMPY = "import numpy; print(numpy.arange(10).sum())"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def pool_yaml(name, backend, image, preload):
@@ -69,33 +60,7 @@ def main():
         image = args.docker_image if b == "docker" else ""
         pools.append(pool_yaml(f"{b}-numpy", b, image, ["json", "numpy"]))
         pools.append(pool_yaml(f"{b}-plain", b, image, ["json"]))
-    port = free_port()
-    cfg = f"server:\n  listen: 127.0.0.1:{port}\nlog: {{level: warn}}\npools:\n" + "\n".join(pools) + "\n"
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
-        f.write(cfg)
-        cfg_path = f.name
-    server = subprocess.Popen([args.warmpool, "serve", "--config", cfg_path],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        conn = None
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            if server.poll() is not None:
-                sys.exit("warmpool serve exited: " + server.stderr.read().decode(errors="replace"))
-            try:
-                c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-                c.request("GET", "/readyz")
-                r = c.getresponse()
-                r.read()
-                if r.status == 200:
-                    conn = c
-                    break
-                c.close()
-            except OSError:
-                pass
-            time.sleep(0.2)
-        if conn is None:
-            sys.exit("warmpool serve did not become ready in 180 s")
+    with serving(args.warmpool, pools) as conn:
 
         def execute(body):
             data = json.dumps(body)
@@ -130,10 +95,6 @@ def main():
                     samples[i].append(dt)
                     inside[i].append(out.get("duration_ms", 0.0))
 
-        def pct(xs, p):
-            xs = sorted(xs)
-            return xs[max(0, min(len(xs) - 1, int(round(p / 100 * len(xs) + 0.5)) - 1))]
-
         print(f"{'backend':8} {'case':22} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'mean ms':>8} "
               f"{'in-sandbox p50':>15}  code", file=sys.stderr)
         for i, (b, case, code, body, _) in enumerate(rows):
@@ -146,14 +107,6 @@ def main():
                   f"{row['mean_ms']:8.2f} {row['exec_duration_p50_ms']:15.2f}  {code}", file=sys.stderr)
             if args.json:
                 print(json.dumps(row), flush=True)
-        conn.close()
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        os.unlink(cfg_path)
 
 
 if __name__ == "__main__":

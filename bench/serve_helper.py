@@ -1,0 +1,68 @@
+"""Shared by the HTTP benchmarks written in Python: a `warmpool serve` started for the run
+(on a free loopback port, with the given pools), and percentiles."""
+import contextlib
+import http.client
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@contextlib.contextmanager
+def serving(warmpool, pools, ready_within=180):
+    """Runs `warmpool serve` with `pools` (YAML list items, already indented) and yields a
+    keep-alive connection to it once /readyz answers 200; stops the server afterwards."""
+    port = free_port()
+    cfg = f"server:\n  listen: 127.0.0.1:{port}\nlog: {{level: warn}}\npools:\n" + "\n".join(pools) + "\n"
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write(cfg)
+        cfg_path = f.name
+    server = subprocess.Popen([warmpool, "serve", "--config", cfg_path],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        conn = None
+        deadline = time.time() + ready_within
+        while time.time() < deadline:
+            if server.poll() is not None:
+                sys.exit("warmpool serve exited: " + server.stderr.read().decode(errors="replace"))
+            try:
+                c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+                c.request("GET", "/readyz")
+                r = c.getresponse()
+                r.read()
+                if r.status == 200:
+                    conn = c
+                    break
+                c.close()
+            except OSError:
+                pass
+            time.sleep(0.2)
+        if conn is None:
+            sys.exit(f"warmpool serve did not become ready in {ready_within} s")
+        try:
+            yield conn
+        finally:
+            conn.close()
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        os.unlink(cfg_path)
+
+
+def pct(xs, p):
+    """The p-th percentile (nearest rank) of xs."""
+    xs = sorted(xs)
+    return xs[max(0, min(len(xs) - 1, int(round(p / 100 * len(xs) + 0.5)) - 1))]
