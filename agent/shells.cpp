@@ -6,8 +6,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <climits>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <set>
 
@@ -34,6 +36,8 @@ constexpr auto kResignal = std::chrono::milliseconds(500);
 // (bash then takes the child for one that handled SIGINT). Measured on
 // `while :; do sleep 0.1; done`: the loop went on in 13 of 20 tries without a repeat.
 constexpr auto kReinterrupt = std::chrono::milliseconds(100);
+// How often a process that was still a copy of the shell when signalled is looked at again.
+constexpr auto kRecheck = std::chrono::milliseconds(5);
 // Most read from one of a shell's pipes per wake-up.
 constexpr size_t kFeedBudget = 1 << 20;
 
@@ -63,6 +67,13 @@ std::set<pid_t> descendants(pid_t root) {
         todo.push_back(k);
   }
   return found;
+}
+
+// What /proc/PID/exe names; empty when it is gone or cannot be read.
+std::string exe_of(pid_t pid) {
+  char buf[PATH_MAX];
+  ssize_t n = readlink(("/proc/" + std::to_string(pid) + "/exe").c_str(), buf, sizeof buf);
+  return n > 0 ? std::string(buf, size_t(n)) : std::string();
 }
 
 void set_nonblock(int fd) { fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK); }
@@ -96,6 +107,8 @@ json Shells::open(const json& msg, const std::map<std::string, std::string>& env
     }
   if (!forced_path_.empty())
     path = forced_path_.c_str();
+  char real[PATH_MAX];
+  sh->exe = realpath(path, real) ? real : path;
   // argv[0] "sh" also makes a busybox binary its ash.
   sh->program = strstr(path, "bash") ? "bash" : "sh";
   std::vector<std::string> args = {sh->program};
@@ -225,6 +238,11 @@ void Shells::send(Shell& sh, const std::string& line) {
   flush(sh);
 }
 
+std::string Shells::sync_line(const Shell& sh) {
+  return std::string("\\printf '") + (sh.dropped ? 'I' : 'S') + " " + std::to_string(sh.seq) +
+         "\\n' >&3\n";
+}
+
 void Shells::flush(Shell& sh) {
   while (sh.in.fd >= 0 && !sh.in_queue.empty()) {
     ssize_t put = write(sh.in.fd, sh.in_queue.data(), sh.in_queue.size());
@@ -269,8 +287,10 @@ void Shells::end_command(Shell& sh, int exit_code, int signal, bool timed_out) {
   sh.job = 0;
   sh.stage = 0;
   sh.signalled = sh.pending = 0;
-  sh.started = false;
+  sh.started = sh.dropped = false;
   sh.deadline = sh.next = sh.resync = sh.resignal = sh.reinterrupt = steady::time_point::max();
+  sh.forking.clear();
+  sh.recheck = steady::time_point::max();
 }
 
 void Shells::interrupt(Shell& sh, int sig) {
@@ -284,13 +304,18 @@ void Shells::interrupt(Shell& sh, int sig) {
     std::set<pid_t> procs = descendants(sh.pid);
     if (procs.empty())
       kill(sh.pid, sig);
-    for (pid_t p : procs)
+    for (pid_t p : procs) {
       kill(p, sig);
+      if (exe_of(p) == sh.exe)
+        sh.forking.insert(p);
+    }
+    if (!sh.forking.empty())
+      sh.recheck = steady::now() + kRecheck;
   } else {
     kill(-sh.pid, sig); // the foreground: the command and the shell, which survives SIGINT
   }
   // A SIGINT makes the shell drop the rest of the command's line, status report included.
-  send(sh, "\\printf 'S " + std::to_string(sh.seq) + "\\n' >&3\n");
+  send(sh, sync_line(sh));
   sh.resync = steady::now() + kResync;
 }
 
@@ -332,12 +357,19 @@ void Shells::on_status(Shell& sh) {
     } else if (seq == sh.seq && sh.job) {
       if (kind == 'D' && fields == 3)
         end_command(sh, code, 0, sh.stage > 0);
-      else if (kind == 'S' && (sh.stage > 0 || sh.signalled)) {
+      else if (kind == 'S' && (sh.stage > 0 || sh.signalled) && !sh.dropped) {
         // Interrupted: the shell dropped the status line, and printed a newline of its own.
         feed(sh, 1);
         if (Job* job = jobs_.find(sh.job))
           job->streams[1].drop_suffix("\n", sh.err_at_interrupt);
-        end_command(sh, sh.stage > 0 ? 130 : 128 + sh.signalled, 0, sh.stage > 0);
+        sh.dropped = true;
+        sh.dropped_exit = sh.stage > 0 ? 130 : 128 + sh.signalled;
+        send(sh, sync_line(sh));
+        sh.resync = steady::now() + kResync;
+        if (sh.signalled) // no answer soon: a process of the command missed the signal
+          sh.resignal = steady::now() + kResync;
+      } else if (kind == 'I' && sh.dropped) {
+        end_command(sh, sh.dropped_exit, 0, sh.stage > 0);
       }
     }
   }
@@ -394,12 +426,27 @@ void Shells::on_tick(steady::time_point now) {
     }
     if (!sh.job)
       continue;
-    std::string sync = "\\printf 'S " + std::to_string(sh.seq) + "\\n' >&3\n";
+    std::string sync = sync_line(sh);
     if (now >= sh.resignal) {
       if (sh.started)
         for (pid_t p : descendants(sh.pid))
           kill(p, sh.signalled);
-      sh.resignal = sh.started ? steady::time_point::max() : now + kResignal;
+      // Once started, one more is enough, unless the shell is waiting for a process of the
+      // command after dropping its line: that one missed every signal so far.
+      sh.resignal = sh.started && !sh.dropped ? steady::time_point::max() : now + kResignal;
+    }
+    if (now >= sh.recheck) {
+      for (auto it = sh.forking.begin(); it != sh.forking.end();) {
+        std::string exe = exe_of(*it);
+        if (exe.empty() || exe != sh.exe) { // gone, or exec'd after the signal: it missed it
+          if (!exe.empty())
+            kill(*it, sh.signalled);
+          it = sh.forking.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      sh.recheck = sh.forking.empty() ? steady::time_point::max() : now + kRecheck;
     }
     if (now >= sh.resync) {
       send(sh, sync);
@@ -435,7 +482,7 @@ steady::time_point Shells::next_timer() const {
   for (const auto& [name, sh] : shells_)
     if (sh->alive && sh->job)
       t = std::min({t, sh->stage == 0 ? sh->deadline : sh->next, sh->resync, sh->resignal,
-                    sh->reinterrupt});
+                    sh->reinterrupt, sh->recheck});
   return t;
 }
 

@@ -15,6 +15,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "agent/live_jobs.hpp"
@@ -61,15 +62,29 @@ private:
     bool started = false;          // the shell read the command's whole line ("R")
     int pending = 0;               // a signal held until then (a partly read line would
                                    // leave the shell inside an open quote)
+    // The shell answered an interrupt by dropping the command's line. It may still wait for
+    // a process of the command that the signal missed (bash forking as SIGINT lands), so the
+    // job ends only when it answers a line sent after that ("I"): then it reads input again.
+    bool dropped = false;
+    int dropped_exit = 0;
     steady::time_point deadline = steady::time_point::max(), next = steady::time_point::max();
     steady::time_point resync = steady::time_point::max(); // next sync line while interrupted
     // proc_signal's signal once more, to the command's processes only: one that was forking
     // when the first came may have missed it.
     steady::time_point resignal = steady::time_point::max();
     steady::time_point reinterrupt = steady::time_point::max(); // the timeout's next SIGINT
+    std::string exe; // the shell's program, as /proc/PID/exe names it
+    // Processes proc_signal's signal reached while they were still copies of the shell
+    // (forked, not exec'd): the shell's handler took it there, and the program they exec
+    // never sees it. Each one that execs gets it again.
+    std::set<pid_t> forking;
+    steady::time_point recheck = steady::time_point::max();
   };
   Shell& get(const json& msg);
   void send(Shell& sh, const std::string& line);
+  /// The line the shell answers once it reads input again: "S" until it dropped the
+  /// interrupted command's line, "I" after.
+  static std::string sync_line(const Shell& sh);
   void flush(Shell& sh);
   void feed(Shell& sh, int stream); // its stdout/stderr into the running job (or nowhere)
   void on_status(Shell& sh);
