@@ -219,6 +219,7 @@ json op_interpreter(const json& msg) {
   g_py.configured = true;
   g_py.command = req.command;
   g_py.preload = req.preload;
+  g_py.prefault = req.prefault;
   g_py.become_tenant = become_tenant;
   g_py.env = exec_env({});
   std::string why = start_server(start + req.timeout);

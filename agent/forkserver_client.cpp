@@ -173,6 +173,8 @@ std::string start_server(clock_t_::time_point deadline) {
   make_pipe(err_r, err_w);
   std::vector<std::string> args = g_py.command;
   args.insert(args.end(), {"-I", "-c", kPythonForkServer, "3"});
+  if (g_py.prefault)
+    args.push_back("--prefault");
   args.insert(args.end(), g_py.preload.begin(), g_py.preload.end());
   auto envp = CStrings::environment(g_py.env);
   CStrings argv(std::move(args));

@@ -24,6 +24,7 @@ struct ForkServer {
   bool configured = false;
   std::vector<std::string> command;
   std::vector<std::string> preload;
+  bool prefault = true;
   // Set with the command: the agent knows who the tenant is, this file does not.
   std::function<void()> become_tenant;    // in the server's process, before exec
   std::map<std::string, std::string> env; // the server's environment

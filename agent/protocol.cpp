@@ -420,6 +420,7 @@ void interpreter_request_to_json(const InterpreterRequest& req, json& msg) {
   msg["language"] = req.language;
   msg["command"] = req.command;
   msg["preload"] = req.preload;
+  msg["prefault"] = req.prefault;
   msg["timeout_ms"] = int64_t(req.timeout.count());
 }
 
@@ -449,6 +450,8 @@ InterpreterRequest interpreter_request_from_json(const json& msg) {
   for (const auto& m : req.preload)
     if (!is_module_name(m))
       throw BadRequest("field 'preload': '" + m + "' is not a module name");
+  if (const json* p = opt_field(msg, "prefault", json::value_t::boolean))
+    req.prefault = p->get<bool>();
   uint64_t t = opt_uint(msg, "timeout_ms", uint64_t(req.timeout.count()));
   if (t == 0 || t > uint64_t(INT32_MAX))
     throw BadRequest("field 'timeout_ms' must be between 1 and 2^31-1");

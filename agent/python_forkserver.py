@@ -12,6 +12,11 @@
 # compares it with the server as it started, and kills it otherwise); the ping that follows
 # forks a fresh one when it is gone.
 #
+# With --prefault (before the module names), the standby copies the server's memory into its
+# own while it waits, so that a run's first writes no longer fault page by page; it stops as
+# soon as a run arrives. The next standby is forked once the agent has been quiet for a few
+# milliseconds after a run's end: forking competes for the CPU with passing that end on.
+#
 # Control protocol on fd argv[1] (a unix stream socket to the agent), frames of a 4-byte
 # big-endian length and JSON:
 #   agent -> server  {"op": "run", "code": base64, "env": {...}, "cwd": path}
@@ -38,11 +43,18 @@ import atexit
 import binascii
 import gc
 import json
+import select
 import signal
 import socket
+import time
 import types
 
 _ctl = socket.socket(fileno=int(sys.argv[1]))
+_options = [a for a in sys.argv[2:] if a.startswith("--")]
+_modules = [a for a in sys.argv[2:] if not a.startswith("--")]
+_prefault = "--prefault" in _options
+# After a run's end, the next standby waits until the agent sent nothing for this long.
+_QUIET = 0.005
 _rbuf = bytearray()
 _fds = []
 
@@ -76,6 +88,10 @@ def _recvmsg(sock, fds):
             for i in range(0, len(blob) - len(blob) % 4, 4):
                 fds.append(int.from_bytes(blob[i:i + 4], sys.byteorder))
     return data
+
+
+def _frame_buffered():
+    return len(_rbuf) >= 4 and len(_rbuf) >= 4 + int.from_bytes(_rbuf[:4], "big")
 
 
 def _recv():
@@ -141,6 +157,50 @@ def _restore_signals():
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 
 
+_MADV_POPULATE_WRITE = 23  # Linux 5.14
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _populate(sock):
+    """In the standby: writes (without changing) every page of the server's memory that it
+    shares, so each is copied now rather than on a run's first write. Only pages the server
+    has (per /proc/self/pagemap): reserved but untouched memory stays unallocated. Stops when
+    a run arrives on sock, or at the first error (an older kernel)."""
+    madvise = _libc.madvise
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    try:
+        with open("/proc/self/maps") as f:
+            maps = f.read().splitlines()
+        pagemap = os.open("/proc/self/pagemap", os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        for line in maps:
+            parts = line.split()
+            if len(parts) < 2 or parts[1] != "rw-p" or (len(parts) > 5 and parts[5].startswith("[v")):
+                continue
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            for chunk in range(lo, hi, 256 * _PAGE):
+                if select.select([sock], [], [], 0)[0]:
+                    return  # a run is waiting
+                end = min(hi, chunk + 256 * _PAGE)
+                entries = os.pread(pagemap, (end - chunk) // _PAGE * 8, chunk // _PAGE * 8)
+                run = None
+                for i in range(0, len(entries), 8):
+                    present = entries[i + 7] & 0x80
+                    addr = chunk + i // 8 * _PAGE
+                    if present and run is None:
+                        run = addr
+                    elif not present and run is not None:
+                        if madvise(run, addr - run, _MADV_POPULATE_WRITE) != 0:
+                            return
+                        run = None
+                if run is not None and madvise(run, end - run, _MADV_POPULATE_WRITE) != 0:
+                    return
+    finally:
+        os.close(pagemap)
+
+
 def _warm_up():
     """A standby's first writes to the memory it shares with the server each copy a page, and
     on a virtual machine a page fault can cost 10 us or more. Doing what every run does before
@@ -161,6 +221,9 @@ def _await_run(sock):
     server pass it over); dumpability waits for the run."""
     _restore_signals()
     _warm_up()
+    _reseed()
+    if _prefault:
+        _populate(sock)
     buf, fds = bytearray(), []
     while len(buf) < 4 or len(buf) < 4 + int.from_bytes(buf[:4], "big"):
         data = _recvmsg(sock, fds)
@@ -170,7 +233,7 @@ def _await_run(sock):
     sock.close()
     if len(fds) != 3:
         os._exit(126)
-    _child(json.loads(bytes(buf[4:])), fds)
+    _child(json.loads(bytes(buf[4:])), fds, seeded=True)
 
 
 def _fork(then):
@@ -262,7 +325,21 @@ def _hand_to_standby(msg, fds):
     return pid
 
 
-def _child(msg, fds):
+def _reseed():
+    """Whatever a fork shares: random state. (random reseeds itself at fork too.) A standby
+    does this before its run arrives: it is used for one run only. Reseeding numpy in a fresh
+    fork costs milliseconds of page copies."""
+    if "random" in sys.modules:
+        sys.modules["random"].seed()
+    np = sys.modules.get("numpy")
+    if np is not None and hasattr(np, "random"):
+        try:
+            np.random.seed()
+        except Exception:
+            pass
+
+
+def _child(msg, fds, seeded=False):
     """In the forked child: become a fresh `python3 -c` process and run the code."""
     code = binascii.a2b_base64(msg.get("code", ""))
     _libc.prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0)
@@ -306,15 +383,8 @@ def _child(msg, fds):
         enc, _, errors = env["PYTHONIOENCODING"].partition(":")
         for f in (stdin, stdout):
             f.reconfigure(**({"encoding": enc} if enc else {}), **({"errors": errors} if errors else {}))
-    # Whatever a fork shares: random state. (random reseeds itself at fork too.)
-    if "random" in sys.modules:
-        sys.modules["random"].seed()
-    np = sys.modules.get("numpy")
-    if np is not None and hasattr(np, "random"):
-        try:
-            np.random.seed()
-        except Exception:
-            pass
+    if not seeded:
+        _reseed()
     main = types.ModuleType("__main__")
     main.__dict__.update({"__builtins__": __builtins__, "__loader__": __loader__,
                           "__spec__": None, "__package__": None, "__annotations__": {}})
@@ -372,13 +442,31 @@ def _finish(main, status, sigint):
     os._exit(status)
 
 
+_standby_at = None  # when to fork the next standby (a time.monotonic()); None: not waiting
+
+
+def _next_message():
+    """The agent's next frame. Forks the standby at _standby_at if no frame came before."""
+    global _standby_at
+    while _standby_at is not None and not _frame_buffered():
+        left = _standby_at - time.monotonic()
+        if left <= 0 or not select.select([_ctl], [], [], left)[0]:
+            _standby_at = None
+            _fork_standby()
+    return _recv()
+
+
 def _serve():
+    global _standby_at
     while True:
-        msg = _recv()
+        msg = _next_message()
         if msg is None:
             os._exit(0)  # the agent is gone
         _reap()
         op = msg.get("op")
+        if op != "run" and _standby_at is not None:
+            _standby_at = None
+            _fork_standby()  # now: a reset asks which one it is
         if op == "ping":
             _fork_standby()  # after a reset killed the last one
             _send({"pong": True, "standby": _standby[0] if _standby else 0})
@@ -410,11 +498,11 @@ def _serve():
         status = _wait(pid)
         _reaped.clear()  # of children nobody waits for any more
         _send({"exit": pid, "status": status})
-        _fork_standby()
+        _standby_at = time.monotonic() + _QUIET
 
 
 def _start():
-    for name in sys.argv[2:]:
+    for name in _modules:
         try:
             __import__(name)
         except BaseException as e:

@@ -225,7 +225,7 @@ ResetReport AgentClient::reset(duration timeout) {
 
 void AgentClient::start_interpreter(const std::string& language, const InterpreterConfig& ic,
                                     duration timeout) {
-  proto::InterpreterRequest req{language, ic.command, ic.preload, timeout};
+  proto::InterpreterRequest req{language, ic.command, ic.preload, ic.prefault, timeout};
   json msg{{"op", "interpreter"}};
   proto::interpreter_request_to_json(req, msg);
   call(std::move(msg), timeout + kMargin);

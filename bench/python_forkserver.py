@@ -7,6 +7,8 @@ warm sandbox) on the local and the docker backend and times, per backend:
   fork_server      {"language": "python", "code": "print(6*7)"}: a child of the warm interpreter
   fork_server_again  the same, sent right after fork_server's answer to the same sandbox: the
                    child forked ahead for it may not be ready yet (a run then waits for a fork)
+  fork_server_no_prefault  fork_server through a pool with `prefault: false`: the child forked
+                   ahead does not copy the server's memory while it waits
   python3_c        {"command": ["python3", "-c", "print(6*7)"]} in the same warm sandbox
   numpy_preloaded  {"language": "python", "code": NUMPY} with numpy in interpreters.python.preload
   numpy_not_preloaded  the same code through a fork server that did not preload numpy
@@ -34,11 +36,12 @@ from serve_helper import pct, serving  # noqa: E402
 NUMPY = "import numpy; print(numpy.arange(10).sum())"
 
 
-def pool_yaml(name, backend, image, preload):
+def pool_yaml(name, backend, image, preload, prefault=True):
     lines = [f"  - name: {name}", f"    backend: {backend}", "    min_idle: 1", "    max_size: 1",
              "    health_check: {interval: 0}",
              "    reset: {mode: agent}",
-             f"    interpreters: {{python: {{command: python3, preload: [{', '.join(preload)}]}}}}"]
+             f"    interpreters: {{python: {{command: python3, preload: [{', '.join(preload)}], "
+             f"prefault: {'true' if prefault else 'false'}}}}}"]
     if image:
         lines.append(f"    image: {image}")
     return "\n".join(lines)
@@ -60,6 +63,7 @@ def main():
         image = args.docker_image if b == "docker" else ""
         pools.append(pool_yaml(f"{b}-numpy", b, image, ["json", "numpy"]))
         pools.append(pool_yaml(f"{b}-plain", b, image, ["json"]))
+        pools.append(pool_yaml(f"{b}-noprefault", b, image, ["json", "numpy"], prefault=False))
     with serving(args.warmpool, pools) as conn:
 
         def execute(body):
@@ -79,6 +83,7 @@ def main():
             rows += [
                 (b, "fork_server", "print(6*7)", {"pool": f"{b}-numpy", "language": "python", "code": "print(6*7)"}, "42\n"),
                 (b, "fork_server_again", "print(6*7)", {"pool": f"{b}-numpy", "language": "python", "code": "print(6*7)"}, "42\n"),
+                (b, "fork_server_no_prefault", "print(6*7)", {"pool": f"{b}-noprefault", "language": "python", "code": "print(6*7)"}, "42\n"),
                 (b, "python3_c", "print(6*7)", {"pool": f"{b}-numpy", "command": ["python3", "-c", "print(6*7)"]}, "42\n"),
                 (b, "numpy_preloaded", NUMPY, {"pool": f"{b}-numpy", "language": "python", "code": NUMPY}, "45\n"),
                 (b, "numpy_not_preloaded", NUMPY, {"pool": f"{b}-plain", "language": "python", "code": NUMPY}, "45\n"),

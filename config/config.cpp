@@ -62,7 +62,7 @@ void read_health_check(Reader& r, const YAML::Node& n, const std::string& path,
            });
 }
 
-// interpreters: {python: {command: python3 | [argv], preload: [module, ...]}}
+// interpreters: {python: {command: python3 | [argv], preload: [module, ...], prefault: bool}}
 void read_interpreters(Reader& r, const YAML::Node& v, const std::string& at,
                        std::map<std::string, InterpreterConfig>& out) {
   out.clear();
@@ -102,6 +102,7 @@ void read_interpreters(Reader& r, const YAML::Node& v, const std::string& at,
                 [&](const YAML::Node& n, const std::string& p) {
                   strings(n, p, "a module name", ic.preload);
                 }},
+               r.bind("prefault", ic.prefault),
              });
   }
 }

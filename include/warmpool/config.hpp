@@ -57,12 +57,15 @@ struct MountConfig {
   bool read_only = true;
 };
 
-/// A warm interpreter of a pool (`interpreters: {python: {command, preload}}`): a fork
+/// A warm interpreter of a pool (`interpreters: {python: {command, preload, prefault}}`): a fork
 /// server the agent starts in every sandbox when it warms, with `preload` imported; an exec
 /// with `language` forks a child of it instead of starting the interpreter.
 struct InterpreterConfig {
   std::vector<std::string> command = {"python3"}; // argv of the interpreter (a string: one word)
   std::vector<std::string> preload;               // modules imported once, before any run
+  // The child forked ahead copies the server's memory while it waits: a run no longer pays a
+  // page fault per page it first writes, for about the server's size more memory.
+  bool prefault = true;
 };
 
 struct SimConfig {

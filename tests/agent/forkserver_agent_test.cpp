@@ -8,7 +8,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <thread>
 
 #include "agent/protocol.hpp"
@@ -64,6 +67,7 @@ TEST(ForkServerProtocol, InterpreterRequestIsValidated) {
   InterpreterRequest ok{"python",
                         {"python3", "-X", "dev"},
                         {"json", "os.path", "_x1"},
+                        false,
                         duration(1234)};
   json msg;
   interpreter_request_to_json(ok, msg);
@@ -71,6 +75,9 @@ TEST(ForkServerProtocol, InterpreterRequestIsValidated) {
   EXPECT_EQ(back.command, ok.command);
   EXPECT_EQ(back.preload, ok.preload);
   EXPECT_EQ(back.timeout, ok.timeout);
+  EXPECT_FALSE(back.prefault);
+  EXPECT_TRUE(interpreter_request_from_json({{"language", "python"}, {"command", {"python3"}}})
+                .prefault);
   auto rejects = [](json m, const std::string& needle) {
     try {
       interpreter_request_from_json(m);
@@ -90,6 +97,7 @@ TEST(ForkServerProtocol, InterpreterRequestIsValidated) {
   rejects({{"language", "python"}, {"command", {"python3"}}, {"preload", {"1abc"}}}, "module name");
   rejects({{"language", "python"}, {"command", {"python3"}}, {"preload", {"a..b"}}}, "module name");
   rejects({{"language", "python"}, {"command", {"python3"}}, {"timeout_ms", 0}}, "timeout_ms");
+  rejects({{"language", "python"}, {"command", {"python3"}}, {"prefault", "yes"}}, "prefault");
   EXPECT_TRUE(is_module_name("numpy"));
   EXPECT_TRUE(is_module_name("xml.etree.ElementTree"));
   EXPECT_FALSE(is_module_name("a."));
@@ -132,9 +140,9 @@ protected:
     if (!ws.empty())
       std::system(("rm -rf '" + ws + "'").c_str());
   }
-  void start(std::vector<std::string> preload = {"json"}) {
-    client->start_interpreter("python", InterpreterConfig{{"/usr/bin/python3"}, std::move(preload)},
-                              30s);
+  void start(std::vector<std::string> preload = {"json"}, bool prefault = true) {
+    client->start_interpreter(
+      "python", InterpreterConfig{{"/usr/bin/python3"}, std::move(preload), prefault}, 30s);
   }
   ExecResult py(const std::string& code, duration timeout = 20s) {
     ExecRequest r;
@@ -231,6 +239,48 @@ TEST_F(ForkServerAgentTest, ARunIsTakenByTheChildForkedAheadAndTheNextOneIsForke
   ASSERT_GT(second, 0);
   EXPECT_NE(second, first);
   EXPECT_EQ(run_pid(), second);
+}
+
+// A field of /proc/PID/smaps_rollup in KiB (Private_Dirty, Anonymous, ...); -1 if unreadable.
+long smaps_kib(int pid, const std::string& field) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/smaps_rollup");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind(field + ":", 0) == 0)
+      return std::atol(line.c_str() + field.size() + 1);
+  return -1;
+}
+
+std::string cmdline(int pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/cmdline");
+  std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  std::replace(all.begin(), all.end(), '\0', ' ');
+  return all;
+}
+
+// prefault (the default): while it waits, the standby copies the memory it shares with the
+// server, so a run's first writes do not fault page by page. Only what the server has: the
+// copy is about the server's anonymous memory, not what it merely reserved.
+TEST_F(ForkServerAgentTest, TheStandbyCopiesTheServersMemoryAheadUnlessTurnedOff) {
+  start();
+  int server = server_pid(), standby = standby_pid();
+  ASSERT_GT(standby, 0);
+  // The program text comes before the control fd (3); options and modules after it.
+  EXPECT_NE(cmdline(server).find(" 3 --prefault json "), std::string::npos);
+  long anon = smaps_kib(server, "Anonymous");
+  ASSERT_GT(anon, 1024);
+  long copied = 0;
+  for (int i = 0; i < 200 && copied < anon / 2; ++i) { // the standby copies in the background
+    copied = smaps_kib(standby, "Private_Dirty");
+    std::this_thread::sleep_for(50ms);
+  }
+  EXPECT_GE(copied, anon / 2) << "server anonymous " << anon << " KiB";
+  EXPECT_LE(smaps_kib(standby, "Rss"), smaps_kib(server, "Rss") * 2);
+  EXPECT_EQ(run_pid(), standby); // and it still takes the run
+
+  start({"json"}, false);
+  EXPECT_NE(cmdline(server_pid()).find(" 3 json "), std::string::npos);
+  EXPECT_GT(run_pid(), 0);
 }
 
 // The waiting child runs as the tenant, so a tenant's other processes can signal it. One that

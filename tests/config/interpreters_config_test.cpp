@@ -23,6 +23,17 @@ TEST(InterpretersConfig, ReadsCommandAndPreload) {
             (std::vector<std::string>{"/opt/py/bin/python", "-X", "frozen_modules=off"}));
   EXPECT_TRUE(argv.preload.empty());
   EXPECT_TRUE(cfg.pools[2].interpreters.empty());
+  EXPECT_TRUE(py.prefault); // the default
+}
+
+TEST(InterpretersConfig, PrefaultCanBeTurnedOffAndMustBeABoolean) {
+  EngineConfig cfg = parse_config(
+    "pools:\n  - name: py\n    interpreters: {python: {preload: [json], prefault: false}}\n");
+  EXPECT_FALSE(cfg.pools[0].interpreters.at("python").prefault);
+  auto issues =
+    issues_of("pools:\n  - name: py\n    interpreters: {python: {prefault: sometimes}}\n");
+  ASSERT_EQ(issues.size(), 1u);
+  EXPECT_EQ(issues[0].path, "pools[0].interpreters.python.prefault");
 }
 
 TEST(InterpretersConfig, EmptyPythonSectionMeansPython3WithoutPreload) {
