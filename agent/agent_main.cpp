@@ -220,6 +220,7 @@ json op_interpreter(const json& msg) {
   g_py.command = req.command;
   g_py.preload = req.preload;
   g_py.prefault = req.prefault;
+  g_py.memory_limit = req.memory_limit;
   g_py.become_tenant = become_tenant;
   g_py.env = exec_env({});
   std::string why = start_server(start + req.timeout);

@@ -175,6 +175,8 @@ std::string start_server(clock_t_::time_point deadline) {
   args.insert(args.end(), {"-I", "-c", kPythonForkServer, "3"});
   if (g_py.prefault)
     args.push_back("--prefault");
+  if (g_py.memory_limit > 0)
+    args.push_back("--memory-limit=" + std::to_string(g_py.memory_limit));
   args.insert(args.end(), g_py.preload.begin(), g_py.preload.end());
   auto envp = CStrings::environment(g_py.env);
   CStrings argv(std::move(args));

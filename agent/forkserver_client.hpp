@@ -25,6 +25,7 @@ struct ForkServer {
   std::vector<std::string> command;
   std::vector<std::string> preload;
   bool prefault = true;
+  uint64_t memory_limit = 0; // the sandbox's; 0: none known
   // Set with the command: the agent knows who the tenant is, this file does not.
   std::function<void()> become_tenant;    // in the server's process, before exec
   std::map<std::string, std::string> env; // the server's environment

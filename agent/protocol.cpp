@@ -421,6 +421,7 @@ void interpreter_request_to_json(const InterpreterRequest& req, json& msg) {
   msg["command"] = req.command;
   msg["preload"] = req.preload;
   msg["prefault"] = req.prefault;
+  msg["memory_limit"] = req.memory_limit;
   msg["timeout_ms"] = int64_t(req.timeout.count());
 }
 
@@ -452,6 +453,7 @@ InterpreterRequest interpreter_request_from_json(const json& msg) {
       throw BadRequest("field 'preload': '" + m + "' is not a module name");
   if (const json* p = opt_field(msg, "prefault", json::value_t::boolean))
     req.prefault = p->get<bool>();
+  req.memory_limit = opt_uint(msg, "memory_limit", 0);
   uint64_t t = opt_uint(msg, "timeout_ms", uint64_t(req.timeout.count()));
   if (t == 0 || t > uint64_t(INT32_MAX))
     throw BadRequest("field 'timeout_ms' must be between 1 and 2^31-1");

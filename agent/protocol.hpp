@@ -77,7 +77,7 @@ IoResult write_all(int fd, std::string_view bytes, clock::time_point deadline = 
 // exec: {"argv"} | {"shell"} | {"language": "python", "code": base64}, plus the common
 // fields. A python exec runs in a child of the sandbox's fork server (see "interpreter").
 // interpreter: {"language": "python", "command": [argv], "preload": [module...],
-// "prefault": bool, "timeout_ms"}: (re)starts the sandbox's fork server for that language with those modules
+// "prefault": bool, "memory_limit": bytes, "timeout_ms"}: (re)starts the sandbox's fork server for that language with those modules
 // imported and answers {"pid", "version", "startup_us"}; once configured, ping and reset
 // also check the server and restart it when it died or stopped answering.
 /// A malformed request; `what()` names the offending field.
@@ -104,6 +104,7 @@ struct InterpreterRequest {
   std::vector<std::string> command; // non-empty, no NUL bytes
   std::vector<std::string> preload; // dotted module names
   bool prefault = true;             // the standby copies the server's memory ahead
+  uint64_t memory_limit = 0;        // of the whole sandbox in bytes, 0: none known
   duration timeout{30000};
 };
 void interpreter_request_to_json(const InterpreterRequest& req, json& msg);

@@ -41,6 +41,7 @@ if _libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
 
 import atexit
 import binascii
+import errno
 import gc
 import json
 import select
@@ -159,46 +160,76 @@ def _restore_signals():
 
 _MADV_POPULATE_WRITE = 23  # Linux 5.14
 _PAGE = os.sysconf("SC_PAGE_SIZE")
+_CHUNK = 256  # pages per step: a run that arrives waits for one step at most
+# The copy may take at most this share of the sandbox's memory limit: a server that large
+# relative to the limit leaves its standby as it is rather than crowd out the tenant's runs.
+_COPY_SHARE = 4
+_memory_limit = next((int(a.split("=", 1)[1]) for a in _options
+                      if a.startswith("--memory-limit=")), 0)
+
+
+class _RunArrived(Exception):
+    pass
+
+
+def _writable_runs(sock):
+    """(start, length) of each run of pages the server has (resident, per mincore) in our
+    private writable mappings: what a write would copy. Reserved but untouched memory is not
+    in it. (/proc/self/pagemap would say the same but is closed to a non-dumpable process.)
+    Raises _RunArrived as soon as sock has something to read."""
+    mincore = _libc.mincore
+    mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    vec = (ctypes.c_ubyte * _CHUNK)()
+    try:
+        with open("/proc/self/maps") as f:
+            maps = f.read().splitlines()
+    except OSError:
+        return
+    for line in maps:
+        parts = line.split()
+        if len(parts) < 2 or parts[1] != "rw-p" or (len(parts) > 5 and parts[5].startswith("[v")):
+            continue
+        lo, hi = (int(x, 16) for x in parts[0].split("-"))
+        for chunk in range(lo, hi, _CHUNK * _PAGE):
+            if select.select([sock], [], [], 0)[0]:
+                raise _RunArrived()
+            end = min(hi, chunk + _CHUNK * _PAGE)
+            if mincore(chunk, end - chunk, vec) != 0:
+                break  # unmapped since we read the maps
+            run = None
+            for i in range((end - chunk) // _PAGE):
+                addr = chunk + i * _PAGE
+                if vec[i] & 1 and run is None:
+                    run = addr
+                elif not vec[i] & 1 and run is not None:
+                    yield run, addr - run
+                    run = None
+            if run is not None:
+                yield run, end - run
 
 
 def _populate(sock):
     """In the standby: writes (without changing) every page of the server's memory that it
-    shares, so each is copied now rather than on a run's first write. Only pages the server
-    has (per /proc/self/pagemap): reserved but untouched memory stays unallocated. Stops when
-    a run arrives on sock, or at the first error (an older kernel)."""
+    shares, so each is copied now rather than on a run's first write. Stops when a run
+    arrives on sock, or at the first error (an older kernel); skipped when the copy would
+    take more than 1/_COPY_SHARE of the sandbox's memory limit."""
     madvise = _libc.madvise
     madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     try:
-        with open("/proc/self/maps") as f:
-            maps = f.read().splitlines()
-        pagemap = os.open("/proc/self/pagemap", os.O_RDONLY)
-    except OSError:
+        runs = list(_writable_runs(sock))
+    except _RunArrived:
         return
-    try:
-        for line in maps:
-            parts = line.split()
-            if len(parts) < 2 or parts[1] != "rw-p" or (len(parts) > 5 and parts[5].startswith("[v")):
-                continue
-            lo, hi = (int(x, 16) for x in parts[0].split("-"))
-            for chunk in range(lo, hi, 256 * _PAGE):
-                if select.select([sock], [], [], 0)[0]:
-                    return  # a run is waiting
-                end = min(hi, chunk + 256 * _PAGE)
-                entries = os.pread(pagemap, (end - chunk) // _PAGE * 8, chunk // _PAGE * 8)
-                run = None
-                for i in range(0, len(entries), 8):
-                    present = entries[i + 7] & 0x80
-                    addr = chunk + i // 8 * _PAGE
-                    if present and run is None:
-                        run = addr
-                    elif not present and run is not None:
-                        if madvise(run, addr - run, _MADV_POPULATE_WRITE) != 0:
-                            return
-                        run = None
-                if run is not None and madvise(run, end - run, _MADV_POPULATE_WRITE) != 0:
-                    return
-    finally:
-        os.close(pagemap)
+    if _memory_limit and sum(n for _, n in runs) * _COPY_SHARE > _memory_limit:
+        return
+    for start, length in runs:
+        for at in range(start, start + length, _CHUNK * _PAGE):
+            if select.select([sock], [], [], 0)[0]:
+                return  # a run is waiting
+            n = min(_CHUNK * _PAGE, start + length - at)
+            if madvise(at, n, _MADV_POPULATE_WRITE) != 0:
+                if ctypes.get_errno() == errno.EINVAL:
+                    return  # a kernel without MADV_POPULATE_WRITE
+                break  # this mapping changed under us: on to the next
 
 
 def _warm_up():

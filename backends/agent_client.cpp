@@ -224,8 +224,9 @@ ResetReport AgentClient::reset(duration timeout) {
 }
 
 void AgentClient::start_interpreter(const std::string& language, const InterpreterConfig& ic,
-                                    duration timeout) {
-  proto::InterpreterRequest req{language, ic.command, ic.preload, ic.prefault, timeout};
+                                    duration timeout, uint64_t memory_limit) {
+  proto::InterpreterRequest req{language, ic.command, ic.preload, ic.prefault, memory_limit,
+                                timeout};
   json msg{{"op", "interpreter"}};
   proto::interpreter_request_to_json(req, msg);
   call(std::move(msg), timeout + kMargin);
@@ -241,7 +242,7 @@ static std::string shell_words(const std::vector<std::string>& argv) {
 void start_interpreters(AgentClient& agent, const PoolConfig& pool, const std::string& image) {
   for (const auto& [lang, ic] : pool.interpreters) {
     try {
-      agent.start_interpreter(lang, ic, duration(60000));
+      agent.start_interpreter(lang, ic, duration(60000), pool.limits.memory);
     } catch (const Error& e) {
       throw Error(Errc::container_failed,
                   "pool " + pool.name + ": image " + image + ": the " + lang +

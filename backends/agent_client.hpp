@@ -49,8 +49,10 @@ public:
 
   /// (Re)starts the sandbox's fork server for `language` (agent op "interpreter") and
   /// waits until it imported its modules. Throws what the agent said when it cannot.
+  /// `memory_limit`: the sandbox's, in bytes (0: none); the server copies its memory ahead
+  /// for the next run only where that leaves room.
   void start_interpreter(const std::string& language, const InterpreterConfig& ic,
-                         duration timeout);
+                         duration timeout, uint64_t memory_limit = 0);
 
   /// Sends one raw request object (an "id" is added) and returns the successful response.
   nlohmann::json call(nlohmann::json request, duration timeout);

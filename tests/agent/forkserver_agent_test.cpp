@@ -68,6 +68,7 @@ TEST(ForkServerProtocol, InterpreterRequestIsValidated) {
                         {"python3", "-X", "dev"},
                         {"json", "os.path", "_x1"},
                         false,
+                        64ull << 20,
                         duration(1234)};
   json msg;
   interpreter_request_to_json(ok, msg);
@@ -76,6 +77,7 @@ TEST(ForkServerProtocol, InterpreterRequestIsValidated) {
   EXPECT_EQ(back.preload, ok.preload);
   EXPECT_EQ(back.timeout, ok.timeout);
   EXPECT_FALSE(back.prefault);
+  EXPECT_EQ(back.memory_limit, 64ull << 20);
   EXPECT_TRUE(interpreter_request_from_json({{"language", "python"}, {"command", {"python3"}}})
                 .prefault);
   auto rejects = [](json m, const std::string& needle) {

@@ -4,6 +4,12 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <thread>
+
+#include <unistd.h>
 
 #include "backends/local_backend.hpp"
 #include "helpers/forkserver_cases.hpp"
@@ -152,4 +158,101 @@ TEST_F(LocalForkServerTest, MissingInterpreterFailsAtWarmUpNamingPoolAndCommand)
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("no_such_module_xyz"), std::string::npos) << e.what();
   }
+}
+
+namespace {
+
+// The directory of this process's sandbox `name` in the memory cgroup hierarchy (v1 or v2).
+std::string memory_cgroup(const std::string& name) {
+  std::string rel = "/warmpool/pid-" + std::to_string(getpid()) + "/" + name;
+  for (const std::string& d :
+       {"/sys/fs/cgroup/memory" + rel, "/sys/fs/cgroup" + rel, "/sys/fs/cgroup/unified" + rel})
+    if (access((d + "/cgroup.procs").c_str(), R_OK) == 0)
+      return d;
+  return "";
+}
+
+// OOM kills so far in that cgroup; -1 if it cannot be read.
+long oom_kills(const std::string& cgroup) {
+  for (const char* f : {"/memory.oom_control", "/memory.events"}) {
+    std::ifstream in(cgroup + f);
+    std::string key;
+    long n;
+    while (in >> key >> n)
+      if (key == "oom_kill")
+        return n;
+  }
+  return -1;
+}
+
+long smaps_kib(int pid, const std::string& field) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/smaps_rollup");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind(field + ":", 0) == 0)
+      return std::atol(line.c_str() + field.size() + 1);
+  return -1;
+}
+
+// Host pids of the sandbox's fork server and of its standby (0 when there is none).
+std::pair<int, int> fork_server_pids(const std::string& cgroup) {
+  std::map<int, int> parent; // of each fork server process
+  std::ifstream procs(cgroup + "/cgroup.procs");
+  for (int pid; procs >> pid;) {
+    std::ifstream cmd("/proc/" + std::to_string(pid) + "/cmdline");
+    std::string all((std::istreambuf_iterator<char>(cmd)), std::istreambuf_iterator<char>());
+    if (all.find("Python fork server") == std::string::npos)
+      continue;
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string st((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    parent[pid] = std::atoi(st.c_str() + st.rfind(')') + 4);
+  }
+  int server = 0, standby = 0;
+  for (auto [pid, ppid] : parent)
+    (parent.count(ppid) ? standby : server) = pid;
+  return {server, standby};
+}
+
+} // namespace
+
+// In a real sandbox, as the tenant's uid (to which a non-dumpable process's /proc/self files
+// are closed), the standby copies the server's memory while it waits.
+TEST_F(LocalForkServerTest, TheStandbyCopiesTheServersMemoryInsideTheSandbox) {
+  std::string cgroup = memory_cgroup("wp-fs-0");
+  ASSERT_FALSE(cgroup.empty()) << "no memory cgroup for the sandbox";
+  EXPECT_EQ(py(run(), "print(1)").stdout_data, "1\n");
+  long copied = 0, anon = 1;
+  for (int i = 0; i < 200 && copied < anon / 2; ++i) { // forked after the run, copies in the
+    std::this_thread::sleep_for(50ms);                  // background
+    auto [server, standby] = fork_server_pids(cgroup);
+    anon = std::max(1L, smaps_kib(server, "Anonymous"));
+    copied = standby ? smaps_kib(standby, "Private_Dirty") : 0;
+  }
+  EXPECT_GE(copied, anon / 2) << "server anonymous " << anon << " KiB";
+}
+
+// The copy counts against the sandbox's memory limit. Where it would take more than a
+// quarter of it, the standby does without: nothing is killed for memory, the server and the
+// runs go on.
+TEST_F(LocalForkServerTest, AMemoryLimitWithoutRoomForTheCopyKeepsTheStandbyAsItIs) {
+  pool.limits.memory = 64ull << 20; // numpy's server: about 17 MiB to copy
+  std::string name = "wp-fs-" + std::to_string(boxes.size());
+  box = make();
+  std::string cgroup = memory_cgroup(name);
+  ASSERT_FALSE(cgroup.empty()) << "no memory cgroup for " << name;
+  long kills = oom_kills(cgroup);
+  ExecResult first = py(run(), "import os; print(os.getppid())");
+  ASSERT_EQ(first.exit_code, 0) << first.stderr_data;
+  for (int i = 0; i < 20; ++i) { // a copy would show within this second
+    std::this_thread::sleep_for(50ms);
+    auto [server, standby] = fork_server_pids(cgroup);
+    if (standby)
+      EXPECT_LT(smaps_kib(standby, "Private_Dirty"), smaps_kib(server, "Anonymous") / 2);
+  }
+  for (int i = 0; i < 3; ++i) {
+    ExecResult r = py(run(), "import os; print(os.getppid())");
+    EXPECT_EQ(r.exit_code, 0) << r.stderr_data;
+    EXPECT_EQ(r.stdout_data, first.stdout_data) << "the server was replaced";
+  }
+  EXPECT_EQ(oom_kills(cgroup), kills);
 }
