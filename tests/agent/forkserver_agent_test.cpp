@@ -16,9 +16,11 @@
 
 #include "agent/protocol.hpp"
 #include "backends/agent_client.hpp"
+#include "helpers/forkserver_cases.hpp"
 
 using namespace warmpool;
 using namespace warmpool::proto;
+using warmpool::testing::smaps_kib;
 using namespace std::chrono_literals;
 
 namespace {
@@ -241,16 +243,6 @@ TEST_F(ForkServerAgentTest, ARunIsTakenByTheChildForkedAheadAndTheNextOneIsForke
   ASSERT_GT(second, 0);
   EXPECT_NE(second, first);
   EXPECT_EQ(run_pid(), second);
-}
-
-// A field of /proc/PID/smaps_rollup in KiB (Private_Dirty, Anonymous, ...); -1 if unreadable.
-long smaps_kib(int pid, const std::string& field) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/smaps_rollup");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind(field + ":", 0) == 0)
-      return std::atol(line.c_str() + field.size() + 1);
-  return -1;
 }
 
 std::string cmdline(int pid) {

@@ -185,15 +185,6 @@ long oom_kills(const std::string& cgroup) {
   return -1;
 }
 
-long smaps_kib(int pid, const std::string& field) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/smaps_rollup");
-  std::string line;
-  while (std::getline(f, line))
-    if (line.rfind(field + ":", 0) == 0)
-      return std::atol(line.c_str() + field.size() + 1);
-  return -1;
-}
-
 // Host pids of the sandbox's fork server and of its standby (0 when there is none).
 std::pair<int, int> fork_server_pids(const std::string& cgroup) {
   std::map<int, int> parent; // of each fork server process

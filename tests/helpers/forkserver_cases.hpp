@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <fstream>
 #include <functional>
 #include <set>
 #include <string>
@@ -14,6 +16,16 @@
 namespace warmpool::testing {
 
 using PyRun = std::function<ExecResult(const ExecRequest&)>;
+
+/// A field of /proc/PID/smaps_rollup in KiB (Private_Dirty, Anonymous, ...); -1 if unreadable.
+inline long smaps_kib(int pid, const std::string& field) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/smaps_rollup");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind(field + ":", 0) == 0)
+      return std::atol(line.c_str() + field.size() + 1);
+  return -1;
+}
 
 inline ExecRequest py_req(const std::string& code, duration timeout = duration(20000)) {
   ExecRequest r;
