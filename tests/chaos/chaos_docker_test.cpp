@@ -7,6 +7,7 @@
 #include <atomic>
 #include <iterator>
 #include <random>
+#include <map>
 #include <set>
 
 #include <gtest/gtest.h>
@@ -414,9 +415,11 @@ TEST_F(Chaos, DockerdRestartMidRun) {
   auto& p = add_pool("docker", 2, 4);
   p.health_check.interval = 1s;
   auto& e = start();
-  std::set<std::string> before;
+  // A sandbox keeps its id across restarts of its container: a new container is a new id or
+  // a higher restart count.
+  std::map<std::string, uint32_t> before;
   for (auto& c : stats().containers)
-    before.insert(c.id);
+    before[c.id] = c.restarts;
   {
     auto l = e.acquire("p", 10s);
     ASSERT_EQ(l.exec(sh("echo up", 10s)).stdout_data, "up\n");
@@ -475,7 +478,7 @@ TEST_F(Chaos, DockerdRestartMidRun) {
                 [&] {
                   auto s = stats();
                   for (auto& c : s.containers)
-                    if (before.count(c.id))
+                    if (auto old = before.find(c.id); old != before.end() && old->second == c.restarts)
                       return false;
                   return s.idle >= 2 && instance_containers() == instance_containers(true);
                 },
