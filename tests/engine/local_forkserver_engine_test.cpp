@@ -6,10 +6,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -102,8 +104,13 @@ TEST_F(LocalForkServerEngine, AServerThatCannotRestartFailsProbesAndIsRetired) {
   ASSERT_EQ(unlink((bin_dir + "/python").c_str()), 0); // no interpreter for a restart
   // The idle sandbox's fork server dies (killed from the host, as the OOM killer might), with
   // the child it forked ahead for the next run.
+  // Both found first (the standby is forked a few milliseconds after a run), then killed
+  // child first: the standby ends by itself once its server is gone, so a slow scan that
+  // killed the server first could miss it.
   int killed = 0;
-  for (int i = 0; i < 100 && killed == 0; ++i) {
+  std::vector<pid_t> found;
+  for (int i = 0; i < 100 && found.size() < 2; ++i) {
+    found.clear();
     DIR* d = opendir("/proc");
     while (dirent* e = d ? readdir(d) : nullptr) {
       std::string pid = e->d_name;
@@ -112,14 +119,18 @@ TEST_F(LocalForkServerEngine, AServerThatCannotRestartFailsProbesAndIsRetired) {
       std::ifstream cmd("/proc/" + pid + "/cmdline");
       std::string argv0;
       std::getline(cmd, argv0, '\0');
-      if (argv0 == "/wpbin/python" && ours(std::stoi(pid)) && kill(std::stoi(pid), SIGKILL) == 0)
-        ++killed;
+      if (argv0 == "/wpbin/python" && ours(std::stoi(pid)))
+        found.push_back(std::stoi(pid));
     }
     if (d)
       closedir(d);
-    if (!killed)
+    if (found.size() < 2)
       std::this_thread::sleep_for(50ms);
   }
+  std::sort(found.rbegin(), found.rend()); // the standby was forked after its server
+  for (pid_t pid : found)
+    if (kill(pid, SIGKILL) == 0)
+      ++killed;
   ASSERT_EQ(killed, 2);
   auto retired = [&] {
     uint64_t n = 0;
