@@ -98,12 +98,11 @@ def _frame_buffered():
 def _recv():
     """One frame as a dict; None at the end of the stream."""
     while True:
-        if len(_rbuf) >= 4:
+        if _frame_buffered():
             n = int.from_bytes(_rbuf[:4], "big")
-            if len(_rbuf) >= 4 + n:
-                payload = bytes(_rbuf[4:4 + n])
-                del _rbuf[:4 + n]
-                return json.loads(payload)
+            payload = bytes(_rbuf[4:4 + n])
+            del _rbuf[:4 + n]
+            return json.loads(payload)
         data = _recvmsg(_ctl, _fds)
         if not data:
             return None
