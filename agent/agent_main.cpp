@@ -325,6 +325,7 @@ json op_reset(const json& msg) {
   char server_state = g_py.pid > 0 ? agent::process_state(g_py.pid) : 0;
   if (server_state == 'T' || server_state == 't')
     stop_server(); // stopped by a tenant: it would answer nothing; started afresh below
+  agent::await_taken_children(std::chrono::milliseconds(200));
   pid_t standby = agent::query_standby(deadline);
   for (;;) {
     auto procs = agent::sandbox_processes(g_opt.sandboxed);

@@ -208,10 +208,10 @@ ChildResult collect_child(pid_t pid, Fd& in_w, Fd& out_r, Fd& err_r, const std::
     int wait_ms =
       int(std::max<int64_t>(0, std::chrono::ceil<std::chrono::milliseconds>(until - now).count()));
 
-    pollfd p[5];
+    pollfd p[6];
     int n = 0;
     p[n++] = {g_wake[0], POLLIN, 0};
-    int idx[2] = {-1, -1}, in_idx = -1, w_idx = -1;
+    int idx[2] = {-1, -1}, in_idx = -1, w_idx = -1, w2_idx = -1;
     for (int s = 0; s < 2; ++s)
       if (outs[s]->fd >= 0) {
         idx[s] = n;
@@ -225,6 +225,10 @@ ChildResult collect_child(pid_t pid, Fd& in_w, Fd& out_r, Fd& err_r, const std::
       w_idx = n;
       p[n++] = {w.fd, POLLIN, 0};
     }
+    if (w.fd2 >= 0 && !res.exited) {
+      w2_idx = n;
+      p[n++] = {w.fd2, POLLIN, 0};
+    }
     int r = poll(p, nfds_t(n), wait_ms);
     if (r < 0)
       continue; // EINTR (SIGCHLD): loop re-checks everything
@@ -232,6 +236,8 @@ ChildResult collect_child(pid_t pid, Fd& in_w, Fd& out_r, Fd& err_r, const std::
       drain_wake();
     if (w_idx >= 0 && p[w_idx].revents)
       w.on_readable();
+    if (w2_idx >= 0 && p[w2_idx].revents)
+      w.on_readable2();
     for (int s = 0; s < 2; ++s) {
       if (idx[s] < 0 || !p[idx[s]].revents)
         continue;

@@ -70,6 +70,15 @@ struct Fd {
   Fd() = default;
   Fd(const Fd&) = delete;
   Fd& operator=(const Fd&) = delete;
+  Fd(Fd&& o) noexcept : fd(o.fd) { o.fd = -1; }
+  Fd& operator=(Fd&& o) noexcept {
+    if (this != &o) {
+      reset();
+      fd = o.fd;
+      o.fd = -1;
+    }
+    return *this;
+  }
   ~Fd() { reset(); }
   void reset() {
     if (fd >= 0)
@@ -98,10 +107,13 @@ private:
 };
 
 // How the collect loop learns that the child ended: from the SIGCHLD handler for the
-// agent's own children, from the fork server's control socket for its children.
+// agent's own children; for a fork server's child, from the child itself or else from the
+// server's control socket.
 struct ExitWatch {
   int fd = -1;                             // polled besides the pipes; -1: none
   std::function<void()> on_readable;       // `fd` became readable
+  int fd2 = -1;                            // a second one, with its own callback
+  std::function<void()> on_readable2;
   std::function<bool(int& status)> exited; // true once the child's wait status is known
   std::function<void()> abandon;           // the child could not be reaped in time
 };

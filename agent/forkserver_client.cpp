@@ -28,11 +28,27 @@ namespace {
 using proto::json;
 using clock_t_ = std::chrono::steady_clock;
 
-// Reads whatever the control socket has into rbuf. False at EOF or on an error.
+// Reads whatever the control socket has into rbuf, and the descriptors that came with it
+// into fds_in. False at EOF or on an error.
 bool ctl_fill() {
   char buf[4096];
   for (;;) {
-    ssize_t n = read(g_py.ctl.fd, buf, sizeof buf);
+    iovec iov{buf, sizeof buf};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)];
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = control;
+    mh.msg_controllen = sizeof control;
+    ssize_t n = recvmsg(g_py.ctl.fd, &mh, MSG_CMSG_CLOEXEC);
+    if (n >= 0)
+      for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+          for (size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); ++i) {
+            Fd f;
+            memcpy(&f.fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+            g_py.fds_in.push_back(std::move(f));
+          }
     if (n > 0) {
       g_py.rbuf.append(buf, size_t(n));
       return true;
@@ -45,26 +61,39 @@ bool ctl_fill() {
   }
 }
 
-// Takes one decoded frame off rbuf. Throws on a frame that is not a JSON object.
+// Takes one decoded frame off rbuf. A new standby's frame is taken in here, with the socket
+// that came with it. Throws on a frame that is not a JSON object.
 bool ctl_take(json& out) {
-  std::string payload;
-  auto st = proto::decode_frame(g_py.rbuf, payload, 1u << 20);
-  if (st == proto::DecodeStatus::need_more)
-    return false;
-  if (st == proto::DecodeStatus::too_large)
-    throw std::runtime_error("oversized frame from the fork server");
-  out = json::parse(payload);
-  if (!out.is_object())
-    throw std::runtime_error("malformed frame from the fork server");
-  return true;
+  for (;;) {
+    std::string payload;
+    auto st = proto::decode_frame(g_py.rbuf, payload, 1u << 20);
+    if (st == proto::DecodeStatus::need_more)
+      return false;
+    if (st == proto::DecodeStatus::too_large)
+      throw std::runtime_error("oversized frame from the fork server");
+    out = json::parse(payload);
+    if (!out.is_object())
+      throw std::runtime_error("malformed frame from the fork server");
+    if (!out.contains("forked"))
+      return true;
+    if (g_py.fds_in.empty())
+      throw std::runtime_error("a standby came without its socket");
+    g_py.standby = out.value("forked", 0);
+    g_py.standby_sock = std::move(g_py.fds_in.front());
+    g_py.fds_in.erase(g_py.fds_in.begin());
+  }
 }
 
-// Waits for the next frame from the server. "" or why there is none (EOF, timeout, garbage).
-std::string ctl_read(json& out, clock_t_::time_point deadline) {
+// Waits for the server's next frame that has `key` (an answer; the exit reports of children
+// nobody waits for any more are dropped). "" or why there is none (EOF, timeout, garbage).
+std::string ctl_read(json& out, const char* key, clock_t_::time_point deadline) {
   try {
     for (;;) {
-      if (ctl_take(out))
-        return {};
+      if (ctl_take(out)) {
+        if (out.contains(key) || out.contains("error"))
+          return {};
+        continue;
+      }
       auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - clock_t_::now()).count();
       if (left <= 0)
         return "it did not answer in time";
@@ -80,13 +109,15 @@ std::string ctl_read(json& out, clock_t_::time_point deadline) {
   }
 }
 
-std::string ctl_send(const json& msg, const int* fds = nullptr, size_t nfds = 0) {
+// Sends one frame on `fd` (the control socket or a standby's), `fds` riding on its first
+// bytes.
+std::string send_frame(int fd, const json& msg, const int* fds = nullptr, size_t nfds = 0) {
   std::string frame = proto::encode_frame(msg);
   size_t off = 0;
   if (nfds) {
     // The descriptors ride on the first bytes of the frame.
     iovec iov{frame.data(), frame.size()};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 3)] = {};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)] = {};
     msghdr mh{};
     mh.msg_iov = &iov;
     mh.msg_iovlen = 1;
@@ -99,16 +130,44 @@ std::string ctl_send(const json& msg, const int* fds = nullptr, size_t nfds = 0)
     memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
     ssize_t n;
     do
-      n = sendmsg(g_py.ctl.fd, &mh, MSG_NOSIGNAL);
+      n = sendmsg(fd, &mh, MSG_NOSIGNAL);
     while (n < 0 && errno == EINTR);
     if (n < 0)
       return std::string("sendmsg: ") + strerror(errno);
     off = size_t(n);
   }
-  auto r = proto::write_all(g_py.ctl.fd, std::string_view(frame).substr(off),
+  auto r = proto::write_all(fd, std::string_view(frame).substr(off),
                             clock_t_::now() + std::chrono::seconds(5));
   return r ? std::string() : std::string("write: ") + proto::to_string(r.status);
 }
+
+// A message to the server, with the standbys it no longer has.
+std::string ctl_send(json msg, const int* fds = nullptr, size_t nfds = 0) {
+  msg["taken"] = g_py.taken;
+  std::string why = send_frame(g_py.ctl.fd, msg, fds, nfds);
+  if (why.empty())
+    g_py.taken.clear();
+  return why;
+}
+
+// Takes in what the server sent since we last looked (new standbys, exit reports). False
+// when it exited or sent garbage.
+bool ctl_drain() {
+  pollfd p{g_py.ctl.fd, POLLIN, 0};
+  while (poll(&p, 1, 0) > 0)
+    if (!ctl_fill())
+      return false;
+  try {
+    json f;
+    while (ctl_take(f))
+      if (!f.contains("exit"))
+        return false; // an answer nobody asked for: out of step
+  } catch (const std::exception&) {
+    return false;
+  }
+  return true;
+}
+
 
 std::string proc_file(pid_t pid, const char* name) {
   std::string path = "/proc/" + std::to_string(pid) + "/" + name, text;
@@ -147,6 +206,32 @@ std::string server_fingerprint(pid_t pid) {
   return fp;
 }
 
+// Whether `pid` waits for a run: sleeping or running, and no signal on its way (a SIGSTOP
+// or SIGKILL just sent shows as pending before the state changes).
+bool waiting_child(pid_t pid) {
+  char state = process_state(pid);
+  if (state != 'S' && state != 'R')
+    return false;
+  std::string status = proc_file(pid, "status");
+  for (const char* key : {"\nSigPnd:", "\nShdPnd:"}) {
+    size_t at = status.find(key);
+    if (at == std::string::npos)
+      return false;
+    size_t end = status.find('\n', at + 1);
+    std::string mask = status.substr(at + strlen(key), end - at - strlen(key));
+    if (mask.find_first_not_of("0\t ") != std::string::npos)
+      return false;
+  }
+  return true;
+}
+
+void drop_standby() {
+  if (g_py.standby > 0)
+    g_py.taken.push_back(g_py.standby);
+  g_py.standby = 0;
+  g_py.standby_sock.reset();
+}
+
 } // namespace
 
 void stop_server() {
@@ -158,8 +243,11 @@ void stop_server() {
     wait_until_dead(g_py.pid, std::chrono::seconds(2));
   }
   g_py.pid = g_py.standby = 0; // the standby is in the server's process group
+  g_py.standby_sock.reset();
+  g_py.taken.clear();
   g_py.ctl.reset();
   g_py.rbuf.clear();
+  g_py.fds_in.clear();
 }
 
 std::string start_server(clock_t_::time_point deadline) {
@@ -209,7 +297,7 @@ std::string start_server(clock_t_::time_point deadline) {
   ours.fd = -1;
   ++g_py.starts;
   json ready;
-  std::string why = ctl_read(ready, deadline);
+  std::string why = ctl_read(ready, "ready", deadline);
   if (why.empty() && !ready.value("ready", false))
     why = ready.value("error", std::string("it did not report ready"));
   if (!why.empty()) {
@@ -237,7 +325,6 @@ std::string start_server(clock_t_::time_point deadline) {
     return said.empty() ? why : why + ": " + said;
   }
   g_py.version = ready.value("version", std::string());
-  g_py.standby = ready.value("standby", 0);
   g_py.fingerprint = server_fingerprint(pid);
   return {};
 }
@@ -246,10 +333,13 @@ std::string check_server(clock_t_::time_point deadline) {
   if (g_py.pid > 0) {
     json pong;
     auto ping_deadline = std::min(deadline, clock_t_::now() + std::chrono::seconds(1));
-    if (ctl_send({{"op", "ping"}}).empty() && ctl_read(pong, ping_deadline).empty() &&
+    if (ctl_send({{"op", "ping"}}).empty() && ctl_read(pong, "pong", ping_deadline).empty() &&
         pong.value("pong", false) && server_fingerprint(g_py.pid) == g_py.fingerprint) {
-      g_py.standby = pong.value("standby", 0);
-      return {};
+      pid_t standby = pong.value("standby", 0);
+      if (standby == 0)
+        drop_standby(); // it has none (it could not fork): neither have we
+      if (standby == g_py.standby)
+        return {};
     }
   }
   return start_server(deadline);
@@ -258,38 +348,33 @@ std::string check_server(clock_t_::time_point deadline) {
 pid_t query_standby(clock_t_::time_point deadline) {
   json answer;
   if (g_py.pid <= 0 || !ctl_send({{"op", "standby"}}).empty() ||
-      !ctl_read(answer, std::min(deadline, clock_t_::now() + std::chrono::seconds(1))).empty())
+      !ctl_read(answer, "standby", std::min(deadline, clock_t_::now() + std::chrono::seconds(1)))
+         .empty())
     return 0;
-  return answer.value("standby", 0);
+  pid_t standby = answer.value("standby", 0);
+  return standby == g_py.standby ? standby : 0; // (and we hold its socket)
 }
 
 bool standby_untouched(pid_t standby) {
-  char state = process_state(standby);
-  if (state != 'S' && state != 'R')
-    return false;
   // A SIGSTOP sent just before its sender was killed may not have landed yet.
-  std::string status = proc_file(standby, "status");
-  for (const char* key : {"\nSigPnd:", "\nShdPnd:"}) {
-    size_t at = status.find(key);
-    if (at == std::string::npos)
-      return false;
-    size_t end = status.find('\n', at + 1);
-    std::string mask = status.substr(at + strlen(key), end - at - strlen(key));
-    if (mask.find_first_not_of("0\t ") != std::string::npos)
-      return false;
-  }
-  return server_fingerprint(standby) == g_py.fingerprint;
+  return waiting_child(standby) && server_fingerprint(standby) == g_py.fingerprint;
+}
+
+void await_taken_children(std::chrono::milliseconds limit) {
+  auto until = clock_t_::now() + limit;
+  for (pid_t p : g_py.reported)
+    wait_until_dead(p, std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::max(clock_t_::duration::zero(), until - clock_t_::now())));
+  g_py.reported.clear();
 }
 
 ChildResult forkserver_run(const ExecRequest& req, const std::string& cwd,
                            const std::map<std::string, std::string>& env_vars) {
-  if (g_py.pid > 0) {
-    // Between runs the server says nothing: a readable socket means it exited (killed by a
-    // tenant's leftover, say) or is out of step. Either way a fresh one serves this run.
-    pollfd p{g_py.ctl.fd, POLLIN, 0};
-    if (!g_py.rbuf.empty() || poll(&p, 1, 0) != 0)
-      stop_server();
-  }
+  // Between runs the server sends only new standbys and exit reports: anything else, or
+  // the end of the stream, means it exited (killed by a tenant's leftover, say) or is out of
+  // step. Either way a fresh one serves this run.
+  if (g_py.pid > 0 && !ctl_drain())
+    stop_server();
   if (g_py.pid <= 0) {
     std::string why = start_server(clock_t_::now() + std::chrono::seconds(30));
     if (!why.empty())
@@ -302,37 +387,95 @@ ChildResult forkserver_run(const ExecRequest& req, const std::string& cwd,
   json env = json::object();
   for (const auto& [k, v] : env_vars)
     env[k] = v;
-  json msg = {{"op", "run"}, {"code", proto::base64_encode(req.code)}, {"env", env}, {"cwd", cwd}};
+  json msg = {{"code", proto::base64_encode(req.code)}, {"env", env}, {"cwd", cwd}};
   auto start = clock_t_::now();
-  int fds[3] = {in_r.fd, out_w.fd, err_w.fd};
-  std::string why = ctl_send(msg, fds, 3);
-  json forked;
-  if (why.empty())
-    why = ctl_read(forked, start + std::chrono::seconds(10));
+  int fds[4] = {in_r.fd, out_w.fd, err_w.fd, -1};
+  pid_t pid = 0;
+  Fd report; // the child reports its exit status here
+  // The standby takes the run unless a tenant's process stopped or killed it.
+  if (g_py.standby > 0 && g_py.standby_sock.fd >= 0 && waiting_child(g_py.standby) &&
+      send_frame(g_py.standby_sock.fd, msg, fds, 3).empty()) {
+    pid = g_py.standby;
+    report = std::move(g_py.standby_sock);
+    drop_standby();
+  } else {
+    if (g_py.standby > 0)
+      kill(g_py.standby, SIGKILL); // passed over: it must not take a later run either
+    drop_standby();
+    // The server forks a child for it, which reports on a socket of ours like a standby.
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+      throw OpError("internal", std::string("socketpair: ") + strerror(errno));
+    Fd theirs;
+    report.fd = sv[0];
+    theirs.fd = sv[1];
+    fds[3] = theirs.fd;
+    msg["op"] = "run";
+    std::string why = ctl_send(msg, fds, 4);
+    json forked;
+    if (why.empty())
+      why = ctl_read(forked, "pid", start + std::chrono::seconds(10));
+    if (why.empty() && !forked.contains("pid"))
+      why = forked.value("error", std::string("no child pid in its answer"));
+    if (!why.empty() && forked.contains("error"))
+      throw OpError("internal", "python fork server: " + why);
+    pid = forked.value("pid", 0);
+    if (!why.empty() || pid <= 0) {
+      stop_server(); // out of step with us: start afresh next time
+      throw OpError("container_failed", "the python fork server failed: " + why);
+    }
+  }
   in_r.reset();
   out_w.reset();
   err_w.reset();
-  if (why.empty() && !forked.contains("pid"))
-    why = forked.value("error", std::string("no child pid in its answer"));
-  if (!why.empty() && forked.contains("error"))
-    throw OpError("internal", "python fork server: " + why);
-  pid_t pid = forked.value("pid", 0);
-  if (!why.empty() || pid <= 0) {
-    stop_server(); // out of step with us: start afresh next time
-    throw OpError("container_failed", "the python fork server failed: " + why);
-  }
-  bool server_died = false;
+
+  // The child's report is trusted for this run only (its code could forge it, about itself).
+  // Without one (killed, os._exit, exec), the server's report of the reaped child counts.
+  bool server_died = false, got = false;
+  int reported = 0;
+  std::string rbuf;
   ExitWatch w;
-  w.fd = g_py.ctl.fd;
+  w.fd = report.fd;
   w.on_readable = [&] {
-    if (!ctl_fill()) {
-      server_died = true;
+    char buf[256];
+    ssize_t n = read(report.fd, buf, sizeof buf);
+    if (n > 0 && rbuf.size() < 4096) {
+      rbuf.append(buf, size_t(n));
+      std::string payload;
+      if (proto::decode_frame(rbuf, payload, 4096) == proto::DecodeStatus::ok) {
+        json f = json::parse(payload, nullptr, false);
+        auto it = f.is_object() ? f.find("status") : f.end();
+        // Only an exit status; a death by signal is the server's to report.
+        if (it != f.end() && it->is_number_integer() && it->get<int64_t>() >= 0 &&
+            it->get<int64_t>() <= 0xff00 && (it->get<int64_t>() & 0xff) == 0) {
+          reported = int(it->get<int64_t>());
+          got = true;
+        }
+      }
+    } else if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) {
+      report.reset();
       w.fd = -1;
     }
   };
+  w.fd2 = g_py.ctl.fd;
+  w.on_readable2 = [&] {
+    if (!ctl_fill()) {
+      server_died = true;
+      w.fd2 = -1;
+    }
+  };
   w.exited = [&](int& st) {
-    if (server_died) {
-      st = SIGKILL;
+    if (got) {
+      st = reported;
+      auto& r = g_py.reported; // (those already gone need no waiting at reset)
+      if (r.size() >= 64)
+        r.erase(std::remove_if(r.begin(), r.end(),
+                               [](pid_t p) {
+                                 char c = process_state(p);
+                                 return c == 0 || c == 'Z' || c == 'X';
+                               }),
+                r.end());
+      r.push_back(pid);
       return true;
     }
     json f;
@@ -344,6 +487,8 @@ ChildResult forkserver_run(const ExecRequest& req, const std::string& cwd,
         }
     } catch (const std::exception&) {
       server_died = true;
+    }
+    if (server_died && report.fd < 0) {
       st = SIGKILL;
       return true;
     }
@@ -354,10 +499,12 @@ ChildResult forkserver_run(const ExecRequest& req, const std::string& cwd,
     collect_child(pid, in_w, out_r, err_r, req.stdin_data,
                   std::min(req.output_limit, proto::kMaxOutputPerStream), req.timeout, start, w);
   if (server_died) {
-    kill(-pid, SIGKILL);
-    kill(pid, SIGKILL);
+    if (!got) {
+      kill(-pid, SIGKILL);
+      kill(pid, SIGKILL);
+      cr.exited = false; // its status went with the server
+    }
     stop_server();
-    cr.exited = false; // its status went with the server
     cr.err +=
       "warmpool: the python fork server died during this run; the next run gets a new one\n";
   }

@@ -7,26 +7,36 @@
 #
 # A fork can cost tens of milliseconds (page tables of a large interpreter, a slow
 # hypervisor), so one child is forked ahead: the standby waits, still holding nothing but the
-# server's state, and takes the next run; the server forks the next standby after reporting
-# that run's end. Reset keeps the standby only if no tenant process changed it (the agent
-# compares it with the server as it started, and kills it otherwise); the ping that follows
-# forks a fresh one when it is gone.
+# server's state, and takes the next run. The agent holds a socket to it and sends the run
+# there itself; the run reports its exit status on that socket just before it exits. Neither
+# waking the server nor the kernel's tear-down of the exited child (milliseconds for a large
+# interpreter) is on a run's path. Once its standby ended, the server forks the next one.
+# Reset keeps the standby only if no tenant process changed it (the agent compares it with
+# the server as it started, and kills it otherwise); the ping that follows forks a fresh one
+# when it is gone.
 #
 # With --prefault (before the module names), the standby copies the server's memory into its
 # own while it waits, so that a run's first writes no longer fault page by page; it stops as
 # soon as a run arrives. The next standby is forked once the agent has been quiet for a few
-# milliseconds after a run's end: forking competes for the CPU with passing that end on.
+# milliseconds: forking competes for the CPU with passing a run's end on.
 #
-# Control protocol on fd argv[1] (a unix stream socket to the agent), frames of a 4-byte
-# big-endian length and JSON:
-#   agent -> server  {"op": "run", "code": base64, "env": {...}, "cwd": path}
-#                    with three fds (stdin, stdout, stderr of the run) passed as SCM_RIGHTS
-#                    {"op": "ping"}, {"op": "standby"}
-#   server -> agent  {"ready": true, "pid", "version", "standby"} once the modules are
-#                    imported, or {"ready": false, "error": text}
-#                    {"pid": child} once a child has the run, {"error": text} when none
-#                    could, then {"exit": child, "status": raw wait status}
+# Frames are a 4-byte big-endian length and JSON; descriptors ride as SCM_RIGHTS.
+# Control socket, fd argv[1], to the agent:
+#   agent -> server  {"op": "run", "code": base64, "env": {...}, "cwd": path, "taken": [...]}
+#                    with four fds: stdin, stdout, stderr of the run and a socket it reports
+#                    its end on; the server forks a child for it (when there is no standby)
+#                    {"op": "ping", "taken": [...]}, {"op": "standby", "taken": [...]}
+#                    "taken": standbys the agent gave a run or passed over since its last
+#                    message; they are no longer the server's standby
+#   server -> agent  {"forked": pid} with one fd, a socket to a new standby
+#                    {"ready": true, "pid", "version"} once the modules are imported, or
+#                    {"ready": false, "error": text}
+#                    {"pid": child} once a child has the run, {"error": text} when none could
+#                    {"exit": child, "status": raw wait status} for every child reaped
 #                    {"pong": true, "standby": pid or 0}, {"standby": pid or 0}
+# A standby's socket:
+#   agent -> standby {"code": base64, "env": {...}, "cwd": path} with three fds
+#   run -> agent     {"status": raw wait status} once its stdio is closed, just before _exit
 import os
 import sys
 
@@ -34,6 +44,7 @@ import sys
 # memory through /proc/<pid>/mem or ptrace us. Not dumpable, we are the kernel's to protect.
 import ctypes
 _libc = ctypes.CDLL(None, use_errno=True)
+_PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4
 if _libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
     sys.stderr.write("warmpool fork server: prctl(PR_SET_DUMPABLE) failed\n")
@@ -58,6 +69,11 @@ _prefault = "--prefault" in _options
 _QUIET = 0.005
 _rbuf = bytearray()
 _fds = []
+_server_pid = os.getpid()
+# SIGCHLD wakes the main loop through this pipe (a Python handler alone would not end select).
+_wake_r, _wake_w = os.pipe()
+os.set_blocking(_wake_r, False)
+os.set_blocking(_wake_w, False)
 
 # Signals a tenant's process may send us (same uid): ignored, so that only SIGKILL and
 # SIGSTOP (which the agent notices) can disturb the server. Children get the originals back.
@@ -75,9 +91,14 @@ for _s in _SIGNALS:
 _std = (sys.stdin, sys.stdout, sys.stderr)
 
 
-def _send(obj):
+def _send(obj, fd=None):
     data = json.dumps(obj).encode()
-    _ctl.sendall(len(data).to_bytes(4, "big") + data)
+    frame = len(data).to_bytes(4, "big") + data
+    sent = 0
+    if fd is not None:
+        sent = _ctl.sendmsg([frame], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                       fd.to_bytes(4, sys.byteorder))])
+    _ctl.sendall(frame[sent:])
 
 
 def _recvmsg(sock, fds):
@@ -109,42 +130,31 @@ def _recv():
         _rbuf.extend(data)
 
 
-_standby = None  # (pid, our end of its socket) or None
-_reaped = {}  # pid -> wait status of children reaped before anyone waited for them
+_standby = None  # pid of the standby, None when there is none
+_running = set()  # children forked for a run that are not reaped yet
+_reaped = {}  # pid -> wait status of children reaped and not yet reported
 
 
 def _reap(_sig=None, _frame=None):
-    """Reaps every child that ended. Also the SIGCHLD handler: a standby killed by a reset
-    must not stay a zombie, which the agent would count as a survivor. It may be forking or
-    not yet recorded then, so this reaps any child and keeps the status for the run's wait."""
+    """Reaps every child that ended, keeping its status for the agent. Also the SIGCHLD
+    handler: a child killed by a reset must not stay a zombie, which the agent would count as
+    a survivor."""
     global _standby
     try:
         while True:
             pid, status = os.waitpid(-1, os.WNOHANG)
             if pid <= 0:
                 break
-            if _standby is not None and pid == _standby[0]:
-                _standby[1].close()
+            if pid == _standby:
                 _standby = None
-            else:
-                _reaped[pid] = status
+            _running.discard(pid)
+            _reaped[pid] = status
     except ChildProcessError:
         pass
 
 
 signal.signal(signal.SIGCHLD, _reap)
-
-
-def _wait(pid):
-    """The wait status of child `pid`, which the SIGCHLD handler may have taken already."""
-    while pid not in _reaped:
-        try:
-            got, status = os.waitpid(pid, 0)
-            if got == pid:
-                return status
-        except ChildProcessError:
-            return _reaped.pop(pid, 0)
-    return _reaped.pop(pid)
+signal.set_wakeup_fd(_wake_w, warn_on_full_buffer=False)
 
 
 def _restore_signals():
@@ -246,9 +256,16 @@ def _warm_up():
 
 
 def _await_run(sock):
-    """In the standby: wait for one run (its frame and three fds), then become it. Signals
-    get their usual dispositions now (a tenant that kills or stops a standby only makes the
-    server pass it over); dumpability waits for the run."""
+    """In the standby: wait for one run (its frame and three fds), then become it, keeping
+    sock to report the run's end on. Signals get their usual dispositions now (a tenant that
+    kills or stops a standby only makes the agent pass it over); dumpability waits for the
+    run. It dies with the server."""
+    signal.set_wakeup_fd(-1)
+    os.close(_wake_r)
+    os.close(_wake_w)
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != _server_pid:
+        os._exit(0)  # it died before the line above
     _restore_signals()
     _warm_up()
     _reseed()
@@ -258,12 +275,11 @@ def _await_run(sock):
     while len(buf) < 4 or len(buf) < 4 + int.from_bytes(buf[:4], "big"):
         data = _recvmsg(sock, fds)
         if not data:
-            os._exit(0)  # the server let us go
+            os._exit(0)  # the agent let us go
         buf.extend(data)
-    sock.close()
     if len(fds) != 3:
         os._exit(126)
-    _child(json.loads(bytes(buf[4:])), fds, seeded=True)
+    _child(json.loads(bytes(buf[4:])), fds, seeded=True, report=sock.detach())
 
 
 def _fork(then):
@@ -282,6 +298,7 @@ def _fork(then):
 
 
 def _fork_standby():
+    """Forks a standby unless there is one, and hands the agent a socket to it."""
     global _standby
     _reap()
     if _standby is not None:
@@ -299,60 +316,12 @@ def _fork_standby():
         theirs.close()
         return  # the next run forks its own child
     theirs.close()
-    if pid in _reaped:  # killed as soon as it was born
-        del _reaped[pid]
-        ours.close()
-        return
-    _standby = (pid, ours)
-    # The fork shared our memory too: take the page copies of the next hand-over now.
-    _standby_ready(pid)
+    if pid not in _reaped:  # (else killed as soon as it was born)
+        _standby = pid
+        _send({"forked": pid}, ours.fileno())
+    ours.close()
+    # The fork shared our memory too: take the page copies of the next messages now.
     json.loads(json.dumps({"op": "run", "code": "", "env": {}, "cwd": "/"}))
-
-
-def _standby_ready(pid):
-    """Whether the standby can take a run: not stopped, traced or dead, and no signal on its
-    way (a SIGSTOP or SIGKILL just sent shows as pending before the state changes)."""
-    try:
-        with open("/proc/%d/status" % pid, "rb") as f:
-            fields = dict(line.split(b":", 1) for line in f.read().splitlines() if b":" in line)
-    except OSError:
-        return False
-    state = fields.get(b"State", b"").strip()[:1]
-    pending = int(fields.get(b"SigPnd", b"1"), 16) | int(fields.get(b"ShdPnd", b"1"), 16)
-    return state in (b"S", b"R", b"D") and pending == 0
-
-
-def _hand_to_standby(msg, fds):
-    """Gives the run to the standby. Its pid, or None when there is no live one."""
-    global _standby
-    _reap()
-    if _standby is None:
-        return None
-    pid, sock = _standby
-    _standby = None
-
-    def pass_over():
-        sock.close()
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except OSError:
-            pass
-
-    if not _standby_ready(pid):  # a tenant's process stopped or killed it
-        pass_over()
-        return None
-    data = json.dumps(msg).encode()
-    frame = len(data).to_bytes(4, "big") + data
-    try:
-        sent = sock.sendmsg([frame], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                       b"".join(fd.to_bytes(4, sys.byteorder) for fd in fds))])
-        if sent < len(frame):
-            sock.sendall(frame[sent:])
-    except OSError:
-        pass_over()
-        return None
-    sock.close()
-    return pid
 
 
 def _reseed():
@@ -369,19 +338,37 @@ def _reseed():
             pass
 
 
-def _child(msg, fds, seeded=False):
-    """In the forked child: become a fresh `python3 -c` process and run the code."""
+_report = None  # in a run: (fd, its st_dev and st_ino, our pid) to report the end on
+
+
+def _child(msg, fds, seeded=False, report=None):
+    """In the forked child: become a fresh `python3 -c` process and run the code. Its end is
+    reported on the socket `report` (an fd)."""
+    global _report
     code = binascii.a2b_base64(msg.get("code", ""))
+    _libc.prctl(_PR_SET_PDEATHSIG, 0, 0, 0, 0)
     _libc.prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0)
     os.setsid()  # own session and process group: a timeout kills every descendant
     _ctl.close()  # (a no-op in a standby, which closed it at its fork)
+    # The report socket goes out of the way of the code's own descriptors, close-on-exec.
+    high = min(1023, os.sysconf("SC_OPEN_MAX") - 1)
+    while high in fds:
+        high -= 1
+    os.dup2(report, high, inheritable=False)
+    if report != high:
+        os.close(report)
+    st = os.fstat(high)
+    _report = (high, st.st_dev, st.st_ino, os.getpid())
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
     for fd in fds:
         if fd > 2:
             os.close(fd)
-    os.closerange(3, 1 << 16)  # nothing of the server (its control socket least of all)
-    _restore_signals()
+    os.closerange(3, high)  # nothing of the server (its control socket least of all)
+    os.closerange(high + 1, 1 << 16)
+    if not seeded:
+        signal.set_wakeup_fd(-1)
+        _restore_signals()
     env = msg.get("env") or {}
     for k in [k for k in os.environ if k not in env]:
         del os.environ[k]
@@ -469,21 +456,81 @@ def _finish(main, status, sigint):
     if sigint:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGINT)
+    _report_end(status)
     os._exit(status)
+
+
+def _report_end(status):
+    """Tells the agent the run's exit status before the kernel tears the process down. Not
+    from a process the code forked (it ends the same way), nor on a descriptor the code closed
+    and reused; the agent then waits for the server to reap the run."""
+    try:
+        fd, dev, ino, pid = _report
+        if os.getpid() != pid:
+            return
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != (dev, ino):
+            return
+        try:  # the output ends here, whatever still holds the descriptors
+            null = os.open("/dev/null", os.O_RDWR)
+            for target in (0, 1, 2):
+                os.dup2(null, target)
+        except OSError:
+            for target in (0, 1, 2):
+                os.close(target)
+        data = b'{"status": %d}' % ((status & 0xFF) << 8)
+        os.write(fd, len(data).to_bytes(4, "big") + data)
+    except BaseException:
+        pass
 
 
 _standby_at = None  # when to fork the next standby (a time.monotonic()); None: not waiting
 
 
-def _next_message():
-    """The agent's next frame. Forks the standby at _standby_at if no frame came before."""
+def _report_reaped():
+    """Reports the children that ended. The next standby is due once no run is going on (a
+    run could still change us, and the standby would not have the change) and the agent is
+    quiet. (A standby's run is going on until it is reaped.)"""
     global _standby_at
-    while _standby_at is not None and not _frame_buffered():
-        left = _standby_at - time.monotonic()
-        if left <= 0 or not select.select([_ctl], [], [], left)[0]:
+    _reap()
+    while _reaped:
+        pid, status = _reaped.popitem()
+        _send({"exit": pid, "status": status})
+    if _standby is None and _standby_at is None and not _running:
+        _standby_at = time.monotonic() + _QUIET
+
+
+def _next_message():
+    """The agent's next frame. Meanwhile reports reaped children and forks the standby when
+    it is due."""
+    global _standby_at
+    while not _frame_buffered():
+        _report_reaped()
+        left = None if _standby_at is None else max(0.0, _standby_at - time.monotonic())
+        ready = select.select([_ctl, _wake_r], [], [], left)[0]
+        if _wake_r in ready:
+            try:
+                os.read(_wake_r, 512)
+            except OSError:
+                pass
+        if _ctl in ready:
+            data = _recvmsg(_ctl, _fds)
+            if not data:
+                return None
+            _rbuf.extend(data)
+            if _standby_at is not None:
+                _standby_at = time.monotonic() + _QUIET  # the agent is busy
+        elif not ready and _standby_at is not None:
             _standby_at = None
             _fork_standby()
     return _recv()
+
+
+def _forget(taken):
+    """The agent gave these standbys a run or passed them over."""
+    global _standby
+    if isinstance(taken, list) and _standby in taken:
+        _standby = None
 
 
 def _serve():
@@ -492,43 +539,38 @@ def _serve():
         msg = _next_message()
         if msg is None:
             os._exit(0)  # the agent is gone
-        _reap()
+        _forget(msg.get("taken"))
+        _report_reaped()
         op = msg.get("op")
-        if op != "run" and _standby_at is not None:
+        if op in ("ping", "standby"):
             _standby_at = None
-            _fork_standby()  # now: a reset asks which one it is
-        if op == "ping":
-            _fork_standby()  # after a reset killed the last one
-            _send({"pong": True, "standby": _standby[0] if _standby else 0})
-            continue
-        if op == "standby":  # which child a reset should leave alone (and then check)
-            _send({"standby": _standby[0] if _standby else 0})
+            _fork_standby()  # now: after a reset killed the last one, or a reset asks for it
+            if op == "ping":
+                _send({"pong": True, "standby": _standby or 0})
+            else:  # which child a reset should leave alone (and then check)
+                _send({"standby": _standby or 0})
             continue
         if op != "run":
             _send({"error": "unknown op %r" % (op,)})
             continue
-        fds, _fds[:] = _fds[:3], _fds[3:]
-        if len(fds) != 3:
+        fds, _fds[:] = _fds[:4], _fds[4:]
+        if len(fds) != 4:
             for fd in fds:
                 os.close(fd)
-            _send({"error": "a run needs three file descriptors"})
+            _send({"error": "a run needs four file descriptors"})
             continue
-        pid = _hand_to_standby(msg, fds)
-        if pid is None:
-            try:
-                pid = _fork(lambda: _child(msg, fds))
-            except OSError as e:
-                for fd in fds:
-                    os.close(fd)
-                _send({"error": "fork: " + (e.strerror or str(e))})
-                continue
+        try:
+            pid = _fork(lambda: _child(msg, fds[:3], report=fds[3]))
+        except OSError as e:
+            pid = None
+            _send({"error": "fork: " + (e.strerror or str(e))})
         for fd in fds:
             os.close(fd)
-        _send({"pid": pid})
-        status = _wait(pid)
-        _reaped.clear()  # of children nobody waits for any more
-        _send({"exit": pid, "status": status})
-        _standby_at = time.monotonic() + _QUIET
+        if pid is not None:
+            _standby_at = None  # not while the run goes on (see _report_reaped)
+            if pid not in _reaped:
+                _running.add(pid)
+            _send({"pid": pid})
 
 
 def _start():
@@ -546,8 +588,7 @@ def _start():
     os.dup2(devnull, 2)  # the agent reads our stderr only while we start
     os.close(devnull)
     _fork_standby()
-    _send({"ready": True, "pid": os.getpid(), "version": sys.version.split()[0],
-           "standby": _standby[0] if _standby else 0})
+    _send({"ready": True, "pid": os.getpid(), "version": sys.version.split()[0]})
 
 
 _start()

@@ -10,6 +10,8 @@ warm sandbox) on the local and the docker backend and times, per backend:
   fork_server_no_prefault  fork_server through a pool with `prefault: false`: the child forked
                    ahead does not copy the server's memory while it waits
   python3_c        {"command": ["python3", "-c", "print(6*7)"]} in the same warm sandbox
+  exec_true        {"command": ["true"]} in the same warm sandbox: the round trip of any execute,
+                   the floor under every row
   numpy_preloaded  {"language": "python", "code": NUMPY} with numpy in interpreters.python.preload
   numpy_not_preloaded  the same code through a fork server that did not preload numpy
   numpy_python3_c  {"command": ["python3", "-c", NUMPY]}
@@ -54,6 +56,9 @@ def main():
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--backends", default="local,docker")
     ap.add_argument("--docker-image", default="warmpool-test-python-numpy")
+    ap.add_argument("--gap-ms", type=float, default=0.0,
+                    help="pause before each request (except fork_server_again), so that the "
+                         "resets of earlier requests are over")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     backends = [b for b in args.backends.split(",") if b]
@@ -64,6 +69,7 @@ def main():
         pools.append(pool_yaml(f"{b}-numpy", b, image, ["json", "numpy"]))
         pools.append(pool_yaml(f"{b}-plain", b, image, ["json"]))
         pools.append(pool_yaml(f"{b}-noprefault", b, image, ["json", "numpy"], prefault=False))
+        pools.append(pool_yaml(f"{b}-exec", b, image, ["json", "numpy"]))
     with serving(args.warmpool, pools) as conn:
 
         def execute(body):
@@ -85,6 +91,7 @@ def main():
                 (b, "fork_server_again", "print(6*7)", {"pool": f"{b}-numpy", "language": "python", "code": "print(6*7)"}, "42\n"),
                 (b, "fork_server_no_prefault", "print(6*7)", {"pool": f"{b}-noprefault", "language": "python", "code": "print(6*7)"}, "42\n"),
                 (b, "python3_c", "print(6*7)", {"pool": f"{b}-numpy", "command": ["python3", "-c", "print(6*7)"]}, "42\n"),
+                (b, "exec_true", "true", {"pool": f"{b}-exec", "command": ["true"]}, ""),
                 (b, "numpy_preloaded", NUMPY, {"pool": f"{b}-numpy", "language": "python", "code": NUMPY}, "45\n"),
                 (b, "numpy_not_preloaded", NUMPY, {"pool": f"{b}-plain", "language": "python", "code": NUMPY}, "45\n"),
                 (b, "numpy_python3_c", NUMPY, {"pool": f"{b}-plain", "command": ["python3", "-c", NUMPY]}, "45\n"),
@@ -92,7 +99,9 @@ def main():
         samples = {i: [] for i in range(len(rows))}
         inside = {i: [] for i in range(len(rows))}
         for it in range(args.warmup + args.iters):
-            for i, (_, _, _, body, expect) in enumerate(rows):
+            for i, (_, case, _, body, expect) in enumerate(rows):
+                if args.gap_ms and case != "fork_server_again":
+                    time.sleep(args.gap_ms / 1000)
                 dt, out = execute(body)
                 if out.get("stdout") != expect:
                     raise SystemExit(f"unexpected output {out.get('stdout')!r} for {body}")

@@ -245,6 +245,74 @@ TEST_F(ForkServerAgentTest, ARunIsTakenByTheChildForkedAheadAndTheNextOneIsForke
   EXPECT_EQ(run_pid(), second);
 }
 
+// A run reports its exit status itself, just before it exits, on a socket to the agent; the
+// server reports the status of a run that ends any other way. Each case is run twice: in the
+// standby, and in a child the server forks when the standby cannot take the run.
+class ForkServerReportTest : public ForkServerAgentTest {
+protected:
+  std::vector<ExecResult> both_ways(const std::string& code) {
+    std::vector<ExecResult> out;
+    EXPECT_GT(standby_pid(), 0); // (a ping forks one when there is none)
+    out.push_back(py(code, 10s));
+    int standby = standby_pid();
+    tamper("kill -STOP PID", standby); // passed over: the server forks the run's child
+    out.push_back(py(code, 10s));
+    return out;
+  }
+};
+
+TEST_F(ForkServerReportTest, AProcessTheRunForkedDoesNotReportForIt) {
+  start();
+  for (const ExecResult& r : both_ways("import os, sys, time\n"
+                                       "if os.fork() == 0:\n"
+                                       "    sys.exit(3)\n"
+                                       "time.sleep(0.3)\n"
+                                       "print('parent')\n"
+                                       "sys.exit(5)\n")) {
+    EXPECT_EQ(r.exit_code, 5) << r.stderr_data;
+    EXPECT_EQ(r.stdout_data, "parent\n");
+  }
+}
+
+// The code may close the report socket and reuse its number for a file of its own.
+TEST_F(ForkServerReportTest, ACodeThatTakesOverTheReportDescriptorGetsItsStatusAndNoStrayWrite) {
+  start();
+  for (const ExecResult& r : both_ways("import os, sys\n"
+                                       "fd = os.open('f', os.O_WRONLY | os.O_CREAT | os.O_TRUNC)\n"
+                                       "for n in range(3, 1024):\n"
+                                       "    if n != fd:\n"
+                                       "        os.dup2(fd, n)\n"
+                                       "sys.exit(4)\n")) {
+    EXPECT_EQ(r.exit_code, 4) << r.stderr_data;
+    std::ifstream f(ws + "/f");
+    std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(all, "") << "the report went into the code's file";
+  }
+}
+
+TEST_F(ForkServerReportTest, ARunThatEndsWithoutReportingGetsTheStatusTheServerReaped) {
+  start();
+  for (const ExecResult& r : both_ways("import os; print('x', flush=True); os._exit(7)")) {
+    EXPECT_EQ(r.exit_code, 7) << r.stderr_data;
+    EXPECT_EQ(r.stdout_data, "x\n");
+  }
+  for (const ExecResult& r :
+       both_ways("import os; os.execv('/bin/sh', ['sh', '-c', 'echo from sh; exit 9'])")) {
+    EXPECT_EQ(r.exit_code, 9) << r.stderr_data;
+    EXPECT_EQ(r.stdout_data, "from sh\n");
+  }
+  for (const ExecResult& r : both_ways("import os, signal; os.kill(os.getpid(), signal.SIGTERM)"))
+    EXPECT_EQ(r.signal, SIGTERM) << r.stderr_data;
+  // A process it forked still holds the report socket; the run's end must not wait for it.
+  for (const ExecResult& r : both_ways("import os, time\n"
+                                       "if os.fork() == 0:\n"
+                                       "    time.sleep(60)\n"
+                                       "os._exit(6)\n")) {
+    EXPECT_EQ(r.exit_code, 6) << r.stderr_data;
+    EXPECT_FALSE(r.timed_out);
+  }
+}
+
 std::string cmdline(int pid) {
   std::ifstream f("/proc/" + std::to_string(pid) + "/cmdline");
   std::string all((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
