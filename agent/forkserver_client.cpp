@@ -80,6 +80,7 @@ bool ctl_take(json& out) {
       throw std::runtime_error("a standby came without its socket");
     g_py.standby = out.value("forked", 0);
     g_py.standby_sock = std::move(g_py.fds_in.front());
+    fcntl(g_py.standby_sock.fd, F_SETFL, O_NONBLOCK);
     g_py.fds_in.erase(g_py.fds_in.begin());
   }
 }
@@ -112,6 +113,7 @@ std::string ctl_read(json& out, const char* key, clock_t_::time_point deadline) 
 // Sends one frame on `fd` (the control socket or a standby's), `fds` riding on its first
 // bytes.
 std::string send_frame(int fd, const json& msg, const int* fds = nullptr, size_t nfds = 0) {
+  auto deadline = clock_t_::now() + std::chrono::seconds(5);
   std::string frame = proto::encode_frame(msg);
   size_t off = 0;
   if (nfds) {
@@ -129,15 +131,22 @@ std::string send_frame(int fd, const json& msg, const int* fds = nullptr, size_t
     c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
     memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
     ssize_t n;
-    do
-      n = sendmsg(fd, &mh, MSG_NOSIGNAL);
-    while (n < 0 && errno == EINTR);
+    for (;;) {
+      n = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n >= 0 || (errno != EINTR && errno != EAGAIN))
+        break;
+      pollfd p{fd, POLLOUT, 0};
+      if (errno == EAGAIN && poll(&p, 1, int(std::chrono::ceil<std::chrono::milliseconds>(
+                                               deadline - clock_t_::now())
+                                               .count())) == 0)
+        return "sendmsg: timed out";
+    }
     if (n < 0)
       return std::string("sendmsg: ") + strerror(errno);
     off = size_t(n);
   }
-  auto r = proto::write_all(fd, std::string_view(frame).substr(off),
-                            clock_t_::now() + std::chrono::seconds(5));
+  // Non-blocking: a peer that a tenant stopped must cost us this deadline at most.
+  auto r = proto::write_all(fd, std::string_view(frame).substr(off), deadline);
   return r ? std::string() : std::string("write: ") + proto::to_string(r.status);
 }
 
@@ -294,6 +303,7 @@ std::string start_server(clock_t_::time_point deadline) {
   err_w.reset();
   g_py.pid = pid;
   g_py.ctl.fd = ours.fd;
+  fcntl(g_py.ctl.fd, F_SETFL, O_NONBLOCK);
   ours.fd = -1;
   ++g_py.starts;
   json ready;
