@@ -1,5 +1,9 @@
 // The Python fork server (issue 16) in real docker containers (image
 // warmpool-test-python-numpy from tools/setup-docker): the same checks as the local backend.
+#include <unistd.h>
+
+#include <fstream>
+
 #include "docker_test_util.hpp"
 #include "helpers/forkserver_cases.hpp"
 
@@ -28,6 +32,26 @@ protected:
   }
   PyRun run() {
     return [this](const ExecRequest& r) { return backend->exec(*box, r); };
+  }
+  /// The host's directory of the container's memory cgroup ("" when not found).
+  std::string memory_cgroup() {
+    docker::DockerClient c;
+    auto found = c.list({"warmpool.instance=" + instance});
+    if (found.size() != 1)
+      return "";
+    int init = c.inspect(found[0].value("Id", std::string()))["State"].value("Pid", 0);
+    std::ifstream f("/proc/" + std::to_string(init) + "/cgroup");
+    for (std::string line; std::getline(f, line);) {
+      auto colon = line.find(':'), second = line.find(':', colon + 1);
+      std::string controllers = line.substr(colon + 1, second - colon - 1);
+      std::string path = line.substr(second + 1);
+      for (const std::string& d : {controllers == "memory" ? "/sys/fs/cgroup/memory" + path
+                                                           : std::string(),
+                                   controllers.empty() ? "/sys/fs/cgroup" + path : std::string()})
+        if (!d.empty() && access((d + "/cgroup.procs").c_str(), R_OK) == 0)
+          return d;
+    }
+    return "";
   }
   SandboxPtr box;
 };
@@ -62,6 +86,12 @@ TEST_F(DockerForkServerTest, ResetKillsChildrenAndKeepsTheServer) {
 TEST_F(DockerForkServerTest, AServerATenantChangedIsReplacedAtReset) {
   check_a_server_a_tenant_changed_is_replaced(
     run(), [&] { return backend->reset(*box, duration(10000)); });
+}
+
+TEST_F(DockerForkServerTest, TheStandbyCopiesTheServersMemoryInsideTheContainer) {
+  std::string cgroup = memory_cgroup();
+  ASSERT_FALSE(cgroup.empty()) << "no memory cgroup for the container";
+  check_standby_copies_server_memory(run(), cgroup);
 }
 
 TEST_F(DockerForkServerTest, ChildrenRunAsTheContainerUser) {

@@ -8,6 +8,10 @@
 #include <cstdlib>
 #include <fstream>
 #include <functional>
+#include <iterator>
+#include <map>
+#include <thread>
+#include <utility>
 #include <set>
 #include <string>
 
@@ -25,6 +29,26 @@ inline long smaps_kib(int pid, const std::string& field) {
     if (line.rfind(field + ":", 0) == 0)
       return std::atol(line.c_str() + field.size() + 1);
   return -1;
+}
+
+/// Host pids of the fork server among the processes of `cgroup` and of its standby (0 when
+/// there is none).
+inline std::pair<int, int> fork_server_pids(const std::string& cgroup) {
+  std::map<int, int> parent; // of each fork server process
+  std::ifstream procs(cgroup + "/cgroup.procs");
+  for (int pid; procs >> pid;) {
+    std::ifstream cmd("/proc/" + std::to_string(pid) + "/cmdline");
+    std::string all((std::istreambuf_iterator<char>(cmd)), std::istreambuf_iterator<char>());
+    if (all.find("Python fork server") == std::string::npos)
+      continue;
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string st((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    parent[pid] = std::atoi(st.c_str() + st.rfind(')') + 4);
+  }
+  int server = 0, standby = 0;
+  for (auto [pid, ppid] : parent)
+    (parent.count(ppid) ? standby : server) = pid;
+  return {server, standby};
 }
 
 inline ExecRequest py_req(const std::string& code, duration timeout = duration(20000)) {
@@ -249,6 +273,24 @@ inline void check_a_server_a_tenant_changed_is_replaced(
               "print(os.getpriority(os.PRIO_PROCESS, 0), "
               "resource.getrlimit(resource.RLIMIT_NOFILE)[0] != 64)\n");
   EXPECT_EQ(r.stdout_data, "0 True\n") << r.stderr_data;
+}
+
+/// With prefault (the default), the standby forked after a run copies the server's memory
+/// while it waits. Read from the host: inside, the tenant's uid cannot read the /proc files
+/// of a non-dumpable process, and neither could the copy (which is what this caught once).
+inline void check_standby_copies_server_memory(const PyRun& run, const std::string& cgroup) {
+  EXPECT_EQ(py(run, "print(1)").stdout_data, "1\n");
+  long copied = 0, anon = 0;
+  for (int i = 0; i < 200; ++i) { // forked after the run, it copies in the background
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    auto [server, standby] = fork_server_pids(cgroup);
+    anon = server ? smaps_kib(server, "Anonymous") : 0;
+    copied = standby ? smaps_kib(standby, "Private_Dirty") : 0;
+    if (anon > 1024 && copied >= anon / 2)
+      break;
+  }
+  EXPECT_GT(anon, 1024) << "no fork server with numpy found in " << cgroup;
+  EXPECT_GE(copied, anon / 2) << "server anonymous " << anon << " KiB";
 }
 
 } // namespace warmpool::testing
