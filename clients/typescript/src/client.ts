@@ -5,6 +5,7 @@ import { Lease } from "./lease.js";
 import { ExecStream, eventsOfResult } from "./stream.js";
 import {
   type AcquireOptions,
+  type CodeResult,
   type Command,
   type Duration,
   type ExecOptions,
@@ -18,6 +19,7 @@ import {
   type ProcessOutput,
   execBody,
   routingBody,
+  toCodeResult,
   toExecResult,
   toLeaseInfo,
   toPoolStats,
@@ -115,7 +117,7 @@ export class Client {
     return this.#stream("POST", leasePath(leaseId, "/exec"), { body: execBody(command, options) });
   }
 
-  // -- shells and processes of a lease (Lease, Shell and Process call these) ----
+  // -- shells, code contexts and processes of a lease (Lease, Shell, Context, Process call these)
 
   /** Opens a persistent shell in the lease; resolves to its id (`name`, or the server's). */
   async openShell(leaseId: string, name?: string): Promise<string> {
@@ -133,6 +135,22 @@ export class Client {
 
   async closeShell(leaseId: string, shell: string): Promise<void> {
     await this.#request("DELETE", shellPath(leaseId, shell));
+  }
+
+  /** Opens a stateful Python code context in the lease; resolves to its id (`name`, or the server's). */
+  async openContext(leaseId: string, name?: string): Promise<string> {
+    const body = name === undefined ? undefined : { name };
+    return String((await this.#json("POST", leasePath(leaseId, "/contexts"), { body })).id ?? "");
+  }
+
+  /** Runs Python `code` in the context; an exception in it is the result's `error`. */
+  async runCode(leaseId: string, context: string, code: string, timeout?: Duration): Promise<CodeResult> {
+    const body = timeout === undefined ? { code } : { code, timeout };
+    return toCodeResult(await this.#json("POST", contextPath(leaseId, context, "/run"), { body }));
+  }
+
+  async closeContext(leaseId: string, context: string): Promise<void> {
+    await this.#request("DELETE", contextPath(leaseId, context));
   }
 
   /** Starts a background process in the lease; resolves to its id. */
@@ -328,6 +346,10 @@ function leasePath(leaseId: string, suffix = ""): string {
 
 function shellPath(leaseId: string, shell: string, suffix = ""): string {
   return leasePath(leaseId, `/shells/${encodeURIComponent(shell)}${suffix}`);
+}
+
+function contextPath(leaseId: string, context: string, suffix = ""): string {
+  return leasePath(leaseId, `/contexts/${encodeURIComponent(context)}${suffix}`);
 }
 
 function processPath(leaseId: string, pid: string, suffix = ""): string {

@@ -61,7 +61,7 @@ export class WarmpoolError extends Error {
 export class InvalidRequestError extends WarmpoolError {}
 /** 401: missing or wrong bearer token. */
 export class UnauthorizedError extends WarmpoolError {}
-/** 404 `not_found`: no shell or process with that id in the lease, or no route at that path. */
+/** 404 `not_found`: no shell, context or process with that id in the lease, or no route at that path. */
 export class NotFoundError extends WarmpoolError {}
 /** 404: no pool of that name (on that node). */
 export class UnknownPoolError extends NotFoundError {}
@@ -71,9 +71,9 @@ export class UnknownLeaseError extends NotFoundError {}
 export class PayloadTooLargeError extends WarmpoolError {}
 /** 413 `too_large`: more data than the operation takes (a stdin write over 1 MiB). */
 export class TooLargeError extends PayloadTooLargeError {}
-/** 409 `conflict`: stdin written after close or after the process ended; a shell still busy. */
+/** 409 `conflict`: stdin written after close or after the process ended; a shell or context still busy. */
 export class ConflictError extends WarmpoolError {}
-/** 409 `shell_exited`: the shell's own process ended (`exit`, killed): open a new shell. */
+/** 409 `shell_exited`: the shell's or context's own process ended (`exit`, killed): open it again. */
 export class ShellExitedError extends ConflictError {}
 /** 503 family: the server asks to retry later (`retryAfter` seconds). */
 export class UnavailableError extends WarmpoolError {}

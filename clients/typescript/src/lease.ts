@@ -1,7 +1,7 @@
 // A held sandbox: exec and files on it until released. `await using` releases it at the end
 // of the scope (TypeScript 5.2+), as does Client.withLease for callers without it.
 import type { Client } from "./client.js";
-import { Process, Shell } from "./live.js";
+import { Context, Process, Shell } from "./live.js";
 import type { ExecStream } from "./stream.js";
 import type { Command, ExecOptions, ExecResult, LeaseInfo, ProcessInfo, ProcessOptions } from "./types.js";
 
@@ -51,6 +51,19 @@ export class Lease implements LeaseInfo {
   /** A Shell for the id of one opened elsewhere (no request is made). */
   attachShell(id: string): Shell {
     return new Shell(this.client, this.id, id);
+  }
+
+  /**
+   * Opens a stateful Python code context (`await using ctx = await lease.openContext()`
+   * closes it); `name` names it, else the server picks an id.
+   */
+  async openContext(name?: string): Promise<Context> {
+    return new Context(this.client, this.id, await this.client.openContext(this.id, name));
+  }
+
+  /** A Context for the id of one opened elsewhere (no request is made). */
+  attachContext(id: string): Context {
+    return new Context(this.client, this.id, id);
   }
 
   /** Starts a background process (`await using p = await lease.startProcess(...)` kills it). */

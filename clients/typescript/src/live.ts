@@ -1,10 +1,11 @@
-// A lease's persistent shells and background processes (made by Lease.openShell and
-// Lease.startProcess). Both are AsyncDisposable: `await using` closes the shell / kills the
-// process at the end of the scope; releasing the lease ends them all.
+// A lease's persistent shells, Python code contexts and background processes (made by
+// Lease.openShell, Lease.openContext and Lease.startProcess). All are AsyncDisposable: `await
+// using` closes the shell or context / kills the process at the end of the scope; releasing
+// the lease ends them all.
 import type { Client } from "./client.js";
 import { NotFoundError } from "./errors.js";
 import type { ExecStream } from "./stream.js";
-import type { Duration, ExecResult, ProcessOutput } from "./types.js";
+import type { CodeResult, Duration, ExecResult, ProcessOutput } from "./types.js";
 
 /**
  * A shell (bash where the sandbox has it, else sh): each command sees the cwd, variables and
@@ -40,6 +41,52 @@ export class Shell implements AsyncDisposable {
     if (this.#closed) return;
     try {
       await this.client.closeShell(this.leaseId, this.id);
+    } catch (e) {
+      if (!(e instanceof NotFoundError)) throw e;
+    }
+    this.#closed = true;
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+/**
+ * A Python process whose runs share one namespace, as a notebook's cells do, until close()
+ * or the lease's release. It runs the pool's `interpreters.python` command with its `preload`
+ * modules imported (else python3). A run over its timeout gets a KeyboardInterrupt and the
+ * context goes on; one that does not stop within a second is killed with the context (error
+ * ContextExited), and later runs reject with ShellExitedError (open the name again). One run
+ * at a time (else ConflictError); a context that is not there (closed, or its lease
+ * released) rejects with NotFoundError.
+ */
+export class Context implements AsyncDisposable {
+  #closed = false;
+
+  constructor(
+    private readonly client: Client,
+    readonly leaseId: string,
+    readonly id: string,
+  ) {}
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /**
+   * Runs `code` (Python source) and resolves to what it did: an exception in the code is the
+   * result's `error`, a timeout sets `timedOut` (default timeout: the pool's exec_timeout).
+   */
+  run(code: string, timeout?: Duration): Promise<CodeResult> {
+    return this.client.runCode(this.leaseId, this.id, code, timeout);
+  }
+
+  /** Ends the context and its process (idempotent; a context or lease already gone counts as closed). */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    try {
+      await this.client.closeContext(this.leaseId, this.id);
     } catch (e) {
       if (!(e instanceof NotFoundError)) throw e;
     }

@@ -93,6 +93,35 @@ export interface ExecResult {
   node: string;
 }
 
+/** An exception a context run raised and did not catch. */
+export interface CodeError {
+  /**
+   * The exception's class name ("ZeroDivisionError"); "KeyboardInterrupt" when the run's
+   * timeout interrupted it, "SystemExit" for sys.exit() (the context lives on),
+   * "ContextExited" when the context's process ended in the run (os._exit, or a run that
+   * ignored the interrupt and was killed).
+   */
+  name: string;
+  /** str() of the exception. */
+  value: string;
+  /** The formatted traceback of the run's own frames. */
+  traceback: string;
+}
+
+/** What one Context.run did. An exception in the code is `error`, not a rejection. */
+export interface CodeResult {
+  stdout: string;
+  stderr: string;
+  /** repr() of the last statement's value when it is an expression (and not None), else null. */
+  result: string | null;
+  error: CodeError | null;
+  durationMs: number;
+  /** The run's timeout interrupted it (`error` is then KeyboardInterrupt or ContextExited). */
+  timedOut: boolean;
+  /** No exception and no timeout. */
+  ok: boolean;
+}
+
 export interface LeaseInfo {
   id: string;
   pool: string;
@@ -273,5 +302,20 @@ export function toProcessOutput(w: Wire): ProcessOutput {
     timedOut: w.timed_out === true,
     truncated: w.truncated === true,
     durationMs: num(w.duration_ms),
+  };
+}
+
+export function toCodeResult(w: Wire): CodeResult {
+  const e = w.error && typeof w.error === "object" ? (w.error as Wire) : null;
+  const error = e ? { name: str(e.name), value: str(e.value), traceback: str(e.traceback) } : null;
+  const timedOut = w.timed_out === true;
+  return {
+    stdout: str(w.stdout),
+    stderr: str(w.stderr),
+    result: typeof w.result === "string" ? w.result : null,
+    error,
+    durationMs: num(w.duration_ms),
+    timedOut,
+    ok: error === null && !timedOut,
   };
 }
