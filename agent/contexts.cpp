@@ -153,18 +153,18 @@ json Contexts::run(const json& msg) {
 
 json Contexts::close(const json& msg) {
   Context& c = get(msg);
-  kill_context(c);
+  kill_context(c, "the context was closed during this run");
   contexts_.erase(c.name);
   return json::object();
 }
 
 void Contexts::clear() {
   for (auto& [name, c] : contexts_)
-    kill_context(*c);
+    kill_context(*c, "the sandbox was reset during this run");
   contexts_.clear();
 }
 
-void Contexts::kill_context(Context& c) {
+void Contexts::kill_context(Context& c, const std::string& why) {
   if (c.alive) {
     kill(-c.pid, SIGKILL);
     kill(c.pid, SIGKILL);
@@ -173,7 +173,11 @@ void Contexts::kill_context(Context& c) {
   }
   if (Job* job = c.job ? jobs_.find(c.job) : nullptr)
     if (job->running) {
-      job->extra = {{"result", nullptr}, {"error", died_error(0, true)}};
+      job->extra = {{"result", nullptr},
+                    {"error", why.empty() ? died_error(0, true)
+                                          : json{{"name", "ContextExited"},
+                                                 {"value", why},
+                                                 {"traceback", ""}}}};
       jobs_.finish(*job, -1, SIGKILL, false);
     }
   c.job = 0;

@@ -66,7 +66,9 @@ private:
   void on_status(Context& c);
   void end_run(Context& c, const json& result, const json& error, int exit_code, int signal);
   void died(Context& c, int status);
-  void kill_context(Context& c);
+  /// Kills its process; a run still going ends with ContextExited and `why` (by default:
+  /// it did not stop at the timeout's SIGINT).
+  void kill_context(Context& c, const std::string& why = "");
   /// Now if the run started, else once it does.
   void interrupt(Context& c, int sig);
 

@@ -112,8 +112,9 @@ void Lease::run_code_async(std::string context, std::string code, duration timeo
                            std::function<void(CodeResult, std::exception_ptr)> done) {
   auto& l = held(impl_);
   // Each answer schedules the next poll from the engine thread that delivered it; the
-  // state lives as long as the chain. `l` outlives it: a Lease is not released while one
-  // of its calls is in flight (the server holds the lease for the request).
+  // state lives as long as the chain. `l` outlives it: the caller holds the Lease for the
+  // request (the HTTP server, its registry entry). A release meanwhile is not waited for:
+  // the next poll then fails with unknown_lease.
   struct Chain {
     Lease::Impl* lease;
     RunState st;

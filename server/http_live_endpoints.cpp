@@ -278,7 +278,8 @@ void HttpServer::Impl::context_run(Request& req, const ReplyPtr& reply) {
                          {"result", r.result ? json(*r.result) : json(nullptr)},
                          {"error", nullptr},
                          {"duration_ms", r.duration.count() / 1000.0},
-                         {"timed_out", r.timed_out}};
+                         {"timed_out", r.timed_out},
+                         {"truncated", r.truncated}};
                   if (r.error)
                     j["error"] = {{"name", r.error->name},
                                   {"value", r.error->value},

@@ -240,6 +240,18 @@ TEST_F(ContextAgentTest, ForgettingARunningRunInterruptsItAndKeepsTheContext) {
   EXPECT_TRUE(eventually([&] { return run("c", "kept")["result"] == "3"; }));
 }
 
+// A run cut short by closing its context says so, not that it ignored an interrupt.
+TEST_F(ContextAgentTest, ClosingAContextDuringARunEndsTheRunWithThatReason) {
+  open("c");
+  json r = call({{"op", "ctx_run"}, {"context", "c"}, {"code", "while True: pass"}, {"wait_ms", 0}});
+  ASSERT_EQ(r["running"], true) << r.dump();
+  EXPECT_EQ(call({{"op", "ctx_close"}, {"context", "c"}})["ok"], true);
+  json out = call({{"op", "proc_output"}, {"process", r["process"]}, {"wait_ms", 10000}});
+  ASSERT_EQ(out["running"], false) << out.dump();
+  EXPECT_EQ(out["error"]["name"], "ContextExited") << out.dump();
+  EXPECT_EQ(out["error"]["value"], "the context was closed during this run") << out.dump();
+}
+
 TEST_F(ContextAgentTest, ResetEndsEveryContext) {
   open("c");
   pid_t pid = call({{"op", "ctx_open"}, {"context", "d"}})["pid"];

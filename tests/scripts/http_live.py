@@ -44,7 +44,10 @@ def _contexts(port, call, want, base):
     want(call(port, "POST", f"{base}/contexts/{cid}/run", {"code": "x = 0"}), 200)
     want(call(port, "POST", f"{base}/contexts/{cid}/run", {"code": "x += 1\nx += 1"}), 200)
     r = want(call(port, "POST", f"{base}/contexts/{cid}/run", {"code": "print('p')\nx"}), 200).json()
-    expect((r["result"], r["stdout"], r["error"], r["timed_out"]) == ("2", "p\n", None, False), r)
+    expect((r["result"], r["stdout"], r["error"], r["timed_out"], r["truncated"]) == ("2", "p\n", None, False, False), r)
+    # Output over the pool's output_limit (1 MiB by default) is cut, and the answer says so.
+    r = want(call(port, "POST", f"{base}/contexts/{cid}/run", {"code": "print('y' * (3 << 19))"}), 200).json()
+    expect((len(r["stdout"]), r["truncated"], r["error"]) == (1 << 20, True, None), (len(r["stdout"]), r["truncated"]))
     r = want(call(port, "POST", f"{base}/contexts/{cid}/run", {"code": "1/0"}), 200).json()
     expect(r["error"]["name"] == "ZeroDivisionError" and "1/0" in r["error"]["traceback"], r)
     r = want(call(port, "POST", f"{base}/contexts/{cid}/run", {"code": "while 1: pass", "timeout": "300ms"}),

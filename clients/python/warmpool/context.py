@@ -42,6 +42,7 @@ class CodeResult:
         error: the exception it raised, else None.
         duration_ms: how long it ran, in milliseconds.
         timed_out: its timeout interrupted it.
+        truncated: output beyond the pool's output_limit was dropped.
     """
 
     stdout: str = ""
@@ -50,6 +51,7 @@ class CodeResult:
     error: Optional[CodeError] = None
     duration_ms: float = 0.0
     timed_out: bool = False
+    truncated: bool = False
     raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -78,6 +80,7 @@ class CodeResult:
             if isinstance(err, dict) else None,
             duration_ms=float(duration) if isinstance(duration, (int, float)) else 0.0,
             timed_out=w.get("timed_out") is True,
+            truncated=w.get("truncated") is True,
             raw=dict(w),
         )
 

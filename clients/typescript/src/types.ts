@@ -118,6 +118,8 @@ export interface CodeResult {
   durationMs: number;
   /** The run's timeout interrupted it (`error` is then KeyboardInterrupt or ContextExited). */
   timedOut: boolean;
+  /** Output beyond the pool's output_limit was dropped. */
+  truncated: boolean;
   /** No exception and no timeout. */
   ok: boolean;
 }
@@ -316,6 +318,7 @@ export function toCodeResult(w: Wire): CodeResult {
     error,
     durationMs: num(w.duration_ms),
     timedOut,
+    truncated: w.truncated === true,
     ok: error === null && !timedOut,
   };
 }
