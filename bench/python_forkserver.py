@@ -12,6 +12,10 @@ warm sandbox) on the local and the docker backend and times, per backend:
   python3_c        {"command": ["python3", "-c", "print(6*7)"]} in the same warm sandbox
   exec_true        {"command": ["true"]} in the same warm sandbox: the round trip of any execute,
                    the floor under every row
+  lease_fork_server  fork_server's request as POST /v1/leases/{id}/exec on a lease held for the
+                   whole run (no acquire, release or reset per request)
+  lease_fork_server_again  the same, sent right after lease_fork_server's answer: the child
+                   forked ahead for it is not there yet, so the run waits for a fork
   numpy_preloaded  {"language": "python", "code": NUMPY} with numpy in interpreters.python.preload
   numpy_not_preloaded  the same code through a fork server that did not preload numpy
   numpy_python3_c  {"command": ["python3", "-c", NUMPY]}
@@ -57,7 +61,7 @@ def main():
     ap.add_argument("--backends", default="local,docker")
     ap.add_argument("--docker-image", default="warmpool-test-python-numpy")
     ap.add_argument("--gap-ms", type=float, default=0.0,
-                    help="pause before each request (except fork_server_again), so that the "
+                    help="pause before each request (except the *_again rows), so that the "
                          "resets of earlier requests are over")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -70,12 +74,27 @@ def main():
         pools.append(pool_yaml(f"{b}-plain", b, image, ["json"]))
         pools.append(pool_yaml(f"{b}-noprefault", b, image, ["json", "numpy"], prefault=False))
         pools.append(pool_yaml(f"{b}-exec", b, image, ["json", "numpy"]))
+        pools.append(pool_yaml(f"{b}-lease", b, image, ["json", "numpy"]))
     with serving(args.warmpool, pools) as conn:
 
+        leases = {}
+        for b in backends:
+            conn.request("POST", "/v1/leases", json.dumps({"pool": f"{b}-lease"}),
+                         {"Content-Type": "application/json"})
+            r = conn.getresponse()
+            payload = r.read()
+            if r.status != 201:
+                raise SystemExit(f"acquiring a lease of {b}-lease failed: {r.status} {payload[:500]!r}")
+            leases[f"{b}-lease"] = json.loads(payload)["id"]
+
         def execute(body):
+            path = "/v1/execute"
+            if body.get("pool") in leases:
+                path = f"/v1/leases/{leases[body['pool']]}/exec"
+                body = {k: v for k, v in body.items() if k != "pool"}
             data = json.dumps(body)
             t0 = time.perf_counter()
-            conn.request("POST", "/v1/execute", data, {"Content-Type": "application/json"})
+            conn.request("POST", path, data, {"Content-Type": "application/json"})
             r = conn.getresponse()
             payload = r.read()
             dt = (time.perf_counter() - t0) * 1000
@@ -92,6 +111,8 @@ def main():
                 (b, "fork_server_no_prefault", "print(6*7)", {"pool": f"{b}-noprefault", "language": "python", "code": "print(6*7)"}, "42\n"),
                 (b, "python3_c", "print(6*7)", {"pool": f"{b}-numpy", "command": ["python3", "-c", "print(6*7)"]}, "42\n"),
                 (b, "exec_true", "true", {"pool": f"{b}-exec", "command": ["true"]}, ""),
+                (b, "lease_fork_server", "print(6*7)", {"pool": f"{b}-lease", "language": "python", "code": "print(6*7)"}, "42\n"),
+                (b, "lease_fork_server_again", "print(6*7)", {"pool": f"{b}-lease", "language": "python", "code": "print(6*7)"}, "42\n"),
                 (b, "numpy_preloaded", NUMPY, {"pool": f"{b}-numpy", "language": "python", "code": NUMPY}, "45\n"),
                 (b, "numpy_not_preloaded", NUMPY, {"pool": f"{b}-plain", "language": "python", "code": NUMPY}, "45\n"),
                 (b, "numpy_python3_c", NUMPY, {"pool": f"{b}-plain", "command": ["python3", "-c", NUMPY]}, "45\n"),
@@ -100,7 +121,7 @@ def main():
         inside = {i: [] for i in range(len(rows))}
         for it in range(args.warmup + args.iters):
             for i, (_, case, _, body, expect) in enumerate(rows):
-                if args.gap_ms and case != "fork_server_again":
+                if args.gap_ms and not case.endswith("_again"):
                     time.sleep(args.gap_ms / 1000)
                 dt, out = execute(body)
                 if out.get("stdout") != expect:
@@ -109,7 +130,7 @@ def main():
                     samples[i].append(dt)
                     inside[i].append(out.get("duration_ms", 0.0))
 
-        print(f"{'backend':8} {'case':22} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'mean ms':>8} "
+        print(f"{'backend':8} {'case':24} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'mean ms':>8} "
               f"{'in-sandbox p50':>15}  code", file=sys.stderr)
         for i, (b, case, code, body, _) in enumerate(rows):
             xs = samples[i]
@@ -117,7 +138,7 @@ def main():
                    "p50_ms": round(pct(xs, 50), 3), "p90_ms": round(pct(xs, 90), 3), "p99_ms": round(pct(xs, 99), 3),
                    "mean_ms": round(statistics.mean(xs), 3),
                    "exec_duration_p50_ms": round(pct(inside[i], 50), 3)}
-            print(f"{b:8} {case:22} {row['p50_ms']:8.2f} {row['p90_ms']:8.2f} {row['p99_ms']:8.2f} "
+            print(f"{b:8} {case:24} {row['p50_ms']:8.2f} {row['p90_ms']:8.2f} {row['p99_ms']:8.2f} "
                   f"{row['mean_ms']:8.2f} {row['exec_duration_p50_ms']:15.2f}  {code}", file=sys.stderr)
             if args.json:
                 print(json.dumps(row), flush=True)
