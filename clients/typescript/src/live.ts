@@ -8,16 +8,14 @@ import type { ExecStream } from "./stream.js";
 import type { CodeResult, Duration, ExecResult, ProcessOutput } from "./types.js";
 
 /**
- * A shell (bash where the sandbox has it, else sh): each command sees the cwd, variables and
- * functions earlier ones left, and returns its own output and exit code. A command over its
- * timeout is interrupted (ExecTimeoutError) and the shell goes on; a shell whose process ended
- * rejects with ShellExitedError (open another). One command at a time (else ConflictError).
+ * What Shell and Context share: an id in a lease, and close() (idempotent; one already gone,
+ * or whose lease is, counts as closed), also at the end of an `await using` scope.
  */
-export class Shell implements AsyncDisposable {
+abstract class LeasePart implements AsyncDisposable {
   #closed = false;
 
   constructor(
-    private readonly client: Client,
+    protected readonly client: Client,
     readonly leaseId: string,
     readonly id: string,
   ) {}
@@ -26,21 +24,13 @@ export class Shell implements AsyncDisposable {
     return this.#closed;
   }
 
-  /** Runs `command` and resolves to its result once it ended. */
-  run(command: string, timeout?: Duration): Promise<ExecResult> {
-    return this.client.shellRun(this.leaseId, this.id, command, timeout);
-  }
+  protected abstract closeOnServer(): Promise<void>;
 
-  /** Runs `command`, its output as it comes (leaving the stream early stops the command). */
-  stream(command: string, timeout?: Duration): Promise<ExecStream> {
-    return this.client.shellStream(this.leaseId, this.id, command, timeout);
-  }
-
-  /** Ends the shell (idempotent; a shell or lease already gone counts as closed). */
+  /** Ends it and its process. */
   async close(): Promise<void> {
     if (this.#closed) return;
     try {
-      await this.client.closeShell(this.leaseId, this.id);
+      await this.closeOnServer();
     } catch (e) {
       if (!(e instanceof NotFoundError)) throw e;
     }
@@ -53,6 +43,28 @@ export class Shell implements AsyncDisposable {
 }
 
 /**
+ * A shell (bash where the sandbox has it, else sh): each command sees the cwd, variables and
+ * functions earlier ones left, and returns its own output and exit code. A command over its
+ * timeout is interrupted (ExecTimeoutError) and the shell goes on; a shell whose process ended
+ * rejects with ShellExitedError (open another). One command at a time (else ConflictError).
+ */
+export class Shell extends LeasePart {
+  /** Runs `command` and resolves to its result once it ended. */
+  run(command: string, timeout?: Duration): Promise<ExecResult> {
+    return this.client.shellRun(this.leaseId, this.id, command, timeout);
+  }
+
+  /** Runs `command`, its output as it comes (leaving the stream early stops the command). */
+  stream(command: string, timeout?: Duration): Promise<ExecStream> {
+    return this.client.shellStream(this.leaseId, this.id, command, timeout);
+  }
+
+  protected closeOnServer(): Promise<void> {
+    return this.client.closeShell(this.leaseId, this.id);
+  }
+}
+
+/**
  * A Python process whose runs share one namespace, as a notebook's cells do, until close()
  * or the lease's release. It runs the pool's `interpreters.python` command with its `preload`
  * modules imported (else python3). A run over its timeout gets a KeyboardInterrupt and the
@@ -61,19 +73,7 @@ export class Shell implements AsyncDisposable {
  * at a time (else ConflictError); a context that is not there (closed, or its lease
  * released) rejects with NotFoundError.
  */
-export class Context implements AsyncDisposable {
-  #closed = false;
-
-  constructor(
-    private readonly client: Client,
-    readonly leaseId: string,
-    readonly id: string,
-  ) {}
-
-  get closed(): boolean {
-    return this.#closed;
-  }
-
+export class Context extends LeasePart {
   /**
    * Runs `code` (Python source) and resolves to what it did: an exception in the code is the
    * result's `error`, a timeout sets `timedOut` (default timeout: the pool's exec_timeout).
@@ -82,19 +82,8 @@ export class Context implements AsyncDisposable {
     return this.client.runCode(this.leaseId, this.id, code, timeout);
   }
 
-  /** Ends the context and its process (idempotent; a context or lease already gone counts as closed). */
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    try {
-      await this.client.closeContext(this.leaseId, this.id);
-    } catch (e) {
-      if (!(e instanceof NotFoundError)) throw e;
-    }
-    this.#closed = true;
-  }
-
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.close();
+  protected closeOnServer(): Promise<void> {
+    return this.client.closeContext(this.leaseId, this.id);
   }
 }
 

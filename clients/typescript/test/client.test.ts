@@ -20,23 +20,8 @@ import {
   UnreachableError,
   WarmpoolError,
 } from "warmpool"; // the package itself (dist/, as consumers get it) by self-reference
+import { client, rejection, url, token } from "./server.js";
 
-const url = process.env.WARMPOOL_URL;
-const token = process.env.WARMPOOL_TOKEN;
-if (!url || !token) throw new Error("WARMPOOL_URL and WARMPOOL_TOKEN must name the server under test");
-
-const client = new Client({ url, token, timeoutMs: 60_000 });
-
-/** Asserts `p` rejects with an instance of `cls`; returns the error for further checks. */
-async function rejection<E extends Error>(p: Promise<unknown>, cls: new (...a: never[]) => E): Promise<E> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof cls, `expected ${cls.name}, got ${String(e)}`);
-    return e;
-  }
-  assert.fail(`expected ${cls.name}, but the call succeeded`);
-}
 
 test("ExecuteReturnsOutputOfASuccessfulCommand", async () => {
   const r = await client.execute(["echo", "hello", "warmpool"], { pool: "shell" });

@@ -5,7 +5,6 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import {
-  Client,
   ConflictError,
   ExecStream,
   ExecTimeoutError,
@@ -17,32 +16,10 @@ import {
   type StreamEvent,
   TooLargeError,
 } from "warmpool";
+import { client, rejection, waitFor } from "./server.js";
 
-const url = process.env.WARMPOOL_URL;
-const token = process.env.WARMPOOL_TOKEN;
-if (!url || !token) throw new Error("WARMPOOL_URL and WARMPOOL_TOKEN must name the server under test");
 // The suite's one sticky session (a second would hold the other `shell` sandbox).
 const session = process.env.WARMPOOL_SESSION ?? `ts-session-${process.pid}`;
-
-const client = new Client({ url, token, timeoutMs: 60_000 });
-
-async function rejection<E extends Error>(p: Promise<unknown>, cls: new (...a: never[]) => E): Promise<E> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof cls, `expected ${cls.name}, got ${String(e)}`);
-    return e;
-  }
-  assert.fail(`expected ${cls.name}, but the call succeeded`);
-}
-
-async function waitFor(what: string, cond: () => Promise<boolean>, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) assert.fail(`${what}: not within ${ms} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 const joined = (events: StreamEvent[], stream: "stdout" | "stderr"): string =>
   events.map((e) => (e.type === stream ? e.data : "")).join("");
