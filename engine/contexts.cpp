@@ -69,17 +69,15 @@ json poll_request(const RunState& st) {
           {"wait_ms", kPollWait.count()}};
 }
 
-std::string context_name(Lease::Impl& l, const std::string& name) {
-  return name.empty() ? "py" + std::to_string(++l.contexts_opened) : name;
+NamedOpen context_open(Lease::Impl& l) {
+  return {"ctx_open", "context", "py", &l.contexts_opened};
 }
 
 } // namespace
 
 std::string Lease::open_context(const std::string& name) {
   auto& l = held(impl_);
-  std::string n = context_name(l, name);
-  call(l, {{"op", "ctx_open"}, {"context", n}}, duration{0});
-  return n;
+  return open_named(l, context_open(l), name);
 }
 
 CodeResult Lease::run_code(const std::string& context, const std::string& code,
@@ -101,11 +99,7 @@ void Lease::close_context(const std::string& context) {
 void Lease::open_context_async(std::string name,
                                std::function<void(std::string, std::exception_ptr)> done) {
   auto& l = held(impl_);
-  std::string n = context_name(l, name);
-  call_async(l, {{"op", "ctx_open"}, {"context", n}}, duration{0},
-             [n, done = std::move(done)](std::string, std::exception_ptr err) {
-               done(err ? std::string{} : n, err);
-             });
+  open_named_async(l, context_open(l), std::move(name), std::move(done));
 }
 
 void Lease::run_code_async(std::string context, std::string code, duration timeout,

@@ -144,11 +144,67 @@ ExecResult Lease::exec(const ExecRequest& req, const OutputCallback& on_output) 
   return follow(l, std::move(first), on_output);
 }
 
+namespace {
+
+NamedOpen shell_open(Lease::Impl& l) { return {"shell_open", "shell", "sh", &l.shells_opened}; }
+
+bool is_conflict(const std::exception_ptr& err) {
+  try {
+    std::rethrow_exception(err);
+  } catch (const Error& e) {
+    return e.code() == Errc::conflict;
+  } catch (...) {
+    return false;
+  }
+}
+
+// A caller may name a shell "sh1" before the lease picks that name itself.
+constexpr int kOwnNameTries = 64;
+
+void open_own_async(Lease::Impl& l, const NamedOpen& what, int tries,
+                    std::function<void(std::string, std::exception_ptr)> done) {
+  std::string n = what.prefix + std::to_string(++*what.counter);
+  // `l` outlives the chain: the caller holds the Lease for the request.
+  call_async(l, {{"op", what.op}, {what.key, n}}, duration{0},
+             [&l, what, tries, n, done = std::move(done)](std::string, std::exception_ptr err) {
+               if (err && tries > 1 && is_conflict(err))
+                 return open_own_async(l, what, tries - 1, done);
+               done(err ? std::string{} : n, err);
+             });
+}
+
+} // namespace
+
+std::string live_detail::open_named(Lease::Impl& l, const NamedOpen& what, const std::string& name) {
+  if (!name.empty()) {
+    call(l, {{"op", what.op}, {what.key, name}}, duration{0});
+    return name;
+  }
+  for (int tries = kOwnNameTries;; --tries) {
+    std::string n = what.prefix + std::to_string(++*what.counter);
+    try {
+      call(l, {{"op", what.op}, {what.key, n}}, duration{0});
+      return n;
+    } catch (const Error& e) {
+      if (e.code() != Errc::conflict || tries <= 1)
+        throw;
+    }
+  }
+}
+
+void live_detail::open_named_async(Lease::Impl& l, const NamedOpen& what, std::string name,
+                      std::function<void(std::string, std::exception_ptr)> done) {
+  if (name.empty())
+    return open_own_async(l, what, kOwnNameTries, std::move(done));
+  call_async(l, {{"op", what.op}, {what.key, name}}, duration{0},
+             [name, done = std::move(done)](std::string, std::exception_ptr err) {
+               done(err ? std::string{} : name, err);
+             });
+}
+
 std::string Lease::open_shell(const std::string& name) {
   auto& l = held(impl_);
-  std::string n = name.empty() ? "sh" + std::to_string(++l.shells_opened) : name;
-  call(l, {{"op", "shell_open"}, {"shell", n}}, duration{0});
-  return n;
+  return open_named(l, shell_open(l), name);
 }
 
 ExecResult Lease::shell_exec(const std::string& shell, const std::string& command,
@@ -239,11 +295,7 @@ void Lease::forget_process(const std::string& id) {
 void Lease::open_shell_async(std::string name,
                              std::function<void(std::string, std::exception_ptr)> done) {
   auto& l = held(impl_);
-  std::string n = name.empty() ? "sh" + std::to_string(++l.shells_opened) : std::move(name);
-  call_async(l, {{"op", "shell_open"}, {"shell", n}}, duration{0},
-             [n, done = std::move(done)](std::string, std::exception_ptr err) {
-               done(err ? std::string{} : n, err);
-             });
+  open_named_async(l, shell_open(l), std::move(name), std::move(done));
 }
 
 void Lease::close_shell_async(std::string shell, std::function<void(std::exception_ptr)> done) {

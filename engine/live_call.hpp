@@ -2,6 +2,10 @@
 // one agent request carried as JSON text over the `live_atom` message, parsed replies.
 #pragma once
 
+#include <atomic>
+#include <functional>
+#include <string>
+
 #include <nlohmann/json.hpp>
 
 #include "engine/engine_impl.hpp"
@@ -90,5 +94,19 @@ inline std::function<void(std::string, std::exception_ptr)> ignore_reply(
   std::function<void(std::exception_ptr)> done) {
   return [done = std::move(done)](std::string, std::exception_ptr err) { done(err); };
 }
+
+/// What opening a shell or a code context sends: `op` with the name under `key`.
+struct NamedOpen {
+  const char* op;
+  const char* key;
+  const char* prefix;               // of the names the lease picks: "sh" gives sh1, sh2, ...
+  std::atomic<uint32_t>* counter;   // the lease's count of them
+};
+
+/// Opens it under `name`, or when that is empty under the lease's next own name; one the
+/// caller took first (the agent answers conflict) is passed over. Returns the name.
+std::string open_named(Lease::Impl& l, const NamedOpen& what, const std::string& name);
+void open_named_async(Lease::Impl& l, const NamedOpen& what, std::string name,
+                      std::function<void(std::string, std::exception_ptr)> done);
 
 } // namespace warmpool::live_detail

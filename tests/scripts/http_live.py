@@ -25,7 +25,11 @@ def run(port, call, want, wait_until):
 
 
 def _shells(port, call, want, base):
+    # A name the lease would pick itself, taken by the caller first, is passed over.
+    want(call(port, "POST", base + "/shells", {"name": "sh1"}), 201)
     sid = want(call(port, "POST", base + "/shells"), 201).json()["id"]
+    expect(sid == "sh2", sid)
+    want(call(port, "DELETE", f"{base}/shells/sh1"), 204)
     r = want(call(port, "POST", f"{base}/shells/{sid}/exec", {"command": "cd /tmp; f() { echo in $PWD; }"}), 200)
     r = want(call(port, "POST", f"{base}/shells/{sid}/exec", {"command": "f", "timeout": "5s"}), 200).json()
     expect((r["stdout"], r["exit_code"], r["lease"]) == ("in /tmp\n", 0, base.split("/")[-1]), r)
@@ -40,7 +44,10 @@ def _shells(port, call, want, base):
 
 
 def _contexts(port, call, want, base):
+    want(call(port, "POST", base + "/contexts", {"name": "py1"}), 201)
     cid = want(call(port, "POST", base + "/contexts"), 201).json()["id"]
+    expect(cid == "py2", cid)
+    want(call(port, "DELETE", f"{base}/contexts/py1"), 204)
     want(call(port, "POST", f"{base}/contexts/{cid}/run", {"code": "x = 0"}), 200)
     want(call(port, "POST", f"{base}/contexts/{cid}/run", {"code": "x += 1\nx += 1"}), 200)
     r = want(call(port, "POST", f"{base}/contexts/{cid}/run", {"code": "print('p')\nx"}), 200).json()
