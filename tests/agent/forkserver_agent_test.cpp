@@ -290,6 +290,22 @@ TEST_F(ForkServerReportTest, ACodeThatTakesOverTheReportDescriptorGetsItsStatusA
   }
 }
 
+// The code runs in the process that reports, so it can forge its own end, and nothing else:
+// the run ends with the status it wrote, and its processes are killed as at any run's end.
+TEST_F(ForkServerReportTest, ACodeThatForgesItsReportEndsTheRunThere) {
+  start();
+  for (const ExecResult& r : both_ways("import os, time\n"
+                                       "print('before', flush=True)\n"
+                                       "frame = b'{\"status\": 1792}'\n" // exit 7
+                                       "fd = max(int(n) for n in os.listdir('/proc/self/fd'))\n"
+                                       "os.write(fd, len(frame).to_bytes(4, 'big') + frame)\n"
+                                       "time.sleep(30)\n")) {
+    EXPECT_EQ(r.exit_code, 7) << r.stderr_data;
+    EXPECT_EQ(r.stdout_data, "before\n");
+    EXPECT_FALSE(r.timed_out);
+  }
+}
+
 TEST_F(ForkServerReportTest, ARunThatEndsWithoutReportingGetsTheStatusTheServerReaped) {
   start();
   for (const ExecResult& r : both_ways("import os; print('x', flush=True); os._exit(7)")) {
