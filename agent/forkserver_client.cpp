@@ -177,6 +177,35 @@ bool ctl_drain() {
   return true;
 }
 
+// A run's report of its end, once `buf` holds its frame: a plain exit status (a death by
+// signal is the server's to report). False for anything else, which is then ignored.
+bool take_exit_report(std::string& buf, int& status) {
+  std::string payload;
+  if (proto::decode_frame(buf, payload, 4096) != proto::DecodeStatus::ok)
+    return false;
+  json f = json::parse(payload, nullptr, false);
+  auto it = f.is_object() ? f.find("status") : f.end();
+  if (it == f.end() || !it->is_number_integer())
+    return false;
+  int64_t st = it->get<int64_t>();
+  if (st < 0 || st > 0xff00 || (st & 0xff) != 0)
+    return false;
+  status = int(st);
+  return true;
+}
+
+// A run that reported may still be exiting: reset waits for it (await_taken_children).
+void note_reported(pid_t pid) {
+  auto& r = g_py.reported;
+  if (r.size() >= 64) // those already gone need no waiting
+    r.erase(std::remove_if(r.begin(), r.end(),
+                           [](pid_t p) {
+                             char c = process_state(p);
+                             return c == 0 || c == 'Z' || c == 'X';
+                           }),
+            r.end());
+  r.push_back(pid);
+}
 
 std::string proc_file(pid_t pid, const char* name) {
   std::string path = "/proc/" + std::to_string(pid) + "/" + name, text;
@@ -451,17 +480,7 @@ ChildResult forkserver_run(const ExecRequest& req, const std::string& cwd,
     ssize_t n = read(report.fd, buf, sizeof buf);
     if (n > 0 && rbuf.size() < 4096) {
       rbuf.append(buf, size_t(n));
-      std::string payload;
-      if (proto::decode_frame(rbuf, payload, 4096) == proto::DecodeStatus::ok) {
-        json f = json::parse(payload, nullptr, false);
-        auto it = f.is_object() ? f.find("status") : f.end();
-        // Only an exit status; a death by signal is the server's to report.
-        if (it != f.end() && it->is_number_integer() && it->get<int64_t>() >= 0 &&
-            it->get<int64_t>() <= 0xff00 && (it->get<int64_t>() & 0xff) == 0) {
-          reported = int(it->get<int64_t>());
-          got = true;
-        }
-      }
+      got = got || take_exit_report(rbuf, reported);
     } else if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) {
       report.reset();
       w.fd = -1;
@@ -477,15 +496,7 @@ ChildResult forkserver_run(const ExecRequest& req, const std::string& cwd,
   w.exited = [&](int& st) {
     if (got) {
       st = reported;
-      auto& r = g_py.reported; // (those already gone need no waiting at reset)
-      if (r.size() >= 64)
-        r.erase(std::remove_if(r.begin(), r.end(),
-                               [](pid_t p) {
-                                 char c = process_state(p);
-                                 return c == 0 || c == 'Z' || c == 'X';
-                               }),
-                r.end());
-      r.push_back(pid);
+      note_reported(pid);
       return true;
     }
     json f;
