@@ -2,6 +2,7 @@
 #include "backends/local_backend.hpp"
 
 #include "backends/host_process.hpp"
+#include "backends/instance_lock.hpp"
 #include "backends/sandbox_etc.hpp"
 #include "backends/sandbox_seccomp.hpp"
 
@@ -452,10 +453,26 @@ std::string LocalBackend::unfit_reason(Sandbox& box) {
          (now == 1 ? "" : "es") + " of sandbox " + s.id_ + " that reached its memory limit";
 }
 
-size_t LocalBackend::reap_orphans(const std::string&, const std::string&) {
-  // Sandboxes die with their engine (--die-with-parent); what a killed run leaves is empty groups.
-  if (opts_.require_cgroups)
-    cgroups()->remove_empty_groups();
+size_t LocalBackend::reap_orphans(const std::string&, const std::string& current_instance) {
+  // Sandboxes die with their engine (--die-with-parent); what a killed run leaves is empty
+  // groups. Only an instance whose lock is free has ended: another warmpool process's groups
+  // are empty while its sandboxes start, and removing one would fail that start. The claims
+  // stay held for the sweep, so two reapers never sweep one instance at once.
+  if (!opts_.require_cgroups)
+    return 0;
+  std::vector<std::shared_ptr<instance_lock::claim>> claims;
+  cgroups()->remove_empty_groups([&](const std::string& instance) {
+    if (instance == current_instance)
+      return false;
+    // A sandbox made without an engine belongs to "pid-<its process>", which holds no lock.
+    if (instance.rfind("pid-", 0) == 0) {
+      long pid = std::strtol(instance.c_str() + 4, nullptr, 10);
+      return pid > 0 && kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+    }
+    auto claim = instance_lock::claim_if_dead(instance);
+    claims.push_back(claim);
+    return claim != nullptr;
+  });
   return 0;
 }
 

@@ -271,11 +271,14 @@ std::unique_ptr<SandboxCgroup> CgroupTree::create(const std::string& instance,
   return g;
 }
 
-size_t CgroupTree::remove_empty_groups() {
+size_t CgroupTree::remove_empty_groups(
+  const std::function<bool(const std::string& instance)>& is_gone) {
   std::lock_guard<std::mutex> lk(mu_);
   size_t removed = 0;
   for (size_t i = 0; i < parents_.size(); ++i) {
     for (const auto& inst : subdirs(parents_[i])) {
+      if (!is_gone(inst.substr(inst.rfind('/') + 1)))
+        continue;
       for (const auto& box : subdirs(inst))
         if (rmdir(box.c_str()) == 0 && i == 0)
           ++removed; // EBUSY: processes still inside

@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -67,10 +68,11 @@ public:
   /// A new group for sandbox `name` of engine run `instance`, with `limits` applied.
   std::unique_ptr<SandboxCgroup> create(const std::string& instance, const std::string& name,
                                         const CgroupLimits& limits);
-  /// Removes every empty group under warmpool's parent (groups left by runs that were killed),
-  /// and the instance groups that are then empty. Groups with processes stay. Returns how
-  /// many sandbox groups it removed.
-  size_t remove_empty_groups();
+  /// Removes the empty groups of every instance `is_gone` says has ended (groups left by runs
+  /// that were killed), and those instance groups when they are then empty. Groups with
+  /// processes stay, and so do all groups of a running instance: a sandbox's group is empty
+  /// while it starts. Returns how many sandbox groups it removed.
+  size_t remove_empty_groups(const std::function<bool(const std::string& instance)>& is_gone);
   /// Removes the (empty) groups of `instance`; at shutdown, after its sandboxes are gone.
   void remove_instance(const std::string& instance);
 

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -377,6 +378,28 @@ TEST(LocalIsolationSetup, StartUpRemovesEmptyGroupsOfEarlierRuns) {
   EXPECT_FALSE(fs::exists(stale));
   rmdir((stale + "/wp-box-1").c_str()); // cgroup directories go with rmdir, not unlink
   rmdir(stale.c_str());
+}
+
+TEST(LocalIsolationSetup, StartUpLeavesTheGroupsOfSandboxesWhoseProcessLives) {
+  // A sandbox made without an engine belongs to "pid-<its process>": its group stays while
+  // that process lives, and goes once it has ended.
+  LocalBackend b(WARMPOOL_AGENT_BIN);
+  ASSERT_NO_THROW(b.check_available());
+  std::string parent = (cgroup_v2_host() ? "/sys/fs/cgroup" : "/sys/fs/cgroup/memory") +
+                       std::string("/warmpool/pid-");
+  pid_t ended = fork();
+  if (ended == 0)
+    _exit(0);
+  waitpid(ended, nullptr, 0);
+  std::string mine = parent + std::to_string(getpid()) + "/wp-starting";
+  std::string gone = parent + std::to_string(ended) + "/wp-left";
+  ASSERT_TRUE(fs::create_directories(mine)) << mine;
+  ASSERT_TRUE(fs::create_directories(gone)) << gone;
+  b.reap_orphans("node", "current");
+  EXPECT_TRUE(fs::exists(mine));
+  EXPECT_FALSE(fs::exists(gone));
+  for (const auto& dir : {mine, gone, parent + std::to_string(ended)})
+    rmdir(dir.c_str());
 }
 
 TEST(LocalIsolationSetup, CgroupV2IsUsedOnlyWhenItOffersMemoryCpuAndPids) {

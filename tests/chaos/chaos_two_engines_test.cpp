@@ -1,12 +1,17 @@
-// Two `warmpool serve` processes on one host and one node name, each with its own docker
-// pool: one is SIGKILLed in the middle of the other's load and started again. The survivor
-// must serve throughout (its held lease too) with zero failures, and the restarted one must
-// reap what its killed instance left, and nothing of the survivor's.
+// Two warmpool processes on one host. With docker pools on one node name, one is SIGKILLed
+// in the middle of the other's load and started again: the survivor must serve throughout
+// (its held lease too) with zero failures, and the restarted one must reap what its killed
+// instance left, and nothing of the survivor's. With local pools, a process that starts
+// while another one's sandbox is starting must not remove that sandbox's (still empty) cgroup.
 #include <atomic>
 #include <set>
 
+#include <sys/stat.h>
+
 #include <gtest/gtest.h>
 
+#include "backends/instance_lock.hpp"
+#include "backends/sandbox_cgroup.hpp"
 #include "chaos/chaos_util.hpp"
 #include "docker/docker_test_util.hpp"
 #include "warmpool/engine.hpp"
@@ -33,6 +38,11 @@ std::set<std::string> instances(docker::DockerClient& dc, const std::string& nod
   for (auto& ct : dc.list({"warmpool.node=" + node}))
     out.insert(ct["Labels"].value("warmpool.instance", ""));
   return out;
+}
+
+bool exists(const std::string& path) {
+  struct stat st;
+  return stat(path.c_str(), &st) == 0;
 }
 
 } // namespace
@@ -126,4 +136,42 @@ TEST(ChaosTwoEngines, OneKilledMidLoadLeavesTheOtherServingAndIsReapedAtRestart)
   EXPECT_EQ(survivor.kill_now(SIGTERM) & 0x7f, 0) << "the survivor did not exit by itself";
   EXPECT_TRUE(instances(dc, node).count(survivor_instance) == 0)
     << "the survivor left containers after its graceful shutdown";
+}
+
+TEST(ChaosTwoEngines, AProcessStartingLeavesTheEmptyCgroupOfAnotherOnesStartingSandbox) {
+  // This process plays a running engine whose sandbox is between creating its cgroup and its
+  // first process joining it: the group is empty. A second warmpool starts meanwhile, and its
+  // start-up sweep must leave that group, while removing the one a killed run left.
+  const std::string suffix = warmpool::testing::random_suffix();
+  const std::string live = "chaoslive" + suffix, dead = "chaosdead" + suffix;
+  instance_lock alive(live);
+  auto tree = CgroupTree::open();
+  auto starting = tree->create(live, "wp-starting", {});
+  auto left = tree->create(dead, "wp-left", {});
+  const std::string starting_dir = starting->dir("memory"), left_dir = left->dir("memory");
+  ASSERT_TRUE(exists(starting_dir));
+  ASSERT_TRUE(exists(left_dir));
+
+  TempDir dir;
+  std::string yaml = dir.path + "/local.yaml";
+  std::ofstream(yaml) << "agent_path: " << WARMPOOL_AGENT_BIN << "\nstats_interval: 0\n"
+                      << "pools:\n  - {name: l, backend: local, min_idle: 1, max_size: 1}\n";
+  ServeProcess second(yaml, dir.path + "/serve.log", free_port());
+  second.start();
+  ASSERT_TRUE(second.wait_ready(60s)) << second.log();
+  second.kill_now(SIGTERM);
+
+  EXPECT_FALSE(exists(left_dir)) << "the start-up sweep did not run";
+  EXPECT_TRUE(exists(starting_dir)) << "a running instance's starting sandbox lost its cgroup";
+  // What the sandbox start does next: its first process joins the group.
+  pid_t child = fork();
+  if (child == 0) {
+    for (int fd : starting->join_fds())
+      if (write(fd, "0", 1) != 1)
+        _exit(1);
+    _exit(0);
+  }
+  int status = -1;
+  waitpid(child, &status, 0);
+  EXPECT_EQ(status, 0) << "a process could not join the starting sandbox's cgroup";
 }
