@@ -247,10 +247,13 @@ std::string server_fingerprint(pid_t pid) {
 // Whether `pid` waits for a run: sleeping or running, and no signal on its way (a SIGSTOP
 // or SIGKILL just sent shows as pending before the state changes).
 bool waiting_child(pid_t pid) {
-  char state = process_state(pid);
+  // One read: status has the state too (its Name line escapes newlines, so no field is forged).
+  std::string status = proc_file(pid, "status");
+  constexpr std::string_view kState = "\nState:\t";
+  size_t at = status.find(kState);
+  char state = at == std::string::npos ? 0 : status[at + kState.size()]; // (the string's NUL)
   if (state != 'S' && state != 'R')
     return false;
-  std::string status = proc_file(pid, "status");
   for (const char* key : {"\nSigPnd:", "\nShdPnd:"}) {
     size_t at = status.find(key);
     if (at == std::string::npos)
@@ -274,13 +277,17 @@ void drop_standby() {
 
 void stop_server() {
   if (g_py.pid > 0) {
+    if (g_py.standby > 0)
+      kill(g_py.standby, SIGKILL); // in a session of its own, ready for its run
     kill(-g_py.pid, SIGKILL);
     kill(g_py.pid, SIGKILL); // the SIGCHLD handler reaps it
     // Dying takes CPU time, which a server a tenant made SCHED_IDLE hardly gets: a reset
     // must not find it still there.
     wait_until_dead(g_py.pid, std::chrono::seconds(2));
+    if (g_py.standby > 0)
+      wait_until_dead(g_py.standby, std::chrono::seconds(2));
   }
-  g_py.pid = g_py.standby = 0; // the standby is in the server's process group
+  g_py.pid = g_py.standby = 0;
   g_py.standby_sock.reset();
   g_py.taken.clear();
   g_py.ctl.reset();

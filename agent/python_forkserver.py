@@ -267,6 +267,8 @@ def _await_run(sock):
     if os.getppid() != _server_pid:
         os._exit(0)  # it died before the line above
     _restore_signals()
+    _become_run(sock.detach())
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=_report[0])
     _warm_up()
     _reseed()
     if _prefault:
@@ -277,9 +279,10 @@ def _await_run(sock):
         if not data:
             os._exit(0)  # the agent let us go
         buf.extend(data)
+    sock.detach()  # _report holds its descriptor
     if len(fds) != 3:
         os._exit(126)
-    _child(json.loads(bytes(buf[4:])), fds, seeded=True, report=sock.detach())
+    _child(json.loads(bytes(buf[4:])), fds, standby=True)
 
 
 def _fork(then):
@@ -341,32 +344,38 @@ def _reseed():
 _report = None  # in a run: (fd, its st_dev and st_ino, our pid) to report the end on
 
 
-def _child(msg, fds, seeded=False, report=None):
-    """In the forked child: become a fresh `python3 -c` process and run the code. Its end is
-    reported on the socket `report` (an fd)."""
+def _become_run(report):
+    """What every run needs whatever its code, and a standby does before its run arrives: its
+    own session and process group (a timeout kills every descendant), the socket `report` (an
+    fd) to report the end on out of the way of the code's own descriptors (close-on-exec), and
+    none of the server's descriptors (its control socket least of all) besides stdio."""
     global _report
-    code = binascii.a2b_base64(msg.get("code", ""))
-    _libc.prctl(_PR_SET_PDEATHSIG, 0, 0, 0, 0)
-    _libc.prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0)
-    os.setsid()  # own session and process group: a timeout kills every descendant
-    _ctl.close()  # (a no-op in a standby, which closed it at its fork)
-    # The report socket goes out of the way of the code's own descriptors, close-on-exec.
+    os.setsid()
     high = min(1023, os.sysconf("SC_OPEN_MAX") - 1)
-    while high in fds:
-        high -= 1
     os.dup2(report, high, inheritable=False)
     if report != high:
         os.close(report)
     st = os.fstat(high)
     _report = (high, st.st_dev, st.st_ino, os.getpid())
+    os.closerange(3, high)
+    os.closerange(high + 1, 1 << 16)
+
+
+def _child(msg, fds, standby=False, report=None):
+    """In the forked child: become a fresh `python3 -c` process and run the code, with fds as
+    its stdin, stdout and stderr. A standby has done _become_run already; a child forked for
+    the run does it here, with `report` (an fd)."""
+    code = binascii.a2b_base64(msg.get("code", ""))
+    _libc.prctl(_PR_SET_PDEATHSIG, 0, 0, 0, 0)
+    _libc.prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0)
+    _ctl.close()  # (a no-op in a standby, which closed it at its fork)
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
     for fd in fds:
         if fd > 2:
             os.close(fd)
-    os.closerange(3, high)  # nothing of the server (its control socket least of all)
-    os.closerange(high + 1, 1 << 16)
-    if not seeded:
+    if not standby:
+        _become_run(report)
         signal.set_wakeup_fd(-1)
         _restore_signals()
     env = msg.get("env") or {}
@@ -400,7 +409,7 @@ def _child(msg, fds, seeded=False, report=None):
         enc, _, errors = env["PYTHONIOENCODING"].partition(":")
         for f in (stdin, stdout):
             f.reconfigure(**({"encoding": enc} if enc else {}), **({"errors": errors} if errors else {}))
-    if not seeded:
+    if not standby:
         _reseed()
     main = types.ModuleType("__main__")
     main.__dict__.update({"__builtins__": __builtins__, "__loader__": __loader__,

@@ -251,12 +251,24 @@ TEST_F(ForkServerAgentTest, ARunIsTakenByTheChildForkedAheadAndTheNextOneIsForke
 class ForkServerReportTest : public ForkServerAgentTest {
 protected:
   std::vector<ExecResult> both_ways(const std::string& code) {
+    // Each run first notes which process it is in.
+    const std::string noted = "import os as _o\nopen('.run-pid', 'w').write(str(_o.getpid()))\n";
+    auto ran_in = [&] {
+      std::ifstream f(ws + "/.run-pid");
+      int pid = 0;
+      f >> pid;
+      return pid;
+    };
     std::vector<ExecResult> out;
-    EXPECT_GT(standby_pid(), 0); // (a ping forks one when there is none)
-    out.push_back(py(code, 10s));
-    int standby = standby_pid();
+    int standby = standby_pid(); // (a ping forks one when there is none)
+    EXPECT_GT(standby, 0);
+    out.push_back(py(noted + code, 10s));
+    EXPECT_EQ(ran_in(), standby) << "the standby did not take the run";
+    standby = standby_pid();
     tamper("kill -STOP PID", standby); // passed over: the server forks the run's child
-    out.push_back(py(code, 10s));
+    out.push_back(py(noted + code, 10s));
+    EXPECT_NE(ran_in(), standby);
+    EXPECT_GT(ran_in(), 0);
     return out;
   }
 };
