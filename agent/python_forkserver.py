@@ -260,6 +260,7 @@ def _await_run(sock):
     sock to report the run's end on. Signals get their usual dispositions now (a tenant that
     kills or stops a standby only makes the agent pass it over); dumpability waits for the
     run. It dies with the server."""
+    global _standby_env
     signal.set_wakeup_fd(-1)
     os.close(_wake_r)
     os.close(_wake_w)
@@ -269,6 +270,7 @@ def _await_run(sock):
     _restore_signals()
     _become_run(sock.detach())
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, fileno=_report[0])
+    _standby_env = dict(os.environ)
     _warm_up()
     _reseed()
     if _prefault:
@@ -342,6 +344,7 @@ def _reseed():
 
 
 _report = None  # in a run: (fd, its st_dev and st_ino, our pid) to report the end on
+_standby_env = None  # in a standby: its environment, as a plain dict
 
 
 def _become_run(report):
@@ -379,11 +382,12 @@ def _child(msg, fds, standby=False, report=None):
         signal.set_wakeup_fd(-1)
         _restore_signals()
     env = msg.get("env") or {}
-    for k in [k for k in os.environ if k not in env]:
-        del os.environ[k]
-    for k, v in env.items():
-        if os.environ.get(k) != v:
-            os.environ[k] = v
+    if not standby or env != _standby_env:  # (usually the server's own: nothing to change)
+        for k in [k for k in os.environ if k not in env]:
+            del os.environ[k]
+        for k, v in env.items():
+            if os.environ.get(k) != v:
+                os.environ[k] = v
     cwd = msg.get("cwd") or "/"
     try:
         os.chdir(cwd)

@@ -105,6 +105,7 @@ inline void check_semantics_match_python_c(const PyRun& run) {
   same("import subprocess; print(subprocess.run(['echo', 'sub'], capture_output=True, "
        "text=True).stdout, end='')");
   same("import random, numpy; print(type(random.random()).__name__, numpy.arange(10).sum())");
+  same("import os; print(sorted(os.environ.items()))"); // the environment, whole
 
   ExecRequest in = py_req(
     "import sys; data = sys.stdin.read(); print(len(data), data[:5]); print(input.__name__)");
