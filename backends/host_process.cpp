@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -23,7 +24,8 @@ using clk = std::chrono::steady_clock;
 // caller's CLOEXEC hygiene, so a sandbox never inherits another sandbox's socket). Before it
 // execs, the child joins the cgroups whose cgroup.procs are open as `join`, so it and all
 // it starts count against the sandbox's limits from the first instruction. The child gets
-// its own process group and default signal handling. Between fork and exec only
+// its own process group, default signal handling and the normal scheduling policy. Between
+// fork and exec only
 // async-signal-safe calls: the parent has other threads.
 pid_t spawn(const std::vector<std::string>& args, const std::vector<ChildFd>& fds,
             const std::vector<int>& join) {
@@ -76,6 +78,11 @@ pid_t spawn(const std::vector<std::string>& args, const std::vector<ChildFd>& fd
         if (fd != err_fd)
           close(fd);
     setpgid(0, 0);
+    // The normal scheduling policy: the engine's threads that start sandboxes run
+    // SCHED_BATCH (actors/executor.cpp), which a sandbox must not inherit. Under it, a
+    // woken agent waits behind the command it serves instead of answering at once.
+    sched_param normal{};
+    sched_setscheduler(0, SCHED_OTHER, &normal);
     struct sigaction dfl {};
     dfl.sa_handler = SIG_DFL;
     for (int sig = 1; sig < NSIG; ++sig)

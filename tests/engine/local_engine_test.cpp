@@ -117,6 +117,14 @@ TEST_F(LocalEngine, SandboxHasNoNetwork) {
   EXPECT_EQ(r.stdout_data, "lo\n");
 }
 
+TEST_F(LocalEngine, SandboxProcessesRunUnderTheNormalSchedulingPolicy) {
+  // The engine's threads that start sandboxes run SCHED_BATCH; a sandbox must not inherit
+  // it. Field 41 of /proc/<pid>/stat is the policy: 0 is SCHED_OTHER, 3 SCHED_BATCH.
+  auto engine = start();
+  auto r = engine->execute("sh", sh("cut -d' ' -f41 /proc/self/stat; cut -d' ' -f41 /proc/1/stat"));
+  EXPECT_EQ(r.stdout_data, "0\n0\n") << r.stderr_data;
+}
+
 TEST_F(LocalEngine, RecyclesARealSandboxAfterMaxUses) {
   cfg.pools[0].max_uses = 1;
   auto engine = start();
