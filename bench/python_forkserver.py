@@ -5,6 +5,8 @@ Starts `warmpool serve` with one-sandbox pools (so every request of a pool lands
 warm sandbox) on the local and the docker backend and times, per backend:
 
   fork_server      {"language": "python", "code": "print(6*7)"}: a child of the warm interpreter
+  fork_server_plain  the same through a fork server that preloaded json only (the others
+                   preload numpy too)
   fork_server_again  the same, sent right after fork_server's answer to the same sandbox: the
                    child forked ahead for it may not be ready yet (a run then waits for a fork)
   fork_server_no_prefault  fork_server through a pool with `prefault: false`: the child forked
@@ -63,9 +65,13 @@ def main():
     ap.add_argument("--gap-ms", type=float, default=0.0,
                     help="pause before each request (except the *_again rows), so that the "
                          "resets of earlier requests are over")
+    ap.add_argument("--cases", default="",
+                    help="only these cases (comma-separated, e.g. fork_server,python3_c); "
+                         "default: all")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     backends = [b for b in args.backends.split(",") if b]
+    cases = [c for c in args.cases.split(",") if c]
 
     pools = []
     for b in backends:
@@ -107,6 +113,7 @@ def main():
         for b in backends:
             rows += [
                 (b, "fork_server", "print(6*7)", {"pool": f"{b}-numpy", "language": "python", "code": "print(6*7)"}, "42\n"),
+                (b, "fork_server_plain", "print(6*7)", {"pool": f"{b}-plain", "language": "python", "code": "print(6*7)"}, "42\n"),
                 (b, "fork_server_again", "print(6*7)", {"pool": f"{b}-numpy", "language": "python", "code": "print(6*7)"}, "42\n"),
                 (b, "fork_server_no_prefault", "print(6*7)", {"pool": f"{b}-noprefault", "language": "python", "code": "print(6*7)"}, "42\n"),
                 (b, "python3_c", "print(6*7)", {"pool": f"{b}-numpy", "command": ["python3", "-c", "print(6*7)"]}, "42\n"),
@@ -117,6 +124,11 @@ def main():
                 (b, "numpy_not_preloaded", NUMPY, {"pool": f"{b}-plain", "language": "python", "code": NUMPY}, "45\n"),
                 (b, "numpy_python3_c", NUMPY, {"pool": f"{b}-plain", "command": ["python3", "-c", NUMPY]}, "45\n"),
             ]
+        if cases:
+            unknown = set(cases) - {r[1] for r in rows}
+            if unknown:
+                raise SystemExit(f"unknown cases: {', '.join(sorted(unknown))}")
+            rows = [r for r in rows if r[1] in cases]
         samples = {i: [] for i in range(len(rows))}
         inside = {i: [] for i in range(len(rows))}
         for it in range(args.warmup + args.iters):
