@@ -22,6 +22,7 @@
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <optional>
 #include <thread>
 
@@ -460,18 +461,27 @@ size_t LocalBackend::reap_orphans(const std::string&, const std::string& current
   // stay held for the sweep, so two reapers never sweep one instance at once.
   if (!opts_.require_cgroups)
     return 0;
+  // One verdict per instance: with cgroup v1 its groups are met once per hierarchy, and our
+  // own claim would make a second look find the instance's lock taken.
+  std::map<std::string, bool> gone;
   std::vector<std::shared_ptr<instance_lock::claim>> claims;
   cgroups()->remove_empty_groups([&](const std::string& instance) {
-    if (instance == current_instance)
-      return false;
-    // A sandbox made without an engine belongs to "pid-<its process>", which holds no lock.
-    if (instance.rfind("pid-", 0) == 0) {
+    auto verdict = gone.find(instance);
+    if (verdict != gone.end())
+      return verdict->second;
+    bool ended = false;
+    if (instance == current_instance) {
+      ended = false;
+    } else if (instance.rfind("pid-", 0) == 0) {
+      // A sandbox made without an engine belongs to "pid-<its process>", which holds no lock.
       long pid = std::strtol(instance.c_str() + 4, nullptr, 10);
-      return pid > 0 && kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+      ended = pid > 0 && kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH;
+    } else if (auto claim = instance_lock::claim_if_dead(instance)) {
+      claims.push_back(std::move(claim));
+      ended = true;
     }
-    auto claim = instance_lock::claim_if_dead(instance);
-    claims.push_back(claim);
-    return claim != nullptr;
+    gone.emplace(instance, ended);
+    return ended;
   });
   return 0;
 }

@@ -13,9 +13,12 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <set>
 #include <sstream>
 
+#include "backends/instance_lock.hpp"
 #include "backends/local_backend.hpp"
+#include "backends/sandbox_cgroup.hpp"
 
 using namespace warmpool;
 using namespace std::chrono_literals;
@@ -378,6 +381,28 @@ TEST(LocalIsolationSetup, StartUpRemovesEmptyGroupsOfEarlierRuns) {
   EXPECT_FALSE(fs::exists(stale));
   rmdir((stale + "/wp-box-1").c_str()); // cgroup directories go with rmdir, not unlink
   rmdir(stale.c_str());
+}
+
+TEST(LocalIsolationSetup, StartUpRemovesTheGroupsOfAKilledRunInEveryHierarchy) {
+  // A run killed with SIGKILL leaves its lock file (unlocked) and its sandboxes' groups: on
+  // cgroup v1 one per controller hierarchy. All of them go, not only the first hierarchy's.
+  LocalBackend b(WARMPOOL_AGENT_BIN);
+  ASSERT_NO_THROW(b.check_available());
+  const std::string killed = "killed-run-all-" + std::to_string(getpid());
+  const std::string lock = instance_lock::directories().front() + "/" + killed + ".lock";
+  std::ofstream(lock).flush();
+  ASSERT_TRUE(fs::exists(lock)) << lock;
+  auto left = CgroupTree::open()->create(killed, "wp-box", {});
+  std::set<std::string> dirs;
+  for (const char* controller : {"memory", "cpu", "pids"})
+    dirs.insert(left->dir(controller));
+  for (const auto& d : dirs)
+    ASSERT_TRUE(fs::exists(d)) << d;
+  b.reap_orphans("node", "current");
+  for (const auto& d : dirs)
+    EXPECT_FALSE(fs::exists(d)) << d;
+  EXPECT_FALSE(fs::exists(lock));
+  unlink(lock.c_str());
 }
 
 TEST(LocalIsolationSetup, StartUpLeavesTheGroupsOfSandboxesWhoseProcessLives) {

@@ -145,12 +145,20 @@ TEST(ChaosTwoEngines, AProcessStartingLeavesTheEmptyCgroupOfAnotherOnesStartingS
   const std::string suffix = warmpool::testing::random_suffix();
   const std::string live = "chaoslive" + suffix, dead = "chaosdead" + suffix;
   instance_lock alive(live);
+  // The killed run left its lock file behind (SIGKILL leaves it; nobody holds its lock).
+  const std::string stale_lock = instance_lock::directories().front() + "/" + dead + ".lock";
+  std::ofstream(stale_lock).flush();
+  ASSERT_TRUE(exists(stale_lock)) << stale_lock;
   auto tree = CgroupTree::open();
   auto starting = tree->create(live, "wp-starting", {});
   auto left = tree->create(dead, "wp-left", {});
-  const std::string starting_dir = starting->dir("memory"), left_dir = left->dir("memory");
+  const std::string starting_dir = starting->dir("memory");
   ASSERT_TRUE(exists(starting_dir));
-  ASSERT_TRUE(exists(left_dir));
+  std::vector<std::string> left_dirs; // one per hierarchy (cgroup v1: memory, cpu, pids)
+  for (const char* controller : {"memory", "cpu", "pids"})
+    left_dirs.push_back(left->dir(controller));
+  for (const auto& d : left_dirs)
+    ASSERT_TRUE(exists(d)) << d;
 
   TempDir dir;
   std::string yaml = dir.path + "/local.yaml";
@@ -161,7 +169,9 @@ TEST(ChaosTwoEngines, AProcessStartingLeavesTheEmptyCgroupOfAnotherOnesStartingS
   ASSERT_TRUE(second.wait_ready(60s)) << second.log();
   second.kill_now(SIGTERM);
 
-  EXPECT_FALSE(exists(left_dir)) << "the start-up sweep did not run";
+  for (const auto& d : left_dirs)
+    EXPECT_FALSE(exists(d)) << "the start-up sweep left " << d;
+  EXPECT_FALSE(exists(stale_lock)) << "the killed run's lock file is still there";
   EXPECT_TRUE(exists(starting_dir)) << "a running instance's starting sandbox lost its cgroup";
   // What the sandbox start does next: its first process joins the group.
   pid_t child = fork();
