@@ -389,6 +389,7 @@ TEST(LocalIsolationSetup, StartUpRemovesTheGroupsOfAKilledRunInEveryHierarchy) {
   LocalBackend b(WARMPOOL_AGENT_BIN);
   ASSERT_NO_THROW(b.check_available());
   const std::string killed = "killed-run-all-" + std::to_string(getpid());
+  instance_lock ours("isolation-test-" + std::to_string(getpid())); // makes the lock directory
   const std::string lock = instance_lock::directories().front() + "/" + killed + ".lock";
   std::ofstream(lock).flush();
   ASSERT_TRUE(fs::exists(lock)) << lock;
