@@ -15,6 +15,7 @@
 #include <random>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "backends/instance_lock.hpp"
 #include "backends/local_backend.hpp"
@@ -187,7 +188,13 @@ TEST_F(LocalIsolationTest, EachSandboxRunsInItsOwnCgroupWithThePoolsLimits) {
   EXPECT_EQ(cgroup_dir(static_cast<LocalSandbox&>(*box).bwrap_pid(), "memory"), mem);
   sh(box, "setsid sh -c ': > /tmp/started; exec sleep 300' >/dev/null 2>&1 & "
           "while [ ! -e /tmp/started ]; do sleep 0.01; done");
-  auto sleepers = host_processes(static_cast<LocalSandbox&>(*box).uid(), "sleep 300");
+  // The marker file comes before the exec: wait until the sleeper is `sleep` itself.
+  std::vector<pid_t> sleepers;
+  for (int i = 0; i < 1000 && sleepers.empty(); ++i) {
+    sleepers = host_processes(static_cast<LocalSandbox&>(*box).uid(), "sleep 300");
+    if (sleepers.empty())
+      std::this_thread::sleep_for(10ms);
+  }
   ASSERT_EQ(sleepers.size(), 1u);
   pid_t sleeper = sleepers[0];
   EXPECT_EQ(cgroup_dir(sleeper, "memory"), mem);
