@@ -25,8 +25,7 @@ using clk = std::chrono::steady_clock;
 // execs, the child joins the cgroups whose cgroup.procs are open as `join`, so it and all
 // it starts count against the sandbox's limits from the first instruction. The child gets
 // its own process group, default signal handling and the normal scheduling policy. Between
-// fork and exec only
-// async-signal-safe calls: the parent has other threads.
+// fork and exec only async-signal-safe calls: the parent has other threads.
 pid_t spawn(const std::vector<std::string>& args, const std::vector<ChildFd>& fds,
             const std::vector<int>& join) {
   std::vector<char*> argv;

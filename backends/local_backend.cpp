@@ -471,7 +471,7 @@ size_t LocalBackend::reap_orphans(const std::string&, const std::string& current
       return verdict->second;
     bool ended = false;
     if (instance == current_instance) {
-      ended = false;
+      // ours: running
     } else if (instance.rfind("pid-", 0) == 0) {
       // A sandbox made without an engine belongs to "pid-<its process>", which holds no lock.
       long pid = std::strtol(instance.c_str() + 4, nullptr, 10);
