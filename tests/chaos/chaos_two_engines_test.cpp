@@ -4,9 +4,8 @@
 // instance left, and nothing of the survivor's. With local pools, a process that starts
 // while another one's sandbox is starting must not remove that sandbox's (still empty) cgroup.
 #include <atomic>
+#include <filesystem>
 #include <set>
-
-#include <sys/stat.h>
 
 #include <gtest/gtest.h>
 
@@ -19,6 +18,7 @@
 using namespace warmpool;
 using namespace warmpool::chaos;
 using warmpool::testing::kBusybox;
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -38,11 +38,6 @@ std::set<std::string> instances(docker::DockerClient& dc, const std::string& nod
   for (auto& ct : dc.list({"warmpool.node=" + node}))
     out.insert(ct["Labels"].value("warmpool.instance", ""));
   return out;
-}
-
-bool exists(const std::string& path) {
-  struct stat st;
-  return stat(path.c_str(), &st) == 0;
 }
 
 } // namespace
@@ -148,17 +143,17 @@ TEST(ChaosTwoEngines, AProcessStartingLeavesTheEmptyCgroupOfAnotherOnesStartingS
   // The killed run left its lock file behind (SIGKILL leaves it; nobody holds its lock).
   const std::string stale_lock = instance_lock::directories().front() + "/" + dead + ".lock";
   std::ofstream(stale_lock).flush();
-  ASSERT_TRUE(exists(stale_lock)) << stale_lock;
+  ASSERT_TRUE(fs::exists(stale_lock)) << stale_lock;
   auto tree = CgroupTree::open();
   auto starting = tree->create(live, "wp-starting", {});
   auto left = tree->create(dead, "wp-left", {});
   const std::string starting_dir = starting->dir("memory");
-  ASSERT_TRUE(exists(starting_dir));
+  ASSERT_TRUE(fs::exists(starting_dir));
   std::vector<std::string> left_dirs; // one per hierarchy (cgroup v1: memory, cpu, pids)
   for (const char* controller : {"memory", "cpu", "pids"})
     left_dirs.push_back(left->dir(controller));
   for (const auto& d : left_dirs)
-    ASSERT_TRUE(exists(d)) << d;
+    ASSERT_TRUE(fs::exists(d)) << d;
 
   TempDir dir;
   std::string yaml = dir.path + "/local.yaml";
@@ -170,9 +165,9 @@ TEST(ChaosTwoEngines, AProcessStartingLeavesTheEmptyCgroupOfAnotherOnesStartingS
   second.kill_now(SIGTERM);
 
   for (const auto& d : left_dirs)
-    EXPECT_FALSE(exists(d)) << "the start-up sweep left " << d;
-  EXPECT_FALSE(exists(stale_lock)) << "the killed run's lock file is still there";
-  EXPECT_TRUE(exists(starting_dir)) << "a running instance's starting sandbox lost its cgroup";
+    EXPECT_FALSE(fs::exists(d)) << "the start-up sweep left " << d;
+  EXPECT_FALSE(fs::exists(stale_lock)) << "the killed run's lock file is still there";
+  EXPECT_TRUE(fs::exists(starting_dir)) << "a running instance's starting sandbox lost its cgroup";
   // What the sandbox start does next: its first process joins the group.
   pid_t child = fork();
   if (child == 0) {
