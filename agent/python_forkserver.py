@@ -42,7 +42,13 @@ import sys
 
 # Before anything else: a tenant's process runs as our uid, so it could otherwise write our
 # memory through /proc/<pid>/mem or ptrace us. Not dumpable, we are the kernel's to protect.
-import ctypes
+try:
+    import ctypes
+except ImportError:
+    sys.stderr.write("this Python has no ctypes module, which the fork server needs to keep the "
+                     "tenant's processes out of its memory: use a Python with its full standard "
+                     "library (on Debian, the python3 package rather than python3-minimal)\n")
+    sys.exit(3)
 _libc = ctypes.CDLL(None, use_errno=True)
 _PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4

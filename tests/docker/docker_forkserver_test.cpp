@@ -116,3 +116,23 @@ TEST_F(DockerForkServerTest, ImageWithoutTheInterpreterFailsAtWarmUp) {
     EXPECT_NE(m.find("python3"), std::string::npos) << m;
   }
 }
+
+TEST_F(DockerForkServerTest, APythonWithoutCtypesFailsAtWarmUpSayingWhatIsMissing) {
+  // python3-minimal: an interpreter, but without the module the fork server protects itself with.
+  const char* minimal = "warmpool-test-python";
+  if (!docker::DockerClient{}.image_exists(minimal))
+    FAIL() << "image " << minimal << " missing: run tools/setup-docker";
+  PoolConfig pc = make_pool(minimal);
+  pc.name = "minimal";
+  pc.interpreters["python"] = InterpreterConfig{{"python3"}, {}};
+  try {
+    create(pc);
+    FAIL() << "expected the sandbox to fail at warm-up";
+  } catch (const Error& e) {
+    std::string m = e.what();
+    EXPECT_NE(m.find("pool minimal"), std::string::npos) << m;
+    EXPECT_NE(m.find("no ctypes module"), std::string::npos) << m;
+    EXPECT_NE(m.find("python3-minimal"), std::string::npos) << m;
+    EXPECT_EQ(m.find("Traceback"), std::string::npos) << m;
+  }
+}
