@@ -12,6 +12,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <deque>
 #include <fstream>
 #include <functional>
 #include <sstream>
@@ -122,22 +123,53 @@ struct HolderNode {
   }
   /// POST /v1/leases for pool "rem" until one lands on `owner`'s sandbox (a lease of A's
   /// own one-off sandbox, before A has learned B's capacity, is given back).
-  json acquire_on(const std::string& owner) {
+  /// `tried` gets the outcome of the last attempts (for a failure's message).
+  json acquire_on(const std::string& owner, std::string* tried = nullptr) {
     json lease;
+    std::deque<std::string> last;
+    auto note = [&](std::string what) {
+      last.push_back(std::move(what));
+      if (last.size() > 5)
+        last.pop_front();
+    };
     wait_until(30s, [&] {
       auto r = http().Post("/v1/leases", R"({"pool": "rem", "timeout": "5s"})", "application/json");
-      if (!r || r->status != 201)
+      if (!r || r->status != 201) {
+        note(r ? std::to_string(r->status) + " " + r->body : "no answer");
         return false;
+      }
       lease = json::parse(r->body);
+      note("lease on node " + lease.value("node", std::string("?")));
       if (lease["node"] == owner)
         return true;
       http().Delete("/v1/leases/" + lease["id"].get<std::string>());
       lease = json{};
       return false;
     });
+    if (tried) {
+      for (auto& t : last)
+        *tried += "  " + t + "\n";
+      if (auto r = http().Get("/v1/pools"))
+        *tried += "  A's GET /v1/pools: " + r->body + "\n";
+    }
     return lease;
   }
 };
+
+/// What B's pool looked like, for a failure's message.
+std::string describe(const PoolStats& s) {
+  std::ostringstream o;
+  o << "B's pool " << s.name << ": idle " << s.idle << ", leased " << s.leased << ", creating "
+    << s.creating << ", failed " << s.failed << ", hits " << s.hits << ", misses " << s.misses
+    << ", states {";
+  for (auto& [state, n] : s.states)
+    o << state << ": " << n << " ";
+  o << "}, retired {";
+  for (auto& [why, n] : s.retired)
+    o << why << ": " << n << " ";
+  o << "}\n";
+  return o.str();
+}
 
 /// Node A in this process: peers with B, has only pool "loc"; "rem" is placed on B.
 EngineConfig peer_config(uint16_t owner_port) {
@@ -189,8 +221,11 @@ TEST(ClusterHolderLoss, LeaseOfAKilledNodeReturnsToTheOwnersPoolReset) {
   Engine b{owner_config(port)};
   ASSERT_TRUE(b.wait_ready(30s));
   HolderNode a{port};
-  auto lease = a.acquire_on(b.config().node);
-  ASSERT_TRUE(lease.contains("id")) << "node A never got a lease of B's pool\n" << a.log();
+  std::string tried;
+  auto lease = a.acquire_on(b.config().node, &tried);
+  ASSERT_TRUE(lease.contains("id")) << "node A never got a lease of B's pool; its last tries:\n"
+                                    << tried << describe(b.stats("rem")) << "A's log:\n"
+                                    << a.log();
   // The holder leaves something behind, as a tenant would.
   auto r = a.http().Post("/v1/leases/" + lease["id"].get<std::string>() + "/exec",
                          R"({"command": "echo from-a > left-behind.txt && echo written"})",
@@ -215,8 +250,11 @@ TEST(ClusterHolderLoss, LeaseOfAHungNodeReturnsAndItsLaterReleaseLeavesTheNextHo
   Engine b{owner_config(port)};
   ASSERT_TRUE(b.wait_ready(30s));
   HolderNode a{port};
-  auto lease = a.acquire_on(b.config().node);
-  ASSERT_TRUE(lease.contains("id")) << "node A never got a lease of B's pool\n" << a.log();
+  std::string tried;
+  auto lease = a.acquire_on(b.config().node, &tried);
+  ASSERT_TRUE(lease.contains("id")) << "node A never got a lease of B's pool; its last tries:\n"
+                                    << tried << describe(b.stats("rem")) << "A's log:\n"
+                                    << a.log();
   EXPECT_EQ(b.stats("rem").leased, 1u);
 
   kill(a.pid, SIGSTOP); // hung, not dead: only the link's heartbeat can tell
