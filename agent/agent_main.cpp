@@ -476,6 +476,8 @@ json handle(const std::string& payload) {
       out = g_contexts.run(msg);
     else if (op == "ctx_close")
       out = g_contexts.close(msg);
+    else if (op == "ctx_list")
+      out = g_contexts.list();
     else if (op == "setup")
       out = op_setup(msg);
     else

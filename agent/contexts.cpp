@@ -158,6 +158,14 @@ json Contexts::close(const json& msg) {
   return json::object();
 }
 
+json Contexts::list() const {
+  json list = json::array();
+  for (const auto& [name, c] : contexts_)
+    list.push_back(
+      {{"context", name}, {"pid", c->pid}, {"running", c->alive}, {"busy", c->job != 0}});
+  return json{{"contexts", list}};
+}
+
 void Contexts::clear() {
   for (auto& [name, c] : contexts_)
     kill_context(*c, "the sandbox was reset during this run");

@@ -34,6 +34,8 @@ public:
   json open(const json& msg, const std::map<std::string, std::string>& env, const std::string& cwd);
   json run(const json& msg);
   json close(const json& msg);
+  /// ctx_list: {"contexts": [{"context", "pid", "running", "busy"}]}, by name.
+  json list() const;
   /// reset: kills every context and forgets them.
   void clear();
 

@@ -96,6 +96,11 @@ void Lease::close_context(const std::string& context) {
   call(l, {{"op", "ctx_close"}, {"context", context}}, duration{0});
 }
 
+std::vector<ContextInfo> Lease::contexts() {
+  return parsed(call(held(impl_), {{"op", "ctx_list"}}, duration{0}),
+                [](const json& j) { return listed(j, "contexts", "context"); });
+}
+
 void Lease::open_context_async(std::string name,
                                std::function<void(std::string, std::exception_ptr)> done) {
   auto& l = held(impl_);
@@ -147,6 +152,13 @@ void Lease::run_code_async(std::string context, std::string code, duration timeo
 void Lease::close_context_async(std::string context, std::function<void(std::exception_ptr)> done) {
   call_async(held(impl_), {{"op", "ctx_close"}, {"context", context}}, duration{0},
              ignore_reply(std::move(done)));
+}
+
+void Lease::contexts_async(
+  std::function<void(std::vector<ContextInfo>, std::exception_ptr)> done) {
+  call_async(held(impl_), {{"op", "ctx_list"}}, duration{0},
+             parse_then<std::vector<ContextInfo>>(
+               [](const json& j) { return listed(j, "contexts", "context"); }, std::move(done)));
 }
 
 } // namespace warmpool

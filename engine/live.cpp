@@ -222,6 +222,11 @@ void Lease::close_shell(const std::string& shell) {
   call(l, {{"op", "shell_close"}, {"shell", shell}}, duration{0});
 }
 
+std::vector<ShellInfo> Lease::shells() {
+  return parsed(call(held(impl_), {{"op", "shell_list"}}, duration{0}),
+                [](const json& j) { return listed(j, "shells", "shell"); });
+}
+
 std::string Lease::start_process(const ExecRequest& req, const ProcessOptions& opts) {
   auto& l = held(impl_);
   return parsed(call(l, start_request(l, req, opts), duration{0}),
@@ -301,6 +306,12 @@ void Lease::open_shell_async(std::string name,
 void Lease::close_shell_async(std::string shell, std::function<void(std::exception_ptr)> done) {
   call_async(held(impl_), {{"op", "shell_close"}, {"shell", shell}}, duration{0},
              ignore_reply(std::move(done)));
+}
+
+void Lease::shells_async(std::function<void(std::vector<ShellInfo>, std::exception_ptr)> done) {
+  call_async(held(impl_), {{"op", "shell_list"}}, duration{0},
+             parse_then<std::vector<ShellInfo>>(
+               [](const json& j) { return listed(j, "shells", "shell"); }, std::move(done)));
 }
 
 void Lease::shell_start_async(std::string shell, std::string command, duration timeout,

@@ -95,6 +95,21 @@ inline std::function<void(std::string, std::exception_ptr)> ignore_reply(
   return [done = std::move(done)](std::string, std::exception_ptr err) { done(err); };
 }
 
+/// The agent's answer to shell_list (`list` "shells", `key` "shell") or ctx_list
+/// ("contexts", "context").
+inline std::vector<ShellInfo> listed(const json& j, const char* list, const char* key) {
+  std::vector<ShellInfo> out;
+  for (const auto& e : j.at(list)) {
+    ShellInfo s;
+    s.name = field_string(e, key);
+    s.running = e.value("running", false);
+    s.busy = e.value("busy", false);
+    s.pid = e.value("pid", 0);
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
 /// What opening a shell or a code context sends: `op` with the name under `key`.
 struct NamedOpen {
   const char* op;

@@ -185,6 +185,18 @@ void HttpServer::Impl::execute_stream(const ParsedBody& parsed, const std::strin
 
 // -- shells ---------------------------------------------------------------------------
 
+namespace {
+
+/// {"<key>": [{"id", "running", "busy", "pid"}]}: a lease's shells or code contexts.
+json named_list_json(const char* key, const std::vector<ShellInfo>& list) {
+  json items = json::array();
+  for (const auto& s : list)
+    items.push_back({{"id", s.name}, {"running", s.running}, {"busy", s.busy}, {"pid", s.pid}});
+  return {{key, items}};
+}
+
+} // namespace
+
 void HttpServer::Impl::shell_create(Request& req, const ReplyPtr& reply) {
   auto name = parse_request_body("shell", req.body).shell;
   with_live(req, "shell_open", reply, [name](const LeaseRegistry::EntryPtr& e, Finish finish) {
@@ -245,6 +257,14 @@ void HttpServer::Impl::follow_shell(const LeaseRegistry::EntryPtr& e, const std:
   e->lease.shell_start_async(shell, ereq.shell, ereq.timeout, live_poll_wait, *step);
 }
 
+void HttpServer::Impl::shell_list(Request& req, const ReplyPtr& reply) {
+  with_live(req, "shell_list", reply, [](const LeaseRegistry::EntryPtr& e, Finish finish) {
+    e->lease.shells_async([finish](std::vector<ShellInfo> list, std::exception_ptr err) {
+      finish(json_response(200, named_list_json("shells", list)), err);
+    });
+  });
+}
+
 void HttpServer::Impl::shell_delete(Request& req, const ReplyPtr& reply) {
   const std::string shell = req.matches[2];
   with_live(req, "shell_close", reply, [shell](const LeaseRegistry::EntryPtr& e, Finish finish) {
@@ -260,6 +280,14 @@ void HttpServer::Impl::context_create(Request& req, const ReplyPtr& reply) {
   with_live(req, "context_open", reply, [name](const LeaseRegistry::EntryPtr& e, Finish finish) {
     e->lease.open_context_async(name, [finish](std::string id, std::exception_ptr err) {
       finish(json_response(201, {{"id", id}}), err);
+    });
+  });
+}
+
+void HttpServer::Impl::context_list(Request& req, const ReplyPtr& reply) {
+  with_live(req, "context_list", reply, [](const LeaseRegistry::EntryPtr& e, Finish finish) {
+    e->lease.contexts_async([finish](std::vector<ContextInfo> list, std::exception_ptr err) {
+      finish(json_response(200, named_list_json("contexts", list)), err);
     });
   });
 }

@@ -252,14 +252,14 @@ HttpServer::Impl::Handler HttpServer::Impl::live_route(Request& req) {
   const auto& m = req.method;
   if (parts[1] == "shells") {
     if (parts.size() == 2)
-      return m == "POST" ? &Impl::shell_create : nullptr;
+      return m == "POST" ? &Impl::shell_create : m == "GET" ? &Impl::shell_list : nullptr;
     if (parts.size() == 3)
       return m == "DELETE" ? &Impl::shell_delete : nullptr;
     return parts[3] == "exec" && m == "POST" ? &Impl::shell_exec : nullptr;
   }
   if (parts[1] == "contexts") {
     if (parts.size() == 2)
-      return m == "POST" ? &Impl::context_create : nullptr;
+      return m == "POST" ? &Impl::context_create : m == "GET" ? &Impl::context_list : nullptr;
     if (parts.size() == 3)
       return m == "DELETE" ? &Impl::context_delete : nullptr;
     return parts[3] == "run" && m == "POST" ? &Impl::context_run : nullptr;

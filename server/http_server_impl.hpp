@@ -234,12 +234,14 @@ struct HttpServer::Impl {
   void execute_stream(const ParsedBody& parsed, const std::string& pool, const OpPtr& op,
                       const ReplyPtr& reply);
   void shell_create(Request& req, const ReplyPtr& reply);
+  void shell_list(Request& req, const ReplyPtr& reply);
   void shell_exec(Request& req, const ReplyPtr& reply);
   /// Runs a command in a shell and answers with its whole result once it ended.
   void follow_shell(const LeaseRegistry::EntryPtr& e, const std::string& shell,
                     const ExecRequest& ereq, Finish finish);
   void shell_delete(Request& req, const ReplyPtr& reply);
   void context_create(Request& req, const ReplyPtr& reply);
+  void context_list(Request& req, const ReplyPtr& reply);
   /// Runs code in a context and answers with its whole result once it ended.
   void context_run(Request& req, const ReplyPtr& reply);
   void context_delete(Request& req, const ReplyPtr& reply);

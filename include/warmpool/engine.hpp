@@ -71,6 +71,8 @@ public:
   ExecResult shell_exec(const std::string& shell, const std::string& command,
                         duration timeout = duration{0}, const OutputCallback& on_output = {});
   void close_shell(const std::string& shell);
+  /// The lease's shells, by name, with those whose process ended until they are closed.
+  std::vector<ShellInfo> shells();
 
   /// Starts a process that outlives the call; returns its id. `req.timeout` 0: none.
   std::string start_process(const ExecRequest& req, const ProcessOptions& opts = {});
@@ -99,6 +101,9 @@ public:
   CodeResult run_code(const std::string& context, const std::string& code,
                       duration timeout = duration{0});
   void close_context(const std::string& context);
+  /// The lease's code contexts, by name, with those whose process ended until they are
+  /// closed.
+  std::vector<ContextInfo> contexts();
 
   /// Asynchronous forms for servers (same rules as exec_async).
   void open_context_async(std::string name,
@@ -106,8 +111,10 @@ public:
   void run_code_async(std::string context, std::string code, duration timeout,
                       std::function<void(CodeResult, std::exception_ptr)> done);
   void close_context_async(std::string context, std::function<void(std::exception_ptr)> done);
+  void contexts_async(std::function<void(std::vector<ContextInfo>, std::exception_ptr)> done);
   void open_shell_async(std::string name, std::function<void(std::string, std::exception_ptr)> done);
   void close_shell_async(std::string shell, std::function<void(std::exception_ptr)> done);
+  void shells_async(std::function<void(std::vector<ShellInfo>, std::exception_ptr)> done);
   /// Starts `command` in the shell and answers with its output so far, waiting up to
   /// `wait` for it to end; read_output_async with the answer's id and offsets follows it.
   void shell_start_async(std::string shell, std::string command, duration timeout,

@@ -51,6 +51,15 @@ struct ProcessInfo {
   int pid = 0; // inside the sandbox
 };
 
+/// A persistent shell or a Python code context of a lease (Lease::shells, Lease::contexts).
+struct ShellInfo {
+  std::string name;
+  bool running = true; // its process lives (false: it ended; open it again under this name)
+  bool busy = false;   // a command (a context: a run) is going on in it
+  int pid = 0;         // inside the sandbox
+};
+using ContextInfo = ShellInfo;
+
 /// An exception a code context's run raised (and did not catch): its class name, str(),
 /// and the formatted traceback of the run's own frames. A context that died in the run
 /// reports name "ContextExited" (the next run fails with shell_exited).

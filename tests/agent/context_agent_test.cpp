@@ -194,6 +194,35 @@ TEST_F(ContextAgentTest, ContextsAreApartAndNamesAreChecked) {
   EXPECT_EQ(run("b", "1")["error"]["code"], "not_found");
 }
 
+TEST_F(ContextAgentTest, ListShowsEachContextWhetherItLivesAndWhetherARunIsGoingOn) {
+  EXPECT_EQ(call({{"op", "ctx_list"}})["contexts"], json::array());
+  open("b");
+  open("a");
+  json list = call({{"op", "ctx_list"}})["contexts"];
+  ASSERT_EQ(list.size(), 2u) << list.dump();
+  EXPECT_EQ(list[0]["context"], "a");
+  EXPECT_EQ(list[1]["context"], "b");
+  for (const auto& c : list) {
+    EXPECT_EQ(c["running"], true) << c.dump();
+    EXPECT_EQ(c["busy"], false) << c.dump();
+    EXPECT_GT(c["pid"].get<int>(), 0) << c.dump();
+  }
+  // b sleeps until closed; a's process ends.
+  json r = call({{"op", "ctx_run"}, {"context", "b"}, {"code", "import time\ntime.sleep(300)"}, {"wait_ms", 0}});
+  ASSERT_EQ(r["running"], true) << r.dump();
+  EXPECT_NE(run("a", "import os\nos._exit(3)")["error"], nullptr);
+  list = call({{"op", "ctx_list"}})["contexts"];
+  ASSERT_EQ(list.size(), 2u) << list.dump();
+  EXPECT_EQ(list[0]["running"], false) << list.dump();
+  EXPECT_EQ(list[1]["busy"], true) << list.dump();
+  EXPECT_EQ(call({{"op", "ctx_close"}, {"context", "b"}})["ok"], true);
+  list = call({{"op", "ctx_list"}})["contexts"];
+  ASSERT_EQ(list.size(), 1u) << list.dump();
+  EXPECT_EQ(list[0]["context"], "a");
+  call({{"op", "reset"}});
+  EXPECT_EQ(call({{"op", "ctx_list"}})["contexts"], json::array());
+}
+
 TEST_F(ContextAgentTest, BusyContextIsConflictUntilTheRunEnds) {
   open("c");
   json r = call({{"op", "ctx_run"}, {"context", "c"}, {"code", "import time\ntime.sleep(0.5)"}, {"wait_ms", 0}});

@@ -5,6 +5,7 @@
 // usable, a run that will not stop takes its context with it, release ends every context.
 #include <cstdlib>
 #include <future>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -149,8 +150,43 @@ TEST_P(ContextSandbox, UnknownContextIsNotFoundAndCloseEndsOne) {
     EXPECT_EQ(e.code(), Errc::not_found) << e.what();
   }
   auto ctx = l.open_context();
+  l.open_context("b");
+  auto listed = l.contexts();
+  ASSERT_EQ(listed.size(), 2u);
+  EXPECT_EQ(listed[0].name, "b");
+  EXPECT_EQ(listed[1].name, ctx);
+  EXPECT_TRUE(listed[1].running && !listed[1].busy && listed[1].pid > 0);
   l.close_context(ctx);
   EXPECT_THROW(l.run_code(ctx, "1"), Error);
+  listed = l.contexts();
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_EQ(listed[0].name, "b");
+}
+
+TEST_P(ContextSandbox, ListingWhileARunGoesOnShowsTheContextBusy) {
+  auto l = lease();
+  auto ctx = l.open_context();
+  std::promise<CodeResult> p;
+  // The run waits for a file the test writes: the listing happens while it surely runs.
+  l.run_code_async(ctx, "import os, time\nwhile not os.path.exists('go'): time.sleep(0.01)\n1", 30s,
+                   [&](CodeResult r, std::exception_ptr err) {
+                     if (err)
+                       p.set_exception(err);
+                     else
+                       p.set_value(std::move(r));
+                   });
+  bool busy = false;
+  for (int i = 0; i < 200 && !busy; ++i) {
+    auto listed = l.contexts();
+    ASSERT_EQ(listed.size(), 1u);
+    busy = listed[0].busy;
+    if (!busy)
+      std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_TRUE(busy) << "the context never showed its run";
+  l.write_file("go", "");
+  EXPECT_EQ(result_of(p.get_future().get()), "1");
+  EXPECT_FALSE(l.contexts()[0].busy);
 }
 
 TEST_P(ContextSandbox, AsyncRunGivesTheSameResult) {

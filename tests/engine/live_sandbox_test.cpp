@@ -145,7 +145,17 @@ TEST_P(LiveSandbox, ShellCommandTimeoutInterruptsItAndTheShellStillAnswers) {
 TEST_P(LiveSandbox, ShellThatExitedReportsItAndCanBeOpenedAgain) {
   auto l = lease();
   auto shell = l.open_shell("s");
+  auto other = l.open_shell();
+  auto listed = l.shells();
+  ASSERT_EQ(listed.size(), 2u);
+  EXPECT_EQ(listed[0].name, "s");
+  EXPECT_EQ(listed[1].name, other);
+  EXPECT_TRUE(listed[0].running && !listed[0].busy && listed[0].pid > 0);
+  l.close_shell(other);
   l.shell_exec(shell, "exit 3");
+  listed = l.shells(); // listed until closed or opened again, as having ended
+  ASSERT_EQ(listed.size(), 1u);
+  EXPECT_FALSE(listed[0].running);
   try {
     l.shell_exec(shell, "echo hi");
     FAIL() << "a command in a shell that exited ran";
@@ -154,6 +164,8 @@ TEST_P(LiveSandbox, ShellThatExitedReportsItAndCanBeOpenedAgain) {
   }
   l.open_shell("s");
   EXPECT_EQ(out(l.shell_exec("s", "echo again")), "again\n");
+  ASSERT_EQ(l.shells().size(), 1u);
+  EXPECT_TRUE(l.shells()[0].running);
 }
 
 /// A tiny HTTP server and client on sockets alone: the docker python image has

@@ -29,7 +29,11 @@ def _shells(port, call, want, base):
     want(call(port, "POST", base + "/shells", {"name": "sh1"}), 201)
     sid = want(call(port, "POST", base + "/shells"), 201).json()["id"]
     expect(sid == "sh2", sid)
+    listed = want(call(port, "GET", base + "/shells"), 200).json()["shells"]
+    expect([(s["id"], s["running"], s["busy"]) for s in listed] == [("sh1", True, False), ("sh2", True, False)]
+           and all(s["pid"] > 0 for s in listed), listed)
     want(call(port, "DELETE", f"{base}/shells/sh1"), 204)
+    expect([s["id"] for s in want(call(port, "GET", base + "/shells"), 200).json()["shells"]] == ["sh2"], "sh1 closed")
     r = want(call(port, "POST", f"{base}/shells/{sid}/exec", {"command": "cd /tmp; f() { echo in $PWD; }"}), 200)
     r = want(call(port, "POST", f"{base}/shells/{sid}/exec", {"command": "f", "timeout": "5s"}), 200).json()
     expect((r["stdout"], r["exit_code"], r["lease"]) == ("in /tmp\n", 0, base.split("/")[-1]), r)
@@ -47,7 +51,12 @@ def _contexts(port, call, want, base):
     want(call(port, "POST", base + "/contexts", {"name": "py1"}), 201)
     cid = want(call(port, "POST", base + "/contexts"), 201).json()["id"]
     expect(cid == "py2", cid)
+    listed = want(call(port, "GET", base + "/contexts"), 200).json()["contexts"]
+    expect([(c["id"], c["running"], c["busy"]) for c in listed] == [("py1", True, False), ("py2", True, False)]
+           and all(c["pid"] > 0 for c in listed), listed)
     want(call(port, "DELETE", f"{base}/contexts/py1"), 204)
+    expect([c["id"] for c in want(call(port, "GET", base + "/contexts"), 200).json()["contexts"]] == ["py2"],
+           "py1 closed")
     want(call(port, "POST", f"{base}/contexts/{cid}/run", {"code": "x = 0"}), 200)
     want(call(port, "POST", f"{base}/contexts/{cid}/run", {"code": "x += 1\nx += 1"}), 200)
     r = want(call(port, "POST", f"{base}/contexts/{cid}/run", {"code": "print('p')\nx"}), 200).json()
@@ -64,6 +73,8 @@ def _contexts(port, call, want, base):
     r = want(call(port, "POST", f"{base}/contexts/{cid}/run", {"code": "import os\nos._exit(1)"}), 200).json()
     expect(r["error"]["name"] == "ContextExited", r)
     want(call(port, "POST", f"{base}/contexts/{cid}/run", {"code": "x"}), 409, "shell_exited")
+    listed = want(call(port, "GET", base + "/contexts"), 200).json()["contexts"]
+    expect([(c["id"], c["running"]) for c in listed] == [(cid, False)], listed)
     named = want(call(port, "POST", base + "/contexts", {"name": "py"}), 201).json()["id"]
     expect(named == "py", named)
     want(call(port, "DELETE", f"{base}/contexts/py"), 204)

@@ -77,6 +77,22 @@ class ContextTest(unittest.TestCase):
             self.lease.attach_context("gone").run("1")
         self.assertEqual(nf.exception.status, 404)
 
+    def test_the_lease_lists_its_contexts_and_whether_each_lives(self) -> None:
+        a = self.lease.open_context("listed-a")
+        b = self.lease.open_context("listed-b")
+        try:
+            mine = [c for c in self.lease.contexts() if c.id.startswith("listed-")]
+            self.assertEqual([(c.id, c.running, c.busy) for c in mine],
+                             [("listed-a", True, False), ("listed-b", True, False)])
+            self.assertTrue(all(c.pid > 0 for c in mine))
+            b.run("import os\nos._exit(0)")
+            mine = [c for c in self.lease.contexts() if c.id.startswith("listed-")]
+            self.assertEqual([(c.id, c.running) for c in mine], [("listed-a", True), ("listed-b", False)])
+        finally:
+            a.close()
+            b.close()
+        self.assertEqual([c for c in self.lease.contexts() if c.id.startswith("listed-")], [])
+
     def test_release_ends_every_context(self) -> None:
         # `single` has one sandbox: the second lease gets the first one's, reset.
         with self.c.lease("single", timeout="60s") as lease:

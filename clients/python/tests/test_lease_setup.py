@@ -68,10 +68,12 @@ class ReleaseTest(unittest.TestCase):
             wait_for("all three run", lambda: running_with(lease, marker) == 3)
             self.assertEqual(len(lease.processes()), 2)
             self.assertTrue(tty.id)
+            self.assertEqual([(s.id, s.running) for s in lease.shells()], [("left-open", True)])
         with self.c.lease("single", timeout="20s") as after:
             self.assertEqual(after.container, container)  # the same sandbox, reset
             self.assertEqual(running_with(after, marker), 0)
             self.assertEqual(after.processes(), [])
+            self.assertEqual(after.shells(), [])
             with self.assertRaises(NotFound):
                 after.attach_shell("left-open").run("true")
 

@@ -51,7 +51,7 @@ from .context import CodeError, CodeResult, Context
 from .events import Event, ExecStream, ExitEvent, OutputEvent
 from .lease import Lease
 from .process import Process, ProcessInfo, ProcessOutput
-from .shell import Shell
+from .shell import Shell, ShellInfo
 from .types import Command, ContainerStats, Duration, ExecResult, Health, LeaseInfo, PoolStats, Size
 
 __version__ = "0.1.0"
@@ -61,6 +61,7 @@ __all__ = [
     "DEFAULT_URL",
     "Lease",
     "Shell",
+    "ShellInfo",
     "Context",
     "CodeResult",
     "CodeError",

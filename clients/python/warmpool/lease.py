@@ -10,7 +10,7 @@ from .errors import ContainerFailed, ExecTimeout, StillRunning, UnknownLease
 from .events import ExecStream
 from .context import Context
 from .process import Process, ProcessInfo
-from .shell import Shell
+from .shell import Shell, ShellInfo
 from .types import Command, Duration, ExecResult, LeaseInfo, Size
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -138,6 +138,20 @@ class Lease:
     def shell(self, name: Optional[str] = None) -> Shell:
         """:meth:`open_shell`, named to read well in ``with lease.shell() as sh:``."""
         return self.open_shell(name)
+
+    def shells(self) -> List[ShellInfo]:
+        """The lease's shells, by id; one whose process ended stays listed (``running``
+        False) until it is closed or opened again."""
+        return self._listed("shells")
+
+    def contexts(self) -> List[ShellInfo]:
+        """The lease's code contexts, by id; one whose process ended stays listed
+        (``running`` False) until it is closed or opened again."""
+        return self._listed("contexts")
+
+    def _listed(self, collection: str) -> List[ShellInfo]:
+        rows = self._http.request("GET", lease_path(self.id, "/" + collection)).json().get(collection)
+        return [ShellInfo.from_json(r) for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
 
     def open_context(self, name: Optional[str] = None) -> Context:
         """Opens a stateful Python code context in the sandbox (see :class:`Context`);

@@ -2,15 +2,41 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
 from ._part import ClosablePart
 from ._wire import wait_s
 from .errors import ExecTimeout
 from .events import ExecStream
-from .types import Duration, ExecResult, wire_duration
+from .types import Duration, ExecResult, _int, _str, wire_duration
 
-__all__ = ["Shell"]
+__all__ = ["Shell", "ShellInfo"]
+
+
+@dataclass(frozen=True)
+class ShellInfo:
+    """A shell or a code context as :meth:`warmpool.Lease.shells` and
+    :meth:`warmpool.Lease.contexts` list it.
+
+    Attributes:
+        id: its name in the lease.
+        running: its process lives; False once it ended (listed until closed or opened
+            again under this id).
+        busy: a command (in a context: a run) is going on in it.
+        pid: its process inside the sandbox.
+    """
+
+    id: str
+    running: bool = False
+    busy: bool = False
+    pid: int = 0
+    raw: Dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_json(cls, w: Dict[str, Any]) -> "ShellInfo":
+        return cls(id=_str(w, "id"), running=w.get("running") is True, busy=w.get("busy") is True,
+                   pid=_int(w, "pid"), raw=dict(w))
 
 
 class Shell(ClosablePart):

@@ -15,6 +15,7 @@ import {
   type LeaseInfo,
   type PoolStats,
   type ProcessInfo,
+  type ShellInfo,
   type ProcessOptions,
   type ProcessOutput,
   execBody,
@@ -24,6 +25,7 @@ import {
   toLeaseInfo,
   toPoolStats,
   toProcessInfo,
+  toShellInfo,
   toProcessOutput,
 } from "./types.js";
 
@@ -135,6 +137,12 @@ export class Client {
 
   async closeShell(leaseId: string, shell: string): Promise<void> {
     await this.#request("DELETE", shellPath(leaseId, shell));
+  }
+
+  /** The lease's shells (`"shells"`) or code contexts (`"contexts"`), by id. */
+  async listed(leaseId: string, collection: "shells" | "contexts"): Promise<ShellInfo[]> {
+    const answer = (await this.#json("GET", leasePath(leaseId, `/${collection}`))) as Record<string, unknown[] | undefined>;
+    return (answer[collection] ?? []).map((w) => toShellInfo(w as Record<string, unknown>));
   }
 
   /** Opens a stateful Python code context in the lease; resolves to its id (`name`, or the server's). */

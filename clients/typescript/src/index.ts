@@ -21,5 +21,6 @@ export type {
   ProcessOptions,
   ProcessOutput,
   RoutingOptions,
+  ShellInfo,
   Size,
 } from "./types.js";

@@ -3,7 +3,7 @@
 import type { Client } from "./client.js";
 import { Context, Process, Shell } from "./live.js";
 import type { ExecStream } from "./stream.js";
-import type { Command, ExecOptions, ExecResult, LeaseInfo, ProcessInfo, ProcessOptions } from "./types.js";
+import type { Command, ExecOptions, ExecResult, LeaseInfo, ProcessInfo, ProcessOptions, ShellInfo } from "./types.js";
 
 export class Lease implements LeaseInfo {
   readonly id: string;
@@ -51,6 +51,16 @@ export class Lease implements LeaseInfo {
   /** A Shell for the id of one opened elsewhere (no request is made). */
   attachShell(id: string): Shell {
     return new Shell(this.client, this.id, id);
+  }
+
+  /** The lease's shells, by id; one whose process ended stays listed (`running` false) until closed. */
+  shells(): Promise<ShellInfo[]> {
+    return this.client.listed(this.id, "shells");
+  }
+
+  /** The lease's code contexts, by id; one whose process ended stays listed (`running` false) until closed. */
+  contexts(): Promise<ShellInfo[]> {
+    return this.client.listed(this.id, "contexts");
   }
 
   /**

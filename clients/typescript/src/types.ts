@@ -61,6 +61,17 @@ export interface ProcessInfo {
   tty: boolean;
 }
 
+/** A shell or a code context as Lease.shells() and Lease.contexts() list it. */
+export interface ShellInfo {
+  id: string;
+  /** Its process lives; false once it ended (listed until closed or opened again under this id). */
+  running: boolean;
+  /** A command (in a context: a run) is going on in it. */
+  busy: boolean;
+  /** Its process inside the sandbox. */
+  pid: number;
+}
+
 /** One read of a process's output from byte offsets (pass `offset`s to the next read). */
 export interface ProcessOutput {
   stdout: string;
@@ -290,6 +301,10 @@ export function toProcessInfo(w: Wire): ProcessInfo {
     signal: num(w.signal),
     tty: w.tty === true,
   };
+}
+
+export function toShellInfo(w: Wire): ShellInfo {
+  return { id: str(w.id), running: w.running === true, busy: w.busy === true, pid: num(w.pid) };
 }
 
 export function toProcessOutput(w: Wire): ProcessOutput {

@@ -105,6 +105,7 @@ test("AContextThatDiedIsAShellExitedConflictAndItsNameOpensAgain", async () => {
   const r = await ctx.run("import os\nos._exit(2)");
   assert.equal(r.error?.name, "ContextExited");
   assert.equal(r.ok, false);
+  assert.deepEqual((await lease.contexts()).map((c) => [c.id, c.running]), [["phoenix", false]]);
   const e = await rejection(ctx.run("secret"), ShellExitedError);
   assert.equal(e.status, 409);
   assert.equal(e.code, "shell_exited");
@@ -127,8 +128,12 @@ test("ASecondRunWhileOneRunsIsAConflict", async () => {
   assert.equal(e.status, 409);
   assert.equal(e.code, "conflict");
   assert.ok(!(e instanceof ShellExitedError));
+  const listed = await lease.contexts();
+  assert.deepEqual(listed.map((c) => [c.id, c.running, c.busy]), [["busy", true, true]]);
+  assert.ok((listed[0]?.pid ?? 0) > 0);
   assert.equal((await slow).result, "'slept'");
   assert.equal((await ctx.run("2")).result, "2");
+  assert.deepEqual((await lease.contexts()).map((c) => [c.id, c.busy]), [["busy", false]]);
 });
 
 test("AClosedContextIsNotFound", async () => {

@@ -36,8 +36,12 @@ test("AShellKeepsItsDirectoryVariablesAndFunctions", async () => {
   const e = await rejection(sh.run("echo before; sleep 30", "500ms"), ExecTimeoutError);
   assert.equal(e.result.stdout, "before\n");
   assert.equal((await sh.run("echo $GREETING; pwd")).stdout, "hi\n/workspace/p\n");
+  const listed = await lease.shells();
+  assert.deepEqual(listed.map((s) => [s.id, s.running, s.busy]), [[sh.id, true, false]]);
+  assert.ok((listed[0]?.pid ?? 0) > 0);
   await sh.close();
   assert.ok(sh.closed);
+  assert.deepEqual(await lease.shells(), []);
   await sh.close(); // a second close does nothing
 });
 
