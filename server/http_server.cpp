@@ -49,14 +49,19 @@ std::string route_of(const std::string& path) {
     if (slash == std::string::npos)
       return "/v1/leases/{id}";
     auto rest = path.substr(slash);
-    if (rest == "/exec" || rest == "/files" || rest == "/shells" || rest == "/processes")
+    if (rest == "/exec" || rest == "/files")
       return "/v1/leases/{id}" + rest;
-    auto kind = rest.rfind("/shells/", 0) == 0 ? std::string{"/shells/{shell}"}
-                : rest.rfind("/processes/", 0) == 0 ? std::string{"/processes/{pid}"}
-                                                     : std::string{};
-    if (!kind.empty()) {
-      auto op = rest.find('/', kind[1] == 's' ? 8 : 11);
-      return "/v1/leases/{id}" + kind + (op == std::string::npos ? "" : rest.substr(op));
+    // A collection of the lease, one of its members and that member's operation.
+    static const std::pair<std::string, std::string> members[] = {
+      {"/shells", "/{shell}"}, {"/contexts", "/{ctx}"}, {"/processes", "/{pid}"}};
+    for (const auto& [collection, member] : members) {
+      if (rest == collection)
+        return "/v1/leases/{id}" + collection;
+      if (rest.rfind(collection + "/", 0) == 0) {
+        auto op = rest.find('/', collection.size() + 1);
+        return "/v1/leases/{id}" + collection + member +
+               (op == std::string::npos ? "" : rest.substr(op));
+      }
     }
   }
   return "other";

@@ -571,6 +571,14 @@ def test_live(port):
 
     http_live.run(port, call, want, wait_until)
     AUDITED_EXECUTES += http_ndjson.run(port, None, call, want, SPEC)
+    # Each live route is its own series in the request metrics, with its ids left out.
+    m = parse_metrics(want(call(port, "GET", "/metrics"), 200).body.decode())
+    routes = {dict(k[1]).get("route") for k in m if k[0] == "warmpool_http_requests_total"}
+    for route in ("/v1/leases/{id}/shells", "/v1/leases/{id}/shells/{shell}/exec",
+                  "/v1/leases/{id}/shells/{shell}", "/v1/leases/{id}/contexts",
+                  "/v1/leases/{id}/contexts/{ctx}/run", "/v1/leases/{id}/contexts/{ctx}",
+                  "/v1/leases/{id}/processes", "/v1/leases/{id}/processes/{pid}/output"):
+        expect(route in routes, f"no request metrics for {route}: {sorted(r for r in routes if r)}")
 
 
 def test_audit():
