@@ -31,7 +31,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve_helper import pct, serving  # noqa: E402
+from serve_helper import pct, python_pool_yaml, serving  # noqa: E402
 
 
 def host_busy_seconds():
@@ -40,15 +40,6 @@ def host_busy_seconds():
         fields = [int(x) for x in f.readline().split()[1:]]
     idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def pool_yaml(name, backend, image, size):
-    lines = [f"  - name: {name}", f"    backend: {backend}", f"    min_idle: {size}",
-             f"    max_size: {size}", "    health_check: {interval: 0}",
-             "    interpreters: {python: {command: python3, preload: [json, numpy]}}"]
-    if image:
-        lines.append(f"    image: {image}")
-    return "\n".join(lines)
 
 
 def main():
@@ -75,7 +66,7 @@ def main():
     if unknown:
         raise SystemExit(f"unknown cases: {', '.join(sorted(unknown))}")
 
-    pools = [pool_yaml(f"{b}-{n}", b, args.docker_image if b == "docker" else "", n)
+    pools = [python_pool_yaml(f"{b}-{n}", b, args.docker_image if b == "docker" else "", ["json", "numpy"], n)
              for b in backends for n in sizes]
     with serving(args.warmpool, pools) as conn:
         time.sleep(2)  # the pools' sandboxes settle (their fork servers' first children)

@@ -39,20 +39,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve_helper import pct, serving  # noqa: E402
+from serve_helper import pct, python_pool_yaml, serving  # noqa: E402
 
 NUMPY = "import numpy; print(numpy.arange(10).sum())"
-
-
-def pool_yaml(name, backend, image, preload, prefault=True):
-    lines = [f"  - name: {name}", f"    backend: {backend}", "    min_idle: 1", "    max_size: 1",
-             "    health_check: {interval: 0}",
-             "    reset: {mode: agent}",
-             f"    interpreters: {{python: {{command: python3, preload: [{', '.join(preload)}], "
-             f"prefault: {'true' if prefault else 'false'}}}}}"]
-    if image:
-        lines.append(f"    image: {image}")
-    return "\n".join(lines)
 
 
 def main():
@@ -76,11 +65,11 @@ def main():
     pools = []
     for b in backends:
         image = args.docker_image if b == "docker" else ""
-        pools.append(pool_yaml(f"{b}-numpy", b, image, ["json", "numpy"]))
-        pools.append(pool_yaml(f"{b}-plain", b, image, ["json"]))
-        pools.append(pool_yaml(f"{b}-noprefault", b, image, ["json", "numpy"], prefault=False))
-        pools.append(pool_yaml(f"{b}-exec", b, image, ["json", "numpy"]))
-        pools.append(pool_yaml(f"{b}-lease", b, image, ["json", "numpy"]))
+        pools.append(python_pool_yaml(f"{b}-numpy", b, image, ["json", "numpy"]))
+        pools.append(python_pool_yaml(f"{b}-plain", b, image, ["json"]))
+        pools.append(python_pool_yaml(f"{b}-noprefault", b, image, ["json", "numpy"], prefault=False))
+        pools.append(python_pool_yaml(f"{b}-exec", b, image, ["json", "numpy"]))
+        pools.append(python_pool_yaml(f"{b}-lease", b, image, ["json", "numpy"]))
     with serving(args.warmpool, pools) as conn:
 
         leases = {}

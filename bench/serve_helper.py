@@ -10,6 +10,18 @@ import tempfile
 import time
 
 
+def python_pool_yaml(name, backend, image, preload, size=1, prefault=True):
+    """A pool (a YAML list item) of `size` sandboxes, probes off, whose fork server preloads
+    `preload`; `image` for docker."""
+    lines = [f"  - name: {name}", f"    backend: {backend}", f"    min_idle: {size}",
+             f"    max_size: {size}", "    health_check: {interval: 0}", "    reset: {mode: agent}",
+             f"    interpreters: {{python: {{command: python3, preload: [{', '.join(preload)}], "
+             f"prefault: {'true' if prefault else 'false'}}}}}"]
+    if image:
+        lines.append(f"    image: {image}")
+    return "\n".join(lines)
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
