@@ -31,7 +31,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve_helper import pct, python_pool_yaml, serving  # noqa: E402
+from serve_helper import pct, python_pool_yaml, serving, timed_post  # noqa: E402
 
 
 def host_busy_seconds():
@@ -72,16 +72,7 @@ def main():
         time.sleep(2)  # the pools' sandboxes settle (their fork servers' first children)
 
         def execute(body):
-            data = json.dumps(body)
-            t0 = time.perf_counter()
-            conn.request("POST", "/v1/execute", data, {"Content-Type": "application/json"})
-            r = conn.getresponse()
-            payload = r.read()
-            dt = (time.perf_counter() - t0) * 1000
-            out = json.loads(payload)
-            if r.status != 200 or out.get("exit_code") != 0:
-                raise SystemExit(f"request {body} failed: {r.status} {payload[:500]!r}")
-            return dt, out
+            return timed_post(conn, "/v1/execute", body)
 
         print(f"{'backend':8} {'size':>4} {'case':12} {'mode':13} {'runs':>5} {'p50 ms':>8} "
               f"{'p90 ms':>8} {'runs/s':>7} {'host CPU ms/run':>16}", file=sys.stderr)

@@ -39,7 +39,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from serve_helper import pct, python_pool_yaml, serving  # noqa: E402
+from serve_helper import pct, python_pool_yaml, serving, timed_post  # noqa: E402
 
 NUMPY = "import numpy; print(numpy.arange(10).sum())"
 
@@ -87,16 +87,7 @@ def main():
             if body.get("pool") in leases:
                 path = f"/v1/leases/{leases[body['pool']]}/exec"
                 body = {k: v for k, v in body.items() if k != "pool"}
-            data = json.dumps(body)
-            t0 = time.perf_counter()
-            conn.request("POST", path, data, {"Content-Type": "application/json"})
-            r = conn.getresponse()
-            payload = r.read()
-            dt = (time.perf_counter() - t0) * 1000
-            out = json.loads(payload)
-            if r.status != 200 or out.get("exit_code") != 0:
-                raise SystemExit(f"request {body} failed: {r.status} {payload[:500]!r}")
-            return dt, out
+            return timed_post(conn, path, body)
 
         rows = []
         for b in backends:

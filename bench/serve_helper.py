@@ -2,6 +2,7 @@
 (on a free loopback port, with the given pools), and percentiles."""
 import contextlib
 import http.client
+import json
 import os
 import socket
 import subprocess
@@ -20,6 +21,21 @@ def python_pool_yaml(name, backend, image, preload, size=1, prefault=True):
     if image:
         lines.append(f"    image: {image}")
     return "\n".join(lines)
+
+
+def timed_post(conn, path, body):
+    """POSTs `body` as JSON on `conn`: (milliseconds to the whole answer, the answer's JSON).
+    Exits the benchmark when it is not a 200 with exit code 0."""
+    data = json.dumps(body)
+    t0 = time.perf_counter()
+    conn.request("POST", path, data, {"Content-Type": "application/json"})
+    r = conn.getresponse()
+    payload = r.read()
+    dt = (time.perf_counter() - t0) * 1000
+    out = json.loads(payload)
+    if r.status != 200 or out.get("exit_code") != 0:
+        raise SystemExit(f"request {body} failed: {r.status} {payload[:500]!r}")
+    return dt, out
 
 
 def free_port():
