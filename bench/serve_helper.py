@@ -1,5 +1,5 @@
 """Shared by the HTTP benchmarks written in Python: a `warmpool serve` started for the run
-(on a free loopback port, with the given pools), and percentiles."""
+(on a free loopback port, with the given pools), Python pools, a timed POST, percentiles."""
 import contextlib
 import http.client
 import json
