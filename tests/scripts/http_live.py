@@ -21,7 +21,8 @@ def run(port, call, want, wait_until):
     finally:
         want(call(port, "DELETE", base), 204)
     # Release ended them all (and the lease with them).
-    want(call(port, "GET", base + "/processes"), 404, "unknown_lease")
+    for collection in ("/processes", "/shells", "/contexts"):
+        want(call(port, "GET", base + collection), 404, "unknown_lease")
 
 
 def _shells(port, call, want, base):
