@@ -425,6 +425,12 @@ def _child(msg, fds, standby=False, report=None):
     main.__dict__.update({"__builtins__": __builtins__, "__loader__": __loader__,
                           "__spec__": None, "__package__": None, "__annotations__": {}})
     sys.modules["__main__"] = main
+    # Under python3 -c the code's frame is the first; here it starts under ours. The limit
+    # grows by their number (and the exec call), so the code recurses as deep as it would there.
+    depth, frame = 1, sys._getframe()
+    while frame is not None:
+        depth, frame = depth + 1, frame.f_back
+    sys.setrecursionlimit(sys.getrecursionlimit() + depth)
     status, sigint = 0, False
     try:
         exec(compile(code, "<string>", "exec"), main.__dict__)

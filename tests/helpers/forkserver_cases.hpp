@@ -106,6 +106,10 @@ inline void check_semantics_match_python_c(const PyRun& run) {
        "text=True).stdout, end='')");
   same("import random, numpy; print(type(random.random()).__name__, numpy.arange(10).sum())");
   same("import os; print(sorted(os.environ.items()))"); // the environment, whole
+  // As deep as python3 -c, and the same traceback (its "repeated N more times" included).
+  same("n = 0\ndef f():\n    global n\n    n += 1\n    f()\ntry:\n    f()\n"
+       "except RecursionError:\n    print(n)");
+  same("def f(): f()\nf()");
 
   ExecRequest in = py_req(
     "import sys; data = sys.stdin.read(); print(len(data), data[:5]); print(input.__name__)");
