@@ -15,9 +15,9 @@ import {
   type LeaseInfo,
   type PoolStats,
   type ProcessInfo,
-  type ShellInfo,
   type ProcessOptions,
   type ProcessOutput,
+  type ShellInfo,
   execBody,
   routingBody,
   toCodeResult,
@@ -25,8 +25,8 @@ import {
   toLeaseInfo,
   toPoolStats,
   toProcessInfo,
-  toShellInfo,
   toProcessOutput,
+  toShellInfo,
 } from "./types.js";
 
 export interface ClientOptions {
@@ -139,8 +139,17 @@ export class Client {
     await this.#request("DELETE", shellPath(leaseId, shell));
   }
 
-  /** The lease's shells (`"shells"`) or code contexts (`"contexts"`), by id. */
-  async listed(leaseId: string, collection: "shells" | "contexts"): Promise<ShellInfo[]> {
+  /** The lease's shells, by id. */
+  shells(leaseId: string): Promise<ShellInfo[]> {
+    return this.#listed(leaseId, "shells");
+  }
+
+  /** The lease's code contexts, by id. */
+  contexts(leaseId: string): Promise<ShellInfo[]> {
+    return this.#listed(leaseId, "contexts");
+  }
+
+  async #listed(leaseId: string, collection: "shells" | "contexts"): Promise<ShellInfo[]> {
     const answer = (await this.#json("GET", leasePath(leaseId, `/${collection}`))) as Record<string, unknown[] | undefined>;
     return (answer[collection] ?? []).map((w) => toShellInfo(w as Record<string, unknown>));
   }

@@ -55,12 +55,12 @@ export class Lease implements LeaseInfo {
 
   /** The lease's shells, by id; one whose process ended stays listed (`running` false) until closed. */
   shells(): Promise<ShellInfo[]> {
-    return this.client.listed(this.id, "shells");
+    return this.client.shells(this.id);
   }
 
   /** The lease's code contexts, by id; one whose process ended stays listed (`running` false) until closed. */
   contexts(): Promise<ShellInfo[]> {
-    return this.client.listed(this.id, "contexts");
+    return this.client.contexts(this.id);
   }
 
   /**
