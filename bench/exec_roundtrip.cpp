@@ -31,7 +31,10 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "backends/host_process.hpp"
 #include "backends/local_backend.hpp"
+#include "backends/sandbox_etc.hpp"
+#include "backends/sandbox_seccomp.hpp"
 #include "bench/spawn.hpp"
 #include "warmpool/engine.hpp"
 
@@ -81,6 +84,29 @@ void check(const ExecResult& r, const char* want) {
   if (r.exit_code != 0 || r.stdout_data != want)
     throw std::runtime_error("unexpected result: exit " + std::to_string(r.exit_code) +
                              " stdout '" + r.stdout_data + "' stderr '" + r.stderr_data + "'");
+}
+
+// bwrap with `args` and the set-up data its command line reads from fds (the seccomp filter,
+// /etc/passwd, /etc/group), as the local backend passes it; waits until it exits 0.
+void spawn_bwrap_wait(const std::vector<std::string>& args) {
+  namespace hp = host_process;
+  hp::Fd null(::open("/dev/null", O_RDWR | O_CLOEXEC));
+  hp::Fd filter(hp::data_pipe(sandbox_seccomp_bpf()));
+  hp::Fd passwd(hp::data_pipe(sandbox_passwd(0, 0)));
+  hp::Fd group(hp::data_pipe(sandbox_group(0)));
+  pid_t pid = hp::spawn(args, {{null.fd, 0},
+                               {null.fd, 1},
+                               {null.fd, 2},
+                               {filter.fd, LocalBackend::kSeccompFd},
+                               {passwd.fd, LocalBackend::kPasswdFd},
+                               {group.fd, LocalBackend::kGroupFd}});
+  int st = hp::reap(pid, clk::now() + std::chrono::seconds(10));
+  if (st < 0) {
+    hp::kill_and_reap(pid);
+    throw std::runtime_error(args[0] + " did not exit within 10 s");
+  }
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+    throw std::runtime_error(args[0] + " failed");
 }
 
 } // namespace
@@ -167,6 +193,6 @@ int main(int argc, char** argv) {
   auto agent = std::find(bwrap.rbegin(), bwrap.rend(), "/.warmpool/agent").base() - 1;
   bwrap.erase(agent, bwrap.end());
   bwrap.push_back("/usr/bin/true");
-  row("bwrap_true", "true", fresh_iters, [&] { spawn_wait(bwrap); });
+  row("bwrap_true", "true", fresh_iters, [&] { spawn_bwrap_wait(bwrap); });
   row("spawn_true", "true", iters, [] { spawn_wait({"/usr/bin/true"}); });
 }

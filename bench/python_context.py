@@ -12,8 +12,12 @@ the client's (request sent to response read); "in-sandbox" is the run's duration
 agent measured it (code sent to the driver until its answer). At the end x must equal the
 number of augment runs.
 
+With --gap-ms N the client pauses N ms before each request, so every run meets a context (and
+a server) that has been idle, as an agent waiting for its model does; without it, requests
+go back to back.
+
   bench/python_context.py [--warmpool build/bin/warmpool] [--iters 300] [--backends local,docker]
-                          [--docker-image warmpool-test-python] [--json]
+                          [--docker-image warmpool-test-python] [--gap-ms 0] [--json]
 """
 import argparse
 import json
@@ -33,6 +37,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--backends", default="local,docker")
     ap.add_argument("--docker-image", default="warmpool-test-python")
+    ap.add_argument("--gap-ms", type=float, default=0.0, help="pause before each request")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     backends = [b for b in args.backends.split(",") if b]
@@ -74,6 +79,8 @@ def main():
         inside = {i: [] for i in range(len(rows))}
         for it in range(args.warmup + args.iters):
             for i, (b, _, code) in enumerate(rows):
+                if args.gap_ms:
+                    time.sleep(args.gap_ms / 1000)
                 dt, out = call("POST", ctx[b], {"code": code})
                 if out["error"] is not None:
                     raise SystemExit(f"run {code!r} on {b} failed: {out['error']}")
@@ -90,7 +97,7 @@ def main():
         for i, (b, case, code) in enumerate(rows):
             xs = samples[i]
             row = {"bench": "python_context", "backend": b, "case": case, "code": code, "iters": len(xs),
-                   "p50_ms": round(pct(xs, 50), 3), "p90_ms": round(pct(xs, 90), 3), "p99_ms": round(pct(xs, 99), 3),
+                   "gap_ms": args.gap_ms, "p50_ms": round(pct(xs, 50), 3), "p90_ms": round(pct(xs, 90), 3), "p99_ms": round(pct(xs, 99), 3),
                    "mean_ms": round(statistics.mean(xs), 3), "run_duration_p50_ms": round(pct(inside[i], 50), 3)}
             print(f"{b:8} {case:8} {row['p50_ms']:8.2f} {row['p90_ms']:8.2f} {row['p99_ms']:8.2f} "
                   f"{row['mean_ms']:8.2f} {row['run_duration_p50_ms']:15.3f}  {code}", file=sys.stderr)
