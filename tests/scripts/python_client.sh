@@ -88,7 +88,7 @@ grep -q '^all checks passed$' "$tmp/example.log" || fail "the example did not pa
 leased=$(curl -sS -H "Authorization: Bearer $token" "$url/v1/pools" |
   "$py" -c 'import json,sys; print(" ".join("%s=%d" % (p["name"], p["leased"]) for p in sorted(json.load(sys.stdin)["pools"], key=lambda p: p["name"])))')
 case "$leased" in
-  "shell=0 single=0" | "shell=1 single=0" | "shell=2 single=0") ;;
+  "python=0 shell=0 single=0" | "python=0 shell=1 single=0" | "python=0 shell=2 single=0") ;;
   *) fail "sandboxes still leased after the client's tests: $leased" ;;
 esac
 kill -TERM "$server"

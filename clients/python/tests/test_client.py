@@ -433,7 +433,7 @@ class IntrospectionTest(unittest.TestCase):
     def test_pool_stats_are_typed(self) -> None:
         self.c.execute(["true"], pool="shell")
         pools = self.c.pools()
-        self.assertEqual(sorted(p.name for p in pools), ["shell", "single"])
+        self.assertEqual(sorted(p.name for p in pools), ["python", "shell", "single"])
         shell = self.c.pool("shell")
         self.assertEqual((shell.backend, shell.max_size, shell.min_idle), ("local", 2, 1))
         self.assertGreaterEqual(shell.executions, 1)
@@ -446,7 +446,7 @@ class IntrospectionTest(unittest.TestCase):
 
     def test_health_readiness_and_metrics(self) -> None:
         h = self.c.health()
-        self.assertEqual((h.status, h.pools), ("ok", 2))
+        self.assertEqual((h.status, h.pools), ("ok", 3))
         self.assertTrue(self.c.ready())
         self.c.wait_ready(timeout=5)
         self.assertRegex(self.c.metrics(), r'(?m)^warmpool_executions_total\{.*pool="shell".*\} \d+$')

@@ -8,6 +8,7 @@ stats. Standard library only.
 
     client = warmpool.Client("http://127.0.0.1:8080", token="...")
     print(client.execute(["python3", "-c", "print(6 * 7)"], pool="python").stdout)
+    print(client.execute(code="print(6 * 7)", pool="python").stdout)  # the warm interpreter
     with client.lease("python") as lease:          # released when the block ends
         lease.write_file("main.py", "print('hi')\\n")
         print(lease.exec("python3 main.py").stdout)

@@ -43,11 +43,39 @@ def text(value: Union[str, bytes, bytearray], what: str) -> str:
     raise TypeError(f"{what}: expected str or bytes (got {type(value).__name__})")
 
 
-def exec_body(command: Command, stdin: Optional[Union[str, bytes]],
+def what_runs(command: Optional[Command], code: Optional[str],
+              language: Optional[str]) -> Dict[str, Any]:
+    """``command``, or ``code`` for the pool's warm interpreter of ``language`` (default
+    ``"python"``): exactly one of the two."""
+    if code is None:
+        if language is not None:
+            raise ValueError("language: goes with code (the source the interpreter runs)")
+        if command is None:
+            raise TypeError("give a command (a shell string or an argv list), or code "
+                            "(Python source for the pool's warm interpreter)")
+        return {"command": wire_command(command)}
+    if command is not None:
+        raise ValueError("set either command or code, not both")
+    if not isinstance(code, str):
+        raise TypeError(f"code: Python source as a string (got {type(code).__name__})")
+    if language is not None and not isinstance(language, str):
+        raise TypeError(f"language: expected a string (got {type(language).__name__})")
+    return {"code": code, "language": language or "python"}
+
+
+def shown(command: Optional[Command], language: Optional[str]) -> str:
+    """How a process started with these is listed (as the server lists it)."""
+    if command is None:
+        return language or "python"
+    return command if isinstance(command, str) else " ".join(command)
+
+
+def exec_body(command: Optional[Command], stdin: Optional[Union[str, bytes]],
               env: Optional[Mapping[str, str]], cwd: Optional[str],
-              timeout: Optional[Duration], output_limit: Optional[Size]) -> Dict[str, Any]:
+              timeout: Optional[Duration], output_limit: Optional[Size],
+              code: Optional[str] = None, language: Optional[str] = None) -> Dict[str, Any]:
     """The exec fields of a request (execute, lease exec, a process start)."""
-    body: Dict[str, Any] = {"command": wire_command(command)}
+    body = what_runs(command, code, language)
     if stdin is not None:
         body["stdin"] = text(stdin, "stdin")
     if env is not None:

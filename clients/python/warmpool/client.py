@@ -91,8 +91,10 @@ class Client:
 
     def execute(
         self,
-        command: Command,
+        command: Optional[Command] = None,
         *,
+        code: Optional[str] = None,
+        language: Optional[str] = None,
         pool: Optional[str] = None,
         labels: Optional[Mapping[str, str]] = None,
         session: Optional[str] = None,
@@ -109,6 +111,13 @@ class Client:
 
         Args:
             command: a shell string (``/bin/sh -c``) or an argv list (no shell).
+            code: instead of a command, Python source that the pool's warm interpreter
+                (``interpreters.python``) runs as ``python3 -c CODE`` would, in a forked
+                child of an interpreter that already imported the pool's ``preload``
+                modules: the same result, without paying Python's start-up. A pool without
+                ``interpreters.python`` refuses it (:class:`~warmpool.InvalidRequest`).
+            language: the interpreter for ``code``; ``"python"`` (the default) is the one
+                there is.
             pool: the pool; without it the server routes by ``labels`` and ``session``
                 (its routing rules, else its default pool).
             labels: routing labels.
@@ -132,7 +141,7 @@ class Client:
         Returns:
             the :class:`~warmpool.ExecResult`, whatever the exit code.
         """
-        body = _exec_body(command, stdin, env, cwd, timeout, output_limit)
+        body = _exec_body(command, stdin, env, cwd, timeout, output_limit, code, language)
         body.update(_routing(pool, labels, session, tenant))
         if shell is not None:
             body["shell"] = shell
@@ -140,8 +149,10 @@ class Client:
 
     def execute_stream(
         self,
-        command: Command,
+        command: Optional[Command] = None,
         *,
+        code: Optional[str] = None,
+        language: Optional[str] = None,
         pool: Optional[str] = None,
         labels: Optional[Mapping[str, str]] = None,
         session: Optional[str] = None,
@@ -166,7 +177,7 @@ class Client:
         Closing the stream early stops the command and gives the sandbox back (a session's
         shell stays, its command interrupted). A server that answers the whole result at
         once instead yields the same events (:attr:`~warmpool.ExecStream.streamed` is False)."""
-        body = _exec_body(command, stdin, env, cwd, timeout, output_limit)
+        body = _exec_body(command, stdin, env, cwd, timeout, output_limit, code, language)
         body.update(_routing(pool, labels, session, tenant))
         if shell is not None:
             body["shell"] = shell
@@ -251,8 +262,10 @@ class Client:
     def exec(
         self,
         lease_id: str,
-        command: Command,
+        command: Optional[Command] = None,
         *,
+        code: Optional[str] = None,
+        language: Optional[str] = None,
         stdin: Optional[Union[str, bytes]] = None,
         env: Optional[Mapping[str, str]] = None,
         cwd: Optional[str] = None,
@@ -261,14 +274,16 @@ class Client:
         raise_on_timeout: bool = True,
     ) -> ExecResult:
         """Runs a command under a held lease (see :meth:`Lease.exec`)."""
-        body = _exec_body(command, stdin, env, cwd, timeout, output_limit)
+        body = _exec_body(command, stdin, env, cwd, timeout, output_limit, code, language)
         return self._exec(_lease_path(lease_id, "/exec"), body, timeout, raise_on_timeout)
 
     def exec_stream(
         self,
         lease_id: str,
-        command: Command,
+        command: Optional[Command] = None,
         *,
+        code: Optional[str] = None,
+        language: Optional[str] = None,
         stdin: Optional[Union[str, bytes]] = None,
         env: Optional[Mapping[str, str]] = None,
         cwd: Optional[str] = None,
@@ -276,7 +291,7 @@ class Client:
         output_limit: Optional[Size] = None,
     ) -> ExecStream:
         """Runs a command under a held lease, streaming (see :meth:`Lease.exec_stream`)."""
-        body = _exec_body(command, stdin, env, cwd, timeout, output_limit)
+        body = _exec_body(command, stdin, env, cwd, timeout, output_limit, code, language)
         return self._stream(_lease_path(lease_id, "/exec"), body, timeout)
 
     def write_file(self, lease_id: str, path: str,

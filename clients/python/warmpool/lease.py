@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Type, Union
 
-from ._wire import exec_body, lease_path
+from ._wire import exec_body, lease_path, shown
 from .errors import ContainerFailed, ExecTimeout, StillRunning, UnknownLease
 from .events import ExecStream
 from .context import Context
@@ -93,8 +93,10 @@ class Lease:
 
     def exec(
         self,
-        command: Command,
+        command: Optional[Command] = None,
         *,
+        code: Optional[str] = None,
+        language: Optional[str] = None,
         stdin: Optional[Union[str, bytes]] = None,
         env: Optional[Mapping[str, str]] = None,
         cwd: Optional[str] = None,
@@ -102,17 +104,21 @@ class Lease:
         output_limit: Optional[Size] = None,
         raise_on_timeout: bool = True,
     ) -> ExecResult:
-        """Runs ``command`` in this sandbox and returns its result (a non-zero exit is a
-        result). See :meth:`Client.execute` for the arguments; a command over ``timeout``
+        """Runs ``command`` (or Python ``code``) in this sandbox and returns its result (a
+        non-zero exit is a result). See :meth:`Client.execute` for the arguments; a command
+        over ``timeout``
         raises :class:`ExecTimeout` (its ``.result`` has the partial output), or returns that
         result with ``timed_out`` set when ``raise_on_timeout`` is False."""
-        return self._client.exec(self.id, command, stdin=stdin, env=env, cwd=cwd, timeout=timeout,
-                                 output_limit=output_limit, raise_on_timeout=raise_on_timeout)
+        return self._client.exec(self.id, command, code=code, language=language, stdin=stdin,
+                                 env=env, cwd=cwd, timeout=timeout, output_limit=output_limit,
+                                 raise_on_timeout=raise_on_timeout)
 
     def exec_stream(
         self,
-        command: Command,
+        command: Optional[Command] = None,
         *,
+        code: Optional[str] = None,
+        language: Optional[str] = None,
         stdin: Optional[Union[str, bytes]] = None,
         env: Optional[Mapping[str, str]] = None,
         cwd: Optional[str] = None,
@@ -122,8 +128,9 @@ class Lease:
         """:meth:`exec` with the output as it comes: an :class:`ExecStream` of
         :class:`OutputEvent` s, then an :class:`ExitEvent`. Closing it early stops the
         command (the lease stays)."""
-        return self._client.exec_stream(self.id, command, stdin=stdin, env=env, cwd=cwd,
-                                        timeout=timeout, output_limit=output_limit)
+        return self._client.exec_stream(self.id, command, code=code, language=language,
+                                        stdin=stdin, env=env, cwd=cwd, timeout=timeout,
+                                        output_limit=output_limit)
 
     # -- shells and processes ------------------------------------------------------------
 
@@ -176,8 +183,10 @@ class Lease:
 
     def start_process(
         self,
-        command: Command,
+        command: Optional[Command] = None,
         *,
+        code: Optional[str] = None,
+        language: Optional[str] = None,
         tty: bool = False,
         cols: int = 80,
         rows: int = 24,
@@ -192,6 +201,8 @@ class Lease:
 
         Args:
             command: a shell string or an argv list, as for :meth:`exec`.
+            code, language: instead of a command, Python source run by the pool's warm
+                interpreter, as for :meth:`Client.execute`.
             tty: run it on a pseudo-terminal of ``cols`` x ``rows`` (its stdout and stderr
                 are then one stream, reported as stdout).
             env, cwd: as for :meth:`exec`.
@@ -200,12 +211,12 @@ class Lease:
             timeout: kill it after this long (default: never, until the release).
             output_limit: bytes of each stream the server keeps (the last ones).
         """
-        body = exec_body(command, stdin, env, cwd, timeout, output_limit)
+        body = exec_body(command, stdin, env, cwd, timeout, output_limit, code, language)
         if tty:
             body.update({"tty": True, "cols": cols, "rows": rows})
         answer = self._http.request("POST", lease_path(self.id, "/processes"), body=body)
-        shown = command if isinstance(command, str) else " ".join(command)
-        return Process(self._http, self.id, str(answer.json().get("id", "")), shown)
+        return Process(self._http, self.id, str(answer.json().get("id", "")),
+                       shown(command, language))
 
     def attach_process(self, process_id: str) -> Process:
         """A :class:`Process` for an id from :meth:`processes` or from elsewhere (no request

@@ -6,6 +6,7 @@ export { ExecStream, type ExitEvent, type OutputEvent, type StreamEvent } from "
 export * from "./errors.js";
 export type {
   AcquireOptions,
+  Code,
   CodeError,
   CodeResult,
   Command,

@@ -5,8 +5,18 @@
 export type Duration = string | number;
 /** Bytes kept per output stream: a size like "64k", or a number. */
 export type Size = string | number;
-/** An argv array (run directly) or a string (run by /bin/sh -c). */
-export type Command = string[] | string;
+/**
+ * Python source for the pool's warm interpreter (`interpreters.python`), run as
+ * `python3 -c code` would: a forked child of an interpreter that already imported the pool's
+ * `preload` modules. `language` is "python", the default and the only one there is.
+ */
+export interface Code {
+  code: string;
+  language?: "python";
+}
+
+/** An argv array (run directly), a string (run by /bin/sh -c), or `{ code }` (Python). */
+export type Command = string[] | string | Code;
 
 export interface ExecOptions {
   stdin?: string;
@@ -199,7 +209,10 @@ const counts = (v: unknown): Record<string, number> => (v && typeof v === "objec
 
 /** The request body fields of an exec (shared by execute and lease exec). */
 export function execBody(command: Command, o: ExecOptions = {}): Wire {
-  const body: Wire = { command };
+  const body: Wire =
+    typeof command === "string" || Array.isArray(command)
+      ? { command }
+      : { code: command.code, language: command.language ?? "python" };
   if (o.stdin !== undefined) body.stdin = o.stdin;
   if (o.env !== undefined) body.env = o.env;
   if (o.cwd !== undefined) body.cwd = o.cwd;

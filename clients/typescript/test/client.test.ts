@@ -197,7 +197,7 @@ test("RequestsWithoutTheTokenAreUnauthorized", async () => {
 
 test("PoolStatsAreTyped", async () => {
   const pools = await client.pools();
-  assert.deepEqual(pools.map((p) => p.name).sort(), ["shell", "single"]);
+  assert.deepEqual(pools.map((p) => p.name).sort(), ["python", "shell", "single"]);
   const shell = await client.pool("shell");
   assert.equal(shell.backend, "local");
   assert.equal(shell.maxSize, 2);

@@ -1,5 +1,6 @@
 # Sourced by the client tests (python_client.sh, typescript_client.sh): starts a real
-# `warmpool serve` with two bubblewrap pools ("shell": 2 sandboxes, "single": 1) on a free
+# `warmpool serve` with three bubblewrap pools ("shell": 2 sandboxes, "single": 1, and
+# "python": 1 with a warm Python interpreter, json preloaded) on a free
 # loopback port, with a bearer token and a 3 MiB body limit (so a 2 MiB stdin write reaches
 # its endpoint, which refuses it with 413 too_large, and a 4 MiB body gets the transport's
 # 413 payload_too_large). Needs $bin, $tmp, fail() and a cleanup trap that kills $server;
@@ -21,6 +22,11 @@ pools:
     backend: local
     min_idle: 1
     max_size: 1
+  - name: python
+    backend: local
+    min_idle: 1
+    max_size: 1
+    interpreters: {python: {command: python3, preload: [json]}}
 YAML
   "$bin" serve --config "$tmp/serve.yaml" >"$tmp/serve.log" 2>&1 &
   server=$!
