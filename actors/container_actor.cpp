@@ -77,6 +77,25 @@ void arm_state_timer(self_ptr self) {
 
 // -- the one-call-at-a-time queue of backend operations -----------------------
 
+/// An output poll holds the sandbox until output comes or its wait (live_poll_wait) ends.
+/// An operation queued behind it (a stdin write for the followed process, a command) asks
+/// the agent to answer the poll now. Polls do not end each other: two followers would keep
+/// waking each other up instead of waiting.
+void nudge_if_waited_for(self_ptr self) {
+  auto& st = self->state;
+  if (!st.busy || !st.current_polls || !st.sandbox ||
+      std::all_of(st.queue.begin(), st.queue.end(), [](const op& o) { return o.polls; }))
+    return;
+  st.current_polls = false; // once per poll
+  st.p.exec->submit([backend = st.p.backend, box = st.sandbox] {
+    try {
+      backend->nudge(*box);
+    } catch (const std::exception&) {
+      // Only an earlier answer is lost: the poll ends at its deadline as before.
+    }
+  });
+}
+
 void run_next(self_ptr self) {
   auto& st = self->state;
   if (st.busy || st.queue.empty())
@@ -84,6 +103,7 @@ void run_next(self_ptr self) {
   auto o = std::move(st.queue.front());
   st.queue.pop_front();
   st.busy = true;
+  st.current_polls = o.polls;
   st.current = std::move(o.on_done);
   auto id = ++st.op_seq;
   // `start` runs here, in the actor, so the work sees the sandbox as it is now.
@@ -97,6 +117,7 @@ void run_next(self_ptr self) {
 void enqueue(self_ptr self, op o) {
   self->state.queue.push_back(std::move(o));
   run_next(self);
+  nudge_if_waited_for(self);
 }
 
 /// Answers every queued (not yet started) operation with `err`.
@@ -481,7 +502,8 @@ void end_lease(self_ptr self, bool dirty) {
 
 /// Queues a lease operation (on the pool's lane) whose result goes to promise `rp`.
 template <class T, class Work, class Finish>
-caf::typed_response_promise<T> lease_op(self_ptr self, Work make_work, Finish finish) {
+caf::typed_response_promise<T> lease_op(self_ptr self, Work make_work, Finish finish,
+                                        bool polls = false) {
   auto rp = self->template make_response_promise<T>();
   enqueue(self, op{[self, make_work]() -> work_fn { return make_work(self); },
                    [self, rp, finish](op_result& r) mutable {
@@ -494,7 +516,7 @@ caf::typed_response_promise<T> lease_op(self_ptr self, Work make_work, Finish fi
                      rp.deliver(finish(self, r));
                    },
                    [rp](const caf::error& err) mutable { rp.deliver(err); },
-                   /*on_lane=*/true});
+                   /*on_lane=*/true, polls});
   return rp;
 }
 
@@ -603,6 +625,7 @@ container_internal_actor::behavior_type container(self_ptr self, container_param
       if (auto err = check_lease(self, lease_id))
         return err;
       auto timeout = duration{std::clamp<int64_t>(timeout_ms, 1, int64_t{24} * 3600 * 1000)};
+      bool polls = is_output_poll(request);
       return lease_op<std::string>(
         self,
         [request = std::move(request), timeout](self_ptr self) {
@@ -612,7 +635,8 @@ container_internal_actor::behavior_type container(self_ptr self, container_param
           if (!r.unfit.empty() && self->state.retire_after.empty())
             fire(self, cevent::retire, r.unfit);
           return std::move(r.data);
-        });
+        },
+        polls);
     },
     [self](release_atom, std::string& lease_id, bool dirty) -> caf::result<ok_atom> {
       auto& st = self->state;
@@ -645,6 +669,7 @@ container_internal_actor::behavior_type container(self_ptr self, container_param
       if (on_done)
         on_done(r);
       run_next(self);
+      nudge_if_waited_for(self); // a poll that starts with work queued behind it
     },
     [self](timer_atom, uint8_t kind, uint64_t stamp) {
       auto& st = self->state;

@@ -52,6 +52,7 @@ struct container_state {
     std::function<void(op_result&)> on_done;
     std::function<void(const caf::error&)> on_cancel;
     bool on_lane = false; // a lease operation: runs on the pool's lane (container_params)
+    bool polls = false;   // an output poll: ends early when another operation is queued
   };
 
   container_params p;
@@ -87,6 +88,7 @@ struct container_state {
   // Exactly one backend call in flight per sandbox; the rest wait here.
   std::deque<op> queue;
   bool busy = false;
+  bool current_polls = false; // the call in flight is an output poll not yet nudged
   uint64_t op_seq = 0;
   std::function<void(op_result&)> current;
 };

@@ -1,5 +1,7 @@
 #include "actors/sandbox_work.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include "messages/errors.hpp"
 
 namespace warmpool {
@@ -124,6 +126,16 @@ work_fn live_work(BackendPtr backend, SandboxPtr box, std::string request, durat
     r.unfit = backend->unfit_reason(*box);
     return r;
   };
+}
+
+bool is_output_poll(const std::string& request) {
+  if (request.size() > 4096 || request.find("wait_ms") == std::string::npos)
+    return false; // a poll is a small request; a large one carries data (a stdin write)
+  auto j = nlohmann::json::parse(request, nullptr, false);
+  if (!j.is_object())
+    return false;
+  auto w = j.find("wait_ms");
+  return w != j.end() && w->is_number() && w->get<double>() > 0;
 }
 
 std::string reset_verdict(const op_result& r) {

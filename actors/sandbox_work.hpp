@@ -39,6 +39,9 @@ work_fn read_work(BackendPtr backend, SandboxPtr box, std::string path);
 work_fn write_work(BackendPtr backend, SandboxPtr box, std::string path, std::string data);
 /// A live-sandbox call (Backend::agent_call); the reply lands in op_result::data.
 work_fn live_work(BackendPtr backend, SandboxPtr box, std::string request, duration timeout);
+/// Whether a live-sandbox request is an output poll (it has a "wait_ms" above 0), which the
+/// agent answers early when nudged (Backend::nudge).
+bool is_output_poll(const std::string& request);
 
 /// Why a reset leaves the sandbox unfit for another tenant ("" when it is fit).
 std::string reset_verdict(const op_result& r);

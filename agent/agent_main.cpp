@@ -419,6 +419,10 @@ json handle(const std::string& payload) {
     json msg = json::parse(payload);
     if (!msg.is_object())
       throw BadRequest("a request must be a JSON object");
+    // A nudge ends an output poll early (LiveJobs::await_output) and is not answered: the
+    // host sent it while waiting for another answer. One that comes after that poll is moot.
+    if (auto op = msg.find("op"); op != msg.end() && *op == "nudge" && !msg.contains("id"))
+      return json();
     auto it = msg.find("id");
     if (it == msg.end())
       throw BadRequest("missing field 'id'");
@@ -502,6 +506,10 @@ json handle(const std::string& payload) {
 // Serves one connection. Returns 0 at a clean end of stream (or a frame cut short by
 // EOF), 2 when the stream cannot continue (oversized prefix, I/O error).
 int serve(int in_fd, int out_fd) {
+  g_jobs.set_connection(in_fd);
+  struct Unset {
+    ~Unset() { g_jobs.set_connection(-1); }
+  } unset;
   for (;;) {
     // Between requests the jobs' pipes keep being drained (and their timers kept).
     g_jobs.pump(in_fd, proto::kNoDeadline);
@@ -519,6 +527,8 @@ int serve(int in_fd, int out_fd) {
     if (!r)
       return 2;
     json resp = handle(payload);
+    if (resp.is_null())
+      continue; // a nudge
     std::string frame;
     try {
       frame = proto::encode_frame(resp);

@@ -142,7 +142,7 @@ json Contexts::run(const json& msg) {
   c.next = steady::time_point::max();
   c.ctl_queue += std::to_string(req.code.size()) + "\n" + req.code;
   flush(c);
-  jobs_.pump(-1, steady::now() + std::chrono::milliseconds(req.output.wait_ms), [&] {
+  jobs_.await_output(steady::now() + std::chrono::milliseconds(req.output.wait_ms), [&] {
     Job* j = jobs_.find(num);
     return !j || !j->running;
   });

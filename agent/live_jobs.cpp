@@ -448,7 +448,7 @@ json LiveJobs::output(uint64_t num, const proto::ProcOutputRequest& req) {
 }
 
 void LiveJobs::wait_output(uint64_t num, const proto::ProcOutputRequest& req) {
-  pump(-1, steady::now() + std::chrono::milliseconds(req.wait_ms), [&] {
+  await_output(steady::now() + std::chrono::milliseconds(req.wait_ms), [&] {
     Job* job = find(num);
     return !job || !job->running || job->streams[0].end() > req.offset ||
            job->streams[1].end() > req.stderr_offset;

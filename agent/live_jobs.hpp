@@ -132,6 +132,15 @@ public:
   /// The event loop: returns when `conn_fd` (-1: none) is readable, `done()` holds or
   /// `deadline` passed.
   void pump(int conn_fd, steady::time_point deadline, const std::function<bool()>& done = {});
+  /// The host connection being served (-1: none); see await_output().
+  void set_connection(int fd) { conn_fd_ = fd; }
+  /// The wait of an output poll (proc_output, shell_run, ctx_run with wait_ms): pumps until
+  /// `done()`, the deadline, or the host sends something. The host sends while a poll is
+  /// going on only to end it early (a "nudge": it has another call for this sandbox, which
+  /// would otherwise wait for the poll's deadline); the poll then answers what it has.
+  void await_output(steady::time_point deadline, const std::function<bool()>& done) {
+    pump(conn_fd_, deadline, done);
+  }
   /// reset: kills every job's process group and empties the table.
   void clear();
 
@@ -146,6 +155,7 @@ private:
   std::vector<LoopPart*> parts_;
   std::map<uint64_t, std::unique_ptr<Job>> jobs_;
   uint64_t next_ = 1; // ids are never reused, not even after reset
+  int conn_fd_ = -1;
 };
 
 /// Reads what `fd` has now (non-blocking) into `sink` until EAGAIN, EOF or `budget` bytes.

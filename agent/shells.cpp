@@ -181,7 +181,7 @@ json Shells::run(const json& msg) {
   std::string seq = std::to_string(sh.seq);
   send(sh, "\\printf 'R " + seq + "\\n' >&3; \\command eval " + single_quoted(req.command) +
              " </dev/null 3>&-; \\printf 'D " + seq + " %s\\n' \"$?\" >&3\n");
-  jobs_.pump(-1, steady::now() + std::chrono::milliseconds(req.output.wait_ms), [&] {
+  jobs_.await_output(steady::now() + std::chrono::milliseconds(req.output.wait_ms), [&] {
     Job* j = jobs_.find(num);
     return !j || !j->running;
   });

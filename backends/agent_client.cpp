@@ -67,15 +67,44 @@ AgentClient::AgentClient(const std::string& socket_path, duration connect_timeou
 
 AgentClient::~AgentClient() { close(); }
 
+// Closes both fds. Called with mu_ held.
+static void close_fds(std::mutex& write_mu, int& rfd, int& wfd) {
+  std::lock_guard<std::mutex> wl(write_mu);
+  if (rfd >= 0)
+    ::close(rfd);
+  if (wfd >= 0 && wfd != rfd)
+    ::close(wfd);
+  rfd = wfd = -1;
+}
+
 void AgentClient::close() {
   std::lock_guard<std::mutex> lk(mu_);
-  if (rfd_ >= 0)
-    ::close(rfd_);
-  if (wfd_ >= 0 && wfd_ != rfd_)
-    ::close(wfd_);
-  rfd_ = wfd_ = -1;
+  close_fds(write_mu_, rfd_, wfd_);
   if (broken_reason_.empty())
     broken_reason_ = "connection closed";
+}
+
+void AgentClient::nudge() {
+  std::lock_guard<std::mutex> wl(write_mu_);
+  if (in_call_)
+    send_nudge();
+  else
+    nudge_pending_ = true; // the poll's request is not out yet: it goes right after it
+}
+
+// Called with write_mu_ held.
+void AgentClient::send_nudge() {
+  static const std::string frame = proto::encode_frame(json{{"op", "nudge"}});
+  if (wfd_ < 0 || desynced_)
+    return;
+  // A few bytes into a socket the agent reads: this only waits when the agent has stopped
+  // reading altogether, and then the call in flight fails on its own deadline.
+  if (auto w = proto::write_all(wfd_, frame, clk::now() + std::chrono::milliseconds(200)); !w) {
+    // Part of a frame may have gone out: the stream is out of step. The next call fails
+    // (container_failed), as after any transport failure; the one in flight ends now.
+    desynced_ = true;
+    ::shutdown(wfd_, SHUT_RDWR);
+  }
 }
 
 bool AgentClient::broken() const {
@@ -87,11 +116,7 @@ bool AgentClient::broken() const {
 // request), so the connection is closed for good. Called with mu_ held.
 void AgentClient::fail(const std::string& what) {
   broken_reason_ = what;
-  if (rfd_ >= 0)
-    ::close(rfd_);
-  if (wfd_ >= 0 && wfd_ != rfd_)
-    ::close(wfd_);
-  rfd_ = wfd_ = -1;
+  close_fds(write_mu_, rfd_, wfd_);
   throw Error(Errc::container_failed, "agent: " + what);
 }
 
@@ -118,10 +143,28 @@ json AgentClient::call(json request, duration timeout) {
     throw Error(Errc::invalid_request, op + ": request too large: " + e.what());
   }
   auto deadline = clk::now() + timeout;
-  if (auto w = proto::write_all(wfd_, frame, deadline); !w)
+  proto::IoResult w;
+  bool desynced = false;
+  {
+    std::lock_guard<std::mutex> wl(write_mu_);
+    desynced = desynced_;
+    if (!desynced)
+      w = proto::write_all(wfd_, frame, deadline);
+    in_call_ = !desynced && w;
+    if (in_call_ && nudge_pending_)
+      send_nudge();
+    nudge_pending_ = false;
+  }
+  if (desynced)
+    fail(op + ": the connection is out of step (a nudge could not be sent whole)");
+  if (!w)
     fail(op + ": sending the request failed: " + io_message(w));
   std::string payload;
   auto r = proto::read_frame(rfd_, payload, proto::kMaxFrame, deadline);
+  {
+    std::lock_guard<std::mutex> wl(write_mu_);
+    in_call_ = false;
+  }
   if (r.status == proto::IoStatus::timeout)
     fail(op + ": no answer within " + std::to_string(timeout.count()) + " ms");
   if (!r)

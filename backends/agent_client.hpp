@@ -61,6 +61,11 @@ public:
   /// JSON text. Throws Error(invalid_request) when `request` is not a JSON object.
   std::string call_text(const std::string& request, duration timeout);
 
+  /// Ends the agent's output poll in flight (a call with "wait_ms") early: it answers what
+  /// it has now instead of waiting for its deadline. For another thread while a call runs,
+  /// whose caller has its next call ready. The agent ignores a nudge that finds no poll.
+  void nudge();
+
   /// Closes the connection; later calls throw container_failed. Idempotent.
   void close();
   /// True once a transport failure or close() happened.
@@ -68,7 +73,15 @@ public:
 
 private:
   [[noreturn]] void fail(const std::string& what);
+  void send_nudge();
   mutable std::mutex mu_;
+  // Held while a frame is written and while the fds close, so that a nudge (which cannot
+  // wait for mu_: a call holds it until its answer) never cuts into a request or writes to
+  // a closed fd. Order: mu_, then write_mu_.
+  std::mutex write_mu_;
+  // Under write_mu_: a nudge went out cut short; a request is out and its answer not read;
+  // a nudge waits for the next request (it came before the poll it is meant to end).
+  bool desynced_ = false, in_call_ = false, nudge_pending_ = false;
   int rfd_ = -1, wfd_ = -1;
   uint64_t next_id_ = 1;
   std::string broken_reason_;

@@ -64,6 +64,12 @@ public:
                 "docker backend)");
   }
 
+  /// Ends an output poll (an agent_call whose request has "wait_ms") that is going on in
+  /// `box` early, so that the call queued behind it does not wait for the poll's deadline.
+  /// Called from another thread while that call runs; never throws. Backends without an
+  /// agent have no polls to end.
+  virtual void nudge(Sandbox& box) { (void)box; }
+
   /// Wipes the workspace and kills every process of the previous tenant; throws if it
   /// cannot verify a clean state (the caller then retires the sandbox).
   virtual ResetReport reset(Sandbox& box, duration timeout) = 0;

@@ -262,21 +262,21 @@ SandboxPtr DockerBackend::create(const SandboxSpec& spec) {
 }
 
 void DockerBackend::connect_agent(Box& b, clk::time_point deadline) {
-  b.agent_conn.reset();
+  b.set_agent(nullptr);
   // Wait for the agent's socket, checking now and then that the container did not exit
   // (bad image, agent cannot run) so such a failure is reported at once, with its logs.
   auto next_check = clk::now() + std::chrono::milliseconds(200);
   for (;;) {
     if (fs::exists(b.socket_path())) {
-      std::unique_ptr<AgentClient> conn;
+      std::shared_ptr<AgentClient> conn;
       try {
-        conn = std::make_unique<AgentClient>(b.socket_path(), duration(1000));
+        conn = std::make_shared<AgentClient>(b.socket_path(), duration(1000));
         conn->ping(duration(2000));
       } catch (const Error&) {
         conn.reset(); // the socket of an agent still starting up; retried below
       }
       if (conn) {
-        b.agent_conn = std::move(conn);
+        b.set_agent(std::move(conn));
         // Outside the retry: an interpreter that cannot start is this image's failure.
         start_interpreters(*b.agent_conn, *b.cfg, b.cfg->image);
         return;

@@ -24,7 +24,10 @@ struct DockerBackend::Box : Sandbox {
   const PoolConfig* cfg = nullptr;
   UidGid user;
   bool agent = true;
-  std::unique_ptr<AgentClient> agent_conn;
+  // Replaced only by the sandbox's own (one-at-a-time) operations, always with set_agent:
+  // nudge() reads it from another thread while an operation runs.
+  std::shared_ptr<AgentClient> agent_conn;
+  void set_agent(std::shared_ptr<AgentClient> c) { std::atomic_store(&agent_conn, std::move(c)); }
   std::atomic<bool> restarting{false}; // a reset's restart: its die event is not a death
   std::string id() const override { return cid; }
   std::string socket_path() const { return socket_dir + "/agent.sock"; }

@@ -26,10 +26,11 @@ std::string absolute_in_sandbox(const std::string& path) {
 // ---- exec and files ------------------------------------------------------------------
 
 /// The agent connection, reopened if an earlier call broke it (a fresh stream is in sync).
-static AgentClient& agent_of(std::unique_ptr<AgentClient>& conn, const std::string& socket_path) {
-  if (!conn || conn->broken())
-    conn = std::make_unique<AgentClient>(socket_path, duration(2000));
-  return *conn;
+template <class Box> // DockerBackend::Box, private to the backend
+static AgentClient& agent_of(Box& b) {
+  if (!b.agent_conn || b.agent_conn->broken())
+    b.set_agent(std::make_shared<AgentClient>(b.socket_path(), duration(2000)));
+  return *b.agent_conn;
 }
 
 ExecResult DockerBackend::exec(Sandbox& box, const ExecRequest& req) {
@@ -38,7 +39,7 @@ ExecResult DockerBackend::exec(Sandbox& box, const ExecRequest& req) {
     throw Error(Errc::invalid_request, "exec needs argv, shell or code with a language");
   check_language(*b.cfg, req);
   if (b.agent)
-    return agent_of(b.agent_conn, b.socket_path()).exec(req);
+    return agent_of(b).exec(req);
   return docker_exec(b, req);
 }
 
@@ -97,7 +98,7 @@ ExecResult DockerBackend::docker_exec(Box& b, const ExecRequest& req) {
 std::string DockerBackend::read_file(Sandbox& box, const std::string& path) {
   Box& b = cast(box);
   if (b.agent)
-    return agent_of(b.agent_conn, b.socket_path()).read_file(path);
+    return agent_of(b).read_file(path);
   std::string p = absolute_in_sandbox(path);
   uint64_t limit = b.cfg->limits.file_size;
   auto out = run_as_tenant(b, {"cat", "--", p}, duration(30000), nullptr, limit);
@@ -119,13 +120,18 @@ std::string DockerBackend::agent_call(Sandbox& box, const std::string& request,
                 "pool " + b.cfg->name +
                   " runs commands with docker exec (exec_mode: docker): shells, processes "
                   "and streaming need the in-sandbox agent (exec_mode: agent)");
-  return agent_of(b.agent_conn, b.socket_path()).call_text(request, timeout);
+  return agent_of(b).call_text(request, timeout);
+}
+
+void DockerBackend::nudge(Sandbox& box) {
+  if (auto conn = std::atomic_load(&cast(box).agent_conn))
+    conn->nudge();
 }
 
 void DockerBackend::write_file(Sandbox& box, const std::string& path, const std::string& data) {
   Box& b = cast(box);
   if (b.agent)
-    return agent_of(b.agent_conn, b.socket_path()).write_file(path, data);
+    return agent_of(b).write_file(path, data);
   std::string p = absolute_in_sandbox(path);
   std::string parent = fs::path(p).parent_path().string();
   // Created by the tenant uid, so the file is the tenant's like everything it writes.
@@ -181,7 +187,7 @@ ResetReport DockerBackend::reset(Sandbox& box, duration timeout) {
     } clear{b.restarting};
     auto deadline = clk::now() + timeout;
     if (b.agent) {
-      b.agent_conn.reset();
+      b.set_agent(nullptr);
       std::error_code ec;
       fs::remove(b.socket_path(), ec); // so that waiting for it means the new agent
     }
@@ -191,7 +197,7 @@ ResetReport DockerBackend::reset(Sandbox& box, duration timeout) {
     return {};
   }
   if (b.agent)
-    return agent_of(b.agent_conn, b.socket_path()).reset(timeout);
+    return agent_of(b).reset(timeout);
 
   auto out = run_as_tenant(b, {"sh", "-c", kTenantResetScript}, timeout);
   unsigned long long killed = 0, files = 0, left = 1, procs = 1, ipc = 1;
@@ -214,7 +220,7 @@ ResetReport DockerBackend::reset(Sandbox& box, duration timeout) {
 void DockerBackend::ping(Sandbox& box, duration timeout) {
   Box& b = cast(box);
   if (b.agent) {
-    agent_of(b.agent_conn, b.socket_path()).ping(timeout);
+    agent_of(b).ping(timeout);
     return;
   }
   json st = b.client->inspect(b.cid);

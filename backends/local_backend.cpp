@@ -411,6 +411,17 @@ std::string LocalBackend::agent_call(Sandbox& box, const std::string& request,
   return client_of(box)->call_text(request, timeout);
 }
 
+void LocalBackend::nudge(Sandbox& box) {
+  std::shared_ptr<AgentClient> client;
+  try {
+    client = client_of(box);
+  } catch (const Error&) {
+    return; // destroyed: nothing to end early
+  }
+  if (client)
+    client->nudge();
+}
+
 ResetReport LocalBackend::reset(Sandbox& box, duration timeout) {
   return client_of(box)->reset(timeout);
 }

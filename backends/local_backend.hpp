@@ -82,6 +82,7 @@ public:
   std::string read_file(Sandbox& box, const std::string& path) override;
   void write_file(Sandbox& box, const std::string& path, const std::string& data) override;
   std::string agent_call(Sandbox& box, const std::string& request, duration timeout) override;
+  void nudge(Sandbox& box) override;
   ResetReport reset(Sandbox& box, duration timeout) override;
   void ping(Sandbox& box, duration timeout) override;
   void destroy(Sandbox& box) override;

@@ -281,6 +281,35 @@ TEST(AgentClientTest, AgentErrorFrameMapsToInvalidRequest) {
   EXPECT_EQ(c->ping(5s).version, kVersion);
 }
 
+// The sandbox's actor may nudge before the poll it means to end has been sent (the nudge
+// runs on another thread): the client then sends it right after that request. The process
+// never writes, so only the nudge can end a wait of a minute within the call's deadline.
+TEST(AgentClientTest, ANudgeBeforeAPollEndsThatPollAndTheStreamStaysInStep) {
+  TempDir ws;
+  AgentProc agent(ws.path());
+  auto c = agent.client();
+  json started = c->call({{"op", "proc_start"}, {"argv", {"sleep", "60"}}}, 5s);
+  c->nudge();
+  json polled = c->call({{"op", "proc_output"}, {"process", started["process"]}, {"offset", 0},
+                         {"stderr_offset", 0}, {"wait_ms", 60000}},
+                        20s);
+  EXPECT_EQ(polled["running"], true);
+  EXPECT_EQ(c->ping(5s).version, kVersion);
+  // While a call is out, a nudge goes at once: here it crosses an exec, which it leaves be.
+  std::thread nudger([&] {
+    for (int i = 0; i < 20; ++i) {
+      c->nudge();
+      std::this_thread::sleep_for(1ms);
+    }
+  });
+  ExecRequest req;
+  req.shell = "echo whole";
+  EXPECT_EQ(c->exec(req).stdout_data, "whole\n");
+  nudger.join();
+  EXPECT_EQ(c->ping(5s).version, kVersion);
+  EXPECT_FALSE(c->broken());
+}
+
 TEST(AgentClientTest, DeadAgentThrowsContainerFailed) {
   TempDir ws;
   AgentProc agent(ws.path());

@@ -385,6 +385,54 @@ TEST_F(LiveAgentTest, LongPollAnswersAsSoonAsALineIsPrintedWhileTheProcessRuns) 
   EXPECT_EQ(end["exit_code"], 0);
 }
 
+// The host nudges while a poll holds the sandbox and it has another call to make: the poll
+// answers what it has at once (here nothing: the process waits on a fifo of the test's, so
+// only the nudge can have ended a wait of a minute). The nudge itself gets no answer.
+TEST_F(LiveAgentTest, ANudgeEndsAnOutputPollAtOnceAndIsNotAnswered) {
+  std::string f = fifo("gate");
+  json p = start({{"shell", "read x < " + f + "; echo done"}});
+  agent.send({{"id", 2}, {"op", "proc_output"}, {"process", p["process"]}, {"offset", 0},
+              {"stderr_offset", 0}, {"wait_ms", 60000}});
+  agent.send({{"op", "nudge"}});
+  json r = agent.recv();
+  EXPECT_EQ(r["id"], 2);
+  EXPECT_EQ(r["running"], true);
+  EXPECT_EQ(unb64(r["stdout"]), "");
+  // A shell command's wait ends the same way, and the command goes on.
+  std::string g = fifo("gate2");
+  open_shell("s");
+  agent.send({{"id", 3}, {"op", "shell_run"}, {"shell", "s"},
+              {"command", "read y < " + g + "; echo y"}, {"wait_ms", 60000}});
+  agent.send({{"op", "nudge"}});
+  json sr = agent.recv();
+  EXPECT_EQ(sr["id"], 3);
+  EXPECT_EQ(sr["running"], true) << sr.dump();
+  agent.send({{"id", 4}, {"op", "ping"}});
+  EXPECT_EQ(agent.recv()["id"], 4); // no answer to either nudge came before it
+  release(f);
+  release(g);
+  EXPECT_EQ(unb64(finish(p["process"])["stdout"]), "done\n");
+  EXPECT_EQ(unb64(finish(sr["process"])["stdout"]), "y\n");
+}
+
+// A nudge that finds no poll (it crossed the poll's answer, or came before it) changes
+// nothing: the calls after it are answered in step, a command is not cut short.
+TEST_F(LiveAgentTest, ANudgeWithNoPollGoingOnIsIgnored) {
+  agent.send({{"op", "nudge"}});
+  agent.send({{"id", 7}, {"op", "ping"}});
+  EXPECT_EQ(agent.recv()["id"], 7);
+  std::string f = fifo("gate");
+  agent.send({{"id", 8}, {"op", "exec"}, {"shell", "read x < " + f + "; echo $x"},
+              {"timeout_ms", 60000}});
+  agent.send({{"op", "nudge"}});
+  release(f, "through\n");
+  json r = agent.recv();
+  EXPECT_EQ(r["id"], 8);
+  EXPECT_EQ(unb64(r["stdout"]), "through\n") << r.dump();
+  agent.send({{"id", 9}, {"op", "ping"}});
+  EXPECT_EQ(agent.recv()["id"], 9);
+}
+
 TEST_F(LiveAgentTest, StdoutAndStderrKeepTheirOrderPerStream) {
   json p =
     start({{"shell", "i=0; while [ $i -lt 300 ]; do echo o$i; echo e$i >&2; i=$((i+1)); done"}});
