@@ -103,13 +103,19 @@ std::vector<ContextInfo> Lease::contexts() {
 
 void Lease::open_context_async(std::string name,
                                std::function<void(std::string, std::exception_ptr)> done) {
-  auto& l = held(impl_);
+  auto* lp = usable(impl_, done);
+  if (!lp)
+    return;
+  auto& l = *lp;
   open_named_async(l, context_open(l), std::move(name), std::move(done));
 }
 
 void Lease::run_code_async(std::string context, std::string code, duration timeout,
                            std::function<void(CodeResult, std::exception_ptr)> done) {
-  auto& l = held(impl_);
+  auto* lp = usable(impl_, done);
+  if (!lp)
+    return;
+  auto& l = *lp;
   // Each answer schedules the next poll from the engine thread that delivered it; the
   // state lives as long as the chain. `l` outlives it: the caller holds the Lease for the
   // request (the HTTP server, its registry entry). A release meanwhile is not waited for:
@@ -150,13 +156,19 @@ void Lease::run_code_async(std::string context, std::string code, duration timeo
 }
 
 void Lease::close_context_async(std::string context, std::function<void(std::exception_ptr)> done) {
-  call_async(held(impl_), {{"op", "ctx_close"}, {"context", context}}, duration{0},
+  auto* l = usable(impl_, done);
+  if (!l)
+    return;
+  call_async(*l, {{"op", "ctx_close"}, {"context", context}}, duration{0},
              ignore_reply(std::move(done)));
 }
 
 void Lease::contexts_async(
   std::function<void(std::vector<ContextInfo>, std::exception_ptr)> done) {
-  call_async(held(impl_), {{"op", "ctx_list"}}, duration{0},
+  auto* l = usable(impl_, done);
+  if (!l)
+    return;
+  call_async(*l, {{"op", "ctx_list"}}, duration{0},
              parse_then<std::vector<ContextInfo>>(
                [](const json& j) { return listed(j, "contexts", "context"); }, std::move(done)));
 }

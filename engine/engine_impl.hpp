@@ -329,6 +329,39 @@ struct Lease::Impl {
   std::atomic<uint32_t> contexts_opened{0}; // and code contexts
 };
 
+/// The Lease's state for a call; throws when it is empty or released.
+inline Lease::Impl& held(const std::unique_ptr<Lease::Impl>& impl) {
+  if (!impl)
+    throw Error{Errc::invalid_request, "this Lease is empty (moved from or default-constructed)"};
+  if (impl->released)
+    throw Error{Errc::unknown_lease, "lease " + impl->info.id + " was already released"};
+  return *impl;
+}
+
+/// For the async forms: the Lease's state, or null once `done` heard why there is none (an
+/// empty or released Lease). Their contract is that `done` hears every error: one thrown at
+/// the caller instead would, from an engine callback (a stream's next poll after the lease
+/// was released), end that engine thread's actor and strand the calls queued on it.
+inline Lease::Impl* usable(const std::unique_ptr<Lease::Impl>& impl,
+                           std::function<void(std::exception_ptr)>& done) {
+  try {
+    return &held(impl);
+  } catch (...) {
+    done(std::current_exception());
+    return nullptr;
+  }
+}
+template <class T>
+Lease::Impl* usable(const std::unique_ptr<Lease::Impl>& impl,
+                    std::function<void(T, std::exception_ptr)>& done) {
+  try {
+    return &held(impl);
+  } catch (...) {
+    done(T{}, std::current_exception());
+    return nullptr;
+  }
+}
+
 /// Releases a lease still held without waiting: a destructor or an assignment must not
 
 } // namespace warmpool

@@ -26,16 +26,8 @@ Lease& Lease::operator=(Lease&& other) noexcept {
 
 Lease::~Lease() { release_in_background(impl_); }
 
-static Lease::Impl& checked(const std::unique_ptr<Lease::Impl>& impl) {
-  if (!impl)
-    throw Error{Errc::invalid_request, "this Lease is empty (moved from or default-constructed)"};
-  if (impl->released)
-    throw Error{Errc::unknown_lease, "lease " + impl->info.id + " was already released"};
-  return *impl;
-}
-
 ExecResult Lease::exec(const ExecRequest& req) {
-  auto& l = checked(impl_);
+  auto& l = held(impl_);
   check_command(req);
   return l.engine->call_on<ExecResult>(l.info.node, l.info.handle,
                                        l.engine->exec_timeout(l.info, req), exec_atom::value,
@@ -64,36 +56,39 @@ static void exec_with_callback(Lease::Impl& l, ExecRequest req, bool waited,
 }
 
 void Lease::exec_async(ExecRequest req, std::function<void(ExecResult, std::exception_ptr)> done) {
-  exec_with_callback(checked(impl_), std::move(req), false, std::move(done));
+  if (auto* l = usable(impl_, done))
+    exec_with_callback(*l, std::move(req), false, std::move(done));
 }
 
 std::future<ExecResult> Lease::exec_future(ExecRequest req) {
   auto prom = std::make_shared<std::promise<ExecResult>>();
   auto fut = prom->get_future();
-  exec_with_callback(checked(impl_), std::move(req), true,
-                     [prom](ExecResult r, std::exception_ptr e) {
-                       if (e)
-                         prom->set_exception(e);
-                       else
-                         prom->set_value(std::move(r));
-                     });
+  std::function<void(ExecResult, std::exception_ptr)> done = [prom](ExecResult r,
+                                                                   std::exception_ptr e) {
+    if (e)
+      prom->set_exception(e);
+    else
+      prom->set_value(std::move(r));
+  };
+  if (auto* l = usable(impl_, done))
+    exec_with_callback(*l, std::move(req), true, std::move(done));
   return fut;
 }
 
 std::string Lease::read_file(const std::string& path) {
-  auto& l = checked(impl_);
+  auto& l = held(impl_);
   return l.engine->call_on<std::string>(l.info.node, l.info.handle, duration{60000},
                                         read_atom::value, l.info.id, path);
 }
 
 void Lease::write_file(const std::string& path, const std::string& data) {
-  auto& l = checked(impl_);
+  auto& l = held(impl_);
   l.engine->call_on<ok_atom>(l.info.node, l.info.handle, duration{60000}, write_atom::value,
                              l.info.id, path, data);
 }
 
 void Lease::release(bool dirty) {
-  auto& l = checked(impl_);
+  auto& l = held(impl_);
   l.released = true;
   l.engine->call_on<ok_atom>(l.info.node, l.info.handle, duration{30000}, release_atom::value,
                              l.info.id, dirty);
@@ -116,7 +111,10 @@ static void lease_call_async(Lease::Impl& l, std::function<void(R, std::exceptio
 }
 
 void Lease::release_async(bool dirty, std::function<void(std::exception_ptr)> done) {
-  auto& l = checked(impl_);
+  auto* lp = usable(impl_, done);
+  if (!lp)
+    return;
+  auto& l = *lp;
   l.released = true;
   lease_call_async<ok_atom>(
     l, [done = std::move(done)](ok_atom, std::exception_ptr e) { done(e); }, release_atom::value,
@@ -125,13 +123,19 @@ void Lease::release_async(bool dirty, std::function<void(std::exception_ptr)> do
 
 void Lease::read_file_async(const std::string& path,
                             std::function<void(std::string, std::exception_ptr)> done) {
-  auto& l = checked(impl_);
+  auto* lp = usable(impl_, done);
+  if (!lp)
+    return;
+  auto& l = *lp;
   lease_call_async<std::string>(l, std::move(done), read_atom::value, l.info.id, path);
 }
 
 void Lease::write_file_async(const std::string& path, std::string data,
                              std::function<void(std::exception_ptr)> done) {
-  auto& l = checked(impl_);
+  auto* lp = usable(impl_, done);
+  if (!lp)
+    return;
+  auto& l = *lp;
   lease_call_async<ok_atom>(
     l, [done = std::move(done)](ok_atom, std::exception_ptr e) { done(e); }, write_atom::value,
     l.info.id, path, std::move(data));

@@ -17,14 +17,6 @@ using json = nlohmann::json;
 /// The agent's extra time on top of a call's own wait (the transfer, a busy sandbox).
 inline constexpr duration kCallMargin{30000};
 
-inline Lease::Impl& held(const std::unique_ptr<Lease::Impl>& impl) {
-  if (!impl)
-    throw Error{Errc::invalid_request, "this Lease is empty (moved from or default-constructed)"};
-  if (impl->released)
-    throw Error{Errc::unknown_lease, "lease " + impl->info.id + " was already released"};
-  return *impl;
-}
-
 inline std::string field_string(const json& j, const char* name) {
   auto it = j.find(name);
   return it != j.end() && it->is_string() ? it->get<std::string>() : std::string{};

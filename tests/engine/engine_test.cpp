@@ -158,6 +158,64 @@ TEST_F(EngineTest, CallbacksChainFurtherAsyncCallsAndReleaseByDroppingTheLease) 
   EXPECT_EQ(leased_soon(*engine, 0), 0u);
 }
 
+// An async call on a released (or empty) Lease tells its callback, never the caller: made
+// from inside an engine callback (a stream's next poll after another client released the
+// lease), a throw would end that engine thread's actor, and the calls whose turn came to it
+// afterwards would never be answered.
+TEST_F(EngineTest, AsyncCallsOnAReleasedLeaseTellTheirCallbackAndTheEngineGoesOn) {
+  auto engine = start();
+  auto lease = std::make_shared<Lease>(engine->acquire("sim"));
+  lease->release();
+  std::vector<std::exception_ptr> heard;
+  auto note = [&](std::exception_ptr e) { heard.push_back(e); };
+  EXPECT_NO_THROW({
+    lease->exec_async(echo("x"), [&](ExecResult, std::exception_ptr e) { note(e); });
+    lease->read_file_async("f", [&](std::string, std::exception_ptr e) { note(e); });
+    lease->write_file_async("f", "d", note);
+    lease->release_async(false, note);
+    lease->read_output_async("p", 0, 0, live_poll_wait,
+                             [&](ProcessOutput, std::exception_ptr e) { note(e); });
+    lease->write_stdin_async("p", "x", false, note);
+    lease->run_code_async("c", "1", duration{0}, [&](CodeResult, std::exception_ptr e) { note(e); });
+    Lease{}.exec_async(echo("x"), [&](ExecResult, std::exception_ptr e) { note(e); });
+  });
+  ASSERT_EQ(heard.size(), 8u);
+  for (size_t i = 0; i < heard.size(); ++i) {
+    try {
+      std::rethrow_exception(heard[i]);
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), i + 1 < heard.size() ? Errc::unknown_lease : Errc::invalid_request) << i;
+    }
+  }
+  auto fut = lease->exec_future(echo("x"));
+  EXPECT_THROW(fut.get(), Error);
+
+  // From engine callbacks, many times over: every engine thread meets the released lease.
+  constexpr int rounds = 64;
+  std::atomic<int> done{0};
+  std::promise<void> all;
+  for (int i = 0; i < rounds; ++i)
+    engine->acquire_async("sim", {}, [&, lease](Lease fresh, std::exception_ptr) {
+      lease->read_output_async("p", 0, 0, live_poll_wait, [&](ProcessOutput, std::exception_ptr) {
+        if (++done == rounds)
+          all.set_value();
+      });
+      fresh.release_async(false, [](std::exception_ptr) {});
+    });
+  ASSERT_EQ(all.get_future().wait_for(30s), std::future_status::ready) << done.load();
+  // Each engine thread is still there to answer.
+  for (int i = 0; i < 32; ++i) {
+    auto p = std::make_shared<std::promise<std::string>>();
+    engine->execute_async("sim", echo("after"), {},
+                          [p](ExecResult r, ExecuteInfo, std::exception_ptr) {
+                            p->set_value(r.stdout_data);
+                          });
+    auto r = p->get_future();
+    ASSERT_EQ(r.wait_for(30s), std::future_status::ready) << "call " << i << " went unanswered";
+    EXPECT_EQ(r.get(), "after\n");
+  }
+}
+
 TEST_F(EngineTest, AFutureWaitedInsideACallbackStillCompletes) {
   // The callback runs on the requester actor that would take the future's answer, were it
   // sent from there: waiting on it must not deadlock that actor.

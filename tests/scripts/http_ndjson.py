@@ -57,7 +57,7 @@ def request(port, token, method, path, body=None, spec=None):
     return res
 
 
-def _request(port, token, method, path, body):
+def _request(port, token, method, path, body, on_first_chunk=None):
     data = json.dumps(body).encode() if body is not None else b""
     auth = f"Authorization: Bearer {token}\r\n" if token else ""
     head = (f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}"
@@ -86,6 +86,8 @@ def _request(port, token, method, path, body):
             chunk, buf = _read_exact(sock, buf, size + 2)
             expect(chunk.endswith(b"\r\n"), f"chunk not followed by CRLF: {chunk[-20:]!r}")
             chunks.append(chunk[:-2])
+            if on_first_chunk is not None and len(chunks) == 1:
+                on_first_chunk()
 
 
 def check_stream(res, spec, where, exit_code=0):
@@ -177,6 +179,30 @@ def run(port, token, call, want, spec):
     finally:
         want(call(port, "DELETE", f"/v1/leases/{lid}", token=token), 204)
 
+    # Another client releases the lease while its process's output is followed. The stream
+    # ends in step (the killed process's exit, or an unknown_lease error line, then the last
+    # chunk), and the server goes on answering every call: the follower's next poll finding
+    # the lease gone once killed the engine thread that made it, and the calls its turn came
+    # to were never answered.
+    lid = want(call(port, "POST", "/v1/leases", {"pool": "local"}, token=token), 201).json()["id"]
+    pid = want(call(port, "POST", f"/v1/leases/{lid}/processes", {"command": "echo started; sleep 100"},
+                    token=token), 201).json()["id"]
+    released = []
+    res = _request(port, token, "GET", f"/v1/leases/{lid}/processes/{pid}/output?follow=true", None,
+                   on_first_chunk=lambda: released.append(
+                       call(port, "DELETE", f"/v1/leases/{lid}", token=token).status))
+    expect(released == [204], f"release during a follow: {released}")
+    expect(res.status == 200, f"follow, released: status {res.status}")
+    lines = res.lines()
+    for i, line in enumerate(lines):
+        spec.validate(line, spec.doc["components"]["schemas"]["StreamLine"], f"line {i}", "follow, released")
+    expect(lines[0] == {"type": "stdout", "data": "started\n"}, f"follow, released: {lines!r}")
+    last = lines[-1]
+    expect(last["type"] == "exit" or (last["type"] == "error" and last["error"]["code"] == "unknown_lease"),
+           f"follow, released: the stream ended with {last!r}")
+    for i in range(16):
+        want(call(port, "POST", "/v1/execute", {"pool": "local", "command": ["true"]}, token=token), 200)
+
     # A sticky session's shell, streamed (the session the sessions test uses later: the
     # local pool has one sandbox).
     shelled = {"pool": "local", "session": "s-local", "shell": "nd", "command": "export Y=1; cd /tmp"}
@@ -184,4 +210,5 @@ def run(port, token, call, want, spec):
     res = request(port, token, "POST", "/v1/execute", dict(shelled, command="echo $Y; pwd"))
     out, _, _ = check_stream(res, spec, "session shell, next request")
     expect(out == "1\n/tmp\n", f"session shell: {out!r}")
-    return 4  # the audited /v1/execute requests: two one-shot streams, two of the session
+    return 20  # the audited /v1/execute requests: two one-shot streams, the 16 after the
+    # release during a follow, two of the session
