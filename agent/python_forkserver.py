@@ -61,6 +61,7 @@ import binascii
 import errno
 import gc
 import json
+import re
 import select
 import signal
 import socket
@@ -95,6 +96,23 @@ for _s in _SIGNALS:
         pass
 # The interpreter's own stdio objects: the child re-points fds 0-2 under them.
 _std = (sys.stdin, sys.stdout, sys.stderr)
+
+# The interpreter's recursion depth as its counter has it, which shows in the error of a limit
+# set too low: here, in `python3 -c`'s own frame, and (the probe) where a run's code runs.
+_DEPTH_PROBE = compile("""
+import re as _re, sys as _sys
+try:
+    _sys.setrecursionlimit(1)
+except RecursionError as _e:
+    _m = _re.search(r"recursion depth (\\d+)", str(_e))
+    depth = int(_m.group(1)) if _m else 0
+""", "<depth>", "exec")
+_BASE_DEPTH = 0
+try:
+    sys.setrecursionlimit(1)
+except RecursionError as _e:
+    _m = re.search(r"recursion depth (\d+)", str(_e))
+    _BASE_DEPTH = int(_m.group(1)) if _m else 0
 
 
 def _send(obj, fd=None):
@@ -425,12 +443,13 @@ def _child(msg, fds, standby=False, report=None):
     main.__dict__.update({"__builtins__": __builtins__, "__loader__": __loader__,
                           "__spec__": None, "__package__": None, "__annotations__": {}})
     sys.modules["__main__"] = main
-    # Under python3 -c the code's frame is the first; here it starts under ours. The limit
-    # grows by their number (and the exec call), so the code recurses as deep as it would there.
-    depth, frame = 1, sys._getframe()
-    while frame is not None:
-        depth, frame = depth + 1, frame.f_back
-    sys.setrecursionlimit(sys.getrecursionlimit() + depth)
+    # Under python3 -c the code's frame is the interpreter's first; here it starts under ours.
+    # The limit grows by the difference, measured where the code will run (the interpreter's
+    # counter can differ from a count of our frames), so the code recurses as deep as there.
+    probe = {}
+    exec(_DEPTH_PROBE, probe)
+    if probe.get("depth") and _BASE_DEPTH:
+        sys.setrecursionlimit(sys.getrecursionlimit() + probe["depth"] - _BASE_DEPTH)
     status, sigint = 0, False
     try:
         exec(compile(code, "<string>", "exec"), main.__dict__)

@@ -407,6 +407,30 @@ TEST_F(ForkServerAgentTest, AKilledStandbyCostsTheNextRunOnlyAFork) {
   EXPECT_GT(standby_pid(), 0);
 }
 
+// Code recurses as deep as under python3 -c whether its run takes the standby or a child
+// forked for it (the standby was killed): the two start at different depths under the
+// server's frames, and the interpreter's counter does not always match a count of them.
+TEST_F(ForkServerAgentTest, CodeRecursesAsDeepAsUnderPython3CInAStandbyAndInAFreshChild) {
+  start();
+  const std::string code = "n = 0\ndef f():\n    global n\n    n += 1\n    f()\ntry:\n    f()\n"
+                           "except RecursionError:\n    print(n)\n";
+  ExecRequest c;
+  c.argv = {"python3", "-c", code};
+  ExecResult want = client->exec(c);
+  ASSERT_EQ(want.exit_code, 0) << want.stderr_data;
+  int standby = standby_pid();
+  ASSERT_GT(standby, 0);
+  ExecResult in_standby = py("import os\n" + code + "print(os.getpid())");
+  EXPECT_EQ(in_standby.stdout_data, want.stdout_data + std::to_string(standby) + "\n");
+  int next = standby_pid();
+  ASSERT_GT(next, 0);
+  tamper("kill -KILL PID", next);
+  ExecResult fresh = py("import os\n" + code + "print(os.getpid())");
+  EXPECT_EQ(fresh.stdout_data.substr(0, want.stdout_data.size()), want.stdout_data)
+    << fresh.stdout_data;
+  EXPECT_NE(fresh.stdout_data, want.stdout_data + std::to_string(next) + "\n");
+}
+
 // The standby forked after a tenant's last run never ran code: reset keeps it, so a one-shot
 // run costs one fork, not two.
 TEST_F(ForkServerAgentTest, ResetKeepsAnUntouchedStandby) {
