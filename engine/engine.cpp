@@ -41,11 +41,28 @@ std::string host_name() {
 caf::behavior requester(caf::event_based_actor* self) {
   return {[self](warmpool::async_call& c) {
     requester_scope in{self};
-    c.run(self);
+    run_callback([&] { c.run(self); });
   }};
 }
 
 } // namespace
+
+void callback_threw(std::exception_ptr e) noexcept {
+  try {
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+      logger().error("a callback given to an asynchronous call threw (the exception is "
+                     "dropped): {}",
+                     x.what());
+    } catch (...) {
+      logger().error("a callback given to an asynchronous call threw a non-standard exception "
+                     "(dropped)");
+    }
+  } catch (...) {
+    // Logging itself failed: nothing more to do.
+  }
+}
 
 // -- Engine -----------------------------------------------------------------
 

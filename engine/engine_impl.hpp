@@ -52,6 +52,20 @@ struct requester_scope {
   ~requester_scope() { current_requester = prev; }
 };
 
+/// Logs that a caller's callback threw; the exception goes no further (engine.cpp).
+void callback_threw(std::exception_ptr e) noexcept;
+
+/// Runs a caller's callback on an engine actor. One that throws must not end the actor, and
+/// with it every call whose answer would come through it: the exception is logged, dropped.
+template <class F>
+void run_callback(F&& f) noexcept {
+  try {
+    std::forward<F>(f)();
+  } catch (...) {
+    callback_threw(std::current_exception());
+  }
+}
+
 } // namespace warmpool
 
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(warmpool::async_call)
@@ -144,11 +158,11 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
             .then(
               [self, shared](R& r) {
                 requester_scope in{self};
-                (*shared)(caf::expected<R>{std::move(r)});
+                run_callback([&] { (*shared)(caf::expected<R>{std::move(r)}); });
               },
               [self, shared](caf::error& e) {
                 requester_scope in{self};
-                (*shared)(caf::expected<R>{std::move(e)});
+                run_callback([&] { (*shared)(caf::expected<R>{std::move(e)}); });
               });
         },
         args);
@@ -187,7 +201,7 @@ struct Engine::Impl : std::enable_shared_from_this<Engine::Impl> {
           if (*done)
             return;
           *done = true;
-          cb(std::move(x));
+          run_callback([&] { cb(std::move(x)); });
           self->quit();
         };
         if (remote) {

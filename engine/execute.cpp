@@ -73,11 +73,11 @@ private:
   template <class F>
   void in_scope(caf::event_based_actor* self, F&& f) {
     if (!scoped_) {
-      f();
+      run_callback(f);
       return;
     }
     requester_scope in{self};
-    f();
+    run_callback(f);
   }
 
   void leased(caf::event_based_actor* self, lease_info li) {

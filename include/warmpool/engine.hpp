@@ -40,7 +40,8 @@ public:
   /// `done` runs once, on an engine thread, with the result or the error; the call itself
   /// never throws (on an empty or released Lease, `done` hears so at once, on the calling
   /// thread). `done` may start further calls (async ones are cheapest there) but should not
-  /// block: it holds up other callbacks while it does.
+  /// block: it holds up other callbacks while it does. An exception it throws is logged and
+  /// dropped.
   void exec_async(ExecRequest req, std::function<void(ExecResult, std::exception_ptr)> done);
   std::future<ExecResult> exec_future(ExecRequest req);
 

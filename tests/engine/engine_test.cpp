@@ -216,6 +216,41 @@ TEST_F(EngineTest, AsyncCallsOnAReleasedLeaseTellTheirCallbackAndTheEngineGoesOn
   }
 }
 
+// A callback that throws is the caller's bug, but it must not take an engine thread with it:
+// the calls whose answers would come through that thread would never be answered.
+TEST_F(EngineTest, CallbacksThatThrowAreDroppedAndEveryLaterCallIsAnswered) {
+  auto engine = start();
+  constexpr int rounds = 64;
+  std::atomic<int> ran{0};
+  for (int i = 0; i < rounds; ++i)
+    engine->execute_async("sim", echo("x"), {},
+                          [&](ExecResult, ExecuteInfo, std::exception_ptr) {
+                            ++ran;
+                            throw std::runtime_error("a caller's bug");
+                          });
+  for (int i = 0; i < 32; ++i) {
+    auto p = std::make_shared<std::promise<std::string>>();
+    engine->acquire_async("sim", {}, [p](Lease lease, std::exception_ptr e) {
+      if (e) {
+        p->set_value("acquire failed");
+        return;
+      }
+      auto held = std::make_shared<Lease>(std::move(lease));
+      held->exec_async(echo("after"), [p, held](ExecResult r, std::exception_ptr) {
+        p->set_value(r.stdout_data);
+        throw std::logic_error("thrown after answering");
+      });
+    });
+    auto r = p->get_future();
+    ASSERT_EQ(r.wait_for(30s), std::future_status::ready) << "call " << i << " went unanswered";
+    EXPECT_EQ(r.get(), "after\n");
+  }
+  for (int i = 0; i < 3000 && ran.load() < rounds; ++i)
+    std::this_thread::sleep_for(10ms); // (all answered by now: the pool admits in order)
+  EXPECT_EQ(ran.load(), rounds);
+  EXPECT_EQ(leased_soon(*engine, 0), 0u);
+}
+
 TEST_F(EngineTest, AFutureWaitedInsideACallbackStillCompletes) {
   // The callback runs on the requester actor that would take the future's answer, were it
   // sent from there: waiting on it must not deadlock that actor.
