@@ -156,19 +156,13 @@ void Lease::run_code_async(std::string context, std::string code, duration timeo
 }
 
 void Lease::close_context_async(std::string context, std::function<void(std::exception_ptr)> done) {
-  auto* l = usable(impl_, done);
-  if (!l)
-    return;
-  call_async(*l, {{"op", "ctx_close"}, {"context", context}}, duration{0},
+  call_async(impl_, {{"op", "ctx_close"}, {"context", context}}, duration{0},
              ignore_reply(std::move(done)));
 }
 
 void Lease::contexts_async(
   std::function<void(std::vector<ContextInfo>, std::exception_ptr)> done) {
-  auto* l = usable(impl_, done);
-  if (!l)
-    return;
-  call_async(*l, {{"op", "ctx_list"}}, duration{0},
+  call_async(impl_, {{"op", "ctx_list"}}, duration{0},
              parse_then<std::vector<ContextInfo>>(
                [](const json& j) { return listed(j, "contexts", "context"); }, std::move(done)));
 }

@@ -307,18 +307,12 @@ void Lease::open_shell_async(std::string name,
 }
 
 void Lease::close_shell_async(std::string shell, std::function<void(std::exception_ptr)> done) {
-  auto* l = usable(impl_, done);
-  if (!l)
-    return;
-  call_async(*l, {{"op", "shell_close"}, {"shell", shell}}, duration{0},
+  call_async(impl_, {{"op", "shell_close"}, {"shell", shell}}, duration{0},
              ignore_reply(std::move(done)));
 }
 
 void Lease::shells_async(std::function<void(std::vector<ShellInfo>, std::exception_ptr)> done) {
-  auto* l = usable(impl_, done);
-  if (!l)
-    return;
-  call_async(*l, {{"op", "shell_list"}}, duration{0},
+  call_async(impl_, {{"op", "shell_list"}}, duration{0},
              parse_then<std::vector<ShellInfo>>(
                [](const json& j) { return listed(j, "shells", "shell"); }, std::move(done)));
 }
@@ -362,10 +356,7 @@ void Lease::start_process_async(ExecRequest req, ProcessOptions opts,
 
 void Lease::processes_async(
   std::function<void(std::vector<ProcessInfo>, std::exception_ptr)> done) {
-  auto* l = usable(impl_, done);
-  if (!l)
-    return;
-  call_async(*l, {{"op", "proc_list"}}, duration{0},
+  call_async(impl_, {{"op", "proc_list"}}, duration{0},
              parse_then<std::vector<ProcessInfo>>(
                [](const json& j) {
                  std::vector<ProcessInfo> out;
@@ -379,46 +370,31 @@ void Lease::processes_async(
 void Lease::read_output_async(std::string id, uint64_t offset, uint64_t stderr_offset,
                               duration wait,
                               std::function<void(ProcessOutput, std::exception_ptr)> done) {
-  auto* l = usable(impl_, done);
-  if (!l)
-    return;
-  call_async(*l, output_request(id, offset, stderr_offset, wait), wait,
+  call_async(impl_, output_request(id, offset, stderr_offset, wait), wait,
              parse_then<ProcessOutput>([id](const json& j) { return output_from(j, id); },
                                        std::move(done)));
 }
 
 void Lease::write_stdin_async(std::string id, std::string data, bool close,
                               std::function<void(std::exception_ptr)> done) {
-  auto* l = usable(impl_, done);
-  if (!l)
-    return;
-  call_async(*l,
+  call_async(impl_,
              {{"op", "proc_stdin"}, {"process", id}, {"data", proto::base64_encode(data)}, {"close", close}},
              duration{0}, ignore_reply(std::move(done)));
 }
 
 void Lease::signal_async(std::string id, int sig, std::function<void(std::exception_ptr)> done) {
-  auto* l = usable(impl_, done);
-  if (!l)
-    return;
-  call_async(*l, {{"op", "proc_signal"}, {"process", id}, {"signal", sig}}, duration{0},
+  call_async(impl_, {{"op", "proc_signal"}, {"process", id}, {"signal", sig}}, duration{0},
              ignore_reply(std::move(done)));
 }
 
 void Lease::resize_async(std::string id, uint16_t cols, uint16_t rows,
                          std::function<void(std::exception_ptr)> done) {
-  auto* l = usable(impl_, done);
-  if (!l)
-    return;
-  call_async(*l, {{"op", "proc_resize"}, {"process", id}, {"cols", cols}, {"rows", rows}},
+  call_async(impl_, {{"op", "proc_resize"}, {"process", id}, {"cols", cols}, {"rows", rows}},
              duration{0}, ignore_reply(std::move(done)));
 }
 
 void Lease::forget_process_async(std::string id, std::function<void(std::exception_ptr)> done) {
-  auto* l = usable(impl_, done);
-  if (!l)
-    return;
-  call_async(*l, {{"op", "proc_forget"}, {"process", id}}, duration{0},
+  call_async(impl_, {{"op", "proc_forget"}, {"process", id}}, duration{0},
              ignore_reply(std::move(done)));
 }
 

@@ -65,6 +65,13 @@ inline void call_async(Lease::Impl& l, const json& req, duration wait,
     live_atom::value, l.info.id, req.dump(), int64_t(limit.count()));
 }
 
+/// call_async on a Lease that may be empty or released: `done` then hears so (see usable).
+inline void call_async(const std::unique_ptr<Lease::Impl>& impl, const json& req, duration wait,
+                       std::function<void(std::string, std::exception_ptr)> done) {
+  if (auto* l = usable(impl, done))
+    call_async(*l, req, wait, std::move(done));
+}
+
 /// `done` with the parsed value, or with the error (a malformed reply included).
 template <class T, class Parse>
 std::function<void(std::string, std::exception_ptr)>
